@@ -1,0 +1,7 @@
+"""``python -m dermchat`` entry point."""
+
+import sys
+
+from dermchat.cli import main
+
+sys.exit(main())

@@ -1,0 +1,17 @@
+"""The project's own offline skin-lesion classifier (trained in-project on HAM10000).
+
+Sub-modules are small on purpose: `data` reads the HAM layout and splits it, `model` is the CNN,
+`augment` the tensor augmentations, `train` the training command, `calibrate` the post-hoc
+calibration (temperature, conformal sets, melanoma threshold, out-of-distribution gate),
+`predictor` the inference entry point used by the plugin, `saliency` the Grad-CAM heat map and
+`evaluate` the evaluation command. torch is only imported by the modules that need it, so
+importing this package is cheap.
+"""
+
+HAM_CLASSES: tuple[str, ...] = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+"""HAM10000 diagnosis codes in the fixed order of the model's outputs."""
+
+MALIGNANT_CODES: frozenset[str] = frozenset({"mel", "bcc", "akiec"})
+"""Codes that make a prediction set 'urgent' (akiec includes intraepithelial carcinoma)."""
+
+__all__ = ["HAM_CLASSES", "MALIGNANT_CODES"]

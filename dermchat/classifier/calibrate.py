@@ -1,0 +1,227 @@
+"""Post-hoc calibration on the calibration split (lesions never seen in training or model selection).
+
+- Temperature scaling: one scalar T fitted by NLL, so probabilities mean what they say.
+- Split-conformal prediction sets (LAC score 1 - p_true): with the calibration scores stored, any
+  coverage can be asked for later; the default is 90%.
+- Melanoma threshold: the highest P(mel) threshold that still flags `target_sensitivity` of the
+  calibration melanomas (sensitivity first: a missed melanoma costs far more than a referral).
+- Out-of-distribution gate: an energy score (from the logits) and a Mahalanobis distance of the
+  pooled embedding to the training classes; either above its calibration quantile means
+  "out of my depth". The Mahalanobis part catches inputs unlike any dermoscopic frame (documents,
+  walls, noise), where logits alone can still be confidently wrong.
+
+`python -m dermchat.classifier.calibrate --weights DIR [--data DIR]` redoes this for saved weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from dermchat.classifier import HAM_CLASSES
+
+CALIBRATION_FILE = "calibration.json"
+OOD_FILE = "ood_stats.npz"
+DEFAULT_COVERAGE = 0.9
+MEL_TARGET_SENSITIVITY = 0.9
+OOD_QUANTILE = 0.995
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Minimise the NLL over log T (1-D, convex enough for a bounded scalar search)."""
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
+
+    def nll(log_t: float) -> float:
+        lp = log_softmax(logits / math.exp(log_t), axis=1)
+        return float(-lp[np.arange(len(labels)), labels].mean())
+
+    res = minimize_scalar(nll, bounds=(math.log(0.05), math.log(20.0)), method="bounded")
+    return float(math.exp(res.x))
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    from scipy.special import softmax as sp_softmax
+
+    return sp_softmax(logits / temperature, axis=1)
+
+
+def energy(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """Free energy -T*logsumexp(z/T): higher means less like the training data."""
+    from scipy.special import logsumexp
+
+    return -temperature * logsumexp(logits / temperature, axis=1)
+
+
+def conformal_scores(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return 1.0 - probs[np.arange(len(labels)), labels]
+
+
+def conformal_threshold(scores: np.ndarray, coverage: float) -> float:
+    """Split-conformal quantile: ceil((n+1)*coverage)/n empirical quantile of the scores."""
+    if not 0.0 < coverage < 1.0:
+        raise ValueError("coverage must be in (0, 1)")
+    n = len(scores)
+    if n == 0:
+        return 1.0
+    level = min(1.0, math.ceil((n + 1) * coverage) / n)
+    return float(np.quantile(scores, level, method="higher"))
+
+
+def prediction_sets(probs: np.ndarray, threshold: float) -> np.ndarray:
+    """Boolean (N, K): class k is in the set when 1 - p_k <= threshold; never empty (top-1 kept)."""
+    sets = (1.0 - probs) <= threshold
+    sets[np.arange(len(probs)), probs.argmax(axis=1)] = True
+    return sets
+
+
+def melanoma_threshold(p_mel: np.ndarray, is_mel: np.ndarray, target: float) -> float:
+    positives = np.sort(p_mel[is_mel])[::-1]
+    if len(positives) == 0:
+        return 0.5
+    k = max(1, math.ceil(target * len(positives)))
+    return float(positives[k - 1])
+
+
+class Mahalanobis:
+    """Class-conditional Gaussians with one shared, shrunk covariance (Lee et al., 2018)."""
+
+    def __init__(self, means: np.ndarray, precision: np.ndarray) -> None:
+        self.means = means
+        self.precision = precision
+
+    @classmethod
+    def fit(cls, emb: np.ndarray, labels: np.ndarray, n_classes: int, shrink: float = 0.1) -> "Mahalanobis":
+        d = emb.shape[1]
+        means = np.zeros((n_classes, d))
+        centred = []
+        for k in range(n_classes):
+            rows = emb[labels == k]
+            if len(rows):
+                means[k] = rows.mean(axis=0)
+                centred.append(rows - means[k])
+        c = np.concatenate(centred)
+        cov = c.T @ c / max(len(c) - 1, 1)
+        cov = (1 - shrink) * cov + shrink * np.trace(cov) / d * np.eye(d)
+        return cls(means, np.linalg.inv(cov))
+
+    def score(self, emb: np.ndarray) -> np.ndarray:
+        diffs = emb[:, None, :] - self.means[None, :, :]
+        d2 = np.einsum("nkd,de,nke->nk", diffs, self.precision, diffs)
+        return d2.min(axis=1)
+
+
+def calibrate_arrays(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    embeddings: np.ndarray,
+    train_embeddings: np.ndarray,
+    train_labels: np.ndarray,
+    coverage: float = DEFAULT_COVERAGE,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """All calibration quantities from calibration-split logits/embeddings (pure numpy)."""
+    from dermchat.classifier.metrics import expected_calibration_error
+
+    k = len(HAM_CLASSES)
+    t = fit_temperature(logits, labels)
+    raw = softmax(logits)
+    probs = softmax(logits, t)
+    scores = conformal_scores(probs, labels)
+    qhat = conformal_threshold(scores, coverage)
+    sets = prediction_sets(probs, qhat)
+    mel = HAM_CLASSES.index("mel")
+    is_mel = labels == mel
+    mel_thr = melanoma_threshold(probs[:, mel], is_mel, MEL_TARGET_SENSITIVITY)
+    flagged = probs[:, mel] >= mel_thr
+    maha = Mahalanobis.fit(train_embeddings, train_labels, k)
+    e = energy(logits, t)
+    m = maha.score(embeddings)
+    e_thr = float(np.quantile(e, OOD_QUANTILE))
+    m_thr = float(np.quantile(m, OOD_QUANTILE))
+    abstain = (e > e_thr) | (m > m_thr)
+    cal = {
+        "classes": list(HAM_CLASSES),
+        "split": "calib",
+        "n": int(len(labels)),
+        "temperature": t,
+        "conformal": {"method": "LAC (1 - p_true), top-1 always kept", "coverage": coverage,
+                      "threshold": qhat, "in_sample_coverage": float(sets[np.arange(len(labels)), labels].mean()),
+                      "in_sample_mean_set_size": float(sets.sum(axis=1).mean())},
+        "melanoma": {"threshold": mel_thr, "target_sensitivity": MEL_TARGET_SENSITIVITY,
+                     "calib_sensitivity": float(flagged[is_mel].mean()) if is_mel.any() else None,
+                     "calib_specificity": float((~flagged[~is_mel]).mean()) if (~is_mel).any() else None},
+        "ood": {"quantile": OOD_QUANTILE, "energy_threshold": e_thr, "mahalanobis_threshold": m_thr,
+                "calib_abstention_rate": float(abstain.mean())},
+        "calib_metrics": {"ece_before": expected_calibration_error(raw, labels),
+                          "ece_after": expected_calibration_error(probs, labels)},
+    }
+    arrays = {"conformal_scores": np.sort(scores).astype(np.float32),
+              "maha_means": maha.means.astype(np.float32), "maha_precision": maha.precision.astype(np.float32)}
+    return cal, arrays
+
+
+def calibrate_dir(
+    weights_dir: Path,
+    data_dir: Path,
+    pixels: np.ndarray | None = None,
+    image_ids: Sequence[str] | None = None,
+    coverage: float = DEFAULT_COVERAGE,
+) -> dict[str, Any]:
+    """Calibrate the model saved in `weights_dir` on its recorded calibration split."""
+    from dermchat.classifier.data import load_pixels, read_metadata, read_split
+    from dermchat.classifier.model import batched_inference, load_model
+    from dermchat.classifier.train import MODEL_FILE, SPLIT_FILE
+
+    weights_dir = Path(weights_dir)
+    split = read_split(weights_dir / SPLIT_FILE)
+    records = read_metadata(data_dir)
+    labels_by_id = {r.image_id: r.label for r in records}
+    if pixels is None or image_ids is None:
+        image_ids = [r.image_id for r in records]
+        pixels, _ = load_pixels(data_dir, image_ids, with_masks=True)
+    index = {i: n for n, i in enumerate(image_ids)}
+    model, _ = load_model(weights_dir / MODEL_FILE)
+    parts = {}
+    for name in ("train", "calib"):
+        ids = [i for i in split[name] if i in index]
+        if not ids:
+            raise ValueError(f"no {name} images of {weights_dir / SPLIT_FILE} found in {data_dir}")
+        out = batched_inference(model, pixels[[index[i] for i in ids]])
+        parts[name] = (out["logits"].numpy().astype(np.float64), out["embedding"].numpy().astype(np.float64),
+                       np.array([labels_by_id[i] for i in ids]))
+    cal, arrays = calibrate_arrays(parts["calib"][0], parts["calib"][2], parts["calib"][1],
+                                   parts["train"][1], parts["train"][2], coverage)
+    (weights_dir / CALIBRATION_FILE).write_text(json.dumps(cal, indent=1))
+    np.savez_compressed(weights_dir / OOD_FILE, **arrays)
+    return cal
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from dermchat.classifier.data import DataError, default_data_dir
+
+    p = argparse.ArgumentParser(prog="python -m dermchat.classifier.calibrate", description=__doc__.splitlines()[0])
+    p.add_argument("--weights", type=Path, required=True)
+    p.add_argument("--data", type=Path, default=None)
+    p.add_argument("--coverage", type=float, default=DEFAULT_COVERAGE)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    try:
+        cal = calibrate_dir(args.weights, args.data or default_data_dir(), coverage=args.coverage)
+    except (DataError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(cal, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,159 @@
+"""A compact residual CNN for 128x96 dermoscopic frames, in plain torch (no torchvision).
+
+Why this shape: plain 3x3 convolutions run far better per FLOP on CPU than depthwise ones, and
+one to two residual blocks per stage keep a forward pass around 0.2 GFLOP so that a from-scratch
+run fits in an hour on two cores. An auxiliary lesion-mask head (training only) gives the
+network a dense signal about where the lesion is, which helps a model with no pretraining.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from dermchat.classifier import HAM_CLASSES
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild the network and its input normalisation."""
+
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    blocks: tuple[int, ...] = (1, 2, 2, 1)
+    stem: int = 24
+    num_classes: int = len(HAM_CLASSES)
+    dropout: float = 0.2
+    mean: tuple[float, float, float] = (0.76, 0.55, 0.58)
+    std: tuple[float, float, float] = (0.14, 0.15, 0.17)
+    classes: tuple[str, ...] = field(default_factory=lambda: HAM_CLASSES)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.short: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.short = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + self.short(x), inplace=True)
+
+
+class DermNet(nn.Module):
+    """Residual CNN returning class logits; `forward_all` also gives the last feature map,
+    the pooled embedding (for the out-of-distribution gate) and mask logits."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.register_buffer("mean", torch.tensor(config.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(config.std).view(1, 3, 1, 1))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, config.stem, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(config.stem),
+            nn.ReLU(inplace=True),
+        )
+        stages: list[nn.Module] = []
+        c_in = config.stem
+        for c_out, n in zip(config.widths, config.blocks):
+            layers = [BasicBlock(c_in, c_out, 2)] + [BasicBlock(c_out, c_out, 1) for _ in range(n - 1)]
+            stages.append(nn.Sequential(*layers))
+            c_in = c_out
+        self.stages = nn.ModuleList(stages)
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(c_in, config.num_classes)
+        self.mask_head = nn.Conv2d(config.widths[1], 1, 1)
+
+    def normalise(self, x_uint8_like: torch.Tensor) -> torch.Tensor:
+        """Input is float in [0, 1], NCHW."""
+        return (x_uint8_like - self.mean) / self.std
+
+    def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.stem(self.normalise(x))
+        mask_logits = None
+        for i, stage in enumerate(self.stages):
+            h = stage(h)
+            if i == 1:
+                mask_logits = self.mask_head(h)
+        pooled = h.mean(dim=(2, 3))
+        logits = self.head(self.dropout(pooled))
+        assert mask_logits is not None
+        return {"logits": logits, "features": h, "embedding": pooled, "mask_logits": mask_logits}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_all(x)["logits"]
+
+
+def build_model(config: ModelConfig | None = None) -> DermNet:
+    return DermNet(config or ModelConfig())
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_model(model: DermNet, path: Path, extra: dict[str, Any] | None = None) -> None:
+    """Save as float16 to keep the committed file small (the loss of precision is negligible
+    for inference; BatchNorm running statistics are kept in float32)."""
+    state = {}
+    for k, v in model.state_dict().items():
+        state[k] = v.half() if v.is_floating_point() and "running" not in k else v
+    torch.save({"config": asdict(model.config), "state_dict": state, "extra": extra or {}}, path)
+
+
+def load_model(path: Path) -> tuple[DermNet, dict[str, Any]]:
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    model = build_model(ModelConfig.from_dict(blob["config"]))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
+    model.load_state_dict(state)
+    model.eval()
+    return model, dict(blob.get("extra") or {})
+
+
+def predict_logits(model: DermNet, x: torch.Tensor, tta: bool = True) -> dict[str, torch.Tensor]:
+    """Inference with horizontal-flip averaging (cheap, and dermoscopy has no handedness)."""
+    out = model.forward_all(x)
+    if not tta:
+        return out
+    flipped = model.forward_all(torch.flip(x, dims=[3]))
+    return {
+        "logits": (out["logits"] + flipped["logits"]) / 2,
+        "embedding": (out["embedding"] + flipped["embedding"]) / 2,
+        "features": out["features"],
+        "mask_logits": out["mask_logits"],
+    }
+
+
+def uint8_to_input(pixels: "torch.Tensor | Any") -> torch.Tensor:
+    """NHWC uint8 (numpy or tensor) -> NCHW float in [0, 1]."""
+    t = torch.as_tensor(pixels)
+    if t.ndim == 3:
+        t = t.unsqueeze(0)
+    return t.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+@torch.no_grad()
+def batched_inference(model: DermNet, pixels: Any, batch_size: int = 256, tta: bool = True) -> dict[str, torch.Tensor]:
+    """Logits and pooled embeddings for a whole uint8 NHWC array, batch by batch."""
+    model.eval()
+    logits, embeddings = [], []
+    for start in range(0, len(pixels), batch_size):
+        out = predict_logits(model, uint8_to_input(pixels[start : start + batch_size]), tta=tta)
+        logits.append(out["logits"])
+        embeddings.append(out["embedding"])
+    return {"logits": torch.cat(logits), "embedding": torch.cat(embeddings)}

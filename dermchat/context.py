@@ -1,0 +1,52 @@
+"""What a provider sees during a turn.
+
+One object instead of long argument lists: providers read what they need (image, question, audience, what
+earlier steps found) and report progress through ``progress()`` so slow steps stream feedback to the UI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from dermchat.registry import Registry
+    from dermchat.results import Audience, Diagnosis, QualityReport, TurnResult
+    from dermchat.settings import Settings
+
+ProgressFn = Callable[[str, "float | None"], None]
+
+
+def _no_progress(message: str, fraction: float | None = None) -> None:
+    """Default progress sink when nobody is listening (CLI without a UI, tests)."""
+
+
+@dataclass
+class TurnContext:
+    """Inputs of one turn plus what earlier steps produced."""
+
+    image: Image.Image | None
+    image_sha256: str | None
+    question: str
+    audience: Audience
+    settings: Settings
+    registry: Registry
+    workdir: Path
+    history: list[dict[str, str]] = field(default_factory=list)
+    previous: TurnResult | None = None
+    quality: QualityReport | None = None
+    diagnosis: Diagnosis | None = None
+    body_site: str | None = None
+    seen_references: set[str] = field(default_factory=set)
+    options: dict[str, Any] = field(default_factory=dict)
+    progress: ProgressFn = _no_progress
+
+    @property
+    def top_conditions(self) -> list[str]:
+        """Vocabulary ids of the current differential, most likely first (empty when there is none)."""
+        if self.diagnosis is None:
+            return []
+        return [e.condition_id for e in self.diagnosis.top(len(self.diagnosis.differential))]

@@ -1,0 +1,525 @@
+"""The turn pipeline: quality -> diagnosis -> explanation -> references, streamed as step events.
+
+``DermChat.run_turn`` is a generator: the UI shows each event as it arrives and the last event carries the
+one structured ``TurnResult``. Failures are isolated per step: a broken quality check, explainer or reference
+generator degrades the turn with a short message; a broken diagnoser ends the turn politely.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
+
+from dermchat import safety
+from dermchat.context import TurnContext
+from dermchat.intake import ImageInputError, ImageSource, decode_image
+from dermchat.plugins import PluginManager
+from dermchat.providers import Provider, ProviderError
+from dermchat.registry import Registry, describe_exception
+from dermchat.results import (
+    Audience,
+    Diagnosis,
+    Explanation,
+    ProviderRef,
+    QualityReport,
+    Reference,
+    StepError,
+    StepEvent,
+    StepName,
+    TurnResult,
+)
+from dermchat.settings import Settings, load_settings
+from dermchat.steps import StepOutcome, run_streaming
+from dermchat.vocabulary import get_vocabulary
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+OFFLINE_DIAGNOSER = "ham-cnn"
+STEP_TITLES: dict[str, str] = {
+    "intake": "Reading your photo",
+    "quality": "Checking photo quality",
+    "diagnosis": "Looking at the skin",
+    "explanation": "Looking up trusted sources",
+    "references": "Finding reference images",
+}
+
+
+def friendly_error(exc: BaseException) -> str:
+    """Messages from ``ProviderError`` are meant for users; anything else gets a generic line."""
+    if isinstance(exc, ProviderError):
+        return str(exc)
+    return f"an internal error occurred ({type(exc).__name__})"
+
+
+class DermChat:
+    """One configured app: settings, plugins and the providers they registered."""
+
+    def __init__(self, settings: Settings | None = None, plugins: PluginManager | None = None) -> None:
+        self.settings = settings or load_settings()
+        self.plugins = plugins or PluginManager()
+        self.vocabulary = get_vocabulary()
+        self._configure_lock = threading.Lock()
+        self.configuration_errors: list[str] = []
+        self.configure(self.settings)
+
+    # -- configuration ---------------------------------------------------------------------------------------
+    @property
+    def registry(self) -> Registry:
+        return self.plugins.collect()
+
+    def configure(self, settings: Settings) -> None:
+        """Apply per-provider options; invalid options are recorded (and raised in strict mode)."""
+        with self._configure_lock:
+            self.settings = settings
+            self.configuration_errors = []
+            for by_id in self.registry.providers.values():
+                for provider_id, provider in by_id.items():
+                    try:
+                        provider.configure(settings.provider_options(provider_id))
+                    except ValueError as exc:
+                        self.configuration_errors.append(str(exc))
+                        log.warning("%s", exc)
+
+    def settings_for(self, overrides: dict[str, Any] | None) -> Settings:
+        if not overrides:
+            return self.settings
+        merged = self.settings.model_dump()
+        merged.update(overrides)
+        return Settings(**merged)
+
+    def provider(self, capability: str, provider_id: str | None) -> Provider | None:
+        if not provider_id:
+            return None
+        try:
+            return self.registry.get(capability, provider_id)
+        except KeyError:
+            return None
+
+    def warm_up(self) -> list[str]:
+        """Load the configured providers now (a Space does this at start-up); returns any problems."""
+        problems: list[str] = []
+        settings = self.settings
+        chosen = [("quality", settings.quality), ("diagnoser", settings.diagnoser), ("explainer", settings.explainer)]
+        chosen += [("references", ref) for ref in settings.references]
+        for capability, provider_id in chosen:
+            provider = self.provider(capability, provider_id)
+            if provider is None:
+                continue
+            ok, reason = provider.available()
+            if not ok:
+                problems.append(f"{provider_id}: {reason}")
+                continue
+            try:
+                provider.load()
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"{provider_id}: {describe_exception(exc)}")
+        return problems
+
+    # -- the turn --------------------------------------------------------------------------------------------
+    def run_turn(
+        self,
+        image: ImageSource | None = None,
+        question: str = "",
+        *,
+        audience: Audience | None = None,
+        previous: TurnResult | None = None,
+        history: list[dict[str, str]] | None = None,
+        force: bool = False,
+        settings_overrides: dict[str, Any] | None = None,
+        seen_references: set[str] | None = None,
+        workdir: str | Path | None = None,
+        body_site: str | None = None,
+        turn_id: str | None = None,
+    ) -> Iterator[StepEvent]:
+        """Run one turn, yielding step events; the last event has ``kind='result'``."""
+        turn = _Turn(
+            app=self,
+            settings=self.settings_for(settings_overrides),
+            question=(question or "").strip(),
+            audience=audience,
+            previous=previous,
+            history=history or [],
+            force=force,
+            seen_references=seen_references,
+            workdir=workdir,
+            body_site=body_site,
+            turn_id=turn_id,
+        )
+        yield from turn.run(image)
+
+    def run_turn_sync(self, image: ImageSource | None = None, question: str = "", **kwargs: Any) -> TurnResult:
+        """Run a turn to completion and return its result (CLI, tests, study replays)."""
+        result: TurnResult | None = None
+        for event in self.run_turn(image, question, **kwargs):
+            if event.kind == "result":
+                result = event.result
+        assert result is not None
+        return result
+
+
+class _Turn:
+    """State of one running turn; keeps ``run_turn`` readable top to bottom."""
+
+    def __init__(
+        self,
+        *,
+        app: DermChat,
+        settings: Settings,
+        question: str,
+        audience: Audience | None,
+        previous: TurnResult | None,
+        history: list[dict[str, str]],
+        force: bool,
+        seen_references: set[str] | None,
+        workdir: str | Path | None,
+        body_site: str | None,
+        turn_id: str | None,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.force = force
+        self.result = TurnResult(
+            turn_id=turn_id or uuid.uuid4().hex[:12],
+            audience=audience or settings.audience,
+            question=question,
+            settings_profile=settings.profile,
+        )
+        base = Path(workdir) if workdir else Path(settings.workdir or tempfile.gettempdir()) / "dermchat-turns"
+        self.workdir = base / self.result.turn_id
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.ctx = TurnContext(
+            image=None,
+            image_sha256=None,
+            question=question,
+            audience=self.result.audience,
+            settings=settings,
+            registry=app.registry,
+            workdir=self.workdir,
+            history=history,
+            previous=previous,
+            body_site=body_site,
+            seen_references=set(seen_references or ()),
+        )
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+    def _provider(self, capability: str, provider_id: str | None) -> tuple[Provider | None, str | None]:
+        """The configured provider if it exists and is available, else ``(None, reason)``."""
+        if not provider_id:
+            return None, None
+        provider = self.app.provider(capability, provider_id)
+        if provider is None:
+            return None, f"provider {provider_id!r} is not installed"
+        ok, reason = provider.available()
+        if not ok:
+            return None, f"{provider.label or provider_id} is unavailable: {reason}"
+        return provider, None
+
+    def _note_provider(self, capability: str, provider: Provider) -> None:
+        ref = ProviderRef(id=provider.id, version=provider.version)
+        if capability == "references":
+            existing = self.result.providers.setdefault("references", [])
+            assert isinstance(existing, list)
+            existing.append(ref)
+        else:
+            self.result.providers[capability] = ref
+
+    def _call(
+        self, step: StepName, provider: Provider, fn: Callable[[], T], outcome: list[StepOutcome[T]]
+    ) -> Iterator[StepEvent]:
+        """Load (lazily) and call a provider in a worker thread, streaming its progress."""
+
+        def call(progress: Callable[[str, float | None], None]) -> T:
+            self.ctx.progress = progress
+            if not provider.loaded:
+                progress(f"Loading {provider.label or provider.id} (first use)…", None)
+            provider.load()
+            return fn()
+
+        yield from run_streaming(step, provider.id, call, outcome)
+        timing = outcome[-1].elapsed_ms
+        self.result.timings_ms[step] = round(self.result.timings_ms.get(step, 0.0) + timing, 1)
+
+    def _fail(self, step: StepName, provider_id: str | None, exc: BaseException, message: str) -> StepEvent:
+        log.warning("step %s (%s) failed: %s", step, provider_id, describe_exception(exc))
+        self.result.errors.append(StepError(step=step, provider_id=provider_id, message=describe_exception(exc)))
+        return StepEvent(step=step, kind="error", message=message, provider_id=provider_id)
+
+    def _start(self, step: StepName, provider: Provider) -> StepEvent:
+        return StepEvent(step=step, kind="start", message=STEP_TITLES[step], provider_id=provider.id)
+
+    def _finish(self) -> Iterator[StepEvent]:
+        vocab = self.app.vocabulary
+        notices = list(self.result.notices)
+        if self.result.diagnosis is not None:
+            notices.extend(self.result.diagnosis.notices)
+        if self.result.explanation is not None:
+            notices.extend(self.result.explanation.notices)
+        for extra in self.app.plugins.call_each("extra_notices", result=self.result, audience=self.result.audience):
+            notices.extend(str(item) for item in extra)
+        notices.extend(safety.required_notices(self.result, vocab))
+        self.result.notices = list(dict.fromkeys(n for n in notices if n))
+        self.app.plugins.call_each("turn_completed", result=self.result, context=self.ctx)
+        yield StepEvent(step="turn", kind="result", message=self.result.message, result=self.result)
+
+    # -- the steps ---------------------------------------------------------------------------------------------
+    def run(self, image: ImageSource | None) -> Iterator[StepEvent]:
+        if image is None:
+            yield from self._text_only()
+            return
+        if not self._intake(image):
+            yield StepEvent(step="intake", kind="error", message=self.result.message)
+            yield from self._finish()
+            return
+        yield StepEvent(step="intake", kind="done", message=STEP_TITLES["intake"], data={"size": self.result.image_size})
+        proceed = yield from self._quality()
+        if proceed:
+            diagnosed = yield from self._diagnosis()
+            if diagnosed:
+                yield from self._explanation()
+                yield from self._references()
+        yield from self._finish()
+
+    def _intake(self, image: ImageSource) -> bool:
+        try:
+            decoded = decode_image(
+                image,
+                max_bytes=int(self.settings.max_upload_mb * 1024 * 1024),
+                max_pixels=self.settings.max_image_pixels,
+            )
+        except ImageInputError as exc:
+            self.result.status = "invalid_input"
+            self.result.message = str(exc)
+            return False
+        self.ctx.image = decoded.image
+        self.ctx.image_sha256 = decoded.sha256
+        self.result.image_sha256 = decoded.sha256
+        self.result.image_size = decoded.image.size
+        self.result.notices.extend(decoded.notes)
+        return True
+
+    def _text_only(self) -> Iterator[StepEvent]:
+        """No image: empty message, follow-up about the last result, or conditions to consider."""
+        if not self.result.question:
+            self.result.status = "invalid_input"
+            self.result.message = "Your message was empty. Attach a photo of the skin, or describe what you see."
+            yield from self._finish()
+            return
+        previous = self.ctx.previous
+        if previous is not None and previous.diagnosis is not None:
+            self.result.status = "followup"
+            self.result.diagnosis = previous.diagnosis
+            self.result.triage = previous.triage
+            self.result.quality = previous.quality
+            self.result.image_sha256 = previous.image_sha256
+            self.ctx.diagnosis = previous.diagnosis
+            self.ctx.quality = previous.quality
+        else:
+            self.result.status = "no_image"
+            self.result.message = (
+                "I don't have a photo yet. You can attach one, or answer a few questions so I can suggest "
+                "conditions to discuss with a clinician."
+            )
+        yield from self._explanation()
+        yield from self._finish()
+
+    def _quality(self) -> Iterator[StepEvent]:
+        """Returns whether the turn goes on to diagnosis."""
+        provider, why_not = self._provider("quality", self.settings.quality)
+        if provider is None:
+            if why_not:
+                self.result.notices.append(f"Photo quality was not checked ({why_not}).")
+                yield StepEvent(step="quality", kind="skipped", message=why_not)
+            return True
+        yield self._start("quality", provider)
+        outcome: list[StepOutcome[QualityReport]] = []
+        yield from self._call("quality", provider, lambda: provider.check(self.ctx), outcome)  # type: ignore[attr-defined]
+        if outcome[0].error is not None:
+            yield self._fail("quality", provider.id, outcome[0].error, "The photo quality check failed; continuing without it.")
+            self.result.notices.append("Photo quality could not be checked this time.")
+            return True
+        report = outcome[0].value
+        assert report is not None
+        self._note_provider("quality", provider)
+        self.result.quality = report
+        self.ctx.quality = report
+        yield StepEvent(
+            step="quality", kind="done", provider_id=provider.id, elapsed_ms=outcome[0].elapsed_ms,
+            message=f"Photo quality {report.score:.0f}/100 ({report.band})", data={"quality": report.model_dump()},
+        )
+        if not report.is_skin:
+            self.result.status = "not_skin"
+            self.result.message = (
+                "This photo doesn't seem to show skin, so I can't look at it. Please send a close, "
+                "well-lit photo of the skin area you're worried about."
+            )
+            return False
+        if not report.acceptable and self.settings.quality_gate:
+            if not self.force:
+                tips = [r.patient_tip for r in report.problems(2) if r.patient_tip]
+                self.result.status = "retake"
+                self.result.message = (
+                    "The photo isn't clear enough for a reliable look. "
+                    + (" ".join(tips) + " " if tips else "")
+                    + "Please retake it, or choose 'continue anyway'."
+                )
+                return False
+            self.result.quality_overridden = True
+        return True
+
+    def _diagnosis(self) -> Iterator[StepEvent]:
+        """Returns whether the turn goes on (an abstention still goes on to explanation)."""
+        provider, why_not = self._provider("diagnoser", self.settings.diagnoser)
+        if provider is None and self.settings.diagnoser != OFFLINE_DIAGNOSER:
+            fallback, _ = self._provider("diagnoser", OFFLINE_DIAGNOSER)
+            if fallback is not None:
+                self.result.notices.append(f"{why_not}. Using the offline image model instead.")
+                provider = fallback
+        if provider is None:
+            self.result.status = "diagnosis_failed"
+            self.result.message = (
+                "Sorry, no image model is available right now, so I can't look at the photo. "
+                f"({why_not or 'no diagnoser configured'})"
+            )
+            yield StepEvent(step="diagnosis", kind="error", message=self.result.message)
+            return False
+        yield self._start("diagnosis", provider)
+        outcome: list[StepOutcome[Diagnosis]] = []
+        yield from self._call("diagnosis", provider, lambda: provider.diagnose(self.ctx), outcome)  # type: ignore[attr-defined]
+        if outcome[0].error is not None:
+            self.result.status = "diagnosis_failed"
+            self.result.message = (
+                "Sorry, something went wrong while looking at the photo, so I can't give an answer this time. "
+                f"Please try again later ({friendly_error(outcome[0].error)})."
+            )
+            yield self._fail("diagnosis", provider.id, outcome[0].error, self.result.message)
+            return False
+        diagnosis = outcome[0].value
+        assert diagnosis is not None
+        self._note_provider("diagnoser", provider)
+        diagnosis = self._validated(diagnosis)
+        report = self.result.quality
+        if self.result.quality_overridden and report is not None:
+            reason = ", ".join(r.label.lower() for r in report.problems(2)) or "low quality score"
+            diagnosis = safety.discount_confidence(diagnosis, report.discount, reason)
+        self.result.diagnosis = diagnosis
+        self.ctx.diagnosis = diagnosis
+        self.result.triage = safety.decide_triage(diagnosis, self.app.vocabulary, report)
+        if diagnosis.abstained:
+            self.result.status = "abstained"
+            self.result.message = diagnosis.abstain_reason or safety.ABSTAIN_NOTICE
+        yield StepEvent(
+            step="diagnosis", kind="done", provider_id=provider.id, elapsed_ms=outcome[0].elapsed_ms,
+            message=self._diagnosis_summary(diagnosis), data={"triage": self.result.triage.model_dump()},
+        )
+        yield from self._second_opinion(provider.id)
+        return True
+
+    def _validated(self, diagnosis: Diagnosis) -> Diagnosis:
+        """Drop ids outside the vocabulary and renormalise, so renderers and safety rules can trust the rows."""
+        vocab = self.app.vocabulary
+        kept = [e for e in diagnosis.differential if e.condition_id in vocab]
+        dropped = len(diagnosis.differential) - len(kept)
+        total = sum(e.probability for e in kept)
+        out = diagnosis.model_copy(deep=True)
+        if dropped:
+            out.notices.append(f"{dropped} label(s) from the model were not in DermChat's vocabulary and were left out.")
+        out.differential = [
+            e.model_copy(update={"probability": e.probability / total}) for e in kept
+        ] if total > 0 else []
+        out.differential.sort(key=lambda e: e.probability, reverse=True)
+        out.prediction_set = [c for c in out.prediction_set if c in vocab]
+        return out
+
+    def _diagnosis_summary(self, diagnosis: Diagnosis) -> str:
+        if diagnosis.abstained:
+            return "The image model abstained"
+        top = diagnosis.top(1)
+        if not top:
+            return "No structured differential"
+        name = self.app.vocabulary.get(top[0].condition_id).name(self.result.audience)
+        return f"Most likely: {name} ({top[0].probability:.0%})"
+
+    def _second_opinion(self, first_id: str) -> Iterator[StepEvent]:
+        second_id = self.settings.second_opinion
+        if not second_id or second_id == first_id:
+            return
+        provider, why_not = self._provider("diagnoser", second_id)
+        if provider is None:
+            return
+        outcome: list[StepOutcome[Diagnosis]] = []
+        yield from self._call("diagnosis", provider, lambda: provider.diagnose(self.ctx), outcome)  # type: ignore[attr-defined]
+        if outcome[0].error is not None:
+            yield self._fail("diagnosis", provider.id, outcome[0].error, "The second opinion failed.")
+            return
+        assert outcome[0].value is not None
+        second = self._validated(outcome[0].value)
+        first = self.result.diagnosis
+        if first is not None and first.differential and second.differential:
+            second.extra["agrees_on_top"] = first.top(1)[0].condition_id == second.top(1)[0].condition_id
+            second.extra["set_overlap"] = sorted(set(first.prediction_set) & set(second.prediction_set))
+        self.result.second_opinion = second
+
+    def _explanation(self) -> Iterator[StepEvent]:
+        provider, why_not = self._provider("explainer", self.settings.explainer)
+        if provider is None:
+            if why_not:
+                self.result.notices.append(f"No explanation this time ({why_not}).")
+            return
+        yield self._start("explanation", provider)
+        outcome: list[StepOutcome[Explanation]] = []
+        yield from self._call("explanation", provider, lambda: provider.explain(self.ctx), outcome)  # type: ignore[attr-defined]
+        if outcome[0].error is not None:
+            self.result.notices.append("The explanation could not be prepared this time.")
+            yield self._fail("explanation", provider.id, outcome[0].error, "The explanation step failed.")
+            return
+        explanation = outcome[0].value
+        assert explanation is not None
+        self._note_provider("explainer", provider)
+        if not self.settings.show_citations:
+            explanation = explanation.model_copy(update={"citations": []})
+        self.result.explanation = explanation
+        yield StepEvent(
+            step="explanation", kind="done", provider_id=provider.id, elapsed_ms=outcome[0].elapsed_ms,
+            message=f"{len(explanation.citations)} source(s) cited",
+        )
+
+    def _references(self) -> Iterator[StepEvent]:
+        if not self.settings.show_references or self.settings.references_per_condition == 0:
+            return
+        diagnosis = self.result.diagnosis
+        if diagnosis is None or diagnosis.abstained or not diagnosis.differential:
+            return
+        for provider_id in self.settings.references:
+            provider, why_not = self._provider("references", provider_id)
+            if provider is None:
+                if why_not:
+                    self.result.notices.append(f"Some reference images are not shown ({why_not}).")
+                continue
+            yield self._start("references", provider)
+            outcome: list[StepOutcome[list[Reference]]] = []
+            yield from self._call("references", provider, lambda p=provider: p.references(self.ctx), outcome)  # type: ignore[attr-defined]
+            if outcome[0].error is not None:
+                self.result.notices.append(f"Reference images from {provider.label or provider.id} could not be prepared.")
+                yield self._fail("references", provider.id, outcome[0].error, "A reference-image step failed.")
+                continue
+            self._note_provider("references", provider)
+            for ref in outcome[0].value or []:
+                if ref.synthetic and ref.verified is False:
+                    self.result.hidden_references.append(ref)
+                else:
+                    self.result.references.append(ref)
+            yield StepEvent(
+                step="references", kind="done", provider_id=provider.id, elapsed_ms=outcome[0].elapsed_ms,
+                message=f"{len(outcome[0].value or [])} reference image(s)",
+            )
+        if self.result.hidden_references:
+            self.result.notices.append(
+                f"{len(self.result.hidden_references)} generated image(s) were hidden because the image model did "
+                "not recognise them as the intended condition."
+            )
+

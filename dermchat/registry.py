@@ -1,0 +1,97 @@
+"""The registry of providers, filled by the ``register_*`` hooks, and the per-plugin failure record.
+
+Pluggy stops a hook call at the first exception, so the registry calls each plugin's implementation itself:
+a plugin that crashes while registering is listed with its error and the others still register.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from dermchat.providers import CAPABILITIES, Provider
+
+log = logging.getLogger(__name__)
+
+REGISTER_HOOKS: dict[str, str] = {
+    "quality": "register_quality_checks",
+    "diagnoser": "register_diagnosers",
+    "explainer": "register_explainers",
+    "references": "register_reference_generators",
+}
+
+
+@dataclass
+class PluginRecord:
+    """One plugin as the listing shows it: where it came from, what it registered, and what went wrong."""
+
+    name: str
+    module: str = ""
+    source: str = "entry point"
+    loaded: bool = True
+    providers: list[str] = field(default_factory=list)
+    hooks: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "module": self.module,
+            "source": self.source,
+            "loaded": self.loaded,
+            "hooks": self.hooks,
+            "providers": self.providers,
+            "errors": self.errors,
+        }
+
+
+def describe_exception(exc: BaseException) -> str:
+    """One line for the listing: type, message and the innermost frame."""
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" ({tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+class Registry:
+    """Providers by capability and id, plus benchmarks, for one plugin manager."""
+
+    def __init__(self) -> None:
+        self.providers: dict[str, dict[str, Provider]] = {cap: {} for cap in CAPABILITIES}
+        self.owners: dict[str, str] = {}
+        self.benchmarks: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+    def add(self, capability: str, provider: Provider, plugin: PluginRecord) -> None:
+        expected = CAPABILITIES[capability]
+        if not isinstance(provider, expected):
+            raise TypeError(f"{type(provider).__name__} is not a {expected.__name__}")
+        if not provider.id:
+            raise ValueError(f"{type(provider).__name__} has no id")
+        existing = self.providers[capability].get(provider.id)
+        if existing is not None and existing is not provider:
+            raise ValueError(
+                f"provider id {provider.id!r} already registered by plugin {self.owners[provider.id]!r}"
+            )
+        self.providers[capability][provider.id] = provider
+        self.owners[provider.id] = plugin.name
+        plugin.providers.append(f"{capability}:{provider.id}")
+
+    def get(self, capability: str, provider_id: str) -> Provider:
+        try:
+            return self.providers[capability][provider_id]
+        except KeyError:
+            known = ", ".join(sorted(self.providers.get(capability, {}))) or "none"
+            raise KeyError(f"no {capability} provider with id {provider_id!r} (registered: {known})") from None
+
+    def find(self, provider_id: str) -> Provider | None:
+        for by_id in self.providers.values():
+            if provider_id in by_id:
+                return by_id[provider_id]
+        return None
+
+    def listing(self) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for cap, by_id in self.providers.items():
+            out[cap] = [dict(p.info(), plugin=self.owners.get(pid, "")) for pid, p in sorted(by_id.items())]
+        return out

@@ -1,0 +1,158 @@
+"""Two renderings of one ``TurnResult``: plain words for patients, terms and numbers for clinicians.
+
+Both are Markdown so the same text works in the Gradio chat, the CLI and exported study logs. Notices are
+rendered from ``result.notices`` (filled by the safety policy), never from retrieved text, so they cannot
+be dropped by an explainer.
+"""
+
+from __future__ import annotations
+
+from dermchat.results import Diagnosis, QualityReport, TurnResult
+from dermchat.vocabulary import Vocabulary, get_vocabulary
+
+TRIAGE_TEXT: dict[str, dict[str, str]] = {
+    "patient": {
+        "urgent": "🔴 Please see a doctor soon",
+        "routine": "🟡 Worth showing to a doctor at a routine visit",
+        "reassure": "🟢 Probably harmless, but keep an eye on it",
+    },
+    "clinician": {
+        "urgent": "🔴 URGENT — clinician review recommended",
+        "routine": "🟡 ROUTINE — non-urgent review",
+        "reassure": "🟢 REASSURE — benign features predominate",
+    },
+}
+TRIAGE_NEXT_STEP: dict[str, str] = {
+    "urgent": "Book an appointment with a doctor or dermatologist within about two weeks — sooner if it is changing, bleeding or painful.",
+    "routine": "Mention it at your next routine visit, or sooner if it changes.",
+    "reassure": "Keep an eye on it. If it changes in size, shape or colour, bleeds or itches, get it checked.",
+}
+
+
+def likelihood_words(p: float) -> str:
+    """Plain-language likelihood for patients (numbers stay in the clinician view)."""
+    if p >= 0.7:
+        return "most likely"
+    if p >= 0.4:
+        return "quite possible"
+    if p >= 0.15:
+        return "possible"
+    return "less likely"
+
+
+def render(result: TurnResult, audience: str | None = None, vocab: Vocabulary | None = None) -> str:
+    audience = audience or result.audience
+    vocab = vocab or get_vocabulary()
+    parts: list[str] = []
+    if result.message:
+        parts.append(result.message)
+    if result.status in {"retake", "not_skin"} and result.quality is not None:
+        parts.append(render_quality(result.quality, audience))
+    if result.diagnosis is not None and result.status != "followup":
+        parts.append(render_diagnosis(result.diagnosis, audience, vocab))
+    if result.triage is not None and result.status != "followup":
+        line = f"**{TRIAGE_TEXT[audience][result.triage.tier]}**"
+        if audience == "clinician":
+            line += f" — {result.triage.reason}"
+        else:
+            line += f"\n\n{TRIAGE_NEXT_STEP[result.triage.tier]}"
+        parts.append(line)
+    if result.second_opinion is not None and audience == "clinician":
+        parts.append(render_second_opinion(result, vocab))
+    if result.explanation is not None:
+        parts.append(render_explanation(result, audience, vocab))
+    if result.quality is not None and audience == "clinician" and result.status not in {"retake", "not_skin"}:
+        parts.append(render_quality(result.quality, audience))
+    if result.notices:
+        parts.append("\n".join(f"> ⚠️ {notice}" for notice in result.notices))
+    if audience == "clinician" and result.providers:
+        parts.append(render_provenance(result))
+    return "\n\n".join(p for p in parts if p.strip())
+
+
+def render_diagnosis(diagnosis: Diagnosis, audience: str, vocab: Vocabulary) -> str:
+    if diagnosis.abstained:
+        return f"**No list of likely conditions:** {diagnosis.abstain_reason or 'the model is out of its depth.'}"
+    if not diagnosis.differential:
+        return "**No structured differential** — " + (diagnosis.rationale or "the model gave no usable list.")
+    names = [vocab.get(c).name(audience) for c in diagnosis.prediction_set]
+    lines: list[str] = []
+    if audience == "clinician":
+        lines.append("| Condition | ICD-10 | Probability | In set |")
+        lines.append("|---|---|---:|:---:|")
+        for entry in diagnosis.top(7):
+            cond = vocab.get(entry.condition_id)
+            mark = "✓" if entry.condition_id in diagnosis.prediction_set else ""
+            lines.append(f"| {cond.clinician_name} | {cond.icd10 or ''} | {entry.probability:.1%} | {mark} |")
+        coverage = f" ({diagnosis.coverage:.0%} prediction set)" if diagnosis.coverage else ""
+        lines.append(f"\nPrediction set{coverage}: {', '.join(names) or '—'}")
+        if diagnosis.rationale:
+            lines.append(f"\nRationale: {diagnosis.rationale}")
+        if diagnosis.morphology:
+            lines.append("\nMorphology: " + "; ".join(f"{k}: {v}" for k, v in diagnosis.morphology.items()))
+    else:
+        if names:
+            lines.append("**The answer is likely one of:** " + ", ".join(names) + ".")
+        for entry in diagnosis.top(3):
+            lines.append(f"- {vocab.get(entry.condition_id).patient_name}: {likelihood_words(entry.probability)}")
+        lines.append("\nThese are computer estimates from one photo, not certainties.")
+    return "\n".join(lines)
+
+
+def render_quality(report: QualityReport, audience: str) -> str:
+    if audience == "clinician":
+        rows = ["| Aspect | Score | Problem | Detail |", "|---|---:|:---:|---|"]
+        for reason in report.reasons:
+            rows.append(
+                f"| {reason.label} | {reason.score:.0f} | {'⚠️' if reason.problem else ''} | {reason.clinician_detail} |"
+            )
+        brisque = f", BRISQUE {report.brisque:.1f}" if report.brisque is not None else ""
+        head = f"**Image quality {report.score:.0f}/100 ({report.band}{brisque}; threshold {report.threshold:.0f})**"
+        return head + "\n\n" + "\n".join(rows)
+    tips = [r.patient_tip for r in report.problems(2) if r.patient_tip]
+    if not tips:
+        return ""
+    return "**Tips for a better photo:**\n" + "\n".join(f"- {tip}" for tip in tips)
+
+
+def render_explanation(result: TurnResult, audience: str, vocab: Vocabulary) -> str:
+    explanation = result.explanation
+    assert explanation is not None
+    parts = [explanation.text] if explanation.text else []
+    if explanation.conditions_to_consider:
+        heading = "**Conditions to discuss with a clinician** (a list to talk through, not probabilities):"
+        items = []
+        for item in explanation.conditions_to_consider:
+            name = vocab.get(item.condition_id).name(audience) if item.condition_id in vocab else item.condition_id
+            items.append(f"- **{name}**" + (f" — {item.why}" if item.why else ""))
+        parts.append(heading + "\n" + "\n".join(items))
+    if explanation.intake_questions:
+        parts.append("**To help, could you tell me:**\n" + "\n".join(f"- {q}" for q in explanation.intake_questions))
+    if explanation.citations:
+        seen: set[str] = set()
+        refs = []
+        for cite in explanation.citations:
+            if cite.marker in seen:
+                continue
+            seen.add(cite.marker)
+            refs.append(f"{cite.marker} [{cite.title}]({cite.url})")
+        parts.append("**Sources:** " + " · ".join(refs))
+    return "\n\n".join(parts)
+
+
+def render_second_opinion(result: TurnResult, vocab: Vocabulary) -> str:
+    second = result.second_opinion
+    assert second is not None
+    agrees = second.extra.get("agrees_on_top")
+    verdict = {True: "agrees on the top condition", False: "DISAGREES on the top condition", None: "could not be compared"}[agrees]
+    top = ", ".join(f"{vocab.get(e.condition_id).clinician_name} {e.probability:.0%}" for e in second.top(3))
+    return f"**Second opinion ({second.provider_id})** {verdict}: {top or 'no differential'}"
+
+
+def render_provenance(result: TurnResult) -> str:
+    bits = []
+    for capability, ref in result.providers.items():
+        refs = ref if isinstance(ref, list) else [ref]
+        bits.append(f"{capability}: " + ", ".join(f"{r.id} {r.version}".strip() for r in refs))
+    timing = ", ".join(f"{k} {v:.0f} ms" for k, v in result.timings_ms.items())
+    return f"<sub>Providers — {'; '.join(bits)}. Timings — {timing}.</sub>"

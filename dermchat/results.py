@@ -1,0 +1,198 @@
+"""The structured, JSON-serialisable result of one chat turn, and the step events that stream it.
+
+One ``TurnResult`` per turn is rendered two ways (patient and clinician) and logged as-is by study mode,
+so every field here is plain data: no images in memory, no model objects.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Audience = Literal["patient", "clinician"]
+TriageTier = Literal["reassure", "routine", "urgent"]
+QualityBand = Literal["poor", "fair", "good", "excellent"]
+TurnStatus = Literal[
+    "ok",  # full answer
+    "retake",  # quality gate stopped the turn and asked for a better photo
+    "not_skin",  # the photo does not show skin; no diagnosis attempted
+    "abstained",  # the diagnoser declined (out of its depth); conditions to consider may follow
+    "no_image",  # text-only turn with nothing to talk about yet: intake questions / conditions to consider
+    "followup",  # a text question about the previous result
+    "diagnosis_failed",  # the diagnoser crashed: polite end of turn
+    "invalid_input",  # unreadable upload or empty message
+]
+StepName = Literal["intake", "quality", "diagnosis", "explanation", "references", "turn"]
+
+TRIAGE_ORDER: dict[str, int] = {"reassure": 0, "routine": 1, "urgent": 2}
+
+
+class QualityReason(BaseModel):
+    """One aspect of photo quality with its own score and a tip per audience."""
+
+    id: str
+    label: str
+    score: float = Field(ge=0, le=100, description="100 = no problem with this aspect")
+    problem: bool
+    value: float | None = None
+    patient_tip: str = ""
+    clinician_detail: str = ""
+
+
+class QualityReport(BaseModel):
+    provider_id: str
+    score: float = Field(ge=0, le=100)
+    acceptable: bool
+    threshold: float
+    band: QualityBand
+    reasons: list[QualityReason] = Field(default_factory=list)
+    brisque: float | None = None
+    is_skin: bool = True
+    skin_fraction: float = 0.0
+    lesion_fraction: float | None = None
+    lesion_bbox: tuple[float, float, float, float] | None = None
+    discount: float = Field(1.0, ge=0, le=1, description="multiplier on diagnosis confidence if the user continues")
+    analysed_size: tuple[int, int] | None = None
+    notes: list[str] = Field(default_factory=list)
+
+    def problems(self, n: int | None = None) -> list[QualityReason]:
+        """The reasons flagged as problems, worst first."""
+        bad = sorted((r for r in self.reasons if r.problem), key=lambda r: r.score)
+        return bad if n is None else bad[:n]
+
+
+class DifferentialEntry(BaseModel):
+    condition_id: str
+    probability: float = Field(ge=0, le=1)
+    label: str | None = Field(None, description="the provider's own label before mapping, for audit")
+
+
+class Diagnosis(BaseModel):
+    """What a diagnoser returns. Probabilities are over vocabulary ids and sum to 1 (or the list is empty)."""
+
+    provider_id: str
+    provider_version: str = ""
+    differential: list[DifferentialEntry] = Field(default_factory=list)
+    prediction_set: list[str] = Field(default_factory=list)
+    coverage: float | None = None
+    abstained: bool = False
+    abstain_reason: str | None = None
+    triage_hint: TriageTier | None = None
+    triage_reason: str | None = None
+    rationale: str = ""
+    morphology: dict[str, str] = Field(default_factory=dict)
+    heatmap_path: str | None = None
+    ood_score: float | None = None
+    notices: list[str] = Field(default_factory=list)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    def top(self, n: int = 3) -> list[DifferentialEntry]:
+        return sorted(self.differential, key=lambda e: e.probability, reverse=True)[:n]
+
+
+class Triage(BaseModel):
+    tier: TriageTier
+    reason: str
+
+
+class Citation(BaseModel):
+    marker: str = Field(description="what appears in the text, e.g. '[1]'")
+    source_id: str
+    title: str
+    url: str
+    condition_id: str | None = None
+    section: str | None = None
+
+
+class ConditionToConsider(BaseModel):
+    """A condition retrieved from what the user said: a list to discuss with a clinician, not a probability."""
+
+    condition_id: str
+    why: str = ""
+    red_flags: list[str] = Field(default_factory=list)
+
+
+class Explanation(BaseModel):
+    provider_id: str
+    text: str
+    citations: list[Citation] = Field(default_factory=list)
+    conditions_to_consider: list[ConditionToConsider] = Field(default_factory=list)
+    intake_questions: list[str] = Field(default_factory=list)
+    grounded: bool = True
+    notices: list[str] = Field(default_factory=list)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class Reference(BaseModel):
+    """One reference image. ``synthetic`` is never optional: generated images are always labelled."""
+
+    path: str
+    condition_id: str
+    caption: str
+    provenance: str = Field(description="dataset + id, or model + prompt + seed")
+    synthetic: bool
+    provider_id: str
+    license: str | None = None
+    attribution: str | None = None
+    verified: bool | None = Field(None, description="synthetic only: the classifier recognised the target class")
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class StepError(BaseModel):
+    step: str
+    provider_id: str | None = None
+    message: str
+
+
+class ProviderRef(BaseModel):
+    id: str
+    version: str = ""
+
+
+class TurnResult(BaseModel):
+    """Everything one turn produced; rendered for patients and clinicians, logged by study mode."""
+
+    turn_id: str
+    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    status: TurnStatus = "ok"
+    audience: Audience = "patient"
+    question: str = ""
+    image_sha256: str | None = None
+    image_size: tuple[int, int] | None = None
+    quality: QualityReport | None = None
+    quality_overridden: bool = False
+    diagnosis: Diagnosis | None = None
+    second_opinion: Diagnosis | None = None
+    triage: Triage | None = None
+    explanation: Explanation | None = None
+    references: list[Reference] = Field(default_factory=list)
+    hidden_references: list[Reference] = Field(default_factory=list)
+    notices: list[str] = Field(default_factory=list)
+    message: str = Field("", description="a short plain-language status line for the chat")
+    errors: list[StepError] = Field(default_factory=list)
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    providers: dict[str, ProviderRef | list[ProviderRef]] = Field(default_factory=dict)
+    settings_profile: str | None = None
+
+    @property
+    def differential(self) -> list[DifferentialEntry]:
+        return self.diagnosis.differential if self.diagnosis else []
+
+    @property
+    def prediction_set(self) -> list[str]:
+        return self.diagnosis.prediction_set if self.diagnosis else []
+
+
+class StepEvent(BaseModel):
+    """What ``run_turn`` yields while it works. The last event of a turn has ``kind='result'``."""
+
+    step: StepName
+    kind: Literal["start", "progress", "done", "skipped", "error", "result"]
+    message: str = ""
+    fraction: float | None = None
+    provider_id: str | None = None
+    elapsed_ms: float | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    result: TurnResult | None = None

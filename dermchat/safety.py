@@ -1,0 +1,120 @@
+"""Safety policy that no plugin, retrieved passage or user message can switch off.
+
+The pipeline applies it after every provider has spoken: the triage tier is the *maximum* of the
+provider's hint and these rules, suspected malignancy always yields "see a clinician", and the
+not-a-diagnosis notice is attached to every result.
+"""
+
+from __future__ import annotations
+
+from dermchat.results import TRIAGE_ORDER, Diagnosis, QualityReport, Triage, TriageTier, TurnResult
+from dermchat.vocabulary import Vocabulary
+
+NOT_A_DIAGNOSIS = (
+    "DermChat is not a diagnosis and not medical advice. It can be wrong. "
+    "Only a clinician who examines you can diagnose a skin condition."
+)
+SEE_CLINICIAN_URGENT = (
+    "Please see a doctor or dermatologist soon (within about two weeks, sooner if it is changing fast, "
+    "bleeding or painful): something in this photo needs to be checked in person."
+)
+RED_FLAG_NOTICE = (
+    "Seek same-day care if you have a fever, the area is spreading quickly, very painful, near the eye, "
+    "or you feel unwell."
+)
+SYNTHETIC_NOTICE = "Images marked 'synthetic' are computer-generated illustrations, not your photo or diagnosis."
+ABSTAIN_NOTICE = (
+    "The image model is out of its depth with this photo, so it gives no list of likely conditions. "
+    "A clinician should look at it if you are worried."
+)
+# A probability at which a malignant condition anywhere in the differential is worth a clinician's look,
+# even when it is outside the prediction set. Deliberately low: missing a cancer costs more than a visit.
+MALIGNANT_ALERT_PROBABILITY = 0.15
+
+
+def _max_tier(a: TriageTier, b: TriageTier) -> TriageTier:
+    return a if TRIAGE_ORDER[a] >= TRIAGE_ORDER[b] else b
+
+
+def decide_triage(diagnosis: Diagnosis, vocab: Vocabulary, quality: QualityReport | None = None) -> Triage:
+    """Triage from the vocabulary flags, never below what the provider suggested."""
+    reasons: list[str] = []
+    tier: TriageTier = "reassure"
+    candidates = set(diagnosis.prediction_set) | {
+        e.condition_id for e in diagnosis.differential if e.probability >= MALIGNANT_ALERT_PROBABILITY
+    }
+    malignant = sorted(c for c in candidates if c in vocab and vocab.get(c).malignant)
+    red_flags = sorted(c for c in candidates if c in vocab and vocab.get(c).red_flag)
+    if malignant:
+        tier = "urgent"
+        reasons.append("possible " + ", ".join(vocab.get(c).clinician_name for c in malignant))
+    elif red_flags:
+        tier = "urgent"
+        reasons.append("possible " + ", ".join(vocab.get(c).clinician_name for c in red_flags) + " (red flag)")
+    if diagnosis.abstained:
+        tier = _max_tier(tier, "routine")
+        reasons.append("the model abstained")
+    if not diagnosis.differential and not diagnosis.abstained:
+        tier = _max_tier(tier, "routine")
+        reasons.append("no structured differential")
+    if quality is not None and not quality.acceptable:
+        tier = _max_tier(tier, "routine")
+        reasons.append("photo quality below threshold")
+    if len(diagnosis.prediction_set) > 1 and tier == "reassure":
+        tier = "routine"
+        reasons.append("several conditions remain possible")
+    if diagnosis.triage_hint is not None and TRIAGE_ORDER[diagnosis.triage_hint] > TRIAGE_ORDER[tier]:
+        tier = diagnosis.triage_hint
+        reasons.append(diagnosis.triage_reason or f"{diagnosis.provider_id} suggested {diagnosis.triage_hint}")
+    if tier == "reassure":
+        reasons.append("only benign conditions are likely")
+    return Triage(tier=tier, reason="; ".join(reasons))
+
+
+def discount_confidence(diagnosis: Diagnosis, discount: float, reason: str) -> Diagnosis:
+    """Flatten probabilities when the user continued with a poor photo; abstain when the photo is very poor.
+
+    Probabilities are raised to the power ``discount`` and renormalised (a temperature of 1/discount), so
+    the ranking is kept but certainty shrinks. The prediction set grows to keep its nominal coverage.
+    """
+    if discount >= 0.999 or not diagnosis.differential:
+        return diagnosis
+    out = diagnosis.model_copy(deep=True)
+    if discount < 0.35:
+        out.abstained = True
+        out.abstain_reason = f"the photo quality is too low to judge ({reason})"
+        out.notices.append(f"No likely conditions are given because the photo quality is too low ({reason}).")
+        return out
+    powered = [max(e.probability, 1e-12) ** discount for e in out.differential]
+    total = sum(powered)
+    for entry, value in zip(out.differential, powered):
+        entry.probability = value / total
+    target = out.coverage or 0.9
+    ordered = sorted(out.differential, key=lambda e: e.probability, reverse=True)
+    grown: list[str] = []
+    cumulative = 0.0
+    for entry in ordered:
+        grown.append(entry.condition_id)
+        cumulative += entry.probability
+        if cumulative >= target:
+            break
+    out.prediction_set = list(dict.fromkeys([*out.prediction_set, *grown]))
+    out.notices.append(f"Confidence was reduced because the photo quality is low ({reason}).")
+    out.extra["quality_discount"] = discount
+    return out
+
+
+def required_notices(result: TurnResult, vocab: Vocabulary) -> list[str]:
+    """Notices every answer carries; added last so nothing upstream can drop them."""
+    notices = [NOT_A_DIAGNOSIS]
+    if result.triage is not None and result.triage.tier == "urgent":
+        notices.append(SEE_CLINICIAN_URGENT)
+        if result.diagnosis and any(
+            c in vocab and vocab.get(c).red_flag for c in result.diagnosis.prediction_set
+        ):
+            notices.append(RED_FLAG_NOTICE)
+    if result.diagnosis is not None and result.diagnosis.abstained:
+        notices.append(ABSTAIN_NOTICE)
+    if any(ref.synthetic for ref in result.references):
+        notices.append(SYNTHETIC_NOTICE)
+    return notices
