@@ -21,7 +21,7 @@ ImageSource = Union[str, Path, bytes, BinaryIO, Image.Image]
 
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 60_000_000
-SUPPORTED = "JPEG, PNG, WebP or HEIC (iPhone) photos"
+SUPPORTED = "JPEG, PNG, WebP or HEIC (iPhone) photo"
 
 _heif_registered = False
 
@@ -86,7 +86,7 @@ def _to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
         top = arr.max() if arr.size else 0.0
         scale = 255.0 / top if top > 255 else 1.0
         notes.append(f"converted from {mode} (high bit depth) to 8-bit")
-        return Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8), "L").convert("RGB")
+        return Image.fromarray(np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8), "L").convert("RGB")
     if mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
         mode = "RGBA"

@@ -1,0 +1,112 @@
+"""DermChat's Gradio app: ``python app.py`` (or ``python -m dermchat serve``).
+
+A thin adapter: it builds a ``DermChat`` core from the settings, then mounts the chat, plugins, and (when a
+study is configured) the study and researcher tabs. All logic lives in ``dermchat/``; gradio lives here and
+in ``ui/`` only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+# No outside lookups from the app (version check, telemetry) — set before gradio is imported.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+if os.environ.get("SPACES_ZERO_GPU"):
+    import spaces  # noqa: F401  - ZeroGPU wants `spaces` imported before torch
+
+import gradio as gr  # noqa: E402
+
+from dermchat.engine import DermChat  # noqa: E402
+from dermchat.safety import NOT_A_DIAGNOSIS  # noqa: E402
+from dermchat.settings import load_settings  # noqa: E402
+from ui.api import build_api  # noqa: E402
+from ui.chat import ChatTab  # noqa: E402
+from ui.plugins_tab import build_plugins_tab  # noqa: E402
+from ui.settings_panel import build_settings_panel  # noqa: E402
+
+log = logging.getLogger("dermchat.app")
+
+HAM_ATTRIBUTION = (
+    "Offline image model and real reference images: HAM10000 — Tschandl P., Rosendahl C., Kittler H., "
+    "*The HAM10000 dataset*, Sci. Data 5, 180161 (2018), "
+    "[doi:10.1038/sdata.2018.161](https://doi.org/10.1038/sdata.2018.161), CC BY-NC 4.0. Non-commercial use."
+)
+CSS = """
+#medical-notice {border-left: 4px solid #d33; padding: 6px 12px; background: #fff4f4;}
+#medical-notice p {margin: 0; color: #222;}
+"""
+
+
+def _offline_defaults(profile: str) -> None:
+    """The offline profile never touches the hub: fail fast instead of hanging ~70 s on a lookup."""
+    if profile == "offline-cpu":
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def build_demo(app: DermChat, study: str | None = None) -> gr.Blocks:
+    study = study or app.settings.study
+    with gr.Blocks(title="DermChat", delete_cache=(3600, 3600)) as demo:
+        gr.Markdown("# 🩺 DermChat\nChat about a photo of your skin. Attach a photo, ask a question.")
+        gr.Markdown(f"**Not a diagnosis.** {NOT_A_DIAGNOSIS} In an emergency call your local emergency number.",
+                    elem_id="medical-notice")
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat"):
+                overrides = build_settings_panel(app)
+                chat = ChatTab(app)
+                chat.build()
+                chat.wire(overrides)
+            with gr.Tab("Plugins", id="plugins"):
+                build_plugins_tab(app)
+            _mount_study(app, study)
+        build_api(app)
+        gr.Markdown(f"<sub>{HAM_ATTRIBUTION} Photos are stripped of EXIF/GPS data before use; no IP addresses are logged.</sub>",
+                    elem_id="attribution")
+    return demo
+
+
+def _mount_study(app: DermChat, study: str | None) -> None:
+    """Study and researcher tabs, when the study package is installed (issue 8)."""
+    try:
+        from ui.study import build_study_tab
+    except ImportError:
+        return
+    with gr.Tab("Study", id="study"):
+        build_study_tab(app, study)
+    try:
+        from ui.researcher import build_researcher_tab
+    except ImportError:
+        return
+    with gr.Tab("Researcher", id="researcher"):
+        build_researcher_tab(app, study)
+
+
+def create_app() -> DermChat:
+    settings = load_settings()
+    _offline_defaults(settings.profile)
+    app = DermChat(settings)
+    for problem in app.warm_up():
+        log.warning("provider not ready: %s", problem)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Start the DermChat web app")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--study", default=None, help="study YAML file (user-study mode)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    app = create_app()
+    demo = build_demo(app, args.study)
+    concurrency = 1 if app.settings.profile != "offline-cpu" else 2  # GPU-bound profiles: one turn at a time
+    demo.queue(default_concurrency_limit=concurrency, max_size=64)
+    demo.launch(server_name=args.host, server_port=args.port, css=CSS, footer_links=["api", "settings"])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

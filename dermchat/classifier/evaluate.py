@@ -1,0 +1,289 @@
+"""`python -m dermchat eval --data DIR --json [--plots DIR] [--weights DIR]`: every figure issue 4 asks for.
+
+On a folder that shares images with the training data (the shipped split.json says which), only
+the held-out split is evaluated (`val` by default: lesions never trained on; the `calib` split was
+used to fit temperature, conformal threshold and the melanoma threshold, so its coverage figures
+would be in-sample). On any other folder in the HAM layout (such as unseen lesions) every image is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from dermchat.classifier import HAM_CLASSES
+from dermchat.classifier import metrics as M
+from dermchat.classifier.data import DataError, Record, default_data_dir, load_pixels, read_metadata, read_split
+
+AGE_BANDS: tuple[tuple[str, float, float], ...] = (
+    ("<30", 0, 30), ("30-44", 30, 45), ("45-59", 45, 60), ("60-74", 60, 75), ("75+", 75, 200))
+
+
+def age_band(age: float | None) -> str:
+    if age is None:
+        return "unknown"
+    for name, lo, hi in AGE_BANDS:
+        if lo <= age < hi:
+            return name
+    return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m dermchat eval", description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, default=None, help="HAM-layout folder (default: the shared data dir)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--plots", type=Path, default=None, help="write reliability diagram + confusion matrix PNGs here")
+    p.add_argument("--weights", type=Path, default=None, help="weights folder (default: the shipped ham_cnn)")
+    p.add_argument("--split", choices=["auto", "all", "train", "val", "calib"], default="auto",
+                   help="which images of the folder to use; auto = held-out val split if the folder is the "
+                        "training data, else all")
+    p.add_argument("--coverage", type=float, default=None, help="prediction-set coverage (default: calibrated 0.9)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N selected images")
+    p.add_argument("--threads", type=int, default=2, help="torch threads for the batch pass")
+    p.add_argument("--timing-images", type=int, default=50, help="images for the one-thread ms/image figure")
+    return p
+
+
+def select_records(records: list[Record], split_file: Path, choice: str) -> tuple[list[Record], str]:
+    """Pick the images to evaluate and say which (and why) in plain words."""
+    if choice == "all":
+        return records, "all images in the folder"
+    split = read_split(split_file) if split_file.is_file() else None
+    if choice == "auto":
+        if split is None:
+            return records, "all images in the folder (no split file next to the weights)"
+        train_ids = set(split["train"]) | set(split["calib"])
+        if not any(r.image_id in train_ids for r in records):
+            return records, "all images in the folder (no overlap with the training/calibration images)"
+        choice = "val"
+    if split is None:
+        raise DataError(f"--split {choice} needs {split_file}")
+    wanted = set(split[choice])
+    chosen = [r for r in records if r.image_id in wanted]
+    if not chosen:
+        raise DataError(f"none of the {choice} split images of {split_file} are in this folder")
+    notes = {"val": "held-out validation split (lesions never trained on; used only for checkpoint selection)",
+             "calib": "calibration split (in-sample for temperature, conformal and melanoma thresholds)",
+             "train": "training split (in-sample: NOT an estimate of performance)"}
+    return chosen, notes[choice]
+
+
+def subgroup_balanced_accuracy(records: list[Record], labels: np.ndarray, preds: np.ndarray,
+                               key: str) -> dict[str, dict[str, float | int]]:
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(records):
+        g = {"sex": r.sex, "age_band": age_band(r.age), "site": r.localization}[key]
+        groups.setdefault(g, []).append(i)
+    out: dict[str, dict[str, float | int]] = {}
+    for g in sorted(groups):
+        idx = np.array(groups[g])
+        out[g] = {"n": int(len(idx)),
+                  "balanced_accuracy": round(M.balanced_accuracy(labels[idx], preds[idx], len(HAM_CLASSES)), 4),
+                  "accuracy": round(M.accuracy(labels[idx], preds[idx]), 4),
+                  "classes_present": int(len(np.unique(labels[idx])))}
+    return out
+
+
+def time_single_thread(predictor: Any, data_dir: Path, records: list[Record], n: int) -> dict[str, float]:
+    """ms per image on one thread through the chat path: JPEG decode, crop/resize, flip-TTA forward,
+    calibration, set, OOD gate (no heat map), and separately the Grad-CAM heat map."""
+    import torch
+    from PIL import Image
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        paths = [data_dir / "images" / f"{r.image_id}.jpg" for r in records[: max(1, n)]]
+        with Image.open(paths[0]) as im:
+            predictor.predict_image(im.convert("RGB"))  # warm-up
+        times = []
+        for p in paths:
+            t0 = time.perf_counter()
+            with Image.open(p) as im:
+                predictor.predict_image(im.convert("RGB"))
+            times.append((time.perf_counter() - t0) * 1000)
+        heat = []
+        for p in paths[:10]:
+            with Image.open(p) as im:
+                img = im.convert("RGB")
+            t0 = time.perf_counter()
+            predictor.predict_image(img, heatmap=True)
+            heat.append((time.perf_counter() - t0) * 1000)
+    finally:
+        torch.set_num_threads(previous)
+    return {"images": len(times), "ms_per_image_median": round(float(np.median(times)), 2),
+            "ms_per_image_p95": round(float(np.percentile(times, 95)), 2),
+            "ms_with_heatmap_median": round(float(np.median(heat)), 2)}
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from dermchat.classifier.predictor import Predictor
+
+    torch.set_num_threads(max(1, args.threads))
+    data_dir = Path(args.data) if args.data else default_data_dir()
+    predictor = Predictor(args.weights, coverage=args.coverage)
+    ok, reason = predictor.available()
+    if not ok:
+        raise DataError(reason)
+    predictor.load()
+    records, which = select_records(read_metadata(data_dir), predictor.weights_dir / "split.json", args.split)
+    if args.limit:
+        records = records[: args.limit]
+    labels = np.array([r.label for r in records])
+    t0 = time.perf_counter()
+    frames, _ = load_pixels(data_dir, [r.image_id for r in records], with_masks=False)
+    logits, emb = predictor.forward_frames(frames)
+    batch_s = time.perf_counter() - t0
+    a = predictor.analyse(logits, emb)
+    probs, raw, sets = a["probs"], a["raw_probs"], a["sets"]
+    preds = probs.argmax(axis=1)
+    k = len(HAM_CLASSES)
+    cm = M.confusion(labels, preds, k)
+    sens, spec, aucs = M.per_class_sensitivity(cm), M.per_class_specificity(cm), M.per_class_auc(probs, labels)
+    mel = HAM_CLASSES.index("mel")
+    is_mel = labels == mel
+    malignant = np.isin(labels, [HAM_CLASSES.index(c) for c in ("akiec", "bcc", "mel")])
+    covered = sets[np.arange(len(labels)), labels]
+    kept = ~a["ood"]
+
+    def nan_to_none(x: float) -> float | None:
+        return None if x is None or np.isnan(x) else round(float(x), 4)
+
+    figures: dict[str, Any] = {
+        "data_dir": str(data_dir),
+        "weights_dir": str(predictor.weights_dir),
+        "evaluated_on": which,
+        "n_images": int(len(labels)),
+        "class_counts": {c: int((labels == i).sum()) for i, c in enumerate(HAM_CLASSES)},
+        "accuracy": nan_to_none(M.accuracy(labels, preds)),
+        "balanced_accuracy": nan_to_none(M.balanced_accuracy(labels, preds, k)),
+        "macro_f1": nan_to_none(M.macro_f1(labels, preds, k)),
+        "macro_auc_ovr": nan_to_none(M.macro_auc(probs, labels)),
+        "per_class": {c: {"n": int((labels == i).sum()), "sensitivity": nan_to_none(sens[i]),
+                          "specificity": nan_to_none(spec[i]), "auc": nan_to_none(aucs[i])}
+                      for i, c in enumerate(HAM_CLASSES)},
+        "melanoma_urgent_threshold": {
+            "threshold": round(predictor.melanoma_threshold, 4),
+            "sensitivity": nan_to_none(a["melanoma_flag"][is_mel].mean() if is_mel.any() else np.nan),
+            "specificity": nan_to_none((~a["melanoma_flag"][~is_mel]).mean() if (~is_mel).any() else np.nan),
+            "urgent_tier_sensitivity_melanoma": nan_to_none(a["urgent"][is_mel].mean() if is_mel.any() else np.nan),
+            "urgent_tier_sensitivity_malignant": nan_to_none(a["urgent"][malignant].mean() if malignant.any() else np.nan),
+            "urgent_tier_rate_benign": nan_to_none(a["urgent"][~malignant].mean() if (~malignant).any() else np.nan),
+        },
+        "calibration": {
+            "temperature": round(predictor.temperature, 4),
+            "ece_before": nan_to_none(M.expected_calibration_error(raw, labels)),
+            "ece_after": nan_to_none(M.expected_calibration_error(probs, labels)),
+            "nll_before": nan_to_none(-np.log(np.clip(raw[np.arange(len(labels)), labels], 1e-12, 1)).mean()),
+            "nll_after": nan_to_none(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean()),
+        },
+        "conformal": {
+            "target_coverage": predictor.coverage,
+            "coverage": nan_to_none(covered.mean()),
+            "mean_set_size": nan_to_none(sets.sum(axis=1).mean()),
+            "coverage_non_abstained": nan_to_none(covered[kept].mean() if kept.any() else np.nan),
+            "set_size_histogram": {str(s): int((sets.sum(axis=1) == s).sum()) for s in range(1, k + 1)},
+        },
+        "abstention": {
+            "rate": nan_to_none(a["ood"].mean()),
+            "by_energy": nan_to_none(a["ood_energy"].mean()),
+            "by_mahalanobis": nan_to_none(a["ood_mahalanobis"].mean()),
+            "accuracy_non_abstained": nan_to_none(M.accuracy(labels[kept], preds[kept]) if kept.any() else np.nan),
+        },
+        "subgroups_balanced_accuracy": {
+            key: subgroup_balanced_accuracy(records, labels, preds, key) for key in ("sex", "age_band", "site")},
+        "confusion_matrix": {"classes": list(HAM_CLASSES), "rows_true_cols_pred": cm.tolist()},
+        "speed": {"batch_pass_s": round(batch_s, 2), "batch_threads": int(torch.get_num_threads()),
+                  **time_single_thread(predictor, data_dir, records, args.timing_images)},
+        "reliability_after": M.reliability_bins(probs, labels),
+    }
+    if args.plots:
+        figures["plots"] = write_plots(Path(args.plots), raw, probs, labels, cm)
+    return figures
+
+
+def write_plots(out: Path, raw: np.ndarray, probs: np.ndarray, labels: np.ndarray, cm: np.ndarray) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], "k:", label="perfect calibration")
+    for name, p in (("before temperature", raw), ("after temperature", probs)):
+        bins = M.reliability_bins(p, labels)
+        ece = M.expected_calibration_error(p, labels)
+        ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", label=f"{name} (ECE {ece:.3f})")
+    ax.set_xlabel("confidence (top class)")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Reliability diagram")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    rel = out / "reliability.png"
+    fig.savefig(rel, dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(HAM_CLASSES)), HAM_CLASSES)
+    ax.set_yticks(range(len(HAM_CLASSES)), HAM_CLASSES)
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, f"{cm[i, j]}", ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black",
+                    fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("Confusion matrix (colour: row-normalised)")
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    conf = out / "confusion_matrix.png"
+    fig.savefig(conf, dpi=120)
+    plt.close(fig)
+    return [str(rel), str(conf)]
+
+
+def print_human(f: dict[str, Any]) -> None:
+    print(f"Evaluated {f['n_images']} images from {f['data_dir']} ({f['evaluated_on']})")
+    print(f"accuracy {f['accuracy']}  balanced accuracy {f['balanced_accuracy']}  macro-F1 {f['macro_f1']}  "
+          f"macro AUC {f['macro_auc_ovr']}")
+    for c, v in f["per_class"].items():
+        print(f"  {c:6s} n={v['n']:5d} sens {v['sensitivity']} spec {v['specificity']} auc {v['auc']}")
+    m = f["melanoma_urgent_threshold"]
+    print(f"melanoma at urgent threshold {m['threshold']}: sensitivity {m['sensitivity']} specificity {m['specificity']}")
+    c = f["calibration"]
+    print(f"ECE before {c['ece_before']} after {c['ece_after']} (T={c['temperature']})")
+    s = f["conformal"]
+    print(f"conformal target {s['target_coverage']}: coverage {s['coverage']} mean set size {s['mean_set_size']}")
+    print(f"abstention rate {f['abstention']['rate']}")
+    for key, groups in f["subgroups_balanced_accuracy"].items():
+        print(f"balanced accuracy by {key}: " + ", ".join(f"{g} {v['balanced_accuracy']} (n={v['n']})" for g, v in groups.items()))
+    print(f"speed (1 thread): {f['speed']['ms_per_image_median']} ms/image median, "
+          f"{f['speed']['ms_with_heatmap_median']} ms with heat map")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    try:
+        figures = evaluate(args)
+    except (DataError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(figures, indent=1))
+    else:
+        print_human(figures)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

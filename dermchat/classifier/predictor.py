@@ -1,0 +1,205 @@
+"""Inference with everything calibration adds: calibrated probabilities, a conformal prediction
+set, the melanoma high-sensitivity flag and the out-of-distribution gate (and Grad-CAM on demand).
+
+One class serves both the chat plugin (one photo at a time) and the evaluation command (arrays of
+logits), so the numbers the evaluation reports are produced by exactly the code the app runs.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dermchat.classifier import HAM_CLASSES, MALIGNANT_CODES
+from dermchat.classifier.calibrate import (
+    CALIBRATION_FILE,
+    DEFAULT_COVERAGE,
+    OOD_FILE,
+    Mahalanobis,
+    conformal_threshold,
+    energy,
+    prediction_sets,
+    softmax,
+)
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+MODEL_FILE = "model.pt"
+
+
+def default_weights_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "weights" / "ham_cnn"
+
+
+def missing_weight_files(weights_dir: Path) -> list[str]:
+    return [name for name in (MODEL_FILE, CALIBRATION_FILE, OOD_FILE) if not (Path(weights_dir) / name).is_file()]
+
+
+@dataclass
+class Prediction:
+    """One image's calibrated output; `probabilities` follow HAM_CLASSES order."""
+
+    probabilities: np.ndarray
+    prediction_set: list[str]
+    coverage: float
+    energy: float
+    mahalanobis: float
+    out_of_distribution: bool
+    ood_reason: str | None
+    melanoma_probability: float
+    melanoma_threshold: float
+    urgent: bool
+    urgent_reason: str | None
+    heatmap: np.ndarray | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def top(self) -> str:
+        return HAM_CLASSES[int(np.argmax(self.probabilities))]
+
+    def as_dict(self) -> dict[str, float]:
+        return {c: float(p) for c, p in zip(HAM_CLASSES, self.probabilities)}
+
+
+class Predictor:
+    """Lazily loads the weights folder; thread-safe; torch is imported only on load."""
+
+    def __init__(self, weights_dir: Path | str | None = None, coverage: float | None = None, tta: bool = True) -> None:
+        self.weights_dir = Path(weights_dir) if weights_dir else default_weights_dir()
+        self.requested_coverage = coverage
+        self.tta = tta
+        self._lock = threading.Lock()
+        self._model: Any = None
+        self.calibration: dict[str, Any] = {}
+        self._maha: Mahalanobis | None = None
+        self._scores: np.ndarray | None = None
+        self.conformal_threshold = 1.0
+        self.coverage = coverage or DEFAULT_COVERAGE
+
+    def available(self) -> tuple[bool, str]:
+        missing = missing_weight_files(self.weights_dir)
+        if missing:
+            return False, f"weights not found at {self.weights_dir} (missing {', '.join(missing)})"
+        return True, ""
+
+    def load(self) -> None:
+        if self._model is not None:
+            return
+        with self._lock:
+            if self._model is not None:
+                return
+            ok, reason = self.available()
+            if not ok:
+                raise FileNotFoundError(reason)
+            from dermchat.classifier.model import load_model
+
+            model, _ = load_model(self.weights_dir / MODEL_FILE)
+            self.calibration = json.loads((self.weights_dir / CALIBRATION_FILE).read_text())
+            if tuple(self.calibration.get("classes", ())) != HAM_CLASSES:
+                raise ValueError(f"{self.weights_dir / CALIBRATION_FILE} lists unexpected classes")
+            with np.load(self.weights_dir / OOD_FILE) as z:
+                self._maha = Mahalanobis(z["maha_means"].astype(np.float64), z["maha_precision"].astype(np.float64))
+                self._scores = z["conformal_scores"].astype(np.float64)
+            self.coverage = self.requested_coverage or float(self.calibration["conformal"]["coverage"])
+            self.conformal_threshold = conformal_threshold(self._scores, self.coverage)
+            self._model = model
+
+    @property
+    def model(self) -> Any:
+        self.load()
+        return self._model
+
+    @property
+    def temperature(self) -> float:
+        self.load()
+        return float(self.calibration["temperature"])
+
+    @property
+    def melanoma_threshold(self) -> float:
+        self.load()
+        return float(self.calibration["melanoma"]["threshold"])
+
+    # -- array API (evaluation) ---------------------------------------------------------------------------
+    def forward_frames(self, frames: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """Logits and embeddings for uint8 NHWC model frames."""
+        from dermchat.classifier.model import batched_inference
+
+        out = batched_inference(self.model, frames, batch_size=batch_size, tta=self.tta)
+        return out["logits"].numpy().astype(np.float64), out["embedding"].numpy().astype(np.float64)
+
+    def analyse(self, logits: np.ndarray, embeddings: np.ndarray) -> dict[str, np.ndarray]:
+        """Calibrated probabilities, sets, OOD scores/flags and melanoma flags for arrays of outputs."""
+        self.load()
+        assert self._maha is not None
+        t = self.temperature
+        probs = softmax(logits, t)
+        sets = prediction_sets(probs, self.conformal_threshold)
+        e = energy(logits, t)
+        m = self._maha.score(embeddings)
+        ood_cfg = self.calibration["ood"]
+        ood_energy = e > ood_cfg["energy_threshold"]
+        ood_maha = m > ood_cfg["mahalanobis_threshold"]
+        mel = HAM_CLASSES.index("mel")
+        mel_flag = probs[:, mel] >= self.melanoma_threshold
+        malignant_cols = [HAM_CLASSES.index(c) for c in sorted(MALIGNANT_CODES)]
+        urgent = mel_flag | sets[:, malignant_cols].any(axis=1)
+        return {"raw_probs": softmax(logits), "probs": probs, "sets": sets, "energy": e, "mahalanobis": m,
+                "ood_energy": ood_energy, "ood_mahalanobis": ood_maha, "ood": ood_energy | ood_maha,
+                "melanoma_flag": mel_flag, "urgent": urgent}
+
+    # -- single image API (the chat plugin) ---------------------------------------------------------------
+    def predict_image(self, image: "Image.Image", heatmap: bool = False) -> Prediction:
+        from dermchat.classifier.data import to_model_frame
+
+        frame = to_model_frame(image)
+        logits, emb = self.forward_frames(frame[None])
+        a = self.analyse(logits, emb)
+        probs = a["probs"][0]
+        in_set = [HAM_CLASSES[k] for k in np.argsort(-probs) if a["sets"][0, k]]
+        reasons = []
+        if a["ood_mahalanobis"][0]:
+            reasons.append("the image does not resemble the dermoscopic lesion photos the model was trained on")
+        if a["ood_energy"][0]:
+            reasons.append("the model's evidence for every one of its 7 lesion types is unusually weak")
+        mel_p = float(probs[HAM_CLASSES.index("mel")])
+        urgent_reason = None
+        if a["urgent"][0]:
+            malignant = [c for c in in_set if c in MALIGNANT_CODES]
+            parts = []
+            if a["melanoma_flag"][0]:
+                parts.append(f"melanoma probability {mel_p:.2f} is above the high-sensitivity threshold "
+                             f"{self.melanoma_threshold:.2f}")
+            if malignant:
+                parts.append("the prediction set contains " + ", ".join(malignant))
+            urgent_reason = "; ".join(parts)
+        cam = None
+        if heatmap:
+            cam = self.heatmap(frame, int(np.argmax(probs)))
+        return Prediction(
+            probabilities=probs,
+            prediction_set=in_set,
+            coverage=self.coverage,
+            energy=float(a["energy"][0]),
+            mahalanobis=float(a["mahalanobis"][0]),
+            out_of_distribution=bool(a["ood"][0]),
+            ood_reason="; ".join(reasons) or None,
+            melanoma_probability=mel_p,
+            melanoma_threshold=self.melanoma_threshold,
+            urgent=bool(a["urgent"][0]),
+            urgent_reason=urgent_reason,
+            heatmap=cam,
+            extra={"raw_probabilities": {c: float(p) for c, p in zip(HAM_CLASSES, a["raw_probs"][0])}},
+        )
+
+    def heatmap(self, frame: np.ndarray, class_index: int) -> np.ndarray:
+        from dermchat.classifier.model import uint8_to_input
+        from dermchat.classifier.saliency import grad_cam
+
+        with self._lock:  # backward passes touch shared .grad buffers
+            return grad_cam(self.model, uint8_to_input(frame), class_index)

@@ -1,0 +1,375 @@
+"""Hybrid retrieval over the knowledge base: dense (MiniLM in a langchain vector store) + BM25, fused by RRF.
+
+Why hybrid: embeddings catch paraphrases ("itchy ring on my arm"), BM25 catches rare exact words ("tinea",
+"Mohs") that small embedding models blur. Reciprocal rank fusion needs no score calibration between the two.
+On top of the fused rank, the index boosts the conditions a question names (after spelling correction), the
+conditions in the current differential, the section the question is about and passages written for the
+reader's audience.
+
+The embeddings are cached on disk in ``dermchat.paths.cache_dir()`` under a key made from the KB files, the
+vocabulary, the model and the chunking settings, so an edited KB is re-embedded and an unchanged one loads in
+milliseconds. ``get_index()`` is lazy and thread-safe: concurrent chats build the index once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from dermchat.knowledge import embeddings
+from dermchat.knowledge.kb import SECTIONS, KnowledgeBase, Passage, Statement, build_label_index, get_kb
+from dermchat.knowledge.query import QueryAnalysis, QueryAnalyzer, tokenize
+from dermchat.paths import cache_dir
+from dermchat.vocabulary import VOCABULARY_FILE, get_vocabulary
+
+if TYPE_CHECKING:
+    import numpy as np
+
+log = logging.getLogger(__name__)
+
+INDEX_VERSION = "3"
+CHUNK_CHARS = 480  # a few sentences: small enough to be specific, big enough to carry context
+RRF_K = 60
+CANDIDATES = 60  # per retriever, before fusion
+
+# Score boosts, on the scale of one RRF term (1/61 ~ 0.016 for a first place).
+BOOST_MENTIONED = 0.05  # the question names the condition: it dominates the fused rank
+BOOST_DIFFERENTIAL = 0.02  # times the probability of the condition in the current differential
+BOOST_SECTION = 0.012  # times the section-intent weight of the chunk's section
+BOOST_AUDIENCE = 0.004  # a passage written for this reader
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A retrievable unit: consecutive statements of one condition, section and audience block."""
+
+    id: str
+    condition_id: str
+    section: str
+    audience: str
+    statements: tuple[Statement, ...]
+    embed_text: str
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text for s in self.statements)
+
+    @property
+    def source_ids(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(sid for s in self.statements for sid in s.source_ids))
+
+
+@dataclass
+class Hit:
+    chunk: Chunk
+    score: float
+    dense_rank: int | None = None
+    bm25_rank: int | None = None
+
+
+@dataclass
+class SearchResult:
+    hits: list[Hit]
+    analysis: QueryAnalysis
+    elapsed_ms: float = 0.0
+
+    def conditions(self) -> list[str]:
+        """Condition ids in rank order (each once)."""
+        return list(dict.fromkeys(h.chunk.condition_id for h in self.hits))
+
+    def condition_sections(self) -> list[tuple[str, str]]:
+        return list(dict.fromkeys((h.chunk.condition_id, h.chunk.section) for h in self.hits))
+
+
+@dataclass
+class BuildInfo:
+    cache_key: str
+    cache_path: str
+    from_cache: bool
+    seconds: float
+    chunks: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _group_passages(kb: KnowledgeBase) -> list[tuple[str, str, str, list[Passage]]]:
+    """Passages grouped by (condition, section, audience), in file order."""
+    groups: dict[tuple[str, str, str], list[Passage]] = {}
+    for passage in kb.passages():
+        groups.setdefault((passage.condition_id, passage.section, passage.audience), []).append(passage)
+    return [(c, s, a, ps) for (c, s, a), ps in groups.items()]
+
+
+def build_chunks(kb: KnowledgeBase) -> list[Chunk]:
+    """Split each section block into chunks with langchain's text splitter, never cutting a sentence.
+
+    Statements go one per line and the splitter may only break on newlines, so every chunk is a run of whole
+    sentences that keep their own citation markers.
+    """
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    splitter = RecursiveCharacterTextSplitter(chunk_size=CHUNK_CHARS, chunk_overlap=0, separators=["\n"])
+    chunks: list[Chunk] = []
+    for condition_id, section, audience, passages in _group_passages(kb):
+        entry = kb.get(condition_id)
+        statements = [s for p in passages for s in p.statements]
+        lines = [" ".join(s.text.split()) for s in statements]
+        position = 0
+        for n, piece in enumerate(splitter.split_text("\n".join(lines))):
+            count = len([line for line in piece.split("\n") if line.strip()])
+            part = tuple(statements[position:position + count])
+            position += count
+            if not part:
+                continue
+            heading = SECTIONS.get(section, section)
+            names = entry.patient_name if entry.patient_name == entry.clinician_name else f"{entry.patient_name}; {entry.clinician_name}"
+            chunks.append(
+                Chunk(
+                    id=f"{condition_id}/{section}/{audience}/{n}",
+                    condition_id=condition_id,
+                    section=section,
+                    audience=audience,
+                    statements=part,
+                    embed_text=f"{names}. {heading}: " + " ".join(s.text for s in part),
+                )
+            )
+        if position != len(statements):  # the splitter must account for every statement
+            raise RuntimeError(f"chunking lost statements in {condition_id}/{section}")
+    return chunks
+
+
+def cache_key(kb: KnowledgeBase) -> str:
+    h = hashlib.sha256()
+    for part in (INDEX_VERSION, str(CHUNK_CHARS), embeddings.model_version(), kb.digest):
+        h.update(part.encode())
+        h.update(b"\0")
+    h.update(VOCABULARY_FILE.read_bytes())
+    return h.hexdigest()[:24]
+
+
+def _precomputed_embeddings(vectors: dict[str, list[float]]) -> Any:
+    """An ``Embeddings`` that returns cached vectors for known texts and embeds anything else live."""
+    from langchain_core.embeddings import Embeddings
+
+    live = embeddings.langchain_embeddings()
+
+    class PrecomputedEmbeddings(Embeddings):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            missing = [t for t in texts if t not in vectors]
+            if missing:
+                for text, vec in zip(missing, live.embed_documents(missing)):
+                    vectors[text] = vec
+            return [vectors[t] for t in texts]
+
+        def embed_query(self, text: str) -> list[float]:
+            return live.embed_query(text)
+
+    return PrecomputedEmbeddings()
+
+
+class KnowledgeIndex:
+    """The KB's chunks, their vector store, a BM25 index and a query analyser."""
+
+    def __init__(self, kb: KnowledgeBase, chunks: list[Chunk], vectors: np.ndarray, build: BuildInfo) -> None:
+        import numpy as np
+        from langchain_core.documents import Document
+        from langchain_core.vectorstores import InMemoryVectorStore
+        from rank_bm25 import BM25Okapi
+
+        self.kb = kb
+        self.chunks = chunks
+        self.build = build
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self._position = {c.id: i for i, c in enumerate(chunks)}
+        by_text = {c.embed_text: vectors[i].tolist() for i, c in enumerate(chunks)}
+        self.store = InMemoryVectorStore(embedding=_precomputed_embeddings(by_text))
+        self.store.add_documents(
+            [Document(id=c.id, page_content=c.embed_text, metadata={"condition_id": c.condition_id, "section": c.section,
+                                                                    "audience": c.audience}) for c in chunks],
+            ids=[c.id for c in chunks],
+        )
+        vocab = get_vocabulary()
+        labels = build_label_index(kb, vocab)
+        self._names: dict[str, str] = {}
+        for entry in kb.entries.values():
+            self._names[entry.condition_id] = " ".join(
+                dict.fromkeys([entry.patient_name, entry.clinician_name, *entry.synonyms])
+            )
+        corpus = [tokenize(c.embed_text + " " + self._names.get(c.condition_id, "")) for c in chunks]
+        self.bm25 = BM25Okapi(corpus)
+        self.analyzer = QueryAnalyzer((w for doc in corpus for w in doc), labels)
+        self.analyzer.words = sorted(set(self.analyzer.words) | {t for text in self._names.values() for t in text.lower().split()})
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def chunk(self, chunk_id: str) -> Chunk:
+        return self.chunks[self._position[chunk_id]]
+
+    # -- retrieval ---------------------------------------------------------------------------------------------
+    def _dense_ranking(self, query: str, k: int) -> list[str]:
+        """Chunk ids by cosine similarity, via the langchain vector store."""
+        vector = embeddings.encode([query])[0].tolist()
+        docs = self.store.similarity_search_by_vector(vector, k=k)
+        return [d.id for d in docs if d.id]
+
+    def _bm25_ranking(self, query: str, k: int) -> list[str]:
+        import numpy as np
+
+        tokens = tokenize(query)
+        if not tokens:
+            return []
+        scores = self.bm25.get_scores(tokens)
+        top = np.argsort(-scores)[:k]
+        return [self.chunks[i].id for i in top if scores[i] > 0]
+
+    def analyze(self, question: str) -> QueryAnalysis:
+        return self.analyzer.analyze(question)
+
+    def search(
+        self,
+        question: str,
+        *,
+        k: int = 8,
+        audience: str | None = None,
+        differential: dict[str, float] | None = None,
+        restrict_to: Iterable[str] | None = None,
+        sections: Iterable[str] | None = None,
+        analysis: QueryAnalysis | None = None,
+    ) -> SearchResult:
+        """Fused ranking for ``question``.
+
+        ``differential`` (condition -> probability) boosts those conditions; ``restrict_to`` keeps only those
+        conditions (a follow-up about the current result); ``sections`` keeps only those sections.
+        """
+        start = time.perf_counter()
+        analysis = analysis or self.analyze(question)
+        # Canonical names of the conditions the question names help both retrievers.
+        expansion = " ".join(self._names.get(c, "") for c in analysis.mentioned[:2])
+        query = f"{analysis.corrected} {expansion}".strip()
+        dense = self._dense_ranking(query, CANDIDATES)
+        keyword = self._bm25_ranking(query, CANDIDATES)
+        allowed = set(restrict_to) if restrict_to is not None else None
+        section_filter = set(sections) if sections is not None else None
+        scores: dict[str, float] = {}
+        dense_rank = {cid: r for r, cid in enumerate(dense)}
+        bm25_rank = {cid: r for r, cid in enumerate(keyword)}
+        candidates = set(dense) | set(keyword)
+        for cond in analysis.mentioned:  # a named condition's chunks are always candidates
+            candidates.update(c.id for c in self.chunks if c.condition_id == cond)
+        if allowed is not None:
+            candidates.update(c.id for c in self.chunks if c.condition_id in allowed)
+        mentioned = set(analysis.mentioned)
+        for chunk_id in candidates:
+            chunk = self.chunk(chunk_id)
+            if allowed is not None and chunk.condition_id not in allowed:
+                continue
+            if section_filter is not None and chunk.section not in section_filter:
+                continue
+            score = 0.0
+            if chunk_id in dense_rank:
+                score += 1.0 / (RRF_K + dense_rank[chunk_id] + 1)
+            if chunk_id in bm25_rank:
+                score += 1.0 / (RRF_K + bm25_rank[chunk_id] + 1)
+            if chunk.condition_id in mentioned:
+                score += BOOST_MENTIONED
+            if differential:
+                score += BOOST_DIFFERENTIAL * float(differential.get(chunk.condition_id, 0.0))
+            score += BOOST_SECTION * analysis.sections.get(chunk.section, 0.0)
+            if audience and chunk.audience == audience:
+                score += BOOST_AUDIENCE
+            elif audience and chunk.audience not in ("all", audience):
+                score -= BOOST_AUDIENCE
+            scores[chunk_id] = score
+        ranked = sorted(scores, key=lambda cid: (-scores[cid], cid))[:k]
+        hits = [
+            Hit(chunk=self.chunk(cid), score=scores[cid], dense_rank=dense_rank.get(cid), bm25_rank=bm25_rank.get(cid))
+            for cid in ranked
+        ]
+        return SearchResult(hits=hits, analysis=analysis, elapsed_ms=(time.perf_counter() - start) * 1000)
+
+    def as_retriever(self, **search_kwargs: Any) -> Any:
+        """A langchain ``BaseRetriever`` over this index (for chains and agents)."""
+        from dermchat.knowledge.retriever import KnowledgeRetriever
+
+        return KnowledgeRetriever(index=self, search_kwargs=search_kwargs)
+
+
+# -- building and caching ---------------------------------------------------------------------------------------
+def _cache_file(key: str) -> Path:
+    folder = cache_dir() / "kb-index"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{key}.npz"
+
+
+def _load_vectors(path: Path, chunks: list[Chunk]) -> np.ndarray | None:
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            ids = [str(x) for x in data["ids"]]
+            vectors = data["vectors"]
+    except (OSError, KeyError, ValueError) as exc:
+        log.warning("ignoring unreadable index cache %s: %s", path, exc)
+        return None
+    if ids != [c.id for c in chunks] or vectors.shape[0] != len(chunks):
+        return None
+    return vectors
+
+
+def _save_vectors(path: Path, chunks: list[Chunk], vectors: np.ndarray) -> None:
+    """Atomic write (temp file + rename) so a crash or a concurrent process never leaves half a cache."""
+    import numpy as np
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
+    os.close(fd)
+    try:
+        np.savez(tmp, ids=np.array([c.id for c in chunks]), vectors=vectors.astype(np.float32))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def build_index(kb: KnowledgeBase | None = None, *, use_cache: bool = True) -> KnowledgeIndex:
+    """Chunk the KB and embed it (or load the embeddings from the disk cache)."""
+    start = time.perf_counter()
+    kb = kb or get_kb()
+    chunks = build_chunks(kb)
+    key = cache_key(kb)
+    path = _cache_file(key)
+    vectors = _load_vectors(path, chunks) if use_cache and path.exists() else None
+    from_cache = vectors is not None
+    if vectors is None:
+        vectors = embeddings.encode([c.embed_text for c in chunks])
+        if use_cache:
+            _save_vectors(path, chunks, vectors)
+    info = BuildInfo(cache_key=key, cache_path=str(path), from_cache=from_cache, seconds=0.0, chunks=len(chunks))
+    index = KnowledgeIndex(kb, chunks, vectors, info)
+    info.seconds = round(time.perf_counter() - start, 3)
+    return index
+
+
+_lock = threading.Lock()
+_indexes: dict[Path, KnowledgeIndex] = {}
+
+
+def get_index(kb_dir: Path | None = None) -> KnowledgeIndex:
+    """The process-wide index for ``kb_dir``; rebuilt (or re-loaded from cache) when a KB file changes."""
+    kb = get_kb(kb_dir)
+    key = kb.kb_dir.resolve()
+    current = _indexes.get(key)
+    if current is not None and current.kb is kb:
+        return current
+    with _lock:
+        current = _indexes.get(key)
+        if current is None or current.kb is not kb:
+            current = build_index(kb)
+            _indexes[key] = current
+        return current

@@ -1,0 +1,111 @@
+"""Figures for ``python -m dermchat bench``: exemplar retrieval latency and per-step denoising time.
+
+Numbers are printed, never asserted: the team's machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from dermchat.bench import percentile
+from dermchat.context import TurnContext
+from dermchat.registry import Registry
+from dermchat.results import Diagnosis, DifferentialEntry
+from dermchat.settings import Settings
+
+BENCH_DIFFERENTIAL = (("melanocytic_nevus", 0.6), ("melanoma", 0.25), ("benign_keratosis", 0.15))
+
+
+def bench_context(image: Image.Image, workdir: Path, registry: Registry | None = None) -> TurnContext:
+    """A turn context with a fixed three-condition differential (retrieval cost does not depend on it)."""
+    diagnosis = Diagnosis(
+        provider_id="bench",
+        differential=[DifferentialEntry(condition_id=c, probability=p) for c, p in BENCH_DIFFERENTIAL],
+    )
+    return TurnContext(
+        image=image, image_sha256=None, question="", audience="patient", settings=Settings(),
+        registry=registry or Registry(), workdir=workdir, diagnosis=diagnosis,
+    )
+
+
+def summary_ms(values: list[float]) -> dict[str, float]:
+    return {"p50": round(statistics.median(values), 2), "p95": round(percentile(values, 0.95), 2), "n": len(values)}
+
+
+def exemplar_latency(provider: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """Cold load (atlas features from cache or built) and per-turn retrieval latency, target <= 100 ms."""
+    ok, reason = provider.available()
+    if not ok:
+        return {"skipped": reason}
+    image = Image.open(options["image"]).convert("RGB")
+    started = time.perf_counter()
+    provider.load()
+    load_s = time.perf_counter() - started
+    runs = max(5, int(options.get("runs", 10)) * 3)
+    times: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="dermchat-bench-") as tmp:
+        for i in range(runs):
+            ctx = bench_context(image, Path(tmp) / str(i))
+            start = time.perf_counter()
+            refs = provider.references(ctx)
+            times.append((time.perf_counter() - start) * 1000)
+    atlas = provider.atlas
+    return {
+        "retrieval_ms": summary_ms(times),
+        "target_ms": 100,
+        "references_per_turn": len(refs),
+        "atlas_images": len(atlas) if atlas is not None else 0,
+        "load_s": round(load_s, 3),
+        "feature_cache_build_s": round(atlas.build_seconds, 1) if atlas and atlas.build_seconds else None,
+        "note": "fixed differential nv/mel/bkl, k=settings.references_per_condition, includes copying files",
+    }
+
+
+TINY_FIGURE = "per_step_ms (tiny random pipeline: no real diffusion weights available locally)"
+
+
+def diffusion_step_time(provider: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """Per-step denoising time of the configured generator, or of a tiny random pipeline when the configured
+    weights are not available here (the figure's name says which)."""
+    from dermchat.references.diffusion import DiffusionProvider
+    from dermchat.references.tiny import TINY_SAMPLE_SIZE, build_tiny_sd
+
+    ok, reason = provider.available()
+    image = Image.open(options["image"]).convert("RGB")
+    with tempfile.TemporaryDirectory(prefix="dermchat-bench-sd-") as tmp:
+        generator = DiffusionProvider()
+        base = provider.opts.model_dump() | {"cache": False, "verify": False}
+        if ok:
+            generator.configure(base)
+            figure, runs = "per_step_ms", 1
+        else:
+            model = build_tiny_sd(Path(tmp) / "tiny-sd")
+            generator.configure(base | {"model": str(model), "lora": None, "size": TINY_SAMPLE_SIZE, "steps": 10, "device": "cpu"})
+            figure, runs = TINY_FIGURE, 3
+        started = time.perf_counter()
+        generator.load()
+        load_s = time.perf_counter() - started
+        steps: list[float] = []
+        for run in range(runs):
+            ctx = bench_context(image, Path(tmp) / f"turn{run}")
+            ctx.settings = Settings(reference_conditions=1)
+            refs = generator.references(ctx)
+            steps.extend(refs[0].extra["step_ms"][1 if run == 0 else 0 :])  # the very first step warms up
+        opts = generator.opts
+        return {
+            figure: summary_ms(steps),
+            "model": opts.model if ok else "tiny random SD (built in a temp dir)",
+            "configured_model_unavailable": None if ok else reason,
+            "mode": opts.mode,
+            "scheduler": opts.scheduler,
+            "size": opts.size,
+            "steps_per_image": opts.steps,
+            "device": generator.device,
+            "load_s": round(load_s, 2),
+        }

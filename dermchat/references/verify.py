@@ -1,0 +1,74 @@
+"""Check a generated image with the project's diagnosis model before it is shown.
+
+Why: a diffusion model can produce a convincing picture of the wrong thing. SkinGEN-style references are only
+useful if they show the condition they are labelled with, so an image is kept only when the classifier puts
+the target condition in its top three; otherwise the engine hides it with a note. When the classifier is
+missing, or the condition is outside its classes, the image is shown as unverified (``verified=None``) and
+the reason is recorded, never silently passed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import logging
+from typing import Any
+
+from PIL import Image
+
+from dermchat.context import TurnContext
+from dermchat.vocabulary import get_vocabulary
+
+log = logging.getLogger(__name__)
+
+DEFAULT_VERIFIER = "ham-cnn"
+TOP_K = 3
+
+
+def _silent(message: str, fraction: float | None = None) -> None:
+    """The verifier's own progress is not the user's: generation progress is what they are waiting for."""
+
+
+def image_sha256(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return hashlib.sha256(buffer.getvalue()).hexdigest()
+
+
+def verify_image(
+    ctx: TurnContext, image: Image.Image, condition_id: str, verifier_id: str = DEFAULT_VERIFIER
+) -> tuple[bool | None, dict[str, Any]]:
+    """``(verified, details)``: True if ``condition_id`` is in the verifier's top three, False if not, None if
+    the image could not be checked (details['reason'] says why)."""
+    cond = get_vocabulary().get(condition_id)
+    details: dict[str, Any] = {"verifier": verifier_id}
+    try:
+        provider = ctx.registry.get("diagnoser", verifier_id)
+    except KeyError:
+        details["reason"] = f"the image model {verifier_id!r} is not installed, so this image was not checked"
+        return None, details
+    ok, why = provider.available()
+    if not ok:
+        details["reason"] = f"the image model {verifier_id!r} is unavailable ({why}), so this image was not checked"
+        return None, details
+    if verifier_id == DEFAULT_VERIFIER and cond.ham_code is None:
+        details["reason"] = (
+            f"{cond.clinician_name} is outside the image model's seven HAM10000 classes, so it cannot check "
+            "this image"
+        )
+        return None, details
+    provider.load()
+    probe = dataclasses.replace(
+        ctx, image=image, image_sha256=image_sha256(image), quality=None, diagnosis=None, previous=None,
+        question="", history=[], progress=_silent, seen_references=set(),
+    )
+    diagnosis = provider.diagnose(probe)  # type: ignore[attr-defined]
+    top = diagnosis.top(TOP_K)
+    details["top"] = [{"condition_id": e.condition_id, "probability": round(e.probability, 4)} for e in top]
+    if not top:
+        details["reason"] = diagnosis.abstain_reason or "the image model gave no differential for this image"
+        return False, details
+    ranks = [e.condition_id for e in top]
+    details["target_rank"] = ranks.index(condition_id) + 1 if condition_id in ranks else None
+    return condition_id in ranks, details

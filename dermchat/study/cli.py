@@ -1,0 +1,84 @@
+"""``python -m dermchat study ...``: validate a study file, export, summarise, delete a participant."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from dermchat.study.definition import StudyDefinitionError, load_study
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m dermchat study", description="user-study tools")
+    sub = parser.add_subparsers(dest="action", required=True)
+
+    p = sub.add_parser("validate", help="check a study YAML file (errors name file:line)")
+    p.add_argument("file")
+    p.add_argument("--no-images", action="store_true", help="do not check that the case images exist")
+
+    p = sub.add_parser("export", help="write tidy CSVs and events.jsonl")
+    p.add_argument("--db", required=True, help="SQLite file or database URL")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--study", help="only this study id")
+
+    p = sub.add_parser("summary", help="per-arm means with 95%% confidence intervals")
+    p.add_argument("--db", required=True)
+    p.add_argument("--study")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("delete", help="erase everything recorded under a participant code")
+    p.add_argument("--db", required=True)
+    p.add_argument("--participant", required=True)
+    p.add_argument("--study")
+    return parser
+
+
+def _db_exists(db: str) -> bool:
+    from pathlib import Path
+
+    return "://" in db or Path(db).is_file()
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    if args.action == "validate":
+        try:
+            study = load_study(args.file, check_images=not args.no_images)
+        except StudyDefinitionError as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+        print(f"ok: {study.id} — {study.title}: {study.design}-subject, {len(study.arms)} arm(s), "
+              f"{len(study.cases.items)} case(s), {len(study.questionnaires)} questionnaire(s)")
+        return 0
+    if not _db_exists(args.db):
+        print(f"error: {args.db}: no such database file", file=sys.stderr)
+        return 2
+    if args.action == "export":
+        from dermchat.study.export import export
+
+        written = export(args.db, args.out, args.study)
+        for name, path in written.items():
+            print(f"{path}")
+        return 0
+    if args.action == "summary":
+        from dermchat.study.summary import format_table, summarise
+
+        rows = summarise(args.db, args.study)
+        print(json.dumps([r.as_dict() for r in rows], indent=2) if args.json else format_table(rows))
+        return 0
+    from dermchat.study.store import get_store
+
+    from dermchat.study.session import FlowError, normalise_code
+
+    try:
+        code = normalise_code(args.participant)
+    except FlowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    deleted = get_store(args.db).delete_participant(code, args.study)
+    if not deleted:
+        print(f"no data recorded under {code}", file=sys.stderr)
+        return 1
+    print(f"deleted {deleted} row(s) recorded under {code}")
+    return 0

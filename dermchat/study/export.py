@@ -1,0 +1,152 @@
+"""Tidy export of a study database: CSVs for analysis (one row per participant × case × question) + JSONL.
+
+Everything is read from the database alone (the ``started`` event records each participant's schedule and the
+cases' ground truth), so an export made months later does not depend on the study file still matching.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from dermchat.study.store import StudyStore, get_store
+
+CASE_COLUMNS = [
+    "study_id", "participant", "seq", "step", "case_position", "case_id", "arm", "block", "ground_truth",
+    "question_id", "kind", "value", "value_numeric", "answered_at",
+]
+QUESTIONNAIRE_COLUMNS = [
+    "study_id", "participant", "seq", "step", "questionnaire_id", "arm", "block", "question_id", "kind", "value",
+    "value_numeric", "answered_at",
+]
+PARTICIPANT_COLUMNS = ["study_id", "participant", "seq", "arm_order", "status", "steps_done", "steps_total",
+                       "created_at", "updated_at"]
+TURN_COLUMNS = [
+    "study_id", "participant", "step", "case_id", "arm", "input_sha256", "status", "audience", "top_condition",
+    "top_probability", "prediction_set", "triage", "references", "synthetic_references", "citations",
+    "reference_clicks", "citation_clicks", "total_ms", "timings_ms", "providers", "created_at",
+]
+
+
+def _schedules(events: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(study, participant) -> the 'started' payload (steps, arm order, ground truth)."""
+    return {(e["study_id"], e["participant_code"]): e["payload"] for e in events if e["type"] == "started"}
+
+
+def tables(store: StudyStore, study_id: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The export as rows per file name, before writing (the researcher page shows parts of it)."""
+    events = store.events(study_id)
+    answers = store.answers(study_id)
+    people = store.participants(study_id)
+    schedules = _schedules(events)
+    seq_of = {(p["study_id"], p["code"]): p["seq"] for p in people}
+    done: dict[tuple[str, str], set[int]] = {}
+    clicks: dict[tuple[str, str, int, str], int] = {}
+    for e in events:
+        key = (e["study_id"], e["participant_code"])
+        if e["type"] == "step_completed":
+            done.setdefault(key, set()).add(e["step"])
+        if e["type"] in {"reference_click", "citation_click"}:
+            ckey = (*key, e["step"], e["type"])
+            clicks[ckey] = clicks.get(ckey, 0) + 1
+
+    case_rows: list[dict[str, Any]] = []
+    questionnaire_rows: list[dict[str, Any]] = []
+    for a in answers:
+        key = (a["study_id"], a["participant_code"])
+        schedule = schedules.get(key, {})
+        steps = schedule.get("steps", [])
+        step = steps[a["step"]] if a["step"] < len(steps) else {}
+        common = {
+            "study_id": a["study_id"], "participant": a["participant_code"], "seq": seq_of.get(key),
+            "step": a["step"], "arm": a["arm"] or "", "block": step.get("block"), "question_id": a["question_id"],
+            "kind": a["kind"], "value": a["value"] if a["value"] is not None else "",
+            "value_numeric": a["value_numeric"] if a["value_numeric"] is not None else "",
+            "answered_at": a["created_at"],
+        }
+        if a["case_id"]:
+            case_steps = [i for i, s in enumerate(steps) if s.get("kind") == "case"]
+            position = case_steps.index(a["step"]) + 1 if a["step"] in case_steps else ""
+            truth = schedule.get("ground_truth", {}).get(a["case_id"]) or ""
+            case_rows.append({**common, "case_id": a["case_id"], "case_position": position, "ground_truth": truth})
+        else:
+            questionnaire_rows.append({**common, "questionnaire_id": a["questionnaire_id"]})
+
+    participant_rows = [{
+        "study_id": p["study_id"], "participant": p["code"], "seq": p["seq"], "arm_order": "|".join(p["arm_order"]),
+        "status": p["status"], "steps_done": len(done.get((p["study_id"], p["code"]), set())),
+        "steps_total": len(schedules.get((p["study_id"], p["code"]), {}).get("steps", [])),
+        "created_at": p["created_at"], "updated_at": p["updated_at"],
+    } for p in people]
+
+    turn_rows: list[dict[str, Any]] = []
+    for e in events:
+        if e["type"] != "turn":
+            continue
+        shown = e["payload"].get("shown", {})
+        key = (e["study_id"], e["participant_code"], e["step"])
+        turn_rows.append({
+            "study_id": e["study_id"], "participant": e["participant_code"], "step": e["step"],
+            "case_id": e["case_id"], "arm": e["arm"], "input_sha256": e["payload"].get("input_sha256") or "",
+            **{k: shown.get(k, "") for k in ("status", "audience", "top_condition", "top_probability", "triage",
+                                              "references", "synthetic_references", "citations", "total_ms")},
+            "prediction_set": "|".join(shown.get("prediction_set", [])),
+            "reference_clicks": clicks.get((*key, "reference_click"), 0),
+            "citation_clicks": clicks.get((*key, "citation_click"), 0),
+            "timings_ms": json.dumps(e["payload"].get("timings_ms", {}), sort_keys=True),
+            "providers": json.dumps(e["payload"].get("providers", {}), sort_keys=True),
+            "created_at": e["created_at"],
+        })
+    return {
+        "participants.csv": participant_rows,
+        "case_answers.csv": case_rows,
+        "questionnaire_answers.csv": questionnaire_rows,
+        "turns.csv": turn_rows,
+        "events.jsonl": events,
+    }
+
+
+COLUMNS = {
+    "participants.csv": PARTICIPANT_COLUMNS,
+    "case_answers.csv": CASE_COLUMNS,
+    "questionnaire_answers.csv": QUESTIONNAIRE_COLUMNS,
+    "turns.csv": TURN_COLUMNS,
+}
+
+
+def _render(name: str, rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    if name.endswith(".jsonl"):
+        for row in rows:
+            buf.write(json.dumps(row, ensure_ascii=False, sort_keys=True, default=str) + "\n")
+        return buf.getvalue()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS[name], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def export(db_url: str | Path, out_dir: str | Path, study_id: str | None = None) -> dict[str, Path]:
+    """Write the CSVs and ``events.jsonl`` into ``out_dir``; returns the written paths by file name."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for name, rows in tables(get_store(db_url), study_id).items():
+        path = out / name
+        path.write_text(_render(name, rows), encoding="utf-8")
+        written[name] = path
+    return written
+
+
+def export_zip(db_url: str | Path, zip_path: str | Path, study_id: str | None = None) -> Path:
+    """The same files in one zip (what the researcher page offers for download)."""
+    target = Path(zip_path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, rows in tables(get_store(db_url), study_id).items():
+            zf.writestr(name, _render(name, rows))
+    return target

@@ -1,0 +1,298 @@
+"""The participant flow as a state machine, independent of any UI: consent -> code -> steps -> done.
+
+The UI keeps one small, copyable ``ParticipantState`` per browser session; everything that matters is in the
+store, and progress is *derived* from it (which steps have a ``step_completed`` event), so a refresh, a lost
+connection or a crashed server resumes at the first unfinished step when the participant enters their code.
+Declining consent writes nothing at all: the participant row and the consent event are created together,
+only once a code is chosen after consenting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import re
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Literal
+
+from dermchat.results import StepEvent, TurnResult
+from dermchat.study.assignment import Step, assign
+from dermchat.study.definition import ChoiceItem, Item, LikertItem, Study, TextItem
+from dermchat.study.store import AnswerRow, StudyStore, now_iso
+from dermchat.study.turnlog import log_turn, turn_tag
+from dermchat.vocabulary import get_vocabulary
+
+if TYPE_CHECKING:
+    from dermchat.engine import DermChat
+
+Stage = Literal["consent", "code", "case", "questionnaire", "done", "declined"]
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: codes are read aloud and typed
+CODE_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9-]{2,22}[A-Z0-9]$")
+
+
+class FlowError(ValueError):
+    """Something the participant must fix (a bad code, a missing answer); ``messages`` lists each problem."""
+
+    def __init__(self, messages: list[str]) -> None:
+        self.messages = messages
+        super().__init__(" ".join(messages))
+
+
+@dataclass(frozen=True)
+class ParticipantState:
+    """Per-browser-session state: small, immutable, deep-copyable (what ``gr.State`` holds)."""
+
+    study_id: str
+    stage: Stage = "consent"
+    code: str | None = None
+    consented_at: str | None = None
+    step: int | None = None
+    steps: tuple[Step, ...] = field(default_factory=tuple)
+
+    @property
+    def current(self) -> Step | None:
+        return self.steps[self.step] if self.step is not None and self.step < len(self.steps) else None
+
+
+@dataclass(frozen=True)
+class CaseView:
+    case_id: str
+    arm: str
+    image_path: Path
+    position: int  # 1-based among case steps
+    total: int
+    question: str
+
+
+def generate_code() -> str:
+    """Eight random characters as XXXX-XXXX with at least one digit (names never contain digits)."""
+    while True:
+        raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(8))
+        if any(ch.isdigit() for ch in raw):
+            return f"{raw[:4]}-{raw[4:]}"
+
+
+def normalise_code(code: str) -> str:
+    """Upper-case and check the shape; a code must contain a digit so that a name cannot pass as one."""
+    cleaned = re.sub(r"\s+", "", code or "").upper()
+    if not CODE_PATTERN.match(cleaned) or not any(ch.isdigit() for ch in cleaned):
+        raise FlowError([
+            "A participant code is 4-24 letters and digits (at least one digit), for example K7PQ-4XRM. "
+            "Please do not enter your name."
+        ])
+    return cleaned
+
+
+class StudyFlow:
+    """One study's participant flow against one store; shared by every participant (holds no per-user state)."""
+
+    def __init__(self, study: Study, store: StudyStore) -> None:
+        self.study = study
+        self.store = store
+
+    # -- consent and code --------------------------------------------------------------------------------------
+    def start(self) -> ParticipantState:
+        return ParticipantState(study_id=self.study.id)
+
+    def consent(self, state: ParticipantState, agreed: bool) -> ParticipantState:
+        """Record nothing here: a declined consent leaves no trace, an accepted one is written with the code."""
+        self._expect(state, "consent")
+        if not agreed:
+            return replace(state, stage="declined")
+        return replace(state, stage="code", consented_at=now_iso())
+
+    def enter_code(self, state: ParticipantState, code: str | None = None, *, user_agent: str | None = None) -> ParticipantState:
+        """Start (new code) or resume (known code). ``code=None`` generates one."""
+        self._expect(state, "code")
+        generated = code is None or not code.strip()
+        if not generated and not self.study.allow_entered_codes and self.store.participant(self.study.id, normalise_code(code or "")) is None:
+            raise FlowError(["This study only accepts codes it generated. Leave the field empty to get a new code."])
+        for _ in range(20):
+            chosen = generate_code() if generated else normalise_code(code or "")
+            record = self.store.participant(self.study.id, chosen)
+            if record is not None:
+                if generated:
+                    continue  # astronomically rare collision: draw again
+                return self._resume(state, chosen)
+            try:
+                record = self.store.enrol(
+                    self.study.id,
+                    chosen,
+                    lambda seq: assign(self.study, seq).arm_order,
+                    user_agent=user_agent if self.study.privacy.record_user_agent else None,
+                    first_events=[("consent", self._consent_payload(state)), ("code", {"generated": generated})],
+                )
+            except KeyError:
+                if generated:
+                    continue
+                return self._resume(state, chosen)  # someone enrolled this code a moment ago
+            steps = tuple(assign(self.study, record.seq).steps)
+            self.store.log(self.study.id, chosen, "started", {
+                "seq": record.seq, "arm_order": record.arm_order, "steps": [s.as_dict() for s in steps],
+                "ground_truth": {case.id: self.study.ground_truth_id(case) for case in self.study.cases.items},
+            })
+            return self._at_next_step(replace(state, code=chosen, steps=steps))
+        raise RuntimeError("could not allocate a participant code")
+
+    def _consent_payload(self, state: ParticipantState) -> dict[str, Any]:
+        digest = hashlib.sha256(self.study.consent.encode("utf-8")).hexdigest()
+        return {"consented_at": state.consented_at, "consent_sha256": digest, "study_title": self.study.title}
+
+    def _resume(self, state: ParticipantState, code: str) -> ParticipantState:
+        record = self.store.participant(self.study.id, code)
+        assert record is not None
+        steps = tuple(assign(self.study, record.seq).steps)
+        if record.arm_order != assign(self.study, record.seq).arm_order:
+            raise FlowError(["This code belongs to an earlier version of the study; please contact the researcher."])
+        self.store.log(self.study.id, code, "resumed", {"consented_at": state.consented_at})
+        return self._at_next_step(replace(state, code=code, steps=steps))
+
+    # -- steps ---------------------------------------------------------------------------------------------------
+    def _at_next_step(self, state: ParticipantState) -> ParticipantState:
+        assert state.code is not None
+        done = self.store.completed_steps(self.study.id, state.code)
+        for index, step in enumerate(state.steps):
+            if index not in done:
+                return replace(state, stage="case" if step.kind == "case" else "questionnaire", step=index)
+        record = self.store.participant(self.study.id, state.code)
+        if record is not None and record.status != "done":
+            self.store.log(self.study.id, state.code, "finished", {"steps": len(state.steps)})
+            self.store.set_status(self.study.id, state.code, "done")
+        return replace(state, stage="done", step=None)
+
+    def case_view(self, state: ParticipantState) -> CaseView:
+        self._expect(state, "case")
+        step = state.current
+        assert step is not None and step.arm is not None
+        case = self.study.case(step.ref)
+        case_steps = [s for s in state.steps if s.kind == "case"]
+        return CaseView(
+            case_id=case.id, arm=step.arm, image_path=self.study.image_path(case),
+            position=case_steps.index(step) + 1, total=len(case_steps), question=case.question,
+        )
+
+    def shown_turn(self, state: ParticipantState) -> TurnResult | None:
+        """The turn already shown for the current case (after a resume it is replayed, not re-run)."""
+        if state.code is None or state.step is None:
+            return None
+        logged = self.store.last_event(self.study.id, state.code, "turn", state.step)
+        return TurnResult.model_validate(logged["payload"]["result"]) if logged else None
+
+    def run_case(self, state: ParticipantState, app: DermChat) -> Iterator[StepEvent]:
+        """Run the real pipeline on the current case under its arm; the last event carries the result."""
+        view = self.case_view(state)
+        assert state.code is not None and state.step is not None
+        previous = self.shown_turn(state)
+        if previous is not None:
+            yield StepEvent(step="turn", kind="result", message=previous.message, result=previous, data={"replayed": True})
+            return
+        arm = self.study.arm(view.arm)
+        tag = turn_tag(self.study, state.code, state.step, view.case_id, arm, self.store.url)
+        kwargs: dict[str, Any] = {
+            "settings_overrides": arm.settings or None,
+            "turn_id": f"{self.study.id}-{state.code}-{state.step}",
+        }
+        plugin_logs = _plugin_logs_turns(app)
+        if plugin_logs:
+            kwargs["options"] = {"study": tag}
+        result: TurnResult | None = None
+        for event in app.run_turn(str(view.image_path), view.question, **kwargs):
+            if event.kind == "result":
+                result = event.result
+            yield event
+        assert result is not None
+        if not plugin_logs:
+            log_turn(self.store, tag, result)
+        if self.study.privacy.store_images and result.image_sha256:
+            from dermchat.intake import decode_image, to_jpeg_bytes
+
+            self.store.store_image(self.study.id, result.image_sha256, to_jpeg_bytes(decode_image(view.image_path).image))
+
+    def click(self, state: ParticipantState, target: Literal["reference", "citation"], index: int, detail: dict[str, Any]) -> None:
+        """Log a click on a reference image or a cited source of the current case's answer."""
+        self._expect(state, "case")
+        step = state.current
+        assert state.code is not None and step is not None
+        self.store.log(self.study.id, state.code, f"{target}_click", {"index": index, **detail},
+                       step=state.step, case_id=step.ref, arm=step.arm)
+
+    def items(self, state: ParticipantState) -> list[Item]:
+        step = state.current
+        if step is None:
+            return []
+        return list(self.study.case_questions) if step.kind == "case" else list(self.study.questionnaire(step.ref).items)
+
+    def submit(self, state: ParticipantState, values: dict[str, Any]) -> ParticipantState:
+        """Validate and save the answers of the current step, mark it done and move on."""
+        if state.stage not in {"case", "questionnaire"}:
+            raise FlowError([f"nothing to answer at this point ({state.stage})"])
+        step = state.current
+        assert state.code is not None and state.step is not None and step is not None
+        if step.kind == "case" and self.shown_turn(state) is None:
+            raise FlowError(["Please wait for DermChat's answer to this case before moving on."])
+        ground_truth = self.study.ground_truth_id(self.study.case(step.ref)) if step.kind == "case" else None
+        rows, problems = [], []
+        for item in self.items(state):
+            try:
+                row = validate_answer(item, values.get(item.id), ground_truth)
+            except FlowError as exc:
+                problems.extend(exc.messages)
+                continue
+            rows.append(row)
+        if problems:
+            raise FlowError(problems)
+        self.store.save_answers(
+            self.study.id, state.code, state.step, rows,
+            case_id=step.ref if step.kind == "case" else None,
+            questionnaire_id=step.ref if step.kind == "questionnaire" else None,
+            arm=step.arm,
+            completed_event=("step_completed", {"kind": step.kind, "ref": step.ref, "block": step.block}),
+        )
+        return self._at_next_step(state)
+
+    def _expect(self, state: ParticipantState, stage: Stage) -> None:
+        if state.study_id != self.study.id:
+            raise FlowError([f"this page belongs to study {state.study_id!r}, not {self.study.id!r}"])
+        if state.stage != stage:
+            raise FlowError([f"expected the {stage} step, but the participant is at {state.stage}"])
+
+
+def validate_answer(item: Item, raw: Any, ground_truth: str | None = None) -> AnswerRow:
+    """One answer as a stored row (an optional item left empty is stored as skipped); ``FlowError`` if invalid."""
+    empty = raw is None or (isinstance(raw, str) and not raw.strip())
+    if empty:
+        if item.required:
+            raise FlowError([f"Please answer: {item.text}"])
+        return AnswerRow(item.id, item.kind, None, None)
+    if isinstance(item, LikertItem):
+        try:
+            value = int(str(raw).split("–")[0].strip()) if not isinstance(raw, (int, float)) else int(raw)
+        except ValueError:
+            raise FlowError([f"{item.text}: choose a number from 1 to {item.scale}"]) from None
+        if not 1 <= value <= item.scale or (isinstance(raw, float) and raw != value):
+            raise FlowError([f"{item.text}: choose a number from 1 to {item.scale}"])
+        return AnswerRow(item.id, item.kind, str(value), float(value))
+    if isinstance(item, ChoiceItem):
+        text = str(raw)
+        if text not in item.options():
+            raise FlowError([f"{item.text}: {text!r} is not one of the options"])
+        numeric = None
+        if item.scored and ground_truth:
+            numeric = 1.0 if get_vocabulary().resolve(text) == ground_truth else 0.0
+        return AnswerRow(item.id, item.kind, text, numeric)
+    assert isinstance(item, TextItem)
+    text = str(raw).strip()
+    if len(text) > item.max_chars:
+        raise FlowError([f"{item.text}: please keep it under {item.max_chars} characters"])
+    return AnswerRow(item.id, item.kind, text, None)
+
+
+def _plugin_logs_turns(app: DermChat) -> bool:
+    """Whether the study-logger plugin will log the turn (the engine forwards ``options`` to the context)."""
+    try:
+        accepts = "options" in inspect.signature(app.run_turn).parameters
+    except (TypeError, ValueError):
+        return False
+    return accepts and app.plugins.pm.get_plugin("study") is not None

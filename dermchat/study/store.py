@@ -1,0 +1,385 @@
+"""Where study data lives: SQLite by default (WAL, one commit per event), PostgreSQL for several replicas.
+
+SQLAlchemy Core keeps one code path for both. Every ``log`` call is its own transaction, committed before it
+returns, so killing the app loses at most the event being written. What is stored is what the study needs:
+participant codes (never names), events and answers. No IP address is ever stored; the user agent only when
+the study declares it. Case images are stored only when the study opts in, as metadata-free JPEG.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from dermchat.paths import cache_dir
+from dermchat.settings import resolve_env_refs
+
+DATABASE_URL_ENV = "DERMCHAT_STUDY_DATABASE_URL"
+STUDY_DIR_ENV = "DERMCHAT_STUDY_DIR"
+
+metadata = sa.MetaData()
+participants = sa.Table(
+    "participants",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("study_id", sa.String(64), nullable=False),
+    sa.Column("code", sa.String(32), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("arm_order", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, default="active"),
+    sa.Column("user_agent", sa.Text, nullable=True),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+    sa.UniqueConstraint("study_id", "code", name="uq_participant_code"),
+    sa.UniqueConstraint("study_id", "seq", name="uq_participant_seq"),
+)
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("study_id", sa.String(64), nullable=False),
+    sa.Column("participant_code", sa.String(32), nullable=False),
+    sa.Column("type", sa.String(40), nullable=False),
+    sa.Column("step", sa.Integer, nullable=True),
+    sa.Column("case_id", sa.String(64), nullable=True),
+    sa.Column("arm", sa.String(64), nullable=True),
+    sa.Column("payload", sa.Text, nullable=False, default="{}"),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Index("ix_events_participant", "study_id", "participant_code"),
+)
+answers = sa.Table(
+    "answers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("study_id", sa.String(64), nullable=False),
+    sa.Column("participant_code", sa.String(32), nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("case_id", sa.String(64), nullable=True),
+    sa.Column("questionnaire_id", sa.String(64), nullable=True),
+    sa.Column("arm", sa.String(64), nullable=True),
+    sa.Column("question_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("value", sa.Text, nullable=True),
+    sa.Column("value_numeric", sa.Float, nullable=True),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.UniqueConstraint("study_id", "participant_code", "step", "question_id", name="uq_answer"),
+)
+images = sa.Table(
+    "images",
+    metadata,
+    sa.Column("study_id", sa.String(64), primary_key=True),
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("jpeg", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def to_url(db: str | Path) -> str:
+    """A SQLAlchemy URL from either a URL or a plain file path (the CLI's ``--db FILE``)."""
+    text = str(db)
+    if "://" in text:
+        return text
+    return f"sqlite:///{Path(text).expanduser().resolve()}"
+
+
+def default_study_dir() -> Path:
+    env = os.environ.get(STUDY_DIR_ENV)
+    path = Path(env).expanduser() if env else cache_dir() / "studies"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def resolve_database_url(study_id: str, configured: Any = None, explicit: str | None = None) -> str:
+    """explicit > ``DERMCHAT_STUDY_DATABASE_URL`` > the study's ``database_url`` > ``<study dir>/<id>.sqlite``."""
+    for candidate in (explicit, os.environ.get(DATABASE_URL_ENV), resolve_env_refs(configured)):
+        if candidate:
+            return to_url(str(candidate))
+    return to_url(default_study_dir() / f"{study_id}.sqlite")
+
+
+@dataclass(frozen=True)
+class ParticipantRecord:
+    study_id: str
+    code: str
+    seq: int
+    arm_order: list[str]
+    status: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class AnswerRow:
+    question_id: str
+    kind: str
+    value: str | None
+    value_numeric: float | None
+
+
+class StudyStore:
+    """All reads and writes of study data; safe to share between threads (one pooled engine)."""
+
+    def __init__(self, url: str | Path) -> None:
+        self.url = to_url(url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        if self.is_sqlite:
+            path = self.url.split("sqlite:///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = sa.create_engine(self.url, connect_args={"timeout": 30, "check_same_thread": False})
+            sa_event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = sa.create_engine(self.url, pool_pre_ping=True)
+        metadata.create_all(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- writes (each its own committed transaction) ---------------------------------------------------------
+    def enrol(
+        self,
+        study_id: str,
+        code: str,
+        arm_order_for: Callable[[int], list[str]],
+        *,
+        user_agent: str | None = None,
+        first_events: Iterable[tuple[str, dict[str, Any]]] = (),
+    ) -> ParticipantRecord:
+        """Create a participant with the next enrolment number; raises ``KeyError`` if the code is taken.
+
+        The number is read then written, so two replicas may race for it: the unique constraint makes one
+        fail and it simply tries again with the next number.
+        """
+        first = list(first_events)
+        for attempt in range(200):
+            try:
+                with self.engine.begin() as conn:
+                    if conn.execute(
+                        sa.select(participants.c.id).where(
+                            participants.c.study_id == study_id, participants.c.code == code
+                        )
+                    ).first():
+                        raise KeyError(code)
+                    top = conn.execute(
+                        sa.select(sa.func.max(participants.c.seq)).where(participants.c.study_id == study_id)
+                    ).scalar()
+                    seq = 0 if top is None else int(top) + 1
+                    order = arm_order_for(seq)
+                    stamp = now_iso()
+                    conn.execute(participants.insert().values(
+                        study_id=study_id, code=code, seq=seq, arm_order=json.dumps(order), status="active",
+                        user_agent=user_agent, created_at=stamp, updated_at=stamp,
+                    ))
+                    for kind, payload in first:
+                        conn.execute(events.insert().values(
+                            study_id=study_id, participant_code=code, type=kind, payload=_dumps(payload),
+                            created_at=now_iso(),
+                        ))
+                return ParticipantRecord(study_id, code, seq, order, "active", stamp)
+            except (IntegrityError, OperationalError) as exc:
+                if isinstance(exc, IntegrityError) and self.participant(study_id, code) is not None:
+                    raise KeyError(code) from None
+                time.sleep(random.uniform(0.001, 0.02) * min(attempt + 1, 10))
+        raise RuntimeError("could not enrol a participant: the database stayed busy")
+
+    def log(
+        self,
+        study_id: str,
+        code: str,
+        kind: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        step: int | None = None,
+        case_id: str | None = None,
+        arm: str | None = None,
+    ) -> int:
+        """Append one event and commit it before returning its id."""
+        with self.engine.begin() as conn:
+            result = conn.execute(events.insert().values(
+                study_id=study_id, participant_code=code, type=kind, step=step, case_id=case_id, arm=arm,
+                payload=_dumps(payload or {}), created_at=now_iso(),
+            ))
+            conn.execute(
+                participants.update()
+                .where(participants.c.study_id == study_id, participants.c.code == code)
+                .values(updated_at=now_iso())
+            )
+            return int(result.inserted_primary_key[0])
+
+    def save_answers(
+        self,
+        study_id: str,
+        code: str,
+        step: int,
+        rows: list[AnswerRow],
+        *,
+        case_id: str | None,
+        questionnaire_id: str | None,
+        arm: str | None,
+        completed_event: tuple[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """Replace the answers of one step and mark it done, atomically (a resubmission overwrites)."""
+        stamp = now_iso()
+        with self.engine.begin() as conn:
+            conn.execute(answers.delete().where(
+                answers.c.study_id == study_id, answers.c.participant_code == code, answers.c.step == step
+            ))
+            for row in rows:
+                conn.execute(answers.insert().values(
+                    study_id=study_id, participant_code=code, step=step, case_id=case_id,
+                    questionnaire_id=questionnaire_id, arm=arm, question_id=row.question_id, kind=row.kind,
+                    value=row.value, value_numeric=row.value_numeric, created_at=stamp,
+                ))
+            if completed_event is not None:
+                kind, payload = completed_event
+                conn.execute(events.insert().values(
+                    study_id=study_id, participant_code=code, type=kind, step=step, case_id=case_id, arm=arm,
+                    payload=_dumps(payload), created_at=stamp,
+                ))
+
+    def set_status(self, study_id: str, code: str, status: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                participants.update()
+                .where(participants.c.study_id == study_id, participants.c.code == code)
+                .values(status=status, updated_at=now_iso())
+            )
+
+    def store_image(self, study_id: str, sha256: str, jpeg: bytes) -> None:
+        with self.engine.begin() as conn:
+            exists = conn.execute(
+                sa.select(images.c.sha256).where(images.c.study_id == study_id, images.c.sha256 == sha256)
+            ).first()
+            if not exists:
+                conn.execute(images.insert().values(study_id=study_id, sha256=sha256, jpeg=jpeg, created_at=now_iso()))
+
+    def delete_participant(self, code: str, study_id: str | None = None) -> int:
+        """Erase everything recorded under a code (events, answers, the participant); returns rows deleted."""
+        deleted = 0
+        with self.engine.begin() as conn:
+            for table, column in ((events, events.c.participant_code), (answers, answers.c.participant_code),
+                                  (participants, participants.c.code)):
+                stmt = table.delete().where(column == code)
+                if study_id is not None:
+                    stmt = stmt.where(table.c.study_id == study_id)
+                deleted += conn.execute(stmt).rowcount or 0
+        return deleted
+
+    # -- reads ---------------------------------------------------------------------------------------------------
+    def participant(self, study_id: str, code: str) -> ParticipantRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(participants).where(participants.c.study_id == study_id, participants.c.code == code)
+            ).mappings().first()
+        return _participant(row) if row else None
+
+    def participants(self, study_id: str | None = None) -> list[dict[str, Any]]:
+        stmt = sa.select(participants).order_by(participants.c.study_id, participants.c.seq)
+        if study_id is not None:
+            stmt = stmt.where(participants.c.study_id == study_id)
+        with self.engine.connect() as conn:
+            rows = [dict(row) for row in conn.execute(stmt).mappings()]
+        for row in rows:
+            row["arm_order"] = json.loads(row["arm_order"])
+        return rows
+
+    def events(self, study_id: str | None = None, code: str | None = None) -> list[dict[str, Any]]:
+        stmt = sa.select(events).order_by(events.c.id)
+        if study_id is not None:
+            stmt = stmt.where(events.c.study_id == study_id)
+        if code is not None:
+            stmt = stmt.where(events.c.participant_code == code)
+        with self.engine.connect() as conn:
+            rows = [dict(row) for row in conn.execute(stmt).mappings()]
+        for row in rows:
+            row["payload"] = json.loads(row["payload"])
+        return rows
+
+    def answers(self, study_id: str | None = None, code: str | None = None) -> list[dict[str, Any]]:
+        stmt = sa.select(answers).order_by(answers.c.study_id, answers.c.participant_code, answers.c.step, answers.c.id)
+        if study_id is not None:
+            stmt = stmt.where(answers.c.study_id == study_id)
+        if code is not None:
+            stmt = stmt.where(answers.c.participant_code == code)
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(stmt).mappings()]
+
+    def completed_steps(self, study_id: str, code: str) -> set[int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(events.c.step).where(
+                    events.c.study_id == study_id, events.c.participant_code == code,
+                    events.c.type == "step_completed",
+                )
+            ).scalars()
+            return {int(step) for step in rows if step is not None}
+
+    def last_event(self, study_id: str, code: str, kind: str, step: int) -> dict[str, Any] | None:
+        stmt = (
+            sa.select(events)
+            .where(events.c.study_id == study_id, events.c.participant_code == code, events.c.type == kind,
+                   events.c.step == step)
+            .order_by(events.c.id.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(stmt).mappings().first()
+        if row is None:
+            return None
+        out = dict(row)
+        out["payload"] = json.loads(out["payload"])
+        return out
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return {
+                table.name: int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() or 0)
+                for table in (participants, events, answers, images)
+            }
+
+
+def _participant(row: Any) -> ParticipantRecord:
+    return ParticipantRecord(
+        study_id=row["study_id"], code=row["code"], seq=int(row["seq"]), arm_order=json.loads(row["arm_order"]),
+        status=row["status"], created_at=row["created_at"],
+    )
+
+
+def _dumps(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, default=str, ensure_ascii=False, sort_keys=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL lets readers (the researcher page) run beside the writer; FULL sync makes a commit durable."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+_stores: dict[str, StudyStore] = {}
+_stores_lock = threading.Lock()
+
+
+def get_store(url: str | Path) -> StudyStore:
+    """One store (one connection pool) per database per process."""
+    key = to_url(url)
+    with _stores_lock:
+        if key not in _stores:
+            _stores[key] = StudyStore(key)
+        return _stores[key]

@@ -1,0 +1,205 @@
+"""The offline default diagnoser `ham-cnn`: the project's own CNN trained on HAM10000.
+
+It answers with calibrated probabilities over the 7 HAM10000 lesion types mapped onto the shared
+vocabulary, a conformal prediction set ("the answer is likely one of ..."), a triage hint, and a
+Grad-CAM heat map for clinicians. It abstains rather than guess when the photo is not skin (the
+quality step says so) or does not look like the dermoscopic images it was trained on.
+
+torch is imported only when the model loads, so registering this plugin costs nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dermchat.context import TurnContext
+from dermchat.hookspecs import hookimpl
+from dermchat.providers import Diagnoser, ProviderError
+from dermchat.results import Diagnosis, DifferentialEntry
+from dermchat.vocabulary import get_vocabulary
+
+PROVIDER_ID = "ham-cnn"
+SCOPE_NOTE = (
+    "Trained on dermoscopic images of 7 pigmented lesion types (HAM10000, mostly light skin); "
+    "not validated on phone photos, rashes or darker skin, and not for clinical use."
+)
+
+
+def _default_weights_dir() -> Path:
+    from dermchat.paths import WEIGHTS_DIR
+
+    return WEIGHTS_DIR / "ham_cnn"
+
+
+class HamCnnDiagnoser(Diagnoser):
+    """Calibrated HAM10000 CNN with conformal sets, abstention and Grad-CAM."""
+
+    id = PROVIDER_ID
+    label = "HAM10000 CNN (offline, trained in-project)"
+    version = "1.0"
+    needs_gpu = False
+    description = "Compact CNN trained from scratch on HAM10000 dermoscopy; temperature-scaled, conformal sets."
+
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        weights_dir: str | None = Field(None, description="folder with model.pt + calibration (default: shipped)")
+        coverage: float = Field(0.9, gt=0.5, lt=1.0, description="conformal prediction-set coverage")
+        heatmap: bool = Field(True, description="write a Grad-CAM overlay PNG for the clinician view")
+        abstain_on_ood: bool = Field(True, description="abstain when the image looks unlike the training data")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._predictor: Any = None
+
+    def weights_dir(self) -> Path:
+        opts = self.options
+        return Path(opts.weights_dir) if getattr(opts, "weights_dir", None) else _default_weights_dir()
+
+    def available(self) -> tuple[bool, str]:
+        from dermchat.classifier.predictor import missing_weight_files
+
+        missing = missing_weight_files(self.weights_dir())
+        if missing:
+            return False, f"weights not found at {self.weights_dir()} (missing {', '.join(missing)})"
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            return False, "torch is not installed"
+        return True, ""
+
+    def _load(self) -> None:
+        from dermchat.classifier.predictor import Predictor
+
+        ok, reason = self.available()
+        if not ok:
+            raise ProviderError(reason)
+        predictor = Predictor(self.weights_dir(), coverage=self.options.coverage)  # type: ignore[attr-defined]
+        predictor.load()
+        self._predictor = predictor
+
+    @property
+    def predictor(self) -> Any:
+        self.load()
+        return self._predictor
+
+    def diagnose(self, ctx: TurnContext) -> Diagnosis:
+        if ctx.image is None:
+            raise ProviderError("the image model needs a photo")
+        opts: Any = self.options
+        base = {"provider_id": self.id, "provider_version": self.version, "coverage": opts.coverage}
+        if ctx.quality is not None and not ctx.quality.is_skin:
+            return Diagnosis(**base, abstained=True,
+                             abstain_reason="the photo does not seem to show skin, so the lesion model was not run",
+                             rationale=SCOPE_NOTE)
+        self.load()
+        ctx.progress("running the lesion classifier", 0.2)
+        pred = self._predictor.predict_image(ctx.image, heatmap=False)
+        vocab = get_vocabulary()
+        differential = [
+            DifferentialEntry(condition_id=vocab.from_ham_code(code), probability=float(p), label=code)
+            for code, p in sorted(pred.as_dict().items(), key=lambda kv: kv[1], reverse=True)
+        ]
+        total = sum(e.probability for e in differential)
+        for e in differential:  # float32 -> exact sum of 1 after rounding noise
+            e.probability = min(1.0, e.probability / total)
+        extra = {
+            "ham_probabilities": pred.as_dict(),
+            "uncalibrated_probabilities": pred.extra["raw_probabilities"],
+            "temperature": self._predictor.temperature,
+            "energy": pred.energy,
+            "mahalanobis": pred.mahalanobis,
+            "melanoma_probability": pred.melanoma_probability,
+            "melanoma_threshold": pred.melanoma_threshold,
+            "prediction_set_ham": pred.prediction_set,
+        }
+        if pred.out_of_distribution and opts.abstain_on_ood:
+            return Diagnosis(**base, abstained=True, ood_score=pred.mahalanobis, extra=extra,
+                             abstain_reason=f"the image model is out of its depth: {pred.ood_reason}",
+                             rationale=SCOPE_NOTE)
+        prediction_set = [vocab.from_ham_code(code) for code in pred.prediction_set]
+        malignant_in_set = [c for c in prediction_set if vocab.get(c).malignant]
+        if pred.urgent or malignant_in_set:
+            hint, why = "urgent", f"see a clinician: {pred.urgent_reason}"
+        elif len(prediction_set) > 1:
+            hint, why = "routine", "several benign conditions remain possible"
+        else:
+            hint, why = "reassure", "the prediction set holds a single benign condition"
+        heatmap_path = None
+        if opts.heatmap:
+            ctx.progress("drawing the heat map", 0.7)
+            heatmap_path = self._write_heatmap(ctx, pred)
+        top = differential[0]
+        rationale = (
+            f"Top class {vocab.get(top.condition_id).clinician_name} ({top.probability:.0%}); "
+            f"{len(prediction_set)} condition(s) in the {opts.coverage:.0%} prediction set. {SCOPE_NOTE}"
+        )
+        return Diagnosis(**base, differential=differential, prediction_set=prediction_set, triage_hint=hint,
+                         triage_reason=why, rationale=rationale, heatmap_path=heatmap_path,
+                         ood_score=pred.mahalanobis, extra=extra)
+
+    def _write_heatmap(self, ctx: TurnContext, pred: Any) -> str:
+        """Grad-CAM for the top class over the same crop the model saw, at a viewable size."""
+        from PIL import Image
+
+        from dermchat.classifier import HAM_CLASSES
+        from dermchat.classifier.data import to_model_frame
+        from dermchat.classifier.saliency import save_overlay
+
+        assert ctx.image is not None
+        frame = to_model_frame(ctx.image)
+        cam = self._predictor.heatmap(frame, HAM_CLASSES.index(pred.top))
+        view = Image.fromarray(to_model_frame(ctx.image, size=(384, 288)))
+        name = f"ham_cnn_heatmap_{(ctx.image_sha256 or 'image')[:16]}.png"
+        return str(save_overlay(view, cam, Path(ctx.workdir) / name))
+
+
+def benchmark(options: dict[str, Any]) -> dict[str, Any]:
+    """Cold load time and one-thread ms per image (with and without the heat map)."""
+    import statistics
+
+    import torch
+    from PIL import Image
+
+    from dermchat.classifier.predictor import Predictor
+
+    image_path = options.get("image")
+    if not image_path:
+        raise ValueError("the ham-cnn benchmark needs an image path")
+    runs = max(3, int(options.get("runs", 10)))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        t0 = time.perf_counter()
+        predictor = Predictor(_default_weights_dir())
+        predictor.load()
+        cold_s = time.perf_counter() - t0
+        with Image.open(image_path) as im:
+            img = im.convert("RGB")
+        predictor.predict_image(img)
+        plain, heat = [], []
+        for _ in range(runs):
+            t = time.perf_counter()
+            predictor.predict_image(img)
+            plain.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            predictor.predict_image(img, heatmap=True)
+            heat.append((time.perf_counter() - t) * 1000)
+    finally:
+        torch.set_num_threads(previous)
+    return {"cold_load_s": round(cold_s, 3), "threads": 1, "runs": runs,
+            "ms_per_image_median": round(statistics.median(plain), 2),
+            "ms_per_image_with_heatmap_median": round(statistics.median(heat), 2)}
+
+
+@hookimpl
+def register_diagnosers(register: Callable[[Diagnoser], None]) -> None:
+    register(HamCnnDiagnoser())
+
+
+@hookimpl
+def register_benchmarks(register: Callable[[str, Callable[[dict[str, Any]], dict[str, Any]]], None]) -> None:
+    register("ham-cnn", benchmark)

@@ -1,0 +1,36 @@
+"""The real app (built-in plugins, offline profile) launched in-process on a free port, once per session."""
+
+from __future__ import annotations
+
+import socket
+from typing import Iterator
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object]]:
+    """(url, DermChat) of the real app; closed at the end of the session."""
+    import os
+
+    os.environ.setdefault("DERMCHAT_UPLOAD_DIR", str(tmp_path_factory.mktemp("uploads")))
+    from app import CSS, build_demo
+    from dermchat.engine import DermChat
+    from dermchat.settings import load_settings
+
+    settings = load_settings(environ={}, overrides={"workdir": str(tmp_path_factory.mktemp("turns"))})
+    app = DermChat(settings)
+    demo = build_demo(app)
+    demo.queue(default_concurrency_limit=2)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, css=CSS)
+    try:
+        yield f"http://127.0.0.1:{port}/", app
+    finally:
+        demo.close()

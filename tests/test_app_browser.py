@@ -1,0 +1,58 @@
+"""A real browser (Debian Chromium via playwright) uploads a photo, switches audience and reads the answer."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from app_fixtures import live_app  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.browser
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "screenshot.png"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def page(live_app):  # noqa: F811
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (make test installs it: apt-get install chromium)")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    url, _ = live_app
+    with playwright_api.sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
+        context = pw.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, args=ARGS, headless=True, viewport={"width": 1400, "height": 1100}
+        )
+        page = context.new_page()
+        page.goto(url, wait_until="load")
+        page.wait_for_selector("#message textarea", timeout=60_000)
+        yield page
+        context.close()
+
+
+def test_upload_switch_audience_and_read_the_answer(page, ham_image: Path) -> None:
+    page.set_input_files("#message input[type=file]", str(ham_image))
+    page.wait_for_timeout(500)
+    page.fill("#message textarea", "Is this mole dangerous?")
+    page.keyboard.press("Enter")
+    notice = "not a diagnosis"
+    page.wait_for_function(
+        "(t) => document.querySelector('#chatbot') && document.querySelector('#chatbot').innerText.toLowerCase().includes(t)",
+        arg=notice, timeout=240_000,
+    )
+    chat_text = page.inner_text("#chatbot")
+    assert "Checking photo quality" in chat_text
+    assert "likely one of" in chat_text.lower() or "no list of likely conditions" in chat_text.lower()
+    page.get_by_role("radio", name="clinician").check()
+    page.wait_for_function(
+        "() => document.querySelector('#chatbot').innerText.includes('Probability')", timeout=30_000
+    )
+    assert "Probability" in page.inner_text("#chatbot")
+    page.wait_for_timeout(1000)
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    assert SCREENSHOT.stat().st_size > 10_000

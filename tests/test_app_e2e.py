@@ -1,0 +1,57 @@
+"""End to end through gradio_client against the real app (built-in plugins, offline) launched in-process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app_fixtures import live_app  # noqa: F401 - fixture
+from dermchat.safety import NOT_A_DIAGNOSIS
+from dermchat.vocabulary import get_vocabulary
+
+
+@pytest.fixture(scope="module")
+def client(live_app):  # noqa: F811
+    from gradio_client import Client
+
+    url, _ = live_app
+    return Client(url, verbose=False)
+
+
+def test_turn_endpoint_streams_steps_and_returns_the_structured_result(client, ham_image: Path) -> None:
+    from gradio_client import handle_file
+
+    job = client.submit(handle_file(str(ham_image)), "Should I worry about this mole?", "clinician", False, api_name="/turn")
+    partials = [update for update in job]
+    final = job.result()
+    assert len(partials) >= 2, "the endpoint should stream intermediate step events"
+    steps = [e["step"] for e in final["events"] if e["kind"] == "start"]
+    assert steps[:2] == ["quality", "diagnosis"]
+    result = final["result"]
+    assert result["status"] in {"ok", "abstained"}, result.get("message")
+    vocab = get_vocabulary()
+    probs = [e["probability"] for e in result["diagnosis"]["differential"]]
+    assert all(e["condition_id"] in vocab for e in result["diagnosis"]["differential"])
+    assert abs(sum(probs) - 1) < 1e-3
+    assert NOT_A_DIAGNOSIS in result["notices"]
+    assert result["quality"]["score"] > 0 and result["image_sha256"]
+    assert result["explanation"] and result["explanation"]["citations"]
+    assert result["references"] and not any(r["synthetic"] for r in result["references"])
+
+
+def test_turn_endpoint_rejects_a_non_image_politely(client, tmp_path: Path) -> None:
+    from gradio_client import handle_file
+
+    fake = tmp_path / "notes.txt"
+    fake.write_text("not a photo")
+    final = client.predict(handle_file(str(fake)), "", "patient", False, api_name="/turn")
+    assert final["result"]["status"] == "invalid_input"
+    assert "doesn't look like a photo" in final["result"]["message"]
+
+
+def test_turn_endpoint_without_image_asks_questions(client) -> None:
+    final = client.predict(None, "itchy red rings on my arm that spread", "patient", False, api_name="/turn")
+    result = final["result"]
+    assert result["status"] == "no_image"
+    assert NOT_A_DIAGNOSIS in result["notices"]

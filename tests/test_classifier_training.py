@@ -1,0 +1,80 @@
+"""The training command end to end on a tiny subset, plus the lesion split and augmentation invariants."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dermchat.classifier.data import DataError, read_metadata, split_by_lesion
+
+
+def test_split_is_by_lesion_seeded_and_stratified(ham_dir: Path) -> None:
+    records = read_metadata(ham_dir)
+    split = split_by_lesion(records, seed=0)
+    assert split == split_by_lesion(records, seed=0)
+    assert split != split_by_lesion(records, seed=1)
+    lesion_of = {r.image_id: r.lesion_id for r in records}
+    parts = {name: {lesion_of[i] for i in ids} for name, ids in split.items()}
+    assert not parts["train"] & parts["val"] and not parts["train"] & parts["calib"] and not parts["val"] & parts["calib"]
+    assert sum(len(v) for v in split.values()) == len(records)
+    for name, share in (("train", 0.70), ("val", 0.15), ("calib", 0.15)):
+        mel = sum(1 for i in split[name] if i in {r.image_id for r in records if r.dx == "mel"})
+        assert abs(len(split[name]) / len(records) - share) < 0.03
+        assert mel > 50  # every part has melanomas to learn / check from
+
+
+def test_bad_data_folder_gives_a_clear_message(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="metadata.csv is missing"):
+        read_metadata(tmp_path)
+
+
+def test_augmentation_keeps_shapes_and_moves_the_mask_with_the_image() -> None:
+    import torch
+
+    from dermchat.classifier.augment import AugmentConfig, affine_warp, augment_batch
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 96, 128)
+    mask = torch.zeros(4, 1, 96, 128)
+    mask[:, :, 10:40, 10:50] = 1.0
+    out, out_mask = augment_batch(x, mask, AugmentConfig(), gen)
+    assert out.shape == x.shape and out_mask is not None and out_mask.shape == mask.shape
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    still = AugmentConfig(max_rotation_deg=0.0, scale_range=(1.0, 1.0), max_translate=0.0)
+    img = torch.zeros(1, 3, 96, 128)
+    img[:, :, 10:40, 10:50] = 1.0
+    warped, warped_mask = affine_warp(img, mask[:1], still, gen)
+    assert warped_mask is not None
+    # with only flips left, the image's bright block and the mask stay aligned
+    assert torch.allclose((warped[:, :1] > 0.5).float(), (warped_mask > 0.5).float())
+
+
+def test_train_command_runs_end_to_end_on_a_tiny_subset(ham_dir: Path, tmp_path: Path) -> None:
+    from dermchat.classifier.predictor import Predictor
+    from dermchat.classifier.train import main
+
+    out = tmp_path / "weights"
+    rc = main(["--data", str(ham_dir), "--out", str(out), "--limit", "64", "--epochs", "1", "--max-batches", "2",
+               "--batch-size", "16", "--threads", "1"])
+    assert rc == 0
+    for name in ("model.pt", "split.json", "training_log.txt", "training_summary.json", "calibration.json",
+                 "ood_stats.npz"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["images"] == 64 and summary["epochs_run"] == 1
+    assert "--limit 64" in summary["command"]
+    assert "epoch 1:" in (out / "training_log.txt").read_text()
+    predictor = Predictor(out)
+    frames = np.zeros((2, 96, 128, 3), dtype=np.uint8)
+    probs = predictor.analyse(*predictor.forward_frames(frames))["probs"]
+    assert np.allclose(probs.sum(axis=1), 1.0)
+
+
+def test_train_command_reports_a_bad_data_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dermchat.classifier.train import main
+
+    assert main(["--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "metadata.csv is missing" in capsys.readouterr().err

@@ -1,0 +1,208 @@
+"""The turn pipeline: step events, gates, failure isolation, follow-ups and safety, with fake providers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from core_helpers import fake_app, solid_image
+from dermchat.hookspecs import hookimpl
+from dermchat.providers import Diagnoser, Explainer, ProviderError
+from dermchat.safety import NOT_A_DIAGNOSIS, SEE_CLINICIAN_URGENT, SYNTHETIC_NOTICE
+
+
+@pytest.fixture()
+def bright(tmp_path: Path) -> Path:
+    return solid_image(tmp_path / "bright.png", (200, 160, 140))
+
+
+@pytest.fixture()
+def dark(tmp_path: Path) -> Path:
+    return solid_image(tmp_path / "dark.png", (90, 80, 80))
+
+
+def test_events_stream_in_step_order_and_end_with_one_result(tmp_path: Path, bright: Path) -> None:
+    app = fake_app(tmp_path)
+    events = list(app.run_turn(bright, "what is this?"))
+    starts = [e.step for e in events if e.kind == "start"]
+    assert starts == ["quality", "diagnosis", "explanation", "references"]
+    assert any(e.kind == "progress" and e.step == "quality" for e in events)
+    assert events[-1].kind == "result" and sum(e.kind == "result" for e in events) == 1
+    result = events[-1].result
+    assert result.status == "ok"
+    assert result.diagnosis.top(1)[0].condition_id == "melanocytic_nevus"
+    assert result.triage.tier == "reassure"
+    assert set(result.timings_ms) >= {"quality", "diagnosis", "explanation", "references"}
+    assert result.providers["diagnoser"].id == "fake-dx"
+    json.loads(result.model_dump_json())  # JSON-serialisable
+
+
+def test_every_answer_carries_the_notice_and_malignancy_means_see_a_clinician(tmp_path: Path, dark: Path) -> None:
+    result = fake_app(tmp_path).run_turn_sync(dark, "", force=True)
+    assert result.triage.tier == "urgent"
+    assert NOT_A_DIAGNOSIS in result.notices and SEE_CLINICIAN_URGENT in result.notices
+
+
+def test_malignant_class_forces_urgent_even_when_provider_hints_reassure(tmp_path: Path, dark: Path) -> None:
+    class Reassuring(Diagnoser):
+        id = "reassuring"
+        label = "always says reassure"
+
+        def diagnose(self, ctx):
+            from dermchat.results import Diagnosis, DifferentialEntry
+            return Diagnosis(provider_id=self.id, triage_hint="reassure", prediction_set=["melanoma"],
+                             differential=[DifferentialEntry(condition_id="melanoma", probability=0.5),
+                                           DifferentialEntry(condition_id="melanocytic_nevus", probability=0.5)])
+
+    class Plugin:
+        @hookimpl
+        def register_diagnosers(self, register):
+            register(Reassuring())
+
+    result = fake_app(tmp_path, [(Plugin(), "reassuring")], diagnoser="reassuring").run_turn_sync(dark, force=True)
+    assert result.triage.tier == "urgent"
+
+
+def test_unverified_synthetic_references_are_hidden_and_labelled(tmp_path: Path, bright: Path) -> None:
+    result = fake_app(tmp_path).run_turn_sync(bright)
+    assert [r.verified for r in result.references] == [True]
+    assert len(result.hidden_references) == 1
+    assert SYNTHETIC_NOTICE in result.notices
+
+
+def test_quality_gate_asks_for_retake_and_continue_anyway_discounts(tmp_path: Path) -> None:
+    gloomy = solid_image(tmp_path / "gloomy.png", (50, 40, 40))
+    app = fake_app(tmp_path)
+    retake = app.run_turn_sync(gloomy)
+    assert retake.status == "retake" and retake.diagnosis is None
+    assert "daylight" in retake.message and "continue anyway" in retake.message
+    forced = app.run_turn_sync(gloomy, force=True)
+    assert forced.quality_overridden and forced.diagnosis is not None
+    assert forced.diagnosis.extra["quality_discount"] == pytest.approx(0.7)
+    assert forced.diagnosis.top(1)[0].probability < 0.6  # flattened from 0.6
+    assert any("photo quality is low" in n for n in forced.notices)
+
+
+def test_not_skin_stops_before_diagnosis(tmp_path: Path) -> None:
+    flat = solid_image(tmp_path / "flat.png", (200, 200, 200), noise=False)
+    result = fake_app(tmp_path).run_turn_sync(flat)
+    assert result.status == "not_skin" and result.diagnosis is None
+    assert "doesn't seem to show skin" in result.message
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"", "empty"),
+    (b"this is not an image", "doesn't look like a photo"),
+])
+def test_bad_uploads_get_plain_messages(tmp_path: Path, content: bytes, expected: str) -> None:
+    bad = tmp_path / "upload.jpg"
+    bad.write_bytes(content)
+    result = fake_app(tmp_path).run_turn_sync(bad)
+    assert result.status == "invalid_input" and expected in result.message
+    assert NOT_A_DIAGNOSIS in result.notices
+
+
+def test_empty_message_and_text_only_first_message(tmp_path: Path) -> None:
+    app = fake_app(tmp_path)
+    assert app.run_turn_sync(None, "   ").status == "invalid_input"
+    text_only = app.run_turn_sync(None, "I have an itchy rash on my elbows")
+    assert text_only.status == "no_image" and "attach one" in text_only.message
+    assert text_only.explanation is not None  # explainer offers conditions to consider / intake questions
+
+
+def test_follow_up_continues_about_the_last_result(tmp_path: Path, bright: Path) -> None:
+    app = fake_app(tmp_path)
+    first = app.run_turn_sync(bright)
+    follow = app.run_turn_sync(None, "is it contagious?", previous=first)
+    assert follow.status == "followup"
+    assert follow.diagnosis == first.diagnosis
+    assert "melanocytic_nevus" in follow.explanation.text
+
+
+def test_crashing_explainer_degrades_the_turn_only(tmp_path: Path, bright: Path) -> None:
+    class Broken(Explainer):
+        id = "broken-explainer"
+        label = "crashes"
+
+        def explain(self, ctx):
+            raise RuntimeError("index corrupt")
+
+    class Plugin:
+        @hookimpl
+        def register_explainers(self, register):
+            register(Broken())
+
+    result = fake_app(tmp_path, [(Plugin(), "broken")], explainer="broken-explainer").run_turn_sync(bright)
+    assert result.status == "ok" and result.diagnosis is not None and result.references
+    assert result.errors[0].step == "explanation" and "index corrupt" in result.errors[0].message
+    assert "explanation could not be prepared" in " ".join(result.notices)
+
+
+def test_crashing_diagnoser_ends_the_turn_politely(tmp_path: Path, bright: Path) -> None:
+    class Broken(Diagnoser):
+        id = "broken-dx"
+        label = "crashes"
+
+        def diagnose(self, ctx):
+            raise ProviderError("the model server is down")
+
+    class Plugin:
+        @hookimpl
+        def register_diagnosers(self, register):
+            register(Broken())
+
+    app = fake_app(tmp_path, [(Plugin(), "broken")], diagnoser="broken-dx")
+    events = list(app.run_turn(bright))
+    result = events[-1].result
+    assert result.status == "diagnosis_failed" and "model server is down" in result.message
+    assert not any(e.step == "explanation" for e in events)
+    assert NOT_A_DIAGNOSIS in result.notices
+
+
+def test_unknown_labels_are_dropped_and_probabilities_renormalised(tmp_path: Path, bright: Path) -> None:
+    class Sloppy(Diagnoser):
+        id = "sloppy"
+        label = "returns an unknown id"
+
+        def diagnose(self, ctx):
+            from dermchat.results import Diagnosis, DifferentialEntry
+            return Diagnosis(provider_id=self.id, differential=[
+                DifferentialEntry(condition_id="not_a_condition", probability=0.5),
+                DifferentialEntry(condition_id="psoriasis", probability=0.25),
+                DifferentialEntry(condition_id="atopic_eczema", probability=0.25)])
+
+    class Plugin:
+        @hookimpl
+        def register_diagnosers(self, register):
+            register(Sloppy())
+
+    result = fake_app(tmp_path, [(Plugin(), "sloppy")], diagnoser="sloppy").run_turn_sync(bright)
+    probs = {e.condition_id: e.probability for e in result.diagnosis.differential}
+    assert probs == {"psoriasis": 0.5, "atopic_eczema": 0.5}
+    assert any("not in DermChat's vocabulary" in n for n in result.notices)
+
+
+def test_observers_and_notice_hooks_are_called_and_isolated(tmp_path: Path, bright: Path) -> None:
+    seen = []
+
+    class Observer:
+        @hookimpl
+        def turn_completed(self, result, context):
+            seen.append((result.turn_id, context.image_sha256))
+
+        @hookimpl
+        def extra_notices(self, result, audience):
+            return [f"Study notice for {audience}"]
+
+    class Crashing:
+        @hookimpl
+        def turn_completed(self, result, context):
+            raise RuntimeError("disk full")
+
+    app = fake_app(tmp_path, [(Observer(), "observer"), (Crashing(), "crashing")])
+    result = app.run_turn_sync(bright, audience="clinician")
+    assert seen == [(result.turn_id, result.image_sha256)]
+    assert "Study notice for clinician" in result.notices
+    assert any("disk full" in e for e in app.plugins.records["crashing"].errors)

@@ -1,0 +1,279 @@
+"""The plugin manager: one test per hook, isolation of broken plugins, allow/deny lists, strict mode."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core_helpers import fake_app, solid_image
+from dermchat import hookspecs
+from dermchat.hookspecs import hookimpl
+from dermchat.plugins import PluginManager
+from dermchat.providers import Diagnoser, Explainer, QualityChecker, ReferenceGenerator
+from fake_plugins import FakeDiagnoser, FakeExplainer, FakeQuality, FakeReferences
+
+
+def _manager_with(plugin: object, name: str = "inline") -> PluginManager:
+    pm = PluginManager(load_entry_points=False)
+    pm.register(plugin, name)
+    return pm
+
+
+@pytest.mark.parametrize("hook, provider_cls, capability", [
+    ("register_quality_checks", FakeQuality, "quality"),
+    ("register_diagnosers", FakeDiagnoser, "diagnoser"),
+    ("register_explainers", FakeExplainer, "explainer"),
+    ("register_reference_generators", FakeReferences, "references"),
+])
+def test_register_hooks_add_providers_by_id(hook: str, provider_cls: type, capability: str) -> None:
+    plugin = type("Inline", (), {hook: hookimpl(lambda self, register: register(provider_cls()))})()
+    pm = _manager_with(plugin)
+    try:
+        provider = pm.collect().get(capability, provider_cls.id)
+        assert isinstance(provider, provider_cls)
+        assert pm.records["inline"].providers == [f"{capability}:{provider_cls.id}"]
+        listed = pm.listing()["providers"][capability]
+        assert listed[0]["id"] == provider_cls.id and listed[0]["available"] is True
+    finally:
+        pm.unregister("inline")
+    assert "inline" not in pm.records
+
+
+def test_register_benchmarks() -> None:
+    class Plugin:
+        @hookimpl
+        def register_benchmarks(self, register: Any) -> None:
+            register("answer", lambda options: {"value": options["runs"] * 2})
+
+    pm = _manager_with(Plugin())
+    assert pm.collect().benchmarks["answer"]({"runs": 21}) == {"value": 42}
+
+
+def test_extra_notices_and_turn_completed_hooks(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    class Plugin:
+        @hookimpl
+        def extra_notices(self, result: Any, audience: str) -> list[str]:
+            return ["extra"]
+
+        @hookimpl
+        def turn_completed(self, result: Any, context: Any) -> None:
+            calls.append(result.status)
+
+    app = fake_app(tmp_path, [(Plugin(), "policy")])
+    result = app.run_turn_sync(solid_image(tmp_path / "a.png", (200, 160, 140)))
+    assert "extra" in result.notices and calls == ["ok"]
+
+
+def test_every_hookspec_is_covered_by_a_test() -> None:
+    """Meta-test (datasette-style): a new hook must come with a test in this file."""
+    source = Path(__file__).read_text()
+    specs = [name for name in dir(hookspecs) if name.startswith(("register_", "extra_", "turn_"))]
+    assert specs, "no hookspecs found"
+    for name in specs:
+        assert f"def {name}" in source or f'"{name}"' in source, f"hook {name} has no test"
+
+
+def test_plugin_failing_at_registration_is_listed_and_others_still_work(tmp_path: Path) -> None:
+    class Broken:
+        @hookimpl
+        def register_diagnosers(self, register: Any) -> None:
+            raise RuntimeError("weights corrupt")
+
+    app = fake_app(tmp_path, [(Broken(), "broken")])
+    listing = app.plugins.listing()
+    broken = next(p for p in listing["plugins"] if p["name"] == "broken")
+    assert any("weights corrupt" in e for e in broken["errors"])
+    assert app.run_turn_sync(solid_image(tmp_path / "a.png", (200, 160, 140))).status == "ok"
+
+
+def test_plugin_failing_at_call_is_isolated(tmp_path: Path) -> None:
+    class Crashy(QualityChecker):
+        id = "crashy-quality"
+        label = "crashes when called"
+
+        def check(self, ctx: Any) -> Any:
+            raise MemoryError("out of memory")
+
+    class Plugin:
+        @hookimpl
+        def register_quality_checks(self, register: Any) -> None:
+            register(Crashy())
+
+    app = fake_app(tmp_path, [(Plugin(), "crashy")], quality="crashy-quality")
+    result = app.run_turn_sync(solid_image(tmp_path / "a.png", (200, 160, 140)))
+    assert result.status == "ok" and result.diagnosis is not None
+    assert result.errors[0].step == "quality" and "out of memory" in result.errors[0].message
+
+
+def test_unavailable_provider_is_listed_with_its_reason_and_crashing_availability_too() -> None:
+    class NoWeights(Diagnoser):
+        id = "no-weights"
+        label = "needs weights"
+
+        def available(self) -> tuple[bool, str]:
+            return False, "weights not found at /nowhere"
+
+    class BadCheck(ReferenceGenerator):
+        id = "bad-check"
+        label = "availability crashes"
+
+        def available(self) -> tuple[bool, str]:
+            raise OSError("permission denied")
+
+    class Plugin:
+        @hookimpl
+        def register_diagnosers(self, register: Any) -> None:
+            register(NoWeights())
+
+        @hookimpl
+        def register_reference_generators(self, register: Any) -> None:
+            register(BadCheck())
+
+    listing = _manager_with(Plugin()).listing()["providers"]
+    assert listing["diagnoser"][0]["reason"] == "weights not found at /nowhere"
+    assert "permission denied" in listing["references"][0]["reason"]
+
+
+def test_duplicate_ids_and_wrong_types_are_rejected_per_plugin() -> None:
+    class Dup:
+        @hookimpl
+        def register_explainers(self, register: Any) -> None:
+            register(FakeExplainer())
+            register(FakeExplainer())  # a second instance under the same id
+
+    class WrongType:
+        @hookimpl
+        def register_explainers(self, register: Any) -> None:
+            register(FakeQuality())
+
+    pm = PluginManager(load_entry_points=False)
+    pm.register(Dup(), "dup")
+    pm.register(WrongType(), "wrong")
+    pm.collect()
+    assert any("already registered" in e for e in pm.records["dup"].errors)
+    assert any("is not a Explainer" in e for e in pm.records["wrong"].errors)
+
+
+def test_misspelt_hook_is_reported_by_check_pending() -> None:
+    class Typo:
+        @hookimpl
+        def register_diagnoser(self, register: Any) -> None:  # missing "s"
+            pass
+
+    pm = _manager_with(Typo(), "typo")
+    assert pm.check_pending()
+    assert any("unknown hook" in e for e in pm.records["typo"].errors)
+
+
+def test_strict_mode_reraises(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Broken:
+        @hookimpl
+        def register_diagnosers(self, register: Any) -> None:
+            raise RuntimeError("boom")
+
+    monkeypatch.setenv("DERMCHAT_STRICT_PLUGINS", "1")
+    pm = _manager_with(Broken())
+    with pytest.raises(RuntimeError, match="boom"):
+        pm.collect()
+
+
+def test_providers_load_lazily_once_even_from_many_threads() -> None:
+    import threading
+
+    class Slow(Explainer):
+        id = "slow"
+        label = "slow loader"
+        loads = 0
+
+        def _load(self) -> None:
+            import time
+
+            time.sleep(0.05)
+            type(self).loads += 1
+
+    provider = Slow()
+    assert not provider.loaded
+    threads = [threading.Thread(target=provider.load) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert Slow.loads == 1 and provider.loaded
+
+
+def test_invalid_provider_options_are_reported(tmp_path: Path) -> None:
+    app = fake_app(tmp_path, options={"fake-quality": {"threshold": "high"}})
+    assert any("fake-quality" in e and "threshold" in e for e in app.configuration_errors)
+
+
+EXAMPLE_PLUGIN = Path(__file__).parent / "example_plugin"
+
+
+@pytest.fixture()
+def installed_example_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Install tests/example_plugin into a temp site dir (a real wheel install), visible via sys.path."""
+    import subprocess
+
+    target = tmp_path / "site"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+         "--target", str(target), str(EXAMPLE_PLUGIN)],
+        capture_output=True, text=True, timeout=300,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"pip could not install the example plugin:\n{proc.stderr[-2000:]}")
+    monkeypatch.syspath_prepend(str(target))
+    import importlib
+
+    importlib.invalidate_caches()
+    yield target
+    sys.modules.pop("dermchat_example_plugin", None)
+
+
+def test_example_plugin_package_is_found_by_entry_point(installed_example_plugin: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pm = PluginManager()
+    record = pm.records.get("example")
+    assert record is not None and record.loaded, pm.records
+    assert "entry point (dermchat-example-plugin)" == record.source
+    provider = pm.collect().get("explainer", "echo-explainer")
+    assert provider.label.startswith("Echo")
+    monkeypatch.setenv("DERMCHAT_PLUGINS_DENY", "example")
+    assert "example" not in PluginManager().records
+    monkeypatch.setenv("DERMCHAT_PLUGINS_ALLOW", "example")
+    monkeypatch.delenv("DERMCHAT_PLUGINS_DENY")
+    assert set(PluginManager().records) == {"example"}
+
+
+def test_broken_entry_point_is_listed_not_fatal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A distribution whose entry point module raises on import: listed with the error, the rest load."""
+    site = tmp_path / "site"
+    dist = site / "broken_dermchat_plugin-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-dermchat-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[dermchat]\nbroken = broken_dermchat_plugin\n")
+    (site / "broken_dermchat_plugin.py").write_text(textwrap.dedent("""
+        raise ImportError("needs a library that is not installed")
+    """))
+    good = site / "good_dermchat_plugin-1.0.dist-info"
+    good.mkdir()
+    (good / "METADATA").write_text("Metadata-Version: 2.1\nName: good-dermchat-plugin\nVersion: 1.0\n")
+    (good / "entry_points.txt").write_text("[dermchat]\ngood = good_dermchat_plugin\n")
+    (site / "good_dermchat_plugin.py").write_text(textwrap.dedent("""
+        from dermchat.hookspecs import hookimpl
+
+        @hookimpl
+        def register_benchmarks(register):
+            register("good", lambda options: {"ok": True})
+    """))
+    monkeypatch.syspath_prepend(str(site))
+    pm = PluginManager()
+    assert not pm.records["broken"].loaded
+    assert "needs a library that is not installed" in pm.records["broken"].errors[0]
+    assert pm.records["good"].loaded and pm.collect().benchmarks["good"]({}) == {"ok": True}
+    sys.modules.pop("good_dermchat_plugin", None)

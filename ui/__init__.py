@@ -1,0 +1,1 @@
+"""Gradio adapters over the DermChat core (the only place gradio is imported, with app.py)."""

@@ -1,0 +1,42 @@
+"""A headless endpoint, ``/turn``, for scripts and gradio_client: one turn, streamed as JSON.
+
+Each yield carries the step events so far; the last one adds the structured result. The uploaded file goes
+through the same sanitising as chat uploads (EXIF stripped, Gradio's cached original deleted).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import gradio as gr
+
+from dermchat.engine import DermChat
+from ui.uploads import sanitize_upload
+
+
+def build_api(app: DermChat) -> None:
+    with gr.Group(visible=False):
+        image = gr.File(type="filepath", label="photo")  # any file: intake gives the friendly error
+        question = gr.Textbox(label="question")
+        audience = gr.Radio(["patient", "clinician"], value="patient", label="audience")
+        force = gr.Checkbox(False, label="continue even if the photo quality is low")
+        output = gr.JSON(label="turn")
+        trigger = gr.Button("run turn")
+
+    def turn(image_path: str | None, question_text: str, audience_value: str, force_value: bool) -> Iterator[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        clean = None
+        if image_path:
+            settings = app.settings
+            clean, error = sanitize_upload(image_path, int(settings.max_upload_mb * 1024 * 1024), settings.max_image_pixels)
+            if error:
+                yield {"events": [], "result": {"status": "invalid_input", "message": error}}
+                return
+        for event in app.run_turn(clean, question_text or "", audience=audience_value or "patient", force=bool(force_value)):
+            if event.kind == "result" and event.result is not None:
+                yield {"events": events, "result": event.result.model_dump(mode="json")}
+                return
+            events.append(event.model_dump(mode="json", exclude={"result"}))
+            yield {"events": events, "result": None}
+
+    trigger.click(turn, [image, question, audience, force], output, api_name="turn")

@@ -1,0 +1,251 @@
+"""The chat tab: a thin Gradio adapter over ``DermChat.run_turn``.
+
+Each step of the turn appears as a collapsible "thought" message (title + pending/done status) while it
+runs; the final answer is the rendered ``TurnResult``, and the side panel shows the same result as cards.
+Session state is plain data (the last result as JSON, image path, shown reference ids), never models.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import gradio as gr
+
+from dermchat.engine import STEP_TITLES, DermChat
+from dermchat.intake import choose_image
+from dermchat.render import TRIAGE_TEXT, render, render_quality
+from dermchat.results import TurnResult
+from dermchat.vocabulary import get_vocabulary
+from ui.uploads import sanitize_upload
+
+IMAGE_TYPES = [".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".gif", ".bmp", ".tif", ".tiff"]
+
+
+def new_state() -> dict[str, Any]:
+    return {
+        "result": None,  # last TurnResult with a diagnosis, as JSON (follow-ups talk about it)
+        "last": None,  # the very last TurnResult as JSON (re-rendered on audience switch)
+        "image": None,  # stripped copy of the last photo (for "continue anyway")
+        "pending_image": None,
+        "pending_text": "",
+        "pending_error": None,
+        "seen": [],
+        "answer_index": None,
+        "overrides": {},
+    }
+
+
+class ChatTab:
+    """Builds the components and wires the events of the chat tab for one ``DermChat`` app."""
+
+    def __init__(self, app: DermChat) -> None:
+        self.app = app
+        self.vocab = get_vocabulary()
+
+    # -- layout --------------------------------------------------------------------------------------------
+    def build(self) -> None:
+        self.state = gr.State(new_state())
+        with gr.Row():
+            with gr.Column(scale=3):
+                self.audience = gr.Radio(
+                    ["patient", "clinician"], value=self.app.settings.audience, label="I am a", elem_id="audience"
+                )
+                self.chatbot = gr.Chatbot(
+                    label="DermChat", height=560, elem_id="chatbot", buttons=["copy"],
+                    placeholder="Attach a close, well-lit photo of the skin and ask a question.",
+                )
+                self.message = gr.MultimodalTextbox(
+                    file_types=IMAGE_TYPES, file_count="multiple", sources=["upload"], elem_id="message",
+                    placeholder="Type a question, attach a photo (JPEG, PNG, WebP, HEIC)…", show_label=False,
+                )
+                with gr.Row():
+                    self.continue_btn = gr.Button("Continue anyway", visible=False, elem_id="continue-anyway")
+                    self.clear_btn = gr.Button("New conversation", variant="secondary")
+            with gr.Column(scale=2):
+                self.triage = gr.Markdown(elem_id="triage-badge")
+                self.differential = gr.Label(label="Differential (calibrated probabilities)", num_top_classes=7, elem_id="differential")
+                self.pred_set = gr.Markdown(elem_id="prediction-set")
+                self.quality = gr.Markdown(elem_id="quality-card")
+                self.heatmap = gr.Image(label="What drove the prediction (clinician view)", visible=False, interactive=False)
+                self.gallery = gr.Gallery(label="Reference images", columns=3, height=260, elem_id="references", interactive=False)
+                self.contrast = gr.Markdown(elem_id="contrast")
+                self.citations = gr.Markdown(elem_id="citations")
+        self.panel = [self.triage, self.differential, self.pred_set, self.quality, self.heatmap, self.gallery,
+                      self.contrast, self.citations, self.continue_btn]
+
+    def wire(self, settings_state: gr.State | None = None) -> None:
+        outputs = [self.chatbot, self.state, *self.panel]
+        inputs = [self.chatbot, self.state, self.audience] + ([settings_state] if settings_state is not None else [])
+        submitted = self.message.submit(
+            self.add_message, [self.chatbot, self.message, self.state], [self.chatbot, self.message, self.state], queue=False
+        )
+        submitted.then(self.respond, inputs, outputs, api_name="respond").then(
+            lambda: gr.MultimodalTextbox(value=None, interactive=True), None, [self.message]
+        )
+        self.continue_btn.click(self.continue_anyway, inputs, outputs, api_name="continue_anyway")
+        self.audience.change(self.rerender, [self.chatbot, self.state, self.audience], outputs, queue=False)
+        self.clear_btn.click(lambda: ([], new_state(), *self.empty_panel()), None, outputs, queue=False)
+
+    # -- events --------------------------------------------------------------------------------------------
+    def add_message(self, history: list, message: dict | None, state: dict) -> tuple[list, Any, dict]:
+        """Show the user's message at once (stripped photo included) and remember what to run."""
+        history = list(history or [])
+        message = message or {"text": "", "files": []}
+        text = (message.get("text") or "").strip()
+        files = [f if isinstance(f, str) else f.get("path", "") for f in message.get("files") or []]
+        state = dict(state or new_state())
+        state.update(pending_image=None, pending_text=text, pending_error=None)
+        chosen, note = choose_image(files)
+        if chosen:
+            settings = self.app.settings
+            clean, error = sanitize_upload(chosen, int(settings.max_upload_mb * 1024 * 1024), settings.max_image_pixels)
+            if clean:
+                history.append({"role": "user", "content": {"path": clean}})
+                state["pending_image"] = clean
+            else:
+                state["pending_error"] = error
+            if note:
+                state["pending_note"] = note
+        if text:
+            history.append({"role": "user", "content": text})
+        return history, gr.MultimodalTextbox(value=None, interactive=False), state
+
+    def respond(self, history: list, state: dict, audience: str, overrides: dict | None = None) -> Iterator[dict]:
+        state = dict(state)
+        if state.get("pending_error"):
+            history = list(history) + [{"role": "assistant", "content": state["pending_error"]}]
+            state["pending_error"] = None
+            yield {self.chatbot: history, self.state: state}
+            return
+        if state.pop("pending_note", None):
+            history = list(history) + [{"role": "assistant", "content": "You attached several files; I looked at the last one. Send the others one at a time if you'd like me to look at them too."}]
+        image = state.get("pending_image")
+        yield from self._run(history, state, audience, image=image, text=state.get("pending_text", ""), force=False, overrides=overrides)
+
+    def continue_anyway(self, history: list, state: dict, audience: str, overrides: dict | None = None) -> Iterator[dict]:
+        if not state.get("image"):
+            yield {self.chatbot: list(history) + [{"role": "assistant", "content": "There is no photo to continue with. Please attach one."}]}
+            return
+        history = list(history) + [{"role": "user", "content": "Continue anyway with this photo."}]
+        yield from self._run(history, dict(state), audience, image=state["image"], text="", force=True, overrides=overrides)
+
+    def rerender(self, history: list, state: dict, audience: str) -> dict:
+        """Audience switch: same result, other rendering; nothing is re-run."""
+        if not state.get("last"):
+            return {}
+        result = TurnResult.model_validate(state["last"])
+        history = list(history)
+        index = state.get("answer_index")
+        if index is not None and index < len(history):
+            history[index] = {"role": "assistant", "content": render(result, audience)}
+        return {self.chatbot: history, **self.panel_updates(result, audience)}
+
+    # -- the turn --------------------------------------------------------------------------------------------
+    def _run(self, history: list, state: dict, audience: str, *, image: str | None, text: str, force: bool,
+             overrides: dict | None) -> Iterator[dict]:
+        history = list(history)
+        previous = TurnResult.model_validate(state["result"]) if state.get("result") else None
+        step_index: dict[str, int] = {}
+        convo = [{"role": m.get("role", ""), "content": m["content"]} for m in history if isinstance(m.get("content"), str)]
+        events = self.app.run_turn(
+            image, text, audience=audience, previous=previous if image is None else None, history=convo[-10:],
+            force=force, seen_references=set(state.get("seen", [])), settings_overrides=overrides or None,
+        )
+        for event in events:
+            if event.kind == "result" and event.result is not None:
+                result = event.result
+                for index in step_index.values():
+                    if history[index]["metadata"]["status"] == "pending":
+                        history[index]["metadata"]["status"] = "done"
+                history.append({"role": "assistant", "content": render(result, audience)})
+                self._remember(state, result, image, len(history) - 1)
+                yield {self.chatbot: history, self.state: state, **self.panel_updates(result, audience)}
+                return
+            title = STEP_TITLES.get(event.step, event.step)
+            if event.kind == "start":
+                history.append({"role": "assistant", "content": "", "metadata": {"title": title, "status": "pending"}})
+                step_index[event.step] = len(history) - 1
+            elif event.step in step_index:
+                message = history[step_index[event.step]]
+                if event.kind == "progress":
+                    message["content"] = event.message
+                else:
+                    message["content"] = event.message
+                    message["metadata"] = {"title": title, "status": "done"}
+            yield {self.chatbot: history}
+
+    @staticmethod
+    def _remember(state: dict, result: TurnResult, image: str | None, answer_index: int) -> None:
+        dumped = result.model_dump(mode="json")
+        state["last"] = dumped
+        state["answer_index"] = answer_index
+        if result.diagnosis is not None and result.status != "followup":
+            state["result"] = dumped
+        if image:
+            state["image"] = image
+        state["seen"] = list(dict.fromkeys([*state.get("seen", []), *[
+            str(ref.extra.get("image_id")) for ref in result.references if ref.extra.get("image_id")
+        ]]))
+
+    # -- the side panel --------------------------------------------------------------------------------------
+    def empty_panel(self) -> list[Any]:
+        return ["", None, "", "", gr.Image(value=None, visible=False), [], "", "", gr.Button(visible=False)]
+
+    def panel_updates(self, result: TurnResult, audience: str) -> dict:
+        vocab = self.vocab
+        diagnosis = result.diagnosis
+        updates: dict[Any, Any] = {
+            self.continue_btn: gr.Button(visible=result.status == "retake"),
+            self.quality: render_quality(result.quality, audience) if result.quality else "",
+        }
+        if result.triage is not None:
+            updates[self.triage] = f"### {TRIAGE_TEXT[audience][result.triage.tier]}"
+        else:
+            updates[self.triage] = ""
+        if diagnosis is not None and diagnosis.differential and not diagnosis.abstained:
+            label = {}
+            for entry in diagnosis.top(7):
+                name = vocab.get(entry.condition_id).name(audience)
+                mark = " ✓" if entry.condition_id in diagnosis.prediction_set else ""
+                label[f"{name}{mark}"] = entry.probability
+            updates[self.differential] = label
+            names = ", ".join(vocab.get(c).name(audience) for c in diagnosis.prediction_set)
+            updates[self.pred_set] = f"**The answer is likely one of:** {names}  \n<sub>✓ = in the prediction set</sub>" if names else ""
+        else:
+            updates[self.differential] = None
+            updates[self.pred_set] = ""
+        heat = diagnosis.heatmap_path if diagnosis is not None else None
+        updates[self.heatmap] = gr.Image(value=heat, visible=bool(heat) and audience == "clinician")
+        updates[self.gallery] = [(ref.path, ref_caption(ref)) for ref in result.references]
+        updates[self.contrast] = contrast_markdown(result, audience)
+        updates[self.citations] = citations_markdown(result)
+        return updates
+
+
+def ref_caption(ref: Any) -> str:
+    tag = "SYNTHETIC — an illustration, not your photo or diagnosis" if ref.synthetic else "real image"
+    return f"{ref.caption} [{tag}]"
+
+
+def contrast_markdown(result: TurnResult, audience: str) -> str:
+    """Distinguishing features of the top differentials, from the gallery helper when installed."""
+    if not result.references:
+        return ""
+    try:
+        from dermchat.references.gallery import contrast_markdown as build
+    except ImportError:
+        return ""
+    return build(result, audience)
+
+
+def citations_markdown(result: TurnResult) -> str:
+    if result.explanation is None or not result.explanation.citations:
+        return ""
+    seen: set[str] = set()
+    lines = ["**Sources**"]
+    for cite in result.explanation.citations:
+        if cite.marker in seen:
+            continue
+        seen.add(cite.marker)
+        lines.append(f"- {cite.marker} [{cite.title}]({cite.url})")
+    return "\n".join(lines)

@@ -1,0 +1,45 @@
+"""Uploads leave Gradio's cache only as metadata-free copies.
+
+Gradio writes every upload to its temp cache as received (EXIF and GPS included). Before the chat shows or
+forwards a photo, ``sanitize_upload`` decodes it with the core intake, writes a stripped PNG copy into the
+app's upload folder, and deletes the original from the cache.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from dermchat.intake import ImageInputError, decode_image
+
+
+def upload_dir() -> Path:
+    path = Path(os.environ.get("DERMCHAT_UPLOAD_DIR") or Path(tempfile.gettempdir()) / "dermchat-uploads")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sanitize_upload(path: str, max_bytes: int, max_pixels: int) -> tuple[str | None, str | None]:
+    """Return ``(clean_path, None)`` or ``(None, friendly_error)``; the original file is removed either way."""
+    try:
+        decoded = decode_image(path, max_bytes=max_bytes, max_pixels=max_pixels)
+    except ImageInputError as exc:
+        return None, str(exc)
+    finally:
+        _remove_cached_original(path)
+    target = upload_dir() / f"{decoded.sha256[:20]}.png"
+    if not target.exists():
+        decoded.image.save(target, format="PNG")
+    return str(target), None
+
+
+def _remove_cached_original(path: str) -> None:
+    """Delete Gradio's cached copy (only files under the temp dir: never a user's own file)."""
+    source = Path(path).resolve()
+    cache_root = Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()).resolve()
+    if cache_root in source.parents and upload_dir().resolve() not in source.parents:
+        try:
+            source.unlink()
+        except OSError:
+            pass
