@@ -12,7 +12,7 @@ import tempfile
 import threading
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Generator, Iterator, TypeVar
 
 from dermchat import safety
 from dermchat.context import TurnContext
@@ -228,9 +228,7 @@ class _Turn:
         else:
             self.result.providers[capability] = ref
 
-    def _call(
-        self, step: StepName, provider: Provider, fn: Callable[[], T], outcome: list[StepOutcome[T]]
-    ) -> Iterator[StepEvent]:
+    def _call(self, step: StepName, provider: Provider, fn: Callable[[], T]) -> Generator[StepEvent, None, StepOutcome[T]]:
         """Load (lazily) and call a provider in a worker thread, streaming its progress."""
 
         def call(progress: Callable[[str, float | None], None]) -> T:
@@ -240,9 +238,9 @@ class _Turn:
             provider.load()
             return fn()
 
-        yield from run_streaming(step, provider.id, call, outcome)
-        timing = outcome[-1].elapsed_ms
-        self.result.timings_ms[step] = round(self.result.timings_ms.get(step, 0.0) + timing, 1)
+        outcome = yield from run_streaming(step, provider.id, call)
+        self.result.timings_ms[step] = round(self.result.timings_ms.get(step, 0.0) + outcome.elapsed_ms, 1)
+        return outcome
 
     def _fail(self, step: StepName, provider_id: str | None, exc: BaseException, message: str) -> StepEvent:
         log.warning("step %s (%s) failed: %s", step, provider_id, describe_exception(exc))
@@ -336,19 +334,18 @@ class _Turn:
                 yield StepEvent(step="quality", kind="skipped", message=why_not)
             return True
         yield self._start("quality", provider)
-        outcome: list[StepOutcome[QualityReport]] = []
-        yield from self._call("quality", provider, lambda: provider.check(self.ctx), outcome)  # type: ignore[attr-defined]
-        if outcome[0].error is not None:
-            yield self._fail("quality", provider.id, outcome[0].error, "The photo quality check failed; continuing without it.")
+        outcome = yield from self._call("quality", provider, lambda: provider.check(self.ctx))  # type: ignore[attr-defined]
+        if outcome.error is not None:
+            yield self._fail("quality", provider.id, outcome.error, "The photo quality check failed; continuing without it.")
             self.result.notices.append("Photo quality could not be checked this time.")
             return True
-        report = outcome[0].value
+        report = outcome.value
         assert report is not None
         self._note_provider("quality", provider)
         self.result.quality = report
         self.ctx.quality = report
         yield StepEvent(
-            step="quality", kind="done", provider_id=provider.id, elapsed_ms=outcome[0].elapsed_ms,
+            step="quality", kind="done", provider_id=provider.id, elapsed_ms=outcome.elapsed_ms,
             message=f"Photo quality {report.score:.0f}/100 ({report.band})", data={"quality": report.model_dump()},
         )
         if not report.is_skin:
@@ -388,17 +385,28 @@ class _Turn:
             yield StepEvent(step="diagnosis", kind="error", message=self.result.message)
             return False
         yield self._start("diagnosis", provider)
-        outcome: list[StepOutcome[Diagnosis]] = []
-        yield from self._call("diagnosis", provider, lambda: provider.diagnose(self.ctx), outcome)  # type: ignore[attr-defined]
-        if outcome[0].error is not None:
+        outcome = yield from self._call("diagnosis", provider, lambda: provider.diagnose(self.ctx))  # type: ignore[attr-defined]
+        if outcome.error is not None and provider.id != OFFLINE_DIAGNOSER:
+            fallback, _ = self._provider("diagnoser", OFFLINE_DIAGNOSER)
+            if fallback is not None:
+                # A hub model that fails to load (gated, out of memory) must not cost the user this turn.
+                yield self._fail("diagnosis", provider.id, outcome.error,
+                                 f"{provider.label or provider.id} failed; using the offline image model instead.")
+                self.result.notices.append(
+                    f"{provider.label or provider.id} failed ({friendly_error(outcome.error)}). "
+                    "Using the offline image model instead."
+                )
+                provider = fallback
+                outcome = yield from self._call("diagnosis", provider, lambda: provider.diagnose(self.ctx))  # type: ignore[attr-defined]
+        if outcome.error is not None:
             self.result.status = "diagnosis_failed"
             self.result.message = (
                 "Sorry, something went wrong while looking at the photo, so I can't give an answer this time. "
-                f"Please try again later ({friendly_error(outcome[0].error)})."
+                f"Please try again later ({friendly_error(outcome.error)})."
             )
-            yield self._fail("diagnosis", provider.id, outcome[0].error, self.result.message)
+            yield self._fail("diagnosis", provider.id, outcome.error, self.result.message)
             return False
-        diagnosis = outcome[0].value
+        diagnosis = outcome.value
         assert diagnosis is not None
         self._note_provider("diagnoser", provider)
         diagnosis = self._validated(diagnosis)
@@ -413,7 +421,7 @@ class _Turn:
             self.result.status = "abstained"
             self.result.message = diagnosis.abstain_reason or safety.ABSTAIN_NOTICE
         yield StepEvent(
-            step="diagnosis", kind="done", provider_id=provider.id, elapsed_ms=outcome[0].elapsed_ms,
+            step="diagnosis", kind="done", provider_id=provider.id, elapsed_ms=outcome.elapsed_ms,
             message=self._diagnosis_summary(diagnosis), data={"triage": self.result.triage.model_dump()},
         )
         yield from self._second_opinion(provider.id)
@@ -451,13 +459,12 @@ class _Turn:
         provider, why_not = self._provider("diagnoser", second_id)
         if provider is None:
             return
-        outcome: list[StepOutcome[Diagnosis]] = []
-        yield from self._call("diagnosis", provider, lambda: provider.diagnose(self.ctx), outcome)  # type: ignore[attr-defined]
-        if outcome[0].error is not None:
-            yield self._fail("diagnosis", provider.id, outcome[0].error, "The second opinion failed.")
+        outcome = yield from self._call("diagnosis", provider, lambda: provider.diagnose(self.ctx))  # type: ignore[attr-defined]
+        if outcome.error is not None:
+            yield self._fail("diagnosis", provider.id, outcome.error, "The second opinion failed.")
             return
-        assert outcome[0].value is not None
-        second = self._validated(outcome[0].value)
+        assert outcome.value is not None
+        second = self._validated(outcome.value)
         first = self.result.diagnosis
         if first is not None and first.differential and second.differential:
             second.extra["agrees_on_top"] = first.top(1)[0].condition_id == second.top(1)[0].condition_id
@@ -471,20 +478,19 @@ class _Turn:
                 self.result.notices.append(f"No explanation this time ({why_not}).")
             return
         yield self._start("explanation", provider)
-        outcome: list[StepOutcome[Explanation]] = []
-        yield from self._call("explanation", provider, lambda: provider.explain(self.ctx), outcome)  # type: ignore[attr-defined]
-        if outcome[0].error is not None:
+        outcome = yield from self._call("explanation", provider, lambda: provider.explain(self.ctx))  # type: ignore[attr-defined]
+        if outcome.error is not None:
             self.result.notices.append("The explanation could not be prepared this time.")
-            yield self._fail("explanation", provider.id, outcome[0].error, "The explanation step failed.")
+            yield self._fail("explanation", provider.id, outcome.error, "The explanation step failed.")
             return
-        explanation = outcome[0].value
+        explanation = outcome.value
         assert explanation is not None
         self._note_provider("explainer", provider)
         if not self.settings.show_citations:
             explanation = explanation.model_copy(update={"citations": []})
         self.result.explanation = explanation
         yield StepEvent(
-            step="explanation", kind="done", provider_id=provider.id, elapsed_ms=outcome[0].elapsed_ms,
+            step="explanation", kind="done", provider_id=provider.id, elapsed_ms=outcome.elapsed_ms,
             message=f"{len(explanation.citations)} source(s) cited",
         )
 
@@ -501,21 +507,20 @@ class _Turn:
                     self.result.notices.append(f"Some reference images are not shown ({why_not}).")
                 continue
             yield self._start("references", provider)
-            outcome: list[StepOutcome[list[Reference]]] = []
-            yield from self._call("references", provider, lambda p=provider: p.references(self.ctx), outcome)  # type: ignore[attr-defined]
-            if outcome[0].error is not None:
+            outcome = yield from self._call("references", provider, lambda p=provider: p.references(self.ctx))  # type: ignore[attr-defined]
+            if outcome.error is not None:
                 self.result.notices.append(f"Reference images from {provider.label or provider.id} could not be prepared.")
-                yield self._fail("references", provider.id, outcome[0].error, "A reference-image step failed.")
+                yield self._fail("references", provider.id, outcome.error, "A reference-image step failed.")
                 continue
             self._note_provider("references", provider)
-            for ref in outcome[0].value or []:
+            for ref in outcome.value or []:
                 if ref.synthetic and ref.verified is False:
                     self.result.hidden_references.append(ref)
                 else:
                     self.result.references.append(ref)
             yield StepEvent(
-                step="references", kind="done", provider_id=provider.id, elapsed_ms=outcome[0].elapsed_ms,
-                message=f"{len(outcome[0].value or [])} reference image(s)",
+                step="references", kind="done", provider_id=provider.id, elapsed_ms=outcome.elapsed_ms,
+                message=f"{len(outcome.value or [])} reference image(s)",
             )
         if self.result.hidden_references:
             self.result.notices.append(

@@ -74,7 +74,8 @@ def render_diagnosis(diagnosis: Diagnosis, audience: str, vocab: Vocabulary) -> 
     if diagnosis.abstained:
         return f"**No list of likely conditions:** {diagnosis.abstain_reason or 'the model is out of its depth.'}"
     if not diagnosis.differential:
-        return "**No structured differential** — " + (diagnosis.rationale or "the model gave no usable list.")
+        shown = diagnosis.rationale if audience == "clinician" or diagnosis.rationale_audience == "patient" else ""
+        return "**No structured differential** — " + (shown or "the model gave no usable list.")
     names = [vocab.get(c).name(audience) for c in diagnosis.prediction_set]
     lines: list[str] = []
     if audience == "clinician":
@@ -95,6 +96,8 @@ def render_diagnosis(diagnosis: Diagnosis, audience: str, vocab: Vocabulary) -> 
             lines.append("**The answer is likely one of:** " + ", ".join(names) + ".")
         for entry in diagnosis.top(3):
             lines.append(f"- {vocab.get(entry.condition_id).patient_name}: {likelihood_words(entry.probability)}")
+        if diagnosis.rationale and diagnosis.rationale_audience == "patient":
+            lines.append(f"\nWhat the image model noticed: {diagnosis.rationale}")
         lines.append("\nThese are computer estimates from one photo, not certainties.")
     return "\n".join(lines)
 

@@ -82,6 +82,9 @@ class Diagnosis(BaseModel):
     triage_hint: TriageTier | None = None
     triage_reason: str | None = None
     rationale: str = ""
+    rationale_audience: Audience | None = Field(
+        None, description="who the rationale was written for; None = technical text for the clinician view only"
+    )
     morphology: dict[str, str] = Field(default_factory=dict)
     heatmap_path: str | None = None
     ood_score: float | None = None

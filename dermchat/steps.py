@@ -11,7 +11,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generator, Generic, TypeVar
 
 from dermchat.results import StepEvent, StepName
 
@@ -29,9 +29,8 @@ def run_streaming(
     step: StepName,
     provider_id: str | None,
     call: Callable[[Callable[[str, float | None], None]], T],
-    outcome: list[StepOutcome[T]],
-) -> Iterator[StepEvent]:
-    """Yield progress events while ``call(progress)`` runs; append its outcome to ``outcome`` at the end."""
+) -> Generator[StepEvent, None, StepOutcome[T]]:
+    """Yield progress events while ``call(progress)`` runs; return its outcome (``yield from`` gives it)."""
     events: queue.Queue[tuple[str, float | None] | None] = queue.Queue()
     box: dict[str, Any] = {}
 
@@ -56,6 +55,4 @@ def run_streaming(
         message, fraction = item
         yield StepEvent(step=step, kind="progress", message=message, fraction=fraction, provider_id=provider_id)
     thread.join()
-    outcome.append(
-        StepOutcome(value=box.get("value"), error=box.get("error"), elapsed_ms=(time.perf_counter() - start) * 1000)
-    )
+    return StepOutcome(value=box.get("value"), error=box.get("error"), elapsed_ms=(time.perf_counter() - start) * 1000)

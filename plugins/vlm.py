@@ -138,6 +138,7 @@ class OpenAIVLMDiagnoser(_VLMDiagnoser):
 
     id = "openai-vlm"
     label = "Vision-language model (server)"
+    needs_gpu = False  # the server has the GPU, not this machine
     description = "A vision-language model on an OpenAI-compatible chat-completions server."
 
     class Options(_CommonOptions):
@@ -205,3 +206,13 @@ def _downscaled(image: Image.Image, max_side: int) -> Image.Image:
 def register_diagnosers(register: Callable[[Diagnoser], None]) -> None:
     register(TransformersVLMDiagnoser())
     register(OpenAIVLMDiagnoser())
+
+
+@hookimpl
+def register_benchmarks(register: Callable[[str, Callable[[dict[str, Any]], dict[str, Any]]], None]) -> None:
+    def vlm_parser(options: dict[str, Any]) -> dict[str, Any]:
+        from dermchat.vlm.bench import parser_figures
+
+        return parser_figures(options)
+
+    register("vlm-parser", vlm_parser)

@@ -24,6 +24,16 @@ def test_temperature_scaling_recovers_a_known_temperature() -> None:
     assert fitted == pytest.approx(2.5, rel=0.1)
 
 
+def test_bias_corrected_temperature_undoes_a_prior_shift() -> None:
+    rng = np.random.default_rng(4)
+    true_logits = rng.normal(0, 2.0, size=(6000, 4))
+    labels = np.array([rng.choice(4, p=p) for p in C.softmax(true_logits)])
+    shift = np.array([0.0, 1.0, -1.0, 0.5])  # what a class-weighted loss does to the logits
+    t, bias = C.fit_bias_temperature((true_logits + shift) * 2.0, labels)
+    assert t == pytest.approx(2.0, rel=0.1)
+    assert np.allclose(bias, -(shift - shift[0]) , atol=0.15)
+
+
 def test_conformal_threshold_gives_the_promised_coverage_on_fresh_data() -> None:
     rng = np.random.default_rng(1)
 

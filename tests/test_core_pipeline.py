@@ -206,3 +206,28 @@ def test_observers_and_notice_hooks_are_called_and_isolated(tmp_path: Path, brig
     assert seen == [(result.turn_id, result.image_sha256)]
     assert "Study notice for clinician" in result.notices
     assert any("disk full" in e for e in app.plugins.records["crashing"].errors)
+
+
+def test_failing_hub_diagnoser_falls_back_to_the_offline_model_in_the_same_turn(tmp_path: Path, bright: Path) -> None:
+    from fake_plugins import FakeDiagnoser
+
+    class Gated(Diagnoser):
+        id = "gated-vlm"
+        label = "Gated VLM"
+
+        def diagnose(self, ctx):
+            raise ProviderError("the model is gated: set HF_TOKEN")
+
+    class OfflineStandIn(FakeDiagnoser):
+        id = "ham-cnn"
+
+    class Plugin:
+        @hookimpl
+        def register_diagnosers(self, register):
+            register(Gated())
+            register(OfflineStandIn())
+
+    result = fake_app(tmp_path, [(Plugin(), "gated")], diagnoser="gated-vlm").run_turn_sync(bright)
+    assert result.status == "ok" and result.providers["diagnoser"].id == "ham-cnn"
+    assert any("set HF_TOKEN" in n and "offline image model" in n for n in result.notices)
+    assert result.errors[0].provider_id == "gated-vlm"

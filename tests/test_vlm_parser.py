@@ -58,6 +58,14 @@ def test_valid_json_answer_maps_ids_and_keeps_fields(lexical: ConditionMapper) -
     assert d.extra["parsed_json"] is True
 
 
+def test_json_only_answer_takes_the_rationale_field(lexical: ConditionMapper) -> None:
+    answer = '```json\n{"differential": [{"condition": "Psoriasis", "likelihood": 1}], "triage": "routine", ' \
+             '"rationale": "Silvery scale on a well demarcated pink plaque."}\n```'
+    d = parse_response(answer, provider_id=PID, mapper=lexical)
+    assert _probs(d) == {"psoriasis": 1.0}
+    assert d.rationale == "Silvery scale on a well demarcated pink plaque."
+
+
 def test_synonyms_percentages_duplicates_and_renormalising(lexical: ConditionMapper) -> None:
     answer = (
         "Here is my assessment: {'differential': [{'name': 'Nevus', 'probability': '50%'}, "

@@ -262,6 +262,16 @@ def start_recorded_server(replies: list[tuple[int, str, str]]) -> tuple[RunningS
     return RunningServer(server), record
 
 
+# An answer in the shape the prompt asks for (prose rationale, then fenced JSON with a synonym and percentages),
+# split into stream chunks the way servers deliver it.
+STRUCTURED_CHUNKS = [
+    "The spot is evenly ", "brown with a smooth, regular border.", "\n```json\n",
+    '{"morphology": {"primary_lesion": "macule", "colour": "brown"}, "differential": [',
+    '{"condition": "nevus", "likelihood": "70%"}, {"condition": "melanoma", "likelihood": "30%"}], "triage": "routine"}',
+    "\n```",
+]
+
+
 def chat_completion_body(content: str) -> str:
     """A non-streamed chat-completions body as OpenAI-compatible servers send it."""
     import json
@@ -280,3 +290,41 @@ def sse_body(chunks: list[str]) -> str:
     events += [{"choices": [{"index": 0, "delta": {"content": c}, "finish_reason": None}]} for c in chunks]
     events.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
     return "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+
+
+# -- turn helpers shared by the VLM tests ------------------------------------------------------------------------
+def lesion_photo() -> Any:
+    """A drawn brown 'lesion' on skin tone (random-weight models cannot tell it from a real photo anyway)."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (200, 150), (222, 184, 160))
+    ImageDraw.Draw(img).ellipse((70, 45, 130, 105), fill=(110, 70, 50))
+    return img
+
+
+def make_ctx(tmp_path: Path, question: str = "What is this spot?", history: list[dict[str, str]] | None = None) -> tuple[Any, list[str]]:
+    """A ``TurnContext`` with the drawn photo, and the list its progress messages land in."""
+    from dermchat.context import TurnContext
+    from dermchat.settings import Settings
+
+    shown: list[str] = []
+    ctx = TurnContext(
+        image=lesion_photo(), image_sha256="x", question=question, audience="patient", settings=Settings(),
+        registry=None, workdir=tmp_path, history=history or [],  # type: ignore[arg-type]
+        progress=lambda message, fraction=None: shown.append(message),
+    )
+    return ctx, shown
+
+
+def assert_diagnosis_contract(d: Any, provider_id: str) -> None:
+    """What every VLM diagnosis must satisfy, whatever the model said."""
+    from dermchat.results import Diagnosis
+    from dermchat.vlm.parser import NO_STRUCTURED_NOTICE, UNREADABLE_NOTICE
+
+    assert isinstance(d, Diagnosis) and d.provider_id == provider_id
+    total = sum(e.probability for e in d.differential)
+    assert d.differential == [] or abs(total - 1.0) < 1e-6
+    assert set(d.prediction_set) <= {e.condition_id for e in d.differential}
+    if not d.differential:  # random weights: the honest fallback, never an invented differential
+        assert d.notices and d.notices[0] in {NO_STRUCTURED_NOTICE, UNREADABLE_NOTICE}
+    assert isinstance(d.extra["raw_response"], str)

@@ -64,6 +64,9 @@ class StudyPage:
             self.state = gr.State(None)
             gr.Markdown(f"## {study.title}")
             self.error = gr.Markdown(elem_id=f"{sid}-error")
+            # Where the participant is ("case:case_nv", "questionnaire:block", "done"): API clients and browser
+            # tests read it, since layout visibility is not part of Gradio's API output.
+            self.stage = gr.Textbox(visible=False, elem_id=f"{sid}-stage")
             with gr.Column(visible=True) as self.consent_col:
                 gr.Markdown(study.consent)
                 self.agree = gr.Checkbox(label="I have read the information above and agree to take part.",
@@ -117,7 +120,7 @@ class StudyPage:
     # -- rendering -------------------------------------------------------------------------------------------
     @property
     def page_outputs(self) -> list[Any]:
-        outs: list[Any] = [self.state, self.error, self.consent_col, self.declined_col, self.code_col, self.case_col,
+        outs: list[Any] = [self.state, self.stage, self.error, self.consent_col, self.declined_col, self.code_col, self.case_col,
                            self.case_header, self.case_image, self.answer, self.gallery, self.sources,
                            self.source_link, self.case_btn, self.done_col, self.done_md, self.code_box]
         outs += self.case_inputs
@@ -131,18 +134,19 @@ class StudyPage:
         step = state.current
         out: dict[Any, Any] = {
             self.state: state,
+            self.stage: f"{stage}:{step.ref}" if step is not None else stage,
             self.error: f"⚠️ {error}" if error else "",
-            self.consent_col: gr.Column(visible=stage == "consent"),
-            self.declined_col: gr.Column(visible=stage == "declined"),
-            self.code_col: gr.Column(visible=stage == "code"),
-            self.case_col: gr.Column(visible=stage == "case"),
-            self.done_col: gr.Column(visible=stage == "done"),
+            self.consent_col: gr.update(visible=stage == "consent"),
+            self.declined_col: gr.update(visible=stage == "declined"),
+            self.code_col: gr.update(visible=stage == "code"),
+            self.case_col: gr.update(visible=stage == "case"),
+            self.done_col: gr.update(visible=stage == "done"),
             self.done_md: f"{self.study.thank_you}\n\nYour participant code: **{state.code}**" if stage == "done" else "",
             self.code_box: gr.Textbox(value=""),
         }
         for qid in self.q_cols:
             active = stage == "questionnaire" and step is not None and step.ref == qid
-            out[self.q_cols[qid]] = gr.Column(visible=active)
+            out[self.q_cols[qid]] = gr.update(visible=active)
             out[self.q_headers[qid]] = self._questionnaire_header(state) if active else ""
             for comp in self.q_inputs[qid]:
                 out[comp] = None if isinstance(comp, gr.Radio) else ""
@@ -343,7 +347,7 @@ def build_study_tab(
         show = wanted if wanted in pages else None
         updates: dict[Any, Any] = {none_md: gr.Markdown(visible=show is None)}
         for sid, page in pages.items():
-            updates[page.root] = gr.Column(visible=sid == show)
+            updates[page.root] = gr.update(visible=sid == show)
         return updates
 
     root = Context.root_block

@@ -46,10 +46,38 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(math.exp(res.x))
 
 
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+def fit_bias_temperature(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """Bias-corrected temperature scaling (Alexandari et al., ICML 2020): T plus one bias per class.
+
+    Why: the class-weighted training loss deliberately shifts the model's priors towards rare
+    classes; a per-class bias fitted by NLL on untouched lesions undoes that shift for the
+    probabilities (it cannot change the ranking within a class, so AUC is unaffected).
+    """
+    from scipy.optimize import minimize
+    from scipy.special import log_softmax
+
+    k = logits.shape[1]
+    rows = np.arange(len(labels))
+
+    def nll(theta: np.ndarray) -> float:
+        b = np.concatenate([[0.0], theta[1:]])
+        lp = log_softmax(logits / math.exp(theta[0]) + b, axis=1)
+        return float(-lp[rows, labels].mean())
+
+    start = np.zeros(k)
+    start[0] = math.log(fit_temperature(logits, labels))
+    res = minimize(nll, start, method="L-BFGS-B",
+                   bounds=[(math.log(0.05), math.log(20.0))] + [(-5.0, 5.0)] * (k - 1))
+    return float(math.exp(res.x[0])), np.concatenate([[0.0], res.x[1:]])
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0, bias: np.ndarray | None = None) -> np.ndarray:
     from scipy.special import softmax as sp_softmax
 
-    return sp_softmax(logits / temperature, axis=1)
+    z = logits / temperature
+    if bias is not None:
+        z = z + bias
+    return sp_softmax(z, axis=1)
 
 
 def energy(logits: np.ndarray, temperature: float) -> np.ndarray:
@@ -124,14 +152,18 @@ def calibrate_arrays(
     train_embeddings: np.ndarray,
     train_labels: np.ndarray,
     coverage: float = DEFAULT_COVERAGE,
+    class_bias: bool = False,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """All calibration quantities from calibration-split logits/embeddings (pure numpy)."""
     from dermchat.classifier.metrics import expected_calibration_error
 
     k = len(HAM_CLASSES)
-    t = fit_temperature(logits, labels)
+    if class_bias:
+        t, bias = fit_bias_temperature(logits, labels)
+    else:
+        t, bias = fit_temperature(logits, labels), np.zeros(k)
     raw = softmax(logits)
-    probs = softmax(logits, t)
+    probs = softmax(logits, t, bias)
     scores = conformal_scores(probs, labels)
     qhat = conformal_threshold(scores, coverage)
     sets = prediction_sets(probs, qhat)
@@ -150,6 +182,7 @@ def calibrate_arrays(
         "split": "calib",
         "n": int(len(labels)),
         "temperature": t,
+        "class_bias": [float(x) for x in bias],
         "conformal": {"method": "LAC (1 - p_true), top-1 always kept", "coverage": coverage,
                       "threshold": qhat, "in_sample_coverage": float(sets[np.arange(len(labels)), labels].mean()),
                       "in_sample_mean_set_size": float(sets.sum(axis=1).mean())},
@@ -172,6 +205,7 @@ def calibrate_dir(
     pixels: np.ndarray | None = None,
     image_ids: Sequence[str] | None = None,
     coverage: float = DEFAULT_COVERAGE,
+    class_bias: bool = False,
 ) -> dict[str, Any]:
     """Calibrate the model saved in `weights_dir` on its recorded calibration split."""
     from dermchat.classifier.data import load_pixels, read_metadata, read_split
@@ -196,7 +230,7 @@ def calibrate_dir(
         parts[name] = (out["logits"].numpy().astype(np.float64), out["embedding"].numpy().astype(np.float64),
                        np.array([labels_by_id[i] for i in ids]))
     cal, arrays = calibrate_arrays(parts["calib"][0], parts["calib"][2], parts["calib"][1],
-                                   parts["train"][1], parts["train"][2], coverage)
+                                   parts["train"][1], parts["train"][2], coverage, class_bias)
     (weights_dir / CALIBRATION_FILE).write_text(json.dumps(cal, indent=1))
     np.savez_compressed(weights_dir / OOD_FILE, **arrays)
     return cal
@@ -210,12 +244,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=None)
     p.add_argument("--coverage", type=float, default=DEFAULT_COVERAGE)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--class-bias", action="store_true",
+                   help="bias-corrected temperature scaling (T + per-class bias) instead of T alone")
     args = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     try:
-        cal = calibrate_dir(args.weights, args.data or default_data_dir(), coverage=args.coverage)
+        cal = calibrate_dir(args.weights, args.data or default_data_dir(), coverage=args.coverage,
+                            class_bias=args.class_bias)
     except (DataError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -74,7 +74,7 @@ class Predictor:
         self.weights_dir = Path(weights_dir) if weights_dir else default_weights_dir()
         self.requested_coverage = coverage
         self.tta = tta
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._model: Any = None
         self.calibration: dict[str, Any] = {}
         self._maha: Mahalanobis | None = None
@@ -138,7 +138,8 @@ class Predictor:
         self.load()
         assert self._maha is not None
         t = self.temperature
-        probs = softmax(logits, t)
+        bias = np.asarray(self.calibration.get("class_bias") or np.zeros(len(HAM_CLASSES)), dtype=np.float64)
+        probs = softmax(logits, t, bias)
         sets = prediction_sets(probs, self.conformal_threshold)
         e = energy(logits, t)
         m = self._maha.score(embeddings)

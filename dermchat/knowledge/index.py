@@ -36,14 +36,19 @@ log = logging.getLogger(__name__)
 
 INDEX_VERSION = "3"
 CHUNK_CHARS = 480  # a few sentences: small enough to be specific, big enough to carry context
-RRF_K = 60
+RRF_K = 10  # small k: the first few places of each retriever matter most (tuned on the dev set)
 CANDIDATES = 60  # per retriever, before fusion
-
-# Score boosts, on the scale of one RRF term (1/61 ~ 0.016 for a first place).
-BOOST_MENTIONED = 0.05  # the question names the condition: it dominates the fused rank
-BOOST_DIFFERENTIAL = 0.02  # times the probability of the condition in the current differential
-BOOST_SECTION = 0.012  # times the section-intent weight of the chunk's section
-BOOST_AUDIENCE = 0.004  # a passage written for this reader
+W_DENSE = 1.0
+W_BM25 = 1.5  # exact medical words ("telangiectasia", "KOH") are strong evidence for a small encoder's blind spots
+FIRST = 1.0 / (RRF_K + 1)  # one retriever's first place: the unit of every boost below
+BOOST_MENTIONED = 3.0 * FIRST  # the question names the condition: it dominates the fused rank
+BOOST_DIFFERENTIAL = 1.2 * FIRST  # times the probability of the condition in the current differential
+BOOST_SECTION = 0.75 * FIRST  # times the section-intent weight; orders sections within a condition
+BOOST_AUDIENCE = 0.25 * FIRST  # a passage written for this reader
+SECOND_CHUNK = 0.0  # weight of a condition's second-best chunk in its evidence (0: best chunk only)
+CHUNK_WEIGHT = 1.0  # how much a chunk's own fit can move it past another condition's chunks
+BM25_SYNONYMS = True  # index every synonym with each chunk (lay names reach BM25 even unrecognised)
+GENERIC_LABEL_SHARE = 1 / 3  # a one-word name used in this share of all conditions' text names none of them
 
 
 @dataclass(frozen=True)
@@ -201,10 +206,30 @@ class KnowledgeIndex:
             self._names[entry.condition_id] = " ".join(
                 dict.fromkeys([entry.patient_name, entry.clinician_name, *entry.synonyms])
             )
-        corpus = [tokenize(c.embed_text + " " + self._names.get(c.condition_id, "")) for c in chunks]
+        corpus = [
+            tokenize(c.embed_text + (" " + self._names.get(c.condition_id, "") if BM25_SYNONYMS else ""))
+            for c in chunks
+        ]
         self.bm25 = BM25Okapi(corpus)
-        self.analyzer = QueryAnalyzer((w for doc in corpus for w in doc), labels)
-        self.analyzer.words = sorted(set(self.analyzer.words) | {t for text in self._names.values() for t in text.lower().split()})
+        name_words = [t for text in self._names.values() for t in tokenize(text)]
+        self.analyzer = QueryAnalyzer([*(w for doc in corpus for w in doc), *name_words], self._specific(labels))
+
+    def _specific(self, labels: dict[str, str]) -> dict[str, str]:
+        """Drop one-word names that the KB uses for many conditions ("spots", "hand"): they name none."""
+        conditions_using: dict[str, set[str]] = {}
+        for chunk in self.chunks:
+            for token in set(tokenize(chunk.text)):
+                conditions_using.setdefault(token, set()).add(chunk.condition_id)
+        limit = GENERIC_LABEL_SHARE * max(1, len(self.kb.entries))
+        out: dict[str, str] = {}
+        for label, cid in labels.items():
+            tokens = tokenize(label)
+            if len(tokens) == 1 and len(conditions_using.get(tokens[0], ())) >= limit:
+                continue
+            if not tokens:
+                continue
+            out[label] = cid
+        return out
 
     def __len__(self) -> int:
         return len(self.chunks)
@@ -229,8 +254,8 @@ class KnowledgeIndex:
         top = np.argsort(-scores)[:k]
         return [self.chunks[i].id for i in top if scores[i] > 0]
 
-    def analyze(self, question: str) -> QueryAnalysis:
-        return self.analyzer.analyze(question)
+    def analyze(self, question: str, audience: str | None = None) -> QueryAnalysis:
+        return self.analyzer.analyze(question, audience)
 
     def search(
         self,
@@ -249,7 +274,7 @@ class KnowledgeIndex:
         conditions (a follow-up about the current result); ``sections`` keeps only those sections.
         """
         start = time.perf_counter()
-        analysis = analysis or self.analyze(question)
+        analysis = analysis or self.analyze(question, audience)
         # Canonical names of the conditions the question names help both retrievers.
         expansion = " ".join(self._names.get(c, "") for c in analysis.mentioned[:2])
         query = f"{analysis.corrected} {expansion}".strip()
@@ -266,6 +291,8 @@ class KnowledgeIndex:
         if allowed is not None:
             candidates.update(c.id for c in self.chunks if c.condition_id in allowed)
         mentioned = set(analysis.mentioned)
+        # 1) evidence per chunk from the two rankings (reciprocal rank fusion)
+        base: dict[str, float] = {}
         for chunk_id in candidates:
             chunk = self.chunk(chunk_id)
             if allowed is not None and chunk.condition_id not in allowed:
@@ -274,19 +301,33 @@ class KnowledgeIndex:
                 continue
             score = 0.0
             if chunk_id in dense_rank:
-                score += 1.0 / (RRF_K + dense_rank[chunk_id] + 1)
+                score += W_DENSE / (RRF_K + dense_rank[chunk_id] + 1)
             if chunk_id in bm25_rank:
-                score += 1.0 / (RRF_K + bm25_rank[chunk_id] + 1)
-            if chunk.condition_id in mentioned:
+                score += W_BM25 / (RRF_K + bm25_rank[chunk_id] + 1)
+            base[chunk_id] = score
+        # 2) evidence per condition: its best chunks, plus what the question and the differential say
+        per_condition: dict[str, list[float]] = {}
+        for chunk_id, score in base.items():
+            per_condition.setdefault(self.chunk(chunk_id).condition_id, []).append(score)
+        condition_score: dict[str, float] = {}
+        for cond, values in per_condition.items():
+            values.sort(reverse=True)
+            score = values[0] + SECOND_CHUNK * (values[1] if len(values) > 1 else 0.0)
+            if cond in mentioned:
                 score += BOOST_MENTIONED
             if differential:
-                score += BOOST_DIFFERENTIAL * float(differential.get(chunk.condition_id, 0.0))
-            score += BOOST_SECTION * analysis.sections.get(chunk.section, 0.0)
+                score += BOOST_DIFFERENTIAL * float(differential.get(cond, 0.0))
+            condition_score[cond] = score
+        # 3) chunk order: the condition's standing, then the chunk's own fit (section asked about, audience)
+        scores: dict[str, float] = {}
+        for chunk_id, score in base.items():
+            chunk = self.chunk(chunk_id)
+            fit = score + BOOST_SECTION * analysis.sections.get(chunk.section, 0.0)
             if audience and chunk.audience == audience:
-                score += BOOST_AUDIENCE
+                fit += BOOST_AUDIENCE
             elif audience and chunk.audience not in ("all", audience):
-                score -= BOOST_AUDIENCE
-            scores[chunk_id] = score
+                fit -= BOOST_AUDIENCE
+            scores[chunk_id] = condition_score[chunk.condition_id] + CHUNK_WEIGHT * fit
         ranked = sorted(scores, key=lambda cid: (-scores[cid], cid))[:k]
         hits = [
             Hit(chunk=self.chunk(cid), score=scores[cid], dense_rank=dense_rank.get(cid), bm25_rank=bm25_rank.get(cid))

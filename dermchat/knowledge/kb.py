@@ -486,7 +486,7 @@ def build_label_index(kb: KnowledgeBase, vocab: Vocabulary | None = None) -> dic
         if entry.condition_id not in vocab:
             continue
         for label in (entry.patient_name, entry.clinician_name, *entry.synonyms):
-            for part in [label, *re.split(r"[()/,]", label)]:
+            for part in [label, *re.split(r"[()/]", label)]:
                 key = normalise_label(part)
                 if len(key) >= 2:
                     labels.setdefault(key, entry.condition_id)

@@ -49,13 +49,13 @@ SECTION_CUES: dict[str, tuple[str, ...]] = {
     "red_flags": (
         "watch for", "watch out", "worry", "worried", "worrying", "warning", "warning signs", "danger",
         "red flag", "red flags", "emergency", "urgent", "urgently", "worse", "getting worse", "alarm",
-        "concerning", "signs of", "serious signs",
+        "concerning", "signs of", "serious signs", "eye", "eyes", "fever", "pregnant", "pregnancy",
     ),
     "self_care": (
         "treat", "treated", "treatment", "treatments", "at home", "home", "cream", "creams", "ointment",
         "self care", "self-care", "remedy", "remedies", "cure", "get rid", "manage", "prevent", "prevention",
         "avoid", "what can i do", "help", "moisturiser", "moisturizer", "over the counter", "pharmacy", "soothe",
-        "stop", "wash",
+        "stop", "wash", "shampoo", "soap", "shave", "shaving",
     ),
     "when_to_see_a_clinician": (
         "see a doctor", "see a gp", "see someone", "doctor", "gp", "dermatologist", "appointment", "when should",
@@ -66,7 +66,8 @@ SECTION_CUES: dict[str, tuple[str, ...]] = {
         "differential", "differentials", "work-up", "workup", "work up", "biopsy", "management", "first-line",
         "first line", "second-line", "dermoscopy", "dermoscopic", "histology", "histopathology", "refer",
         "referral", "prescribe", "prescription", "dose", "dosing", "investigations", "ddx", "mohs", "excision",
-        "topical", "systemic", "therapy", "guideline", "guidelines", "staging",
+        "topical", "systemic", "therapy", "guideline", "guidelines", "staging", "removal", "serology", "tests",
+        "investigation", "options",
     ),
 }
 
@@ -179,12 +180,16 @@ class QueryAnalyzer:
         top = max(scores.values())
         return {s: v / top for s, v in scores.items()}
 
-    def analyze(self, text: str) -> QueryAnalysis:
+    def analyze(self, text: str, audience: str | None = None) -> QueryAnalysis:
         corrected, corrections = self.correct(text)
+        sections = self.section_intent(corrected)
+        if audience == "clinician" and "self_care" in sections:
+            # a clinician asking about treatment wants management notes, not home care
+            sections["clinician_notes"] = max(sections.get("clinician_notes", 0.0), sections["self_care"])
         return QueryAnalysis(
             text=text,
             corrected=corrected,
             mentioned=self.mentioned_conditions(corrected),
-            sections=self.section_intent(corrected),
+            sections=sections,
             corrections=corrections,
         )

@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +41,6 @@ from dermchat.references.skintone import (
     fallback_lesion_mask,
     ita_category,
     ita_degrees,
-    lesion_mask,
     parse_fitzpatrick,
     skin_pixels,
 )
@@ -82,8 +82,8 @@ def site_group(text: str | None) -> str:
     site = normalise_site(text)
     if not site:
         return ""
-    for group, words in SITE_GROUPS.items():
-        if site == group or any(word in site for word in words):
+    for group, words in SITE_GROUPS.items():  # whole words: 'forearm' must not match 'ear'
+        if site == group or any(re.search(rf"\b{word}s?\b", site) for word in words):
             return group
     return site
 
@@ -154,6 +154,19 @@ class Atlas:
 
     def image_path(self, index: int) -> Path:
         return self.root / "images" / self.files[index]
+
+    @functools.cached_property
+    def spread(self) -> np.ndarray:
+        """Per-feature standard deviation over the atlas: the scale that makes distances comparable."""
+        return self.features.std(axis=0) + 1e-6
+
+    @functools.cached_property
+    def site_array(self) -> np.ndarray:
+        return np.array(self.sites, dtype=object)
+
+    @functools.cached_property
+    def group_array(self) -> np.ndarray:
+        return np.array(self.site_groups, dtype=object)
 
     def rows_for(self, condition_id: str) -> np.ndarray:
         return np.flatnonzero(self.condition_ids == condition_id)
@@ -373,6 +386,6 @@ def describe(atlas: Atlas) -> dict[str, object]:
 
 
 __all__ = [
-    "Atlas", "AtlasError", "AtlasInfo", "FEATURE_NAMES", "check_atlas_dir", "image_features", "lesion_mask",
+    "Atlas", "AtlasError", "AtlasInfo", "FEATURE_NAMES", "check_atlas_dir", "image_features",
     "load_atlas", "normalise_site", "site_group", "thumbnail",
 ]

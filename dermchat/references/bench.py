@@ -34,6 +34,14 @@ def bench_context(image: Image.Image, workdir: Path, registry: Registry | None =
     )
 
 
+def configured(provider: Any) -> Any:
+    """A fresh provider with the options the current settings give it (bench functions get no registry)."""
+    from dermchat.settings import load_settings
+
+    provider.configure(load_settings().provider_options(provider.id))
+    return provider
+
+
 def summary_ms(values: list[float]) -> dict[str, float]:
     return {"p50": round(statistics.median(values), 2), "p95": round(percentile(values, 0.95), 2), "n": len(values)}
 

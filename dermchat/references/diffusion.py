@@ -360,7 +360,9 @@ class DiffusionProvider(ReferenceGenerator):
             "verification": check,
         }
         if verified is None and check.get("reason"):
-            extra["verification_notice"] = f"This illustration was not checked: {check['reason']}."
+            extra["verification_notice"] = (
+                f"Some generated illustrations were not checked by the image model: {check['reason']}."
+            )
         return Reference(
             path=str(target),
             condition_id=prompt.condition_id,

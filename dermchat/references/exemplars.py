@@ -28,13 +28,12 @@ from dermchat.references.atlas import (
     AtlasError,
     check_atlas_dir,
     image_features,
-    lesion_mask,
     load_atlas,
     normalise_site,
     site_group,
     thumbnail,
 )
-from dermchat.references.skintone import FITZPATRICK_TYPES, ita_category
+from dermchat.references.skintone import FITZPATRICK_TYPES, ita_category, lesion_mask
 from dermchat.results import Reference
 from dermchat.vocabulary import get_vocabulary
 
@@ -44,6 +43,8 @@ COLOUR_FEATURES = [FEATURE_NAMES.index(n) for n in FEATURE_NAMES if n not in {"i
 SIZE_FEATURE = FEATURE_NAMES.index("lesion_fraction")
 ITA_FEATURE = FEATURE_NAMES.index("ita")
 SAME_PICTURE_MAD = 3.0  # mean absolute thumbnail difference (0-255) below which two photos are the same picture
+WHOLE_IMAGE_STATS = [FEATURE_NAMES.index(n) for n in ("L_std", "a_std", "b_std")]
+SAME_PICTURE_STATS = 1.5  # whole-image Lab spread closer than this: worth decoding the file to compare
 
 
 class ExemplarOptions(BaseModel):
@@ -79,7 +80,7 @@ def rank_candidates(
     Colour and size are standardised by the atlas-wide spread so no single Lab channel dominates; tone and
     site are additive penalties whose weights are options.
     """
-    spread = atlas.features.std(axis=0) + 1e-6
+    spread = atlas.spread
     cand = atlas.features[rows]
     colour = np.sqrt((((cand[:, COLOUR_FEATURES] - features[COLOUR_FEATURES]) / spread[COLOUR_FEATURES]) ** 2).mean(axis=1))
     size = np.abs(cand[:, SIZE_FEATURE] - features[SIZE_FEATURE]) / spread[SIZE_FEATURE]
@@ -88,14 +89,10 @@ def rank_candidates(
     site = normalise_site(body_site)
     if site:
         group = site_group(site)
-        penalty = np.array(
-            [
-                0.0 if atlas.sites[r] == site else 0.5 if group and atlas.site_groups[r] == group else
-                0.75 if not atlas.sites[r] else 1.0
-                for r in rows
-            ],
-            dtype=np.float32,
-        )
+        sites, groups = atlas.site_array[rows], atlas.group_array[rows]
+        penalty = np.where(
+            sites == site, 0.0, np.where((groups == group) & bool(group), 0.5, np.where(sites == "", 0.75, 1.0))
+        ).astype(np.float32)
         distance = distance + options.site_weight * penalty
     order = np.argsort(distance, kind="stable")
     return rows[order], distance[order]
@@ -165,7 +162,7 @@ class ExemplarProvider(ReferenceGenerator):
                 log.info("atlas %s has no images of %s", atlas.root, condition_id)
                 continue
             ranked, distances = rank_candidates(atlas, rows, features, fitz, ctx.body_site, self.opts)
-            picked = self._pick(atlas, ranked, distances, k, seen, thumb)
+            picked = self._pick(atlas, ranked, distances, k, seen, thumb, features)
             for rank, (row, distance) in enumerate(picked):
                 seen.add(atlas.image_ids[row])
                 out.append(self._reference(ctx, atlas, row, float(distance), rank, condition_id, fitz))
@@ -173,7 +170,8 @@ class ExemplarProvider(ReferenceGenerator):
         return out
 
     def _pick(
-        self, atlas: Atlas, ranked: np.ndarray, distances: np.ndarray, k: int, seen: set[str], thumb: np.ndarray
+        self, atlas: Atlas, ranked: np.ndarray, distances: np.ndarray, k: int, seen: set[str], thumb: np.ndarray,
+        features: np.ndarray,
     ) -> list[tuple[int, float]]:
         """The first k rows not seen before, one per lesion, and never the user's own picture."""
         picked: list[tuple[int, float]] = []
@@ -181,7 +179,8 @@ class ExemplarProvider(ReferenceGenerator):
         for row, distance in zip(ranked.tolist(), distances.tolist()):
             if atlas.image_ids[row] in seen or atlas.lesion_ids[row] in lesions:
                 continue
-            if self._same_picture(atlas, row, thumb):
+            stats_close = np.abs(atlas.features[row, WHOLE_IMAGE_STATS] - features[WHOLE_IMAGE_STATS]).max()
+            if stats_close < SAME_PICTURE_STATS and self._same_picture(atlas, row, thumb):
                 continue
             picked.append((row, distance))
             lesions.add(atlas.lesion_ids[row])

@@ -31,7 +31,9 @@ def clean_markdown(text: str) -> str:
     text = _MARKER.sub("", text)
     text = _EMPHASIS.sub("", text)
     text = re.sub(r"\(\s*(source|sources|see)\s*:?\s*\)", "", text, flags=re.I)
-    return re.sub(r"\s+", " ", text).strip(" -•\t")
+    text = re.sub(r"\s+", " ", text)
+    text = re.sub(r"\s+([.,;:!?)])", r"\1", text)  # a removed marker leaves "dermoscopy ."
+    return text.strip(" -•\t")
 
 
 def kb_section(markdown: str, title: str) -> list[tuple[str, str]]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
 from pydantic import BaseModel, Field
 
 from dermchat.references.kb import how_it_looks
@@ -131,19 +130,3 @@ def build_concept_prompt(
         parts.append(f"on {concepts['skin_tone']}")
     parts.append("sharp focus, natural light, dermatology")
     return ConceptPrompt(condition_id=condition_id, prompt=", ".join(parts), concepts=concepts)
-
-
-def lesion_colour_name(lab_mean: np.ndarray) -> str:
-    """A rough colour word for a Lab colour (used to describe the user's own lesion in captions)."""
-    lightness, a, b = (float(v) for v in lab_mean)
-    if lightness < 25:
-        return "black"
-    if a > 25 and b < 20:
-        return "red" if lightness > 40 else "purple"
-    if b < 5:
-        return "blue-grey"
-    if lightness < 45:
-        return "dark brown"
-    if a > 18 and b < 18:
-        return "pink"
-    return "light brown" if lightness < 65 else "tan"

@@ -46,16 +46,16 @@ def verify_image(
     try:
         provider = ctx.registry.get("diagnoser", verifier_id)
     except KeyError:
-        details["reason"] = f"the image model {verifier_id!r} is not installed, so this image was not checked"
+        details["reason"] = f"the image model {verifier_id!r} is not installed"
         return None, details
     ok, why = provider.available()
     if not ok:
-        details["reason"] = f"the image model {verifier_id!r} is unavailable ({why}), so this image was not checked"
+        details["reason"] = f"the image model {verifier_id!r} is unavailable ({why})"
         return None, details
     if verifier_id == DEFAULT_VERIFIER and cond.ham_code is None:
         details["reason"] = (
-            f"{cond.clinician_name} is outside the image model's seven HAM10000 classes, so it cannot check "
-            "this image"
+            f"{cond.clinician_name} is outside the image model's seven HAM10000 classes, so it cannot judge "
+            "an illustration of it"
         )
         return None, details
     provider.load()

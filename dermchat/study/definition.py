@@ -189,9 +189,13 @@ def _compose(path: Path, text: str) -> yaml.Node:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise StudyDefinitionError(path, [(line, f"not valid YAML: {exc.problem or exc}")]) from None
+        # The entry that is wrong starts at the context mark ("while parsing a flow sequence"); the parser
+        # only notices later, at the problem mark, so name both.
+        start, noticed = exc.context_mark, exc.problem_mark
+        line = (start or noticed).line + 1 if (start or noticed) else None
+        where = f" (noticed at line {noticed.line + 1})" if start and noticed and noticed.line != start.line else ""
+        message = f"not valid YAML: {exc.context + ': ' if exc.context else ''}{exc.problem or exc}{where}"
+        raise StudyDefinitionError(path, [(line, message)]) from None
     if node is None:
         raise StudyDefinitionError(path, [(None, "the file is empty")])
     _check_duplicate_keys(path, node)

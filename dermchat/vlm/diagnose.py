@@ -57,6 +57,7 @@ def run_vlm_diagnosis(
     stream.finish()
     diagnosis = parse_response(text, provider_id=provider_id, provider_version=provider_version)
     diagnosis.extra.update(extra or {})
+    diagnosis.rationale_audience = ctx.audience  # the prompt asked for wording for this audience
     if grounding_probe:
         ctx.progress("Checking whether the model really uses your photo…", None)
 

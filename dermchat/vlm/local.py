@@ -257,13 +257,25 @@ class LoadedModel:
             yield from self._stream_fn(prompt, images, max_new_tokens, temperature)
 
     def _stream_on_device(self, prompt: str, images: list[Image.Image] | None, max_new_tokens: int, temperature: float) -> Iterator[str]:
-        """The GPU part (wrapped by ``spaces.GPU`` on ZeroGPU): generate in a thread, yield from a streamer."""
+        """The GPU part (wrapped by ``spaces.GPU`` on ZeroGPU): generate in a thread, yield from a streamer.
+
+        If the consumer stops early (a server client disconnects), generation is stopped too, so the model
+        lock is never released while a stray generation still runs.
+        """
         import torch
-        from transformers import TextIteratorStreamer
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        stop = threading.Event()
+
+        class _StopWhenAsked(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+                return stop.is_set()
 
         inputs = self._inputs(prompt, images)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
-        kwargs: dict[str, Any] = dict(**inputs, max_new_tokens=max_new_tokens, streamer=streamer)
+        kwargs: dict[str, Any] = dict(
+            **inputs, max_new_tokens=max_new_tokens, streamer=streamer, stopping_criteria=StoppingCriteriaList([_StopWhenAsked()])
+        )
         if temperature > 0:
             kwargs.update(do_sample=True, temperature=temperature)
         else:
@@ -280,10 +292,13 @@ class LoadedModel:
 
         worker = threading.Thread(target=run, name="dermchat-generate", daemon=True)
         worker.start()
-        for chunk in streamer:
-            if chunk:
-                yield chunk
-        worker.join()
+        try:
+            for chunk in streamer:
+                if chunk:
+                    yield chunk
+        finally:
+            stop.set()
+            worker.join()
         if failure:
             exc = failure[0]
             if "out of memory" in str(exc).lower():

@@ -107,6 +107,10 @@ class ChatServer(ThreadingHTTPServer):
         self.api_key = api_key
         self.max_tokens_cap = max_tokens_cap
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """The base class prints the client's address with the traceback; log the error without it."""
+        log.exception("error while handling a request")
+
 
 class ChatHandler(BaseHTTPRequestHandler):
     server: ChatServer
@@ -115,7 +119,7 @@ class ChatHandler(BaseHTTPRequestHandler):
     # -- plumbing -----------------------------------------------------------------------------------------------
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature from the base class
         """Method, path and status only: never the client address (privacy)."""
-        log.info("%s %s", self.command, format % args)
+        log.info("%s", format % args)
 
     def _send_json(self, status: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode("utf-8")
@@ -164,6 +168,13 @@ class ChatHandler(BaseHTTPRequestHandler):
             self._send_error_json(404, f"no route {path}", "not_found_error")
 
     def do_POST(self) -> None:  # noqa: N802 - http.server naming
+        try:
+            self._post()
+        except (BrokenPipeError, ConnectionResetError):
+            log.info("the client went away before the answer was complete")
+            self.close_connection = True
+
+    def _post(self) -> None:
         path = self.path.split("?", 1)[0].rstrip("/")
         if path != "/v1/chat/completions":
             self._send_error_json(404, f"no route {path}", "not_found_error")
@@ -254,9 +265,6 @@ class ChatHandler(BaseHTTPRequestHandler):
             self._write_event(chunk({}, self._finish_reason("".join(parts), request["max_tokens"])))
         except ProviderError as exc:
             self._write_event({"error": {"message": str(exc), "type": "server_error", "code": 500}})
-        except (BrokenPipeError, ConnectionResetError):
-            log.info("client went away during a streamed answer")
-            return
         self._write_raw(b"data: [DONE]\n\n")
         self._write_raw(b"")
 

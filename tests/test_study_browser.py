@@ -1,0 +1,95 @@
+"""A real browser (Debian Chromium via playwright) opens ``?study=<id>``, consents, reads a case and answers it.
+
+What only a browser can check: the URL parameter picks the study, the chained events (code -> run the case)
+fire, layout visibility follows the flow, and clicks on a reference image (a gallery ``select``) and on a
+source are logged.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import gradio as gr
+import pytest
+
+from dermchat.study.store import StudyStore
+from study_fixtures import BETWEEN, load, make_app
+from ui.study import build_study_tab
+
+pytestmark = pytest.mark.browser
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SID = "reference_images_within"
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory, ham_dir: Path) -> Iterator[tuple[str, StudyStore]]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
+    pytest.importorskip("playwright.sync_api")
+    tmp = tmp_path_factory.mktemp("study-browser")
+    db = f"sqlite:///{tmp / 'browser.sqlite'}"
+    studies = {s.id: s for s in (load(), load(BETWEEN))}
+    with gr.Blocks() as demo:
+        build_study_tab(make_app(tmp / "turns"), "citations_between", studies=studies, database_url=db)
+    demo.queue()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    try:
+        yield url, StudyStore(db)
+    finally:
+        demo.close()
+
+
+def wait_text(page: Any, selector: str, text: str, timeout: int = 60_000) -> None:
+    """Wait until ``selector`` exists and its text contains ``text`` (case-insensitive)."""
+    page.wait_for_function(
+        "([sel, t]) => ((document.querySelector(sel) || {}).innerText || '').toLowerCase().includes(t)",
+        arg=[selector, text.lower()], timeout=timeout,
+    )
+
+
+def test_study_url_parameter_consent_case_and_clicks(live: tuple[str, StudyStore]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    url, store = live
+    with sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
+        context = pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, args=ARGS, headless=True,
+                                                        viewport={"width": 1300, "height": 1400})
+        page: Any = context.new_page()
+        page.goto(f"{url}?study={SID}", wait_until="load")
+        page.wait_for_selector(f"#study-{SID}", state="visible", timeout=60_000)
+        assert not page.is_visible("#study-citations_between")  # the URL parameter beat the default study
+
+        page.click(f"#{SID}-consent")  # without ticking the box: nothing happens but a reminder
+        wait_text(page, f"#{SID}-error", "tick the box")
+        assert store.counts()["participants"] == 0
+        page.locator(f"#{SID}-agree input[type=checkbox]").check()
+        page.click(f"#{SID}-consent")
+        page.wait_for_selector(f"#{SID}-new-code", state="visible", timeout=30_000)
+        page.click(f"#{SID}-new-code")
+        wait_text(page, f"#{SID}-answer", "not a diagnosis", 120_000)
+        assert "Case 1 of 6" in page.inner_text(f"#{SID}-case-header")
+        code = page.inner_text(f"#{SID}-case-header").split("code: ")[1].split(" ")[0]
+        participant = store.participant(SID, code)
+        assert participant is not None and participant.arm_order[0] == "with_references"  # first Latin-square row
+
+        page.locator(f"#{SID}-references button").first.click()  # open a reference image
+        page.get_by_label("[1] DermNet overview").check()  # open a source
+        wait_text(page, f"#{SID}-source-link", "open the source")
+        page.get_by_label("I don't know").check()
+        page.locator(f"#{SID}-case-urgency").get_by_label("3", exact=True).check()
+        page.click(f"#{SID}-next-case")
+        wait_text(page, f"#{SID}-case-header", "case 2 of 6")
+        context.close()
+    types = [e["type"] for e in store.events(code=code)]
+    assert {"reference_click", "citation_click", "step_completed", "turn"} <= set(types)
+    answers = {a["question_id"]: a["value"] for a in store.answers(code=code)}
+    assert answers == {"guess": "I don't know", "urgency": "3"}
