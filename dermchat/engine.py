@@ -235,7 +235,7 @@ class _Turn:
             self.ctx.progress = progress
             if not provider.loaded:
                 progress(f"Loading {provider.label or provider.id} (first use)…", None)
-            provider.load()
+                provider.load(progress)
             return fn()
 
         outcome = yield from run_streaming(step, provider.id, call)

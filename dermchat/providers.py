@@ -8,7 +8,7 @@ never load a model twice. Heavy libraries are imported inside ``_load()`` only.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -41,6 +41,7 @@ class Provider:
     def __init__(self) -> None:
         self._load_lock = threading.Lock()
         self._loaded = False
+        self._load_progress: Callable[[str, float | None], None] | None = None
         self.options: BaseModel = self.Options()
 
     # -- configuration -------------------------------------------------------------------------------------
@@ -64,17 +65,30 @@ class Provider:
     def loaded(self) -> bool:
         return self._loaded
 
-    def load(self) -> None:
-        """Load models/data once; safe to call from many threads at once."""
+    def load(self, progress: Callable[[str, float | None], None] | None = None) -> None:
+        """Load models/data once; safe to call from many threads at once.
+
+        ``progress(message, fraction)`` receives what ``_load`` reports through ``report_load`` (a first
+        atlas build or model download can take minutes; the chat shows it).
+        """
         if self._loaded:
             return
         with self._load_lock:
             if not self._loaded:
-                self._load()
+                self._load_progress = progress
+                try:
+                    self._load()
+                finally:
+                    self._load_progress = None
                 self._loaded = True
 
     def _load(self) -> None:
         """Override to do the expensive work; import heavy libraries here."""
+
+    def report_load(self, message: str, fraction: float | None = None) -> None:
+        """Called from ``_load`` to tell whoever triggered the load how far it is."""
+        if self._load_progress is not None:
+            self._load_progress(message, fraction)
 
     def info(self) -> dict[str, Any]:
         ok, reason = _safe_available(self)

@@ -46,9 +46,9 @@ class _VLMDiagnoser(Diagnoser):
             self._load_error = None
         self.version = str(getattr(self.options, "model", "") or "unset")
 
-    def load(self) -> None:
+    def load(self, progress: Callable[[str, float | None], None] | None = None) -> None:
         try:
-            super().load()
+            super().load(progress)
         except Exception as exc:
             self._load_error = str(exc)
             raise

@@ -81,7 +81,7 @@ def test_study_url_parameter_consent_case_and_clicks(live: tuple[str, StudyStore
         participant = store.participant(SID, code)
         assert participant is not None and participant.arm_order[0] == "with_references"  # first Latin-square row
 
-        page.locator(f"#{SID}-references button").first.click()  # open a reference image
+        page.locator(f"#{SID}-references").get_by_label("Thumbnail 1 of 2").click()  # open a reference image
         page.get_by_label("[1] DermNet overview").check()  # open a source
         wait_text(page, f"#{SID}-source-link", "open the source")
         page.get_by_label("I don't know").check()

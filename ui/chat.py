@@ -228,14 +228,25 @@ def ref_caption(ref: Any) -> str:
 
 
 def contrast_markdown(result: TurnResult, audience: str) -> str:
-    """Distinguishing features of the top differentials, from the gallery helper when installed."""
-    if not result.references:
+    """'How to tell them apart': the top differentials side by side with features from the knowledge base."""
+    from dermchat.references.gallery import build_gallery
+
+    gallery = build_gallery(result, audience)  # type: ignore[arg-type]
+    if not gallery.columns:
         return ""
-    try:
-        from dermchat.references.gallery import contrast_markdown as build
-    except ImportError:
-        return ""
-    return build(result, audience)
+    header = "| | " + " | ".join(f"**{col.name}**" + (" ✓" if col.in_prediction_set else "") for col in gallery.columns) + " |"
+    lines = ["**How to tell them apart**", "", header, "|---" * (len(gallery.columns) + 1) + "|"]
+    depth = max(len(col.features) for col in gallery.columns)
+    for row in range(depth):
+        cells = [col.features[row].replace("|", "/") if row < len(col.features) else "" for col in gallery.columns]
+        lines.append("| " + ("Looks like" if row == 0 else "") + " | " + " | ".join(cells) + " |")
+    images = [f"{sum(i.kind == 'real' for i in col.items)} real / {sum(i.kind == 'synthetic' for i in col.items)} synthetic"
+              for col in gallery.columns]
+    lines.append("| Images | " + " | ".join(images) + " |")
+    lines.append("")
+    lines.append(f"<sub>{gallery.legend}</sub>")
+    lines.extend(f"<sub>{note}</sub>" for note in gallery.notes)
+    return "\n".join(lines)
 
 
 def citations_markdown(result: TurnResult) -> str:

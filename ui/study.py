@@ -32,7 +32,7 @@ from dermchat.study.definition import (
     study_path,
 )
 from dermchat.study.session import FlowError, ParticipantState, StudyFlow
-from dermchat.study.store import get_store, resolve_database_url
+from dermchat.study.store import resolve_database_url
 
 log = logging.getLogger(__name__)
 NO_STUDY = (
@@ -339,8 +339,8 @@ def build_study_tab(
     none_md = gr.Markdown(NO_STUDY, visible=default_id is None, elem_id="study-none")
     pages: dict[str, StudyPage] = {}
     for sid, definition in studies.items():
-        store = get_store(resolve_database_url(sid, definition.database_url, database_url))
-        pages[sid] = StudyPage(definition, StudyFlow(definition, store), app, visible=sid == default_id)
+        url = resolve_database_url(sid, definition.database_url, database_url)
+        pages[sid] = StudyPage(definition, StudyFlow(definition, url), app, visible=sid == default_id)
 
     def choose(request: gr.Request) -> dict[Any, Any]:
         wanted = (request.query_params.get("study") if request else None) or default_id

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -111,7 +110,6 @@ class ExemplarProvider(ReferenceGenerator):
     def __init__(self) -> None:
         super().__init__()
         self.atlas: Atlas | None = None
-        self.load_progress: Callable[[int, int], None] | None = None
 
     @property
     def opts(self) -> ExemplarOptions:
@@ -134,9 +132,8 @@ class ExemplarProvider(ReferenceGenerator):
         """Read the atlas; the first use builds its feature cache (about a minute for 8.5k images on 2 cores)."""
 
         def progress(done: int, total: int) -> None:
-            if self.load_progress is not None:
-                self.load_progress(done, total)
-            elif done == total or done % max(1, total // 10) < max(1, total // 100):
+            self.report_load(f"Indexing the reference atlas (first use): {done}/{total} images", done / max(total, 1))
+            if done == total or done % max(1, total // 10) < max(1, total // 100):
                 log.info("atlas features: %d/%d images", done, total)
 
         try:

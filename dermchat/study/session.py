@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal
 from dermchat.results import StepEvent, TurnResult
 from dermchat.study.assignment import Step, assign
 from dermchat.study.definition import ChoiceItem, Item, LikertItem, Study, TextItem
-from dermchat.study.store import AnswerRow, StudyStore, now_iso
+from dermchat.study.store import AnswerRow, StudyStore, get_store, now_iso
 from dermchat.study.turnlog import log_turn, turn_tag
 from dermchat.vocabulary import get_vocabulary
 
@@ -88,9 +88,16 @@ def normalise_code(code: str) -> str:
 class StudyFlow:
     """One study's participant flow against one store; shared by every participant (holds no per-user state)."""
 
-    def __init__(self, study: Study, store: StudyStore) -> None:
+    def __init__(self, study: Study, store: StudyStore | str) -> None:
         self.study = study
-        self.store = store
+        self._store = store
+
+    @property
+    def store(self) -> StudyStore:
+        """Opened on first use, so mounting a page for every study creates no database until someone consents."""
+        if isinstance(self._store, str):
+            self._store = get_store(self._store)
+        return self._store
 
     # -- consent and code --------------------------------------------------------------------------------------
     def start(self) -> ParticipantState:
@@ -122,23 +129,31 @@ class StudyFlow:
                     chosen,
                     lambda seq: assign(self.study, seq).arm_order,
                     user_agent=user_agent if self.study.privacy.record_user_agent else None,
-                    first_events=[("consent", self._consent_payload(state)), ("code", {"generated": generated})],
+                    events_for=lambda seq: [
+                        ("consent", self._consent_payload(state)),
+                        ("code", {"generated": generated}),
+                        ("started", self._schedule_payload(seq)),
+                    ],
                 )
             except KeyError:
                 if generated:
                     continue
                 return self._resume(state, chosen)  # someone enrolled this code a moment ago
             steps = tuple(assign(self.study, record.seq).steps)
-            self.store.log(self.study.id, chosen, "started", {
-                "seq": record.seq, "arm_order": record.arm_order, "steps": [s.as_dict() for s in steps],
-                "ground_truth": {case.id: self.study.ground_truth_id(case) for case in self.study.cases.items},
-            })
             return self._at_next_step(replace(state, code=chosen, steps=steps))
         raise RuntimeError("could not allocate a participant code")
 
     def _consent_payload(self, state: ParticipantState) -> dict[str, Any]:
         digest = hashlib.sha256(self.study.consent.encode("utf-8")).hexdigest()
         return {"consented_at": state.consented_at, "consent_sha256": digest, "study_title": self.study.title}
+
+    def _schedule_payload(self, seq: int) -> dict[str, Any]:
+        """The participant's schedule and the cases' ground truth: the export needs nothing but the database."""
+        assignment = assign(self.study, seq)
+        return {
+            "seq": seq, "arm_order": assignment.arm_order, "steps": [s.as_dict() for s in assignment.steps],
+            "ground_truth": {case.id: self.study.ground_truth_id(case) for case in self.study.cases.items},
+        }
 
     def _resume(self, state: ParticipantState, code: str) -> ParticipantState:
         record = self.store.participant(self.study.id, code)

@@ -157,14 +157,15 @@ class StudyStore:
         arm_order_for: Callable[[int], list[str]],
         *,
         user_agent: str | None = None,
-        first_events: Iterable[tuple[str, dict[str, Any]]] = (),
+        events_for: Callable[[int], Iterable[tuple[str, dict[str, Any]]]] | None = None,
     ) -> ParticipantRecord:
         """Create a participant with the next enrolment number; raises ``KeyError`` if the code is taken.
 
-        The number is read then written, so two replicas may race for it: the unique constraint makes one
-        fail and it simply tries again with the next number.
+        ``events_for(seq)`` gives the first events (consent, schedule), committed in the same transaction as
+        the participant, so a crash never leaves a participant without them. The number is read then
+        written, so two replicas may race for it: the unique constraint makes one fail and it simply tries
+        again with the next number.
         """
-        first = list(first_events)
         for attempt in range(200):
             try:
                 with self.engine.begin() as conn:
@@ -184,7 +185,7 @@ class StudyStore:
                         study_id=study_id, code=code, seq=seq, arm_order=json.dumps(order), status="active",
                         user_agent=user_agent, created_at=stamp, updated_at=stamp,
                     ))
-                    for kind, payload in first:
+                    for kind, payload in (events_for(seq) if events_for else ()):
                         conn.execute(events.insert().values(
                             study_id=study_id, participant_code=code, type=kind, payload=_dumps(payload),
                             created_at=now_iso(),

@@ -1,0 +1,146 @@
+"""The quality check on real HAM10000 photos: each reason fires on its defect and stays quiet otherwise,
+scores fall with severity, odd inputs are handled, non-skin is flagged, and results are deterministic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dermchat.quality.assess import assess_array, assess_image
+from dermchat.quality.distortions import DISTORTIONS
+from dermchat.results import QualityReport
+
+# Real photos that are clean and acceptable (checked by hand: in focus, evenly lit, lesion centred).
+CLEAN_IDS = ("ISIC_0024307", "ISIC_0027964")
+MONOTONE_DISTORTIONS = ("gaussian_blur", "motion_blur", "noise", "darken", "brighten", "jpeg", "downscale",
+                        "colour_cast", "glare")
+
+
+@pytest.fixture(scope="module")
+def clean_images(ham_dir: Path) -> dict[str, np.ndarray]:
+    out = {}
+    for image_id in CLEAN_IDS:
+        with Image.open(ham_dir / "images" / f"{image_id}.jpg") as im:
+            out[image_id] = np.asarray(im.convert("RGB"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def clean_reports(clean_images: dict[str, np.ndarray]) -> dict[str, QualityReport]:
+    return {k: assess_array(v) for k, v in clean_images.items()}
+
+
+def reason(report: QualityReport, reason_id: str):  # noqa: ANN201 - QualityReason
+    return next(r for r in report.reasons if r.id == reason_id)
+
+
+def test_clean_photos_are_acceptable_skin_with_no_problem(clean_reports: dict[str, QualityReport]) -> None:
+    for image_id, report in clean_reports.items():
+        assert report.is_skin, image_id
+        assert report.acceptable and report.score >= 60, (image_id, report.score, report.problems())
+        assert report.problems() == [], (image_id, report.problems())
+        assert report.discount == 1.0
+        assert report.lesion_fraction and 0.01 < report.lesion_fraction < 0.9
+        x0, y0, x1, y1 = report.lesion_bbox  # type: ignore[misc]
+        assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1
+        assert {r.id for r in report.reasons} >= {
+            "focus", "underexposed", "overexposed", "glare", "noise", "color_cast", "low_resolution", "framing",
+            "not_skin",
+        }
+
+
+@pytest.mark.parametrize("name", sorted(DISTORTIONS))
+def test_each_reason_fires_on_its_distortion(name: str, clean_images: dict[str, np.ndarray],
+                                             clean_reports: dict[str, QualityReport]) -> None:
+    dist = DISTORTIONS[name]
+    for k, (image_id, rgb) in enumerate(clean_images.items()):
+        clean = clean_reports[image_id]
+        assert not reason(clean, dist.expected_reason).problem, (image_id, name)
+        report = assess_array(dist.apply(rgb, dist.moderate, k))
+        worst = report.problems(1)
+        assert worst and worst[0].id == dist.expected_reason, (image_id, name, report.problems())
+        assert report.score < clean.score
+        assert worst[0].patient_tip and worst[0].clinician_detail
+
+
+def test_motion_blur_is_named_in_the_clinician_detail(clean_images: dict[str, np.ndarray]) -> None:
+    rgb = clean_images[CLEAN_IDS[0]]
+    report = assess_array(DISTORTIONS["motion_blur"].apply(rgb, 13, 2))
+    assert "motion blur" in reason(report, "focus").clinician_detail
+    blurred = assess_array(DISTORTIONS["gaussian_blur"].apply(rgb, 2.2, 0))
+    assert "motion blur" not in reason(blurred, "focus").clinician_detail
+
+
+@pytest.mark.parametrize("name", MONOTONE_DISTORTIONS)
+def test_score_never_rises_with_severity(name: str, clean_images: dict[str, np.ndarray],
+                                         clean_reports: dict[str, QualityReport]) -> None:
+    dist = DISTORTIONS[name]
+    image_id = CLEAN_IDS[0]
+    rgb = clean_images[image_id]
+    scores = [clean_reports[image_id].score]
+    scores += [assess_array(dist.apply(rgb, level, 0), use_brisque=False).score for level in dist.severities]
+    assert all(b <= a + 1e-6 for a, b in zip(scores, scores[1:])), (name, scores)
+    assert scores[-1] < 30, (name, scores)
+
+
+def test_huge_photo_is_measured_on_a_reduced_copy(clean_images: dict[str, np.ndarray]) -> None:
+    big = Image.fromarray(clean_images[CLEAN_IDS[0]]).resize((4000, 3000), Image.Resampling.BILINEAR)
+    report = assess_image(big)
+    assert max(report.analysed_size) <= 512  # type: ignore[arg-type]
+    assert report.is_skin and report.acceptable, report.problems()
+    assert not reason(report, "low_resolution").problem
+
+
+def test_tiny_grey_black_and_white_images_are_handled() -> None:
+    tiny = assess_image(Image.new("RGB", (16, 16), (200, 150, 130)))
+    assert not tiny.acceptable and reason(tiny, "low_resolution").problem
+    assert tiny.analysed_size == (16, 16)
+    speck = assess_image(Image.new("RGB", (3, 2), (200, 150, 130)))
+    assert not speck.acceptable and speck.reasons[0].id == "low_resolution"
+    grey = assess_image(Image.new("RGB", (200, 150), (128, 128, 128)))
+    assert not grey.is_skin and not grey.acceptable and grey.discount == 0.0
+    black = assess_image(Image.new("RGB", (200, 150), (0, 0, 0)))
+    assert not black.acceptable and reason(black, "underexposed").problem
+    white = assess_image(Image.new("RGB", (200, 150), (255, 255, 255)))
+    assert not white.acceptable and reason(white, "overexposed").problem
+    greyscale_mode = assess_image(Image.new("L", (120, 90), 90))
+    assert not greyscale_mode.is_skin
+
+
+@pytest.mark.parametrize("name", ["text", "page", "brick", "grass", "rocket"])
+def test_non_skin_photos_are_flagged(name: str) -> None:
+    """A document, a brick wall, grass and a rocket launch (scikit-image's bundled sample photos)."""
+    data = pytest.importorskip("skimage.data")
+    arr = getattr(data, name)()
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    report = assess_image(Image.fromarray(arr))
+    assert not report.is_skin, (name, report.skin_fraction)
+    assert not report.acceptable and report.discount == 0.0
+    assert reason(report, "not_skin").problem
+
+
+def test_uniform_walls_are_not_skin() -> None:
+    for colour in [(225, 200, 170), (90, 120, 170)]:  # a beige wall, a blue wall
+        report = assess_image(Image.new("RGB", (400, 300), colour))
+        assert not report.is_skin, colour
+
+
+def test_results_are_deterministic(clean_images: dict[str, np.ndarray]) -> None:
+    rgb = DISTORTIONS["noise"].apply(clean_images[CLEAN_IDS[1]], 0.035, 3)
+    first = assess_array(rgb).model_dump()
+    second = assess_array(rgb.copy()).model_dump()
+    assert first == second
+
+
+def test_threshold_sets_the_gate_and_the_discount(clean_images: dict[str, np.ndarray]) -> None:
+    rgb = DISTORTIONS["gaussian_blur"].apply(clean_images[CLEAN_IDS[0]], 1.0, 0)
+    lenient = assess_array(rgb, threshold=5)
+    strict = assess_array(rgb, threshold=99)
+    assert lenient.score == strict.score
+    assert lenient.acceptable and lenient.discount == 1.0
+    assert not strict.acceptable and 0.4 <= strict.discount < 1.0
+    assert strict.band in {"poor", "fair", "good", "excellent"}
