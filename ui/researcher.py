@@ -43,6 +43,8 @@ class ResearcherPage:
     def __init__(self, studies: dict[str, Study], database_url: str | None = None) -> None:
         self.studies = studies
         self.database_url = database_url
+        # One folder per page, one zip per study in it: a new export replaces the last (exports hold study data).
+        self.export_dir = Path(tempfile.mkdtemp(prefix="dermchat-export-"))
         self.unlocked = gr.State(False)
         gr.Markdown("## Researcher")
         with gr.Row():
@@ -85,8 +87,10 @@ class ResearcherPage:
     def on_export(self, unlocked: bool, study_id: str | None) -> str | None:
         if not unlocked or study_id not in self.studies:
             raise gr.Error(LOCKED if not unlocked else "Choose a study.")
+        for old in self.export_dir.glob(f"{study_id}-export-*.zip"):
+            old.unlink(missing_ok=True)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        target = Path(tempfile.mkdtemp(prefix="dermchat-export-")) / f"{study_id}-export-{stamp}.zip"
+        target = self.export_dir / f"{study_id}-export-{stamp}.zip"
         return str(export_zip(self.url_for(study_id), target, study_id))
 
     def on_delete(self, unlocked: bool, study_id: str | None, code: str, confirmed: bool) -> str:
@@ -128,5 +132,6 @@ def build_researcher_tab(
     if studies is None:
         from ui.study import load_studies
 
-        studies = load_studies(study or (app.settings.study if app else None), studies_dir)
+        studies, _ = load_studies(study or (app.settings.study if app else None), studies_dir)
+    database_url = database_url or getattr(getattr(app, "settings", None), "study_database_url", None)
     return ResearcherPage(studies, database_url)

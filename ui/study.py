@@ -300,16 +300,18 @@ def _caption(ref: Any) -> str:
     return f"{label}{ref.caption}"
 
 
-def load_studies(selected: str | None = None, studies_dir: Path = STUDIES_DIR) -> dict[str, Study]:
-    """The selected study (strict: a malformed file stops the app) plus every valid study in ``studies_dir``.
+def load_studies(selected: str | None = None, studies_dir: Path = STUDIES_DIR) -> tuple[dict[str, Study], str | None]:
+    """Every valid study in ``studies_dir`` plus the selected one (id, name or YAML path), and the selected id.
 
-    A broken *other* file in the folder is logged with its line and left out, so one bad example cannot take
-    the chat app down; the study the app was started for must be valid.
+    The selected study is loaded strictly: a malformed file stops the app with its line. A broken *other*
+    file in the folder is logged with its line and left out, so one bad example cannot take the chat down.
     """
     studies: dict[str, Study] = {}
+    selected_id = None
     if selected:
         study = load_study(study_path(selected, studies_dir))
         studies[study.id] = study
+        selected_id = study.id
     for path in sorted(studies_dir.glob("*.y*ml")) if studies_dir.is_dir() else []:
         try:
             study = load_study(path)
@@ -317,7 +319,7 @@ def load_studies(selected: str | None = None, studies_dir: Path = STUDIES_DIR) -
             log.error("study not available: %s", exc)
             continue
         studies.setdefault(study.id, study)
-    return studies
+    return studies, selected_id
 
 
 def build_study_tab(
@@ -330,12 +332,11 @@ def build_study_tab(
 ) -> dict[str, StudyPage]:
     """Mount the participant pages in the current Blocks; ``study`` (id or YAML path) is shown by default."""
     selected = study or app.settings.study
-    studies = studies if studies is not None else load_studies(selected, studies_dir)
-    default_id = None
-    if selected:
-        default_id = next((s.id for s in studies.values() if s.id == selected or
-                           (s.source_path and Path(selected).exists() and Path(s.source_path) == Path(selected).resolve())),
-                          None)
+    database_url = database_url or getattr(app.settings, "study_database_url", None)  # once Settings has it
+    if studies is None:
+        studies, default_id = load_studies(selected, studies_dir)
+    else:
+        default_id = selected if selected in studies else None
     none_md = gr.Markdown(NO_STUDY, visible=default_id is None, elem_id="study-none")
     pages: dict[str, StudyPage] = {}
     for sid, definition in studies.items():

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from dermchat.knowledge.citations import MARKER_RE, CitationBook
-from dermchat.knowledge.kb import SECTIONS, Statement, _split_sentences
+from dermchat.knowledge.kb import SECTIONS, Statement, split_sentences
 from dermchat.results import Audience, Citation, Diagnosis, Explanation
 
 if TYPE_CHECKING:
@@ -200,7 +200,7 @@ def ground_answer(
         encode = default_encode
     sentences = []
     for paragraph in re.split(r"\n+", generated.strip()):
-        sentences.extend(_split_sentences(paragraph.strip()))
+        sentences.extend(split_sentences(paragraph.strip()))
     plain = [re.sub(r"\s+", " ", MARKER_RE.sub("", s)).strip() for s in sentences]
     statements: list[tuple[int, Chunk, Statement]] = [(i, c, s) for i, c in enumerate(chunks, start=1) for s in c.statements]
     if not statements or not any(plain):

@@ -72,6 +72,16 @@ def encode(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     return np.asarray(vectors, dtype=np.float32)
 
 
+@functools.lru_cache(maxsize=512)
+def _cached_query(text: str) -> tuple[float, ...]:
+    return tuple(encode([text])[0].tolist())
+
+
+def encode_query(text: str) -> list[float]:
+    """One query's embedding; repeated questions in a chat (and the explain + search pair) embed once."""
+    return list(_cached_query(text))
+
+
 @functools.cache
 def langchain_embeddings() -> Any:
     """A ``langchain_core.embeddings.Embeddings`` over the same model (built lazily: langchain imports cost)."""

@@ -193,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     figures = evaluate(questions, kb_dir=args.kb, show_misses=args.misses)
     if not args.no_build_timing:
         figures["index_build_s"] = measure_build(args.kb)
+    from dermchat.knowledge.kb import get_kb
+    from dermchat.knowledge.readability import readability_report
+
+    figures["readability"] = readability_report(get_kb(args.kb))
     if args.json:
         print(json.dumps(figures, indent=2))
     else:

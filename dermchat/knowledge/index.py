@@ -240,7 +240,7 @@ class KnowledgeIndex:
     # -- retrieval ---------------------------------------------------------------------------------------------
     def _dense_ranking(self, query: str, k: int) -> list[str]:
         """Chunk ids by cosine similarity, via the langchain vector store."""
-        vector = embeddings.encode([query])[0].tolist()
+        vector = embeddings.encode_query(query)
         docs = self.store.similarity_search_by_vector(vector, k=k)
         return [d.id for d in docs if d.id]
 
@@ -318,16 +318,27 @@ class KnowledgeIndex:
             if differential:
                 score += BOOST_DIFFERENTIAL * float(differential.get(cond, 0.0))
             condition_score[cond] = score
-        # 3) chunk order: the condition's standing, then the chunk's own fit (section asked about, audience)
-        scores: dict[str, float] = {}
+        # 3) chunk order: the condition's standing, then the chunk's own fit (section asked about, audience).
+        # Each condition's best-fitting chunk scores exactly the condition's score, so the section asked about
+        # picks *which* passage of a condition comes first but never which condition comes first.
+        fit: dict[str, float] = {}
         for chunk_id, score in base.items():
             chunk = self.chunk(chunk_id)
-            fit = score + BOOST_SECTION * analysis.sections.get(chunk.section, 0.0)
+            value = score + BOOST_SECTION * analysis.sections.get(chunk.section, 0.0)
             if audience and chunk.audience == audience:
-                fit += BOOST_AUDIENCE
+                value += BOOST_AUDIENCE
             elif audience and chunk.audience not in ("all", audience):
-                fit -= BOOST_AUDIENCE
-            scores[chunk_id] = condition_score[chunk.condition_id] + CHUNK_WEIGHT * fit
+                value -= BOOST_AUDIENCE
+            fit[chunk_id] = value
+        best_fit: dict[str, float] = {}
+        for chunk_id, value in fit.items():
+            cond = self.chunk(chunk_id).condition_id
+            best_fit[cond] = max(best_fit.get(cond, value), value)
+        scores = {
+            chunk_id: condition_score[self.chunk(chunk_id).condition_id]
+            + CHUNK_WEIGHT * (value - best_fit[self.chunk(chunk_id).condition_id])
+            for chunk_id, value in fit.items()
+        }
         ranked = sorted(scores, key=lambda cid: (-scores[cid], cid))[:k]
         hits = [
             Hit(chunk=self.chunk(cid), score=scores[cid], dense_rank=dense_rank.get(cid), bm25_rank=bm25_rank.get(cid))

@@ -180,11 +180,11 @@ def _split_front_matter(text: str, path: Path) -> tuple[dict, str]:
     return meta, body
 
 
-def _split_sentences(text: str) -> list[str]:
+def split_sentences(text: str) -> list[str]:
     """Sentence split that keeps 'e.g.' and 'vs.' inside their sentence."""
     protected = text
     for i, abbr in enumerate(_ABBREVIATIONS):
-        protected = re.sub(re.escape(abbr), f"\x00{i}\x00", protected, flags=re.IGNORECASE)
+        protected = re.sub(r"(?<![A-Za-z])" + re.escape(abbr), f"\x00{i}\x00", protected, flags=re.IGNORECASE)
     pieces = _SENTENCE_END.split(protected)
     out = []
     for piece in pieces:
@@ -214,8 +214,11 @@ def parse_statements(block: str) -> list[Statement]:
             if trail_text and not text.endswith(tuple(".!?")):
                 text += trail_text
             segments.append((text.strip(), ids))
-        elif segments:
-            segments[-1][1].extend(ids)
+        elif segments:  # "[a] [b]." : the second marker (and the full stop after it) close the same text
+            previous_text, previous_ids = segments[-1]
+            if trail_text and not previous_text.endswith(tuple(".!?")):
+                previous_text += trail_text
+            segments[-1] = (previous_text, previous_ids + ids)
         pos = end
     tail = block[pos:].strip()
     if tail and tail.strip(".!?;:, "):
@@ -223,7 +226,7 @@ def parse_statements(block: str) -> list[Statement]:
     statements: list[Statement] = []
     for text, ids in segments:
         unique = tuple(dict.fromkeys(ids))
-        for sentence in _split_sentences(text):
+        for sentence in split_sentences(text):
             statements.append(Statement(text=sentence, source_ids=unique))
     return statements
 

@@ -29,10 +29,9 @@ def count_syllables(word: str) -> int:
     if len(w) <= 3:
         return 1
     groups = len(_VOWEL_GROUPS.findall(w))
-    if w.endswith("e") and not w.endswith(("le", "ee", "ye")) and groups > 1:
+    consonant_le = w.endswith("le") and w[-3] not in "aeiouy"  # "little", "table": -le is a syllable
+    if w.endswith("e") and not consonant_le and not w.endswith(("ee", "ye")) and groups > 1:
         groups -= 1  # silent final e: "make", "scale"
-    elif w.endswith("le") and len(w) > 2 and w[-3] not in "aeiouy":
-        pass  # "little", "table": the -le is its own syllable, already counted
     if w.endswith(("es", "ed")) and not w.endswith(("ies", "ees", "ted", "ded", "ses", "zes", "ces", "ges", "shes", "ches", "xes")) and groups > 1:
         groups -= 1  # "itches" keeps it, "scales"/"named" do not
     return max(1, groups)

@@ -55,18 +55,19 @@ class Ramp:
 
 RAMPS: dict[str, Ramp] = {
     "focus": Ramp(0.7, 1.5),  # equivalent blur sigma at 150-px frame height (motion streak added)
-    "underexposed": Ramp(0.45, 0.2),  # 75th-percentile luma of the field
+    "underexposed": Ramp(0.5, 0.3),  # 75th-percentile luma of the field
     "overexposed": Ramp(0.05, 0.35),  # clipped fraction of the field
-    "glare": Ramp(0.002, 0.012),  # specular-spot fraction of the field
+    "glare": Ramp(0.001, 0.008),  # specular-spot fraction of the field
     "noise": Ramp(0.006, 0.025),  # luma noise sigma
-    "compression": Ramp(1.2, 3.0),  # JPEG grid strength
-    "color_cast": Ramp(1.5, 8.0),  # cast index: chroma outside the skin locus / blue or green above red
+    "compression": Ramp(1.0, 2.4),  # JPEG grid strength
+    "color_cast": Ramp(2.0, 10.0),  # cast index: chroma outside the skin locus / blue or green above red
     "low_resolution": Ramp(150.0, 70.0),  # effective side sqrt(w*h), px
-    "framing": Ramp(0.22, 0.5),  # lesion offset + half the one-sided cut
+    "framing": Ramp(0.3, 0.65),  # lesion offset + half the one-sided cut
     "lesion_size": Ramp(0.004, 0.0005),  # lesion area fraction (part of framing: too far away)
     "not_skin": Ramp(0.35, 0.05),  # skin-coloured fraction of the field
 }
-MOTION_ANISOTROPY_FREE = 0.06  # directional spread of the re-blur index seen on sharp HAM images
+MOTION_ANISOTROPY_FREE = 0.08  # directional spread of the re-blur index on HAM images (95th pct ~0.08-0.11)
+MOTION_NAMED = 0.12  # spread above which the clinician line calls the blur 'motion blur'
 MOTION_WEIGHT = 4.0  # sigma-equivalents added per unit of anisotropy above that
 MIN_SKIN_FRACTION = 0.15  # below this the photo is treated as not showing skin at all
 UNREADABLE_DARK = 0.05  # skin brightness below which colour says nothing (an almost black frame)
@@ -152,7 +153,7 @@ def score_reasons(m: Measurements) -> list[QualityReason]:
 
     focus_value = _focus_value(m)
     focus_detail = tips.clinician_detail("focus", value=focus_value, blur=m.blur, limit=RAMPS["focus"].limit)
-    if m.blur_anisotropy > MOTION_ANISOTROPY_FREE + 0.05 and m.blur_direction_deg is not None:
+    if m.blur_anisotropy > MOTION_NAMED and m.blur_direction_deg is not None:
         focus_detail += (
             f" Directional: motion blur along ~{m.blur_direction_deg:.0f} deg "
             f"(anisotropy {m.blur_anisotropy:.2f})."

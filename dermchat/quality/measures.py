@@ -39,7 +39,7 @@ class Measurements:
     effective_side: float  # sqrt(w*h) of the original photo, pixels
     bright_level: float  # 75th percentile luma of the field, 0..1
     dark_fraction: float  # field fraction with luma < 0.08
-    clipped_fraction: float  # field fraction with any channel >= 0.98 (large areas, glare excluded)
+    clipped_fraction: float  # clipped field share, or washed-out excess if larger (glare excluded)
     glare_fraction: float  # field fraction in small, bright, colourless spots
     noise_sigma: float  # luma noise standard deviation, 0..1 scale
     blockiness: float  # JPEG 8x8 grid edge strength relative to other columns/rows, 0 = none
@@ -81,21 +81,43 @@ def find_regions(rgb8: np.ndarray) -> Regions:
     return Regions(field=field_mask, lesion=lesion, skin=skin)
 
 
-def exposure(y: np.ndarray, regions: Regions, glare: np.ndarray) -> tuple[float, float, float]:
+WASHED_OUT_LEVEL = 0.83  # skin brightness (75th percentile luma); HAM10000's 95th percentile is 0.78
+
+
+def glare_weight(bright_level: float) -> float:
+    """How much bright spots count as glare (1) rather than as part of over-exposure (0).
+
+    On well-exposed skin a clipped spot is a reflection; once the skin itself is washed out, clipped spots
+    are simply the brightest parts of an over-exposed photo. Continuous, so scores move smoothly.
+    """
+    return float(min(1.0, max(0.0, (GLARE_SKIN_LIMIT - bright_level) / 0.07)))
+
+
+GLARE_SKIN_LIMIT = 0.9  # skin brightness at which bright spots stop counting as glare at all
+
+
+def exposure(y: np.ndarray, rgb: np.ndarray, regions: Regions, glare: np.ndarray) -> tuple[float, float, float]:
     """(bright_level, dark_fraction, clipped_fraction) over the field.
 
     The 75th percentile is the brightness of the skin rather than of the (dark) lesion, so a large dark
-    lesion does not read as under-exposure. Clipping is judged on luma (white-out), not on single channels:
-    pink dermoscopic skin often saturates the red channel alone and a colour cast saturates one channel,
-    neither of which is over-exposure. The small glare spots are counted separately.
+    lesion does not read as under-exposure. Clipping counts white-out (luma) or two saturated channels, not
+    one: pink dermoscopic skin often saturates red alone and a colour cast saturates one channel, neither of
+    which is over-exposure; a washed-out skin level counts even before clipping. Glare spots count as
+    glare rather than clipping while the skin is well exposed (see ``glare_weight``). The third value is the larger of the clipped share and the washed-out excess.
     """
     f = regions.field
     yf = y[f]
     bright = float(np.percentile(yf, 75)) if yf.size else 0.0
     dark = float((yf < 0.08).mean()) if yf.size else 1.0
-    peak = _cv2().medianBlur(y, 3)  # single noisy pixels are not clipping
-    clipped = (peak >= 0.96) & f & ~glare
-    return bright, dark, float(clipped.sum() / max(1, f.sum()))
+    cv2 = _cv2()
+    peak = cv2.medianBlur(y, 3)  # single noisy pixels are not clipping
+    two_channels = cv2.medianBlur(((rgb >= 0.98).sum(axis=2) >= 2).astype(np.uint8), 3) > 0
+    clipped = ((peak >= 0.96) | two_channels) & f
+    weight = glare_weight(bright)
+    clipped_share = float(((clipped & ~glare).sum() + (1.0 - weight) * (clipped & glare).sum()) / max(1, f.sum()))
+    # Washed out: the skin itself is brighter than any well-exposed photo of skin, even before clipping.
+    washed = max(0.0, (bright - WASHED_OUT_LEVEL) * 2.5)
+    return bright, dark, max(clipped_share, washed)
 
 
 def glare_spots(y: np.ndarray, rgb: np.ndarray, regions: Regions) -> np.ndarray:
@@ -113,8 +135,10 @@ def glare_spots(y: np.ndarray, rgb: np.ndarray, regions: Regions) -> np.ndarray:
     saturation = cv2.medianBlur(np.ascontiguousarray(rgb.max(axis=2) - rgb.min(axis=2)), 3)
     # Brighter than the pale skin itself: white skin beside a dark lesion has a large top-hat, yet no glare.
     skin_top = float(np.percentile(smooth[regions.field], 90)) if regions.field.any() else 0.8
-    floor = max(0.85, min(0.97, skin_top + 0.04))
-    spots = ((tophat > 0.12) & (smooth > floor) & (saturation < 0.22) & regions.field).astype(np.uint8)
+    floor = max(0.9, min(0.97, skin_top + 0.04))  # reflections are (nearly) clipped; white scars are not
+    background = smooth - tophat  # the opening: brightness of the surface under each spot
+    spots = (tophat > 0.12) & (smooth > floor) & (saturation < 0.22) & regions.field
+    spots = (spots & (background < 0.88)).astype(np.uint8)  # on a blown-out surface it is over-exposure
     if not spots.any():
         return spots.astype(bool)
     # Reflections are small: a large bright patch is pale skin or a scar (or over-exposure), not glare.
@@ -168,40 +192,42 @@ def blockiness(y: np.ndarray) -> float:
     return float(np.mean(ratios))
 
 
-def _reblur_index(y: np.ndarray, mask: np.ndarray, dx: int, dy: int, length: int = 9) -> float:
-    """Crete-Roffet blur index along one direction: how little a further blur changes the image (0..1)."""
+def _reblur_index(y: np.ndarray, gx: np.ndarray, gy: np.ndarray, mask: np.ndarray, angle_deg: float,
+                  length: int = 9) -> float:
+    """Crete-Roffet blur index along one direction: how little a further blur changes the image (0..1).
+
+    The image is blurred with a ``length``-pixel line at ``angle_deg``; the index is the share of the
+    directional gradient (along the same angle) that this extra blur does *not* remove. A sharp image loses
+    much of its gradient to the extra blur (low index); an already-blurred one hardly changes (high index).
+    """
     cv2 = _cv2()
-    kernel = np.zeros((length, length), np.float32)
+    theta = math.radians(angle_deg)
     c = length // 2
-    for t in range(-c, c + 1):
-        kernel[c + t * dy, c + t * dx] = 1.0
+    kernel = np.zeros((length, length), np.float32)
+    dx, dy = c * math.cos(theta), -c * math.sin(theta)
+    cv2.line(kernel, (round(c - dx), round(c - dy)), (round(c + dx), round(c + dy)), 1.0, 1, cv2.LINE_AA)
     kernel /= kernel.sum()
     blurred = cv2.filter2D(y, -1, kernel, borderType=cv2.BORDER_REFLECT)
-
-    def diff(img: np.ndarray) -> np.ndarray:
-        shifted = np.roll(img, shift=(-dy, -dx), axis=(0, 1))
-        return np.abs(img - shifted)
-
-    d_orig = diff(y)
-    d_blur = diff(blurred)
-    valid = mask.copy()
-    valid[: c + 1] = valid[-(c + 1) :] = False
-    valid[:, : c + 1] = valid[:, -(c + 1) :] = False
-    total = float(d_orig[valid].sum())
+    bx = cv2.Sobel(blurred, cv2.CV_32F, 1, 0, ksize=1)
+    by = cv2.Sobel(blurred, cv2.CV_32F, 0, 1, ksize=1)
+    cos, sin = math.cos(theta), -math.sin(theta)
+    d_orig = np.abs(cos * gx + sin * gy)[mask]
+    d_blur = np.abs(cos * bx + sin * by)[mask]
+    total = float(d_orig.sum())
     if total <= 1e-6:
         return 1.0
-    kept = float(np.maximum(0.0, d_orig - d_blur)[valid].sum())
+    kept = float(np.maximum(0.0, d_orig - d_blur).sum())
     return (total - kept) / total
 
 
-_DIRECTIONS: tuple[tuple[int, int, float], ...] = ((1, 0, 0.0), (1, 1, 45.0), (0, 1, 90.0), (-1, 1, 135.0))
+_ANGLES: tuple[float, ...] = tuple(22.5 * k for k in range(8))
 
 
 # Re-blur index of HAM10000 images (median of 40) after a Gaussian blur of the given sigma (pixels at a
 # 150-px short side). Inverting it turns the index into an 'equivalent blur sigma', a unit that can be
 # compared across smoothing steps and image sizes.
 _BLUR_SIGMAS = np.array([0.0, 0.5, 0.8, 1.1, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0])
-_BLUR_INDEX = np.array([0.328, 0.372, 0.449, 0.52, 0.607, 0.702, 0.773, 0.825, 0.888, 0.925])
+_BLUR_INDEX = np.array([0.384, 0.419, 0.488, 0.555, 0.641, 0.733, 0.802, 0.851, 0.907, 0.938])
 
 
 def equivalent_sigma(index: float) -> float:
@@ -228,14 +254,17 @@ def focus(y: np.ndarray, regions: Regions, sigma_noise: float) -> tuple[float, f
     smoothing = denoise_sigma(sigma_noise)
     work = cv2.GaussianBlur(y, (0, 0), smoothing) if smoothing > 0 else y
     h, w = y.shape
-    k = max(3, int(round(min(h, w) / 20)) | 1)
-    mask = cv2.erode(regions.field.astype(np.uint8), np.ones((k, k), np.uint8)) > 0
+    k = max(11, int(round(min(h, w) / 20)) | 1)  # also keeps the 9-px blur away from the frame edge
+    mask = cv2.erode(regions.field.astype(np.uint8), np.ones((k, k), np.uint8), borderType=cv2.BORDER_CONSTANT,
+                     borderValue=0) > 0
     if mask.sum() < 100:
         mask = np.ones_like(mask)
-    values = [_reblur_index(work, mask, dx, dy) for dx, dy, _ in _DIRECTIONS]
+    gx = cv2.Sobel(work, cv2.CV_32F, 1, 0, ksize=1)
+    gy = cv2.Sobel(work, cv2.CV_32F, 0, 1, ksize=1)
+    values = [_reblur_index(work, gx, gy, mask, angle) for angle in _ANGLES]
     index = float(np.mean(values))
     spread = float(max(values) - min(values))
-    direction = _DIRECTIONS[int(np.argmax(values))][2] if spread > 0 else None
+    direction = _ANGLES[int(np.argmax(values))] if spread > 0 else None
     sigma = equivalent_sigma(index)
     sigma = math.sqrt(max(0.0, sigma * sigma - smoothing * smoothing))
     return sigma, index, spread, direction
@@ -246,12 +275,12 @@ def focus(y: np.ndarray, regions: Regions, sigma_noise: float) -> tuple[float, f
 # (about 30..70 degrees). Casts towards blue, green or cyan leave this wedge; magenta and yellow casts move
 # along it and are caught by the chroma limits below instead. A colour cast moves the skin chroma out of this wedge.
 SKIN_HUE_RANGE_DEG = (-55.0, 75.0)
-SKIN_MIN_CHROMA = 6.0
+SKIN_MIN_CHROMA = 8.0  # HAM10000 skin: 5th percentile 8.4, minimum 6.4
 
 
 # Beyond the hue wedge: skin reflects red most (red > green and red > blue under white light, for every skin
 # tone, dermoscopic or not), and even vivid dermoscopic pink stays below these chroma limits.
-MAX_SKIN_A = 40.0
+MAX_SKIN_A = 45.0
 MAX_SKIN_B = 28.0
 GREEN_MARGIN = 0.02  # red must exceed green by this much (0-1 scale); HAM's 5th percentile is 0.05
 
@@ -328,7 +357,7 @@ def measure(rgb8: np.ndarray, original_size: tuple[int, int]) -> tuple[Measureme
     y = luma(rgb).astype(np.float32)
     regions = find_regions(rgb8)
     glare = glare_spots(y, rgb, regions)
-    bright, dark, clipped = exposure(y, regions, glare)
+    bright, dark, clipped = exposure(y, rgb, regions, glare)
     sigma = noise_sigma(y, regions)
     blocks = blockiness(y) if (w, h) == original_size else 0.0
     blur_sigma, blur, anisotropy, direction = focus(y, regions, sigma)
@@ -344,7 +373,7 @@ def measure(rgb8: np.ndarray, original_size: tuple[int, int]) -> tuple[Measureme
             bright_level=bright,
             dark_fraction=dark,
             clipped_fraction=clipped,
-            glare_fraction=float(glare.sum() / max(1, regions.field.sum())),
+            glare_fraction=glare_weight(bright) * float(glare.sum() / max(1, regions.field.sum())),
             noise_sigma=sigma,
             blockiness=blocks,
             blur_sigma=blur_sigma,

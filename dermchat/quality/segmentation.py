@@ -164,6 +164,20 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     return np.asarray(binary_fill_holes(mask), dtype=bool)
 
 
+def _darkness(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(darkness map with lighting removed, valid field) at working size: what the segmentation thresholds."""
+    cv2 = _cv2()
+    h, w = rgb.shape[:2]
+    surround = vignette_mask(rgb)
+    valid = ~surround
+    if valid.sum() < 0.3 * h * w:
+        valid = np.ones((h, w), bool)
+    clean = remove_hair(rgb).astype(np.float32) / 255.0
+    darkness = -(clean[..., 1] + clean[..., 2]) / 2  # green+blue: melanin and blood both absorb there
+    darkness = cv2.GaussianBlur(darkness, (0, 0), max(1.0, min(h, w) / 75))
+    return _flatten(darkness, valid), valid
+
+
 def _segment_small(rgb: np.ndarray, spread: float = 0.25) -> np.ndarray:
     """The pipeline described in the module docstring, on an image already at working size."""
     cv2 = _cv2()
@@ -173,14 +187,7 @@ def _segment_small(rgb: np.ndarray, spread: float = 0.25) -> np.ndarray:
     empty = np.zeros((h, w), bool)
     if h < 8 or w < 8:
         return empty
-    surround = vignette_mask(rgb)
-    valid = ~surround
-    if valid.sum() < 0.3 * h * w:
-        valid = np.ones((h, w), bool)
-    clean = remove_hair(rgb).astype(np.float32) / 255.0
-    darkness = -(clean[..., 1] + clean[..., 2]) / 2  # green+blue: melanin and blood both absorb there
-    darkness = cv2.GaussianBlur(darkness, (0, 0), max(1.0, min(h, w) / 75))
-    darkness = _flatten(darkness, valid)
+    darkness, valid = _darkness(rgb)
     values = darkness[valid]
     if float(values.max() - values.min()) < 0.02:  # flat frame: nothing stands out
         return empty

@@ -145,7 +145,9 @@ class Study(_Strict):
     case_questions: list[Item] = Field(default_factory=list)
     questionnaires: list[Questionnaire] = Field(default_factory=list)
     privacy: Privacy = Field(default_factory=Privacy)
-    database_url: str | None = None
+    database_url: Union[str, dict[str, str], None] = Field(
+        None, description='SQLAlchemy URL, or {"$env": "NAME"} to read it from the environment (no secrets in git)'
+    )
     allow_entered_codes: bool = True
     source_path: str | None = Field(None, exclude=True)
     data_dir: str | None = Field(None, exclude=True, description="resolved image folder, filled by load_study")

@@ -218,7 +218,9 @@ class StudyFlow:
                 result = event.result
             yield event
         assert result is not None
-        if not plugin_logs:
+        # The plugin's hook errors are caught and only listed by the plugin manager, so check it really wrote
+        # the turn; the flow writes it itself otherwise (and raises if the database is down).
+        if not plugin_logs or self.store.last_event(self.study.id, state.code, "turn", state.step) is None:
             log_turn(self.store, tag, result)
         if self.study.privacy.store_images and result.image_sha256:
             from dermchat.intake import decode_image, to_jpeg_bytes
