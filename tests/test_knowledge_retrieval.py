@@ -102,3 +102,25 @@ def test_index_cache_is_reused_and_rebuilt_when_the_kb_changes(tmp_path: Path, m
     assert not changed.build.from_cache and changed.build.cache_key != first.build.cache_key
     hit = changed.search("zebra-striped remedy", k=1).hits[0]
     assert "zebra-striped" in hit.chunk.text
+
+
+def test_eval_rag_command_on_a_small_question_file(tmp_path: Path, capsys: pytest.CaptureFixture[str], kb_index: Any) -> None:
+    import json
+
+    from dermchat.cli import main
+
+    questions = tmp_path / "q.jsonl"
+    rows = [
+        {"question": "is ringworm contagious", "condition": "tinea", "section": "What it is", "audience": "patient"},
+        {"question": "mole that changed", "condition": "melanoma", "section": "red_flags", "audience": "patient"},
+    ]
+    questions.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    assert main(["eval-rag", "--questions", str(questions), "--json", "--no-build-timing"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["questions"] == 2 and figures["condition"]["recall@3"] == 1.0
+    assert set(figures["latency_ms"]) >= {"p50", "p95"} and figures["readability"]["sections"] > 0
+
+    questions.write_text('{"question": "x", "condition": "not_a_condition", "section": "What it is"}\n', encoding="utf-8")
+    assert main(["eval-rag", "--questions", str(questions)]) == 2
+    assert "unknown condition 'not_a_condition'" in capsys.readouterr().err
+    assert main(["eval-rag", "--questions", str(tmp_path / "missing.jsonl")]) == 2

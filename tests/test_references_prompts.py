@@ -52,12 +52,13 @@ def test_how_it_looks_reads_the_audiences_subsection_and_cleans_markdown(tmp_pat
 
 
 def test_odd_or_missing_kb_files_give_empty_features(tmp_path: Path) -> None:
-    kb = write_kb(tmp_path, "dermatofibroma", "no headings at all, just text")
-    assert how_it_looks("dermatofibroma", "patient", kb) == []
-    assert how_it_looks("melanoma", "patient", kb) == []
-    kb = write_kb(tmp_path, "lipoma", "# Lipoma\n## How It Looks\nSoft, rubbery lump under the skin.\n## Next\nx")
+    kb = write_kb(tmp_path, "dermatofibroma", KB_TEXT)
+    assert how_it_looks("melanoma", "patient", kb) == []  # no file for it
+    kb = write_kb(tmp_path, "lipoma", "---\nid: lipoma\n---\n## How It Looks\nSoft, rubbery lump under the skin.\n## Next\nx")
     assert how_it_looks("lipoma", "clinician", kb) == ["Soft, rubbery lump under the skin."]
-    assert section_sources("lipoma", "patient", kb) == []
+    assert section_sources("lipoma", "patient", kb) == []  # uncited text has no sources
+    write_kb(tmp_path, "broken", "no front matter, no headings, just text")
+    assert how_it_looks("dermatofibroma", "patient", kb) == []  # an unreadable KB degrades to no features
 
 
 def test_prompt_combines_kb_morphology_colour_size_site_and_skin_tone(tmp_path: Path) -> None:

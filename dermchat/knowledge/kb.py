@@ -356,7 +356,8 @@ def parse_kb_file(path: Path) -> KBEntry:
 
 
 def kb_files(kb_dir: Path | None = None) -> list[Path]:
-    return sorted((kb_dir or KB_DIR).glob("*.md"))
+    """Condition files; the folder's README (the format description) is not a condition."""
+    return sorted(p for p in (kb_dir or KB_DIR).glob("*.md") if p.name.lower() != "readme.md")
 
 
 def kb_digest(kb_dir: Path | None = None) -> str:

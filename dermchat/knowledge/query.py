@@ -106,11 +106,6 @@ class QueryAnalysis:
     sections: dict[str, float] = field(default_factory=dict)
     corrections: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def expanded(self) -> str:
-        """The corrected text (names already present; the canonical names are added by the index)."""
-        return self.corrected
-
 
 class QueryAnalyzer:
     """Spelling correction, condition-name detection and section intent for one index's vocabulary."""
@@ -119,6 +114,10 @@ class QueryAnalyzer:
         self.labels = labels
         self.words = sorted(set(words) | {w for label in labels for w in label.split()})
         self._known = set(self.words)
+        self._by_length: dict[int, list[str]] = {}
+        for word in self.words:
+            self._by_length.setdefault(len(word), []).append(word)
+        self._corrections: dict[str, str | None] = {}
         # Longest labels first so "basal cell carcinoma" wins over "carcinoma".
         self._label_list = sorted(labels, key=len, reverse=True)
         self._cue_patterns = {
@@ -135,13 +134,23 @@ class QueryAnalyzer:
             low = word.lower()
             if len(low) < 5 or low in self._known or stem(low) in self._known or low in STOPWORDS:
                 return word
-            close = difflib.get_close_matches(low, self.words, n=1, cutoff=0.8)
-            if close and close[0] != low:
-                corrections[low] = close[0]
-                return close[0]
+            best = self._closest(low)
+            if best is not None:
+                corrections[low] = best
+                return best
             return word
 
         return re.sub(r"[A-Za-z]+", fix, text), corrections
+
+    def _closest(self, word: str) -> str | None:
+        """The closest KB word (ratio >= 0.8); only words within two letters of its length can reach that."""
+        if word not in self._corrections:
+            if len(self._corrections) > 20_000:  # user text is unbounded; the memo must not be
+                self._corrections.clear()
+            pool = [w for n in range(len(word) - 2, len(word) + 3) for w in self._by_length.get(n, ())]
+            close = difflib.get_close_matches(word, pool, n=1, cutoff=0.8)
+            self._corrections[word] = close[0] if close and close[0] != word else None
+        return self._corrections[word]
 
     def mentioned_conditions(self, text: str) -> list[str]:
         """Condition ids whose name or synonym appears in ``text`` (whole words; order of appearance)."""

@@ -7,7 +7,7 @@ Scoring rules (why they look like this):
 * the overall score multiplies the reason scores (as fractions): one bad aspect is enough to make a photo bad,
   and several moderate ones add up; the product is monotone in every reason, so a worse defect never raises
   the overall score;
-* BRISQUE (lower = more natural) is one more, gentle factor (at most -25%): it sees generic distortions but is
+* BRISQUE (lower = more natural) is one more factor (at most -50%): it sees generic distortions but is
   blind to colour casts and framing and weak on darkening, so it never decides alone;
 * limits were set on HAM10000 images (clean vs the distortions in :mod:`dermchat.quality.distortions`) and are
   checked by ``python -m dermchat bench-quality``.
@@ -107,10 +107,10 @@ def brisque_score(rgb8: np.ndarray, notes: list[str], max_side: int = 256) -> fl
 
 
 def brisque_factor(value: float | None) -> float:
-    """1.0 for natural-looking images (BRISQUE <= 45), down to 0.75 at 90 and beyond."""
+    """1.0 for natural-looking images (BRISQUE <= 40; clean HAM10000 median is about 29), down to 0.5 at 80+."""
     if value is None:
         return 1.0
-    return 1.0 - 0.25 * min(1.0, max(0.0, (value - 45.0) / 45.0))
+    return 1.0 - 0.5 * min(1.0, max(0.0, (value - 40.0) / 40.0))
 
 
 def _focus_value(m: Measurements) -> float:
@@ -300,11 +300,18 @@ def assess_array(
         is_skin=is_skin,
         skin_fraction=round(m.skin_fraction, 4),
         lesion_fraction=None if m.lesion_fraction is None else round(m.lesion_fraction, 4),
-        lesion_bbox=None if m.lesion_bbox is None else tuple(round(v, 4) for v in m.lesion_bbox),  # type: ignore[arg-type]
+        lesion_bbox=_rounded_bbox(m.lesion_bbox),
         discount=discount_for(score, threshold, is_skin),
         analysed_size=(w, h),
         notes=notes,
     )
+
+
+def _rounded_bbox(bbox: tuple[float, float, float, float] | None) -> tuple[float, float, float, float] | None:
+    if bbox is None:
+        return None
+    x0, y0, x1, y1 = (round(v, 4) for v in bbox)
+    return x0, y0, x1, y1
 
 
 def _too_small(size: tuple[int, int], analysed: tuple[int, int], threshold: float, provider_id: str) -> QualityReport:

@@ -4,7 +4,8 @@ For each image of a HAM-layout folder (``metadata.csv`` + ``images/`` [+ ``masks
 :mod:`dermchat.quality.distortions` is applied at each severity; the overall score and BRISQUE alone are
 compared on the same images:
 
-* detection AUC, clean vs the moderate severity (1.0 = every distorted image scores below every clean one);
+* detection AUC, clean vs the moderate severity (1.0 = every distorted image scores below every clean one),
+  for the overall score and for the expected reason's own score;
 * Spearman correlation of score vs severity (clean = 0), per image and averaged, and the share of images whose
   score never rises with severity;
 * top-reason accuracy: the reason with the lowest score is the one the distortion should cause;
@@ -89,16 +90,22 @@ def _rgb(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
-def _evaluate(rgb: np.ndarray, threshold: float) -> tuple[float, float | None, str | None, bool, bool]:
-    """(overall score, BRISQUE, worst reason id, acceptable, is_skin) for one array."""
+Outcome = tuple[float, float | None, str | None, bool, bool, dict[str, float]]
+
+
+def _evaluate(rgb: np.ndarray, threshold: float) -> Outcome:
+    """(overall score, BRISQUE, worst reason id, acceptable, is_skin, score per reason) for one array."""
     from dermchat.quality.assess import assess_array
 
     report = assess_array(rgb, threshold=threshold)
     worst = min(report.reasons, key=lambda r: r.score) if report.reasons else None
-    return report.score, report.brisque, worst.id if worst else None, report.acceptable, report.is_skin
+    per_reason = {r.id: r.score for r in report.reasons}
+    return report.score, report.brisque, worst.id if worst else None, report.acceptable, report.is_skin, per_reason
 
 
-def distortion_figures(images: list[np.ndarray], threshold: float, progress: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+def distortion_figures(
+    images: list[np.ndarray], threshold: float, progress: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Per-distortion figures, and the clean-image figures they are compared against."""
     from dermchat.quality.distortions import DISTORTIONS
 
@@ -122,7 +129,7 @@ def distortion_figures(images: list[np.ndarray], threshold: float, progress: boo
     figures: dict[str, Any] = {}
     for name, dist in DISTORTIONS.items():
         t0 = time.perf_counter()
-        per_level: list[list[tuple[float, float | None, str | None, bool, bool]]] = []
+        per_level: list[list[Outcome]] = []
         for level in dist.severities:
             per_level.append([_evaluate(dist.apply(rgb, level, k), threshold) for k, rgb in enumerate(images)])
         moderate = per_level[dist.moderate_index]
@@ -142,8 +149,11 @@ def distortion_figures(images: list[np.ndarray], threshold: float, progress: boo
             "moderate": dist.moderate,
             "expected_reason": dist.expected_reason,
             "auc_plugin": round(auc(clean_scores, [m[0] for m in moderate]), 4),
-            "auc_brisque": round(auc([-b for b in clean_brisque], [-m[1] for m in moderate]), 4)  # type: ignore[operator]
+            "auc_brisque": round(auc([-b for b in clean_brisque], [-m[1] for m in moderate]), 4)  # type: ignore
             if have_brisque else None,
+            # the expected reason's own score: what the detector sees, without other reasons' false alarms
+            "auc_expected_reason": round(auc([c[5].get(dist.expected_reason, 100.0) for c in clean],
+                                             [m[5].get(dist.expected_reason, 100.0) for m in moderate]), 4),
             "spearman_plugin": round(float(np.nanmean(rho_plugin)), 4),
             "spearman_brisque": round(float(np.nanmean(rho_brisque)), 4) if rho_brisque else None,
             "monotone_share": round(monotone / len(images), 4),
@@ -301,11 +311,13 @@ def _print_table(fig: dict[str, Any]) -> None:
     c = fig["clean"]
     print(f"clean: median score {c['score_median']}, false-reject rate {c['false_reject_rate']:.1%}, "
           f"not-skin {c['not_skin_rate']:.1%}")
-    print(f"{'distortion':<18}{'AUC':>7}{'AUC BRISQUE':>13}{'rho':>7}{'rho BRISQUE':>13}{'reason':>8}  expected")
+    print(f"{'distortion':<18}{'AUC':>7}{'AUC reason':>12}{'AUC BRISQUE':>13}{'rho':>7}{'rho BRISQUE':>13}"
+          f"{'reason':>8}  expected")
     for name, f in fig["distortions"].items():
         ab = "-" if f["auc_brisque"] is None else f"{f['auc_brisque']:.3f}"
         rb = "-" if f["spearman_brisque"] is None else f"{f['spearman_brisque']:.3f}"
-        print(f"{name:<18}{f['auc_plugin']:>7.3f}{ab:>13}{f['spearman_plugin']:>7.3f}{rb:>13}"
+        print(f"{name:<18}{f['auc_plugin']:>7.3f}{f['auc_expected_reason']:>12.3f}{ab:>13}"
+              f"{f['spearman_plugin']:>7.3f}{rb:>13}"
               f"{f['top_reason_accuracy']:>8.2f}  {f['expected_reason']}")
     if fig["segmentation"]:
         s = fig["segmentation"]

@@ -82,6 +82,7 @@ def find_regions(rgb8: np.ndarray) -> Regions:
 
 
 WASHED_OUT_LEVEL = 0.83  # skin brightness (75th percentile luma); HAM10000's 95th percentile is 0.78
+GLARE_SKIN_LIMIT = 0.9  # skin brightness at which bright spots stop counting as glare at all
 
 
 def glare_weight(bright_level: float) -> float:
@@ -93,9 +94,6 @@ def glare_weight(bright_level: float) -> float:
     return float(min(1.0, max(0.0, (GLARE_SKIN_LIMIT - bright_level) / 0.07)))
 
 
-GLARE_SKIN_LIMIT = 0.9  # skin brightness at which bright spots stop counting as glare at all
-
-
 def exposure(y: np.ndarray, rgb: np.ndarray, regions: Regions, glare: np.ndarray) -> tuple[float, float, float]:
     """(bright_level, dark_fraction, clipped_fraction) over the field.
 
@@ -103,7 +101,8 @@ def exposure(y: np.ndarray, rgb: np.ndarray, regions: Regions, glare: np.ndarray
     lesion does not read as under-exposure. Clipping counts white-out (luma) or two saturated channels, not
     one: pink dermoscopic skin often saturates red alone and a colour cast saturates one channel, neither of
     which is over-exposure; a washed-out skin level counts even before clipping. Glare spots count as
-    glare rather than clipping while the skin is well exposed (see ``glare_weight``). The third value is the larger of the clipped share and the washed-out excess.
+    glare rather than clipping while the skin is well exposed (see ``glare_weight``). The third value is
+    the larger of the clipped share and the washed-out excess.
     """
     f = regions.field
     yf = y[f]
@@ -114,7 +113,8 @@ def exposure(y: np.ndarray, rgb: np.ndarray, regions: Regions, glare: np.ndarray
     two_channels = cv2.medianBlur(((rgb >= 0.98).sum(axis=2) >= 2).astype(np.uint8), 3) > 0
     clipped = ((peak >= 0.96) | two_channels) & f
     weight = glare_weight(bright)
-    clipped_share = float(((clipped & ~glare).sum() + (1.0 - weight) * (clipped & glare).sum()) / max(1, f.sum()))
+    clipped_px = (clipped & ~glare).sum() + (1.0 - weight) * (clipped & glare).sum()
+    clipped_share = float(clipped_px / max(1, f.sum()))
     # Washed out: the skin itself is brighter than any well-exposed photo of skin, even before clipping.
     washed = max(0.0, (bright - WASHED_OUT_LEVEL) * 2.5)
     return bright, dark, max(clipped_share, washed)
@@ -144,7 +144,7 @@ def glare_spots(y: np.ndarray, rgb: np.ndarray, regions: Regions) -> np.ndarray:
     # Reflections are small: a large bright patch is pale skin or a scar (or over-exposure), not glare.
     n, labels, stats, _ = cv2.connectedComponentsWithStats(spots)
     small = np.zeros(n, bool)
-    small[1:] = stats[1:, cv2.CC_STAT_AREA] <= 0.01 * h * w
+    small[1:] = stats[1:, cv2.CC_STAT_AREA] <= 0.03 * h * w
     spots = small[labels].astype(np.uint8)
     if spots.any():
         spots = cv2.dilate(spots, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))

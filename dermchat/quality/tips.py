@@ -40,7 +40,8 @@ REASONS: dict[str, ReasonText] = {
         "Glare / reflections",
         "There are shiny white reflections. Turn off the flash, and tilt the phone a little so the light "
         "does not reflect straight back; dry the skin if it is wet or has cream on it.",
-        "Specular highlights cover {value:.1%} of the field (small, bright, colourless spots; problem above {limit:.1%}).",
+        "Specular highlights cover {value:.1%} of the field (small, bright, colourless spots; "
+        "problem above {limit:.1%}).",
     ),
     "noise": ReasonText(
         "Grainy / noisy",
