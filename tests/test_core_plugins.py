@@ -277,3 +277,17 @@ def test_broken_entry_point_is_listed_not_fatal(tmp_path: Path, monkeypatch: pyt
     assert "needs a library that is not installed" in pm.records["broken"].errors[0]
     assert pm.records["good"].loaded and pm.collect().benchmarks["good"]({}) == {"ok": True}
     sys.modules.pop("good_dermchat_plugin", None)
+
+
+def test_builtin_plugins_load_by_module_when_the_project_is_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Space runs app.py from a checkout without `pip install -e .`: the built-ins must still load."""
+    import importlib.metadata
+
+    from dermchat import plugins as plugins_module
+
+    monkeypatch.setattr(plugins_module, "_dermchat_installed", lambda: False)
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kwargs: [])
+    pm = PluginManager()
+    assert set(pm.records) == set(plugins_module.BUILTIN_PLUGINS)
+    assert all(r.source == "built-in module" and r.loaded for r in pm.records.values()), pm.records
+    assert "kb-rag" in pm.collect().providers["explainer"]
