@@ -256,6 +256,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DataError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    log = Path(args.weights) / "training_log.txt"
+    if log.is_file():  # keep the weights folder's history complete when calibration is redone
+        from datetime import datetime, timezone
+
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        with log.open("a") as fh:
+            fh.write(f"{stamp} recalibrated: python -m dermchat.classifier.calibrate {' '.join(argv or sys.argv[1:])}; "
+                     f"temperature {cal['temperature']:.3f}, class bias {'on' if args.class_bias else 'off'}, "
+                     f"conformal threshold {cal['conformal']['threshold']:.4f}, "
+                     f"melanoma threshold {cal['melanoma']['threshold']:.4f}\n")
     print(json.dumps(cal, indent=1))
     return 0
 

@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which images of the folder to use; auto = held-out val split if the folder is the "
                         "training data, else all")
     p.add_argument("--coverage", type=float, default=None, help="prediction-set coverage (default: calibrated 0.9)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N selected images")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only N evenly spaced selected images")
     p.add_argument("--threads", type=int, default=2, help="torch threads for the batch pass")
     p.add_argument("--timing-images", type=int, default=50, help="images for the one-thread ms/image figure")
     return p
@@ -135,8 +135,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         raise DataError(reason)
     predictor.load()
     records, which = select_records(read_metadata(data_dir), predictor.weights_dir / "split.json", args.split)
-    if args.limit:
-        records = records[: args.limit]
+    if args.limit and args.limit < len(records):  # evenly spaced, so every class (sorted by dx) is sampled
+        records = [records[round(i * len(records) / args.limit)] for i in range(args.limit)]
     labels = np.array([r.label for r in records])
     t0 = time.perf_counter()
     frames, _ = load_pixels(data_dir, [r.image_id for r in records], with_masks=False)

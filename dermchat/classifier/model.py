@@ -141,6 +141,8 @@ def predict_logits(model: DermNet, x: torch.Tensor, tta: bool = True) -> dict[st
 
 def uint8_to_input(pixels: "torch.Tensor | Any") -> torch.Tensor:
     """NHWC uint8 (numpy or tensor) -> NCHW float in [0, 1]."""
+    if getattr(pixels, "flags", None) is not None and not pixels.flags.writeable:
+        pixels = pixels.copy()  # cached arrays are read-only; torch warns on non-writable memory
     t = torch.as_tensor(pixels)
     if t.ndim == 3:
         t = t.unsqueeze(0)
