@@ -20,7 +20,7 @@ if os.environ.get("SPACES_ZERO_GPU"):
 
 import gradio as gr  # noqa: E402
 
-from dermchat.engine import DermChat  # noqa: E402
+from dermchat.engine import DermChat, turns_dir  # noqa: E402
 from dermchat.safety import NOT_A_DIAGNOSIS  # noqa: E402
 from dermchat.settings import load_settings  # noqa: E402
 from ui.api import build_api  # noqa: E402
@@ -114,7 +114,15 @@ def main(argv: list[str] | None = None) -> None:
     demo = build_demo(app, args.study)
     concurrency = 1 if app.settings.profile != "offline-cpu" else 2  # GPU-bound profiles: one turn at a time
     demo.queue(default_concurrency_limit=concurrency, max_size=64)
-    demo.launch(server_name=args.host, server_port=args.port, css=CSS, footer_links=["api", "settings"])
+    demo.launch(server_name=args.host, server_port=args.port, css=CSS, footer_links=["api", "settings"],
+                allowed_paths=served_paths(app))
+
+
+def served_paths(app: DermChat) -> list[str]:
+    """Files API clients may download: only this app's turn folder (reference copies, heat maps)."""
+    folder = turns_dir(app.settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    return [str(folder)]
 
 
 if __name__ == "__main__":

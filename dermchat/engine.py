@@ -49,6 +49,11 @@ STEP_TITLES: dict[str, str] = {
 }
 
 
+def turns_dir(settings: Settings) -> Path:
+    """Where turns write their files (heat maps, reference copies); the UI serves files from here."""
+    return Path(settings.workdir or tempfile.gettempdir()) / "dermchat-turns"
+
+
 def friendly_error(exc: BaseException) -> str:
     """Messages from ``ProviderError`` are meant for users; anything else gets a generic line."""
     if isinstance(exc, ProviderError):
@@ -196,8 +201,7 @@ class _Turn:
             question=question,
             settings_profile=settings.profile,
         )
-        base = Path(workdir) if workdir else Path(settings.workdir or tempfile.gettempdir()) / "dermchat-turns"
-        self.workdir = base / self.result.turn_id
+        self.workdir = (Path(workdir) if workdir else turns_dir(settings)) / self.result.turn_id
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ctx = TurnContext(
             image=None,

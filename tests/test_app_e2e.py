@@ -38,6 +38,7 @@ def test_turn_endpoint_streams_steps_and_returns_the_structured_result(client, h
     assert result["quality"]["score"] > 0 and result["image_sha256"]
     assert result["explanation"] and result["explanation"]["citations"]
     assert result["references"] and not any(r["synthetic"] for r in result["references"])
+    assert all(Path(r["image"]).exists() and "real image" in r["caption"] for r in result["references"])
 
 
 def test_turn_endpoint_rejects_a_non_image_politely(client, tmp_path: Path) -> None:

@@ -11,7 +11,21 @@ from typing import Any, Iterator
 import gradio as gr
 
 from dermchat.engine import DermChat
+from dermchat.results import TurnResult
 from ui.uploads import sanitize_upload
+
+
+def api_result(result: TurnResult) -> dict[str, Any]:
+    """The result as JSON, with each reference image as a nested file that gradio_client downloads.
+
+    gradio_client treats any dict with a ``path`` key as a file and replaces the whole dict by a local
+    path; nesting the file under ``image`` keeps the caption, provenance and ``synthetic`` flag beside it.
+    """
+    data = result.model_dump(mode="json")
+    for key in ("references", "hidden_references"):
+        for ref in data.get(key, []):
+            ref["image"] = {"path": ref.pop("path"), "meta": {"_type": "gradio.FileData"}}
+    return data
 
 
 def build_api(app: DermChat) -> None:
@@ -34,7 +48,7 @@ def build_api(app: DermChat) -> None:
                 return
         for event in app.run_turn(clean, question_text or "", audience=audience_value or "patient", force=bool(force_value)):
             if event.kind == "result" and event.result is not None:
-                yield {"events": events, "result": event.result.model_dump(mode="json")}
+                yield {"events": events, "result": api_result(event.result)}
                 return
             events.append(event.model_dump(mode="json", exclude={"result"}))
             yield {"events": events, "result": None}
