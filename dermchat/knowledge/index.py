@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from dermchat.knowledge import embeddings
-from dermchat.knowledge.kb import SECTIONS, KnowledgeBase, Passage, Statement, build_label_index, get_kb
+from dermchat.knowledge.kb import (
+    SECTIONS,
+    CitedText,
+    KnowledgeBase,
+    Passage,
+    Statement,
+    build_label_index,
+    get_kb,
+)
 from dermchat.knowledge.query import QueryAnalysis, QueryAnalyzer, tokenize
 from dermchat.paths import cache_dir
 from dermchat.vocabulary import VOCABULARY_FILE, get_vocabulary
@@ -52,7 +60,7 @@ GENERIC_LABEL_SHARE = 1 / 3  # a one-word name used in this share of all conditi
 
 
 @dataclass(frozen=True)
-class Chunk:
+class Chunk(CitedText):
     """A retrievable unit: consecutive statements of one condition, section and audience block."""
 
     id: str
@@ -61,14 +69,6 @@ class Chunk:
     audience: str
     statements: tuple[Statement, ...]
     embed_text: str
-
-    @property
-    def text(self) -> str:
-        return " ".join(s.text for s in self.statements)
-
-    @property
-    def source_ids(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(sid for s in self.statements for sid in s.source_ids))
 
 
 @dataclass

@@ -92,15 +92,10 @@ class Statement:
     source_ids: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Passage:
-    """One paragraph or list item of a section, for one audience ('all' when the section is not split)."""
+class CitedText:
+    """Text made of cited statements: shared by KB passages and the retrieval chunks built from them."""
 
-    condition_id: str
-    section: str
-    audience: PassageAudience
     statements: tuple[Statement, ...]
-    is_list_item: bool = False
 
     @property
     def text(self) -> str:
@@ -109,6 +104,17 @@ class Passage:
     @property
     def source_ids(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(sid for s in self.statements for sid in s.source_ids))
+
+
+@dataclass(frozen=True)
+class Passage(CitedText):
+    """One paragraph or list item of a section, for one audience ('all' when the section is not split)."""
+
+    condition_id: str
+    section: str
+    audience: PassageAudience
+    statements: tuple[Statement, ...]
+    is_list_item: bool = False
 
     def for_audience(self, audience: str) -> bool:
         """Whether this passage is meant for ``audience`` ('all' passages are for everyone)."""

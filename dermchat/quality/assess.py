@@ -167,30 +167,10 @@ def score_reasons(m: Measurements) -> list[QualityReason]:
             "underexposed", value=m.bright_level, limit=RAMPS["underexposed"].limit, dark=m.dark_fraction
         ),
     )
-    add(
-        "overexposed",
-        RAMPS["overexposed"].score(m.clipped_fraction),
-        m.clipped_fraction,
-        tips.clinician_detail("overexposed", value=m.clipped_fraction, limit=RAMPS["overexposed"].limit),
-    )
-    add(
-        "glare",
-        RAMPS["glare"].score(m.glare_fraction),
-        m.glare_fraction,
-        tips.clinician_detail("glare", value=m.glare_fraction, limit=RAMPS["glare"].limit),
-    )
-    add(
-        "noise",
-        RAMPS["noise"].score(m.noise_sigma),
-        m.noise_sigma,
-        tips.clinician_detail("noise", value=m.noise_sigma, limit=RAMPS["noise"].limit),
-    )
-    add(
-        "compression",
-        RAMPS["compression"].score(m.blockiness),
-        m.blockiness,
-        tips.clinician_detail("compression", value=m.blockiness, limit=RAMPS["compression"].limit),
-    )
+    # Reasons whose score is a plain ramp over one measurement share one shape of detail line.
+    for rid, value in (("overexposed", m.clipped_fraction), ("glare", m.glare_fraction),
+                       ("noise", m.noise_sigma), ("compression", m.blockiness)):
+        add(rid, RAMPS[rid].score(value), value, tips.clinician_detail(rid, value=value, limit=RAMPS[rid].limit))
     a, b = m.cast_ab
     add(
         "color_cast",
