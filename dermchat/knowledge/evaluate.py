@@ -103,15 +103,17 @@ def measure_build(kb_dir: Path | None = None) -> dict[str, float]:
         os.environ["DERMCHAT_CACHE_DIR"] = tmp
         try:
             kb = load_kb(kb_dir)
-            cold = build_index(kb)
-            cached = build_index(load_kb(kb_dir))
+            cold = build_index(kb, use_packaged=False)
+            cached = build_index(load_kb(kb_dir), use_packaged=False)
+            packaged = build_index(load_kb(kb_dir))
         finally:
             if previous is None:
                 os.environ.pop("DERMCHAT_CACHE_DIR", None)
             else:
                 os.environ["DERMCHAT_CACHE_DIR"] = previous
     assert not cold.build.from_cache and cached.build.from_cache
-    return {"cold_s": cold.build.seconds, "cached_s": cached.build.seconds, "chunks": cold.build.chunks}
+    return {"cold_s": cold.build.seconds, "cached_s": cached.build.seconds, "chunks": cold.build.chunks,
+            "packaged_s": packaged.build.seconds, "packaged_used": packaged.build.from_cache}
 
 
 def evaluate(questions: list[Question], *, kb_dir: Path | None = None, show_misses: int = 0) -> dict[str, Any]:

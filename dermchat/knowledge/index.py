@@ -288,11 +288,11 @@ class KnowledgeIndex:
         """
         start = time.perf_counter()
         analysis = analysis or self.analyze(question, audience)
-        # Canonical names of the conditions the question names help both retrievers.
+        # Names and synonyms of the conditions the question names help the keyword side; the dense side gets
+        # the (spell-corrected) question alone: expansions cost embedder time and measured no better recall.
         expansion = " ".join(self._names.get(c, "") for c in analysis.mentioned[:2])
-        query = f"{analysis.corrected} {expansion}".strip()
-        dense = self._dense_ranking(query, CANDIDATES)
-        keyword = self._bm25_ranking(query, CANDIDATES)
+        dense = self._dense_ranking(analysis.corrected, CANDIDATES)
+        keyword = self._bm25_ranking(f"{analysis.corrected} {expansion}".strip(), CANDIDATES)
         allowed = set(restrict_to) if restrict_to is not None else None
         section_filter = set(sections) if sections is not None else None
         dense_rank = {cid: r for r, cid in enumerate(dense)}
@@ -432,14 +432,16 @@ def _save_vectors(path: Path, chunks: list[Chunk], vectors: np.ndarray) -> None:
             os.unlink(tmp)
 
 
-def build_index(kb: KnowledgeBase | None = None, *, use_cache: bool = True) -> KnowledgeIndex:
-    """Chunk the KB and embed it (or load the embeddings from the disk cache)."""
+def build_index(
+    kb: KnowledgeBase | None = None, *, use_cache: bool = True, use_packaged: bool = True
+) -> KnowledgeIndex:
+    """Chunk the KB and embed it (or load the embeddings from the packaged index or the disk cache)."""
     start = time.perf_counter()
     kb = kb or get_kb()
     chunks = build_chunks(kb)
     key = cache_key(kb)
     path = _cache_file(key)
-    vectors = _packaged_vectors(key, chunks) if use_cache else None
+    vectors = _packaged_vectors(key, chunks) if use_cache and use_packaged else None
     if vectors is None and use_cache and path.exists():
         vectors = _load_vectors(path, chunks)
     from_cache = vectors is not None
