@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -12,7 +13,9 @@ from app_fixtures import live_app  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "screenshot.png"
+REPO = Path(__file__).resolve().parent.parent
+# The README's screenshot is refreshed only on request, so a test run leaves the checkout clean.
+SCREENSHOT = REPO / ("docs" if os.environ.get("DERMCHAT_UPDATE_SCREENSHOT") else "tests/artifacts") / "screenshot.png"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
