@@ -68,10 +68,15 @@ class KnowledgeExplainer(Explainer):
         return model_available()
 
     def _load(self) -> None:
+        from dermchat.knowledge import embeddings
         from dermchat.knowledge.index import get_index
 
         opts = self.options
+        self.report_load("Loading the knowledge base index…", 0.1)
         self._index = get_index(Path(opts.kb_dir) if opts.kb_dir else None)  # type: ignore[attr-defined]
+        # The packaged index needs no embedder, but every question does: load it now, not in the first turn.
+        self.report_load("Loading the embedding model…", 0.6)
+        embeddings.get_model()
         self._generator = self._make_generator()
 
     def _make_generator(self) -> Any:
