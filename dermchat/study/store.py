@@ -288,36 +288,34 @@ class StudyStore:
             ).mappings().first()
         return _participant(row) if row else None
 
-    def participants(self, study_id: str | None = None) -> list[dict[str, Any]]:
-        stmt = sa.select(participants).order_by(participants.c.study_id, participants.c.seq)
+    def _rows(
+        self, table: sa.Table, order_by: list[Any], *, study_id: str | None, code: str | None = None,
+        code_column: str | None = None, json_column: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Rows of ``table`` filtered by study (and participant code), with one JSON column decoded."""
+        stmt = sa.select(table).order_by(*order_by)
         if study_id is not None:
-            stmt = stmt.where(participants.c.study_id == study_id)
+            stmt = stmt.where(table.c.study_id == study_id)
+        if code is not None and code_column is not None:
+            stmt = stmt.where(table.c[code_column] == code)
         with self.engine.connect() as conn:
             rows = [dict(row) for row in conn.execute(stmt).mappings()]
-        for row in rows:
-            row["arm_order"] = json.loads(row["arm_order"])
+        if json_column is not None:
+            for row in rows:
+                row[json_column] = json.loads(row[json_column])
         return rows
+
+    def participants(self, study_id: str | None = None) -> list[dict[str, Any]]:
+        return self._rows(participants, [participants.c.study_id, participants.c.seq], study_id=study_id,
+                          json_column="arm_order")
 
     def events(self, study_id: str | None = None, code: str | None = None) -> list[dict[str, Any]]:
-        stmt = sa.select(events).order_by(events.c.id)
-        if study_id is not None:
-            stmt = stmt.where(events.c.study_id == study_id)
-        if code is not None:
-            stmt = stmt.where(events.c.participant_code == code)
-        with self.engine.connect() as conn:
-            rows = [dict(row) for row in conn.execute(stmt).mappings()]
-        for row in rows:
-            row["payload"] = json.loads(row["payload"])
-        return rows
+        return self._rows(events, [events.c.id], study_id=study_id, code=code, code_column="participant_code",
+                          json_column="payload")
 
     def answers(self, study_id: str | None = None, code: str | None = None) -> list[dict[str, Any]]:
-        stmt = sa.select(answers).order_by(answers.c.study_id, answers.c.participant_code, answers.c.step, answers.c.id)
-        if study_id is not None:
-            stmt = stmt.where(answers.c.study_id == study_id)
-        if code is not None:
-            stmt = stmt.where(answers.c.participant_code == code)
-        with self.engine.connect() as conn:
-            return [dict(row) for row in conn.execute(stmt).mappings()]
+        order = [answers.c.study_id, answers.c.participant_code, answers.c.step, answers.c.id]
+        return self._rows(answers, order, study_id=study_id, code=code, code_column="participant_code")
 
     def completed_steps(self, study_id: str, code: str) -> set[int]:
         with self.engine.connect() as conn:
