@@ -129,7 +129,7 @@ def render_explanation(result: TurnResult, audience: str, vocab: Vocabulary) -> 
             name = vocab.get(item.condition_id).name(audience) if item.condition_id in vocab else item.condition_id
             items.append(f"- **{name}**" + (f" — {item.why}" if item.why else ""))
             if item.red_flags:
-                items.append("  - Get help sooner if: " + "; ".join(item.red_flags))
+                items.append("  - Red flags: " + " ".join(item.red_flags))
         parts.append(heading + "\n" + "\n".join(items))
     if explanation.intake_questions:
         parts.append("**To help, could you tell me:**\n" + "\n".join(f"- {q}" for q in explanation.intake_questions))
