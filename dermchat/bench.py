@@ -70,7 +70,6 @@ def run_bench(runs: int = 10, image: str | None = None) -> dict[str, Any]:
         "step_ms": {
             step: {"p50": round(statistics.median(v), 1), "p95": round(percentile(v, 0.95), 1)} for step, v in steps.items()
         },
-        "peak_rss_mb": round(peak_rss_mb(), 1),
     }
     plugin_figures: dict[str, Any] = {}
     for name, fn in sorted(app.registry.benchmarks.items()):

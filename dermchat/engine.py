@@ -108,10 +108,8 @@ class DermChat:
     def warm_up(self) -> list[str]:
         """Load the configured providers now (a Space does this at start-up); returns any problems."""
         problems: list[str] = []
-        settings = self.settings
-        chosen = [("quality", settings.quality), ("diagnoser", settings.diagnoser), ("explainer", settings.explainer)]
-        chosen += [("references", ref) for ref in settings.references]
-        for capability, provider_id in chosen:
+        pairs = [(cap, pid) for cap, ids in self.settings.chosen().items() for pid in (ids if isinstance(ids, list) else [ids])]
+        for capability, provider_id in pairs:
             provider = self.provider(capability, provider_id)
             if provider is None:
                 continue

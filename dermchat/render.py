@@ -7,7 +7,7 @@ be dropped by an explainer.
 
 from __future__ import annotations
 
-from dermchat.results import Diagnosis, QualityReport, TurnResult
+from dermchat.results import Diagnosis, Explanation, QualityReport, TurnResult
 from dermchat.vocabulary import Vocabulary, get_vocabulary
 
 TRIAGE_TEXT: dict[str, dict[str, str]] = {
@@ -134,15 +134,14 @@ def render_explanation(result: TurnResult, audience: str, vocab: Vocabulary) -> 
     if explanation.intake_questions:
         parts.append("**To help, could you tell me:**\n" + "\n".join(f"- {q}" for q in explanation.intake_questions))
     if explanation.citations:
-        seen: set[str] = set()
-        refs = []
-        for cite in explanation.citations:
-            if cite.marker in seen:
-                continue
-            seen.add(cite.marker)
-            refs.append(f"{cite.marker} [{cite.title}]({cite.url})")
-        parts.append("**Sources:** " + " · ".join(refs))
+        parts.append("**Sources:** " + " · ".join(source_links(explanation)))
     return "\n\n".join(parts)
+
+
+def source_links(explanation: Explanation) -> list[str]:
+    """One Markdown link per citation marker (a marker can cite several sentences)."""
+    unique = {cite.marker: cite for cite in explanation.citations}
+    return [f"{cite.marker} [{cite.title}]({cite.url})" for cite in unique.values()]
 
 
 def render_second_opinion(result: TurnResult, vocab: Vocabulary) -> str:

@@ -13,7 +13,7 @@ import gradio as gr
 
 from dermchat.engine import STEP_TITLES, DermChat
 from dermchat.intake import choose_image
-from dermchat.render import TRIAGE_TEXT, render, render_quality
+from dermchat.render import TRIAGE_TEXT, render, render_quality, source_links
 from dermchat.results import TurnResult
 from dermchat.vocabulary import get_vocabulary
 from ui.uploads import sanitize_upload
@@ -117,8 +117,9 @@ class ChatTab:
             state["pending_error"] = None
             yield {self.chatbot: history, self.state: state}
             return
-        if state.pop("pending_note", None):
-            history = list(history) + [{"role": "assistant", "content": "You attached several files; I looked at the last one. Send the others one at a time if you'd like me to look at them too."}]
+        note = state.pop("pending_note", None)
+        if note:  # several attachments: say which one is used (the note comes from dermchat.intake.choose_image)
+            history = list(history) + [{"role": "assistant", "content": note}]
         image = state.get("pending_image")
         yield from self._run(history, state, audience, image=image, text=state.get("pending_text", ""), force=False, overrides=overrides)
 
@@ -167,10 +168,8 @@ class ChatTab:
                 step_index[event.step] = len(history) - 1
             elif event.step in step_index:
                 message = history[step_index[event.step]]
-                if event.kind == "progress":
-                    message["content"] = event.message
-                else:
-                    message["content"] = event.message
+                message["content"] = event.message  # progress replaces: providers send the text so far
+                if event.kind != "progress":
                     message["metadata"] = {"title": title, "status": "done"}
             yield {self.chatbot: history}
 
@@ -252,11 +251,4 @@ def contrast_markdown(result: TurnResult, audience: str) -> str:
 def citations_markdown(result: TurnResult) -> str:
     if result.explanation is None or not result.explanation.citations:
         return ""
-    seen: set[str] = set()
-    lines = ["**Sources**"]
-    for cite in result.explanation.citations:
-        if cite.marker in seen:
-            continue
-        seen.add(cite.marker)
-        lines.append(f"- {cite.marker} [{cite.title}]({cite.url})")
-    return "\n".join(lines)
+    return "\n".join(["**Sources**", *(f"- {link}" for link in source_links(result.explanation))])
