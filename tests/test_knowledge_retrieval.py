@@ -119,6 +119,12 @@ def test_eval_rag_command_on_a_small_question_file(tmp_path: Path, capsys: pytes
     figures = json.loads(capsys.readouterr().out)
     assert figures["questions"] == 2 and figures["condition"]["recall@3"] == 1.0
     assert set(figures["latency_ms"]) >= {"p50", "p95"} and figures["readability"]["sections"] > 0
+    assert set(figures["latency_stages_ms"]) == {"analyze", "embed", "dense", "bm25", "fuse"}
+    assert "fresh" in figures["latency_note"] and figures["question_set"]["description"] == "custom question file"
+
+    assert main(["eval-rag", "--questions", "heldout", "--limit", "3", "--json", "--no-build-timing"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["questions"] == 3 and "never used for tuning" in figures["question_set"]["description"]
 
     questions.write_text('{"question": "x", "condition": "not_a_condition", "section": "What it is"}\n', encoding="utf-8")
     assert main(["eval-rag", "--questions", str(questions)]) == 2

@@ -9,8 +9,6 @@ would be in-sample). On any other folder in the HAM layout (such as unseen lesio
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,6 +17,7 @@ import numpy as np
 
 from dermchat.classifier import HAM_CLASSES
 from dermchat.classifier import metrics as M
+from dermchat.cli_output import emit, fail
 from dermchat.classifier.data import DataError, Record, default_data_dir, load_pixels, read_metadata, read_split
 
 AGE_BANDS: tuple[tuple[str, float, float], ...] = (
@@ -276,13 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         figures = evaluate(args)
     except (DataError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(figures, indent=1))
-    else:
-        print_human(figures)
-    return 0
+        return fail(exc)
+    return emit(figures, args.json, print_human)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,8 @@ class DermNet(nn.Module):
     """Residual CNN returning class logits; `forward_all` also gives the last feature map,
     the pooled embedding (for the out-of-distribution gate) and mask logits."""
 
+    prefers_tta = True  # flip averaging at inference: cheap for one network, and dermoscopy has no handedness
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
@@ -107,26 +109,92 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def save_model(model: DermNet, path: Path, extra: dict[str, Any] | None = None) -> None:
-    """Save as float16 to keep the committed file small (the loss of precision is negligible
-    for inference; BatchNorm running statistics are kept in float32)."""
-    state = {}
-    for k, v in model.state_dict().items():
-        state[k] = v.half() if v.is_floating_point() and "running" not in k else v
-    torch.save({"config": asdict(model.config), "state_dict": state, "extra": extra or {}}, path)
+class Ensemble(nn.Module):
+    """Several DermNets trained by the same command (same split, other seeds or schedules), averaged.
+
+    Why: two small independently trained networks make partly different mistakes, and averaging their
+    logits is a cheaper gain on two CPU cores than training one network twice as long. Logits are the
+    mean of the members'; the embedding for the out-of-distribution gate is the members' embeddings side
+    by side; feature map and mask logits (Grad-CAM, training head) come from the first member, so the heat
+    map explains that member's share of the averaged logit. Flip test-time averaging is off by default for
+    an ensemble: the members already average, and it would double the CPU time per image.
+    """
+
+    prefers_tta = False
+
+    def __init__(self, members: list[DermNet]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError("an ensemble needs at least two members")
+        sizes = {(m.config.classes, m.config.num_classes) for m in members}
+        if len(sizes) != 1:
+            raise ValueError("ensemble members must predict the same classes")
+        self.members = nn.ModuleList(members)
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.members[0].config
+
+    def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        outs = [m.forward_all(x) for m in self.members]
+        return {
+            "logits": torch.stack([o["logits"] for o in outs]).mean(dim=0),
+            "features": outs[0]["features"],
+            "embedding": torch.cat([o["embedding"] for o in outs], dim=1),
+            "mask_logits": outs[0]["mask_logits"],
+        }
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_all(x)["logits"]
 
 
-def load_model(path: Path) -> tuple[DermNet, dict[str, Any]]:
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+Classifier = DermNet | Ensemble
+
+
+def _half_state(model: DermNet) -> dict[str, Any]:
+    """float16 weights (negligible loss for inference; halves the committed file); BatchNorm running
+    statistics stay float32."""
+    return {k: v.half() if v.is_floating_point() and "running" not in k else v for k, v in model.state_dict().items()}
+
+
+def _member_blob(model: DermNet) -> dict[str, Any]:
+    return {"config": asdict(model.config), "state_dict": _half_state(model)}
+
+
+def _build_member(blob: dict[str, Any]) -> DermNet:
     model = build_model(ModelConfig.from_dict(blob["config"]))
-    state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
-    model.load_state_dict(state)
-    model.eval()
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+    return model.eval()
+
+
+def save_model(model: Classifier, path: Path, extra: dict[str, Any] | None = None) -> None:
+    """One file for a single network or an ensemble (``members``: one config + state dict each)."""
+    if isinstance(model, Ensemble):
+        blob: dict[str, Any] = {"members": [_member_blob(m) for m in model.members]}  # type: ignore[arg-type]
+    else:
+        blob = _member_blob(model)
+    torch.save({**blob, "extra": extra or {}}, path)
+
+
+def load_model(path: Path) -> tuple[Classifier, dict[str, Any]]:
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    model: Classifier
+    if "members" in blob:
+        model = Ensemble([_build_member(m) for m in blob["members"]]).eval()
+    else:
+        model = _build_member(blob)
     return model, dict(blob.get("extra") or {})
 
 
-def predict_logits(model: DermNet, x: torch.Tensor, tta: bool = True) -> dict[str, torch.Tensor]:
-    """Inference with horizontal-flip averaging (cheap, and dermoscopy has no handedness)."""
+def count_members(model: Classifier) -> int:
+    return len(model.members) if isinstance(model, Ensemble) else 1
+
+
+def predict_logits(model: Classifier, x: torch.Tensor, tta: bool | None = None) -> dict[str, torch.Tensor]:
+    """Inference, with horizontal-flip averaging when `tta` (default: what the model prefers — on for a
+    single network, where it is cheap and dermoscopy has no handedness; off for an ensemble)."""
+    if tta is None:
+        tta = getattr(model, "prefers_tta", True)
     out = model.forward_all(x)
     if not tta:
         return out
@@ -150,7 +218,7 @@ def uint8_to_input(pixels: "torch.Tensor | Any") -> torch.Tensor:
 
 
 @torch.no_grad()
-def batched_inference(model: DermNet, pixels: Any, batch_size: int = 256, tta: bool = True) -> dict[str, torch.Tensor]:
+def batched_inference(model: Classifier, pixels: Any, batch_size: int = 256, tta: bool | None = None) -> dict[str, torch.Tensor]:
     """Logits and pooled embeddings for a whole uint8 NHWC array, batch by batch."""
     model.eval()
     logits, embeddings = [], []

@@ -70,7 +70,7 @@ class Prediction:
 class Predictor:
     """Lazily loads the weights folder; thread-safe; torch is imported only on load."""
 
-    def __init__(self, weights_dir: Path | str | None = None, coverage: float | None = None, tta: bool = True) -> None:
+    def __init__(self, weights_dir: Path | str | None = None, coverage: float | None = None, tta: bool | None = None) -> None:
         self.weights_dir = Path(weights_dir) if weights_dir else default_weights_dir()
         self.requested_coverage = coverage
         self.tta = tta

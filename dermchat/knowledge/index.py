@@ -9,6 +9,11 @@ reader's audience.
 The embeddings are cached on disk in ``dermchat.paths.cache_dir()`` under a key made from the KB files, the
 vocabulary, the model and the chunking settings, so an edited KB is re-embedded and an unchanged one loads in
 milliseconds. ``get_index()`` is lazy and thread-safe: concurrent chats build the index once.
+
+Per question the work is: analyse the words (spelling, names, section cues), embed the question
+(:func:`embeddings.encode_query`), one exact inner-product search in the FAISS index under the langchain store,
+BM25 scores from a precomputed term x chunk matrix (:class:`BM25Matrix`), and the fusion below. Nothing is
+rebuilt per question, and ``SearchResult.timings`` says where a question's milliseconds went.
 """
 
 from __future__ import annotations
@@ -84,6 +89,8 @@ class SearchResult:
     hits: list[Hit]
     analysis: QueryAnalysis
     elapsed_ms: float = 0.0
+    # milliseconds per stage (analyze, embed, dense, bm25, fuse): where a slow question's time went
+    timings: dict[str, float] = field(default_factory=dict)
 
     def conditions(self) -> list[str]:
         """Condition ids in rank order (each once)."""
@@ -201,6 +208,42 @@ def _precomputed_embeddings(vectors: dict[str, list[float]]) -> Any:
     return PrecomputedEmbeddings()
 
 
+class BM25Matrix:
+    """BM25 (Okapi, as fitted by ``rank_bm25``) scores for a whole query in a few numpy row additions.
+
+    Why: ``BM25Okapi.get_scores`` walks every chunk's term dictionary in Python once per query word (a few ms
+    per question with a condition's synonyms added). A term's BM25 contribution to a chunk depends only on the
+    term and the chunk, so it is computed once here for every (term, chunk) pair with ``rank_bm25``'s own
+    fitted idf, k1, b and lengths and the same float64 arithmetic; a query then adds one row per word, in
+    query order, which gives exactly ``get_scores`` (a test compares them). Dense float64: terms x chunks is
+    about 2,500 x 500 here (10 MB); a KB ten times larger would want a sparse matrix.
+    """
+
+    def __init__(self, bm25: Any) -> None:
+        import numpy as np
+
+        self.rows = {term: i for i, term in enumerate(bm25.idf)}
+        freq = np.zeros((len(self.rows), bm25.corpus_size))
+        for doc, counts in enumerate(bm25.doc_freqs):
+            for term, count in counts.items():
+                freq[self.rows[term], doc] = count
+        idf = np.array([bm25.idf[term] or 0 for term in self.rows])[:, None]
+        doc_len = np.array(bm25.doc_len)
+        self.weights = idf * (freq * (bm25.k1 + 1) / (freq + bm25.k1 * (1 - bm25.b + bm25.b * doc_len / bm25.avgdl)))
+        self.size = bm25.corpus_size
+
+    def scores(self, tokens: Iterable[str]) -> np.ndarray:
+        """One float64 score per chunk (0 where no query word occurs); unknown words add nothing."""
+        import numpy as np
+
+        score = np.zeros(self.size)
+        for token in tokens:
+            row = self.rows.get(token)
+            if row is not None:
+                score += self.weights[row]
+        return score
+
+
 class KnowledgeIndex:
     """The KB's chunks, their vector store, a BM25 index and a query analyser."""
 
@@ -213,7 +256,12 @@ class KnowledgeIndex:
         self.build = build
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self._position = {c.id: i for i, c in enumerate(chunks)}
+        self._by_condition: dict[str, list[str]] = {}
+        for c in chunks:
+            self._by_condition.setdefault(c.condition_id, []).append(c.id)
         self.store = _vector_store(chunks, self.vectors)
+        # FAISS row -> chunk id, read from the store once (langchain's own search builds Documents per hit)
+        self._faiss_ids = [self.store.index_to_docstore_id[i] for i in range(self.store.index.ntotal)]
         vocab = get_vocabulary()
         labels = build_label_index(kb, vocab)
         self._names: dict[str, str] = {}
@@ -226,8 +274,10 @@ class KnowledgeIndex:
             for c in chunks
         ]
         self.bm25 = BM25Okapi(corpus)
+        self.bm25_matrix = BM25Matrix(self.bm25)
         name_words = [t for text in self._names.values() for t in tokenize(text)]
-        self.analyzer = QueryAnalyzer([*(w for doc in corpus for w in doc), *name_words], self._specific(labels))
+        self.analyzer = QueryAnalyzer([*(w for doc in corpus for w in doc), *name_words], self._specific(labels),
+                                      embeddings.common_words())
 
     def _specific(self, labels: dict[str, str]) -> dict[str, str]:
         """Drop one-word names that the KB uses for many conditions ("spots", "hand"): they name none."""
@@ -251,11 +301,16 @@ class KnowledgeIndex:
         return self.chunks[self._position[chunk_id]]
 
     # -- retrieval ---------------------------------------------------------------------------------------------
-    def _dense_ranking(self, query: str, k: int) -> list[str]:
-        """Chunk ids by cosine similarity, via the langchain vector store."""
-        vector = embeddings.encode_query(query)
-        pairs = self.store.similarity_search_with_score_by_vector(vector, k=k)
-        return [doc.id for doc, _score in pairs if doc.id]
+    def _dense_ranking(self, vector: np.ndarray, k: int) -> list[str]:
+        """Chunk ids by cosine similarity: an exact inner-product search in the store's FAISS index.
+
+        The same search as ``store.similarity_search_with_score_by_vector`` without building a langchain
+        ``Document`` per candidate, which was most of its cost for the 60 candidates fusion needs.
+        """
+        import numpy as np
+
+        _scores, rows = self.store.index.search(np.asarray(vector, dtype=np.float32).reshape(1, -1), k)
+        return [self._faiss_ids[i] for i in rows[0] if i >= 0]
 
     def _bm25_ranking(self, query: str, k: int) -> list[str]:
         import numpy as np
@@ -263,7 +318,7 @@ class KnowledgeIndex:
         tokens = tokenize(query)
         if not tokens:
             return []
-        scores = self.bm25.get_scores(tokens)
+        scores = self.bm25_matrix.scores(tokens)
         top = np.argsort(-scores)[:k]
         return [self.chunks[i].id for i in top if scores[i] > 0]
 
@@ -280,28 +335,37 @@ class KnowledgeIndex:
         restrict_to: Iterable[str] | None = None,
         sections: Iterable[str] | None = None,
         analysis: QueryAnalysis | None = None,
+        reuse_embedding: bool = True,
     ) -> SearchResult:
         """Fused ranking for ``question``.
 
         ``differential`` (condition -> probability) boosts those conditions; ``restrict_to`` keeps only those
         conditions (a follow-up about the current result); ``sections`` keeps only those sections.
+        ``reuse_embedding=False`` embeds the question even if it was asked before (what ``eval-rag`` times).
         """
         start = time.perf_counter()
+        timings: dict[str, float] = {}
         analysis = analysis or self.analyze(question, audience)
+        mark = _lap(timings, "analyze", start)
         # Names and synonyms of the conditions the question names help the keyword side; the dense side gets
         # the (spell-corrected) question alone: expansions cost embedder time and measured no better recall.
         expansion = " ".join(self._names.get(c, "") for c in analysis.mentioned[:2])
-        dense = self._dense_ranking(analysis.corrected, CANDIDATES)
+        vector = embeddings.encode_query(analysis.corrected, cache=reuse_embedding)
+        mark = _lap(timings, "embed", mark)
+        dense = self._dense_ranking(vector, CANDIDATES)
+        mark = _lap(timings, "dense", mark)
         keyword = self._bm25_ranking(f"{analysis.corrected} {expansion}".strip(), CANDIDATES)
+        mark = _lap(timings, "bm25", mark)
         allowed = set(restrict_to) if restrict_to is not None else None
         section_filter = set(sections) if sections is not None else None
         dense_rank = {cid: r for r, cid in enumerate(dense)}
         bm25_rank = {cid: r for r, cid in enumerate(keyword)}
         candidates = set(dense) | set(keyword)
         for cond in analysis.mentioned:  # a named condition's chunks are always candidates
-            candidates.update(c.id for c in self.chunks if c.condition_id == cond)
+            candidates.update(self._by_condition.get(cond, ()))
         if allowed is not None:
-            candidates.update(c.id for c in self.chunks if c.condition_id in allowed)
+            for cond in allowed:
+                candidates.update(self._by_condition.get(cond, ()))
         mentioned = set(analysis.mentioned)
         # 1) evidence per chunk from the two rankings (reciprocal rank fusion)
         base: dict[str, float] = {}
@@ -356,13 +420,22 @@ class KnowledgeIndex:
             Hit(chunk=self.chunk(cid), score=scores[cid], dense_rank=dense_rank.get(cid), bm25_rank=bm25_rank.get(cid))
             for cid in ranked
         ]
-        return SearchResult(hits=hits, analysis=analysis, elapsed_ms=(time.perf_counter() - start) * 1000)
+        _lap(timings, "fuse", mark)
+        return SearchResult(hits=hits, analysis=analysis, elapsed_ms=(time.perf_counter() - start) * 1000,
+                            timings=timings)
 
     def as_retriever(self, **search_kwargs: Any) -> Any:
         """A langchain ``BaseRetriever`` over this index (for chains and agents)."""
         from dermchat.knowledge.retriever import KnowledgeRetriever
 
         return KnowledgeRetriever(index=self, search_kwargs=search_kwargs)
+
+
+def _lap(timings: dict[str, float], stage: str, since: float) -> float:
+    """Record the milliseconds since ``since`` as ``stage`` and return now (the next stage's start)."""
+    now = time.perf_counter()
+    timings[stage] = (now - since) * 1000
+    return now
 
 
 # -- building and caching ---------------------------------------------------------------------------------------

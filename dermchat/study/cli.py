@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
+from dermchat.cli_output import emit, fail
 from dermchat.study.definition import StudyDefinitionError, load_study
 
 
@@ -52,8 +52,7 @@ def main(argv: list[str]) -> int:
               f"{len(study.cases.items)} case(s), {len(study.questionnaires)} questionnaire(s)")
         return 0
     if not _db_exists(args.db):
-        print(f"error: {args.db}: no such database file", file=sys.stderr)
-        return 2
+        return fail(f"{args.db}: no such database file")
     if args.action == "export":
         from dermchat.study.export import export
 
@@ -65,8 +64,7 @@ def main(argv: list[str]) -> int:
         from dermchat.study.summary import format_table, summarise
 
         rows = summarise(args.db, args.study)
-        print(json.dumps([r.as_dict() for r in rows], indent=2) if args.json else format_table(rows))
-        return 0
+        return emit([r.as_dict() for r in rows], args.json, lambda _: print(format_table(rows)), indent=2)
     from dermchat.study.store import get_store
 
     from dermchat.study.session import FlowError, normalise_code
@@ -74,8 +72,7 @@ def main(argv: list[str]) -> int:
     try:
         code = normalise_code(args.participant)
     except FlowError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     deleted = get_store(args.db).delete_participant(code, args.study)
     if not deleted:
         print(f"no data recorded under {code}", file=sys.stderr)
