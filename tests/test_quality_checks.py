@@ -146,3 +146,52 @@ def test_threshold_sets_the_gate_and_the_discount(clean_images: dict[str, np.nda
     assert lenient.acceptable and lenient.discount == 1.0
     assert not strict.acceptable and 0.4 <= strict.discount < 1.0
     assert strict.band in {"poor", "fair", "good", "excellent"}
+
+
+def test_framing_value_weighs_offset_over_cut_and_forgives_frame_filling_lesions() -> None:
+    from dermchat.quality.assess import RAMPS, framing_value
+
+    centred = framing_value(0.05, 0.0, 0.2)
+    corner = framing_value(0.5, 0.3, 0.2)
+    assert centred < RAMPS["framing"].limit < corner
+    # monotone in offset and cut; an offset costs more than the same amount of one-sided cut (edge leaks)
+    assert framing_value(0.3, 0.0, 0.2) > framing_value(0.2, 0.0, 0.2)
+    assert framing_value(0.2, 0.4, 0.2) > framing_value(0.2, 0.0, 0.2)
+    assert framing_value(0.4, 0.0, 0.2) > framing_value(0.0, 0.4, 0.2)
+    # the same placement is judged more leniently when the lesion fills the frame
+    assert framing_value(0.4, 0.3, 0.9) < framing_value(0.4, 0.3, 0.1)
+    assert RAMPS["framing"].score(framing_value(0.4, 0.3, 0.9)) >= 50.0
+
+
+@pytest.mark.parametrize("peak", [238.0, 255.0])
+def test_glare_needs_a_clipped_centre(peak: float, clean_images: dict[str, np.ndarray],
+                                      clean_reports: dict[str, QualityReport]) -> None:
+    """Near-white but unclipped spots (pale structures, a white veil) are not reflections; clipped ones are."""
+    image_id = CLEAN_IDS[0]
+    rgb = clean_images[image_id].astype(np.float32)
+    alpha = DISTORTIONS["glare"].apply(np.zeros_like(clean_images[image_id]), 0.01, SEED)[..., :1] / 255.0
+    spotted = np.clip(np.round(rgb * (1 - alpha) + peak * alpha), 0, 255).astype(np.uint8)
+    report = assess_array(spotted)
+    if peak >= 255:
+        assert reason(report, "glare").problem, report.problems()
+    else:
+        assert reason(report, "glare").score == reason(clean_reports[image_id], "glare").score
+
+
+def test_brisque_speaks_for_focus_only_when_noise_and_compression_are_quiet(
+        clean_images: dict[str, np.ndarray]) -> None:
+    """A high BRISQUE adds to the focus value of a clean-looking photo, but not of a noisy or blocky one (there
+    the noise / compression reasons explain it, and naming 'focus' would give the wrong retake tip)."""
+    from dermchat.quality.assess import brisque_blur
+    from dermchat.quality.measures import measure
+
+    rgb = clean_images[CLEAN_IDS[0]]
+    size = (rgb.shape[1], rgb.shape[0])
+    clean, _ = measure(rgb, size)
+    assert brisque_blur(clean, None) == 0.0
+    assert brisque_blur(clean, 30.0) == 0.0  # as natural as a clean HAM photo
+    assert brisque_blur(clean, 80.0) > brisque_blur(clean, 60.0) > 0.0
+    for name, level in (("noise", 0.05), ("jpeg", 8)):
+        degraded = DISTORTIONS[name].apply(rgb, level, SEED)
+        m, _ = measure(degraded, size)
+        assert brisque_blur(m, 80.0) == 0.0, name

@@ -8,7 +8,8 @@ Scoring rules (why they look like this):
   and several moderate ones add up; the product is monotone in every reason, so a worse defect never raises
   the overall score;
 * BRISQUE (lower = more natural) is one more factor (at most -50%): it sees generic distortions but is
-  blind to colour casts and framing and weak on darkening, so it never decides alone;
+  blind to colour casts and framing and weak on darkening, so it never decides alone; it also adds to the
+  focus value when noise and compression are quiet (it ranks blur better than the edge measure alone);
 * limits were set on HAM10000 images (clean vs the distortions in :mod:`dermchat.quality.distortions`) and are
   checked by ``python -m dermchat bench-quality``.
 """
@@ -62,10 +63,14 @@ RAMPS: dict[str, Ramp] = {
     "compression": Ramp(1.0, 2.4),  # JPEG grid strength
     "color_cast": Ramp(2.0, 10.0),  # cast index: chroma outside the skin locus / blue or green above red
     "low_resolution": Ramp(150.0, 70.0),  # effective side sqrt(w*h), px
-    "framing": Ramp(0.3, 0.65),  # lesion offset + half the one-sided cut
+    "framing": Ramp(0.1, 0.8),  # framing_value(): offset + a quarter of the cut, large lesions discounted
     "lesion_size": Ramp(0.004, 0.0005),  # lesion area fraction (part of framing: too far away)
     "not_skin": Ramp(0.35, 0.05),  # skin-coloured fraction of the field
 }
+FRAMING_CUT_WEIGHT = 0.25  # weight of the one-sided cut against the centroid offset (see framing_value)
+BRISQUE_BLUR_FREE = 45.0  # BRISQUE up to this counts nothing towards blur (clean HAM10000: median 29)
+BRISQUE_BLUR_WEIGHT = 0.02  # sigma-equivalents of blur per BRISQUE point above that
+QUIET_SCORE = 90.0  # a reason scoring at least this is 'quiet': its defect does not explain a high BRISQUE
 MOTION_ANISOTROPY_FREE = 0.08  # directional spread of the re-blur index on HAM images (95th pct ~0.08-0.11)
 MOTION_NAMED = 0.12  # spread above which the clinician line calls the blur 'motion blur'
 MOTION_WEIGHT = 4.0  # sigma-equivalents added per unit of anisotropy above that
@@ -113,19 +118,46 @@ def brisque_factor(value: float | None) -> float:
     return 1.0 - 0.5 * min(1.0, max(0.0, (value - 40.0) / 40.0))
 
 
-def _focus_value(m: Measurements) -> float:
-    """Blur sigma at the reference frame height, plus the motion streak (directional blur) penalty."""
+def brisque_blur(m: Measurements, brisque: float | None) -> float:
+    """Sigma-equivalents of blur that BRISQUE adds to the focus value (0 when it cannot speak for focus).
+
+    BRISQUE ranks blurred HAM10000 photos very well but also rises with noise and block artefacts. Those are
+    judged first (as for the edge-based measure): BRISQUE counts towards focus only while noise and
+    compression are both quiet, and only above the naturalness of clean photos (median about 29).
+    """
+    if brisque is None:
+        return 0.0
+    if RAMPS["noise"].score(m.noise_sigma) < QUIET_SCORE or RAMPS["compression"].score(m.blockiness) < QUIET_SCORE:
+        return 0.0
+    return BRISQUE_BLUR_WEIGHT * max(0.0, brisque - BRISQUE_BLUR_FREE)
+
+
+def _focus_value(m: Measurements, brisque: float | None = None) -> float:
+    """Blur sigma at the reference frame height, plus the motion streak (directional blur) penalty and the
+    BRISQUE excess (see ``brisque_blur``)."""
     w, h = m.analysed_size
     scale = REFERENCE_SHORT_SIDE / min(w, h) if min(w, h) > REFERENCE_SHORT_SIDE else 1.0
     motion = MOTION_WEIGHT * max(0.0, m.blur_anisotropy - MOTION_ANISOTROPY_FREE)
-    return m.blur_sigma * scale + motion
+    return m.blur_sigma * scale + motion + brisque_blur(m, brisque)
+
+
+def framing_value(offset: float, cut: float, fraction: float) -> float:
+    """How badly the lesion is placed: 0 centred and whole, about 0.5 for a lesion pushed to a corner.
+
+    The centroid offset is the main cue. The one-sided cut counts a quarter: a thin leak of the estimate along
+    one frame edge (shading, hair) also reads as a cut, and on HAM10000 a larger weight flagged more clean
+    photos than it caught shifted ones. A lesion that fills much of the frame is discounted (up to half at
+    full frame): it cannot sit far off-centre, and a dermoscopic close-up filled by the lesion is a good
+    photo, not a framing error.
+    """
+    return (offset + FRAMING_CUT_WEIGHT * cut) * (1.0 - 0.5 * min(1.0, max(0.0, fraction)))
 
 
 def _framing(m: Measurements) -> tuple[float, float, str]:
     """(score, value, what is wrong) combining off-centre / cut-off with a lesion too small in frame."""
     if m.lesion_fraction is None:
         return 100.0, 0.0, "No distinct lesion found; framing judged on the skin region only"
-    value = m.lesion_offset + 0.5 * m.lesion_cut
+    value = framing_value(m.lesion_offset, m.lesion_cut, m.lesion_fraction)
     placement = RAMPS["framing"].score(value)
     size = RAMPS["lesion_size"].score(m.lesion_fraction)
     if size < placement:
@@ -134,8 +166,10 @@ def _framing(m: Measurements) -> tuple[float, float, str]:
     return placement, value, what
 
 
-def score_reasons(m: Measurements) -> list[QualityReason]:
-    """One QualityReason per aspect, in a fixed order (the order only breaks ties between equal scores)."""
+def score_reasons(m: Measurements, brisque: float | None = None) -> list[QualityReason]:
+    """One QualityReason per aspect, in a fixed order (the order only breaks ties between equal scores).
+
+    ``brisque`` (when measured) is one more focus cue, see ``brisque_blur``."""
     reasons: list[QualityReason] = []
 
     def add(rid: str, score: float, value: float, detail: str) -> None:
@@ -151,8 +185,11 @@ def score_reasons(m: Measurements) -> list[QualityReason]:
             )
         )
 
-    focus_value = _focus_value(m)
+    focus_value = _focus_value(m, brisque)
     focus_detail = tips.clinician_detail("focus", value=focus_value, blur=m.blur, limit=RAMPS["focus"].limit)
+    from_brisque = brisque_blur(m, brisque)
+    if from_brisque > 0:
+        focus_detail += f" Includes {from_brisque:.2f} px from BRISQUE {brisque:.0f} (unnatural, smooth image)."
     if m.blur_anisotropy > MOTION_NAMED and m.blur_direction_deg is not None:
         focus_detail += (
             f" Directional: motion blur along ~{m.blur_direction_deg:.0f} deg "
@@ -265,7 +302,7 @@ def assess_array(
     if (w, h) != size:
         notes.append(f"Measured on a {w}x{h} copy of the {size[0]}x{size[1]} photo.")
     brisque = brisque_score(rgb8, notes) if use_brisque else None
-    reasons = score_reasons(m)
+    reasons = score_reasons(m, brisque)
     score = overall_score(reasons, brisque)
     is_skin = _is_skin(m, min_skin_fraction, notes)
     acceptable = bool(is_skin and score >= threshold)
