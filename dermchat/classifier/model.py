@@ -186,10 +186,6 @@ def load_model(path: Path) -> tuple[Classifier, dict[str, Any]]:
     return model, dict(blob.get("extra") or {})
 
 
-def count_members(model: Classifier) -> int:
-    return len(model.members) if isinstance(model, Ensemble) else 1
-
-
 def predict_logits(model: Classifier, x: torch.Tensor, tta: bool | None = None) -> dict[str, torch.Tensor]:
     """Inference, with horizontal-flip averaging when `tta` (default: what the model prefers — on for a
     single network, where it is cheap and dermoscopy has no handedness; off for an ensemble)."""

@@ -132,13 +132,13 @@ def brisque_blur(m: Measurements, brisque: float | None) -> float:
     return BRISQUE_BLUR_WEIGHT * max(0.0, brisque - BRISQUE_BLUR_FREE)
 
 
-def _focus_value(m: Measurements, brisque: float | None = None) -> float:
+def _focus_value(m: Measurements, from_brisque: float = 0.0) -> float:
     """Blur sigma at the reference frame height, plus the motion streak (directional blur) penalty and the
-    BRISQUE excess (see ``brisque_blur``)."""
+    BRISQUE excess ``from_brisque`` (see ``brisque_blur``)."""
     w, h = m.analysed_size
     scale = REFERENCE_SHORT_SIDE / min(w, h) if min(w, h) > REFERENCE_SHORT_SIDE else 1.0
     motion = MOTION_WEIGHT * max(0.0, m.blur_anisotropy - MOTION_ANISOTROPY_FREE)
-    return m.blur_sigma * scale + motion + brisque_blur(m, brisque)
+    return m.blur_sigma * scale + motion + from_brisque
 
 
 def framing_value(offset: float, cut: float, fraction: float) -> float:
@@ -185,9 +185,9 @@ def score_reasons(m: Measurements, brisque: float | None = None) -> list[Quality
             )
         )
 
-    focus_value = _focus_value(m, brisque)
-    focus_detail = tips.clinician_detail("focus", value=focus_value, blur=m.blur, limit=RAMPS["focus"].limit)
     from_brisque = brisque_blur(m, brisque)
+    focus_value = _focus_value(m, from_brisque)
+    focus_detail = tips.clinician_detail("focus", value=focus_value, blur=m.blur, limit=RAMPS["focus"].limit)
     if from_brisque > 0:
         focus_detail += f" Includes {from_brisque:.2f} px from BRISQUE {brisque:.0f} (unnatural, smooth image)."
     if m.blur_anisotropy > MOTION_NAMED and m.blur_direction_deg is not None:
