@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 
-def _train(ham_dir: Path, out: Path, seed: int, lr: str) -> Path:
+def _train(ham_dir: Path, out: Path, seed: int, lr: str, split_seed: int | None = None) -> Path:
     from dermchat.classifier.train import main
 
+    extra = ["--split-seed", str(split_seed)] if split_seed is not None else []
     rc = main(["--data", str(ham_dir), "--out", str(out), "--limit", "64", "--epochs", "1", "--max-batches", "2",
-               "--batch-size", "16", "--threads", "1", "--seed", str(seed), "--lr", lr, "--no-calibrate"])
+               "--batch-size", "16", "--threads", "1", "--seed", str(seed), "--lr", lr, "--no-calibrate", *extra])
     assert rc == 0
     return out
 
@@ -20,7 +21,8 @@ def _train(ham_dir: Path, out: Path, seed: int, lr: str) -> Path:
 @pytest.fixture(scope="module")
 def members(ham_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     root = tmp_path_factory.mktemp("members")
-    return [_train(ham_dir, root / "a", 0, "3e-3"), _train(ham_dir, root / "b", 0, "1e-2")]
+    # a different init/augmentation seed on the same lesion split: how extra members are trained
+    return [_train(ham_dir, root / "a", 0, "3e-3"), _train(ham_dir, root / "b", 1, "1e-2", split_seed=0)]
 
 
 def test_ensemble_command_averages_members_and_calibrates(ham_dir: Path, members: list[Path], tmp_path: Path) -> None:
@@ -58,6 +60,6 @@ def test_members_from_different_splits_are_refused(ham_dir: Path, members: list[
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     from dermchat.classifier.ensemble import main
 
-    other = _train(ham_dir, tmp_path / "c", 1, "3e-3")
+    other = _train(ham_dir, tmp_path / "c", 1, "3e-3")  # --seed 1 alone also moves the split
     assert main(["--members", str(members[0]), str(other), "--out", str(tmp_path / "e"), "--data", str(ham_dir)]) == 2
     assert "different lesion split" in capsys.readouterr().err

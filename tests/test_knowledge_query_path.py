@@ -26,23 +26,54 @@ QUESTIONS = [q.question for q in load_questions(DEFAULT_QUESTIONS)[::4]] + [
 ]
 
 
-def test_query_encoder_matches_sentence_transformers() -> None:
+def test_query_encoders_match_sentence_transformers() -> None:
     reference = embeddings.encode(QUESTIONS)  # SentenceTransformer.encode: batched, padded
-    fast = np.stack([embeddings.embed_query(text) for text in QUESTIONS])
-    assert isinstance(embeddings.get_query_encoder(), embeddings.QueryEncoder)  # not the fallback
-    assert fast.dtype == np.float32 and fast.shape == reference.shape
-    cosine = (fast * reference).sum(axis=1)
-    assert cosine.min() >= 0.999, [(q, round(float(c), 5)) for q, c in zip(QUESTIONS, cosine) if c < 0.999]
-    assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+    torch_path = embeddings.QueryEncoder(embeddings.get_model())
+    for encoder in (torch_path, embeddings.get_query_encoder()):
+        fast = np.stack([encoder(text) for text in QUESTIONS])
+        assert fast.dtype == np.float32 and fast.shape == reference.shape
+        cosine = (fast * reference).sum(axis=1)
+        assert cosine.min() >= 0.999, [(q, round(float(c), 5)) for q, c in zip(QUESTIONS, cosine) if c < 0.999]
+        assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
 
 
-def test_long_messages_are_capped_and_still_embedded() -> None:
-    encoder = embeddings.get_query_encoder()
-    assert isinstance(encoder, embeddings.QueryEncoder)
-    long_text = "itchy red scaly patches on my elbows and knees " * 60
-    assert len(encoder.token_ids(long_text)) == embeddings.MAX_QUERY_TOKENS
-    vector = embeddings.embed_query(long_text)
-    assert vector.shape == (384,) and abs(float(np.linalg.norm(vector)) - 1.0) < 1e-5
+def test_onnx_runtime_is_the_default_query_path_and_embeds_like_torch() -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from dermchat.knowledge.onnx_query import OnnxQueryEncoder
+
+    assert embeddings.query_backend() == "onnxruntime"
+    onnx_path = embeddings.get_query_encoder()
+    assert isinstance(onnx_path, OnnxQueryEncoder)
+    torch_path = embeddings.QueryEncoder(embeddings.get_model())
+    for text in QUESTIONS:
+        assert onnx_path.token_ids(text) == torch_path.token_ids(text)
+        assert float(onnx_path(text) @ torch_path(text)) >= 0.99999, text
+
+
+def test_query_backend_setting_and_fallback(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from dermchat.knowledge import onnx_query
+
+    model = embeddings.get_model()
+    monkeypatch.setenv(embeddings.QUERY_BACKEND_ENV, "torch")
+    assert embeddings.query_backend_setting() == "torch"
+    encoder, name = embeddings._build_query_encoder(model, "torch")
+    assert name == "torch" and isinstance(encoder, embeddings.QueryEncoder)
+    monkeypatch.setenv(embeddings.QUERY_BACKEND_ENV, "tensorflow")
+    with pytest.raises(ValueError, match="'auto' or 'torch'"):
+        embeddings.query_backend_setting()
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("no session today")
+
+    monkeypatch.setattr(onnx_query, "available", lambda: (True, ""))
+    monkeypatch.setattr(onnx_query, "OnnxQueryEncoder", broken)
+    with caplog.at_level("WARNING"):
+        encoder, name = embeddings._build_query_encoder(model, "auto")
+    assert name == "torch" and isinstance(encoder, embeddings.QueryEncoder)
+    assert "no session today" in caplog.text  # the reason for the slower path is in the log
+    monkeypatch.setattr(onnx_query, "available", lambda: (False, "not installed: onnxruntime"))
+    assert embeddings._build_query_encoder(model, "auto")[1] == "torch"
 
 
 def test_unsupported_pipelines_are_refused_with_a_reason() -> None:

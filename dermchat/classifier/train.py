@@ -54,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=None, help="HAM-layout folder (default: the shared data dir)")
     p.add_argument("--out", type=Path, required=True, help="output folder for weights, split, log, calibration")
     p.add_argument("--epochs", type=int, default=60, help="maximum epochs (default 60)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds weight init, sampling and augmentation")
+    p.add_argument("--split-seed", type=int, default=None,
+                   help="seed of the lesion split (default: --seed). Ensemble members need the same split, so "
+                        "train them with one --split-seed and different --seed")
     p.add_argument("--max-minutes", type=float, default=None, help="wall-clock cap for the training loop")
     p.add_argument("--limit", type=int, default=None, help="use only N images (smoke tests / CI)")
     p.add_argument("--batch-size", type=int, default=64)
@@ -142,11 +145,12 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     log(f"torch {torch.__version__}, {torch.get_num_threads()} threads, python {platform.python_version()}")
 
     records = read_metadata(data_dir)
+    split_seed = args.seed if args.split_seed is None else args.split_seed
     if args.limit:
-        records = subsample(records, args.limit, args.seed)
-    split = split_by_lesion(records, args.seed, DEFAULT_FRACTIONS)
-    write_split(out / SPLIT_FILE, split, args.seed, DEFAULT_FRACTIONS)
-    log(f"data {data_dir}: {len(records)} images; split by lesion (seed {args.seed}): "
+        records = subsample(records, args.limit, split_seed)
+    split = split_by_lesion(records, split_seed, DEFAULT_FRACTIONS)
+    write_split(out / SPLIT_FILE, split, split_seed, DEFAULT_FRACTIONS)
+    log(f"data {data_dir}: {len(records)} images; split by lesion (seed {split_seed}): "
         + ", ".join(f"{k} {len(v)}" for k, v in split.items()))
 
     ids = [r.image_id for r in records]
@@ -273,6 +277,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         "command": command,
         "data_dir": str(data_dir),
         "seed": args.seed,
+        "split_seed": split_seed,
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "images": len(records),
         "split_counts": {k: len(v) for k, v in split.items()},

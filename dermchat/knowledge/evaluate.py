@@ -151,8 +151,17 @@ def _latency(values: list[float]) -> dict[str, float]:
     return {"p50": round(statistics.median(values), 2), "p95": round(percentile(values, 0.95), 2)}
 
 
+def _threads() -> int | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.get_num_threads()
+
+
 def evaluate(questions: list[Question], *, kb_dir: Path | None = None, show_misses: int = 0) -> dict[str, Any]:
     """Run every question through the index the app uses and compute the figures."""
+    from dermchat.knowledge.embeddings import query_backend
     from dermchat.knowledge.index import get_index
 
     t0 = time.perf_counter()
@@ -196,12 +205,13 @@ def evaluate(questions: list[Question], *, kb_dir: Path | None = None, show_miss
             "p95": round(percentile(latencies, 0.95), 2),
             "max": round(max(latencies), 2),
         },
-        # CPU time of the searching thread (torch runs single-threaded here): what a query costs on an idle
+        # CPU time of the searching thread (the embedding runs single-threaded here): what a query costs on an idle
         # core, whereas wall time on a shared machine also counts waiting for the core.
         "latency_cpu_ms": _latency(cpu_times),
         "latency_stages_ms": {stage: _latency(values) for stage, values in stages.items()},
         "latency_note": LATENCY_NOTE,
         "index": {"chunks": len(index), "first_load_s": round(first_load_s, 3), "from_cache": index.build.from_cache},
+        "query_embedding": {"backend": query_backend(), "threads": _threads()},
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "cpu_count": os.cpu_count(),
     }
@@ -225,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--no-build-timing", action="store_true", help="skip the cold/cached index build timing")
     parser.add_argument("--misses", type=int, default=0, help="list up to N questions whose condition is not in the top 3")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for query embedding (default 1)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for query embedding, torch or ONNX Runtime (default 1)")
     args = parser.parse_args(argv)
     path, description = resolve_question_set(args.questions)
     if not path.exists():
