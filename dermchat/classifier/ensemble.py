@@ -1,6 +1,7 @@
 """`python -m dermchat.classifier.ensemble --members DIR DIR [...] --out DIR`: average trained networks.
 
-Each member folder is the output of `train-classifier` with the same `--seed` (so the same lesion split:
+Each member folder is the output of `train-classifier` on the same lesion split (the same `--split-seed`, or
+the same `--seed` when no split seed is given; different `--seed`s then vary the networks). This is
 checked here, because averaging networks that saw each other's validation or calibration lesions would
 make every held-out figure optimistic). The combined `model.pt` holds all members in one file; the split
 is copied, and calibration is then fitted for the ensemble as a whole on the calibration split.
@@ -28,7 +29,7 @@ def check_same_split(members: Sequence[Path]) -> dict[str, list[str]]:
     for member, split in zip(members[1:], splits[1:]):
         if {k: sorted(v) for k, v in split.items()} != {k: sorted(v) for k, v in splits[0].items()}:
             raise ValueError(f"{member} was trained on a different lesion split than {members[0]}: "
-                             "train the members with the same --seed")
+                             "train the members with the same --split-seed")
     return splits[0]
 
 

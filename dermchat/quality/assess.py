@@ -68,8 +68,9 @@ RAMPS: dict[str, Ramp] = {
     "not_skin": Ramp(0.35, 0.05),  # skin-coloured fraction of the field
 }
 FRAMING_CUT_WEIGHT = 0.25  # weight of the one-sided cut against the centroid offset (see framing_value)
-BRISQUE_BLUR_FREE = 45.0  # BRISQUE up to this counts nothing towards blur (clean HAM10000: median 29)
-BRISQUE_BLUR_WEIGHT = 0.02  # sigma-equivalents of blur per BRISQUE point above that
+FRAMING_LARGE_DISCOUNT = 0.25  # share of the framing value forgiven for a lesion filling the whole frame
+BRISQUE_BLUR_FREE = 40.0  # BRISQUE up to this counts nothing towards blur (clean HAM10000: median 29)
+BRISQUE_BLUR_WEIGHT = 0.03  # sigma-equivalents of blur per BRISQUE point above that
 QUIET_SCORE = 90.0  # a reason scoring at least this is 'quiet': its defect does not explain a high BRISQUE
 MOTION_ANISOTROPY_FREE = 0.08  # directional spread of the re-blur index on HAM images (95th pct ~0.08-0.11)
 MOTION_NAMED = 0.12  # spread above which the clinician line calls the blur 'motion blur'
@@ -146,11 +147,11 @@ def framing_value(offset: float, cut: float, fraction: float) -> float:
 
     The centroid offset is the main cue. The one-sided cut counts a quarter: a thin leak of the estimate along
     one frame edge (shading, hair) also reads as a cut, and on HAM10000 a larger weight flagged more clean
-    photos than it caught shifted ones. A lesion that fills much of the frame is discounted (up to half at
-    full frame): it cannot sit far off-centre, and a dermoscopic close-up filled by the lesion is a good
+    photos than it caught shifted ones. A lesion that fills much of the frame is discounted (up to a quarter
+    at full frame): it cannot sit far off-centre, and a dermoscopic close-up filled by the lesion is a good
     photo, not a framing error.
     """
-    return (offset + FRAMING_CUT_WEIGHT * cut) * (1.0 - 0.5 * min(1.0, max(0.0, fraction)))
+    return (offset + FRAMING_CUT_WEIGHT * cut) * (1.0 - FRAMING_LARGE_DISCOUNT * min(1.0, max(0.0, fraction)))
 
 
 def _framing(m: Measurements) -> tuple[float, float, str]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import statistics
 import sys
 import tempfile
@@ -330,6 +329,7 @@ def _print_table(fig: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dermchat.cli_output import emit, fail
     from dermchat.paths import default_data_dir
 
     parser = argparse.ArgumentParser(prog="dermchat bench-quality", description=__doc__.splitlines()[0])
@@ -342,18 +342,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data = args.data or default_data_dir()
     if args.limit < 2:
-        print("error: --limit must be at least 2", file=sys.stderr)
-        return 2
+        return fail("--limit must be at least 2")
     try:
         figures = run(data, args.limit, args.seed, args.threshold, progress=not args.quiet)
     except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(figures, indent=2))
-    else:
-        _print_table(figures)
-    return 0
+        return fail(exc)
+    return emit(figures, args.json, _print_table, indent=2)
 
 
 if __name__ == "__main__":
