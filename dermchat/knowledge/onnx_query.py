@@ -20,6 +20,8 @@ import importlib.util
 import math
 from typing import TYPE_CHECKING, Any
 
+from dermchat.knowledge.embeddings import word_piece_ids
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -130,8 +132,6 @@ class OnnxQueryEncoder:
         self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
     def token_ids(self, text: str) -> list[int]:
-        from dermchat.knowledge.embeddings import word_piece_ids
-
         return word_piece_ids(self.tokenizer, text, self.max_tokens)
 
     def __call__(self, text: str) -> np.ndarray:
