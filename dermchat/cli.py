@@ -73,7 +73,8 @@ def cmd_turn(args: argparse.Namespace) -> int:
     out_dir = Path(args.out) if args.out else None
     result = None
     for event in app.run_turn(
-        args.image, args.question or "", audience=args.audience, force=args.force, settings_overrides=overrides or None
+        args.image, args.question or "", audience=args.audience, force=args.force, settings_overrides=overrides or None,
+        age=args.age, sex=args.sex, body_site=args.site,
     ):
         if event.kind == "result":
             result = event.result
@@ -143,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write reference images, heat map and a JSON manifest here")
     p.add_argument("--diagnoser", help="provider id overriding the settings")
     p.add_argument("--force", action="store_true", help="continue even when the photo fails the quality gate")
+    p.add_argument("--age", type=float, help="patient's age in years (optional; informs the offline model)")
+    p.add_argument("--sex", choices=["female", "male"], help="patient's sex (optional; informs the offline model)")
+    p.add_argument("--site", help="body site, e.g. 'back' or 'left forearm' (optional)")
     p.add_argument("--json", action="store_true", help="print the structured result as JSON")
     p.add_argument("--quiet", action="store_true", help="no step events on stderr")
     p.set_defaults(func=cmd_turn)

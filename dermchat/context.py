@@ -40,6 +40,8 @@ class TurnContext:
     quality: QualityReport | None = None
     diagnosis: Diagnosis | None = None
     body_site: str | None = None
+    age: float | None = None
+    sex: str | None = None
     seen_references: set[str] = field(default_factory=set)
     options: dict[str, Any] = field(default_factory=dict)
     progress: ProgressFn = _no_progress

@@ -137,10 +137,15 @@ class DermChat:
         seen_references: set[str] | None = None,
         workdir: str | Path | None = None,
         body_site: str | None = None,
+        age: float | None = None,
+        sex: str | None = None,
         turn_id: str | None = None,
         options: dict[str, Any] | None = None,
     ) -> Iterator[StepEvent]:
         """Run one turn, yielding step events; the last event has ``kind='result'``.
+
+        ``body_site``, ``age`` and ``sex`` are what the user chose to tell (all optional); diagnosers may
+        use them as evidence, reference images use the body site.
 
         ``options`` travel to providers and observers as ``ctx.options`` (e.g. study mode's participant and
         arm, which the study plugin's ``turn_completed`` records).
@@ -156,6 +161,8 @@ class DermChat:
             seen_references=seen_references,
             workdir=workdir,
             body_site=body_site,
+            age=age,
+            sex=sex,
             turn_id=turn_id,
             options=options,
         )
@@ -187,6 +194,8 @@ class _Turn:
         seen_references: set[str] | None,
         workdir: str | Path | None,
         body_site: str | None,
+        age: float | None,
+        sex: str | None,
         turn_id: str | None,
         options: dict[str, Any] | None,
     ) -> None:
@@ -212,6 +221,8 @@ class _Turn:
             history=history,
             previous=previous,
             body_site=body_site,
+            age=age,
+            sex=sex,
             seen_references=set(seen_references or ()),
             options=dict(options or {}),
         )

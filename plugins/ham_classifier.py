@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dermchat.classifier.patient_info import PatientInfo
 from dermchat.context import TurnContext
 from dermchat.hookspecs import hookimpl
 from dermchat.providers import Diagnoser, ProviderError
@@ -50,6 +51,7 @@ class HamCnnDiagnoser(Diagnoser):
         coverage: float = Field(0.9, gt=0.5, lt=1.0, description="conformal prediction-set coverage")
         heatmap: bool = Field(True, description="write a Grad-CAM overlay PNG for the clinician view")
         abstain_on_ood: bool = Field(True, description="abstain when the image looks unlike the training data")
+        use_patient_info: bool = Field(True, description="let the age, sex and body site the user gives inform the model")
 
     def __init__(self) -> None:
         super().__init__()
@@ -97,7 +99,9 @@ class HamCnnDiagnoser(Diagnoser):
                              rationale=SCOPE_NOTE)
         self.load()
         ctx.progress("running the lesion classifier", 0.2)
-        pred = self._predictor.predict_image(ctx.image, heatmap=False)
+        patient = PatientInfo.from_user(ctx.age, ctx.sex, ctx.body_site) if opts.use_patient_info else None
+        pred = self._predictor.predict_image(ctx.image, heatmap=False, patient=patient)
+        used = pred.extra.get("patient_info_used")
         vocab = get_vocabulary()
         differential = [
             DifferentialEntry(condition_id=vocab.from_ham_code(code), probability=float(p), label=code)
@@ -115,6 +119,7 @@ class HamCnnDiagnoser(Diagnoser):
             "melanoma_probability": pred.melanoma_probability,
             "melanoma_threshold": pred.melanoma_threshold,
             "prediction_set_ham": pred.prediction_set,
+            "patient_info_used": used,
         }
         if pred.out_of_distribution and opts.abstain_on_ood:
             return Diagnosis(**base, abstained=True, ood_score=pred.mahalanobis, extra=extra,
@@ -135,7 +140,9 @@ class HamCnnDiagnoser(Diagnoser):
         top = differential[0]
         rationale = (
             f"Top class {vocab.get(top.condition_id).clinician_name} ({top.probability:.0%}); "
-            f"{len(prediction_set)} condition(s) in the {opts.coverage:.0%} prediction set. {SCOPE_NOTE}"
+            f"{len(prediction_set)} condition(s) in the {opts.coverage:.0%} prediction set. "
+            + (f"The details given ({used}) were weighed in with the image. " if used else "")
+            + SCOPE_NOTE
         )
         return Diagnosis(**base, differential=differential, prediction_set=prediction_set, triage_hint=hint,
                          triage_reason=why, rationale=rationale, heatmap_path=heatmap_path,

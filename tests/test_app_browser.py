@@ -59,3 +59,23 @@ def test_upload_switch_audience_and_read_the_answer(page, ham_image: Path) -> No
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+def test_details_about_the_spot_reach_the_model(page, ham_dir: Path) -> None:
+    page.get_by_role("button", name="New conversation").click()
+    page.get_by_text("About the spot (optional)").click()
+    page.fill("#patient-age input", "80")
+    page.click("#patient-sex input")
+    page.get_by_role("option", name="male", exact=True).click()
+    page.fill("#patient-site input", "scalp")
+    page.keyboard.press("Enter")
+    page.get_by_role("radio", name="clinician").check()
+    page.set_input_files("#message input[type=file]", str(ham_dir / "images" / "ISIC_0027419.jpg"))
+    page.wait_for_timeout(500)
+    page.fill("#message textarea", "And with these details?")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "() => document.querySelector('#chatbot').innerText.includes('were weighed in with the image')",
+        timeout=40_000,
+    )
+    assert "age 80, male, scalp" in page.inner_text("#chatbot")

@@ -28,6 +28,8 @@ def test_eval_prints_all_figures_and_writes_plots(ham_dir: Path, tmp_path: Path,
     assert "sensitivity" in figures["melanoma_urgent_threshold"]
     assert set(figures["subgroups_balanced_accuracy"]) == {"sex", "age_band", "site"}
     assert figures["speed"]["ms_per_image_median"] > 0
+    assert figures["patient_info"]["used"] and figures["patient_info"]["images_with_details"] > 100
+    assert {"accuracy", "balanced_accuracy", "macro_auc_ovr", "ece_after", "coverage"} <= set(figures["image_only"])
     assert (tmp_path / "reliability.png").stat().st_size > 1000
     assert (tmp_path / "confusion_matrix.png").stat().st_size > 1000
 

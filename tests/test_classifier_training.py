@@ -61,7 +61,7 @@ def test_train_command_runs_end_to_end_on_a_tiny_subset(ham_dir: Path, tmp_path:
                "--batch-size", "16", "--threads", "1"])
     assert rc == 0
     for name in ("model.pt", "split.json", "training_log.txt", "training_summary.json", "calibration.json",
-                 "ood_stats.npz"):
+                 "ood_stats.npz", "patient_prior.json"):
         assert (out / name).is_file(), name
     summary = json.loads((out / "training_summary.json").read_text())
     assert summary["images"] == 64 and summary["epochs_run"] == 1

@@ -44,10 +44,12 @@ def test_turn_on_unreadable_input_exits_2_with_a_message(tmp_path: Path) -> None
 def test_turn_writes_references_and_manifest(tmp_path: Path, ham_image: Path) -> None:
     out = tmp_path / "out"
     proc = run_cli("turn", str(ham_image), "--question", "what is it?", "--audience", "clinician",
-                   "--out", str(out), "--json")
+                   "--out", str(out), "--json", "--age", "60", "--sex", "female", "--site", "upper back")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     assert result["status"] in {"ok", "abstained"}
+    if result["status"] == "ok" and result["diagnosis"]["provider_id"] == "ham-cnn":
+        assert result["diagnosis"]["extra"]["patient_info_used"] == "age 60, female, back"
     assert "[quality] start" in proc.stderr  # step events stream to stderr
     manifest = json.loads((out / "references.json").read_text())
     assert manifest and all(Path(item["path"]).exists() and Path(item["path"]).parent == out for item in manifest)

@@ -21,6 +21,17 @@ from ui.uploads import sanitize_upload
 IMAGE_TYPES = [".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".gif", ".bmp", ".tif", ".tiff"]
 
 
+BODY_SITES = ["face", "scalp", "ear", "neck", "chest", "abdomen", "back", "upper extremity", "hand",
+              "lower extremity", "foot", ("palm or sole", "acral"), "genital"]
+
+
+def patient_details(age: float | None, sex: str | None, site: str | None) -> dict[str, Any]:
+    """The optional details as ``run_turn`` keywords; blanks and 'not given' are left out."""
+    return {"age": float(age) if age not in (None, "") else None,
+            "sex": sex if sex in ("female", "male") else None,
+            "body_site": (site or "").strip() or None}
+
+
 def new_state() -> dict[str, Any]:
     return {
         "result": None,  # last TurnResult with a diagnosis, as JSON (follow-ups talk about it)
@@ -61,6 +72,16 @@ class ChatTab:
                 with gr.Row():
                     self.continue_btn = gr.Button("Continue anyway", visible=False, elem_id="continue-anyway")
                     self.clear_btn = gr.Button("New conversation", variant="secondary")
+                with gr.Accordion("About the spot (optional)", open=False, elem_id="patient-details"):
+                    gr.Markdown("Age, sex and where the spot is help the offline model weigh what it sees. "
+                                "Leave any of them empty if you prefer.")
+                    with gr.Row():
+                        self.age = gr.Number(label="Age (years)", minimum=0, maximum=120, precision=0,
+                                             elem_id="patient-age")
+                        self.sex = gr.Dropdown(["not given", "female", "male"], value="not given", label="Sex",
+                                               elem_id="patient-sex")
+                        self.site = gr.Dropdown(BODY_SITES, value=None, label="Body site", allow_custom_value=True,
+                                                elem_id="patient-site")
             with gr.Column(scale=2):
                 self.triage = gr.Markdown(elem_id="triage-badge")
                 self.differential = gr.Label(label="Differential (calibrated probabilities)", num_top_classes=7, elem_id="differential")
@@ -75,7 +96,8 @@ class ChatTab:
 
     def wire(self, settings_state: gr.State | None = None) -> None:
         outputs = [self.chatbot, self.state, *self.panel]
-        inputs = [self.chatbot, self.state, self.audience] + ([settings_state] if settings_state is not None else [])
+        inputs = [self.chatbot, self.state, self.audience, self.age, self.sex, self.site] + (
+            [settings_state] if settings_state is not None else [])
         submitted = self.message.submit(
             self.add_message, [self.chatbot, self.message, self.state], [self.chatbot, self.message, self.state], queue=False
         )
@@ -110,7 +132,8 @@ class ChatTab:
             history.append({"role": "user", "content": text})
         return history, gr.MultimodalTextbox(value=None, interactive=False), state
 
-    def respond(self, history: list, state: dict, audience: str, overrides: dict | None = None) -> Iterator[dict]:
+    def respond(self, history: list, state: dict, audience: str, age: float | None = None, sex: str | None = None,
+                site: str | None = None, overrides: dict | None = None) -> Iterator[dict]:
         state = dict(state)
         if state.get("pending_error"):
             history = list(history) + [{"role": "assistant", "content": state["pending_error"]}]
@@ -121,14 +144,18 @@ class ChatTab:
         if note:  # several attachments: say which one is used (the note comes from dermchat.intake.choose_image)
             history = list(history) + [{"role": "assistant", "content": note}]
         image = state.get("pending_image")
-        yield from self._run(history, state, audience, image=image, text=state.get("pending_text", ""), force=False, overrides=overrides)
+        yield from self._run(history, state, audience, image=image, text=state.get("pending_text", ""), force=False,
+                             overrides=overrides, details=patient_details(age, sex, site))
 
-    def continue_anyway(self, history: list, state: dict, audience: str, overrides: dict | None = None) -> Iterator[dict]:
+    def continue_anyway(self, history: list, state: dict, audience: str, age: float | None = None,
+                        sex: str | None = None, site: str | None = None,
+                        overrides: dict | None = None) -> Iterator[dict]:
         if not state.get("image"):
             yield {self.chatbot: list(history) + [{"role": "assistant", "content": "There is no photo to continue with. Please attach one."}]}
             return
         history = list(history) + [{"role": "user", "content": "Continue anyway with this photo."}]
-        yield from self._run(history, dict(state), audience, image=state["image"], text="", force=True, overrides=overrides)
+        yield from self._run(history, dict(state), audience, image=state["image"], text="", force=True,
+                             overrides=overrides, details=patient_details(age, sex, site))
 
     def rerender(self, history: list, state: dict, audience: str) -> dict:
         """Audience switch: same result, other rendering; nothing is re-run."""
@@ -143,7 +170,7 @@ class ChatTab:
 
     # -- the turn --------------------------------------------------------------------------------------------
     def _run(self, history: list, state: dict, audience: str, *, image: str | None, text: str, force: bool,
-             overrides: dict | None) -> Iterator[dict]:
+             overrides: dict | None, details: dict[str, Any] | None = None) -> Iterator[dict]:
         history = list(history)
         previous = TurnResult.model_validate(state["result"]) if state.get("result") else None
         step_index: dict[str, int] = {}
@@ -151,6 +178,7 @@ class ChatTab:
         events = self.app.run_turn(
             image, text, audience=audience, previous=previous if image is None else None, history=convo[-10:],
             force=force, seen_references=set(state.get("seen", [])), settings_overrides=overrides or None,
+            **(details or {}),
         )
         for event in events:
             if event.kind == "result" and event.result is not None:

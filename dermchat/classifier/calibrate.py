@@ -5,6 +5,8 @@
   coverage can be asked for later; the default is 90%.
 - Melanoma threshold: the highest P(mel) threshold that still flags `target_sensitivity` of the
   calibration melanomas (sensitivity first: a missed melanoma costs far more than a referral).
+- Patient details (optional age/sex/site, see `patient_info`): a prior fitted on the training split's
+  metadata, its weight and a second set of the quantities above for logits shifted by it.
 - Out-of-distribution gate: an energy score (from the logits) and a Mahalanobis distance of the
   pooled embedding to the training classes; either above its calibration quantile means
   "out of my depth". The Mahalanobis part catches inputs unlike any dermoscopic frame (documents,
@@ -25,6 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from dermchat.classifier import HAM_CLASSES
+from dermchat.classifier.patient_info import PRIOR_FILE, PatientPrior, infos_from_records
 
 CALIBRATION_FILE = "calibration.json"
 OOD_FILE = "ood_stats.npz"
@@ -145,16 +148,14 @@ class Mahalanobis:
         return d2.min(axis=1)
 
 
-def calibrate_arrays(
-    logits: np.ndarray,
-    labels: np.ndarray,
-    embeddings: np.ndarray,
-    train_embeddings: np.ndarray,
-    train_labels: np.ndarray,
-    coverage: float = DEFAULT_COVERAGE,
-    class_bias: bool = False,
-) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """All calibration quantities from calibration-split logits/embeddings (pure numpy)."""
+def probability_calibration(
+    logits: np.ndarray, labels: np.ndarray, coverage: float, class_bias: bool
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Temperature (+ bias), conformal threshold and melanoma threshold for one kind of logits.
+
+    Used twice: for the image-only logits and for logits shifted by the patient details, which
+    need their own temperature and thresholds (the shift changes how peaked the outputs are).
+    """
     from dermchat.classifier.metrics import expected_calibration_error
 
     k = len(HAM_CLASSES)
@@ -162,7 +163,6 @@ def calibrate_arrays(
         t, bias = fit_bias_temperature(logits, labels)
     else:
         t, bias = fit_temperature(logits, labels), np.zeros(k)
-    raw = softmax(logits)
     probs = softmax(logits, t, bias)
     scores = conformal_scores(probs, labels)
     qhat = conformal_threshold(scores, coverage)
@@ -171,16 +171,7 @@ def calibrate_arrays(
     is_mel = labels == mel
     mel_thr = melanoma_threshold(probs[:, mel], is_mel, MEL_TARGET_SENSITIVITY)
     flagged = probs[:, mel] >= mel_thr
-    maha = Mahalanobis.fit(train_embeddings, train_labels, k)
-    e = energy(logits, t)
-    m = maha.score(embeddings)
-    e_thr = float(np.quantile(e, OOD_QUANTILE))
-    m_thr = float(np.quantile(m, OOD_QUANTILE))
-    abstain = (e > e_thr) | (m > m_thr)
-    cal = {
-        "classes": list(HAM_CLASSES),
-        "split": "calib",
-        "n": int(len(labels)),
+    block = {
         "temperature": t,
         "class_bias": [float(x) for x in bias],
         "conformal": {"method": "LAC (1 - p_true), top-1 always kept", "coverage": coverage,
@@ -189,13 +180,60 @@ def calibrate_arrays(
         "melanoma": {"threshold": mel_thr, "target_sensitivity": MEL_TARGET_SENSITIVITY,
                      "calib_sensitivity": float(flagged[is_mel].mean()) if is_mel.any() else None,
                      "calib_specificity": float((~flagged[~is_mel]).mean()) if (~is_mel).any() else None},
-        "ood": {"quantile": OOD_QUANTILE, "energy_threshold": e_thr, "mahalanobis_threshold": m_thr,
-                "calib_abstention_rate": float(abstain.mean())},
-        "calib_metrics": {"ece_before": expected_calibration_error(raw, labels),
+        "calib_metrics": {"ece_before": expected_calibration_error(softmax(logits), labels),
                           "ece_after": expected_calibration_error(probs, labels)},
     }
-    arrays = {"conformal_scores": np.sort(scores).astype(np.float32),
+    return block, np.sort(scores).astype(np.float32)
+
+
+def fit_patient_weight(logits: np.ndarray, log_ratio: np.ndarray, labels: np.ndarray, class_bias: bool) -> float:
+    """Weight of the patient-details log-ratio that minimises the calibration NLL (after re-fitting T)."""
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
+
+    rows = np.arange(len(labels))
+
+    def nll(w: float) -> float:
+        z = logits + w * log_ratio
+        t, b = fit_bias_temperature(z, labels) if class_bias else (fit_temperature(z, labels), 0.0)
+        return float(-log_softmax(z / t + b, axis=1)[rows, labels].mean())
+
+    return float(minimize_scalar(nll, bounds=(0.0, 2.0), method="bounded", options={"xatol": 0.01}).x)
+
+
+def calibrate_arrays(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    embeddings: np.ndarray,
+    train_embeddings: np.ndarray,
+    train_labels: np.ndarray,
+    coverage: float = DEFAULT_COVERAGE,
+    class_bias: bool = False,
+    patient_log_ratio: np.ndarray | None = None,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """All calibration quantities from calibration-split logits/embeddings (pure numpy).
+
+    With `patient_log_ratio` (the calibration rows' age/sex/site evidence, see `patient_info`), a second
+    block `with_patient_info` holds the fitted weight and its own temperature and thresholds.
+    """
+    k = len(HAM_CLASSES)
+    block, scores = probability_calibration(logits, labels, coverage, class_bias)
+    maha = Mahalanobis.fit(train_embeddings, train_labels, k)
+    e = energy(logits, block["temperature"])
+    m = maha.score(embeddings)
+    e_thr = float(np.quantile(e, OOD_QUANTILE))
+    m_thr = float(np.quantile(m, OOD_QUANTILE))
+    abstain = (e > e_thr) | (m > m_thr)
+    cal = {"classes": list(HAM_CLASSES), "split": "calib", "n": int(len(labels)), **block,
+           "ood": {"quantile": OOD_QUANTILE, "energy_threshold": e_thr, "mahalanobis_threshold": m_thr,
+                   "calib_abstention_rate": float(abstain.mean())}}
+    arrays = {"conformal_scores": scores,
               "maha_means": maha.means.astype(np.float32), "maha_precision": maha.precision.astype(np.float32)}
+    if patient_log_ratio is not None:
+        w = fit_patient_weight(logits, patient_log_ratio, labels, class_bias)
+        pblock, pscores = probability_calibration(logits + w * patient_log_ratio, labels, coverage, class_bias)
+        cal["with_patient_info"] = {"weight": w, **pblock}
+        arrays["conformal_scores_patient"] = pscores
     return cal, arrays
 
 
@@ -229,11 +267,28 @@ def calibrate_dir(
         out = batched_inference(model, pixels[[index[i] for i in ids]])
         parts[name] = (out["logits"].numpy().astype(np.float64), out["embedding"].numpy().astype(np.float64),
                        np.array([labels_by_id[i] for i in ids]))
+    by_id = {r.image_id: r for r in records}
+    prior = fit_patient_prior([by_id[i] for i in split["train"] if i in by_id])
+    log_ratio = None
+    if prior is not None:
+        log_ratio = prior.log_ratio(infos_from_records([by_id[i] for i in split["calib"] if i in index]))
     cal, arrays = calibrate_arrays(parts["calib"][0], parts["calib"][2], parts["calib"][1],
-                                   parts["train"][1], parts["train"][2], coverage, class_bias)
+                                   parts["train"][1], parts["train"][2], coverage, class_bias, log_ratio)
     (weights_dir / CALIBRATION_FILE).write_text(json.dumps(cal, indent=1))
     np.savez_compressed(weights_dir / OOD_FILE, **arrays)
+    (weights_dir / PRIOR_FILE).unlink(missing_ok=True)
+    if prior is not None:
+        prior.weight = cal["with_patient_info"]["weight"]
+        prior.save(weights_dir)
     return cal
+
+
+def fit_patient_prior(train_records: Sequence[Any]) -> "PatientPrior | None":
+    """p(dx | age, sex, site) from the training rows; None when the folder gives no such details."""
+    infos = infos_from_records(train_records)
+    if not any(i.given for i in infos):
+        return None
+    return PatientPrior.fit(infos, np.array([r.label for r in train_records]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

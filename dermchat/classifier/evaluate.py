@@ -19,6 +19,7 @@ from dermchat.classifier import HAM_CLASSES
 from dermchat.classifier import metrics as M
 from dermchat.cli_output import emit, fail
 from dermchat.classifier.data import DataError, Record, default_data_dir, load_pixels, read_metadata, read_split
+from dermchat.classifier.patient_info import infos_from_records
 
 AGE_BANDS: tuple[tuple[str, float, float], ...] = (
     ("<30", 0, 30), ("30-44", 30, 45), ("45-59", 45, 60), ("60-74", 60, 75), ("75+", 75, 200))
@@ -46,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="evaluate only N evenly spaced selected images")
     p.add_argument("--threads", type=int, default=2, help="torch threads for the batch pass")
     p.add_argument("--timing-images", type=int, default=50, help="images for the one-thread ms/image figure")
+    p.add_argument("--image-only", action="store_true",
+                   help="ignore the age/sex/site columns (by default they inform the model, as in the app "
+                        "when the user gives them; the image-only figures are reported alongside)")
     return p
 
 
@@ -89,23 +93,27 @@ def subgroup_balanced_accuracy(records: list[Record], labels: np.ndarray, preds:
     return out
 
 
-def time_single_thread(predictor: Any, data_dir: Path, records: list[Record], n: int) -> dict[str, float]:
+def time_single_thread(predictor: Any, data_dir: Path, records: list[Record], n: int,
+                       with_details: bool = False) -> dict[str, float]:
     """ms per image on one thread through the chat path: JPEG decode, crop/resize, flip-TTA forward,
-    calibration, set, OOD gate (no heat map), and separately the Grad-CAM heat map."""
+    calibration (with the patient details when `with_details`), set, OOD gate (no heat map), and
+    separately the Grad-CAM heat map."""
     import torch
     from PIL import Image
 
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        paths = [data_dir / "images" / f"{r.image_id}.jpg" for r in records[: max(1, n)]]
+        chosen = records[: max(1, n)]
+        paths = [data_dir / "images" / f"{r.image_id}.jpg" for r in chosen]
+        infos = infos_from_records(chosen) if with_details else [None] * len(chosen)
         with Image.open(paths[0]) as im:
             predictor.predict_image(im.convert("RGB"))  # warm-up
         times = []
-        for p in paths:
+        for p, info in zip(paths, infos):
             t0 = time.perf_counter()
             with Image.open(p) as im:
-                predictor.predict_image(im.convert("RGB"))
+                predictor.predict_image(im.convert("RGB"), patient=info)
             times.append((time.perf_counter() - t0) * 1000)
         heat = []
         for p in paths[:10]:
@@ -141,7 +149,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     frames, _ = load_pixels(data_dir, [r.image_id for r in records], with_masks=False)
     logits, emb = predictor.forward_frames(frames)
     batch_s = time.perf_counter() - t0
-    a = predictor.analyse(logits, emb)
+    patients = None if args.image_only or not predictor.uses_patient_info else infos_from_records(records)
+    a = predictor.analyse(logits, emb, patients)
     probs, raw, sets = a["probs"], a["raw_probs"], a["sets"]
     preds = probs.argmax(axis=1)
     k = len(HAM_CLASSES)
@@ -161,6 +170,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "weights_dir": str(predictor.weights_dir),
         "evaluated_on": which,
         "n_images": int(len(labels)),
+        "patient_info": {"used": bool(a["with_patient_info"].any()),
+                         "images_with_details": int(a["with_patient_info"].sum()),
+                         "weight": predictor.patient_prior.weight if predictor.patient_prior else None},
         "class_counts": {c: int((labels == i).sum()) for i, c in enumerate(HAM_CLASSES)},
         "accuracy": nan_to_none(M.accuracy(labels, preds)),
         "balanced_accuracy": nan_to_none(M.balanced_accuracy(labels, preds, k)),
@@ -170,7 +182,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                           "specificity": nan_to_none(spec[i]), "auc": nan_to_none(aucs[i])}
                       for i, c in enumerate(HAM_CLASSES)},
         "melanoma_urgent_threshold": {
-            "threshold": round(predictor.melanoma_threshold, 4),
+            "threshold": round(float(np.median(a["melanoma_threshold"])), 4),
             "sensitivity": nan_to_none(a["melanoma_flag"][is_mel].mean() if is_mel.any() else np.nan),
             "specificity": nan_to_none((~a["melanoma_flag"][~is_mel]).mean() if (~is_mel).any() else np.nan),
             "urgent_tier_sensitivity_melanoma": nan_to_none(a["urgent"][is_mel].mean() if is_mel.any() else np.nan),
@@ -179,6 +191,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         },
         "calibration": {
             "temperature": round(predictor.temperature, 4),
+            "temperature_with_patient_info": (round(float(predictor.calibration["with_patient_info"]["temperature"]), 4)
+                                              if a["with_patient_info"].any() else None),
             "ece_before": nan_to_none(M.expected_calibration_error(raw, labels)),
             "ece_after": nan_to_none(M.expected_calibration_error(probs, labels)),
             "nll_before": nan_to_none(-np.log(np.clip(raw[np.arange(len(labels)), labels], 1e-12, 1)).mean()),
@@ -201,12 +215,29 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             key: subgroup_balanced_accuracy(records, labels, preds, key) for key in ("sex", "age_band", "site")},
         "confusion_matrix": {"classes": list(HAM_CLASSES), "rows_true_cols_pred": cm.tolist()},
         "speed": {"batch_pass_s": round(batch_s, 2), "batch_threads": int(torch.get_num_threads()),
-                  **time_single_thread(predictor, data_dir, records, args.timing_images)},
+                  **time_single_thread(predictor, data_dir, records, args.timing_images,
+                                      bool(a["with_patient_info"].any()))},
         "reliability_after": M.reliability_bins(probs, labels),
     }
+    if a["with_patient_info"].any():
+        figures["image_only"] = headline(predictor.analyse(logits, emb), labels)
     if args.plots:
         figures["plots"] = write_plots(Path(args.plots), raw, probs, labels, cm)
     return figures
+
+
+def headline(a: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, float | None]:
+    """The target figures for one analysis (used for the image-only comparison)."""
+    preds = a["probs"].argmax(axis=1)
+    k = len(HAM_CLASSES)
+    is_mel = labels == HAM_CLASSES.index("mel")
+    return {"accuracy": round(M.accuracy(labels, preds), 4),
+            "balanced_accuracy": round(M.balanced_accuracy(labels, preds, k), 4),
+            "macro_auc_ovr": round(M.macro_auc(a["probs"], labels), 4),
+            "ece_after": round(M.expected_calibration_error(a["probs"], labels), 4),
+            "melanoma_sensitivity": round(float(a["melanoma_flag"][is_mel].mean()), 4) if is_mel.any() else None,
+            "coverage": round(float(a["sets"][np.arange(len(labels)), labels].mean()), 4),
+            "mean_set_size": round(float(a["sets"].sum(axis=1).mean()), 4)}
 
 
 def write_plots(out: Path, raw: np.ndarray, probs: np.ndarray, labels: np.ndarray, cm: np.ndarray) -> list[str]:
@@ -253,6 +284,8 @@ def write_plots(out: Path, raw: np.ndarray, probs: np.ndarray, labels: np.ndarra
 
 def print_human(f: dict[str, Any]) -> None:
     print(f"Evaluated {f['n_images']} images from {f['data_dir']} ({f['evaluated_on']})")
+    info = f["patient_info"]
+    print(f"patient details (age/sex/site) {'used for ' + str(info['images_with_details']) + ' images' if info['used'] else 'not used'}")
     print(f"accuracy {f['accuracy']}  balanced accuracy {f['balanced_accuracy']}  macro-F1 {f['macro_f1']}  "
           f"macro AUC {f['macro_auc_ovr']}")
     for c, v in f["per_class"].items():
@@ -266,6 +299,8 @@ def print_human(f: dict[str, Any]) -> None:
     print(f"abstention rate {f['abstention']['rate']}")
     for key, groups in f["subgroups_balanced_accuracy"].items():
         print(f"balanced accuracy by {key}: " + ", ".join(f"{g} {v['balanced_accuracy']} (n={v['n']})" for g, v in groups.items()))
+    if "image_only" in f:
+        print("image only (no patient details): " + ", ".join(f"{k} {v}" for k, v in f["image_only"].items()))
     print(f"speed (1 thread): {f['speed']['ms_per_image_median']} ms/image median, "
           f"{f['speed']['ms_with_heatmap_median']} ms with heat map")
 

@@ -1,5 +1,6 @@
 """Inference with everything calibration adds: calibrated probabilities, a conformal prediction
-set, the melanoma high-sensitivity flag and the out-of-distribution gate (and Grad-CAM on demand).
+set, the melanoma high-sensitivity flag and the out-of-distribution gate (and Grad-CAM on demand),
+optionally informed by the patient's age, sex and body site (`patient_info`).
 
 One class serves both the chat plugin (one photo at a time) and the evaluation command (arrays of
 logits), so the numbers the evaluation reports are produced by exactly the code the app runs.
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dermchat.classifier import HAM_CLASSES, MALIGNANT_CODES
+from dermchat.classifier.patient_info import PatientInfo, PatientPrior
 from dermchat.classifier.calibrate import (
     CALIBRATION_FILE,
     DEFAULT_COVERAGE,
@@ -80,6 +82,8 @@ class Predictor:
         self._maha: Mahalanobis | None = None
         self._scores: np.ndarray | None = None
         self.conformal_threshold = 1.0
+        self.patient_prior: PatientPrior | None = None
+        self.patient_conformal_threshold = 1.0
         self.coverage = coverage or DEFAULT_COVERAGE
 
     def available(self) -> tuple[bool, str]:
@@ -106,8 +110,13 @@ class Predictor:
             with np.load(self.weights_dir / OOD_FILE) as z:
                 self._maha = Mahalanobis(z["maha_means"].astype(np.float64), z["maha_precision"].astype(np.float64))
                 self._scores = z["conformal_scores"].astype(np.float64)
+                patient_scores = z["conformal_scores_patient"].astype(np.float64) if "conformal_scores_patient" in z else None
             self.coverage = self.requested_coverage or float(self.calibration["conformal"]["coverage"])
             self.conformal_threshold = conformal_threshold(self._scores, self.coverage)
+            prior = PatientPrior.load(self.weights_dir)
+            if prior is not None and patient_scores is not None and "with_patient_info" in self.calibration:
+                self.patient_prior = prior
+                self.patient_conformal_threshold = conformal_threshold(patient_scores, self.coverage)
             self._model = model
 
     @property
@@ -133,35 +142,61 @@ class Predictor:
         out = batched_inference(self.model, frames, batch_size=batch_size, tta=self.tta)
         return out["logits"].numpy().astype(np.float64), out["embedding"].numpy().astype(np.float64)
 
-    def analyse(self, logits: np.ndarray, embeddings: np.ndarray) -> dict[str, np.ndarray]:
-        """Calibrated probabilities, sets, OOD scores/flags and melanoma flags for arrays of outputs."""
+    @property
+    def uses_patient_info(self) -> bool:
+        """Whether these weights come with a patient-details prior (older weights folders do not)."""
+        self.load()
+        return self.patient_prior is not None
+
+    def _calibrated(self, logits: np.ndarray, block: dict[str, Any], threshold: float) -> tuple[np.ndarray, ...]:
+        bias = np.asarray(block.get("class_bias") or np.zeros(len(HAM_CLASSES)), dtype=np.float64)
+        probs = softmax(logits, float(block["temperature"]), bias)
+        mel_flag = probs[:, HAM_CLASSES.index("mel")] >= float(block["melanoma"]["threshold"])
+        thresholds = np.full(len(probs), float(block["melanoma"]["threshold"]))
+        return probs, prediction_sets(probs, threshold), mel_flag, thresholds
+
+    def analyse(self, logits: np.ndarray, embeddings: np.ndarray,
+                patients: "list[PatientInfo] | None" = None) -> dict[str, np.ndarray]:
+        """Calibrated probabilities, sets, OOD scores/flags and melanoma flags for arrays of outputs.
+
+        Rows whose `patients` entry gives any detail use the patient-details shift and its own calibration;
+        the out-of-distribution gate always looks at the image alone (details cannot make a photo in-scope).
+        """
         self.load()
         assert self._maha is not None
         t = self.temperature
-        bias = np.asarray(self.calibration.get("class_bias") or np.zeros(len(HAM_CLASSES)), dtype=np.float64)
-        probs = softmax(logits, t, bias)
-        sets = prediction_sets(probs, self.conformal_threshold)
+        probs, sets, mel_flag, mel_thr = self._calibrated(logits, self.calibration, self.conformal_threshold)
+        with_info = np.zeros(len(logits), dtype=bool)
+        if patients is not None and self.patient_prior is not None:
+            with_info = np.array([p.given for p in patients], dtype=bool)
+        if with_info.any():
+            assert self.patient_prior is not None
+            shifted = logits[with_info] + self.patient_prior.shift([p for p, g in zip(patients or [], with_info) if g])
+            parts = self._calibrated(shifted, self.calibration["with_patient_info"], self.patient_conformal_threshold)
+            for whole, part in zip((probs, sets, mel_flag, mel_thr), parts):
+                whole[with_info] = part
         e = energy(logits, t)
         m = self._maha.score(embeddings)
         ood_cfg = self.calibration["ood"]
         ood_energy = e > ood_cfg["energy_threshold"]
         ood_maha = m > ood_cfg["mahalanobis_threshold"]
-        mel = HAM_CLASSES.index("mel")
-        mel_flag = probs[:, mel] >= self.melanoma_threshold
         malignant_cols = [HAM_CLASSES.index(c) for c in sorted(MALIGNANT_CODES)]
         urgent = mel_flag | sets[:, malignant_cols].any(axis=1)
         return {"raw_probs": softmax(logits), "probs": probs, "sets": sets, "energy": e, "mahalanobis": m,
                 "ood_energy": ood_energy, "ood_mahalanobis": ood_maha, "ood": ood_energy | ood_maha,
-                "melanoma_flag": mel_flag, "urgent": urgent}
+                "melanoma_flag": mel_flag, "melanoma_threshold": mel_thr, "urgent": urgent,
+                "with_patient_info": with_info}
 
     # -- single image API (the chat plugin) ---------------------------------------------------------------
-    def predict_image(self, image: "Image.Image", heatmap: bool = False) -> Prediction:
+    def predict_image(self, image: "Image.Image", heatmap: bool = False,
+                      patient: PatientInfo | None = None) -> Prediction:
         from dermchat.classifier.data import to_model_frame
 
         frame = to_model_frame(image)
         logits, emb = self.forward_frames(frame[None])
-        a = self.analyse(logits, emb)
+        a = self.analyse(logits, emb, [patient] if patient is not None else None)
         probs = a["probs"][0]
+        mel_threshold = float(a["melanoma_threshold"][0])
         in_set = [HAM_CLASSES[k] for k in np.argsort(-probs) if a["sets"][0, k]]
         reasons = []
         if a["ood_mahalanobis"][0]:
@@ -175,7 +210,7 @@ class Predictor:
             parts = []
             if a["melanoma_flag"][0]:
                 parts.append(f"melanoma probability {mel_p:.2f} is above the high-sensitivity threshold "
-                             f"{self.melanoma_threshold:.2f}")
+                             f"{mel_threshold:.2f}")
             if malignant:
                 parts.append("the prediction set contains " + ", ".join(malignant))
             urgent_reason = "; ".join(parts)
@@ -191,11 +226,12 @@ class Predictor:
             out_of_distribution=bool(a["ood"][0]),
             ood_reason="; ".join(reasons) or None,
             melanoma_probability=mel_p,
-            melanoma_threshold=self.melanoma_threshold,
+            melanoma_threshold=mel_threshold,
             urgent=bool(a["urgent"][0]),
             urgent_reason=urgent_reason,
             heatmap=cam,
-            extra={"raw_probabilities": {c: float(p) for c, p in zip(HAM_CLASSES, a["raw_probs"][0])}},
+            extra={"raw_probabilities": {c: float(p) for c, p in zip(HAM_CLASSES, a["raw_probs"][0])},
+                   "patient_info_used": patient.describe() if a["with_patient_info"][0] and patient else None},
         )
 
     def heatmap(self, frame: np.ndarray, class_index: int) -> np.ndarray:
