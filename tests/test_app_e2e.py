@@ -56,3 +56,13 @@ def test_turn_endpoint_without_image_asks_questions(client) -> None:
     result = final["result"]
     assert result["status"] == "no_image"
     assert NOT_A_DIAGNOSIS in result["notices"]
+
+
+def test_turn_endpoint_takes_the_optional_details(client, ham_dir: Path) -> None:
+    from gradio_client import handle_file
+
+    image = ham_dir / "images" / "ISIC_0027419.jpg"
+    final = client.predict(handle_file(str(image)), "", "clinician", False, 80, "M", "scalp", api_name="/turn")
+    diagnosis = final["result"]["diagnosis"]
+    assert diagnosis["provider_id"] == "ham-cnn" and not diagnosis["abstained"]
+    assert diagnosis["extra"]["patient_info_used"] == "age 80, male, scalp"

@@ -12,6 +12,7 @@ import gradio as gr
 
 from dermchat.engine import DermChat
 from dermchat.results import TurnResult
+from ui.details import patient_details
 from ui.uploads import sanitize_upload
 
 
@@ -34,10 +35,15 @@ def build_api(app: DermChat) -> None:
         question = gr.Textbox(label="question")
         audience = gr.Radio(["patient", "clinician"], value="patient", label="audience")
         force = gr.Checkbox(False, label="continue even if the photo quality is low")
+        age = gr.Number(None, label="age in years (optional)")
+        sex = gr.Textbox("", label="sex: female, male or empty (optional)")
+        site = gr.Textbox("", label="body site, e.g. 'left forearm' (optional)")
         output = gr.JSON(label="turn")
         trigger = gr.Button("run turn")
 
-    def turn(image_path: str | None, question_text: str, audience_value: str, force_value: bool) -> Iterator[dict[str, Any]]:
+    def turn(image_path: str | None, question_text: str, audience_value: str, force_value: bool,
+             age_value: float | None = None, sex_value: str | None = None,
+             site_value: str | None = None) -> Iterator[dict[str, Any]]:
         events: list[dict[str, Any]] = []
         clean = None
         if image_path:
@@ -46,11 +52,13 @@ def build_api(app: DermChat) -> None:
             if error:
                 yield {"events": [], "result": {"status": "invalid_input", "message": error}}
                 return
-        for event in app.run_turn(clean, question_text or "", audience=audience_value or "patient", force=bool(force_value)):
+        details = patient_details(age_value, sex_value, site_value)
+        for event in app.run_turn(clean, question_text or "", audience=audience_value or "patient", force=bool(force_value),
+                                  **details):
             if event.kind == "result" and event.result is not None:
                 yield {"events": events, "result": api_result(event.result)}
                 return
             events.append(event.model_dump(mode="json", exclude={"result"}))
             yield {"events": events, "result": None}
 
-    trigger.click(turn, [image, question, audience, force], output, api_name="turn")
+    trigger.click(turn, [image, question, audience, force, age, sex, site], output, api_name="turn")

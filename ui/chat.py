@@ -16,20 +16,10 @@ from dermchat.intake import choose_image
 from dermchat.render import TRIAGE_TEXT, render, render_quality, source_links
 from dermchat.results import TurnResult
 from dermchat.vocabulary import get_vocabulary
+from ui.details import BODY_SITES, patient_details
 from ui.uploads import sanitize_upload
 
 IMAGE_TYPES = [".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".gif", ".bmp", ".tif", ".tiff"]
-
-
-BODY_SITES = ["face", "scalp", "ear", "neck", "chest", "abdomen", "back", "upper extremity", "hand",
-              "lower extremity", "foot", ("palm or sole", "acral"), "genital"]
-
-
-def patient_details(age: float | None, sex: str | None, site: str | None) -> dict[str, Any]:
-    """The optional details as ``run_turn`` keywords; blanks and 'not given' are left out."""
-    return {"age": float(age) if age not in (None, "") else None,
-            "sex": sex if sex in ("female", "male") else None,
-            "body_site": (site or "").strip() or None}
 
 
 def new_state() -> dict[str, Any]:
