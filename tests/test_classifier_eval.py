@@ -40,3 +40,19 @@ def test_eval_on_a_folder_without_weights_fails_clearly(ham_dir: Path, tmp_path:
 
     assert main(["--data", str(ham_dir), "--weights", str(tmp_path)]) == 2
     assert "weights not found" in capsys.readouterr().err
+
+
+def test_eval_image_only_ignores_the_details_and_matches_the_image_only_block(
+        ham_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dermchat.classifier.evaluate import main
+
+    weights = weights_dir_or_skip()
+    common = ["--data", str(ham_dir), "--weights", str(weights), "--json", "--limit", "60", "--timing-images", "1",
+              "--threads", "1"]
+    assert main(common) == 0
+    with_details = json.loads(capsys.readouterr().out)
+    assert main(common + ["--image-only"]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert not alone["patient_info"]["used"] and "image_only" not in alone
+    for key in ("accuracy", "balanced_accuracy", "macro_auc_ovr"):
+        assert alone[key] == with_details["image_only"][key]
