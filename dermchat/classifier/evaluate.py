@@ -161,10 +161,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     malignant = np.isin(labels, [HAM_CLASSES.index(c) for c in ("akiec", "bcc", "mel")])
     covered = sets[np.arange(len(labels)), labels]
     kept = ~a["ood"]
-
-    def nan_to_none(x: float) -> float | None:
-        return None if x is None or np.isnan(x) else round(float(x), 4)
-
+    head = headline(a, labels)
     figures: dict[str, Any] = {
         "data_dir": str(data_dir),
         "weights_dir": str(predictor.weights_dir),
@@ -174,16 +171,16 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                          "images_with_details": int(a["with_patient_info"].sum()),
                          "weight": predictor.patient_prior.weight if predictor.patient_prior else None},
         "class_counts": {c: int((labels == i).sum()) for i, c in enumerate(HAM_CLASSES)},
-        "accuracy": nan_to_none(M.accuracy(labels, preds)),
-        "balanced_accuracy": nan_to_none(M.balanced_accuracy(labels, preds, k)),
+        "accuracy": head["accuracy"],
+        "balanced_accuracy": head["balanced_accuracy"],
         "macro_f1": nan_to_none(M.macro_f1(labels, preds, k)),
-        "macro_auc_ovr": nan_to_none(M.macro_auc(probs, labels)),
+        "macro_auc_ovr": head["macro_auc_ovr"],
         "per_class": {c: {"n": int((labels == i).sum()), "sensitivity": nan_to_none(sens[i]),
                           "specificity": nan_to_none(spec[i]), "auc": nan_to_none(aucs[i])}
                       for i, c in enumerate(HAM_CLASSES)},
         "melanoma_urgent_threshold": {
             "threshold": round(float(np.median(a["melanoma_threshold"])), 4),
-            "sensitivity": nan_to_none(a["melanoma_flag"][is_mel].mean() if is_mel.any() else np.nan),
+            "sensitivity": head["melanoma_sensitivity"],
             "specificity": nan_to_none((~a["melanoma_flag"][~is_mel]).mean() if (~is_mel).any() else np.nan),
             "urgent_tier_sensitivity_melanoma": nan_to_none(a["urgent"][is_mel].mean() if is_mel.any() else np.nan),
             "urgent_tier_sensitivity_malignant": nan_to_none(a["urgent"][malignant].mean() if malignant.any() else np.nan),
@@ -194,14 +191,14 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             "temperature_with_patient_info": (round(float(predictor.calibration["with_patient_info"]["temperature"]), 4)
                                               if a["with_patient_info"].any() else None),
             "ece_before": nan_to_none(M.expected_calibration_error(raw, labels)),
-            "ece_after": nan_to_none(M.expected_calibration_error(probs, labels)),
+            "ece_after": head["ece_after"],
             "nll_before": nan_to_none(-np.log(np.clip(raw[np.arange(len(labels)), labels], 1e-12, 1)).mean()),
             "nll_after": nan_to_none(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean()),
         },
         "conformal": {
             "target_coverage": predictor.coverage,
-            "coverage": nan_to_none(covered.mean()),
-            "mean_set_size": nan_to_none(sets.sum(axis=1).mean()),
+            "coverage": head["coverage"],
+            "mean_set_size": head["mean_set_size"],
             "coverage_non_abstained": nan_to_none(covered[kept].mean() if kept.any() else np.nan),
             "set_size_histogram": {str(s): int((sets.sum(axis=1) == s).sum()) for s in range(1, k + 1)},
         },
@@ -226,18 +223,22 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return figures
 
 
+def nan_to_none(x: float | None) -> float | None:
+    """Rounded for the report; None where a figure is undefined (e.g. AUC of a class with no images)."""
+    return None if x is None or np.isnan(x) else round(float(x), 4)
+
+
 def headline(a: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, float | None]:
-    """The target figures for one analysis (used for the image-only comparison)."""
+    """The target figures of one analysis: the main report's, and again for the image-only comparison."""
     preds = a["probs"].argmax(axis=1)
-    k = len(HAM_CLASSES)
     is_mel = labels == HAM_CLASSES.index("mel")
-    return {"accuracy": round(M.accuracy(labels, preds), 4),
-            "balanced_accuracy": round(M.balanced_accuracy(labels, preds, k), 4),
-            "macro_auc_ovr": round(M.macro_auc(a["probs"], labels), 4),
-            "ece_after": round(M.expected_calibration_error(a["probs"], labels), 4),
-            "melanoma_sensitivity": round(float(a["melanoma_flag"][is_mel].mean()), 4) if is_mel.any() else None,
-            "coverage": round(float(a["sets"][np.arange(len(labels)), labels].mean()), 4),
-            "mean_set_size": round(float(a["sets"].sum(axis=1).mean()), 4)}
+    return {"accuracy": nan_to_none(M.accuracy(labels, preds)),
+            "balanced_accuracy": nan_to_none(M.balanced_accuracy(labels, preds, len(HAM_CLASSES))),
+            "macro_auc_ovr": nan_to_none(M.macro_auc(a["probs"], labels)),
+            "ece_after": nan_to_none(M.expected_calibration_error(a["probs"], labels)),
+            "melanoma_sensitivity": nan_to_none(a["melanoma_flag"][is_mel].mean() if is_mel.any() else np.nan),
+            "coverage": nan_to_none(a["sets"][np.arange(len(labels)), labels].mean()),
+            "mean_set_size": nan_to_none(a["sets"].sum(axis=1).mean())}
 
 
 def write_plots(out: Path, raw: np.ndarray, probs: np.ndarray, labels: np.ndarray, cm: np.ndarray) -> list[str]:
