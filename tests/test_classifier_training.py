@@ -78,3 +78,30 @@ def test_train_command_reports_a_bad_data_folder(tmp_path: Path, capsys: pytest.
 
     assert main(["--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "metadata.csv is missing" in capsys.readouterr().err
+
+
+def test_warm_start_continues_from_a_finished_run_on_the_same_split(ham_dir: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    from dermchat.classifier.model import load_model
+    from dermchat.classifier.train import main
+
+    tiny = ["--data", str(ham_dir), "--limit", "64", "--epochs", "1", "--max-batches", "1", "--batch-size", "16",
+            "--threads", "1", "--no-calibrate"]
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main([*tiny, "--out", str(first)]) == 0
+    assert main([*tiny, "--out", str(second), "--init-from", str(first), "--seed", "3", "--split-seed", "0",
+                 "--lr", "1e-12"]) == 0
+    assert "warm start from" in (second / "training_log.txt").read_text()
+    start, _ = load_model(first / "model.pt")
+    after, _ = load_model(second / "model.pt")
+    conv = [k for k, v in start.state_dict().items() if v.ndim == 4]
+    assert conv and all(torch.allclose(start.state_dict()[k], after.state_dict()[k], atol=1e-3) for k in conv)
+    # without --init-from the same command starts from its own random weights, which are not the first run's
+    assert main([*tiny, "--out", str(tmp_path / "third"), "--seed", "3", "--split-seed", "0", "--lr", "1e-12"]) == 0
+    other, _ = load_model(tmp_path / "third" / "model.pt")
+    assert not all(torch.allclose(start.state_dict()[k], other.state_dict()[k], atol=1e-3) for k in conv)
+    # weights trained on another lesion split would have seen this run's held-out lesions: refused
+    assert main([*tiny, "--out", str(tmp_path / "fourth"), "--init-from", str(first), "--split-seed", "1"]) == 2
+    assert "different lesion split" in capsys.readouterr().err

@@ -19,7 +19,7 @@ from typing import Sequence
 
 from dermchat.classifier.calibrate import calibrate_dir
 from dermchat.classifier.data import DataError, default_data_dir, read_split
-from dermchat.classifier.train import LOG_FILE, MODEL_FILE, SPLIT_FILE, SUMMARY_FILE
+from dermchat.classifier.train import LOG_FILE, MODEL_FILE, SPLIT_FILE, SUMMARY_FILE, same_split
 from dermchat.cli_output import fail
 
 
@@ -27,7 +27,7 @@ def check_same_split(members: Sequence[Path]) -> dict[str, list[str]]:
     """The members' splits, which must be identical image for image."""
     splits = [read_split(Path(m) / SPLIT_FILE) for m in members]
     for member, split in zip(members[1:], splits[1:]):
-        if {k: sorted(v) for k, v in split.items()} != {k: sorted(v) for k, v in splits[0].items()}:
+        if not same_split(split, splits[0]):
             raise ValueError(f"{member} was trained on a different lesion split than {members[0]}: "
                              "train the members with the same --split-seed")
     return splits[0]

@@ -13,7 +13,11 @@ Choices that matter on two CPU cores:
 - optional progressive resizing (`--low-res-until`): the first part of the schedule runs at 3/4
   resolution, which buys more epochs in the same wall-clock budget; the network is fully
   convolutional with global pooling, so it takes either size, and the final part at full size
-  re-tunes it (and its BatchNorm statistics) to the size used at inference.
+  re-tunes it (and its BatchNorm statistics) to the size used at inference;
+- optional warm start (`--init-from`): a second cosine cycle from a finished run's weights. A
+  wall-clock-capped run whose best epoch is its last is still learning; restarting from it is
+  cheaper than a longer run from scratch. The previous run must share the lesion split, or its
+  weights would already have seen this run's validation and calibration lesions (checked).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from dermchat.classifier.data import (
     default_data_dir,
     load_pixels,
     read_metadata,
+    read_split,
     split_by_lesion,
     subsample,
     write_split,
@@ -70,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--low-res-until", type=float, default=0.0,
                    help="train at 3/4 resolution until this fraction of the schedule (progressive resizing; "
                         "0 = off). Early epochs learn coarse features at about 60%% of the cost")
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="start from the weights in this train-classifier output folder (same lesion split "
+                        "required) instead of a random initialisation")
     return p
 
 
@@ -97,12 +105,34 @@ def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return w * len(labels) / float((w * counts).sum())
 
 
+def same_split(a: dict[str, list[str]], b: dict[str, list[str]]) -> bool:
+    """Image for image, ignoring order."""
+    return {k: sorted(v) for k, v in a.items()} == {k: sorted(v) for k, v in b.items()}
+
+
 def lr_factor(progress: float, warmup: float = 0.03) -> float:
     """Linear warm-up then cosine decay to 1% of the peak, as a function of progress in [0, 1]."""
     if progress < warmup:
         return max(progress / warmup, 0.02)
     p = min(1.0, (progress - warmup) / (1 - warmup))
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * p))
+
+
+def warm_start(folder: Path, split: dict[str, list[str]], log: TrainLog) -> Any:
+    """The single network saved in `folder`, in training mode, after checking it shares `split`."""
+    from dermchat.classifier.model import DermNet, load_model
+
+    model_path, split_path = folder / MODEL_FILE, folder / SPLIT_FILE
+    if not model_path.is_file() or not split_path.is_file():
+        raise DataError(f"--init-from {folder}: expected {MODEL_FILE} and {SPLIT_FILE} from a train-classifier run")
+    if not same_split(read_split(split_path), split):
+        raise DataError(f"--init-from {folder} was trained on a different lesion split; use the same --split-seed "
+                        "(and --limit), or its weights will have seen this run's held-out lesions")
+    model, extra = load_model(model_path)
+    if not isinstance(model, DermNet):
+        raise DataError(f"--init-from {folder} holds an ensemble; start from one member's folder")
+    log(f"warm start from {model_path} (its epoch {extra.get('epoch', '?')})")
+    return model.train()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -165,11 +195,14 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     if len(va) == 0:  # tiny smoke subsets: validate on the training images rather than crash
         va = tr
 
-    train_px = pixels[tr]
-    mean = tuple(float(x) for x in train_px.reshape(-1, 3).mean(axis=0) / 255.0)
-    std = tuple(float(x) for x in train_px.reshape(-1, 3).std(axis=0) / 255.0)
-    config = ModelConfig(mean=mean, std=std)  # type: ignore[arg-type]
-    model = build_model(config)
+    if args.init_from:
+        model = warm_start(Path(args.init_from), split, log)
+    else:
+        train_px = pixels[tr]
+        mean = tuple(float(x) for x in train_px.reshape(-1, 3).mean(axis=0) / 255.0)
+        std = tuple(float(x) for x in train_px.reshape(-1, 3).std(axis=0) / 255.0)
+        model = build_model(ModelConfig(mean=mean, std=std))  # type: ignore[arg-type]
+    config = model.config
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
