@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -55,18 +56,29 @@ def ranking_atlas(root: Path, ham_dir: Path, sites: list[str], tones: list[str])
     return build_atlas(root, ham_dir, rows)
 
 
+def rank_by_site(root: Path, ham_dir: Path, user_photo: Image.Image, sites: list[str], body_site: str) -> tuple[np.ndarray, np.ndarray]:
+    """Atlas rows (one per site, same tone) ranked for a photo taken at `body_site`, with a strong site weight."""
+    atlas = load_atlas(ranking_atlas(root, ham_dir, sites, [""] * len(sites)))
+    provider = provider_for(atlas.root, site_weight=10.0)
+    features, fitz, _ = user_features(user_photo, body_site)
+    return rank_candidates(atlas, atlas.rows_for("melanocytic_nevus"), features, fitz, body_site, provider.opts)
+
+
 @pytest.mark.parametrize(
     ("body_site", "expected"), [("back", 0), ("cheek", 1), ("left forearm", 3), ("lower_extremity", 2)]
 )
 def test_ranking_prefers_the_users_body_site(tmp_path: Path, ham_dir: Path, user_photo: Image.Image, body_site: str, expected: int) -> None:
     sites = ["back", "face", "lower extremity", "upper extremity"]
-    atlas = load_atlas(ranking_atlas(tmp_path / "a", ham_dir, sites, [""] * 4))
-    provider = provider_for(atlas.root, site_weight=10.0)
-    features, fitz, _ = user_features(user_photo, body_site)
-    rows = atlas.rows_for("melanocytic_nevus")
-    ranked, distances = rank_candidates(atlas, rows, features, fitz, body_site, provider.opts)
+    ranked, distances = rank_by_site(tmp_path / "a", ham_dir, user_photo, sites, body_site)
     assert ranked[0] == expected
     assert list(distances) == sorted(distances)
+
+
+@pytest.mark.parametrize(("body_site", "expected"), [("left forearm", 2), ("Upper Extremity", 2), ("right palm", 0)])
+def test_everyday_site_words_match_the_ham_site_they_name(tmp_path: Path, ham_dir: Path, user_photo: Image.Image, body_site: str, expected: int) -> None:
+    """'left forearm' is HAM's 'upper extremity' exactly, not merely a site in the same region as 'hand'."""
+    ranked, _ = rank_by_site(tmp_path / "a", ham_dir, user_photo, ["acral", "hand", "upper extremity", "hand"], body_site)
+    assert ranked[0] == expected
 
 
 @pytest.mark.parametrize("matching_row", [1, 3])

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from dermchat.classifier.patient_info import normalise_site as ham_site
 from dermchat.context import TurnContext
 from dermchat.paths import default_data_dir
 from dermchat.providers import ProviderError, ReferenceGenerator
@@ -89,8 +90,11 @@ def rank_candidates(
     if site:
         group = site_group(site)
         sites, groups = atlas.site_array[rows], atlas.group_array[rows]
+        # Everyday words ('left forearm') also match the HAM site they name ('upper extremity') exactly,
+        # as the classifier reads them; an atlas with its own site names still matches them verbatim.
+        exact = (sites == site) | (sites == (ham_site(body_site) or site))
         penalty = np.where(
-            sites == site, 0.0, np.where((groups == group) & bool(group), 0.5, np.where(sites == "", 0.75, 1.0))
+            exact, 0.0, np.where((groups == group) & bool(group), 0.5, np.where(sites == "", 0.75, 1.0))
         ).astype(np.float32)
         distance = distance + options.site_weight * penalty
     order = np.argsort(distance, kind="stable")
