@@ -253,25 +253,24 @@ def calibrate_dir(
     weights_dir = Path(weights_dir)
     split = read_split(weights_dir / SPLIT_FILE)
     records = read_metadata(data_dir)
-    labels_by_id = {r.image_id: r.label for r in records}
+    by_id = {r.image_id: r for r in records}
     if pixels is None or image_ids is None:
         image_ids = [r.image_id for r in records]
         pixels, _ = load_pixels(data_dir, image_ids, with_masks=True)
     index = {i: n for n, i in enumerate(image_ids)}
     model, _ = load_model(weights_dir / MODEL_FILE)
-    parts = {}
+    parts, used_ids = {}, {}
     for name in ("train", "calib"):
-        ids = [i for i in split[name] if i in index]
+        ids = used_ids[name] = [i for i in split[name] if i in index]
         if not ids:
             raise ValueError(f"no {name} images of {weights_dir / SPLIT_FILE} found in {data_dir}")
         out = batched_inference(model, pixels[[index[i] for i in ids]])
         parts[name] = (out["logits"].numpy().astype(np.float64), out["embedding"].numpy().astype(np.float64),
-                       np.array([labels_by_id[i] for i in ids]))
-    by_id = {r.image_id: r for r in records}
+                       np.array([by_id[i].label for i in ids]))
     prior = fit_patient_prior([by_id[i] for i in split["train"] if i in by_id])
     log_ratio = None
-    if prior is not None:
-        log_ratio = prior.log_ratio(infos_from_records([by_id[i] for i in split["calib"] if i in index]))
+    if prior is not None:  # row for row with the calibration logits above
+        log_ratio = prior.log_ratio(infos_from_records([by_id[i] for i in used_ids["calib"]]))
     cal, arrays = calibrate_arrays(parts["calib"][0], parts["calib"][2], parts["calib"][1],
                                    parts["train"][1], parts["train"][2], coverage, class_bias, log_ratio)
     (weights_dir / CALIBRATION_FILE).write_text(json.dumps(cal, indent=1))
