@@ -80,6 +80,7 @@ def discount_confidence(diagnosis: Diagnosis, discount: float, reason: str) -> D
     if discount >= 0.999 or not diagnosis.differential:
         return diagnosis
     out = diagnosis.model_copy(deep=True)
+    _retire_stale_hint(out)
     if discount < 0.35:
         out.abstained = True
         out.abstain_reason = f"the photo quality is too low to judge ({reason})"
@@ -102,6 +103,20 @@ def discount_confidence(diagnosis: Diagnosis, discount: float, reason: str) -> D
     out.notices.append(f"Confidence was reduced because the photo quality is low ({reason}).")
     out.extra["quality_discount"] = discount
     return out
+
+
+def _retire_stale_hint(diagnosis: Diagnosis) -> None:
+    """Drop a provider hint below "urgent": it judged the set before the discount widened it.
+
+    The final tier never goes below a hint, so a stale "reassure" could not lower it, but it would contradict
+    the widened set in the result. An "urgent" hint stays: a quality problem never clears a malignancy alarm.
+    The original hint is kept in ``extra`` for auditing.
+    """
+    if diagnosis.triage_hint is None or diagnosis.triage_hint == "urgent":
+        return
+    diagnosis.extra["triage_hint_before_quality_discount"] = diagnosis.triage_hint
+    diagnosis.triage_hint = None
+    diagnosis.triage_reason = None
 
 
 def required_notices(result: TurnResult, vocab: Vocabulary) -> list[str]:

@@ -85,6 +85,23 @@ def test_quality_gate_asks_for_retake_and_continue_anyway_discounts(tmp_path: Pa
     assert any("photo quality is low" in n for n in forced.notices)
 
 
+@pytest.mark.parametrize("hint, kept", [("reassure", None), ("routine", None), ("urgent", "urgent")])
+def test_quality_discount_retires_a_hint_made_for_the_narrower_set(hint: str, kept: str | None) -> None:
+    from dermchat.results import Diagnosis, DifferentialEntry
+    from dermchat.safety import discount_confidence
+
+    before = Diagnosis(provider_id="p", triage_hint=hint, triage_reason="single benign condition",
+                       prediction_set=["melanocytic_nevus"], coverage=0.9,
+                       differential=[DifferentialEntry(condition_id="melanocytic_nevus", probability=0.8),
+                                     DifferentialEntry(condition_id="melanoma", probability=0.2)])
+    after = discount_confidence(before, 0.5, "blur")
+    assert after.prediction_set == ["melanocytic_nevus", "melanoma"]  # widened
+    assert after.triage_hint == kept
+    assert (after.triage_reason is None) == (kept is None)
+    assert after.extra.get("triage_hint_before_quality_discount") == (hint if kept is None else None)
+    assert before.triage_hint == hint  # the provider's own result is not mutated
+
+
 def test_not_skin_stops_before_diagnosis(tmp_path: Path) -> None:
     flat = solid_image(tmp_path / "flat.png", (200, 200, 200), noise=False)
     result = fake_app(tmp_path).run_turn_sync(flat)
