@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from dermchat.registry import Registry
-    from dermchat.results import Audience, Diagnosis, QualityReport, TurnResult
+    from dermchat.results import Audience, Diagnosis, QualityReport, Triage, TurnResult
     from dermchat.settings import Settings
 
 ProgressFn = Callable[[str, "float | None"], None]
@@ -39,6 +39,7 @@ class TurnContext:
     previous: TurnResult | None = None
     quality: QualityReport | None = None
     diagnosis: Diagnosis | None = None
+    triage: Triage | None = None
     body_site: str | None = None
     age: float | None = None
     sex: str | None = None

@@ -337,6 +337,7 @@ class _Turn:
             self.result.image_sha256 = previous.image_sha256
             self.ctx.diagnosis = previous.diagnosis
             self.ctx.quality = previous.quality
+            self.ctx.triage = previous.triage
         else:
             self.result.status = "no_image"
             self.result.message = (
@@ -430,11 +431,8 @@ class _Turn:
         diagnosis = outcome.value
         assert diagnosis is not None
         self._note_provider("diagnoser", provider)
-        diagnosis = self._validated(diagnosis)
+        diagnosis = self._discounted(self._validated(diagnosis))
         report = self.result.quality
-        if self.result.quality_overridden and report is not None:
-            reason = ", ".join(r.label.lower() for r in report.problems(2)) or "low quality score"
-            diagnosis = safety.discount_confidence(diagnosis, report.discount, reason)
         self.result.diagnosis = diagnosis
         self.ctx.diagnosis = diagnosis
         self.result.triage = safety.decide_triage(diagnosis, self.app.vocabulary, report)
@@ -446,7 +444,17 @@ class _Turn:
             message=self._diagnosis_summary(diagnosis), data={"triage": self.result.triage.model_dump()},
         )
         yield from self._second_opinion(provider.id)
+        self.ctx.triage = self.result.triage
         return True
+
+    def _discounted(self, diagnosis: Diagnosis) -> Diagnosis:
+        """Less certainty from a photo below the quality bar, whether the user pressed "continue anyway" or the
+        gate is switched off: with the gate off a poor photo must not get a full-confidence answer."""
+        report = self.result.quality
+        if report is None or report.acceptable:
+            return diagnosis
+        reason = ", ".join(r.label.lower() for r in report.problems(2)) or "low quality score"
+        return safety.discount_confidence(diagnosis, report.discount, reason)
 
     def _validated(self, diagnosis: Diagnosis) -> Diagnosis:
         """Drop ids outside the vocabulary and renormalise, so renderers and safety rules can trust the rows."""
@@ -485,12 +493,14 @@ class _Turn:
             yield self._fail("diagnosis", provider.id, outcome.error, "The second opinion failed.")
             return
         assert outcome.value is not None
-        second = self._validated(outcome.value)
+        second = self._discounted(self._validated(outcome.value))
         first = self.result.diagnosis
         if first is not None and first.differential and second.differential:
             second.extra["agrees_on_top"] = first.top(1)[0].condition_id == second.top(1)[0].condition_id
             second.extra["set_overlap"] = sorted(set(first.prediction_set) & set(second.prediction_set))
         self.result.second_opinion = second
+        if self.result.triage is not None:
+            self.result.triage = safety.escalate_for_second_opinion(self.result.triage, second, self.app.vocabulary)
 
     def _explanation(self) -> Iterator[StepEvent]:
         provider, why_not = self._provider("explainer", self.settings.explainer)

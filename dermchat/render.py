@@ -55,7 +55,8 @@ def render(result: TurnResult, audience: str | None = None, vocab: Vocabulary | 
         if audience == "clinician":
             line += f" — {result.triage.reason}"
         else:
-            line += f"\n\n{TRIAGE_NEXT_STEP[result.triage.tier]}"
+            why = urgent_reason_for_patient(result.triage.drivers, vocab)
+            line += f"\n\n{why + ' ' if why else ''}{TRIAGE_NEXT_STEP[result.triage.tier]}"
         parts.append(line)
     if result.second_opinion is not None and audience == "clinician":
         parts.append(render_second_opinion(result, vocab))
@@ -68,6 +69,16 @@ def render(result: TurnResult, audience: str | None = None, vocab: Vocabulary | 
     if audience == "clinician" and result.providers:
         parts.append(render_provenance(result))
     return "\n\n".join(p for p in parts if p.strip())
+
+
+def urgent_reason_for_patient(drivers: list[str], vocab: Vocabulary) -> str:
+    """Why a patient is told to see a doctor, in plain words: the alarm may come from a condition that is not
+    the most likely one, and an unexplained "see a doctor soon" is both alarming and easy to dismiss."""
+    names = [vocab.get(c).patient_name for c in drivers if c in vocab]
+    if not names:
+        return ""
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+    return f"Why: {listed} can't be ruled out from this photo."
 
 
 def render_diagnosis(diagnosis: Diagnosis, audience: str, vocab: Vocabulary) -> str:

@@ -98,6 +98,8 @@ class Diagnosis(BaseModel):
 class Triage(BaseModel):
     tier: TriageTier
     reason: str
+    drivers: list[str] = Field(default_factory=list,
+                               description="condition ids that made the tier urgent (explained to the user first)")
 
 
 class Citation(BaseModel):

@@ -63,12 +63,40 @@ def decide_triage(diagnosis: Diagnosis, vocab: Vocabulary, quality: QualityRepor
     if len(diagnosis.prediction_set) > 1 and tier == "reassure":
         tier = "routine"
         reasons.append("several conditions remain possible")
+    drivers = malignant or red_flags
     if diagnosis.triage_hint is not None and TRIAGE_ORDER[diagnosis.triage_hint] > TRIAGE_ORDER[tier]:
         tier = diagnosis.triage_hint
         reasons.append(diagnosis.triage_reason or f"{diagnosis.provider_id} suggested {diagnosis.triage_hint}")
+        if tier == "urgent":
+            drivers = _likeliest_malignant(diagnosis, vocab)
     if tier == "reassure":
         reasons.append("only benign conditions are likely")
-    return Triage(tier=tier, reason="; ".join(reasons))
+    return Triage(tier=tier, reason="; ".join(reasons), drivers=drivers if tier == "urgent" else [])
+
+
+def _likeliest_malignant(diagnosis: Diagnosis, vocab: Vocabulary) -> list[str]:
+    """The malignant condition behind a provider's own "urgent" (e.g. melanoma over its sensitive threshold).
+
+    Below the alert probability and outside the set, it is still why the user is told to see a clinician,
+    so the answer should say so and explain it.
+    """
+    ranked = sorted(diagnosis.differential, key=lambda e: e.probability, reverse=True)
+    return [e.condition_id for e in ranked if e.condition_id in vocab and vocab.get(e.condition_id).malignant][:1]
+
+
+def escalate_for_second_opinion(triage: Triage, second: Diagnosis, vocab: Vocabulary) -> Triage:
+    """Suspected malignancy from *any* model means "see a clinician", whichever model leads the turn.
+
+    Only an urgent second opinion changes the tier: a second model that abstains or is unsure (the HAM
+    classifier on a clinical photo, say) must not downgrade or blur the first model's answer.
+    """
+    if triage.tier == "urgent" or second.abstained:
+        return triage
+    other = decide_triage(second, vocab)
+    if other.tier != "urgent":
+        return triage
+    return Triage(tier="urgent", drivers=other.drivers,
+                  reason=f"second opinion ({second.provider_id}): {other.reason} (lead model: {triage.reason})")
 
 
 def discount_confidence(diagnosis: Diagnosis, discount: float, reason: str) -> Diagnosis:
@@ -80,7 +108,7 @@ def discount_confidence(diagnosis: Diagnosis, discount: float, reason: str) -> D
     if discount >= 0.999 or not diagnosis.differential:
         return diagnosis
     out = diagnosis.model_copy(deep=True)
-    _retire_stale_hint(out)
+    _set_aside_provider_figures(out)
     if discount < 0.35:
         out.abstained = True
         out.abstain_reason = f"the photo quality is too low to judge ({reason})"
@@ -105,18 +133,21 @@ def discount_confidence(diagnosis: Diagnosis, discount: float, reason: str) -> D
     return out
 
 
-def _retire_stale_hint(diagnosis: Diagnosis) -> None:
-    """Drop a provider hint below "urgent": it judged the set before the discount widened it.
+def _set_aside_provider_figures(diagnosis: Diagnosis) -> None:
+    """Keep what the provider said before the discount, labelled as such, so nothing in the result is stale.
 
-    The final tier never goes below a hint, so a stale "reassure" could not lower it, but it would contradict
-    the widened set in the result. An "urgent" hint stays: a quality problem never clears a malignancy alarm.
-    The original hint is kept in ``extra`` for auditing.
+    The provider's ``extra`` figures, rationale and triage hint describe the undiscounted answer. They move
+    under ``extra["before_quality_discount"]`` and the rationale says which answer it is about. A hint below
+    "urgent" is dropped (it judged the narrower set); an "urgent" hint stays: a poor photo never clears a
+    malignancy alarm.
     """
-    if diagnosis.triage_hint is None or diagnosis.triage_hint == "urgent":
-        return
-    diagnosis.extra["triage_hint_before_quality_discount"] = diagnosis.triage_hint
-    diagnosis.triage_hint = None
-    diagnosis.triage_reason = None
+    before = {**diagnosis.extra, "triage_hint": diagnosis.triage_hint}
+    diagnosis.extra = {"before_quality_discount": before}
+    if diagnosis.rationale:
+        diagnosis.rationale = f"Before the photo-quality discount: {diagnosis.rationale}"
+    if diagnosis.triage_hint is not None and diagnosis.triage_hint != "urgent":
+        diagnosis.triage_hint = None
+        diagnosis.triage_reason = None
 
 
 def required_notices(result: TurnResult, vocab: Vocabulary) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -91,15 +92,78 @@ def test_quality_discount_retires_a_hint_made_for_the_narrower_set(hint: str, ke
     from dermchat.safety import discount_confidence
 
     before = Diagnosis(provider_id="p", triage_hint=hint, triage_reason="single benign condition",
-                       prediction_set=["melanocytic_nevus"], coverage=0.9,
+                       prediction_set=["melanocytic_nevus"], coverage=0.9, rationale="Top class nevus (80%).",
+                       extra={"probabilities": [0.8, 0.2]},
                        differential=[DifferentialEntry(condition_id="melanocytic_nevus", probability=0.8),
                                      DifferentialEntry(condition_id="melanoma", probability=0.2)])
     after = discount_confidence(before, 0.5, "blur")
     assert after.prediction_set == ["melanocytic_nevus", "melanoma"]  # widened
     assert after.triage_hint == kept
     assert (after.triage_reason is None) == (kept is None)
-    assert after.extra.get("triage_hint_before_quality_discount") == (hint if kept is None else None)
-    assert before.triage_hint == hint  # the provider's own result is not mutated
+    # the provider's own figures are kept, but labelled as describing the answer before the discount
+    assert after.extra["before_quality_discount"] == {"probabilities": [0.8, 0.2], "triage_hint": hint}
+    assert set(after.extra) == {"before_quality_discount", "quality_discount"}
+    assert after.rationale == "Before the photo-quality discount: Top class nevus (80%)."
+    assert before.triage_hint == hint and before.extra == {"probabilities": [0.8, 0.2]}  # not mutated
+
+
+def _diagnoser_plugin(provider_id: str, diagnose: Any) -> tuple[object, str]:
+    """A plugin registering one diagnoser whose `diagnose(ctx)` is `diagnose`."""
+    provider = type(provider_id.title().replace("-", ""), (Diagnoser,), {
+        "id": provider_id, "label": provider_id, "diagnose": lambda self, ctx: diagnose(ctx)})()
+
+    class Plugin:
+        @hookimpl
+        def register_diagnosers(self, register):
+            register(provider)
+
+    return Plugin(), provider_id
+
+
+def _dx(provider_id: str, probs: dict[str, float], prediction_set: list[str], **kw: Any) -> Any:
+    from dermchat.results import Diagnosis, DifferentialEntry
+
+    return Diagnosis(provider_id=provider_id, prediction_set=prediction_set, coverage=0.9, **kw,
+                     differential=[DifferentialEntry(condition_id=c, probability=p) for c, p in probs.items()])
+
+
+def test_a_second_opinion_that_suspects_malignancy_makes_the_turn_urgent(tmp_path: Path, bright: Path) -> None:
+    alarmed = _diagnoser_plugin("alarmed", lambda ctx: _dx("alarmed", {"melanoma": 0.6, "melanocytic_nevus": 0.4},
+                                                           ["melanoma"]))
+    unsure = _diagnoser_plugin("unsure", lambda ctx: _dx("unsure", {}, [], abstained=True))
+    alone = fake_app(tmp_path).run_turn_sync(bright)
+    assert alone.triage.tier == "reassure"  # the lead (fake) model sees a benign mole
+    result = fake_app(tmp_path, [alarmed], second_opinion="alarmed").run_turn_sync(bright)
+    assert result.triage.tier == "urgent"
+    assert result.triage.reason.lower().startswith("second opinion (alarmed): possible cutaneous melanoma")
+    assert result.triage.drivers == ["melanoma"] and SEE_CLINICIAN_URGENT in result.notices
+    # a second model that abstains (out of its depth) neither raises nor blurs the first model's answer
+    quiet = fake_app(tmp_path, [unsure], second_opinion="unsure").run_turn_sync(bright)
+    assert quiet.triage.tier == "reassure" and quiet.second_opinion is not None
+
+
+def test_with_the_quality_gate_off_a_poor_photo_still_gets_less_certainty(tmp_path: Path) -> None:
+    gloomy = solid_image(tmp_path / "gloomy.png", (50, 40, 40))
+    result = fake_app(tmp_path, quality_gate=False).run_turn_sync(gloomy)
+    assert result.status == "ok" and not result.quality_overridden  # not stopped: the gate is off
+    assert result.diagnosis.extra["quality_discount"] == pytest.approx(0.7)
+    assert result.diagnosis.top(1)[0].probability < 0.6
+    assert any("photo quality is low" in n for n in result.notices)
+
+
+def test_patients_are_told_which_condition_makes_a_visit_urgent(tmp_path: Path, bright: Path) -> None:
+    from dermchat.render import render
+    from dermchat.vocabulary import get_vocabulary
+
+    cautious = _diagnoser_plugin("cautious", lambda ctx: _dx(
+        "cautious", {"melanocytic_nevus": 0.9, "melanoma": 0.1}, ["melanocytic_nevus"], triage_hint="urgent",
+        triage_reason="melanoma probability 0.10 is above the high-sensitivity threshold 0.06"))
+    result = fake_app(tmp_path, [cautious], diagnoser="cautious").run_turn_sync(bright)
+    assert result.triage.tier == "urgent" and result.triage.drivers == ["melanoma"]
+    name = get_vocabulary().get("melanoma").patient_name
+    assert f"Why: {name} can't be ruled out from this photo." in render(result, "patient")
+    plain = fake_app(tmp_path).run_turn_sync(bright)
+    assert plain.triage.drivers == [] and "Why:" not in render(plain, "patient")
 
 
 def test_not_skin_stops_before_diagnosis(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from core_helpers import solid_image
 from dermchat import safety
-from dermchat.knowledge.answer import AnswerSettings, answer, ground_answer
+from dermchat.knowledge.answer import AnswerSettings, answer, diagnosis_focus, ground_answer
 from dermchat.knowledge.citations import CitationBook
 from dermchat.knowledge.kb import get_kb
 from dermchat.render import render
@@ -209,3 +209,15 @@ def test_grounding_uses_cosine_similarity_threshold(kb_index: Any) -> None:
     book = CitationBook(kb_index.kb)
     assert ground_answer(sentence + " [1]", chunks, book, threshold=0.45, encode=fake_encode).kept == 1
     assert ground_answer(sentence + " [1]", chunks, book, threshold=0.55, encode=fake_encode).kept == 0
+
+
+def test_an_urgent_turn_explains_what_drives_it_and_drops_routine_advice(kb_index: Any) -> None:
+    dx = diagnosis({"melanocytic_nevus": 0.9, "melanoma": 0.1}, ["melanocytic_nevus"])
+    calm = answer(kb_index, "", "patient", dx, focus=diagnosis_focus(dx))
+    assert calm.extra["conditions"] == ["melanocytic_nevus"] and "Routine:" in calm.text
+    focus = diagnosis_focus(dx, drivers=["melanoma"])
+    assert focus == ["melanocytic_nevus", "melanoma"]
+    urgent = answer(kb_index, "", "patient", dx, focus=focus, urgent=True)
+    assert urgent.extra["conditions"] == ["melanocytic_nevus", "melanoma"]
+    assert "Routine:" not in urgent.text and "**Melanoma" in urgent.text.replace("**melanoma", "**Melanoma")
+    cited_sentences(urgent)  # still every sentence cited

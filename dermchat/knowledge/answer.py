@@ -78,12 +78,30 @@ def differential_map(diagnosis: Diagnosis | None) -> dict[str, float]:
     return {e.condition_id: e.probability for e in diagnosis.differential}
 
 
-def diagnosis_focus(diagnosis: Diagnosis | None) -> list[str]:
-    """The conditions an answer should be about: the prediction set, else the top of the differential."""
+def diagnosis_focus(diagnosis: Diagnosis | None, drivers: Sequence[str] = ()) -> list[str]:
+    """The conditions an answer should be about: the prediction set, else the top of the differential.
+
+    `drivers` (the conditions that made the triage urgent, e.g. melanoma over the model's sensitive threshold
+    but outside the set) come right after the first condition: they are why the user is told to see a
+    clinician, so the overview, which covers the first two, must explain them.
+    """
     if diagnosis is None or diagnosis.abstained or not diagnosis.differential:
         return []
     focus = list(diagnosis.prediction_set) or [diagnosis.top(1)[0].condition_id]
+    focus = list(dict.fromkeys([*focus[:1], *drivers, *focus[1:]]))
     return focus[:MAX_FOCUS]
+
+
+ROUTINE_ADVICE_PREFIX = "Routine:"
+"""How the knowledge base starts a benign condition's "no visit needed unless..." advice."""
+
+
+def without_routine_advice(draft: Draft) -> Draft:
+    """Drop "Routine: ... does not need a visit" sentences: in an urgent turn they contradict the advice to see
+    a clinician (the condition-specific warning signs in the same section are kept)."""
+    groups = [(cid, [(sec, s) for sec, s in items if not s.text.startswith(ROUTINE_ADVICE_PREFIX)])
+              for cid, items in draft.groups]
+    return Draft(groups=[(cid, items) for cid, items in groups if items], chunk_ids=list(draft.chunk_ids))
 
 
 def render_draft(draft: Draft, index: KnowledgeIndex, audience: str, book: CitationBook) -> str:
@@ -255,8 +273,12 @@ def answer(
     settings: AnswerSettings | None = None,
     generator: Any = None,
     on_text: Callable[[str], None] | None = None,
+    urgent: bool = False,
 ) -> Explanation:
-    """Answer ``question`` (or explain ``focus`` when there is no question) for ``audience``, with citations."""
+    """Answer ``question`` (or explain ``focus`` when there is no question) for ``audience``, with citations.
+
+    ``urgent``: the turn's triage says "see a clinician"; routine "no visit needed" advice is left out.
+    """
     settings = settings or AnswerSettings()
     book = CitationBook(index.kb)
     analysis = index.analyze(question, audience) if question else None
@@ -276,6 +298,8 @@ def answer(
         draft = question_draft(result, audience)
     else:
         draft = overview_draft(index, conditions[:2], audience)
+    if urgent:
+        draft = without_routine_advice(draft)
     text = render_draft(draft, index, audience, book)
     citations = book.citations
     extra["chunks"] = draft.chunk_ids

@@ -37,11 +37,13 @@ def explain_turn(
     ctx: TurnContext, index: KnowledgeIndex, settings: AnswerSettings, generator: Any = None
 ) -> Explanation:
     diagnosis = ctx.diagnosis
-    focus = diagnosis_focus(diagnosis)
+    urgent = ctx.triage is not None and ctx.triage.tier == "urgent"
+    focus = diagnosis_focus(diagnosis, ctx.triage.drivers if ctx.triage is not None else ())
     question = ctx.question or ""
     if focus:
         ctx.progress("Finding passages about the likely conditions", 0.3)
-        return answer(index, question, ctx.audience, diagnosis, focus=focus, settings=settings, generator=generator)
+        return answer(index, question, ctx.audience, diagnosis, focus=focus, settings=settings, generator=generator,
+                      urgent=urgent)
     abstained = diagnosis is not None and diagnosis.abstained
     analysis = index.analyze(question, ctx.audience) if question else None
     earlier = previous_considered(ctx)
