@@ -157,7 +157,7 @@ class HamCnnDiagnoser(Diagnoser):
         from dermchat.classifier.saliency import save_overlay
 
         assert ctx.image is not None
-        frame = to_model_frame(ctx.image)
+        frame = to_model_frame(ctx.image, self._predictor.input_size)
         cam = self._predictor.heatmap(frame, HAM_CLASSES.index(pred.top))
         view = Image.fromarray(to_model_frame(ctx.image, size=(384, 288)))
         name = f"ham_cnn_heatmap_{(ctx.image_sha256 or 'image')[:16]}.png"

@@ -63,3 +63,12 @@ def test_members_from_different_splits_are_refused(ham_dir: Path, members: list[
     other = _train(ham_dir, tmp_path / "c", 1, "3e-3")  # --seed 1 alone also moves the split
     assert main(["--members", str(members[0]), str(other), "--out", str(tmp_path / "e"), "--data", str(ham_dir)]) == 2
     assert "different lesion split" in capsys.readouterr().err
+
+
+def test_members_reading_different_input_sizes_are_refused(members: list[Path]) -> None:
+    from dermchat.classifier.model import Ensemble, load_model
+
+    first, second = (load_model(m / "model.pt")[0] for m in members)
+    second.config.input_size = (160, 120)
+    with pytest.raises(ValueError, match="same input size"):
+        Ensemble([first, second])

@@ -105,3 +105,35 @@ def test_warm_start_continues_from_a_finished_run_on_the_same_split(ham_dir: Pat
     # weights trained on another lesion split would have seen this run's held-out lesions: refused
     assert main([*tiny, "--out", str(tmp_path / "fourth"), "--init-from", str(first), "--split-seed", "1"]) == 2
     assert "different lesion split" in capsys.readouterr().err
+
+
+def test_a_finished_network_fine_tunes_at_a_larger_input_size(ham_dir: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from dermchat.classifier.model import load_model
+    from dermchat.classifier.predictor import Predictor
+    from dermchat.classifier.train import main
+
+    tiny = ["--data", str(ham_dir), "--limit", "64", "--epochs", "1", "--max-batches", "1", "--batch-size", "16",
+            "--threads", "1"]
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main([*tiny, "--out", str(first), "--no-calibrate"]) == 0
+    assert main([*tiny, "--out", str(second), "--init-from", str(first), "--input-size", "160x120"]) == 0
+    assert "input 160x120" in (second / "training_log.txt").read_text()
+    assert load_model(first / "model.pt")[0].config.input_size == (128, 96)
+    assert load_model(second / "model.pt")[0].config.input_size == (160, 120)
+    predictor = Predictor(second)  # calibrated, and predicting, at the size it was fine-tuned at
+    assert predictor.input_size == (160, 120)
+    photo = next((ham_dir / "images").glob("*.jpg"))
+    with Image.open(photo) as im:
+        pred = predictor.predict_image(im.convert("RGB"))
+    assert abs(sum(pred.as_dict().values()) - 1.0) < 1e-6
+
+
+@pytest.mark.parametrize("bad", ["160", "160x100", "16x12", "axb"])
+def test_input_size_must_be_a_4_by_3_frame(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from dermchat.classifier.train import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--out", "unused", "--input-size", bad])
+    assert exit_info.value.code == 2 and "--input-size" in capsys.readouterr().err

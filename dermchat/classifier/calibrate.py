@@ -254,11 +254,11 @@ def calibrate_dir(
     split = read_split(weights_dir / SPLIT_FILE)
     records = read_metadata(data_dir)
     by_id = {r.image_id: r for r in records}
+    model, _ = load_model(weights_dir / MODEL_FILE)
     if pixels is None or image_ids is None:
         image_ids = [r.image_id for r in records]
-        pixels, _ = load_pixels(data_dir, image_ids, with_masks=True)
+        pixels, _ = load_pixels(data_dir, image_ids, with_masks=True, size=model.config.input_size)
     index = {i: n for n, i in enumerate(image_ids)}
-    model, _ = load_model(weights_dir / MODEL_FILE)
     parts, used_ids = {}, {}
     for name in ("train", "calib"):
         ids = used_ids[name] = [i for i in split[name] if i in index]

@@ -199,20 +199,24 @@ def cache_dir() -> Path:
 
 
 def load_pixels(
-    data_dir: Path | str, image_ids: Sequence[str], with_masks: bool = True, use_cache: bool = True
+    data_dir: Path | str, image_ids: Sequence[str], with_masks: bool = True, use_cache: bool = True,
+    size: tuple[int, int] = (INPUT_WIDTH, INPUT_HEIGHT),
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Decoded model frames (N,H,W,3 uint8) and masks (N,H,W uint8) for `image_ids`, in that order."""
+    """Decoded model frames (N,H,W,3 uint8) and masks (N,H,W uint8) for `image_ids`, in that order.
+
+    `size` is (width, height): the input size of the network that will read them (`ModelConfig.input_size`).
+    """
     data_dir = Path(data_dir)
-    size = (INPUT_WIDTH, INPUT_HEIGHT)
+    width, height = size = (int(size[0]), int(size[1]))
     key = hashlib.sha256(
         ("|".join([str(data_dir.resolve()), f"{size}", str(with_masks), *image_ids])).encode()
     ).hexdigest()[:16]
-    cache = cache_dir() / f"ham_{INPUT_WIDTH}x{INPUT_HEIGHT}_{key}.npz"
+    cache = cache_dir() / f"ham_{width}x{height}_{key}.npz"
     if use_cache and cache.is_file():
         with np.load(cache) as z:
             return z["images"], (z["masks"] if with_masks else None)
-    images = np.empty((len(image_ids), INPUT_HEIGHT, INPUT_WIDTH, 3), dtype=np.uint8)
-    masks = np.empty((len(image_ids), INPUT_HEIGHT, INPUT_WIDTH), dtype=np.uint8) if with_masks else None
+    images = np.empty((len(image_ids), height, width, 3), dtype=np.uint8)
+    masks = np.empty((len(image_ids), height, width), dtype=np.uint8) if with_masks else None
     for i, image_id in enumerate(image_ids):
         with Image.open(data_dir / "images" / f"{image_id}.jpg") as im:
             images[i] = to_model_frame(im, size)

@@ -146,7 +146,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         records = [records[round(i * len(records) / args.limit)] for i in range(args.limit)]
     labels = np.array([r.label for r in records])
     t0 = time.perf_counter()
-    frames, _ = load_pixels(data_dir, [r.image_id for r in records], with_masks=False)
+    frames, _ = load_pixels(data_dir, [r.image_id for r in records], with_masks=False, size=predictor.input_size)
     logits, emb = predictor.forward_frames(frames)
     batch_s = time.perf_counter() - t0
     patients = None if args.image_only or not predictor.uses_patient_info else infos_from_records(records)

@@ -1,9 +1,11 @@
-"""A compact residual CNN for 128x96 dermoscopic frames, in plain torch (no torchvision).
+"""A compact residual CNN for small dermoscopic frames (128x96 by default), in plain torch (no torchvision).
 
 Why this shape: plain 3x3 convolutions run far better per FLOP on CPU than depthwise ones, and
 one to two residual blocks per stage keep a forward pass around 0.2 GFLOP so that a from-scratch
 run fits in an hour on two cores. An auxiliary lesion-mask head (training only) gives the
-network a dense signal about where the lesion is, which helps a model with no pretraining.
+network a dense signal about where the lesion is, which helps a model with no pretraining. It is fully
+convolutional with global pooling, so a trained network can be fine-tuned at another input size
+(`ModelConfig.input_size`, `train-classifier --init-from DIR --input-size 160x120`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ class ModelConfig:
     mean: tuple[float, float, float] = (0.76, 0.55, 0.58)
     std: tuple[float, float, float] = (0.14, 0.15, 0.17)
     classes: tuple[str, ...] = field(default_factory=lambda: HAM_CLASSES)
+    input_size: tuple[int, int] = (128, 96)
+    """(width, height) of the frames the network was trained on and expects; weights saved before this field
+    existed were all 128x96, the default."""
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
@@ -129,6 +134,8 @@ class Ensemble(nn.Module):
         sizes = {(m.config.classes, m.config.num_classes) for m in members}
         if len(sizes) != 1:
             raise ValueError("ensemble members must predict the same classes")
+        if len({m.config.input_size for m in members}) != 1:
+            raise ValueError("ensemble members must take the same input size (they see one frame)")
         self.members = nn.ModuleList(members)
 
     @property

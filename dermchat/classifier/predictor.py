@@ -135,6 +135,11 @@ class Predictor:
         return float(self.calibration["melanoma"]["threshold"])
 
     # -- array API (evaluation) ---------------------------------------------------------------------------
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(width, height) of the frames this model reads: callers build frames with `to_model_frame(img, size)`."""
+        return tuple(self.model.config.input_size)  # type: ignore[return-value]
+
     def forward_frames(self, frames: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """Logits and embeddings for uint8 NHWC model frames."""
         from dermchat.classifier.model import batched_inference
@@ -192,7 +197,7 @@ class Predictor:
                       patient: PatientInfo | None = None) -> Prediction:
         from dermchat.classifier.data import to_model_frame
 
-        frame = to_model_frame(image)
+        frame = to_model_frame(image, self.input_size)
         logits, emb = self.forward_frames(frame[None])
         a = self.analyse(logits, emb, [patient] if patient is not None else None)
         probs = a["probs"][0]

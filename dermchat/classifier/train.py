@@ -54,6 +54,17 @@ LOG_FILE = "training_log.txt"
 SUMMARY_FILE = "training_summary.json"
 
 
+def input_size(text: str) -> tuple[int, int]:
+    """'160x120' -> (160, 120): width and height, 4:3 like the HAM frames, at least 32x24."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 160x120, got {text!r}") from None
+    if width < 32 or height < 24 or width * 3 != height * 4:
+        raise argparse.ArgumentTypeError(f"{text}: the frame must be 4:3 landscape and at least 32x24")
+    return width, height
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m dermchat train-classifier", description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=None, help="HAM-layout folder (default: the shared data dir)")
@@ -75,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--low-res-until", type=float, default=0.0,
                    help="train at 3/4 resolution until this fraction of the schedule (progressive resizing; "
                         "0 = off). Early epochs learn coarse features at about 60%% of the cost")
+    p.add_argument("--input-size", type=input_size, default=None, metavar="WxH",
+                   help="frame size the network reads, e.g. 160x120 (default 128x96, or the --init-from "
+                        "network's; a larger size with --init-from fine-tunes that network at the new size)")
     p.add_argument("--init-from", type=Path, default=None,
                    help="start from the weights in this train-classifier output folder (same lesion split "
                         "required) instead of a random initialisation")
@@ -183,9 +197,12 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     log(f"data {data_dir}: {len(records)} images; split by lesion (seed {split_seed}): "
         + ", ".join(f"{k} {len(v)}" for k, v in split.items()))
 
+    init = warm_start(Path(args.init_from), split, log) if args.init_from else None
+    size: tuple[int, int] = args.input_size or (tuple(init.config.input_size) if init is not None else
+                                                ModelConfig().input_size)
     ids = [r.image_id for r in records]
     t0 = time.time()
-    pixels, masks = load_pixels(data_dir, ids, with_masks=True, use_cache=not args.limit)
+    pixels, masks = load_pixels(data_dir, ids, with_masks=True, use_cache=not args.limit, size=size)
     assert masks is not None
     log(f"pixels ready in {time.time() - t0:.1f}s: {pixels.shape}")
     index = {image_id: i for i, image_id in enumerate(ids)}
@@ -195,18 +212,20 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     if len(va) == 0:  # tiny smoke subsets: validate on the training images rather than crash
         va = tr
 
-    if args.init_from:
-        model = warm_start(Path(args.init_from), split, log)
+    if init is not None:
+        model = init
+        model.config.input_size = size  # fully convolutional with global pooling: any size fine-tunes
     else:
         train_px = pixels[tr]
         mean = tuple(float(x) for x in train_px.reshape(-1, 3).mean(axis=0) / 255.0)
         std = tuple(float(x) for x in train_px.reshape(-1, 3).std(axis=0) / 255.0)
-        model = build_model(ModelConfig(mean=mean, std=std))  # type: ignore[arg-type]
+        model = build_model(ModelConfig(mean=mean, std=std, input_size=size))  # type: ignore[arg-type]
     config = model.config
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
-    log(f"model: {count_parameters(model)} parameters, widths {config.widths}, blocks {config.blocks}")
+    log(f"model: {count_parameters(model)} parameters, widths {config.widths}, blocks {config.blocks}, "
+        f"input {size[0]}x{size[1]}")
 
     weights = class_weights(labels_all[tr], len(HAM_CLASSES))
     log("class weights: " + ", ".join(f"{c} {w:.2f}" for c, w in zip(HAM_CLASSES, weights)))
