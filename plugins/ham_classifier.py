@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dermchat.classifier.patient_info import PatientInfo
+from dermchat.classifier.patient_info import PatientInfo, ignored_details
 from dermchat.context import TurnContext
 from dermchat.hookspecs import hookimpl
 from dermchat.providers import Diagnoser, ProviderError
@@ -100,6 +100,9 @@ class HamCnnDiagnoser(Diagnoser):
         self.load()
         ctx.progress("running the lesion classifier", 0.2)
         patient = PatientInfo.from_user(ctx.age, ctx.sex, ctx.body_site) if opts.use_patient_info else None
+        dropped = ignored_details(ctx.age, ctx.sex, ctx.body_site) if opts.use_patient_info else []
+        if dropped:
+            base["notices"] = ["Not taken into account: " + "; ".join(dropped) + "."]
         pred = self._predictor.predict_image(ctx.image, heatmap=False, patient=patient)
         used = pred.extra.get("patient_info_used")
         vocab = get_vocabulary()

@@ -15,6 +15,7 @@ from dermchat.classifier.patient_info import (
     PatientInfo,
     PatientPrior,
     features,
+    ignored_details,
     infos_from_records,
     normalise_site,
 )
@@ -31,6 +32,10 @@ def test_everyday_body_site_words_map_to_the_training_sites(text: str | None, si
 
 def test_unusable_details_count_as_not_given() -> None:
     info = PatientInfo.from_user(age="abc", sex="prefer not to say", site="somewhere")
+    assert ignored_details("abc", "prefer not to say", "somewhere") == [
+        "age 'abc' (expected a number of years from 0 to 120)",
+        "body site 'somewhere' (not recognised; for example 'back', 'left forearm', 'scalp')"]
+    assert ignored_details("45", "F", "left forearm") == []
     assert not info.given and not features(info).any()
     assert PatientInfo.from_user(age=150).age is None and PatientInfo.from_user(age=float("nan")).age is None
     full = PatientInfo.from_user(age="45", sex="F", site="left forearm")
@@ -103,3 +108,9 @@ def test_turn_passes_the_details_to_the_diagnoser(ham_dir: Path, tmp_path: Path)
     assert result.diagnosis is not None and not result.diagnosis.abstained
     assert result.diagnosis.extra["patient_info_used"] == "age 80, male, scalp"
     assert "age 80, male, scalp" in result.diagnosis.rationale
+    assert not any(n.startswith("Not taken into account") for n in result.notices)
+    typo = app.run_turn_sync(str(image), "what is this?", workdir=tmp_path, age="500", sex="x", body_site="zzz",
+                             settings_overrides={"diagnoser": "ham-cnn", "explainer": None, "references": []})
+    assert typo.diagnosis is not None and typo.diagnosis.extra["patient_info_used"] is None
+    note = next(n for n in typo.notices if n.startswith("Not taken into account"))
+    assert "age '500'" in note and "sex 'x'" in note and "body site 'zzz'" in note

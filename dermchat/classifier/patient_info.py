@@ -116,6 +116,27 @@ class PatientInfo:
         return ", ".join(parts)
 
 
+NOT_GIVEN_WORDS = frozenset({"not given", "prefer not to say", "unknown", "none", ""})
+"""Answers that choose not to tell: nothing to warn about."""
+
+
+def ignored_details(age: float | str | None, sex: str | None, site: str | None) -> list[str]:
+    """The details a user typed that `PatientInfo.from_user` had to drop, each with what was expected.
+
+    They are dropped so a typo cannot skew the model, but silently dropping them would let the user believe
+    they were taken into account.
+    """
+    info = PatientInfo.from_user(age, sex, site)
+    out = []
+    if age not in (None, "") and info.age is None:
+        out.append(f"age '{age}' (expected a number of years from 0 to 120)")
+    if sex and info.sex is None and sex.strip().lower() not in NOT_GIVEN_WORDS:
+        out.append(f"sex '{sex}' (the model's training data only records female or male)")
+    if site and info.site is None:
+        out.append(f"body site '{site}' (not recognised; for example 'back', 'left forearm', 'scalp')")
+    return out
+
+
 FEATURE_NAMES: tuple[str, ...] = (
     tuple(f"age {lo}-{hi}" for lo, hi in AGE_BANDS) + tuple(f"sex {s}" for s in SEXES) + tuple(f"site {s}" for s in SITES)
 )
