@@ -22,7 +22,7 @@ import gradio as gr  # noqa: E402
 
 from dermchat.engine import DermChat, turns_dir  # noqa: E402
 from dermchat.safety import NOT_A_DIAGNOSIS  # noqa: E402
-from dermchat.settings import load_settings  # noqa: E402
+from dermchat.settings import SettingsError, load_settings  # noqa: E402
 from ui.api import build_api  # noqa: E402
 from ui.chat import ChatTab  # noqa: E402
 from ui.plugins_tab import build_plugins_tab  # noqa: E402
@@ -110,7 +110,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--study", default=None, help="study YAML file (user-study mode)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    app = create_app()
+    try:
+        app = create_app()
+    except SettingsError as exc:  # a configuration mistake: one line, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     demo = build_demo(app, args.study)
     concurrency = 1 if app.settings.profile != "offline-cpu" else 2  # GPU-bound profiles: one turn at a time
     demo.queue(default_concurrency_limit=concurrency, max_size=64)

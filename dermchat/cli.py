@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -168,10 +169,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+BROKEN_PIPE_EXIT = 141
+"""128 + SIGPIPE: what ``yes | head -1`` reports for ``yes``; the shell's pipeline status ignores it."""
+
+
+def _silence_stdout() -> None:
+    """The reader went away (``| head``): point stdout at /dev/null so the final flush at exit is quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; configuration mistakes print one line (exit 2), a closed pipe ends quietly."""
+    from dermchat.settings import SettingsError
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in EXTERNAL_COMMANDS:
-        return _dispatch(EXTERNAL_COMMANDS[argv[0]][0], argv[1:])
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        if argv and argv[0] in EXTERNAL_COMMANDS:
+            code = _dispatch(EXTERNAL_COMMANDS[argv[0]][0], argv[1:])
+        else:
+            args = build_parser().parse_args(argv)
+            code = int(args.func(args) or 0)
+        sys.stdout.flush()  # surface a closed pipe here, not in the interpreter's exit
+        return code
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        _silence_stdout()
+        return BROKEN_PIPE_EXIT

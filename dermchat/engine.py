@@ -20,6 +20,7 @@ from dermchat.intake import ImageInputError, ImageSource, decode_image
 from dermchat.plugins import PluginManager
 from dermchat.providers import Provider, ProviderError
 from dermchat.registry import Registry, describe_exception
+from dermchat.retention import prune_expired
 from dermchat.results import (
     Audience,
     Diagnosis,
@@ -208,6 +209,8 @@ class _Turn:
             question=question,
             settings_profile=settings.profile,
         )
+        if workdir is None:  # the app's own scratch area (a caller's folder is the caller's to keep)
+            prune_expired(turns_dir(settings), settings.retention_minutes)
         self.workdir = (Path(workdir) if workdir else turns_dir(settings)) / self.result.turn_id
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ctx = TurnContext(

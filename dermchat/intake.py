@@ -2,14 +2,17 @@
 
 Whatever arrives (JPEG, PNG, WebP, HEIC, a renamed text file, a 0-byte file, a decompression bomb) leaves
 this module either as a clean RGB image with *no* metadata (EXIF, GPS, ICC, XMP are all dropped, orientation
-applied first) or as an ``ImageInputError`` whose message can be shown to a patient as-is.
+applied first) or as an ``ImageInputError`` whose message can be shown to a patient as-is. Phone photos up
+to 200 MP are accepted (JPEGs are decoded at reduced scale, the app works at most at ``WORKING_MAX_SIDE``);
+black-and-white and mostly transparent pictures are refused with a message that says exactly that, because
+the quality check would otherwise blame "no skin", brightness or compression.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import warnings
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -20,8 +23,32 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 ImageSource = Union[str, Path, bytes, BinaryIO, Image.Image]
 
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024
-DEFAULT_MAX_PIXELS = 60_000_000
+DEFAULT_MAX_PIXELS = 200_000_000
+"""Largest photo accepted. Phones save 108 MP (12000x9000) and 200 MP (16320x12240) JPEGs; JPEGs are decoded
+at reduced scale (``Image.draft``), so even these cost about as much memory as a 12 MP photo."""
+FULL_DECODE_MAX_PIXELS = 60_000_000
+"""Cap for formats Pillow can only decode at full size (PNG, WebP, HEIC, TIFF, GIF): a 25 MB PNG can hold a
+flat 200 MP picture (a decompression bomb) that would take 800 MB of memory to open."""
+WORKING_MAX_SIDE = 4096
+"""Long side of the image the app works on. The models look at 224-1024 px and the quality check at 320 px;
+a 12 MP phone photo (4032x3024) is kept as it is, anything larger is reduced (a JPEG while it is decoded)."""
+MOSTLY_TRANSPARENT = 0.5
+"""Share of (nearly) transparent pixels above which an image is refused: flattened onto white there would be
+more blank page than skin, and the quality check would then blame brightness or compression."""
+GREY_CHROMA = 12
+"""Channel spread (max - min of R, G, B, 0-255) below which a pixel counts as grey. Skin, even very pale or
+very dark, differs by far more (red is always well above blue); JPEG chroma noise in a black-and-white photo
+stays below it."""
+GREY_MAX_COLOURED = 0.01
+"""A photo is black and white when fewer than this share of its mid-tone pixels carry any colour."""
 SUPPORTED = "JPEG, PNG, WebP or HEIC (iPhone) photo"
+GREYSCALE_MESSAGE = (
+    "This photo is black and white. A colour photo is needed to judge a skin spot, because its colours "
+    "matter a lot. Please send the original colour photo (turn off any black-and-white filter)."
+)
+
+_PILLOW_CAP_LOCK = threading.Lock()
+_RESIZABLE = frozenset({"RGB", "RGBA", "L", "LA"})
 
 _heif_registered = False
 
@@ -77,7 +104,7 @@ def _read_bytes(source: ImageSource, max_bytes: int) -> bytes:
 
 
 def _to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
-    """Convert any Pillow mode to 8-bit RGB; transparency is flattened onto white."""
+    """Convert any Pillow mode to 8-bit RGB; transparency is flattened onto white (refused when mostly clear)."""
     mode = img.mode
     if mode == "RGB":
         return img
@@ -92,12 +119,48 @@ def _to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
         mode = "RGBA"
     if mode in {"RGBA", "LA", "PA", "RGBa", "La"}:
         rgba = img.convert("RGBA")
+        _refuse_mostly_transparent(rgba)
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         notes.append("transparent areas shown on white")
         return Image.alpha_composite(background, rgba).convert("RGB")
     if mode == "CMYK":
         notes.append("converted from CMYK")
     return img.convert("RGB")
+
+
+def _refuse_mostly_transparent(rgba: Image.Image) -> None:
+    """Cut-outs, stickers and exports with an empty alpha layer: say so instead of judging a white page."""
+    alpha = np.asarray(rgba.getchannel("A"))
+    clear = float((alpha < 128).mean()) if alpha.size else 0.0
+    if clear > MOSTLY_TRANSPARENT:
+        raise ImageInputError(
+            f"This image is mostly transparent (about {clear:.0%} of it is see-through), so there is too little "
+            "of the skin to look at. Please send the original photo from the camera, not a cut-out or an "
+            "edited copy."
+        )
+
+
+def looks_black_and_white(img: Image.Image) -> bool:
+    """True for a greyscale picture (any mode, including RGB with equal channels) that shows something.
+
+    Blank, nearly black or nearly white pictures return False: the quality check explains those better
+    ("too dark", "no skin") than "black and white" would.
+    """
+    longest = max(img.size)
+    small = img
+    if longest > 256 and img.mode in _RESIZABLE:  # averaging keeps greys grey and colours coloured
+        scale = 256 / longest
+        small = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                           Image.Resampling.BOX, reducing_gap=2.0)
+    rgb = np.asarray(small.convert("RGB"), dtype=np.int16)
+    if rgb.size == 0:
+        return False
+    luma = rgb.mean(axis=2)
+    mid = (luma >= 24) & (luma <= 232)
+    if mid.mean() < 0.05 or float(luma[mid].std()) < 2.0:
+        return False
+    spread = rgb.max(axis=2) - rgb.min(axis=2)
+    return float((spread[mid] > GREY_CHROMA).mean()) < GREY_MAX_COLOURED
 
 
 def strip_metadata(img: Image.Image) -> Image.Image:
@@ -116,45 +179,83 @@ def pixel_sha256(img: Image.Image) -> str:
     return digest.hexdigest()
 
 
+def _open_lazily(data: bytes) -> Image.Image:
+    """``Image.open`` reads only the header. Pillow's own decompression-bomb check is off for that moment:
+    it would refuse a 108 MP phone photo before intake's size check (which knows JPEGs are decoded reduced)
+    could give its clearer message. The lock keeps concurrent turns from restoring each other's value."""
+    with _PILLOW_CAP_LOCK:
+        previous = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            return Image.open(io.BytesIO(data))
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
+
+
+def _check_pixels(img: Image.Image, max_pixels: int) -> None:
+    """Refuse sizes no phone produces (decompression bombs) before a single pixel is decoded."""
+    pixels = img.width * img.height
+    reducible = img.format == "JPEG"
+    cap = max_pixels if reducible else min(max_pixels, FULL_DECODE_MAX_PIXELS)
+    if pixels > cap:
+        kind = "" if reducible else f" for a {img.format or 'non-JPEG'} file"
+        raise ImageInputError(
+            f"The photo is too large to open safely: {img.width}x{img.height} pixels "
+            f"({pixels / 1e6:.0f} megapixels; the limit{kind} is {cap / 1e6:.0f}). "
+            f"Please resize it below {cap / 1e6:.0f} megapixels (or send a screenshot of it) and attach it again."
+        )
+
+
+def _reduce(img: Image.Image, notes: list[str]) -> Image.Image:
+    """Shrink to ``WORKING_MAX_SIDE``; a JPEG has already been decoded at 1/2-1/8 scale by ``draft``."""
+    longest = max(img.size)
+    if longest <= WORKING_MAX_SIDE:
+        return img
+    scale = WORKING_MAX_SIDE / longest
+    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    notes.append(f"very large photo: analysed at {size[0]}x{size[1]} pixels")
+    return img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
 def decode_image(
     source: ImageSource,
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    require_colour: bool = True,
 ) -> DecodedImage:
-    """Decode an upload into a metadata-free RGB image or raise ``ImageInputError`` with a friendly message."""
+    """Decode an upload into a metadata-free RGB image or raise ``ImageInputError`` with a friendly message.
+
+    ``require_colour``: refuse black-and-white pictures; colour is what the skin models and the user's
+    question are about, so a greyscale photo would get a confident-looking but meaningless answer.
+    """
     notes: list[str] = []
     if isinstance(source, Image.Image):
         img, fmt = source, source.format
+        original_size = img.size
     else:
         data = _read_bytes(source, max_bytes)
         if not data:
             raise ImageInputError("The file is empty (0 bytes). Please attach the photo again.")
         _register_heif()
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                previous_cap = Image.MAX_IMAGE_PIXELS
-                Image.MAX_IMAGE_PIXELS = max_pixels
-                try:
-                    img = Image.open(io.BytesIO(data))
-                    fmt = img.format
-                    if img.width * img.height > max_pixels:
-                        raise ImageInputError(
-                            f"The photo has too many pixels ({img.width}x{img.height}). "
-                            "Please send a smaller copy (for example, a screenshot of it)."
-                        )
-                    if getattr(img, "n_frames", 1) > 1:
-                        notes.append("animated image: the first frame is used")
-                        img.seek(0)
-                    img.load()
-                finally:
-                    Image.MAX_IMAGE_PIXELS = previous_cap
+            img = _open_lazily(data)
+            fmt = img.format
+            original_size = img.size
+            _check_pixels(img, max_pixels)
+            if getattr(img, "n_frames", 1) > 1:
+                notes.append("animated image: the first frame is used")
+                img.seek(0)
+            if fmt == "JPEG" and max(img.size) > WORKING_MAX_SIDE:
+                scale = WORKING_MAX_SIDE / max(img.size)
+                img.draft("RGB", (max(1, int(img.width * scale)), max(1, int(img.height * scale))))
+            img.load()
         except ImageInputError:
             raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        except Image.DecompressionBombError:  # a frame inside the file is larger than its header said
             raise ImageInputError(
-                "The photo is far too large to open safely. Please send a smaller copy."
+                "The photo is too large to open safely. Please resize it below "
+                f"{FULL_DECODE_MAX_PIXELS / 1e6:.0f} megapixels and attach it again."
             ) from None
         except UnidentifiedImageError:
             raise ImageInputError(
@@ -165,14 +266,18 @@ def decode_image(
                 "The photo seems damaged or only partly uploaded, so it can't be opened. "
                 "Please take or attach it again."
             ) from exc
-    original_size = img.size
     if img.width < 1 or img.height < 1:
         raise ImageInputError("The image has no pixels. Please attach a real photo.")
+    if img.mode in _RESIZABLE:
+        img = _reduce(img, notes)  # before the copies below, so they are small
     try:
         img = ImageOps.exif_transpose(img) or img
     except Exception:  # noqa: BLE001 - a broken orientation tag must not lose the photo
         notes.append("could not read the photo's orientation tag; shown as stored")
-    img = strip_metadata(_to_rgb(img, notes))
+    img = _reduce(_to_rgb(img, notes), notes)  # no-op when already reduced
+    if require_colour and looks_black_and_white(img):
+        raise ImageInputError(GREYSCALE_MESSAGE)
+    img = strip_metadata(img)
     return DecodedImage(image=img, sha256=pixel_sha256(img), original_format=fmt, original_size=original_size, notes=notes)
 
 

@@ -14,13 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dermchat.paths import REPO_DIR
 from dermchat.results import Audience
 
 PROFILES_DIR = REPO_DIR / "spaces_config"
 DEFAULT_PROFILE = "offline-cpu"
+
+
+class SettingsError(ValueError):
+    """A configuration mistake; ``str(exc)`` is one line naming the variable or file and what it expects.
+
+    Why its own type: the command line and the web app catch it and print that line instead of a traceback,
+    while real bugs (any other exception) still show one.
+    """
 
 
 class Settings(BaseModel):
@@ -39,7 +47,11 @@ class Settings(BaseModel):
     references_per_condition: int = Field(2, ge=0, le=8)
     reference_conditions: int = Field(3, ge=0, le=5)
     max_upload_mb: float = Field(25.0, gt=0)
-    max_image_pixels: int = Field(60_000_000, gt=0)
+    max_image_pixels: int = Field(200_000_000, gt=0, description="largest photo accepted (JPEGs are decoded reduced)")
+    retention_minutes: float = Field(
+        60.0, ge=10,
+        description="uploads and turn folders unchanged this long are deleted; at least 10 so a slow turn keeps its folder",
+    )
     workdir: str | None = None
     study: str | None = None
     study_database_url: str | None = Field(None, description="SQLAlchemy URL; default: a SQLite file per study")
@@ -93,11 +105,17 @@ def profile_path(profile: str) -> Path:
 def read_profile(path: Path) -> dict[str, Any]:
     """Parse a YAML profile; errors name the file so a typo is easy to find."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SettingsError(f"settings file {path} does not exist (check DERMCHAT_CONFIG or the path given)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"settings file {path} cannot be read: {exc}") from exc
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from exc
+        raise SettingsError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of settings at the top level")
+        raise SettingsError(f"{path}: expected a mapping of settings at the top level")
     data.pop("spaces", None)  # Hugging Face Spaces metadata lives beside the settings
     return data
 
@@ -105,7 +123,7 @@ def read_profile(path: Path) -> dict[str, Any]:
 _ENV_FIELDS = (
     "profile", "quality", "diagnoser", "second_opinion", "explainer", "references", "audience", "quality_gate",
     "show_references", "show_citations", "references_per_condition", "reference_conditions", "workdir", "study", "study_database_url",
-    "max_upload_mb", "max_image_pixels",
+    "max_upload_mb", "max_image_pixels", "retention_minutes",
 )
 
 
@@ -121,7 +139,12 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
         try:
             out["options"] = json.loads(env["DERMCHAT_OPTIONS"])
         except json.JSONDecodeError as exc:
-            raise ValueError(f"DERMCHAT_OPTIONS is not valid JSON: {exc}") from exc
+            raise SettingsError(
+                f"DERMCHAT_OPTIONS is not valid JSON ({exc}); expected an object like "
+                '{"ham-cnn": {"device": "cpu"}}'
+            ) from exc
+        if not isinstance(out["options"], dict):
+            raise SettingsError("DERMCHAT_OPTIONS must be a JSON object of provider id -> options")
     return out
 
 
@@ -139,9 +162,38 @@ def load_settings(
         profile = str(env_values.get("profile") or (overrides or {}).get("profile") or DEFAULT_PROFILE)
         candidate = profile_path(profile)
         if not candidate.exists() and profile != DEFAULT_PROFILE:
-            raise ValueError(f"unknown profile {profile!r}: no file {candidate}")
+            known = ", ".join(sorted(p.stem for p in PROFILES_DIR.glob("*.yaml")))
+            source = "DERMCHAT_PROFILE" if env_values.get("profile") else "profile"
+            raise SettingsError(f"{source}: unknown profile {profile!r}; expected one of: {known}")
         path = candidate if candidate.exists() else None
     data: dict[str, Any] = read_profile(Path(path)) if path else {}
     data = deep_merge(data, env_values)
     data = deep_merge(data, overrides or {})
-    return Settings(**data)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise SettingsError(_explain(exc, env_values, overrides or {}, path)) from None
+
+
+def _explain(
+    exc: ValidationError, env_values: dict[str, Any], overrides: dict[str, Any], path: str | Path | None
+) -> str:
+    """One line per problem, naming where the bad value came from (variable or file) and what is expected."""
+    problems = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        field_name = loc[0] if loc else "?"
+        if field_name in overrides:
+            where = f"setting {'.'.join(loc)}"
+        elif field_name in env_values:
+            where = "DERMCHAT_OPTIONS" if field_name == "options" else f"DERMCHAT_{field_name.upper()}"
+        elif path:
+            where = f"{path}: {'.'.join(loc)}"
+        else:
+            where = ".".join(loc)
+        given = f" (got {error['input']!r})" if not isinstance(error.get("input"), (dict, list)) else ""
+        if error["type"] == "extra_forbidden":
+            problems.append(f"{where}: unknown setting {field_name!r}")
+        else:
+            problems.append(f"{where}: {error['msg'].lower()}{given}")
+    return "invalid settings: " + "; ".join(problems)

@@ -59,3 +59,39 @@ def test_turn_writes_references_and_manifest(tmp_path: Path, ham_image: Path) ->
 def test_unknown_command_is_an_argparse_error() -> None:
     proc = run_cli("frobnicate")
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+@pytest.mark.parametrize("variable, value, expected", [
+    ("DERMCHAT_PROFILE", "nope", "unknown profile 'nope'"),
+    ("DERMCHAT_OPTIONS", "{bad", "DERMCHAT_OPTIONS is not valid JSON"),
+    ("DERMCHAT_CONFIG", "/nonexistent.yaml", "/nonexistent.yaml does not exist"),
+    ("DERMCHAT_REFERENCES_PER_CONDITION", "abc", "DERMCHAT_REFERENCES_PER_CONDITION: input should be a valid integer"),
+])
+def test_configuration_mistakes_print_one_line_not_a_traceback(ham_image: Path, variable: str, value: str,
+                                                               expected: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "dermchat", "turn", str(ham_image)], cwd=REPO,
+                          env={**ENV, variable: value}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]  # exactly one line
+    assert proc.stderr.startswith("error: ") and expected in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_app_reports_a_configuration_mistake_in_one_line() -> None:
+    proc = subprocess.run([sys.executable, "app.py"], cwd=REPO, env={**ENV, "DERMCHAT_PROFILE": "nope"},
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: DERMCHAT_PROFILE: unknown profile 'nope'")
+
+
+def test_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """``python -m dermchat turn IMG | head -1``: the reader leaves before the output is written."""
+    bad = tmp_path / "photo.jpg"
+    bad.write_text("not a jpeg")
+    proc = subprocess.Popen([sys.executable, "-m", "dermchat", "turn", str(bad), "--json", "--quiet"], cwd=REPO,
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # like `head` exiting: every later write gets EPIPE
+    stderr = proc.stderr.read()
+    proc.wait(timeout=120)
+    assert "BrokenPipeError" not in stderr and "Traceback" not in stderr, stderr
+    assert proc.returncode == 141

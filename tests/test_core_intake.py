@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dermchat.intake import ImageInputError, choose_image, decode_image, to_jpeg_bytes
+from dermchat import intake
+from dermchat.intake import WORKING_MAX_SIDE, ImageInputError, choose_image, decode_image, to_jpeg_bytes
+from dermchat.settings import Settings
 
 
 def _jpeg_with_gps_and_orientation(path: Path) -> Path:
@@ -50,10 +52,64 @@ def test_modes_become_rgb(tmp_path: Path, mode: str) -> None:
         assert decoded.image.getpixel((0, 0))[0] == 255  # scaled down from 16 bits, not clipped garbage
 
 
-def test_transparent_png_is_flattened_on_white(tmp_path: Path) -> None:
-    img = Image.new("RGBA", (8, 8), (255, 0, 0, 0))
-    img.save(tmp_path / "clear.png")
-    assert decode_image(tmp_path / "clear.png").image.getpixel((0, 0)) == (255, 255, 255)
+def test_partly_transparent_png_is_flattened_on_white(tmp_path: Path, ham_image: Path) -> None:
+    img = Image.open(ham_image).convert("RGBA")
+    alpha = Image.new("L", img.size, 255)
+    alpha.paste(0, (0, 0, img.width // 5, img.height))  # a transparent band: 20% of the picture
+    img.putalpha(alpha)
+    img.save(tmp_path / "edge.png")
+    decoded = decode_image(tmp_path / "edge.png")
+    assert decoded.image.getpixel((0, 0)) == (255, 255, 255)
+    assert "transparent areas shown on white" in decoded.notes
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P"])
+def test_mostly_transparent_image_is_refused_plainly(tmp_path: Path, ham_image: Path, mode: str) -> None:
+    """A cut-out or an export with an empty alpha layer: not "too bright" or "compressed", but what it is."""
+    img = Image.open(ham_image).convert("RGBA")
+    alpha = Image.new("L", img.size, 0)
+    alpha.paste(255, (0, 0, img.width // 4, img.height // 4))  # only a corner is visible
+    img.putalpha(alpha)
+    if mode == "P":
+        img = img.convert("P")  # Pillow keeps a transparent palette entry
+        img.info["transparency"] = img.getpixel((img.width - 1, img.height - 1))
+    else:
+        img = img.convert(mode)
+    img.save(tmp_path / "cutout.png", **({"transparency": img.info["transparency"]} if mode == "P" else {}))
+    with pytest.raises(ImageInputError, match="mostly transparent") as info:
+        decode_image(tmp_path / "cutout.png")
+    assert "original photo" in str(info.value)
+
+
+def test_black_and_white_photo_is_refused_and_colour_kept(tmp_path: Path, ham_image: Path) -> None:
+    colour = Image.open(ham_image)
+    assert decode_image(ham_image).image.size == colour.size  # the real colour photo passes
+    colour.convert("L").save(tmp_path / "grey.png")
+    colour.convert("L").convert("RGB").save(tmp_path / "grey_rgb.jpg", quality=70)  # chroma noise from JPEG
+    colour.convert("LA").save(tmp_path / "grey_alpha.png")
+    for name in ["grey.png", "grey_rgb.jpg", "grey_alpha.png"]:
+        with pytest.raises(ImageInputError, match="black and white") as info:
+            decode_image(tmp_path / name)
+        assert "colour photo is needed" in str(info.value)
+    assert decode_image(tmp_path / "grey.png", require_colour=False).image.mode == "RGB"
+
+
+def test_blank_greyscale_pictures_are_left_to_the_quality_check(tmp_path: Path) -> None:
+    """A black frame (lens cap) is "too dark", not "black and white": intake lets it through."""
+    Image.new("L", (64, 48), 3).save(tmp_path / "black.png")
+    Image.new("RGB", (64, 48), (128, 128, 128)).save(tmp_path / "flat.png")
+    assert decode_image(tmp_path / "black.png").image.mode == "RGB"
+    assert decode_image(tmp_path / "flat.png").image.mode == "RGB"
+
+
+def test_black_and_white_upload_ends_the_turn_as_invalid_input(tmp_path: Path, ham_image: Path) -> None:
+    from core_helpers import fake_app
+
+    Image.open(ham_image).convert("L").save(tmp_path / "grey.jpg")
+    events = list(fake_app(tmp_path / "turns").run_turn(str(tmp_path / "grey.jpg"), "what is this?"))
+    result = events[-1].result
+    assert result is not None and result.status == "invalid_input"
+    assert "black and white" in (result.message or "") and result.diagnosis is None
 
 
 def test_animated_gif_uses_first_frame(tmp_path: Path) -> None:
@@ -95,6 +151,67 @@ def test_truncated_upload(tmp_path: Path, fmt: str) -> None:
     (tmp_path / "cut").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     with pytest.raises(ImageInputError, match="damaged or only partly uploaded"):
         decode_image(tmp_path / "cut")
+
+
+def _phone_jpeg(path: Path, size: tuple[int, int], orientation: int | None = None) -> Path:
+    """A smooth skin-coloured gradient at phone resolution (cheap to encode: flat 8x8 blocks)."""
+    ramp = Image.linear_gradient("L").resize((size[0] // 10, size[1] // 10))
+    small = Image.merge("RGB", [ramp.point(lambda v: 150 + v // 3), ramp.point(lambda v: 100 + v // 4),
+                                ramp.point(lambda v: 80 + v // 5)])
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    small.resize(size, Image.Resampling.NEAREST).save(path, format="JPEG", quality=60, exif=exif.tobytes())
+    return path
+
+
+def _spy_on_draft(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """Record the size the JPEG decoder was set to decode at (the full size when ``draft`` is not used)."""
+    from PIL import JpegImagePlugin
+
+    decoded_at: list[tuple[int, int]] = []
+    original = JpegImagePlugin.JpegImageFile.draft
+
+    def draft(self: JpegImagePlugin.JpegImageFile, mode: str | None,
+              size: tuple[int, int] | None) -> tuple[str, tuple[int, int, float, float]] | None:
+        result = original(self, mode, size)
+        decoded_at.append(self.size)
+        return result
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", draft)
+    return decoded_at
+
+
+def test_108_megapixel_phone_photo_is_decoded_reduced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """12000x9000 JPEGs (current phones) used to hit Pillow's bomb check; now libjpeg decodes them at 1/2."""
+    path = _phone_jpeg(tmp_path / "phone108.jpg", (12000, 9000))
+    decoded_at = _spy_on_draft(monkeypatch)
+    decoded = decode_image(path)
+    assert decoded_at == [(6000, 4500)]  # never decoded at the full 108 MP
+    assert decoded.original_size == (12000, 9000) and decoded.original_format == "JPEG"
+    assert decoded.image.size == (WORKING_MAX_SIDE, WORKING_MAX_SIDE * 3 // 4)
+    assert any("very large photo" in note for note in decoded.notes)
+    assert Settings().max_image_pixels >= 12000 * 9000  # the app's own cap lets it through too
+
+
+def test_reduced_decode_keeps_orientation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(intake, "WORKING_MAX_SIDE", 500)
+    path = _phone_jpeg(tmp_path / "portrait.jpg", (2000, 1500), orientation=6)
+    decoded_at = _spy_on_draft(monkeypatch)
+    decoded = decode_image(path)
+    assert decoded_at == [(500, 375)]  # 1/4 scale: exactly the working size
+    assert decoded.image.size == (375, 500) and not decoded.image.getexif()
+
+
+def test_absurd_sizes_are_refused_with_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    jpeg = _phone_jpeg(tmp_path / "big.jpg", (3000, 2000))
+    with pytest.raises(ImageInputError, match=r"3000x2000 pixels \(6 megapixels.*resize it below 5 megapixels"):
+        decode_image(jpeg, max_pixels=5_000_000)
+    monkeypatch.setattr(intake, "FULL_DECODE_MAX_PIXELS", 1_000_000)  # PNG cannot be decoded reduced
+    Image.new("RGB", (1500, 1000), (200, 120, 100)).save(tmp_path / "bomb.png")
+    with pytest.raises(ImageInputError, match="limit for a PNG file is 1\\b.*resize it below 1 megapixels"):
+        decode_image(tmp_path / "bomb.png")
+    assert decode_image(jpeg).image.size == (3000, 2000)  # the same cap does not apply to a JPEG
 
 
 def test_size_and_pixel_caps(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dermchat.settings import PROFILES_DIR, load_settings
+from dermchat.settings import PROFILES_DIR, SettingsError, load_settings
 from dermchat.vocabulary import get_vocabulary
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,6 +40,30 @@ def test_bad_settings_are_rejected_clearly(tmp_path: Path) -> None:
     bad.write_text("diagnozer: ham-cnn\n")
     with pytest.raises(ValueError, match="diagnozer"):
         load_settings(bad, environ={})
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"DERMCHAT_PROFILE": "nope"}, r"DERMCHAT_PROFILE: unknown profile 'nope'; expected one of: .*offline-cpu"),
+    ({"DERMCHAT_OPTIONS": "{bad"}, r"DERMCHAT_OPTIONS is not valid JSON .*expected an object"),
+    ({"DERMCHAT_OPTIONS": "[1, 2]"}, r"DERMCHAT_OPTIONS must be a JSON object"),
+    ({"DERMCHAT_CONFIG": "/nonexistent.yaml"}, r"settings file /nonexistent.yaml does not exist"),
+    ({"DERMCHAT_REFERENCES_PER_CONDITION": "abc"}, r"DERMCHAT_REFERENCES_PER_CONDITION: .*valid integer.*'abc'"),
+    ({"DERMCHAT_REFERENCES_PER_CONDITION": "99"}, r"DERMCHAT_REFERENCES_PER_CONDITION: .*less than or equal to 8"),
+    ({"DERMCHAT_AUDIENCE": "doctor"}, r"DERMCHAT_AUDIENCE: .*'patient' or 'clinician'"),
+])
+def test_configuration_mistakes_raise_one_clear_error(env: dict[str, str], expected: str) -> None:
+    with pytest.raises(SettingsError, match=expected) as info:
+        load_settings(environ=env)
+    assert "\n" not in str(info.value)  # one line for the command line and the app
+
+
+def test_bad_values_in_a_file_name_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "site.yaml"
+    config.write_text("references_per_condition: lots\n")
+    with pytest.raises(SettingsError, match=r"site.yaml: references_per_condition: .*valid integer"):
+        load_settings(environ={"DERMCHAT_CONFIG": str(config)})
+    with pytest.raises(SettingsError, match=r"setting reference_conditions: .*less than or equal to 5"):
+        load_settings(overrides={"reference_conditions": 9}, environ={})
 
 
 def test_vocabulary_maps_labels_from_every_plugin_onto_one_row() -> None:

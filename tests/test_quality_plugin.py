@@ -59,8 +59,8 @@ def test_gate_asks_for_a_retake_then_continues_with_a_discount(tmp_path: Path, h
 
 def test_not_skin_stops_the_turn(tmp_path: Path) -> None:
     data = pytest.importorskip("skimage.data")
-    page = tmp_path / "page.png"
-    Image.fromarray(data.page()).convert("RGB").save(page)
+    page = tmp_path / "rocket.png"  # a colour photo (a black-and-white one is refused earlier, at intake)
+    Image.fromarray(data.rocket()).convert("RGB").save(page)
     result = _app(tmp_path).run_turn_sync(str(page), "what is this?")
     assert result.status == "not_skin"
     assert result.diagnosis is None

@@ -110,7 +110,8 @@ class ChatTab:
         chosen, note = choose_image(files)
         if chosen:
             settings = self.app.settings
-            clean, error = sanitize_upload(chosen, int(settings.max_upload_mb * 1024 * 1024), settings.max_image_pixels)
+            clean, error = sanitize_upload(chosen, int(settings.max_upload_mb * 1024 * 1024), settings.max_image_pixels,
+                                           retention=settings.retention_minutes)
             if clean:
                 history.append({"role": "user", "content": {"path": clean}})
                 state["pending_image"] = clean

@@ -2,7 +2,8 @@
 
 Gradio writes every upload to its temp cache as received (EXIF and GPS included). Before the chat shows or
 forwards a photo, ``sanitize_upload`` decodes it with the core intake, writes a stripped PNG copy into the
-app's upload folder, and deletes the original from the cache.
+app's upload folder, and deletes the original from the cache. Stripped copies older than the retention time
+(``DERMCHAT_RETENTION_MINUTES``, default 60) are deleted by ``dermchat.retention`` as new ones arrive.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from dermchat.intake import ImageInputError, decode_image
+from dermchat.retention import DEFAULT_RETENTION_MINUTES, prune_expired
 
 
 def upload_dir() -> Path:
@@ -20,15 +22,35 @@ def upload_dir() -> Path:
     return path
 
 
-def sanitize_upload(path: str, max_bytes: int, max_pixels: int) -> tuple[str | None, str | None]:
-    """Return ``(clean_path, None)`` or ``(None, friendly_error)``; the original file is removed either way."""
+def retention_minutes() -> float:
+    """``DERMCHAT_RETENTION_MINUTES`` when the caller has no settings at hand (bad values fall back)."""
+    try:
+        return float(os.environ.get("DERMCHAT_RETENTION_MINUTES") or DEFAULT_RETENTION_MINUTES)
+    except ValueError:
+        return DEFAULT_RETENTION_MINUTES
+
+
+def sanitize_upload(
+    path: str, max_bytes: int, max_pixels: int, retention: float | None = None
+) -> tuple[str | None, str | None]:
+    """Return ``(clean_path, None)`` or ``(None, friendly_error)``; the original file is removed either way.
+
+    ``retention``: minutes to keep stripped copies (``Settings.retention_minutes``; default from the env).
+    """
     try:
         decoded = decode_image(path, max_bytes=max_bytes, max_pixels=max_pixels)
     except ImageInputError as exc:
         return None, str(exc)
     finally:
         _remove_cached_original(path)
-    target = upload_dir() / f"{decoded.sha256[:20]}.png"
+    folder = upload_dir()
+    prune_expired(folder, retention if retention is not None else retention_minutes())
+    target = folder / f"{decoded.sha256[:20]}.png"
+    if target.exists():
+        try:
+            os.utime(target)  # the same photo again: its retention starts over
+        except FileNotFoundError:
+            pass
     if not target.exists():
         decoded.image.save(target, format="PNG")
     return str(target), None

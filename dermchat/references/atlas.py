@@ -26,6 +26,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -148,6 +149,8 @@ class Atlas:
     skipped: dict[str, int] = field(default_factory=dict)
     cache_path: Path | None = None
     build_seconds: float | None = None
+    built_at: str | None = None  # UTC ISO time the feature cache was built (file time for older caches)
+    built_in_this_process: bool = False  # False: features were read from the cache, build_seconds is history
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -314,14 +317,17 @@ def load_atlas(
     if not rows.image_ids:
         raise AtlasError(f"{root}: no metadata row has both a known dx and an image file ({rows.skipped})")
     cache_path = (cache_root or cache_dir()) / "atlas" / f"{key}.npz"
-    features, seconds = _cached_features(cache_path, rows.image_ids)
+    features, seconds, built_at = _cached_features(cache_path, rows.image_ids)
+    built_now = features is None
     if features is None:
         started = time.perf_counter()
         features = compute_features(root, rows, masks, progress, workers)
         seconds = time.perf_counter() - started
+        built_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_path.with_suffix(".tmp.npz")
-        np.savez(tmp, features=features, image_ids=np.array(rows.image_ids), build_seconds=seconds)
+        np.savez(tmp, features=features, image_ids=np.array(rows.image_ids), build_seconds=seconds,
+                 built_at=built_at)
         os.replace(tmp, cache_path)
         log.info("atlas features for %d images built in %.1fs -> %s", len(rows.image_ids), seconds, cache_path)
     tone_meta = np.array(rows.tones, dtype=np.int8)
@@ -344,23 +350,30 @@ def load_atlas(
         skipped=rows.skipped,
         cache_path=cache_path,
         build_seconds=seconds,
+        built_at=built_at,
+        built_in_this_process=built_now,
     )
     with _MEMORY_LOCK:
         _MEMORY[key] = atlas
     return atlas
 
 
-def _cached_features(path: Path, image_ids: list[str]) -> tuple[np.ndarray | None, float | None]:
+def _cached_features(path: Path, image_ids: list[str]) -> tuple[np.ndarray | None, float | None, str | None]:
+    """Features, build seconds and build time from the cache; ``(None, None, None)`` when it must be built."""
     if not path.exists():
-        return None, None
+        return None, None, None
     try:
         with np.load(path) as data:
             if data["image_ids"].tolist() != image_ids or data["features"].shape[1] != len(FEATURE_NAMES):
-                return None, None
-            return data["features"], float(data["build_seconds"])
+                return None, None, None
+            if "built_at" in data.files:
+                built_at = str(data["built_at"])
+            else:  # caches written before the build time was stored: the file's own time
+                built_at = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+            return data["features"], float(data["build_seconds"]), built_at
     except (OSError, KeyError, ValueError) as exc:
         log.warning("ignoring unreadable atlas cache %s: %s", path, exc)
-        return None, None
+        return None, None, None
 
 
 def clear_memory_cache() -> None:
@@ -381,6 +394,8 @@ def describe(atlas: Atlas) -> dict[str, object]:
         "skipped": atlas.skipped,
         "cache": str(atlas.cache_path) if atlas.cache_path else None,
         "build_seconds": atlas.build_seconds,
+        "built_at": atlas.built_at,
+        "built_in_this_process": atlas.built_in_this_process,
         "info": json.loads(json.dumps(atlas.info.__dict__)),
     }
 
