@@ -97,7 +97,8 @@ def write_turn_files(result: Any, out_dir: Path) -> None:
     manifest: list[dict[str, Any]] = []
     for index, ref in enumerate(result.references):
         source = Path(ref.path)
-        target = out_dir / f"reference_{index:02d}_{ref.condition_id}{source.suffix or '.png'}"
+        kind = "synthetic" if ref.synthetic else "real"  # the label travels with the file, not only the manifest
+        target = out_dir / f"reference_{index:02d}_{kind}_{ref.condition_id}{source.suffix or '.png'}"
         if source.exists():
             shutil.copyfile(source, target)
             ref.path = str(target)

