@@ -83,13 +83,20 @@ class DermChat:
         with self._configure_lock:
             self.settings = settings
             self.configuration_errors = []
+            known: set[str] = set()
             for by_id in self.registry.providers.values():
                 for provider_id, provider in by_id.items():
+                    known.add(provider_id)
                     try:
                         provider.configure(settings.provider_options(provider_id))
                     except ValueError as exc:
                         self.configuration_errors.append(str(exc))
                         log.warning("%s", exc)
+            for provider_id in sorted(set(settings.options) - known):  # a typo would otherwise do nothing, silently
+                message = (f"options were given for {provider_id!r}, but no loaded plugin provides it "
+                           f"(known: {', '.join(sorted(known))})")
+                self.configuration_errors.append(message)
+                log.warning("%s", message)
 
     def settings_for(self, overrides: dict[str, Any] | None) -> Settings:
         if not overrides:

@@ -212,6 +212,13 @@ def test_invalid_provider_options_are_reported(tmp_path: Path) -> None:
     assert any("fake-quality" in e and "threshold" in e for e in app.configuration_errors)
 
 
+def test_options_for_an_unknown_provider_are_reported(tmp_path: Path) -> None:
+    app = fake_app(tmp_path, options={"fake-qualty": {"threshold": 10}, "fake-dx": {}})
+    assert app.configuration_errors == [
+        "options were given for 'fake-qualty', but no loaded plugin provides it "
+        "(known: fake-dx, fake-explainer, fake-quality, fake-refs)"]
+
+
 EXAMPLE_PLUGIN = Path(__file__).parent / "example_plugin"
 
 
