@@ -510,7 +510,12 @@ class _Turn:
             second.extra["set_overlap"] = sorted(set(first.prediction_set) & set(second.prediction_set))
         self.result.second_opinion = second
         if self.result.triage is not None:
-            self.result.triage = safety.escalate_for_second_opinion(self.result.triage, second, self.app.vocabulary)
+            before = self.result.triage
+            self.result.triage = safety.escalate_for_second_opinion(before, second, self.app.vocabulary)
+            if self.result.triage is not before:  # the diagnosis "done" event carried the earlier tier
+                yield StepEvent(step="diagnosis", kind="progress", provider_id=provider.id,
+                                message="The second opinion raised the triage to urgent",
+                                data={"triage": self.result.triage.model_dump()})
 
     def _explanation(self) -> Iterator[StepEvent]:
         provider, why_not = self._provider("explainer", self.settings.explainer)

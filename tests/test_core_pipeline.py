@@ -133,7 +133,10 @@ def test_a_second_opinion_that_suspects_malignancy_makes_the_turn_urgent(tmp_pat
     unsure = _diagnoser_plugin("unsure", lambda ctx: _dx("unsure", {}, [], abstained=True))
     alone = fake_app(tmp_path).run_turn_sync(bright)
     assert alone.triage.tier == "reassure"  # the lead (fake) model sees a benign mole
-    result = fake_app(tmp_path, [alarmed], second_opinion="alarmed").run_turn_sync(bright)
+    events = list(fake_app(tmp_path, [alarmed], second_opinion="alarmed").run_turn(bright))
+    result = events[-1].result
+    streamed = [e.data["triage"]["tier"] for e in events if "triage" in e.data]
+    assert streamed == ["reassure", "urgent"]  # scripts reading the stream see the change too
     assert result.triage.tier == "urgent"
     assert result.triage.reason.lower().startswith("second opinion (alarmed): possible cutaneous melanoma")
     assert result.triage.drivers == ["melanoma"] and SEE_CLINICIAN_URGENT in result.notices
