@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=input_size, default=None, metavar="WxH",
                    help="frame size the network reads, e.g. 160x120 (default 128x96, or the --init-from "
                         "network's; a larger size with --init-from fine-tunes that network at the new size)")
+    p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
+                   help="mixup with Beta(ALPHA, ALPHA) weights (0 = off): blends pairs of images and their labels, "
+                        "a regulariser for long runs that otherwise over-fit")
     p.add_argument("--init-from", type=Path, default=None,
                    help="start from the weights in this train-classifier output folder (same lesion split "
                         "required) instead of a random initialisation")
@@ -274,10 +277,19 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             m = torch.as_tensor(masks[batch]).unsqueeze(1).float().div_(255.0)
             y = torch.as_tensor(labels_all[batch])
             x, m = augment_batch(x, m, aug_cfg, gen)
+            mix, partner = 1.0, None
+            if args.mixup > 0:
+                mix = float(rng.beta(args.mixup, args.mixup))
+                partner = torch.randperm(len(batch), generator=gen)
+                x = mix * x + (1 - mix) * x[partner]
+                m = mix * m + (1 - mix) * m[partner]
             if progress(step) < args.low_res_until:
                 x = F.interpolate(x, scale_factor=0.75, mode="bilinear", antialias=True, align_corners=False)
             outp = model.forward_all(x)
             cls_loss = F.cross_entropy(outp["logits"], y, weight=weight_t, label_smoothing=0.05)
+            if partner is not None:
+                cls_loss = mix * cls_loss + (1 - mix) * F.cross_entropy(
+                    outp["logits"], y[partner], weight=weight_t, label_smoothing=0.05)
             target = F.adaptive_avg_pool2d(m, outp["mask_logits"].shape[-2:])
             seg_loss = F.binary_cross_entropy_with_logits(outp["mask_logits"], target)
             loss = cls_loss + 0.3 * seg_loss
