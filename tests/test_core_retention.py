@@ -102,6 +102,7 @@ def test_saving_an_upload_removes_expired_ones(tmp_path: Path, monkeypatch: pyte
     from ui.uploads import sanitize_upload
 
     monkeypatch.setattr("dermchat.retention.MIN_INTERVAL_S", 0.0)  # every upload may scan in this test
+    settings = load_settings(environ={}, overrides={"retention_minutes": 60})
     uploads = tmp_path / "uploads"
     monkeypatch.setenv("DERMCHAT_UPLOAD_DIR", str(uploads))
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
@@ -110,14 +111,14 @@ def test_saving_an_upload_removes_expired_ones(tmp_path: Path, monkeypatch: pyte
     def upload(name: str) -> Path:
         cached = tmp_path / "gradio" / name
         shutil.copyfile(ham_image, cached)  # Gradio's cached original (deleted by sanitize_upload)
-        clean, error = sanitize_upload(str(cached), 25_000_000, 200_000_000, retention=60)
+        clean, error = sanitize_upload(str(cached), settings)
         assert error is None and clean is not None
         return Path(clean)
 
     first = upload("a.jpg")
     _age(first, 2 * HOUR)
     Image.open(ham_image).rotate(90, expand=True).save(tmp_path / "gradio" / "b.png")
-    clean, _ = sanitize_upload(str(tmp_path / "gradio" / "b.png"), 25_000_000, 200_000_000, retention=60)
+    clean, _ = sanitize_upload(str(tmp_path / "gradio" / "b.png"), settings)
     assert clean and Path(clean).exists() and not first.exists()  # the expired copy went
     again = upload("c.jpg")  # the first photo again, after it expired: written anew
     assert again == first and again.exists()

@@ -47,9 +47,7 @@ def build_api(app: DermChat) -> None:
         events: list[dict[str, Any]] = []
         clean = None
         if image_path:
-            settings = app.settings
-            clean, error = sanitize_upload(image_path, int(settings.max_upload_mb * 1024 * 1024),
-                                           settings.max_image_pixels, retention=settings.retention_minutes)
+            clean, error = sanitize_upload(image_path, app.settings)
             if error:
                 yield {"events": [], "result": {"status": "invalid_input", "message": error}}
                 return

@@ -109,9 +109,7 @@ class ChatTab:
         state.update(pending_image=None, pending_text=text, pending_error=None)
         chosen, note = choose_image(files)
         if chosen:
-            settings = self.app.settings
-            clean, error = sanitize_upload(chosen, int(settings.max_upload_mb * 1024 * 1024), settings.max_image_pixels,
-                                           retention=settings.retention_minutes)
+            clean, error = sanitize_upload(chosen, self.app.settings)
             if clean:
                 history.append({"role": "user", "content": {"path": clean}})
                 state["pending_image"] = clean

@@ -13,7 +13,8 @@ import tempfile
 from pathlib import Path
 
 from dermchat.intake import ImageInputError, decode_image
-from dermchat.retention import DEFAULT_RETENTION_MINUTES, prune_expired
+from dermchat.retention import prune_expired
+from dermchat.settings import Settings
 
 
 def upload_dir() -> Path:
@@ -22,29 +23,21 @@ def upload_dir() -> Path:
     return path
 
 
-def retention_minutes() -> float:
-    """``DERMCHAT_RETENTION_MINUTES`` when the caller has no settings at hand (bad values fall back)."""
-    try:
-        return float(os.environ.get("DERMCHAT_RETENTION_MINUTES") or DEFAULT_RETENTION_MINUTES)
-    except ValueError:
-        return DEFAULT_RETENTION_MINUTES
-
-
-def sanitize_upload(
-    path: str, max_bytes: int, max_pixels: int, retention: float | None = None
-) -> tuple[str | None, str | None]:
+def sanitize_upload(path: str, settings: Settings) -> tuple[str | None, str | None]:
     """Return ``(clean_path, None)`` or ``(None, friendly_error)``; the original file is removed either way.
 
-    ``retention``: minutes to keep stripped copies (``Settings.retention_minutes``; default from the env).
+    The size limits and the retention time of stripped copies come from ``settings`` (which already reads
+    ``DERMCHAT_MAX_UPLOAD_MB``, ``DERMCHAT_MAX_IMAGE_PIXELS`` and ``DERMCHAT_RETENTION_MINUTES``).
     """
     try:
-        decoded = decode_image(path, max_bytes=max_bytes, max_pixels=max_pixels)
+        decoded = decode_image(path, max_bytes=int(settings.max_upload_mb * 1024 * 1024),
+                               max_pixels=settings.max_image_pixels)
     except ImageInputError as exc:
         return None, str(exc)
     finally:
         _remove_cached_original(path)
     folder = upload_dir()
-    prune_expired(folder, retention if retention is not None else retention_minutes())
+    prune_expired(folder, settings.retention_minutes)
     target = folder / f"{decoded.sha256[:20]}.png"
     if target.exists():
         try:
