@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 ImageSource = Union[str, Path, bytes, BinaryIO, Image.Image]
 
@@ -47,7 +47,6 @@ GREYSCALE_MESSAGE = (
     "matter a lot. Please send the original colour photo (turn off any black-and-white filter)."
 )
 
-_PILLOW_CAP_LOCK = threading.Lock()
 _RESIZABLE = frozenset({"RGB", "RGBA", "L", "LA"})
 
 _heif_registered = False
@@ -180,16 +179,18 @@ def pixel_sha256(img: Image.Image) -> str:
 
 
 def _open_lazily(data: bytes) -> Image.Image:
-    """``Image.open`` reads only the header. Pillow's own decompression-bomb check is off for that moment:
-    it would refuse a 108 MP phone photo before intake's size check (which knows JPEGs are decoded reduced)
-    could give its clearer message. The lock keeps concurrent turns from restoring each other's value."""
-    with _PILLOW_CAP_LOCK:
-        previous = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None
+    """``Image.open`` reads only the header. Pillow's process-wide decompression-bomb cap is left alone (other
+    threads rely on it); a JPEG whose header is over it (a 200 MP phone photo) is opened by the JPEG reader
+    directly, which skips that check, because intake decodes JPEGs reduced and ``_check_pixels`` applies the
+    app's own caps to every format next. Other formats over Pillow's cap stay refused."""
+    with warnings.catch_warnings():  # 90-180 MP: Pillow warns; intake's own cap is what decides
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             return Image.open(io.BytesIO(data))
-        finally:
-            Image.MAX_IMAGE_PIXELS = previous
+        except Image.DecompressionBombError:
+            if not data.startswith(b"\xff\xd8\xff"):  # the JPEG signature
+                raise
+            return JpegImagePlugin.JpegImageFile(io.BytesIO(data))
 
 
 def _check_pixels(img: Image.Image, max_pixels: int) -> None:

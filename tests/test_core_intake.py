@@ -238,3 +238,40 @@ def test_choose_image_says_which_one_is_used() -> None:
     assert choose_image(["a.jpg"]) == ("a.jpg", None)
     chosen, note = choose_image(["a.jpg", "b.jpg"])
     assert chosen == "b.jpg" and "last one" in note
+
+
+def _jpeg_with_header_size(path: Path, size: tuple[int, int]) -> Path:
+    """A small real JPEG whose frame header (SOF0) claims ``size``: how a 200 MP photo looks to the header reader."""
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (190, 140, 120)).save(buf, format="JPEG", quality=80)
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = size[1].to_bytes(2, "big") + size[0].to_bytes(2, "big")
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_jpeg_over_pillows_own_cap_is_read_without_touching_it(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow refuses headers over 2x ``MAX_IMAGE_PIXELS`` (179 MP); a 192 MP JPEG must still reach the reduced
+    decoder, and Pillow's process-wide cap, which other threads rely on, must never be switched off to do it."""
+    from PIL import JpegImagePlugin
+
+    pillow_cap = Image.MAX_IMAGE_PIXELS
+    seen_caps: list[int | None] = []
+    real_open = JpegImagePlugin.JpegImageFile._open
+
+    def spy_open(self: JpegImagePlugin.JpegImageFile) -> None:
+        seen_caps.append(Image.MAX_IMAGE_PIXELS)
+        real_open(self)
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "_open", spy_open)
+    decoded_at = _spy_on_draft(monkeypatch)
+    path = _jpeg_with_header_size(tmp_path / "phone192.jpg", (16000, 12000))
+    decoded = decode_image(path)  # libjpeg pads the missing scan data: what matters here is the path taken
+    assert decoded_at == [(8000, 6000)]  # past every size check, to the half-scale decoder
+    assert decoded.original_size == (16000, 12000) and decoded.image.size == (WORKING_MAX_SIDE, 3072)
+    assert seen_caps and all(cap == pillow_cap for cap in seen_caps)
+    assert Image.MAX_IMAGE_PIXELS == pillow_cap
+    with pytest.raises(ImageInputError, match=r"20000x15000 pixels \(300 megapixels; the limit is 200\)"):
+        decode_image(_jpeg_with_header_size(tmp_path / "absurd.jpg", (20000, 15000)))
