@@ -25,7 +25,10 @@ def turn_completed(result: TurnResult, context: TurnContext) -> None:
     tag = context.options.get("study") if context.options else None
     if not isinstance(tag, dict) or not REQUIRED_KEYS <= set(tag):
         return
-    from dermchat.study.store import get_store
+    from dermchat.study.store import ParticipantNotFound, get_store
     from dermchat.study.turnlog import log_turn
 
-    log_turn(get_store(tag["db_url"]), tag, result)
+    try:
+        log_turn(get_store(tag["db_url"]), tag, result)
+    except ParticipantNotFound:
+        return  # the code was deleted (withdrawn) mid-turn: store nothing; the study flow tells the participant

@@ -109,3 +109,18 @@ def test_cli_validate_reports_file_and_line(tmp_path: Path, ham_dir: Path, capsy
 def test_study_names_cannot_escape_the_folder() -> None:
     with pytest.raises(ValueError):
         study_path("../../etc/passwd")
+
+
+def test_readme_documents_every_export_column() -> None:
+    """An analyst opens the CSVs with studies/README.md beside them: each file's columns must be explained there."""
+    import re
+
+    from dermchat.study.export import COLUMNS
+
+    readme = (REPO / "studies" / "README.md").read_text(encoding="utf-8")
+    for name, columns in COLUMNS.items():
+        match = re.search(rf"^- `{re.escape(name)}`.*?(?=^- `|^#|\Z)", readme, flags=re.M | re.S)
+        assert match, f"studies/README.md does not describe {name}"
+        documented = set(re.findall(r"`([a-z_0-9]+)`", match.group(0)))
+        assert set(columns) <= documented, f"{name}: undocumented columns {sorted(set(columns) - documented)}"
+    assert "events.jsonl" in readme

@@ -6,13 +6,16 @@ import csv
 import json
 import sqlite3
 import threading
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from dermchat.context import TurnContext
 from dermchat.engine import DermChat
+from dermchat.study.assignment import assign
 from dermchat.study.cli import main as study_cli
+from dermchat.study.definition import load_study
 from dermchat.study.session import FlowError, StudyFlow, normalise_code
 from dermchat.study.store import StudyStore, to_url
 from dermchat.study.summary import summarise, t_interval
@@ -200,7 +203,18 @@ def test_sqlite_is_in_wal_mode_and_stores_no_ip(tmp_path: Path, store: StudyStor
 
 
 def test_between_study_with_opt_in_images(tmp_path: Path, app: DermChat, ham_dir: Path) -> None:
-    study = load(BETWEEN)
+    from PIL import Image
+
+    # HAM JPEGs carry no EXIF, so give the case images some (a camera, a GPS-like tag, a comment) in a temp copy.
+    (tmp_path / "images").mkdir()
+    for case in load(BETWEEN).cases.items:
+        exif = Image.Exif()
+        exif[0x010F] = "SecretCam"  # Make
+        exif[0x8825] = {2: (51.0, 30.0, 0.0)}  # GPSInfo: latitude
+        Image.open(ham_dir / "images" / case.image).save(tmp_path / "images" / case.image, exif=exif,
+                                                               comment=b"clinic room 4")
+        assert b"SecretCam" in (tmp_path / "images" / case.image).read_bytes()
+    study = load_study(BETWEEN, data_dir=tmp_path)
     study = study.model_copy(update={"privacy": study.privacy.model_copy(update={"store_images": True})})
     store = StudyStore(tmp_path / "between.sqlite")
     flow = StudyFlow(study, store)
@@ -212,7 +226,7 @@ def test_between_study_with_opt_in_images(tmp_path: Path, app: DermChat, ham_dir
     assert store.counts()["images"] == len(study.cases.items)  # stored once per image, deduplicated by hash
     with sqlite3.connect(tmp_path / "between.sqlite") as conn:
         jpeg = conn.execute("SELECT jpeg FROM images LIMIT 1").fetchone()[0]
-    assert jpeg[:2] == b"\xff\xd8" and b"Exif" not in jpeg[:64]
+    assert jpeg[:2] == b"\xff\xd8" and b"Exif" not in jpeg and b"SecretCam" not in jpeg and b"clinic" not in jpeg
 
 
 def test_plugin_observer_logs_only_study_turns(tmp_path: Path, app: DermChat, ham_dir: Path) -> None:
@@ -224,8 +238,12 @@ def test_plugin_observer_logs_only_study_turns(tmp_path: Path, app: DermChat, ha
     assert not (tmp_path / "plugin.sqlite").exists()
     ctx.options["study"] = {"study_id": "s", "participant": "P-001", "step": 0, "case_id": "c", "arm": "a",
                             "db_url": db_url, "arm_settings": {}}
+    study_plugin.turn_completed(result=result, context=ctx)  # a code nobody enrolled (or one deleted): refused
+    plugin_store = StudyStore(db_url)
+    assert plugin_store.events() == []
+    plugin_store.enrol("s", "P-001", lambda seq: ["a"])
     study_plugin.turn_completed(result=result, context=ctx)
-    logged = StudyStore(db_url).events()
+    logged = plugin_store.events()
     assert len(logged) == 1 and logged[0]["type"] == "turn" and logged[0]["payload"]["input_sha256"] == result.image_sha256
 
 
@@ -242,3 +260,81 @@ def test_clicks_are_logged_and_counted_in_the_export(tmp_path: Path, store: Stud
     assert [(t["reference_clicks"], t["citation_clicks"]) for t in turns] == [(1, 2)]
     clicks = [e for e in store.events(code=state.code) if e["type"].endswith("_click")]
     assert {(e["case_id"], e["arm"]) for e in clicks} == {(state.steps[0].ref, state.steps[0].arm)}
+
+
+def test_a_withdrawn_participant_cannot_add_data_from_an_open_page(flow: StudyFlow, store: StudyStore,
+                                                                     app: DermChat) -> None:
+    """The researcher deletes a code while the participant's page is still open: nothing may reappear under it."""
+    state = flow.enter_code(flow.consent(flow.start(), True), None)
+    list(flow.run_case(state, app))
+    assert store.delete_participant(state.code) > 0  # type: ignore[arg-type]
+    with pytest.raises(FlowError, match="deleted"):
+        flow.click(state, "citation", 0, {"url": "https://dermnetnz.org/"})
+    with pytest.raises(FlowError, match="deleted"):
+        list(flow.run_case(state, app))
+    with pytest.raises(FlowError, match="deleted"):
+        flow.submit(state, {item.id: answer_for(item) for item in flow.items(state)})
+    with pytest.raises(KeyError):  # the plugin's writer (and any other) is refused by the store itself
+        store.log("reference_images_within", state.code, "turn", {}, step=1)  # type: ignore[arg-type]
+    assert store.events(code=state.code) == [] and store.answers(code=state.code) == []
+
+
+def test_resume_refuses_a_schedule_that_changed_since_enrolment(store: StudyStore, app: DermChat,
+                                                                 ham_dir: Path) -> None:
+    """Editing the cases mid-study shifts step numbers: a returning participant must not be silently re-mapped."""
+    study = load()
+    stopped = run_participant(StudyFlow(study, store), app, stop_after=2)
+    extra = study.cases.items[0].model_copy(update={"id": "case_extra"})
+    edited = study.model_copy(update={"cases": study.cases.model_copy(update={"items": [*study.cases.items, extra]})})
+    assert assign(edited, 0).arm_order == assign(study, 0).arm_order  # the old check (arm order) cannot see it
+    flow = StudyFlow(edited, store)
+    with pytest.raises(FlowError, match="earlier version"):
+        flow.enter_code(flow.consent(flow.start(), True), stopped.code)
+    again = StudyFlow(study, store)  # the unchanged study still resumes
+    assert again.enter_code(again.consent(again.start(), True), stopped.code).step == 2
+
+
+def test_export_times_each_answer_from_when_the_answer_was_last_shown(store: StudyStore, app: DermChat,
+                                                                       ham_dir: Path) -> None:
+    """Response time is a core trust measure: after a resume it must not include the time the participant was away."""
+    from dermchat.study.export import CASE_COLUMNS, tables
+
+    first = StudyFlow(load(), store)
+    state = first.enter_code(first.consent(first.start(), True), None)
+    list(first.run_case(state, app))
+    state = first.submit(state, {item.id: answer_for(item) for item in first.items(state)})  # case 1: no break
+    list(first.run_case(state, app))  # case 2 shown, then the participant leaves
+    second = StudyFlow(load(), store)
+    resumed = second.enter_code(second.consent(second.start(), True), state.code)
+    assert [e.data for e in second.run_case(resumed, app)] == [{"replayed": True}]
+    with pytest.raises(FlowError):  # an incomplete form: the page then re-renders the same answer...
+        second.submit(resumed, {})
+    list(second.run_case(resumed, app))  # ...which is no new display: the clock keeps running
+    second.submit(resumed, {item.id: answer_for(item) for item in second.items(resumed)})
+
+    events = store.events(code=state.code)
+    turn_at = {e["step"]: e["created_at"] for e in events if e["type"] == "turn"}
+    replayed = [e for e in events if e["type"] == "turn_replayed"]
+    assert [(e["step"], e["case_id"], e["arm"]) for e in replayed] == [(1, state.steps[1].ref, state.steps[1].arm)]
+    rows = {r["step"]: r for r in tables(store)["case_answers.csv"]}
+    assert {"shown_at", "response_ms"} <= set(CASE_COLUMNS)
+    assert rows[0]["shown_at"] == turn_at[0]
+    assert rows[1]["shown_at"] == replayed[0]["created_at"] > turn_at[1]  # timed from the replay, not the first run
+    for row in rows.values():
+        spent = datetime.fromisoformat(row["answered_at"]) - datetime.fromisoformat(row["shown_at"])
+        assert row["response_ms"] == pytest.approx(spent.total_seconds() * 1000, abs=0.1) and row["response_ms"] >= 0
+
+
+def test_deleted_data_does_not_linger_in_the_sqlite_files(tmp_path: Path, store: StudyStore, flow: StudyFlow,
+                                                           app: DermChat) -> None:
+    """Withdrawal means erasure: a copy of the database file handed on later must not hold the deleted rows."""
+    state = flow.enter_code(flow.consent(flow.start(), True), None)
+    list(flow.run_case(state, app))
+    flow.submit(state, {"guess": "I don't know", "urgency": 2})
+    flow.click(state, "citation", 0, {"url": "https://dermnetnz.org/withdrawn-marker"})
+    keep = flow.enter_code(flow.consent(flow.start(), True), None)  # someone else's data stays readable
+    assert store.delete_participant(state.code) > 0  # type: ignore[arg-type]
+    files = [p for p in tmp_path.glob("study.sqlite*") if p.is_file()]
+    raw = b"".join(p.read_bytes() for p in files)
+    assert (raw.count(state.code.encode()), raw.count(b"withdrawn-marker")) == (0, 0)  # type: ignore[union-attr]
+    assert store.participant("reference_images_within", keep.code) is not None  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ import pytest
 
 from dermchat.study.export import export
 from dermchat.study.session import StudyFlow
-from dermchat.study.store import StudyStore
+from dermchat.study.store import ParticipantNotFound, StudyStore
 from study_fixtures import load, make_app, run_participant
 
 pytestmark = pytest.mark.postgres
@@ -111,6 +111,9 @@ def test_participants_export_and_delete_on_postgres(pg_url: str, tmp_path: Path,
     assert store.delete_participant(states[1].code) > 0  # type: ignore[arg-type]
     assert store.events(code=states[1].code) == [] and store.answers(code=states[1].code) == []
     assert store.events(code=states[0].code) != []
+    with pytest.raises(ParticipantNotFound):  # a page still open under the deleted code cannot write again
+        store.log(study.id, states[1].code, "citation_click", {}, step=0)  # type: ignore[arg-type]
+    assert store.events(code=states[1].code) == []
 
 
 def test_concurrent_enrolment_on_postgres_gives_unique_gap_free_numbers(pg_url: str, ham_dir: Path) -> None:
@@ -140,3 +143,14 @@ def test_concurrent_enrolment_on_postgres_gives_unique_gap_free_numbers(pg_url: 
     assert {p["code"] for p in people} == set(codes)
     orders = [tuple(p["arm_order"]) for p in sorted(people, key=lambda p: p["seq"])]
     assert orders[0::2] == [orders[0]] * 4 and orders[1::2] == [orders[1]] * 4 and orders[0] != orders[1]
+
+
+def test_a_nul_character_in_a_text_answer_is_stored_like_on_sqlite(pg_url: str, tmp_path: Path) -> None:
+    """PostgreSQL text cannot hold NUL (a paste can carry one); SQLite can. Both must store the same answer."""
+    from dermchat.study.store import AnswerRow
+
+    for store in (StudyStore(pg_url), StudyStore(tmp_path / "same.sqlite")):
+        store.enrol("nul_check", "NUL-0001", lambda seq: ["a"])
+        store.save_answers("nul_check", "NUL-0001", 0, [AnswerRow("comments", "text", "fine\x00 thanks", None)],
+                           case_id=None, questionnaire_id="final", arm=None)
+        assert [a["value"] for a in store.answers("nul_check")] == ["fine thanks"], store.url

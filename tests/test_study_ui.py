@@ -198,3 +198,16 @@ def test_startup_rejects_a_malformed_selected_study_with_its_line(tmp_path: Path
         load_studies(str(bad), tmp_path)
     with gr.Blocks(), pytest.raises(StudyDefinitionError):
         build_study_tab(make_app(tmp_path / "turns"), str(bad), studies_dir=tmp_path)
+
+
+def test_a_deleted_code_gets_a_clear_message_on_its_open_page(server: Server) -> None:
+    page, client = server.page, server.client()
+    client.predict(True, api_name=f"/{SID}_consent")
+    code = code_from(server, client.predict(api_name=f"/{SID}_new_code"))
+    client.predict(api_name=f"/{SID}_run_case")
+    assert server.store.delete_participant(code, SID) > 0  # withdrawn while the page is open
+    _answer, _gallery, _sources, error = client.predict(api_name=f"/{SID}_run_case")
+    assert "has been deleted" in error
+    out = client.predict(*[answer(item) for item in page.study.case_questions], api_name=f"/{SID}_submit_case")
+    assert "has been deleted" in server.field(out, page.error)
+    assert server.store.events(code=code) == [] and server.store.answers(code=code) == []

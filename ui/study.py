@@ -217,6 +217,9 @@ class StudyPage:
                 elif event.kind in {"start", "progress"} and event.message:
                     progress.append(event.message)
                     yield {self.answer: "⏳ " + progress[-1] + "…"}
+        except FlowError as exc:  # e.g. the code was deleted while this page was open
+            yield {self.answer: "", self.error: f"⚠️ {' '.join(exc.messages)}"}
+            return
         except Exception as exc:  # noqa: BLE001 - the participant gets a message; the log gets the detail
             log.exception("study turn failed")
             yield {self.answer: "Sorry, something went wrong while preparing this answer. Please tell the researcher.",
@@ -250,8 +253,11 @@ class StudyPage:
         if result is None or not 0 <= index < len(result.references):
             return
         ref = result.references[index]
-        self.flow.click(state, "reference", index, {"condition_id": ref.condition_id, "synthetic": ref.synthetic,
-                                                    "provenance": ref.provenance})
+        try:
+            self.flow.click(state, "reference", index, {"condition_id": ref.condition_id, "synthetic": ref.synthetic,
+                                                        "provenance": ref.provenance})
+        except FlowError:
+            return  # the code was deleted meanwhile: the click is simply not recorded
 
     def on_source_click(self, choice: str | None, state: ParticipantState | None) -> str:
         if state is None or state.stage != "case" or not choice:
@@ -260,7 +266,10 @@ class StudyPage:
         citations = result.explanation.citations if result and result.explanation else []
         for index, cite in enumerate(citations):
             if f"{cite.marker} {cite.title}" == choice:
-                self.flow.click(state, "citation", index, {"source_id": cite.source_id, "url": cite.url})
+                try:
+                    self.flow.click(state, "citation", index, {"source_id": cite.source_id, "url": cite.url})
+                except FlowError:
+                    pass  # the code was deleted meanwhile: show the source, record nothing
                 return f"Open the source: [{cite.title}]({cite.url})"
         return ""
 

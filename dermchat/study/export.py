@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import zipfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from dermchat.study.store import StudyStore, get_store
 
 CASE_COLUMNS = [
     "study_id", "participant", "seq", "step", "case_position", "case_id", "arm", "block", "ground_truth",
-    "question_id", "kind", "value", "value_numeric", "answered_at",
+    "question_id", "kind", "value", "value_numeric", "answered_at", "shown_at", "response_ms",
 ]
 QUESTIONNAIRE_COLUMNS = [
     "study_id", "participant", "seq", "step", "questionnaire_id", "arm", "block", "question_id", "kind", "value",
@@ -37,6 +38,18 @@ def _schedules(events: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, 
     return {(e["study_id"], e["participant_code"]): e["payload"] for e in events if e["type"] == "started"}
 
 
+def _shown_at(displays: list[str], answered_at: str) -> str:
+    """The last time the case's answer was displayed (first run or a replay after a resume) before answering."""
+    return max((at for at in displays if at <= answered_at), default="")
+
+
+def _response_ms(shown_at: str, answered_at: str) -> float | str:
+    if not shown_at:
+        return ""
+    spent = datetime.fromisoformat(answered_at) - datetime.fromisoformat(shown_at)
+    return round(spent.total_seconds() * 1000, 1)
+
+
 def tables(store: StudyStore, study_id: str | None = None) -> dict[str, list[dict[str, Any]]]:
     """The export as rows per file name, before writing (the researcher page shows parts of it)."""
     events = store.events(study_id)
@@ -46,8 +59,11 @@ def tables(store: StudyStore, study_id: str | None = None) -> dict[str, list[dic
     seq_of = {(p["study_id"], p["code"]): p["seq"] for p in people}
     done: dict[tuple[str, str], set[int]] = {}
     clicks: dict[tuple[str, str, int, str], int] = {}
+    displays: dict[tuple[str, str, int], list[str]] = {}
     for e in events:
         key = (e["study_id"], e["participant_code"])
+        if e["type"] in {"turn", "turn_replayed"}:
+            displays.setdefault((*key, e["step"]), []).append(e["created_at"])
         if e["type"] == "step_completed":
             done.setdefault(key, set()).add(e["step"])
         if e["type"] in {"reference_click", "citation_click"}:
@@ -72,7 +88,9 @@ def tables(store: StudyStore, study_id: str | None = None) -> dict[str, list[dic
             case_steps = [i for i, s in enumerate(steps) if s.get("kind") == "case"]
             position = case_steps.index(a["step"]) + 1 if a["step"] in case_steps else ""
             truth = schedule.get("ground_truth", {}).get(a["case_id"]) or ""
-            case_rows.append({**common, "case_id": a["case_id"], "case_position": position, "ground_truth": truth})
+            shown_at = _shown_at(displays.get((*key, a["step"]), []), a["created_at"])
+            case_rows.append({**common, "case_id": a["case_id"], "case_position": position, "ground_truth": truth,
+                              "shown_at": shown_at, "response_ms": _response_ms(shown_at, a["created_at"])})
         else:
             questionnaire_rows.append({**common, "questionnaire_id": a["questionnaire_id"]})
 

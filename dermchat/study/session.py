@@ -13,6 +13,7 @@ import hashlib
 import inspect
 import re
 import secrets
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Literal
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal
 from dermchat.results import StepEvent, TurnResult
 from dermchat.study.assignment import Step, assign
 from dermchat.study.definition import ChoiceItem, Item, LikertItem, Study, TextItem
-from dermchat.study.store import AnswerRow, StudyStore, get_store, now_iso
+from dermchat.study.store import AnswerRow, ParticipantNotFound, StudyStore, get_store, now_iso
 from dermchat.study.turnlog import log_turn, turn_tag
 from dermchat.vocabulary import get_vocabulary
 
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
 Stage = Literal["consent", "code", "case", "questionnaire", "done", "declined"]
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: codes are read aloud and typed
 CODE_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9-]{2,22}[A-Z0-9]$")
+WITHDRAWN = ("The data recorded under this participant code has been deleted, so nothing more can be recorded "
+             "under it. Thank you for your time; please contact the researcher if this is unexpected.")
+CHANGED = "This code belongs to an earlier version of the study; please contact the researcher."
 
 
 class FlowError(ValueError):
@@ -158,11 +162,32 @@ class StudyFlow:
     def _resume(self, state: ParticipantState, code: str) -> ParticipantState:
         record = self.store.participant(self.study.id, code)
         assert record is not None
-        steps = tuple(assign(self.study, record.seq).steps)
-        if record.arm_order != assign(self.study, record.seq).arm_order:
-            raise FlowError(["This code belongs to an earlier version of the study; please contact the researcher."])
-        self.store.log(self.study.id, code, "resumed", {"consented_at": state.consented_at})
+        assignment = assign(self.study, record.seq)
+        steps = tuple(assignment.steps)
+        if record.arm_order != assignment.arm_order or not self._same_schedule(code, steps):
+            raise FlowError([CHANGED])
+        with self._writing():
+            self.store.log(self.study.id, code, "resumed", {"consented_at": state.consented_at})
         return self._at_next_step(replace(state, code=code, steps=steps))
+
+    def _same_schedule(self, code: str, steps: tuple[Step, ...]) -> bool:
+        """Whether the study still gives this participant the steps recorded when they enrolled.
+
+        Completed steps are stored by number: if cases or questionnaires were added, removed or reordered
+        since, the numbers point at other screens, so resuming would show a case twice, skip one, and file
+        answers under the wrong case in the export (which reads the recorded schedule).
+        """
+        started = self.store.last_event(self.study.id, code, "started", None)
+        recorded = started["payload"].get("steps") if started else None
+        return recorded is None or recorded == [s.as_dict() for s in steps]
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Writes for a code deleted meanwhile (withdrawal while the page was open) become a message."""
+        try:
+            yield
+        except ParticipantNotFound:
+            raise FlowError([WITHDRAWN]) from None
 
     # -- steps ---------------------------------------------------------------------------------------------------
     def _at_next_step(self, state: ParticipantState) -> ParticipantState:
@@ -173,7 +198,8 @@ class StudyFlow:
                 return replace(state, stage="case" if step.kind == "case" else "questionnaire", step=index)
         record = self.store.participant(self.study.id, state.code)
         if record is not None and record.status != "done":
-            self.store.log(self.study.id, state.code, "finished", {"steps": len(state.steps)})
+            with self._writing():
+                self.store.log(self.study.id, state.code, "finished", {"steps": len(state.steps)})
             self.store.set_status(self.study.id, state.code, "done")
         return replace(state, stage="done", step=None)
 
@@ -201,8 +227,15 @@ class StudyFlow:
         assert state.code is not None and state.step is not None
         previous = self.shown_turn(state)
         if previous is not None:
+            if self._first_display_since_resume(state.code, state.step):
+                # Logged so that the export times the answer from this display, not from before the break.
+                with self._writing():
+                    self.store.log(self.study.id, state.code, "turn_replayed", {"turn_id": previous.turn_id},
+                                   step=state.step, case_id=view.case_id, arm=view.arm)
             yield StepEvent(step="turn", kind="result", message=previous.message, result=previous, data={"replayed": True})
             return
+        if self.store.participant(self.study.id, state.code) is None:
+            raise FlowError([WITHDRAWN])  # before spending a pipeline run on a turn that cannot be stored
         arm = self.study.arm(view.arm)
         tag = turn_tag(self.study, state.code, state.step, view.case_id, arm, self.store.url)
         kwargs: dict[str, Any] = {
@@ -221,19 +254,30 @@ class StudyFlow:
         # The plugin's hook errors are caught and only listed by the plugin manager, so check it really wrote
         # the turn; the flow writes it itself otherwise (and raises if the database is down).
         if not plugin_logs or self.store.last_event(self.study.id, state.code, "turn", state.step) is None:
-            log_turn(self.store, tag, result)
+            with self._writing():
+                log_turn(self.store, tag, result)
         if self.study.privacy.store_images and result.image_sha256:
             from dermchat.intake import decode_image, to_jpeg_bytes
 
             self.store.store_image(self.study.id, result.image_sha256, to_jpeg_bytes(decode_image(view.image_path).image))
+
+    def _first_display_since_resume(self, code: str, step: int) -> bool:
+        """Whether a replay shows the answer again after a break (the page also re-renders it after, e.g., a
+        rejected submission; that is not a new display and must not restart the response-time clock)."""
+        resumed = self.store.last_event(self.study.id, code, "resumed", None)
+        if resumed is None:
+            return False
+        displays = [self.store.last_event(self.study.id, code, kind, step) for kind in ("turn", "turn_replayed")]
+        return all(d is None or d["created_at"] < resumed["created_at"] for d in displays)
 
     def click(self, state: ParticipantState, target: Literal["reference", "citation"], index: int, detail: dict[str, Any]) -> None:
         """Log a click on a reference image or a cited source of the current case's answer."""
         self._expect(state, "case")
         step = state.current
         assert state.code is not None and step is not None
-        self.store.log(self.study.id, state.code, f"{target}_click", {"index": index, **detail},
-                       step=state.step, case_id=step.ref, arm=step.arm)
+        with self._writing():
+            self.store.log(self.study.id, state.code, f"{target}_click", {"index": index, **detail},
+                           step=state.step, case_id=step.ref, arm=step.arm)
 
     def items(self, state: ParticipantState) -> list[Item]:
         step = state.current
@@ -248,6 +292,8 @@ class StudyFlow:
         step = state.current
         assert state.code is not None and state.step is not None and step is not None
         if step.kind == "case" and self.shown_turn(state) is None:
+            if self.store.participant(self.study.id, state.code) is None:
+                raise FlowError([WITHDRAWN])
             raise FlowError(["Please wait for DermChat's answer to this case before moving on."])
         ground_truth = self.study.ground_truth_id(self.study.case(step.ref)) if step.kind == "case" else None
         rows, problems = [], []
@@ -260,13 +306,14 @@ class StudyFlow:
             rows.append(row)
         if problems:
             raise FlowError(problems)
-        self.store.save_answers(
-            self.study.id, state.code, state.step, rows,
-            case_id=step.ref if step.kind == "case" else None,
-            questionnaire_id=step.ref if step.kind == "questionnaire" else None,
-            arm=step.arm,
-            completed_event=("step_completed", {"kind": step.kind, "ref": step.ref, "block": step.block}),
-        )
+        with self._writing():
+            self.store.save_answers(
+                self.study.id, state.code, state.step, rows,
+                case_id=step.ref if step.kind == "case" else None,
+                questionnaire_id=step.ref if step.kind == "questionnaire" else None,
+                arm=step.arm,
+                completed_event=("step_completed", {"kind": step.kind, "ref": step.ref, "block": step.block}),
+            )
         return self._at_next_step(state)
 
     def _expect(self, state: ParticipantState, stage: Stage) -> None:

@@ -9,6 +9,7 @@ the study declares it. Case images are stored only when the study opts in, as me
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import threading
@@ -25,6 +26,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from dermchat.paths import cache_dir
 from dermchat.settings import resolve_env_refs
 
+log = logging.getLogger(__name__)
 DATABASE_URL_ENV = "DERMCHAT_STUDY_DATABASE_URL"
 STUDY_DIR_ENV = "DERMCHAT_STUDY_DIR"
 
@@ -112,6 +114,10 @@ def resolve_database_url(study_id: str, configured: Any = None, explicit: str | 
     return to_url(default_study_dir() / f"{study_id}.sqlite")
 
 
+class ParticipantNotFound(KeyError):
+    """A write for a code that is not (or no longer) enrolled, e.g. deleted while the participant's page was open."""
+
+
 @dataclass(frozen=True)
 class ParticipantRecord:
     study_id: str
@@ -183,7 +189,7 @@ class StudyStore:
                     stamp = now_iso()
                     conn.execute(participants.insert().values(
                         study_id=study_id, code=code, seq=seq, arm_order=json.dumps(order), status="active",
-                        user_agent=user_agent, created_at=stamp, updated_at=stamp,
+                        user_agent=_text(user_agent), created_at=stamp, updated_at=stamp,
                     ))
                     for kind, payload in (events_for(seq) if events_for else ()):
                         conn.execute(events.insert().values(
@@ -208,17 +214,13 @@ class StudyStore:
         case_id: str | None = None,
         arm: str | None = None,
     ) -> int:
-        """Append one event and commit it before returning its id."""
+        """Append one event and commit it before returning its id; ``ParticipantNotFound`` for an unknown code."""
         with self.engine.begin() as conn:
+            _touch(conn, study_id, code)
             result = conn.execute(events.insert().values(
                 study_id=study_id, participant_code=code, type=kind, step=step, case_id=case_id, arm=arm,
                 payload=_dumps(payload or {}), created_at=now_iso(),
             ))
-            conn.execute(
-                participants.update()
-                .where(participants.c.study_id == study_id, participants.c.code == code)
-                .values(updated_at=now_iso())
-            )
             return int(result.inserted_primary_key[0])
 
     def save_answers(
@@ -236,6 +238,7 @@ class StudyStore:
         """Replace the answers of one step and mark it done, atomically (a resubmission overwrites)."""
         stamp = now_iso()
         with self.engine.begin() as conn:
+            _touch(conn, study_id, code)
             conn.execute(answers.delete().where(
                 answers.c.study_id == study_id, answers.c.participant_code == code, answers.c.step == step
             ))
@@ -243,7 +246,7 @@ class StudyStore:
                 conn.execute(answers.insert().values(
                     study_id=study_id, participant_code=code, step=step, case_id=case_id,
                     questionnaire_id=questionnaire_id, arm=arm, question_id=row.question_id, kind=row.kind,
-                    value=row.value, value_numeric=row.value_numeric, created_at=stamp,
+                    value=_text(row.value), value_numeric=row.value_numeric, created_at=stamp,
                 ))
             if completed_event is not None:
                 kind, payload = completed_event
@@ -269,16 +272,34 @@ class StudyStore:
                 conn.execute(images.insert().values(study_id=study_id, sha256=sha256, jpeg=jpeg, created_at=now_iso()))
 
     def delete_participant(self, code: str, study_id: str | None = None) -> int:
-        """Erase everything recorded under a code (events, answers, the participant); returns rows deleted."""
+        """Erase everything recorded under a code (the participant, events, answers); returns rows deleted.
+
+        The participant row goes first: every write locks and checks that row in its own transaction
+        (``_touch``), so a write racing with the deletion either lands before it (and is deleted with the
+        rest) or finds the code gone and is refused — nothing reappears under a withdrawn code.
+        """
         deleted = 0
         with self.engine.begin() as conn:
-            for table, column in ((events, events.c.participant_code), (answers, answers.c.participant_code),
-                                  (participants, participants.c.code)):
+            for table, column in ((participants, participants.c.code), (events, events.c.participant_code),
+                                  (answers, answers.c.participant_code)):
                 stmt = table.delete().where(column == code)
                 if study_id is not None:
                     stmt = stmt.where(table.c.study_id == study_id)
                 deleted += conn.execute(stmt).rowcount or 0
+        if self.is_sqlite and deleted:
+            self._flush_wal()
         return deleted
+
+    def _flush_wal(self) -> None:
+        """Copy the WAL into the database and empty it: its older page versions still hold deleted rows.
+
+        With ``secure_delete`` the database pages themselves are zeroed, so after this the files no longer
+        contain what was erased (a copy of the file handed on later cannot leak a withdrawn participant).
+        """
+        with self.engine.connect() as conn:
+            busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()
+        if busy is not None and busy[0]:
+            log.warning("the study database was busy: deleted rows stay in its WAL file until the next checkpoint")
 
     # -- reads ---------------------------------------------------------------------------------------------------
     def participant(self, study_id: str, code: str) -> ParticipantRecord | None:
@@ -327,7 +348,8 @@ class StudyStore:
             ).scalars()
             return {int(step) for step in rows if step is not None}
 
-    def last_event(self, study_id: str, code: str, kind: str, step: int) -> dict[str, Any] | None:
+    def last_event(self, study_id: str, code: str, kind: str, step: int | None) -> dict[str, Any] | None:
+        """The latest event of ``kind`` at ``step`` (``None``: events not tied to a step, such as 'started')."""
         stmt = (
             sa.select(events)
             .where(events.c.study_id == study_id, events.c.participant_code == code, events.c.type == kind,
@@ -351,6 +373,17 @@ class StudyStore:
             }
 
 
+def _touch(conn: sa.Connection, study_id: str, code: str) -> None:
+    """Stamp the participant as active now, or raise ``ParticipantNotFound`` (rolling the transaction back)."""
+    touched = conn.execute(
+        participants.update()
+        .where(participants.c.study_id == study_id, participants.c.code == code)
+        .values(updated_at=now_iso())
+    ).rowcount
+    if not touched:
+        raise ParticipantNotFound(code)
+
+
 def _participant(row: Any) -> ParticipantRecord:
     return ParticipantRecord(
         study_id=row["study_id"], code=row["code"], seq=int(row["seq"]), arm_order=json.loads(row["arm_order"]),
@@ -358,15 +391,22 @@ def _participant(row: Any) -> ParticipantRecord:
     )
 
 
+def _text(value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL characters (SQLite can): drop them so both backends store the same."""
+    return value.replace("\x00", "") if value else value
+
+
 def _dumps(payload: dict[str, Any]) -> str:
     return json.dumps(payload, default=str, ensure_ascii=False, sort_keys=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    """WAL lets readers (the researcher page) run beside the writer; FULL sync makes a commit durable."""
+    """WAL lets readers (the researcher page) run beside the writer; FULL sync makes a commit durable;
+    ``secure_delete`` zeroes deleted rows in the file, so deleting a participant really erases their data."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
