@@ -338,3 +338,17 @@ def test_deleted_data_does_not_linger_in_the_sqlite_files(tmp_path: Path, store:
     raw = b"".join(p.read_bytes() for p in files)
     assert (raw.count(state.code.encode()), raw.count(b"withdrawn-marker")) == (0, 0)  # type: ignore[union-attr]
     assert store.participant("reference_images_within", keep.code) is not None  # type: ignore[arg-type]
+
+
+def test_a_user_agent_recorded_by_opt_in_reaches_the_export(store: StudyStore) -> None:
+    """A study that opts into ``record_user_agent`` (device type can matter for how images are seen) must find
+    it in participants.csv; one that does not, gets an empty column."""
+    from dermchat.study.export import tables
+
+    study = load()
+    opted_in = study.model_copy(update={"privacy": study.privacy.model_copy(update={"record_user_agent": True})})
+    agent = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)"
+    for flow in (StudyFlow(opted_in, store), StudyFlow(study, store)):
+        flow.enter_code(flow.consent(flow.start(), True), None, user_agent=agent)
+    rows = tables(store)["participants.csv"]
+    assert [row["user_agent"] for row in rows] == [agent, ""]

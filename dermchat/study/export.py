@@ -25,7 +25,7 @@ QUESTIONNAIRE_COLUMNS = [
     "value_numeric", "answered_at",
 ]
 PARTICIPANT_COLUMNS = ["study_id", "participant", "seq", "arm_order", "status", "steps_done", "steps_total",
-                       "created_at", "updated_at"]
+                       "user_agent", "created_at", "updated_at"]
 TURN_COLUMNS = [
     "study_id", "participant", "step", "case_id", "arm", "input_sha256", "status", "audience", "top_condition",
     "top_probability", "prediction_set", "triage", "references", "synthetic_references", "citations",
@@ -98,6 +98,7 @@ def tables(store: StudyStore, study_id: str | None = None) -> dict[str, list[dic
         "study_id": p["study_id"], "participant": p["code"], "seq": p["seq"], "arm_order": "|".join(p["arm_order"]),
         "status": p["status"], "steps_done": len(done.get((p["study_id"], p["code"]), set())),
         "steps_total": len(schedules.get((p["study_id"], p["code"]), {}).get("steps", [])),
+        "user_agent": p.get("user_agent") or "",
         "created_at": p["created_at"], "updated_at": p["updated_at"],
     } for p in people]
 
