@@ -38,6 +38,13 @@ HAM_ATTRIBUTION = (
 CSS = """
 #medical-notice {border-left: 4px solid #d33; padding: 6px 12px; background: #fff4f4;}
 #medical-notice p {margin: 0; color: #222;}
+/* Tables (how to tell them apart, photo quality): Gradio's overflow-wrap:anywhere split words and numbers
+   mid-way in narrow columns ("Mole (mel anoc ytic nevu s)", "Sc ore 10 0"); whole words, and on a phone the
+   table scrolls sideways instead. */
+#contrast table, #quality-card table, #chatbot table {display: block; overflow-x: auto; border: none;}
+#contrast :is(th, td), #quality-card :is(th, td), #chatbot :is(th, td) {overflow-wrap: normal; word-break: normal;}
+#contrast :is(th, td) {min-width: 8em;}
+#contrast :is(th, td):first-child {min-width: 5em;}
 """
 
 

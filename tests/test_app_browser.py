@@ -50,6 +50,9 @@ def test_upload_switch_audience_and_read_the_answer(page, ham_image: Path) -> No
     chat_text = page.inner_text("#chatbot")
     assert "Checking photo quality" in chat_text
     assert "likely one of" in chat_text.lower() or "no list of likely conditions" in chat_text.lower()
+    # The side panel ranks conditions with bars, without a big top-class title that reads like a verdict.
+    assert page.locator("#differential meter").count() >= 2
+    assert page.locator("#differential [data-testid=label-output-value]").count() == 0
     page.get_by_role("radio", name="clinician").check()
     page.wait_for_function(
         "() => document.querySelector('#chatbot').innerText.includes('Probability')", timeout=30_000
@@ -79,3 +82,41 @@ def test_details_about_the_spot_reach_the_model(page, ham_dir: Path) -> None:
         timeout=40_000,
     )
     assert "age 80, male, scalp" in page.inner_text("#chatbot")
+    # A new conversation may be about someone else: the details start empty again.
+    page.get_by_role("button", name="New conversation").click()
+    page.wait_for_function("() => document.querySelector('#patient-age input').value === ''", timeout=10_000)
+    assert page.input_value("#patient-site input") == ""
+
+
+def fresh_session(page) -> None:
+    """A reload starts a new Gradio session: empty chat, default audience, details cleared."""
+    page.reload(wait_until="load")
+    page.wait_for_selector("#message textarea", timeout=60_000)
+
+
+def test_choosing_clinician_before_the_first_photo_shows_no_error(page) -> None:
+    fresh_session(page)
+    page.get_by_role("radio", name="clinician").check()
+    page.wait_for_timeout(1500)
+    assert page.get_by_text("Error", exact=True).count() == 0, "red 'Error' badges over the chat and the panel"
+
+
+def test_an_impossible_age_is_named_and_the_chat_goes_on(page, ham_dir: Path) -> None:
+    fresh_session(page)
+    page.get_by_text("About the spot (optional)").click()
+    page.fill("#patient-age input", "500")  # a typo for 50
+    page.set_input_files("#message input[type=file]", str(ham_dir / "images" / "ISIC_0027190.jpg"))
+    page.wait_for_timeout(500)
+    page.fill("#message textarea", "Should I worry?")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "() => document.querySelector('#chatbot').innerText.includes('Not taken into account')", timeout=60_000
+    )
+    assert "age '500'" in page.inner_text("#chatbot")
+    page.wait_for_function("() => !document.querySelector('#message textarea').disabled", timeout=10_000)
+    # On a phone the "how to tell them apart" table keeps whole words (it scrolls sideways instead).
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(500)
+    widths = page.eval_on_selector_all("#contrast th", "els => els.slice(1).map(e => e.getBoundingClientRect().width)")
+    page.set_viewport_size({"width": 1400, "height": 1100})
+    assert widths and min(widths) >= 100, f"condition columns squeezed to {widths} px: words break mid-way"

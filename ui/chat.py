@@ -13,12 +13,17 @@ import gradio as gr
 
 from dermchat.engine import STEP_TITLES, DermChat
 from dermchat.intake import choose_image
+from dermchat.references.gallery import REAL_BADGE, SYNTHETIC_BADGE, build_gallery
 from dermchat.render import TRIAGE_TEXT, render, render_quality, source_links
 from dermchat.results import TurnResult
 from dermchat.vocabulary import get_vocabulary
 from ui.details import BODY_SITES, patient_details
 from ui.uploads import sanitize_upload
 
+RETAKE_WAITING = (
+    "Your last photo wasn't clear enough for me to look at, so I can't say anything about that spot yet. "
+    "Please retake it, or choose 'Continue anyway' to use it as it is. Telling me more about the spot also helps."
+)
 IMAGE_TYPES = [".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".gif", ".bmp", ".tif", ".tiff"]
 
 
@@ -32,6 +37,7 @@ def new_state() -> dict[str, Any]:
         "pending_error": None,
         "seen": [],
         "answer_index": None,
+        "retake": False,  # the last photo is waiting for a retake or "continue anyway"
         "overrides": {},
     }
 
@@ -66,15 +72,19 @@ class ChatTab:
                     gr.Markdown("Age, sex and where the spot is help the offline model weigh what it sees. "
                                 "Leave any of them empty if you prefer.")
                     with gr.Row():
-                        self.age = gr.Number(label="Age (years)", minimum=0, maximum=120, precision=0,
-                                             elem_id="patient-age")
+                        # No minimum/maximum here: Gradio would refuse the whole turn over a typo (age 500) and
+                        # leave the message box locked; the core names a detail it cannot use in a notice.
+                        self.age = gr.Number(label="Age (years)", precision=0, elem_id="patient-age")
                         self.sex = gr.Dropdown(["not given", "female", "male"], value="not given", label="Sex",
                                                elem_id="patient-sex")
                         self.site = gr.Dropdown(BODY_SITES, value=None, label="Body site", allow_custom_value=True,
                                                 elem_id="patient-site")
             with gr.Column(scale=2):
                 self.triage = gr.Markdown(elem_id="triage-badge")
-                self.differential = gr.Label(label="Differential (calibrated probabilities)", num_top_classes=7, elem_id="differential")
+                # No heading: Gradio's large top-class title ("Melanoma ✓") reads as a verdict, while the answer
+                # says "likely one of" and the bars already show the ranking.
+                self.differential = gr.Label(label="Differential (calibrated probabilities)", num_top_classes=7,
+                                             elem_id="differential", show_heading=False)
                 self.pred_set = gr.Markdown(elem_id="prediction-set")
                 self.quality = gr.Markdown(elem_id="quality-card")
                 self.heatmap = gr.Image(label="What drove the prediction (clinician view)", visible=False, interactive=False)
@@ -95,39 +105,61 @@ class ChatTab:
             lambda: gr.MultimodalTextbox(value=None, interactive=True), None, [self.message]
         )
         self.continue_btn.click(self.continue_anyway, inputs, outputs, api_name="continue_anyway")
-        self.audience.change(self.rerender, [self.chatbot, self.state, self.audience], outputs, queue=False)
-        self.clear_btn.click(lambda: ([], new_state(), *self.empty_panel()), None, outputs, queue=False)
+        self.audience.change(self.rerender, [self.chatbot, self.state, self.audience], outputs)
+        # A new conversation may be about someone else: the details about the spot start empty too, or the next
+        # photo would be weighed with the last person's age, sex and body site without anyone noticing.
+        self.clear_btn.click(lambda: ([], new_state(), *self.empty_panel(), None, "not given", None), None,
+                             [*outputs, self.age, self.sex, self.site], queue=False)
 
     # -- events --------------------------------------------------------------------------------------------
     def add_message(self, history: list, message: dict | None, state: dict) -> tuple[list, Any, dict]:
-        """Show the user's message at once (stripped photo included) and remember what to run."""
+        """Show the user's words at once and remember what to run.
+
+        The photo is only noted here: stripping it (decode, metadata-free copy) takes seconds for a 12 MP phone
+        photo, and this event runs before anything is drawn, so the page looked frozen. ``respond`` does it
+        as a visible "Reading your photo" step and then shows the stripped copy above the words.
+        """
         history = list(history or [])
         message = message or {"text": "", "files": []}
         text = (message.get("text") or "").strip()
         files = [f if isinstance(f, str) else f.get("path", "") for f in message.get("files") or []]
         state = dict(state or new_state())
-        state.update(pending_image=None, pending_text=text, pending_error=None)
+        state.update(pending_image=None, pending_upload=None, pending_text=text, pending_error=None)
         chosen, note = choose_image(files)
         if chosen:
-            clean, error = sanitize_upload(chosen, self.app.settings)
-            if clean:
-                history.append({"role": "user", "content": {"path": clean}})
-                state["pending_image"] = clean
-            else:
-                state["pending_error"] = error
+            state["pending_upload"] = chosen
             if note:
                 state["pending_note"] = note
         if text:
             history.append({"role": "user", "content": text})
         return history, gr.MultimodalTextbox(value=None, interactive=False), state
 
+    def _read_upload(self, history: list, state: dict) -> Iterator[list]:
+        """Strip the pending upload behind a visible step; leaves ``pending_image`` or ``pending_error`` set."""
+        upload = state.pop("pending_upload", None)
+        if not upload:
+            return
+        photo_at = len(history) - 1 if state.get("pending_text") else len(history)  # above the user's words
+        step = {"role": "assistant", "content": "", "metadata": {"title": STEP_TITLES["intake"], "status": "pending"}}
+        yield [*history, step]
+        clean, error = sanitize_upload(upload, self.app.settings)
+        if clean:
+            history.insert(photo_at, {"role": "user", "content": {"path": clean}})
+            state["pending_image"] = clean
+        else:
+            state["pending_error"] = error
+
     def respond(self, history: list, state: dict, audience: str, age: float | None = None, sex: str | None = None,
                 site: str | None = None, overrides: dict | None = None) -> Iterator[dict]:
         state = dict(state)
+        history = list(history)
+        for shown in self._read_upload(history, state):
+            yield {self.chatbot: shown}
         if state.get("pending_error"):
             history = list(history) + [{"role": "assistant", "content": state["pending_error"]}]
             state["pending_error"] = None
-            yield {self.chatbot: history, self.state: state}
+            self._forget_diagnosis(state)  # the user moved on to another photo: the old panel is not about it
+            yield {self.chatbot: history, self.state: state, **dict(zip(self.panel, self.empty_panel()))}
             return
         note = state.pop("pending_note", None)
         if note:  # several attachments: say which one is used (the note comes from dermchat.intake.choose_image)
@@ -147,15 +179,36 @@ class ChatTab:
                              overrides=overrides, details=patient_details(age, sex, site))
 
     def rerender(self, history: list, state: dict, audience: str) -> dict:
-        """Audience switch: same result, other rendering; nothing is re-run."""
+        """Audience switch: the last answer in the other audience's words, without re-running the image model.
+
+        The explanation is the one part written for one audience (a clinician's reads "sentinel node biopsy"),
+        so it alone is asked for again, through a follow-up turn about the same result.
+        """
         if not state.get("last"):
-            return {}
+            return {self.state: state}  # nothing answered yet (an empty dict would be an error in Gradio)
+        state = dict(state)
         result = TurnResult.model_validate(state["last"])
+        if result.explanation is not None and result.audience != audience:
+            result = self._explained_for(result, state, history, audience)
+            state["last"] = result.model_dump(mode="json")
+            if result.diagnosis is not None and result.status != "followup":  # the result follow-ups are about
+                state["result"] = state["last"]
         history = list(history)
         index = state.get("answer_index")
         if index is not None and index < len(history):
             history[index] = {"role": "assistant", "content": render(result, audience)}
-        return {self.chatbot: history, **self.panel_updates(result, audience)}
+        return {self.chatbot: history, self.state: state, **self.panel_updates(self._panel_result(result, state), audience)}
+
+    def _explained_for(self, result: TurnResult, state: dict, history: list, audience: str) -> TurnResult:
+        """``result`` with its explanation written again for ``audience`` (the rest is kept as it was)."""
+        about = TurnResult.model_validate(state["result"]) if state.get("result") else None
+        if result.status != "followup" and result.diagnosis is not None:
+            about = result
+        question = result.question or "Explain this result."
+        again = self.app.run_turn_sync(None, question, audience=audience, previous=about, history=self._convo(history))
+        if again.explanation is None:
+            return result
+        return result.model_copy(update={"explanation": again.explanation, "audience": audience})
 
     # -- the turn --------------------------------------------------------------------------------------------
     def _run(self, history: list, state: dict, audience: str, *, image: str | None, text: str, force: bool,
@@ -163,21 +216,26 @@ class ChatTab:
         history = list(history)
         previous = TurnResult.model_validate(state["result"]) if state.get("result") else None
         step_index: dict[str, int] = {}
-        convo = [{"role": m.get("role", ""), "content": m["content"]} for m in history if isinstance(m.get("content"), str)]
         events = self.app.run_turn(
-            image, text, audience=audience, previous=previous if image is None else None, history=convo[-10:],
+            image, text, audience=audience, previous=previous if image is None else None, history=self._convo(history),
             force=force, seen_references=set(state.get("seen", [])), settings_overrides=overrides or None,
             **(details or {}),
         )
         for event in events:
             if event.kind == "result" and event.result is not None:
                 result = event.result
+                waiting = image is None and bool(state.get("retake")) and result.status == "no_image"
+                if waiting:  # "I don't have a photo yet" would deny the photo the user just sent
+                    result = result.model_copy(update={"message": RETAKE_WAITING})
                 for index in step_index.values():
                     if history[index]["metadata"]["status"] == "pending":
                         history[index]["metadata"]["status"] = "done"
                 history.append({"role": "assistant", "content": render(result, audience)})
                 self._remember(state, result, image, len(history) - 1)
-                yield {self.chatbot: history, self.state: state, **self.panel_updates(result, audience)}
+                updates = self.panel_updates(self._panel_result(result, state), audience)
+                if waiting:  # a question in between keeps the way to use the photo anyway
+                    updates[self.continue_btn] = gr.Button(visible=True)
+                yield {self.chatbot: history, self.state: state, **updates}
                 return
             title = STEP_TITLES.get(event.step, event.step)
             if event.kind == "start":
@@ -191,14 +249,29 @@ class ChatTab:
             yield {self.chatbot: history}
 
     @staticmethod
+    def _convo(history: list) -> list[dict[str, str]]:
+        """The last ten text messages (photos and step notes left out), as the explainer reads them."""
+        convo = [{"role": m.get("role", ""), "content": m["content"]} for m in history if isinstance(m.get("content"), str)]
+        return convo[-10:]
+
+    @staticmethod
+    def _forget_diagnosis(state: dict) -> None:
+        """Follow-ups must not answer about an earlier photo once the user has sent another one."""
+        state["result"] = None
+        state["retake"] = False
+
+    @staticmethod
     def _remember(state: dict, result: TurnResult, image: str | None, answer_index: int) -> None:
         dumped = result.model_dump(mode="json")
         state["last"] = dumped
         state["answer_index"] = answer_index
         if result.diagnosis is not None and result.status != "followup":
             state["result"] = dumped
+        elif image:  # a new photo that got no diagnosis (retake, not skin): "is it cancer?" is about *that* one
+            ChatTab._forget_diagnosis(state)
         if image:
             state["image"] = image
+            state["retake"] = result.status == "retake"
         state["seen"] = list(dict.fromkeys([*state.get("seen", []), *[
             str(ref.extra.get("image_id")) for ref in result.references if ref.extra.get("image_id")
         ]]))
@@ -206,6 +279,15 @@ class ChatTab:
     # -- the side panel --------------------------------------------------------------------------------------
     def empty_panel(self) -> list[Any]:
         return ["", None, "", "", gr.Image(value=None, visible=False), [], "", "", gr.Button(visible=False)]
+
+    @staticmethod
+    def _panel_result(result: TurnResult, state: dict) -> TurnResult:
+        """What the side panel shows: a follow-up keeps the reference images of the result it is about
+        (a follow-up finds none of its own; an empty gallery and "0 real / 0 synthetic" would mislead)."""
+        if result.status == "followup" and not result.references and state.get("result"):
+            about = TurnResult.model_validate(state["result"])
+            return result.model_copy(update={"references": about.references})
+        return result
 
     def panel_updates(self, result: TurnResult, audience: str) -> dict:
         vocab = self.vocab
@@ -239,14 +321,14 @@ class ChatTab:
 
 
 def ref_caption(ref: Any) -> str:
-    tag = "SYNTHETIC — an illustration, not your photo or diagnosis" if ref.synthetic else "real image"
-    return f"{ref.caption} [{tag}]"
+    """The badge comes first: the gallery grid shows only the start of a caption, and "synthetic" at the end
+    of "Basal cell carcinoma (a common, slow-growing skin cancer) — synthetic ..." is cut off there."""
+    badge = SYNTHETIC_BADGE.upper() if ref.synthetic else REAL_BADGE
+    return f"{badge}: {ref.caption}"
 
 
 def contrast_markdown(result: TurnResult, audience: str) -> str:
     """'How to tell them apart': the top differentials side by side with features from the knowledge base."""
-    from dermchat.references.gallery import build_gallery
-
     gallery = build_gallery(result, audience)  # type: ignore[arg-type]
     if not gallery.columns:
         return ""

@@ -16,6 +16,14 @@ BODY_SITES = ["face", "scalp", "ear", "neck", "chest", "abdomen", "back", "upper
 
 def patient_details(age: float | None, sex: str | None, site: str | None) -> dict[str, Any]:
     """The optional details as ``run_turn`` keywords; blanks and 'not given' are left out."""
-    return {"age": float(age) if age not in (None, "") else None,
+    return {"age": _years(age),
             "sex": normalise_sex(sex),
             "body_site": (site or "").strip() or None}
+
+
+def _years(age: float | None) -> float | None:
+    """Whole years stay whole, so a notice about an unusable age quotes what was typed ('500', not '500.0')."""
+    if age in (None, ""):
+        return None
+    years = float(age)  # type: ignore[arg-type]
+    return int(years) if years.is_integer() else years

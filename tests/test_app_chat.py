@@ -1,0 +1,130 @@
+"""The chat tab's event handlers driven as the browser drives them (add_message, then respond), on the real app.
+
+Faster than a browser and exact about what each event sends back: which answer, which side panel, which button.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pytest
+from PIL import Image, ImageFilter
+
+from app_fixtures import live_app  # noqa: F401 - fixture
+from dermchat.results import Reference, TurnResult
+from ui.chat import ChatTab, new_state, ref_caption
+
+QUESTION = "Should I worry about this?"
+
+
+@pytest.fixture(scope="module")
+def tab(live_app) -> ChatTab:  # noqa: F811
+    _, app = live_app
+    with gr.Blocks():
+        chat = ChatTab(app)
+        chat.build()
+    return chat
+
+
+def send(tab: ChatTab, history: list, state: dict, text: str, files: tuple[str, ...] = (),
+         audience: str = "patient") -> tuple[list, dict, dict[Any, Any]]:
+    """One chat turn: (history, state, the merged panel updates) after the last streamed update."""
+    history, _, state = tab.add_message(history, {"text": text, "files": list(files)}, state)
+    final: dict[Any, Any] = {}
+    for update in tab.respond(history, state, audience):
+        final.update(update)
+    return final[tab.chatbot], final[tab.state], final
+
+
+def visible(update: Any) -> bool:
+    return bool(update.visible if isinstance(update, gr.components.Component) else update["visible"])
+
+
+def last_answer(history: list) -> str:
+    return str(history[-1]["content"])
+
+
+@pytest.fixture()
+def blurred(ham_dir: Path, tmp_path: Path) -> str:
+    """A blurred melanoma photo: the quality check asks for a retake."""
+    path = tmp_path / "blurred.jpg"
+    Image.open(ham_dir / "images" / "ISIC_0027190.jpg").filter(ImageFilter.GaussianBlur(6)).save(path)
+    return str(path)
+
+
+def test_the_words_show_at_once_and_the_photo_is_read_as_a_visible_step(tab: ChatTab, ham_image: Path,
+                                                                        tmp_path: Path) -> None:
+    upload = tmp_path / "upload.jpg"  # stands for Gradio's cached copy, which the stripping deletes
+    shutil.copy(ham_image, upload)
+    history, _, state = tab.add_message([], {"text": QUESTION, "files": [str(upload)]}, new_state())
+    assert history == [{"role": "user", "content": QUESTION}], "the message waited for the photo to be stripped"
+    updates = tab.respond(history, state, "patient")
+    first = next(updates)[tab.chatbot]
+    assert first[-1]["metadata"] == {"title": "Reading your photo", "status": "pending"}
+    final = [update for update in updates][-1][tab.chatbot]
+    photo, words = final[0]["content"], final[1]["content"]
+    assert Path(photo["path"]).suffix == ".png" and words == QUESTION  # the stripped copy, above the words
+    assert not upload.exists()
+
+
+def test_a_question_after_a_retake_is_not_answered_about_the_earlier_photo(tab: ChatTab, ham_image: Path,
+                                                                          blurred: str) -> None:
+    history, state, _ = send(tab, [], new_state(), QUESTION, (str(ham_image),))
+    assert state["result"]["triage"]["tier"] == "reassure"
+    history, state, panel = send(tab, history, state, "And this other spot?", (blurred,))
+    assert state["last"]["status"] == "retake" and visible(panel[tab.continue_btn])
+    history, state, panel = send(tab, history, state, "Is it cancer?")
+    assert state["last"]["status"] != "followup", "answered about the earlier (harmless-looking) photo"
+    assert panel[tab.triage] == "", "the side panel still shows the earlier photo's triage"
+    assert "wasn't clear enough" in last_answer(history) and "don't have a photo" not in last_answer(history)
+    assert visible(panel[tab.continue_btn]), "a question in between took away 'Continue anyway'"
+
+
+def test_an_unreadable_upload_clears_the_earlier_photo(tab: ChatTab, ham_image: Path, tmp_path: Path) -> None:
+    history, state, _ = send(tab, [], new_state(), QUESTION, (str(ham_image),))
+    broken = tmp_path / "spot.jpg"
+    broken.write_text("not a photo")
+    history, state, panel = send(tab, history, state, "What about this one?", (str(broken),))
+    assert "doesn't look like a photo" in last_answer(history)
+    assert panel[tab.triage] == "" and panel[tab.gallery] == []
+    history, state, _ = send(tab, history, state, "Is it cancer?")
+    assert state["last"]["status"] != "followup"
+
+
+def test_a_follow_up_keeps_the_reference_images(tab: ChatTab, ham_image: Path) -> None:
+    history, state, panel = send(tab, [], new_state(), QUESTION, (str(ham_image),))
+    shown = panel[tab.gallery]
+    assert shown and "0 real / 0 synthetic" not in panel[tab.contrast]
+    history, state, panel = send(tab, history, state, "What does the prediction set mean?")
+    assert state["last"]["status"] == "followup"
+    assert panel[tab.gallery] == shown
+    assert "0 real / 0 synthetic" not in panel[tab.contrast]
+
+
+def test_switching_audience_rewrites_the_explanation_for_the_new_reader(tab: ChatTab, ham_dir: Path) -> None:
+    image = ham_dir / "images" / "ISIC_0027190.jpg"  # a melanoma: the clinician text talks of referral pathways
+    history, state, _ = send(tab, [], new_state(), QUESTION, (str(image),), audience="clinician")
+    clinician_text = TurnResult.model_validate(state["last"]).explanation.text
+    patient_text = tab.app.run_turn_sync(str(image), QUESTION, audience="patient").explanation.text
+    assert clinician_text != patient_text
+    update = tab.rerender(history, state, "patient")
+    answer = update[tab.chatbot][state["answer_index"]]["content"]
+    assert patient_text in answer and clinician_text not in answer
+    assert update[tab.state]["last"]["audience"] == "patient"
+
+
+def test_switching_audience_before_any_answer_updates_nothing(tab: ChatTab) -> None:
+    update = tab.rerender([], new_state(), "clinician")
+    assert update and all(isinstance(key, gr.components.Component) for key in update)
+
+
+def test_a_synthetic_reference_says_so_where_the_gallery_grid_cuts_the_caption() -> None:
+    long_name = "Basal cell carcinoma (a common, slow-growing skin cancer)"
+    synthetic = Reference(path="x.png", condition_id="basal_cell_carcinoma", provenance="model, seed 1",
+                          caption=f"{long_name} — synthetic", synthetic=True, provider_id="sd-diffusion")
+    real = synthetic.model_copy(update={"synthetic": False, "caption": f"{long_name} — real image"})
+    assert ref_caption(synthetic).startswith("SYNTHETIC")
+    assert ref_caption(real).startswith("Real image")
