@@ -89,7 +89,7 @@ def _read_bytes(source: ImageSource, max_bytes: int) -> bytes:
         size = path.stat().st_size
         if size > max_bytes:
             raise ImageInputError(
-                f"The photo is too large ({size / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB). "
+                f"The photo is too large ({_mb(size)}; the limit is {_mb(max_bytes)}). "
                 "Please send a smaller copy."
             )
         return path.read_bytes()
@@ -98,8 +98,14 @@ def _read_bytes(source: ImageSource, max_bytes: int) -> bytes:
     else:
         data = source.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise ImageInputError(f"The photo is too large (the limit is {max_bytes / 1e6:.0f} MB). Please send a smaller copy.")
+        raise ImageInputError(f"The photo is too large (the limit is {_mb(max_bytes)}). Please send a smaller copy.")
     return data
+
+
+def _mb(size: int) -> str:
+    """Sizes as the settings state them (``max_upload_mb`` counts 1024 x 1024 bytes): 25 MB, not 26."""
+    megabytes = size / (1024 * 1024)
+    return f"{megabytes:.0f} MB" if megabytes >= 10 else f"{megabytes:.1f} MB"
 
 
 def _to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:

@@ -275,3 +275,15 @@ def test_jpeg_over_pillows_own_cap_is_read_without_touching_it(tmp_path: Path,
     assert Image.MAX_IMAGE_PIXELS == pillow_cap
     with pytest.raises(ImageInputError, match=r"20000x15000 pixels \(300 megapixels; the limit is 200\)"):
         decode_image(_jpeg_with_header_size(tmp_path / "absurd.jpg", (20000, 15000)))
+
+
+def test_the_size_limit_is_quoted_as_configured(tmp_path: Path) -> None:
+    """``max_upload_mb`` counts MiB: a 27 MiB photo against the default 25 must read '27 MB; the limit is 25 MB'
+    (it read '28 MB; the limit is 26 MB', a limit the user never set)."""
+    big = tmp_path / "big.jpg"
+    big.write_bytes(b"\xff\xd8\xff" + bytes(27 * 1024 * 1024))
+    limit = int(Settings().max_upload_mb * 1024 * 1024)
+    with pytest.raises(ImageInputError, match=r"\(27 MB; the limit is 25 MB\)"):
+        decode_image(big, max_bytes=limit)
+    with pytest.raises(ImageInputError, match=r"the limit is 0.5 MB\)"):
+        decode_image(big.read_bytes(), max_bytes=512 * 1024)
