@@ -62,7 +62,8 @@ def render(result: TurnResult, audience: str | None = None, vocab: Vocabulary | 
         parts.append(render_second_opinion(result, vocab))
     if result.explanation is not None:
         parts.append(render_explanation(result, audience, vocab))
-    if result.quality is not None and audience == "clinician" and result.status not in {"retake", "not_skin"}:
+    # A follow-up is about the same photo: its quality table was shown with the first answer already.
+    if result.quality is not None and audience == "clinician" and result.status not in {"retake", "not_skin", "followup"}:
         parts.append(render_quality(result.quality, audience))
     if result.notices:
         parts.append("\n".join(f"> ⚠️ {notice}" for notice in result.notices))

@@ -197,12 +197,16 @@ def test_empty_message_and_text_only_first_message(tmp_path: Path) -> None:
 
 
 def test_follow_up_continues_about_the_last_result(tmp_path: Path, bright: Path) -> None:
+    from dermchat.render import render
+
     app = fake_app(tmp_path)
     first = app.run_turn_sync(bright)
     follow = app.run_turn_sync(None, "is it contagious?", previous=first)
     assert follow.status == "followup"
     assert follow.diagnosis == first.diagnosis
     assert "melanocytic_nevus" in follow.explanation.text
+    assert "Image quality" in render(first, "clinician")
+    assert "Image quality" not in render(follow, "clinician")  # the same photo: its table is not repeated
 
 
 def test_crashing_explainer_degrades_the_turn_only(tmp_path: Path, bright: Path) -> None:
