@@ -83,6 +83,17 @@ def test_a_question_after_a_retake_is_not_answered_about_the_earlier_photo(tab: 
     assert visible(panel[tab.continue_btn]), "a question in between took away 'Continue anyway'"
 
 
+def test_continue_anyway_hides_itself_while_its_turn_runs(tab: ChatTab, blurred: str) -> None:
+    """A second click during the turn would start a second turn over the same conversation state."""
+    history, state, panel = send(tab, [], new_state(), QUESTION, (blurred,))
+    assert state["last"]["status"] == "retake" and visible(panel[tab.continue_btn])
+    updates = list(tab.continue_anyway(history, state, "patient"))
+    assert not visible(updates[0][tab.continue_btn])
+    final = {k: v for update in updates for k, v in update.items()}
+    assert final[tab.state]["last"]["status"] not in {"retake", "no_image"}
+    assert not visible(final[tab.continue_btn])
+
+
 def test_an_unreadable_upload_clears_the_earlier_photo(tab: ChatTab, ham_image: Path, tmp_path: Path) -> None:
     history, state, _ = send(tab, [], new_state(), QUESTION, (str(ham_image),))
     broken = tmp_path / "spot.jpg"

@@ -104,6 +104,10 @@ class ChatTab:
         submitted.then(self.respond, inputs, outputs, api_name="respond").then(
             lambda: gr.MultimodalTextbox(value=None, interactive=True), None, [self.message]
         )
+        # While a turn runs, "Continue anyway" is hidden: a click then would start a second turn over the same
+        # conversation state (the result that finishes last would overwrite the other). The result shows it again
+        # when the photo still waits for a retake.
+        self.message.submit(lambda: gr.Button(visible=False), None, [self.continue_btn], queue=False)
         self.continue_btn.click(self.continue_anyway, inputs, outputs, api_name="continue_anyway")
         self.audience.change(self.rerender, [self.chatbot, self.state, self.audience], outputs)
         # A new conversation may be about someone else: the details about the spot start empty too, or the next
@@ -175,6 +179,7 @@ class ChatTab:
             yield {self.chatbot: list(history) + [{"role": "assistant", "content": "There is no photo to continue with. Please attach one."}]}
             return
         history = list(history) + [{"role": "user", "content": "Continue anyway with this photo."}]
+        yield {self.chatbot: history, self.continue_btn: gr.Button(visible=False)}  # one click, one turn
         yield from self._run(history, dict(state), audience, image=state["image"], text="", force=True,
                              overrides=overrides, details=patient_details(age, sex, site))
 
