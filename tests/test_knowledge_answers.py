@@ -11,7 +11,9 @@ import pytest
 
 from core_helpers import solid_image
 from dermchat import safety
-from dermchat.knowledge.answer import AnswerSettings, answer, diagnosis_focus, ground_answer
+from dermchat.knowledge.answer import (
+    OFF_TOPIC_NOTICE, AnswerSettings, answer, diagnosis_focus, ground_answer, off_topic,
+)
 from dermchat.knowledge.citations import CitationBook
 from dermchat.knowledge.kb import get_kb
 from dermchat.render import render
@@ -221,3 +223,86 @@ def test_an_urgent_turn_explains_what_drives_it_and_drops_routine_advice(kb_inde
     assert urgent.extra["conditions"] == ["melanocytic_nevus", "melanoma"]
     assert "Routine:" not in urgent.text and "**Melanoma" in urgent.text.replace("**melanoma", "**Melanoma")
     cited_sentences(urgent)  # still every sentence cited
+
+
+MOLE_OR_MELANOMA = diagnosis({"melanocytic_nevus": 0.83, "melanoma": 0.1}, ["melanocytic_nevus"])
+
+
+def test_the_sentence_that_answers_the_question_is_kept_from_a_long_passage(kb_index: Any) -> None:
+    # The mole self-care passage has four sentences; the one that answers the question was its fourth, cut off
+    # by the per-passage limit, so "can I remove it myself?" got sun-protection advice instead.
+    exp = answer(kb_index, "can I remove it myself?", "patient", MOLE_OR_MELANOMA,
+                 focus=["melanocytic_nevus", "melanoma"])
+    mole = exp.text.split("\n\n")[[p.startswith("**Mole") for p in exp.text.split("\n\n")].index(True)]
+    assert "Do not cut, shave or try to remove a mole at home." in mole
+    cited_sentences(exp)
+
+
+def test_a_passage_that_answers_the_question_is_not_crowded_out_by_the_likelier_condition(kb_index: Any) -> None:
+    # ABCDE is explained in melanoma's "how it looks"; the mole (likelier) filled the answer with general
+    # passages that only name ABCDE, and the explanation never made it in.
+    exp = answer(kb_index, "what does ABCDE mean", "patient", MOLE_OR_MELANOMA,
+                 focus=["melanocytic_nevus", "melanoma"])
+    assert "Asymmetry (two halves do not match)" in exp.text
+    cited_sentences(exp)
+
+
+@pytest.mark.parametrize(("question", "dx", "reassurance"), [
+    ("can I scratch it off? it itches and catches on my clothes",
+     diagnosis({"benign_keratosis": 0.76, "melanoma": 0.15}, ["benign_keratosis", "melanoma"]),
+     "No treatment is needed"),
+    ("is this cancer?", MOLE_OR_MELANOMA, "Nearly all moles stay harmless for life"),
+    ("does it need treatment?", diagnosis({"vascular_lesion": 0.6, "melanoma": 0.3}, ["vascular_lesion", "melanoma"]),
+     "need no treatment"),
+])
+def test_an_urgent_turn_never_says_no_treatment_is_needed(kb_index: Any, question: str, dx: Diagnosis,
+                                                          reassurance: str) -> None:
+    focus = diagnosis_focus(dx, drivers=["melanoma"])
+    calm = answer(kb_index, question, "patient", dx, focus=focus)
+    assert reassurance in calm.text  # the KB says it, and a routine turn may show it
+    urgent = answer(kb_index, question, "patient", dx, focus=focus, urgent=True)
+    assert reassurance not in urgent.text
+    cited_sentences(urgent)
+
+
+BKL_OR_MELANOMA = diagnosis({"benign_keratosis": 0.76, "melanoma": 0.15}, ["benign_keratosis", "melanoma"])
+
+
+@pytest.mark.parametrize("question", [
+    "what's the weather like tomorrow in London?", "tell me a joke", "how do I bake sourdough bread?",
+])
+def test_a_question_the_sources_do_not_cover_says_so(kb_index: Any, question: str) -> None:
+    # It used to get an "answer" stitched from whatever passages of the result ranked first, as if it answered.
+    exp = answer(kb_index, question, "patient", BKL_OR_MELANOMA, focus=["benign_keratosis", "melanoma"])
+    assert OFF_TOPIC_NOTICE in exp.notices and exp.extra["off_topic"] is True
+    assert "**Benign keratosis" in exp.text  # still: what the sources say about the result, cited
+    cited_sentences(exp)
+
+
+@pytest.mark.parametrize("question", [
+    "should I worry?", "is it contagious?", "does it hurt?", "is this because I'm getting old?",
+    "what is the survival rate?", "can I scratch it off? it itches", "what does ABCDE mean",
+])
+def test_a_question_about_the_skin_is_not_called_off_topic(kb_index: Any, question: str) -> None:
+    exp = answer(kb_index, question, "patient", BKL_OR_MELANOMA, focus=["benign_keratosis", "melanoma"])
+    assert OFF_TOPIC_NOTICE not in exp.notices and not exp.extra.get("off_topic")
+
+
+def test_no_dev_or_heldout_question_is_called_off_topic(kb_index: Any) -> None:
+    from dermchat.knowledge.evaluate import QUESTION_SETS, load_questions
+
+    questions = [q for name in ("dev", "heldout") for q in load_questions(QUESTION_SETS[name][0])]
+    flagged = [q.question for q in questions
+               if off_topic(kb_index.search(q.question, k=3, audience=q.audience))]
+    assert flagged == []
+
+
+def test_a_red_mark_on_a_babys_face_is_not_just_called_harmless(kb_index: Any) -> None:
+    # The vascular-lesion text only knew adult spots, so a parent asking about a newborn's facial mark read
+    # "Most are harmless" and nothing about the strawberry marks that need early treatment near the eye or lips.
+    dx = diagnosis({"vascular_lesion": 0.98}, ["vascular_lesion"])
+    exp = answer(kb_index, "is it dangerous for my baby? it's on my newborn's face", "patient", dx,
+                 focus=["vascular_lesion"])
+    assert "strawberry mark" in exp.text and "near the eye, nose, lips" in exp.text
+    assert "https://www.nhs.uk/conditions/birthmarks/" in {c.url for c in exp.citations}
+    cited_sentences(exp)

@@ -40,6 +40,13 @@ def test_misspelling_is_corrected_against_the_kb_vocabulary(kb_index: Any) -> No
     assert kb_index.analyze("vitiligo").corrections == {}  # known words are left alone
 
 
+@pytest.mark.parametrize("question", ["Ist das gefährlich?", "¿Es esto cáncer?", "C'est une éruption ?"])
+def test_spelling_correction_leaves_accented_words_whole(kb_index: Any, question: str) -> None:
+    # "gefährlich" was read as "gef" + "hrlich", and "hrlich" was "corrected" to "rich" inside the word.
+    analysis = kb_index.analyze(question)
+    assert analysis.corrections == {} and analysis.corrected == question
+
+
 def test_section_intent_orders_the_named_conditions_sections(kb_index: Any) -> None:
     result = kb_index.search("how do I treat ringworm at home", audience="patient", k=5)
     assert result.hits[0].chunk.condition_id == "tinea"

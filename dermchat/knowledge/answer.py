@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from dermchat.knowledge.citations import MARKER_RE, CitationBook
 from dermchat.knowledge.kb import SECTIONS, Statement, split_sentences
+from dermchat.knowledge.query import tokenize
 from dermchat.results import Audience, Citation, Diagnosis, Explanation
 
 if TYPE_CHECKING:
@@ -54,6 +55,25 @@ INJECTION_RE = re.compile(
 INJECTION_NOTICE = (
     "Your message asked DermChat to change or drop its safety advice. It can't: the notices below are always shown."
 )
+
+
+OFF_TOPIC_SIMILARITY = 0.24
+"""Below this cosine similarity to every KB chunk, a question naming no condition and using no cue phrase is
+not one the sources cover. Measured with all-MiniLM-L6-v2: the 290 dev and held-out questions score 0.26 to
+0.83 (1st percentile 0.31); "tell me a joke" 0.23, "how do I bake sourdough bread?" 0.23, "what's the weather
+like tomorrow in London?" 0.14; follow-ups without a cue phrase: "what is it?" 0.27, "does it hurt?" 0.27.
+The margin is thin, so a question that uses a cue phrase or names a condition is never called off-topic."""
+OFF_TOPIC_NOTICE = (
+    "DermChat's sources don't seem to cover your question (it answers questions about skin conditions, in "
+    "English), so the explanation shows what they say about this result in general. For anything else, ask a "
+    "doctor or pharmacist."
+)
+
+
+def off_topic(result: SearchResult) -> bool:
+    """Whether the knowledge base has nothing to say about the question (so an answer must not pretend to)."""
+    analysis = result.analysis
+    return not analysis.mentioned and not analysis.cued and result.top_similarity < OFF_TOPIC_SIMILARITY
 
 
 def looks_like_injection(text: str) -> bool:
@@ -95,12 +115,23 @@ def diagnosis_focus(diagnosis: Diagnosis | None, drivers: Sequence[str] = ()) ->
 ROUTINE_ADVICE_PREFIX = "Routine:"
 """How the knowledge base starts a benign condition's "no visit needed unless..." advice."""
 
+REASSURANCE_RE = re.compile(
+    r"^" + re.escape(ROUTINE_ADVICE_PREFIX) + r"|\bno treatment is needed\b|\bneeds? no treatment\b|\bstays? harmless\b"
+    r"|^[\w\s-]+ (?:is|are) (?:harmless|not dangerous)\.?$",
+    re.IGNORECASE,
+)
+"""Sentences whose whole point is reassurance ("No treatment is needed.", "Nearly all moles stay harmless for
+life.", "Skin tags are harmless."), as opposed to a definition that happens to say "harmless"."""
+
+
+def is_reassurance(statement: Statement) -> bool:
+    return bool(REASSURANCE_RE.search(statement.text.strip()))
+
 
 def without_routine_advice(draft: Draft) -> Draft:
-    """Drop "Routine: ... does not need a visit" sentences: in an urgent turn they contradict the advice to see
-    a clinician (the condition-specific warning signs in the same section are kept)."""
-    groups = [(cid, [(sec, s) for sec, s in items if not s.text.startswith(ROUTINE_ADVICE_PREFIX)])
-              for cid, items in draft.groups]
+    """Drop reassurance ("Routine: ... does not need a visit", "No treatment is needed."): in an urgent turn it
+    contradicts the advice to see a clinician soon (the condition-specific warning signs are kept)."""
+    groups = [(cid, [(sec, s) for sec, s in items if not is_reassurance(s)]) for cid, items in draft.groups]
     return Draft(groups=[(cid, items) for cid, items in groups if items], chunk_ids=list(draft.chunk_ids))
 
 
@@ -135,25 +166,53 @@ def overview_draft(index: KnowledgeIndex, conditions: Sequence[str], audience: s
     return draft
 
 
-def question_draft(result: SearchResult, audience: str, max_sentences: int = MAX_ANSWER_SENTENCES) -> Draft:
-    """Sentences from the best chunks for a question, grouped by condition, sections in reader order."""
+def relevant_statements(chunk: Chunk, words: set[str], limit: int = MAX_SENTENCES_PER_CHUNK) -> list[Statement]:
+    """Up to ``limit`` statements of ``chunk``: those sharing most words with the question, in the KB's order.
+
+    Why: a passage opens with its general sentences, and the one that answers the question may come later
+    ("can I remove it myself?" is answered by the fourth sentence of the mole self-care passage).
+    """
+    statements = list(chunk.statements)
+    if len(statements) <= limit or not words:
+        return statements[:limit]
+    overlap = [len(words & set(tokenize(s.text))) for s in statements]
+    keep = sorted(range(len(statements)), key=lambda i: (-overlap[i], i))[:limit]
+    return [statements[i] for i in sorted(keep)]
+
+
+def question_draft(
+    result: SearchResult, audience: str, max_sentences: int = MAX_ANSWER_SENTENCES, *, steer: bool = True
+) -> Draft:
+    """Sentences from the best chunks for a question, grouped by condition, sections in reader order.
+
+    Chunks that the question itself retrieved (a dense or keyword rank) are taken before chunks that are only
+    there because their condition is likely: otherwise the likeliest condition's general passages fill the
+    answer and the passage that answers the question (ABCDE, under melanoma) never makes it in.
+    ``steer=False``: the question's own evidence and words neither promote passages nor pick sentences within
+    one (a message that tries to change the rules must not choose what is shown, e.g. "say this is harmless").
+    """
+    hits = [
+        hit for hit in result.hits
+        if hit.chunk.audience in ("all", audience) or not any(
+            h.chunk.condition_id == hit.chunk.condition_id and h.chunk.section == hit.chunk.section
+            and h.chunk.audience in ("all", audience) for h in result.hits
+        )  # else the reader's own version of this section is also retrieved
+    ]
+    asked = [h for h in hits if h.dense_rank is not None or h.bm25_rank is not None] if steer else []
+    words = set(tokenize(result.analysis.corrected)) if steer else set()
     chosen: dict[str, list[Chunk]] = {}
     budget = max_sentences
-    for hit in result.hits:
-        chunk = hit.chunk
-        if chunk.audience not in ("all", audience) and any(
-            h.chunk.condition_id == chunk.condition_id and h.chunk.section == chunk.section
-            and h.chunk.audience in ("all", audience) for h in result.hits
-        ):
-            continue  # the reader's own version of this section is also retrieved
+    for hit in [*asked, *(h for h in hits if h not in asked)]:
         if budget <= 0:
             break
-        chosen.setdefault(chunk.condition_id, []).append(chunk)
-        budget -= min(len(chunk.statements), MAX_SENTENCES_PER_CHUNK)
+        chosen.setdefault(hit.chunk.condition_id, []).append(hit.chunk)
+        budget -= min(len(hit.chunk.statements), MAX_SENTENCES_PER_CHUNK)
+    ranked = list(dict.fromkeys(h.chunk.condition_id for h in hits))
     draft = Draft()
-    for condition_id, chunks in chosen.items():
+    for condition_id in sorted(chosen, key=ranked.index):  # conditions keep the retrieval's order
+        chunks = chosen[condition_id]
         chunks.sort(key=lambda c: READER_ORDER.index(c.section) if c.section in READER_ORDER else len(READER_ORDER))
-        items = [(c.section, s) for c in chunks for s in c.statements[:MAX_SENTENCES_PER_CHUNK]]
+        items = [(c.section, s) for c in chunks for s in relevant_statements(c, words)]
         draft.groups.append((condition_id, items))
         draft.chunk_ids.extend(c.id for c in chunks)
     return draft
@@ -284,7 +343,8 @@ def answer(
     analysis = index.analyze(question, audience) if question else None
     mentioned = analysis.mentioned if analysis else []
     conditions = list(dict.fromkeys([*mentioned, *focus]))[:MAX_FOCUS]
-    notices = [INJECTION_NOTICE] if looks_like_injection(question) else []
+    steering = looks_like_injection(question)
+    notices = [INJECTION_NOTICE] if steering else []
     extra: dict[str, Any] = {"mode": "extractive", "conditions": conditions}
     if analysis and analysis.corrections:
         extra["spelling"] = analysis.corrections
@@ -295,7 +355,12 @@ def answer(
             question, k=settings.top_k, audience=audience, differential=differential_map(diagnosis),
             restrict_to=conditions or None, analysis=analysis,
         )
-        draft = question_draft(result, audience)
+        if off_topic(result):  # say so, then explain the result as if nothing was asked
+            extra["off_topic"] = True
+            notices.append(OFF_TOPIC_NOTICE)
+            result = None
+    if result is not None:
+        draft = question_draft(result, audience, steer=not steering)
     else:
         draft = overview_draft(index, conditions[:2], audience)
     if urgent:

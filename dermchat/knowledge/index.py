@@ -91,6 +91,8 @@ class SearchResult:
     elapsed_ms: float = 0.0
     # milliseconds per stage (analyze, embed, dense, bm25, fuse): where a slow question's time went
     timings: dict[str, float] = field(default_factory=dict)
+    # cosine similarity of the question to the closest chunk of the whole KB: how much the KB is about it
+    top_similarity: float = 0.0
 
     def conditions(self) -> list[str]:
         """Condition ids in rank order (each once)."""
@@ -302,15 +304,20 @@ class KnowledgeIndex:
 
     # -- retrieval ---------------------------------------------------------------------------------------------
     def _dense_ranking(self, vector: np.ndarray, k: int) -> list[str]:
-        """Chunk ids by cosine similarity: an exact inner-product search in the store's FAISS index.
+        """Chunk ids by cosine similarity: an exact inner-product search in the store's FAISS index."""
+        return self._dense_search(vector, k)[0]
+
+    def _dense_search(self, vector: np.ndarray, k: int) -> tuple[list[str], float]:
+        """Chunk ids by cosine similarity, and the best similarity (0 when the index is empty).
 
         The same search as ``store.similarity_search_with_score_by_vector`` without building a langchain
         ``Document`` per candidate, which was most of its cost for the 60 candidates fusion needs.
         """
         import numpy as np
 
-        _scores, rows = self.store.index.search(np.asarray(vector, dtype=np.float32).reshape(1, -1), k)
-        return [self._faiss_ids[i] for i in rows[0] if i >= 0]
+        scores, rows = self.store.index.search(np.asarray(vector, dtype=np.float32).reshape(1, -1), k)
+        ids = [self._faiss_ids[i] for i in rows[0] if i >= 0]
+        return ids, float(scores[0][0]) if ids else 0.0
 
     def _bm25_ranking(self, query: str, k: int) -> list[str]:
         import numpy as np
@@ -352,7 +359,7 @@ class KnowledgeIndex:
         expansion = " ".join(self._names.get(c, "") for c in analysis.mentioned[:2])
         vector = embeddings.encode_query(analysis.corrected, cache=reuse_embedding)
         mark = _lap(timings, "embed", mark)
-        dense = self._dense_ranking(vector, CANDIDATES)
+        dense, top_similarity = self._dense_search(vector, CANDIDATES)
         mark = _lap(timings, "dense", mark)
         keyword = self._bm25_ranking(f"{analysis.corrected} {expansion}".strip(), CANDIDATES)
         mark = _lap(timings, "bm25", mark)
@@ -422,7 +429,7 @@ class KnowledgeIndex:
         ]
         _lap(timings, "fuse", mark)
         return SearchResult(hits=hits, analysis=analysis, elapsed_ms=(time.perf_counter() - start) * 1000,
-                            timings=timings)
+                            timings=timings, top_similarity=top_similarity)
 
     def as_retriever(self, **search_kwargs: Any) -> Any:
         """A langchain ``BaseRetriever`` over this index (for chains and agents)."""

@@ -77,6 +77,10 @@ SECTION_CUES: dict[str, tuple[str, ...]] = {
     ),
 }
 
+# Cues that open almost any question ("what's the weather?"): they pick a section, but say nothing about skin.
+QUESTION_OPENERS: tuple[str, ...] = ("what is", "what are", "what's", "whats")
+_OPENER = re.compile(r"(?<![a-z])(?:" + "|".join(map(re.escape, QUESTION_OPENERS)) + r")(?![a-z])")
+
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 
@@ -151,6 +155,8 @@ class QueryAnalysis:
     mentioned: list[str] = field(default_factory=list)
     sections: dict[str, float] = field(default_factory=dict)
     corrections: dict[str, str] = field(default_factory=dict)
+    # a cue phrase beyond a bare opener matched ("worry", "contagious", "treat"): the question is about skin
+    cued: bool = False
 
 
 class QueryAnalyzer:
@@ -188,6 +194,8 @@ class QueryAnalyzer:
         def fix(match: re.Match[str]) -> str:
             word = match.group(0)
             low = word.lower()
+            if not low.isascii():  # "gefährlich", "éruption": another language, not a misspelling of the KB's
+                return word
             if len(low) < 5 or low in STOPWORDS or low in self._common:
                 return word
             if low in self._known or stem(low) in self._known:
@@ -198,7 +206,7 @@ class QueryAnalyzer:
             corrections[low] = best
             return best
 
-        return re.sub(r"[A-Za-z]+", fix, text), corrections
+        return re.sub(r"[^\W\d_]+", fix, text), corrections  # whole words, accented letters included
 
     def forget_corrections(self) -> None:
         """Empty the per-word spelling memo, so the next question pays for its words as if never seen."""
@@ -276,10 +284,12 @@ class QueryAnalyzer:
         if audience == "clinician" and "self_care" in sections:
             # a clinician asking about treatment wants management notes, not home care
             sections["clinician_notes"] = max(sections.get("clinician_notes", 0.0), sections["self_care"])
+        cued = bool(sections) and bool(self.section_intent(_OPENER.sub(" ", corrected.lower().replace("’", "'"))))
         return QueryAnalysis(
             text=text,
             corrected=corrected,
             mentioned=self.mentioned_conditions(corrected),
             sections=sections,
             corrections=corrections,
+            cued=cued,
         )
