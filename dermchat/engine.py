@@ -288,6 +288,7 @@ class _Turn:
             notices.extend(self.result.diagnosis.notices)
         if self.result.explanation is not None:
             notices.extend(self.result.explanation.notices)
+            notices.extend(safety.asked_about_notices(self.result, vocab))
         for extra in self.app.plugins.call_each("extra_notices", result=self.result, audience=self.result.audience):
             notices.extend(str(item) for item in extra)
         notices.extend(safety.required_notices(self.result, vocab))

@@ -127,6 +127,11 @@ class Explanation(BaseModel):
     intake_questions: list[str] = Field(default_factory=list)
     grounded: bool = True
     notices: list[str] = Field(default_factory=list)
+    asked_about: list[str] = Field(
+        default_factory=list,
+        description="condition ids the user's question names; the answer then says what the image model "
+                    "estimated for each of them (or that it does not assess it)",
+    )
     extra: dict[str, Any] = Field(default_factory=dict)
 
 

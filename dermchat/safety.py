@@ -150,6 +150,34 @@ def _set_aside_provider_figures(diagnosis: Diagnosis) -> None:
         diagnosis.triage_reason = None
 
 
+def asked_about_notices(result: TurnResult, vocab: Vocabulary) -> list[str]:
+    """What the image model estimated for each condition the user's question names.
+
+    Why: "could it be psoriasis?" got a cited text about psoriasis that read as if the photo had been checked
+    for it, while the offline model only tells seven kinds of pigmented spot apart; and "could it be melanoma?"
+    got general melanoma text without the model's own estimate for this photo.
+    """
+    diagnosis, explanation = result.diagnosis, result.explanation
+    if diagnosis is None or explanation is None or diagnosis.abstained or not diagnosis.differential:
+        return []
+    estimates = {entry.condition_id: entry.probability for entry in diagnosis.differential}
+    notices = []
+    for condition_id in explanation.asked_about:
+        if condition_id not in vocab:
+            continue
+        name = vocab.get(condition_id).patient_name
+        if condition_id in estimates:
+            share = estimates[condition_id]
+            figure = "under 1%" if share < 0.005 else f"{share:.0%}"
+            listed = " (it is in the list of likely conditions)" if condition_id in diagnosis.prediction_set else ""
+            notices.append(f"You asked about {name}: the image model's estimate for it on this photo is "
+                           f"{figure}{listed}. An estimate from one photo, not a diagnosis.")
+        else:
+            notices.append(f"You asked about {name}: the image model does not assess it (it only weighs the "
+                           f"conditions it lists), so this photo has not been checked for it. A clinician can tell.")
+    return notices
+
+
 def required_notices(result: TurnResult, vocab: Vocabulary) -> list[str]:
     """Notices every answer carries; added last so nothing upstream can drop them."""
     notices = [NOT_A_DIAGNOSIS]

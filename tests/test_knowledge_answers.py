@@ -306,3 +306,23 @@ def test_a_red_mark_on_a_babys_face_is_not_just_called_harmless(kb_index: Any) -
     assert "strawberry mark" in exp.text and "near the eye, nose, lips" in exp.text
     assert "https://www.nhs.uk/conditions/birthmarks/" in {c.url for c in exp.citations}
     cited_sentences(exp)
+
+
+def test_a_named_condition_gets_the_models_own_estimate_or_a_not_assessed_notice(kb_index: Any) -> None:
+    """'Could it be psoriasis?' must not read as if the photo was checked for psoriasis (the offline model knows
+    seven pigmented-spot types); 'could it be melanoma?' must say what the model estimated for melanoma."""
+    from dermchat.results import TurnResult
+    from dermchat.vocabulary import get_vocabulary
+
+    dx = diagnosis({"melanocytic_nevus": 0.9, "melanoma": 0.004, "benign_keratosis": 0.096},
+                   ["melanocytic_nevus"])
+    exp = answer(kb_index, "could it be psoriasis or melanoma?", "patient", dx, focus=["melanocytic_nevus"])
+    assert exp.asked_about == ["psoriasis", "melanoma"]
+    turn = TurnResult(turn_id="t", status="ok", audience="patient", question="could it be psoriasis or melanoma?",
+                      diagnosis=dx, explanation=exp)
+    psoriasis, melanoma = safety.asked_about_notices(turn, get_vocabulary())
+    assert "Psoriasis" in psoriasis and "does not assess it" in psoriasis
+    assert "Melanoma" in melanoma and "under 1%" in melanoma and "list of likely" not in melanoma
+    assert answer(kb_index, "is it contagious?", "patient", dx, focus=["melanocytic_nevus"]).asked_about == []
+    abstained = turn.model_copy(update={"diagnosis": dx.model_copy(update={"abstained": True})})
+    assert safety.asked_about_notices(abstained, get_vocabulary()) == []  # no estimate to quote

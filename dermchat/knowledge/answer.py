@@ -375,6 +375,7 @@ def answer(
             text, grounded, citations = generated
     return Explanation(
         provider_id=PROVIDER_ID, text=text, citations=citations, grounded=grounded, notices=notices, extra=extra,
+        asked_about=list(mentioned),
     )
 
 
