@@ -326,3 +326,11 @@ def test_a_named_condition_gets_the_models_own_estimate_or_a_not_assessed_notice
     assert answer(kb_index, "is it contagious?", "patient", dx, focus=["melanocytic_nevus"]).asked_about == []
     abstained = turn.model_copy(update={"diagnosis": dx.model_copy(update={"abstained": True})})
     assert safety.asked_about_notices(abstained, get_vocabulary()) == []  # no estimate to quote
+
+
+@pytest.mark.parametrize("condition", ["melanoma", "basal_cell_carcinoma", "squamous_cell_carcinoma"])
+def test_is_it_contagious_is_answered_for_a_skin_cancer(kb_index: Any, condition: str) -> None:
+    """Patients ask it of every spot; for the cancers the KB gave an overview that never said "no"."""
+    exp = answer(kb_index, "is it contagious?", "patient", diagnosis({condition: 1.0}, [condition]), focus=[condition])
+    assert "not contagious" in exp.text
+    assert any("cancer.org" in c.url for c in exp.citations)
