@@ -54,9 +54,14 @@ class Ramp:
         return (self.good + self.bad) / 2
 
 
+# Under-exposure: brightness alone cannot tell a dim photo from darker skin. Well-lit skin of Monk Skin Tone 8
+# has a luma near 0.28 and MST 10 near 0.14, the same as light skin photographed 1.5 to 2.5 stops too dark.
+# The ramp is therefore full marks down to MST 10 and fails below 0.09, darker than any skin under good light,
+# so nobody is asked to 'find more light' because of their skin tone; darker photos still fail, and the noise
+# that real dim light brings is judged by its own reason.
 RAMPS: dict[str, Ramp] = {
     "focus": Ramp(0.7, 1.5),  # equivalent blur sigma at 150-px frame height (motion streak added)
-    "underexposed": Ramp(0.5, 0.3),  # 75th-percentile luma of the field
+    "underexposed": Ramp(0.16, 0.02),  # 75th-percentile luma of the field (see above)
     "overexposed": Ramp(0.05, 0.35),  # clipped fraction of the field
     "glare": Ramp(0.001, 0.008),  # specular-spot fraction of the field
     "noise": Ramp(0.006, 0.025),  # luma noise sigma
@@ -260,6 +265,21 @@ def _is_skin(m: Measurements, min_skin_fraction: float, notes: list[str]) -> boo
     return True
 
 
+def name_the_worst(reasons: list[QualityReason]) -> list[QualityReason]:
+    """Reasons with the lowest-scoring one flagged when the photo fails although no reason crossed 50 alone.
+
+    The overall score multiplies the reasons, so several moderate defects can fail a photo together; the
+    retake message would then give no tip at all ('isn't clear enough') and the patient would not know what
+    to change. The worst aspect is the one most worth fixing, so it is named.
+    """
+    if any(r.problem for r in reasons):
+        return reasons
+    worst = min(reasons, key=lambda r: r.score, default=None)
+    if worst is None or worst.score >= 100.0:
+        return reasons
+    return [r.model_copy(update={"problem": True}) if r is worst else r for r in reasons]
+
+
 def overall_score(reasons: list[QualityReason], brisque: float | None) -> float:
     product = 1.0
     for reason in reasons:
@@ -307,6 +327,8 @@ def assess_array(
     score = overall_score(reasons, brisque)
     is_skin = _is_skin(m, min_skin_fraction, notes)
     acceptable = bool(is_skin and score >= threshold)
+    if is_skin and not acceptable:
+        reasons = name_the_worst(reasons)
     return QualityReport(
         provider_id=provider_id,
         score=round(score, 3),

@@ -158,7 +158,9 @@ DISTORTIONS: dict[str, Distortion] = {
         Distortion("gaussian_blur", (0.6, 1.0, 1.5, 2.2, 3.2), 2, "focus", "sigma px", gaussian_blur),
         Distortion("motion_blur", (4, 6, 9, 13, 19), 2, "focus", "streak px", motion_blur),
         Distortion("noise", (0.02, 0.035, 0.05, 0.08, 0.12), 2, "noise", "sigma", add_noise),
-        Distortion("darken", (0.7, 0.5, 0.35, 0.25, 0.15), 2, "underexposed", "gain", darken),
+        # Darkening to 0.35-0.15 makes light skin look like well-lit darker skin (Monk 8-10), which must not
+        # be turned away; 'moderate' is the first gain darker than any well-lit skin (see assess.RAMPS).
+        Distortion("darken", (0.35, 0.25, 0.15, 0.08, 0.05), 3, "underexposed", "gain", darken),
         Distortion("brighten", (1.25, 1.45, 1.7, 2.0, 2.5), 2, "overexposed", "gain", brighten),
         Distortion("jpeg", (40, 25, 15, 8, 4), 2, "compression", "quality", jpeg),
         Distortion("downscale", (0.8, 0.65, 0.5, 0.35, 0.25), 2, "low_resolution", "factor", downscale),

@@ -50,7 +50,7 @@ class Measurements:
     cast_distance: float  # CIELAB a*b* distance of the skin chroma from the skin locus
     cast_ab: tuple[float, float]  # mean a*, b* of the skin around the lesion
     skin_fraction: float  # field fraction of skin-coloured pixels (after undoing under-exposure)
-    luma_spread: float  # standard deviation of luma in the field (0 = a uniform frame)
+    luma_spread: float  # standard deviation of luma in the field at normal brightness (0 = a uniform frame)
     lesion_fraction: float | None  # frame fraction covered by the lesion estimate
     lesion_bbox: tuple[float, float, float, float] | None  # normalised x0, y0, x1, y1
     lesion_offset: float  # lesion centroid distance from the frame centre, 0 centre .. 1 corner
@@ -63,20 +63,37 @@ def luma(rgb: np.ndarray) -> np.ndarray:
     return rgb @ _LUMA
 
 
+DARK_FIELD_LEVEL = 0.45
+"""Skin brightness (75th percentile luma) below which the lesion is segmented on the brightness-lifted copy.
+Clean HAM10000 photos (light skin) are almost all brighter: bench-quality's clean figures did not change."""
+
+
+def lift_gain(level: float) -> float:
+    """Gain (1..8) that brings a field of skin brightness ``level`` (0..1) up to a normal 0.7.
+
+    Darkness, from dim light or from darker skin, shrinks chroma and contrast; measures that need colour or
+    contrast are judged on the lifted values so that neither reads as 'not skin'.
+    """
+    return min(8.0, max(1.0, 0.7 / max(level, 1e-3)))
+
+
 def find_regions(rgb8: np.ndarray) -> Regions:
     """Field, lesion and skin masks for the analysis copy (uint8 RGB).
 
     Skin colour is judged after scaling a dark photo up to normal brightness (at most 8x): darkness shrinks
-    chroma, and a dim photo of skin should be called 'too dark', not 'not skin'.
+    chroma, and a dim photo of skin should be called 'too dark', not 'not skin'. The lesion is also sought on
+    that lifted copy when the field is dark (darker skin, or a dim photo): the segmentation's contrast
+    thresholds are in grey levels, and on dark skin a lesion filling the frame was found as a small off-centre
+    spot (a false 'framing' retake request).
     """
     surround = vignette_mask(rgb8)
     field_mask = ~surround
     if field_mask.sum() < 0.3 * field_mask.size:
         field_mask = np.ones_like(field_mask)
-    lesion = lesion_mask(rgb8) & field_mask
     level = float(np.percentile(luma(rgb8.astype(np.float32))[field_mask], 75)) / 255.0
-    gain = min(8.0, max(1.0, 0.7 / max(level, 1e-3)))
+    gain = lift_gain(level)
     lifted = rgb8 if gain == 1.0 else np.clip(rgb8.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+    lesion = lesion_mask(lifted if level < DARK_FIELD_LEVEL else rgb8) & field_mask
     skin = skin_likelihood_mask(lifted) & field_mask
     return Regions(field=field_mask, lesion=lesion, skin=skin)
 
@@ -283,6 +300,16 @@ def focus(y: np.ndarray, regions: Regions, sigma_noise: float) -> tuple[float, f
 # along it and are caught by the chroma limits below instead. A colour cast moves the skin chroma out of this wedge.
 SKIN_HUE_RANGE_DEG = (-55.0, 75.0)
 SKIN_MIN_CHROMA = 8.0  # HAM10000 skin: 5th percentile 8.4, minimum 6.4
+SKIN_MIN_CHROMA_FULL_L = 50.0  # lightness (L*) from which skin needs the full minimum chroma
+
+
+def skin_min_chroma(lightness: float) -> float:
+    """The least chroma plausible for skin of CIELAB lightness ``lightness``.
+
+    Chroma shrinks with lightness: the darkest Monk skin tones (MST 9-10, L* about 15-21) have a chroma of
+    only 4-7 under good light, so HAM10000's minimum (light skin) would call them a colour cast.
+    """
+    return SKIN_MIN_CHROMA * min(1.0, max(0.0, lightness) / SKIN_MIN_CHROMA_FULL_L)
 
 
 # Beyond the hue wedge: skin reflects red most (red > green and red > blue under white light, for every skin
@@ -309,9 +336,10 @@ def colour_cast(rgb: np.ndarray, regions: Regions) -> tuple[float, tuple[float, 
         return 0.0, (0.0, 0.0)
     a = float(np.median(lab[..., 1][region]))
     b = float(np.median(lab[..., 2][region]))
+    min_chroma = skin_min_chroma(float(np.median(lightness[region])))
     red, green, blue = (float(np.median(rgb[..., c][region])) for c in range(3))
     index = max(
-        _distance_to_wedge(a, b),
+        _distance_to_wedge(a, b, min_chroma),
         100.0 * (blue - red),
         100.0 * (green - red + GREEN_MARGIN),
         a - MAX_SKIN_A,
@@ -321,18 +349,18 @@ def colour_cast(rgb: np.ndarray, regions: Regions) -> tuple[float, tuple[float, 
     return index, (a, b)
 
 
-def _distance_to_wedge(a: float, b: float) -> float:
+def _distance_to_wedge(a: float, b: float, min_chroma: float = SKIN_MIN_CHROMA) -> float:
     """Euclidean distance in the a*b* plane from (a, b) to the skin wedge (0 inside)."""
     chroma = math.hypot(a, b)
     hue = math.degrees(math.atan2(b, a))
     lo, hi = SKIN_HUE_RANGE_DEG
     if lo <= hue <= hi:
-        return max(0.0, SKIN_MIN_CHROMA - chroma)
+        return max(0.0, min_chroma - chroma)
     edge = math.radians(lo if _angle_gap(hue, lo) < _angle_gap(hue, hi) else hi)
     ux, uy = math.cos(edge), math.sin(edge)
     along = a * ux + b * uy
-    if along <= SKIN_MIN_CHROMA:
-        return math.hypot(a - SKIN_MIN_CHROMA * ux, b - SKIN_MIN_CHROMA * uy)
+    if along <= min_chroma:
+        return math.hypot(a - min_chroma * ux, b - min_chroma * uy)
     return abs(-a * uy + b * ux)
 
 
@@ -371,7 +399,8 @@ def measure(rgb8: np.ndarray, original_size: tuple[int, int]) -> tuple[Measureme
     cast, ab = colour_cast(rgb, regions)
     fraction, bbox, offset, cut = lesion_geometry(regions.lesion)
     skin_fraction = float(regions.skin[regions.field].mean()) if regions.field.any() else 0.0
-    spread = float(y[regions.field].std()) if regions.field.any() else 0.0
+    # Contrast as it would be at normal brightness: dark skin (or a dim photo) is not a 'uniform frame'.
+    spread = float(y[regions.field].std()) * lift_gain(bright) if regions.field.any() else 0.0
     return (
         Measurements(
             original_size=original_size,
