@@ -250,6 +250,11 @@ class _Turn:
             return None, f"{provider.label or provider_id} is unavailable: {reason}"
         return provider, None
 
+    def _for_reader(self, why_not: str) -> str:
+        """An unavailability reason as the notice shows it: patients get which part is missing, clinicians and
+        the step log also get the technical cause ("download them first (hf download ...)")."""
+        return why_not if self.result.audience == "clinician" else why_not.split(": ", 1)[0]
+
     def _note_provider(self, capability: str, provider: Provider) -> None:
         ref = ProviderRef(id=provider.id, version=provider.version)
         if capability == "references":
@@ -363,7 +368,7 @@ class _Turn:
         provider, why_not = self._provider("quality", self.settings.quality)
         if provider is None:
             if why_not:
-                self.result.notices.append(f"Photo quality was not checked ({why_not}).")
+                self.result.notices.append(f"Photo quality was not checked ({self._for_reader(why_not)}).")
                 yield StepEvent(step="quality", kind="skipped", message=why_not)
             return True
         yield self._start("quality", provider)
@@ -407,7 +412,7 @@ class _Turn:
         if provider is None and self.settings.diagnoser != OFFLINE_DIAGNOSER:
             fallback, _ = self._provider("diagnoser", OFFLINE_DIAGNOSER)
             if fallback is not None:
-                self.result.notices.append(f"{why_not}. Using the offline image model instead.")
+                self.result.notices.append(f"{self._for_reader(why_not)}. Using the offline image model instead.")
                 provider = fallback
         if provider is None:
             self.result.status = "diagnosis_failed"
@@ -551,7 +556,7 @@ class _Turn:
             provider, why_not = self._provider("references", provider_id)
             if provider is None:
                 if why_not:
-                    self.result.notices.append(f"Some reference images are not shown ({why_not}).")
+                    self.result.notices.append(f"Some reference images are not shown ({self._for_reader(why_not)}).")
                 continue
             yield self._start("references", provider)
             outcome = yield from self._call("references", provider, lambda p=provider: p.references(self.ctx))  # type: ignore[attr-defined]

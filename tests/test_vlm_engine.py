@@ -36,8 +36,12 @@ def test_falls_back_to_the_offline_classifier_when_the_vlm_is_unavailable(tmp_pa
     result, _ = run(app, tmp_path)
     assert result.providers["diagnoser"].id == "ham-cnn"  # type: ignore[union-attr]
     assert result.diagnosis is not None and result.diagnosis.provider_id == "ham-cnn"
+    fallback = [n for n in result.notices if "Using the offline image model instead" in n]
+    assert fallback and "is unavailable" in fallback[0]
+    assert "local cache" not in fallback[0]  # a patient is told what is missing, not how to download it
+    clinician = app.run_turn_sync(lesion_photo(), "What is this?", audience="clinician", workdir=tmp_path)
     assert any("is unavailable: model google/medgemma-4b-it is not in the local cache" in n and
-               "Using the offline image model instead" in n for n in result.notices)
+               "Using the offline image model instead" in n for n in clinician.notices)
 
 
 def test_without_any_diagnoser_the_turn_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
