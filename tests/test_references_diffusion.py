@@ -79,6 +79,7 @@ def test_txt2img_references_are_labelled_seeded_cached_and_report_progress(tiny_
         assert Path(ref.path).parent == tmp_path / "t1" / "references"
         assert Image.open(ref.path).size == (64, 64)
         assert "Fitzpatrick type" in ref.extra["prompt"]  # the user's skin tone is part of the concept prompt
+        assert Image.open(ref.path).text["DermChat-Label"] == SYNTHETIC_LABEL  # a saved copy keeps its label
     assert any("step 2/2" in m for m, _ in events) and events[-1][1] == pytest.approx(1.0)
 
     events.clear()
@@ -248,3 +249,15 @@ def test_unchecked_illustrations_get_a_notice(tiny_sd: Path, photo: Image.Image,
     notices = plugins.diffusion.extra_notices(result=TurnResult(turn_id="t", references=refs), audience="patient")
     assert notices == ["Some generated illustrations were not checked by the image model: the image model 'ham-cnn' is not installed."]
     assert plugins.diffusion.extra_notices(result=TurnResult(turn_id="t"), audience="patient") is None
+
+
+def test_a_generated_image_carries_a_visible_synthetic_band() -> None:
+    """The caption and flag are lost when the file is saved or shared; the band in the pixels is not."""
+    from dermchat.references.synthetic_mark import with_visible_mark
+
+    clean = Image.new("RGB", (512, 512), (230, 190, 170))
+    marked = np.asarray(with_visible_mark(clean)).astype(int)
+    band = marked[-40:]
+    assert band.mean() < 90 and band.max() > 200  # a dark band with light lettering
+    np.testing.assert_array_equal(marked[:400], np.asarray(clean)[:400])  # the rest of the picture is untouched
+    assert np.asarray(with_visible_mark(Image.new("RGB", (64, 48), (255, 255, 255))))[-14:].mean() < 130

@@ -18,7 +18,6 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from dermchat.providers import ProviderError, ReferenceGenerator
 from dermchat.references import SYNTHETIC_LABEL
 from dermchat.references.prompts import ConceptPrompt, build_concept_prompt
 from dermchat.references.skintone import SkinTone, estimate_skin_tone
+from dermchat.references.synthetic_mark import save_synthetic
 from dermchat.references.verify import DEFAULT_VERIFIER, verify_image
 from dermchat.results import Reference
 from dermchat.vocabulary import get_vocabulary
@@ -327,15 +327,14 @@ class DiffusionProvider(ReferenceGenerator):
         target_dir = ctx.workdir / "references"
         target_dir.mkdir(parents=True, exist_ok=True)
         target = target_dir / f"synthetic_{prompt.condition_id}_{opts.mode}_seed{seed}_{key[:8]}.png"
-        if hit:
-            shutil.copyfile(cached, target)
-        else:
-            image.save(target)
+        lora = f" + LoRA {opts.lora}" if opts.lora else ""
+        provenance = (f"{opts.model}{lora}, {opts.mode}, seed {seed}, {opts.steps} steps ({opts.scheduler}); "
+                      f"prompt: {prompt.prompt}")
+        save_synthetic(image, target, provenance)  # the cache keeps the clean image; the copy shown is marked
         verified, check = verify_image(ctx, image, prompt.condition_id, opts.verifier) if opts.verify else (
             None, {"reason": "verification switched off in the options"}
         )
         name = get_vocabulary().get(prompt.condition_id).name(ctx.audience)
-        lora = f" + LoRA {opts.lora}" if opts.lora else ""
         extra: dict[str, Any] = {
             "kind": "synthetic",
             "label": SYNTHETIC_LABEL,
@@ -367,7 +366,7 @@ class DiffusionProvider(ReferenceGenerator):
             path=str(target),
             condition_id=prompt.condition_id,
             caption=f"{name} — {SYNTHETIC_LABEL}",
-            provenance=f"{opts.model}{lora}, {opts.mode}, seed {seed}, {opts.steps} steps ({opts.scheduler}); prompt: {prompt.prompt}",
+            provenance=provenance,
             synthetic=True,
             provider_id=self.id,
             license=None,
