@@ -352,3 +352,20 @@ def test_a_user_agent_recorded_by_opt_in_reaches_the_export(store: StudyStore) -
         flow.enter_code(flow.consent(flow.start(), True), None, user_agent=agent)
     rows = tables(store)["participants.csv"]
     assert [row["user_agent"] for row in rows] == [agent, ""]
+
+
+def test_withdrawal_also_deletes_the_turn_folders_named_after_the_code(tmp_path: Path, store: StudyStore,
+                                                                      app: DermChat, ham_dir: Path) -> None:
+    """Rows are not all: each study turn leaves a ``<study>-<code>-<step>`` folder (derived images) on disk."""
+    from dermchat.engine import turns_dir
+    from dermchat.study.withdraw import turn_folders, withdraw
+
+    flow = StudyFlow(load(), store)
+    gone, keep = run_participant(flow, app, 0), run_participant(flow, app, 1)
+    root = turns_dir(app.settings)
+    assert turn_folders(root, "reference_images_within", gone.code)  # type: ignore[arg-type]
+    done = withdraw(store, gone.code, None, root)  # type: ignore[arg-type]
+    assert done.rows > 0 and done.folders == len(load().cases.items)
+    assert turn_folders(root, "reference_images_within", gone.code) == []  # type: ignore[arg-type]
+    assert len(turn_folders(root, "reference_images_within", keep.code)) == done.folders  # type: ignore[arg-type]
+    assert withdraw(store, gone.code, None, root) == type(done)(rows=0, folders=0)  # type: ignore[arg-type]

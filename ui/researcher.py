@@ -18,12 +18,13 @@ from typing import Any
 
 import gradio as gr
 
-from dermchat.engine import DermChat
+from dermchat.engine import DermChat, turns_dir
 from dermchat.study.definition import STUDIES_DIR, Study
 from dermchat.study.export import export_zip, tables
 from dermchat.study.session import FlowError, normalise_code
 from dermchat.study.store import get_store, resolve_database_url
 from dermchat.study.summary import format_table, summarise
+from dermchat.study.withdraw import withdraw
 
 PASSWORD_ENV = "DERMCHAT_RESEARCHER_PASSWORD"
 LOCKED = "🔒 Enter the researcher password first."
@@ -40,9 +41,11 @@ def password_ok(candidate: str | None) -> bool:
 
 
 class ResearcherPage:
-    def __init__(self, studies: dict[str, Study], database_url: str | None = None) -> None:
+    def __init__(self, studies: dict[str, Study], database_url: str | None = None,
+                 turns_root: Path | None = None) -> None:
         self.studies = studies
         self.database_url = database_url
+        self.turns_root = turns_root  # the engine's turn folders: a withdrawn code's ones are deleted too
         # One folder per page, one zip per study in it: a new export replaces the last (exports hold study data).
         self.export_dir = Path(tempfile.mkdtemp(prefix="dermchat-export-"))
         self.unlocked = gr.State(False)
@@ -102,8 +105,10 @@ class ResearcherPage:
             cleaned = normalise_code(code)
         except FlowError as exc:
             return str(exc)
-        deleted = get_store(self.url_for(study_id)).delete_participant(cleaned, study_id)
-        return f"Deleted {deleted} row(s) recorded under {cleaned}." if deleted else f"No data recorded under {cleaned}."
+        done = withdraw(get_store(self.url_for(study_id)), cleaned, study_id, self.turns_root)
+        if not done.rows:
+            return f"No data recorded under {cleaned}."
+        return f"Deleted {done.rows} row(s) and {done.folders} turn folder(s) recorded under {cleaned}."
 
     def _wire(self) -> None:
         self.unlock_btn.click(self.on_unlock, [self.password], [self.unlocked, self.status, self.panel, self.password],
@@ -134,4 +139,4 @@ def build_researcher_tab(
 
         studies, _ = load_studies(study or (app.settings.study if app else None), studies_dir)
     database_url = database_url or getattr(getattr(app, "settings", None), "study_database_url", None)
-    return ResearcherPage(studies, database_url)
+    return ResearcherPage(studies, database_url, turns_dir(app.settings) if app is not None else None)

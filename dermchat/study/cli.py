@@ -73,9 +73,13 @@ def main(argv: list[str]) -> int:
         code = normalise_code(args.participant)
     except FlowError as exc:
         return fail(exc)
-    deleted = get_store(args.db).delete_participant(code, args.study)
-    if not deleted:
+    from dermchat.engine import turns_dir
+    from dermchat.settings import load_settings
+    from dermchat.study.withdraw import withdraw
+
+    done = withdraw(get_store(args.db), code, args.study, turns_dir(load_settings()))
+    if not done.rows:
         print(f"no data recorded under {code}", file=sys.stderr)
         return 1
-    print(f"deleted {deleted} row(s) recorded under {code}")
+    print(f"deleted {done.rows} row(s) and {done.folders} turn folder(s) recorded under {code}")
     return 0
