@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from dermchat.quality import tips
-from dermchat.quality.imageprep import DEFAULT_MAX_SIDE, analysis_copy
+from dermchat.quality.imageprep import DEFAULT_MAX_SIDE, analysis_copy, compression_crop
 from dermchat.quality.measures import Measurements, measure
 from dermchat.results import QualityBand, QualityReason, QualityReport
 
@@ -54,6 +54,19 @@ class Ramp:
         return (self.good + self.bad) / 2
 
 
+# Compression is judged on the photo's own pixel grid (a full-resolution centre crop for a photo that is shrunk
+# for analysis). How much the same grid strength matters depends on that shrink: a photo analysed at its own
+# size (a HAM10000 image, a messenger thumbnail) hands its 8-px blocks to the diagnosers unchanged, while a
+# phone photo shrunk 2.5x or more averages them over a few pixels of what the diagnosers see. So there are two
+# ramps (see ``compression_ramp``). The one for shrunk photos was calibrated on 40 HAM10000 photos upscaled
+# (bicubic) to 800x600 and 1600x1200 like a phone photo, then saved as JPEG: quality 70-95 read at most 1.6
+# (full marks: an ordinary phone JPEG is never refused for compression), quality 50 at most 2.2 (a mild
+# deduction), quality 30 1.4-3.9 (degrading, most fail) and quality 10 or lower at least 3.0 (all fail).
+# The one for photos at their own size is set on unscaled 200x150 HAM10000 images: clean ones read at most 0.8,
+# quality 15 (bench-quality's moderate JPEG) 1.2-4.6, median 2.7.
+COMPRESSION_SHRUNK = Ramp(1.7, 3.3)
+COMPRESSION_FULL_BLEND_SHRINK = 2.0  # long-side shrink from which a photo is judged by COMPRESSION_SHRUNK alone
+
 # Under-exposure: brightness alone cannot tell a dim photo from darker skin. Well-lit skin of Monk Skin Tone 8
 # has a luma near 0.28 and MST 10 near 0.14, the same as light skin photographed 1.5 to 2.5 stops too dark.
 # The ramp is therefore full marks down to MST 10 and fails below 0.09, darker than any skin under good light,
@@ -65,7 +78,7 @@ RAMPS: dict[str, Ramp] = {
     "overexposed": Ramp(0.05, 0.35),  # clipped fraction of the field
     "glare": Ramp(0.001, 0.008),  # specular-spot fraction of the field
     "noise": Ramp(0.006, 0.025),  # luma noise sigma
-    "compression": Ramp(1.0, 2.4),  # JPEG grid strength
+    "compression": Ramp(0.9, 2.1),  # JPEG grid strength of a photo analysed at its own size (see above)
     "color_cast": Ramp(2.0, 10.0),  # cast index: chroma outside the skin locus / blue or green above red
     "low_resolution": Ramp(150.0, 70.0),  # effective side sqrt(w*h), px
     "framing": Ramp(0.1, 0.8),  # framing_value(): offset + a quarter of the cut, large lesions discounted
@@ -85,6 +98,20 @@ UNREADABLE_DARK = 0.05  # skin brightness below which colour says nothing (an al
 UNREADABLE_CLIPPED = 0.9  # clipped share above which colour says nothing (a white-out)
 UNIFORM_SPREAD = 0.01  # luma standard deviation below which the frame has no detail at all
 BANDS: tuple[tuple[float, QualityBand], ...] = ((80.0, "excellent"), (60.0, "good"), (40.0, "fair"))
+
+
+def compression_ramp(m: Measurements) -> Ramp:
+    """The compression ramp for this photo: RAMPS' at its own size, COMPRESSION_SHRUNK once shrunk 2x or more.
+
+    Blended linearly in between (a 480-px photo is shrunk 1.5x), so the score never jumps with photo size.
+    """
+    native = RAMPS["compression"]
+    shrink = max(m.original_size) / max(1, max(m.analysed_size))
+    t = min(1.0, max(0.0, (shrink - 1.0) / (COMPRESSION_FULL_BLEND_SHRINK - 1.0)))
+    if t == 0.0:
+        return native
+    return Ramp(native.good + t * (COMPRESSION_SHRUNK.good - native.good),
+                native.bad + t * (COMPRESSION_SHRUNK.bad - native.bad))
 
 
 def band_for(score: float) -> QualityBand:
@@ -133,7 +160,7 @@ def brisque_blur(m: Measurements, brisque: float | None) -> float:
     """
     if brisque is None:
         return 0.0
-    if RAMPS["noise"].score(m.noise_sigma) < QUIET_SCORE or RAMPS["compression"].score(m.blockiness) < QUIET_SCORE:
+    if RAMPS["noise"].score(m.noise_sigma) < QUIET_SCORE or compression_ramp(m).score(m.blockiness) < QUIET_SCORE:
         return 0.0
     return BRISQUE_BLUR_WEIGHT * max(0.0, brisque - BRISQUE_BLUR_FREE)
 
@@ -211,9 +238,10 @@ def score_reasons(m: Measurements, brisque: float | None = None) -> list[Quality
         ),
     )
     # Reasons whose score is a plain ramp over one measurement share one shape of detail line.
-    for rid, value in (("overexposed", m.clipped_fraction), ("glare", m.glare_fraction),
-                       ("noise", m.noise_sigma), ("compression", m.blockiness)):
-        add(rid, RAMPS[rid].score(value), value, tips.clinician_detail(rid, value=value, limit=RAMPS[rid].limit))
+    for rid, value, ramp in (("overexposed", m.clipped_fraction, RAMPS["overexposed"]),
+                             ("glare", m.glare_fraction, RAMPS["glare"]), ("noise", m.noise_sigma, RAMPS["noise"]),
+                             ("compression", m.blockiness, compression_ramp(m))):
+        add(rid, ramp.score(value), value, tips.clinician_detail(rid, value=value, limit=ramp.limit))
     a, b = m.cast_ab
     add(
         "color_cast",
@@ -309,8 +337,13 @@ def assess_array(
     use_brisque: bool = True,
     min_skin_fraction: float = MIN_SKIN_FRACTION,
     provider_id: str = PROVIDER_ID,
+    full_crop: np.ndarray | None = None,
 ) -> QualityReport:
-    """Assess an analysis copy (HxWx3 uint8, already reduced) of a photo of ``original_size`` (w, h)."""
+    """Assess an analysis copy (HxWx3 uint8, already reduced) of a photo of ``original_size`` (w, h).
+
+    ``full_crop`` (HxWx3 uint8, from ``imageprep.compression_crop``) is where compression is measured; without
+    it only an analysis copy that was not reduced can show JPEG blocks (see ``measures.measure``).
+    """
     if rgb8.ndim != 3 or rgb8.shape[2] != 3 or rgb8.dtype != np.uint8:
         raise ValueError(f"expected an HxWx3 uint8 array, got {rgb8.shape} {rgb8.dtype}")
     h, w = rgb8.shape[:2]
@@ -318,7 +351,9 @@ def assess_array(
     notes: list[str] = []
     if min(h, w) < 8:
         return _too_small(size, (w, h), threshold, provider_id)
-    m, _ = measure(rgb8, size)
+    if full_crop is not None and (full_crop.ndim != 3 or full_crop.shape[2] != 3 or full_crop.dtype != np.uint8):
+        raise ValueError(f"expected an HxWx3 uint8 full-resolution crop, got {full_crop.shape} {full_crop.dtype}")
+    m, _ = measure(rgb8, size, full_crop)
     notes.extend(m.notes)
     if (w, h) != size:
         notes.append(f"Measured on a {w}x{h} copy of the {size[0]}x{size[1]} photo.")
@@ -388,9 +423,13 @@ def assess_image(
     min_skin_fraction: float = MIN_SKIN_FRACTION,
     provider_id: str = PROVIDER_ID,
 ) -> QualityReport:
-    """The quality report for a decoded PIL image (any mode, any size)."""
+    """The quality report for a decoded PIL image (any mode, any size).
+
+    Everything is measured on the reduced analysis copy except compression, which only shows on the photo's
+    own pixel grid: it is measured on a full-resolution centre crop (a few ms even for a 12 MP photo).
+    """
     rgb8 = analysis_copy(image, max_side)
     return assess_array(
         rgb8, image.size, threshold=threshold, use_brisque=use_brisque,
-        min_skin_fraction=min_skin_fraction, provider_id=provider_id,
+        min_skin_fraction=min_skin_fraction, provider_id=provider_id, full_crop=compression_crop(image),
     )

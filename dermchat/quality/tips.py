@@ -53,7 +53,8 @@ REASONS: dict[str, ReasonText] = {
         "Compression artefacts",
         "The photo has lost detail from compression. Send the original photo file instead of a screenshot "
         "or a picture forwarded through a messaging app.",
-        "JPEG 8x8 block-grid strength {value:.2f} (relative edge excess at the grid; problem above {limit:.2f}).",
+        "JPEG 8x8 block-grid strength {value:.2f} (edge excess at the grid over the typical step, measured at "
+        "full resolution; problem above {limit:.2f}).",
     ),
     "color_cast": ReasonText(
         "Colour cast",
