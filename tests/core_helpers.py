@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from dermchat.engine import DermChat
@@ -30,3 +31,12 @@ def solid_image(path: Path, colour: tuple[int, int, int], size: tuple[int, int] 
             px[x, size[1] // 2] = tuple(max(0, c - 20) for c in colour)
     img.save(path)
     return path
+
+
+def ham_arrays(ham_dir: Path, image_ids: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Real HAM10000 photos as HxWx3 uint8 arrays, by image id (what the quality measures take)."""
+    out = {}
+    for image_id in image_ids:
+        with Image.open(ham_dir / "images" / f"{image_id}.jpg") as im:
+            out[image_id] = np.asarray(im.convert("RGB"))
+    return out

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core_helpers import ham_arrays
 from dermchat.quality.assess import assess_array, assess_image
 from dermchat.quality.distortions import DISTORTIONS
 from dermchat.results import QualityReport
@@ -23,11 +24,7 @@ MONOTONE_DISTORTIONS = ("gaussian_blur", "motion_blur", "noise", "darken", "brig
 
 @pytest.fixture(scope="module")
 def clean_images(ham_dir: Path) -> dict[str, np.ndarray]:
-    out = {}
-    for image_id in CLEAN_IDS:
-        with Image.open(ham_dir / "images" / f"{image_id}.jpg") as im:
-            out[image_id] = np.asarray(im.convert("RGB"))
-    return out
+    return ham_arrays(ham_dir, CLEAN_IDS)
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from core_helpers import ham_arrays
 from dermchat.quality.assess import assess_array
 from dermchat.quality.distortions import darken
 from dermchat.results import QualityReport
@@ -48,11 +48,7 @@ def render_skin_tone(rgb8: np.ndarray, swatch: tuple[int, int, int]) -> np.ndarr
 
 @pytest.fixture(scope="module")
 def photos(ham_dir: Path) -> dict[str, np.ndarray]:
-    out = {}
-    for image_id in IMAGE_IDS:
-        with Image.open(ham_dir / "images" / f"{image_id}.jpg") as im:
-            out[image_id] = np.asarray(im.convert("RGB"))
-    return out
+    return ham_arrays(ham_dir, IMAGE_IDS)
 
 
 def _reason(report: QualityReport, reason_id: str):  # noqa: ANN202 - QualityReason
