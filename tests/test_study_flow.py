@@ -369,3 +369,12 @@ def test_withdrawal_also_deletes_the_turn_folders_named_after_the_code(tmp_path:
     assert turn_folders(root, "reference_images_within", gone.code) == []  # type: ignore[arg-type]
     assert len(turn_folders(root, "reference_images_within", keep.code)) == done.folders  # type: ignore[arg-type]
     assert withdraw(store, gone.code, None, root) == type(done)(rows=0, folders=0)  # type: ignore[arg-type]
+
+
+def test_arm_order_balance_counts_finished_of_started() -> None:
+    from dermchat.study.summary import arm_order_balance
+
+    rows = [{"arm_order": "a|b", "status": "done"}, {"arm_order": "a|b", "status": "active"},
+            {"arm_order": "b|a", "status": "done"}]
+    assert arm_order_balance(rows) == "`a → b` 1 / 2 · `b → a` 1 / 1"
+    assert arm_order_balance([]) == ""

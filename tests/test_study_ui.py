@@ -170,6 +170,7 @@ def test_researcher_page_needs_the_password(server: Server, tmp_path: Path) -> N
     rows, text = client.predict("reference_images_within", api_name="/researcher_progress")
     codes = {row[0] for row in rows["data"]}
     assert len(codes) == len(server.store.participants(SID)) and "finished" in text
+    assert "per arm order" in text and " / " in text  # abandoned participants unbalance arms: shown while recruiting
     archive = client.predict("reference_images_within", api_name="/researcher_export")
     with zipfile.ZipFile(archive) as zf:
         assert set(zf.namelist()) == {"participants.csv", "case_answers.csv", "questionnaire_answers.csv",

@@ -23,7 +23,7 @@ from dermchat.study.definition import STUDIES_DIR, Study
 from dermchat.study.export import export_zip, tables
 from dermchat.study.session import FlowError, normalise_code
 from dermchat.study.store import get_store, resolve_database_url
-from dermchat.study.summary import format_table, summarise
+from dermchat.study.summary import arm_order_balance, format_table, summarise
 from dermchat.study.withdraw import withdraw
 
 PASSWORD_ENV = "DERMCHAT_RESEARCHER_PASSWORD"
@@ -84,7 +84,10 @@ class ResearcherPage:
         rows = tables(get_store(self.url_for(study_id)), study_id)["participants.csv"]
         data = [[row[col] for col in PROGRESS_COLUMNS] for row in rows]
         done = sum(1 for row in rows if row["status"] == "done")
-        text = f"**{len(rows)} participant(s), {done} finished.**\n\n```\n{format_table(summarise(self.url_for(study_id), study_id))}\n```"
+        balance = arm_order_balance(rows)
+        text = (f"**{len(rows)} participant(s), {done} finished.**"
+                + (f"\n\nFinished / started per arm order: {balance}" if balance else "")
+                + f"\n\n```\n{format_table(summarise(self.url_for(study_id), study_id))}\n```")
         return data, text
 
     def on_export(self, unlocked: bool, study_id: str | None) -> str | None:

@@ -76,3 +76,15 @@ def format_table(rows: list[ArmSummary]) -> str:
         ci = f"[{num(r.ci_low)}, {num(r.ci_high)}]" if r.ci_low is not None else "(n<2)"
         lines.append(f"{r.study_id:<24} {r.scope:<16} {r.question_id:<16} {r.arm:<20} {r.n:>4} {r.mean:>6.2f}  {ci}")
     return "\n".join(lines)
+
+
+def arm_order_balance(participant_rows: list[dict[str, Any]]) -> str:
+    """'finished / started' per arm order, one line: assignment is balanced at enrolment, but participants who
+    abandon or withdraw unbalance the arms, and the researcher should see that while recruiting, not at analysis."""
+    started: dict[str, int] = defaultdict(int)
+    finished: dict[str, int] = defaultdict(int)
+    for row in participant_rows:
+        order = " → ".join(str(row["arm_order"]).split("|"))
+        started[order] += 1
+        finished[order] += row["status"] == "done"
+    return " · ".join(f"`{order}` {finished[order]} / {started[order]}" for order in sorted(started))
