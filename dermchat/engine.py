@@ -323,7 +323,7 @@ class _Turn:
         try:
             decoded = decode_image(
                 image,
-                max_bytes=int(self.settings.max_upload_mb * 1024 * 1024),
+                max_bytes=self.settings.max_upload_bytes,
                 max_pixels=self.settings.max_image_pixels,
             )
         except ImageInputError as exc:

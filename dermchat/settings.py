@@ -64,6 +64,11 @@ class Settings(BaseModel):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @property
+    def max_upload_bytes(self) -> int:
+        """``max_upload_mb`` in bytes (MiB, as intake's messages quote it): the one conversion every reader uses."""
+        return int(self.max_upload_mb * 1024 * 1024)
+
     def provider_options(self, provider_id: str) -> dict[str, Any]:
         return resolve_env_refs(self.options.get(provider_id, {}))
 

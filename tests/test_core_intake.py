@@ -282,7 +282,7 @@ def test_the_size_limit_is_quoted_as_configured(tmp_path: Path) -> None:
     (it read '28 MB; the limit is 26 MB', a limit the user never set)."""
     big = tmp_path / "big.jpg"
     big.write_bytes(b"\xff\xd8\xff" + bytes(27 * 1024 * 1024))
-    limit = int(Settings().max_upload_mb * 1024 * 1024)
+    limit = Settings().max_upload_bytes
     with pytest.raises(ImageInputError, match=r"\(27 MB; the limit is 25 MB\)"):
         decode_image(big, max_bytes=limit)
     with pytest.raises(ImageInputError, match=r"the limit is 0.5 MB\)"):

@@ -30,7 +30,7 @@ def sanitize_upload(path: str, settings: Settings) -> tuple[str | None, str | No
     ``DERMCHAT_MAX_UPLOAD_MB``, ``DERMCHAT_MAX_IMAGE_PIXELS`` and ``DERMCHAT_RETENTION_MINUTES``).
     """
     try:
-        decoded = decode_image(path, max_bytes=int(settings.max_upload_mb * 1024 * 1024),
+        decoded = decode_image(path, max_bytes=settings.max_upload_bytes,
                                max_pixels=settings.max_image_pixels)
     except ImageInputError as exc:
         return None, str(exc)
