@@ -37,13 +37,15 @@ def _default_weights_dir() -> Path:
 
 
 class HamCnnDiagnoser(Diagnoser):
-    """Calibrated HAM10000 CNN with conformal sets, abstention and Grad-CAM."""
+    """Calibrated HAM10000 classifier (ImageNet EfficientNet-Lite0 fine-tuned in-project) with conformal sets,
+    abstention and Grad-CAM."""
 
     id = PROVIDER_ID
     label = "HAM10000 CNN (offline, trained in-project)"
-    version = "1.0"
+    version = "2.0"
     needs_gpu = False
-    description = "Compact CNN trained from scratch on HAM10000 dermoscopy; temperature-scaled, conformal sets."
+    description = ("EfficientNet-Lite0 (ImageNet) fine-tuned on HAM10000 dermoscopy; temperature-scaled, "
+                   "conformal sets.")
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")

@@ -90,7 +90,7 @@ def test_shipped_conformal_sets_cover_held_out_lesions_near_target(ham_dir: Path
     val = split["val"][::3]
     labels_by_id = {r.image_id: r.label for r in read_metadata(ham_dir)}
     predictor = Predictor(weights)
-    frames, _ = load_pixels(ham_dir, val, with_masks=False, use_cache=False)
+    frames, _ = load_pixels(ham_dir, val, with_masks=False, use_cache=False, size=predictor.input_size)
     a = predictor.analyse(*predictor.forward_frames(frames))
     labels = np.array([labels_by_id[i] for i in val])
     coverage = a["sets"][np.arange(len(labels)), labels].mean()

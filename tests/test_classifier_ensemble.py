@@ -49,7 +49,7 @@ def test_ensemble_command_averages_members_and_calibrates(ham_dir: Path, members
     predictor = Predictor(out)
     logits, emb = predictor.forward_frames(frames)
     assert np.allclose(logits, expected.numpy(), atol=1e-5)  # an ensemble runs without flip averaging
-    assert emb.shape == (3, 2 * singles[0].config.widths[-1])
+    assert emb.shape == (3, 2 * int(singles[0].forward_all(x)["embedding"].shape[1]))  # members side by side
     probs = predictor.analyse(logits, emb)["probs"]
     assert np.allclose(probs.sum(axis=1), 1.0)
     heat = predictor.heatmap(frames[0], int(np.argmax(probs[0])))

@@ -56,3 +56,51 @@ def test_eval_image_only_ignores_the_details_and_matches_the_image_only_block(
     assert not alone["patient_info"]["used"] and "image_only" not in alone
     for key in ("accuracy", "balanced_accuracy", "macro_auc_ovr"):
         assert alone[key] == with_details["image_only"][key]
+
+
+def test_eval_writes_isic_submission_and_truth_files_one_row_per_image(
+        ham_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import csv
+
+    from dermchat.classifier.evaluate import main
+
+    weights = weights_dir_or_skip()
+    pred, truth = tmp_path / "pred.csv", tmp_path / "truth.csv"
+    assert main(["--data", str(ham_dir), "--weights", str(weights), "--json", "--limit", "30", "--timing-images",
+                 "1", "--threads", "1", "--heatmap-images", "0", "--image-only",
+                 "--predictions-csv", str(pred), "--truth-csv", str(truth)]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    header = ["image", "MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
+    with pred.open() as fh:
+        pred_rows = list(csv.reader(fh))
+    with truth.open() as fh:
+        truth_rows = list(csv.reader(fh))
+    assert pred_rows[0] == header and truth_rows[0] == header
+    assert len(pred_rows) == len(truth_rows) == 31
+    assert [r[0] for r in pred_rows[1:]] == [r[0] for r in truth_rows[1:]]
+    assert all(r[0].startswith("ISIC_") for r in pred_rows[1:])
+    for row in pred_rows[1:]:
+        assert abs(sum(float(v) for v in row[1:]) - 1.0) < 1e-4
+    assert all(sorted(float(v) for v in row[1:]) == [0.0] * 6 + [1.0] for row in truth_rows[1:])
+    # the truth file says what the metadata says: a melanoma row has MEL=1
+    dx = {line.split(",")[1]: line.split(",")[2] for line in (ham_dir / "metadata.csv").read_text().splitlines()[1:]}
+    for row in truth_rows[1:]:
+        assert header[row.index("1.000000")].lower() == dx[row[0]]
+    assert 0.0 <= figures["melanoma_auc"] <= 1.0
+
+
+def test_the_heat_map_lights_the_lesion_not_the_skin_around_it(ham_dir: Path) -> None:
+    """Grad-CAM of real held-back photos: more of the heat falls inside the expert mask than the mask's share of
+    the frame, and most of it inside on most images."""
+    from dermchat.classifier.data import read_metadata, read_split
+    from dermchat.classifier.evaluate import heatmap_mask_share
+    from dermchat.classifier.predictor import Predictor
+
+    weights = weights_dir_or_skip()
+    predictor = Predictor(weights)
+    held_back = set(read_split(weights / "split.json")["val"])
+    records = [r for r in read_metadata(ham_dir) if r.image_id in held_back]
+    share = heatmap_mask_share(predictor, ham_dir, records, 24)
+    assert share["images"] == 24
+    assert share["heat_inside_mask_mean"] > share["mask_area_share_mean"] + 0.1
+    assert share["heat_inside_mask_mean"] > 0.5

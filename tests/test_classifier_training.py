@@ -52,7 +52,12 @@ def test_augmentation_keeps_shapes_and_moves_the_mask_with_the_image() -> None:
     assert torch.allclose((warped[:, :1] > 0.5).float(), (warped_mask > 0.5).float())
 
 
-def test_train_command_runs_end_to_end_on_a_tiny_subset(ham_dir: Path, tmp_path: Path) -> None:
+def test_train_command_fine_tunes_the_imagenet_backbone_end_to_end_on_a_tiny_subset(ham_dir: Path,
+                                                                                 tmp_path: Path) -> None:
+    import torch
+
+    from dermchat.classifier.lite import imagenet_weights_path
+    from dermchat.classifier.model import load_model
     from dermchat.classifier.predictor import Predictor
     from dermchat.classifier.train import main
 
@@ -60,6 +65,13 @@ def test_train_command_runs_end_to_end_on_a_tiny_subset(ham_dir: Path, tmp_path:
     rc = main(["--data", str(ham_dir), "--out", str(out), "--limit", "64", "--epochs", "1", "--max-batches", "2",
                "--batch-size", "16", "--threads", "1"])
     assert rc == 0
+    model, _ = load_model(out / "model.pt")
+    assert model.config.backbone == "efficientnet-lite0" and model.config.input_size == (200, 150)
+    # it started from ImageNet: two small steps leave the stem close to the ImageNet stem, far from a random one
+    imagenet_stem = torch.load(imagenet_weights_path(), weights_only=True)["_conv_stem.weight"]
+    trained_stem = model.state_dict()["net._conv_stem.weight"].float()
+    assert torch.allclose(trained_stem, imagenet_stem, atol=0.05)
+    assert "ImageNet weights" in (out / "training_log.txt").read_text()
     for name in ("model.pt", "split.json", "training_log.txt", "training_summary.json", "calibration.json",
                  "ood_stats.npz", "patient_prior.json"):
         assert (out / name).is_file(), name
@@ -68,9 +80,43 @@ def test_train_command_runs_end_to_end_on_a_tiny_subset(ham_dir: Path, tmp_path:
     assert "--limit 64" in summary["command"]
     assert "epoch 1:" in (out / "training_log.txt").read_text()
     predictor = Predictor(out)
-    frames = np.zeros((2, 96, 128, 3), dtype=np.uint8)
+    frames = np.zeros((2, 150, 200, 3), dtype=np.uint8)
     probs = predictor.analyse(*predictor.forward_frames(frames))["probs"]
     assert np.allclose(probs.sum(axis=1), 1.0)
+
+
+def test_an_interrupted_run_resumes_where_it_stopped_and_ends_like_an_uninterrupted_one(
+        ham_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    from dermchat.classifier.model import load_model
+    from dermchat.classifier.train import main
+
+    tiny = ["--data", str(ham_dir), "--limit", "48", "--max-batches", "2", "--batch-size", "8", "--threads", "1",
+            "--no-calibrate", "--seed", "2"]
+    straight, split_run = tmp_path / "straight", tmp_path / "resumed"
+    assert main([*tiny, "--out", str(straight), "--epochs", "2"]) == 0
+    # the same run stopped after its first epoch (as a kill would), then resumed for the second
+    assert main([*tiny, "--out", str(split_run), "--epochs", "2", "--stop-after", "1"]) == 0
+    first_epoch_only = json.loads((split_run / "training_summary.json").read_text())
+    assert first_epoch_only["epochs_run"] == 1
+    assert main([*tiny, "--out", str(split_run), "--epochs", "2", "--resume"]) == 0
+    log = (split_run / "training_log.txt").read_text()
+    assert "resumed after epoch 1" in log and "epoch 2:" in log
+    summary = json.loads((split_run / "training_summary.json").read_text())
+    assert [h["epoch"] for h in summary["history"]] == [1, 2]
+    a, _ = load_model(straight / "model.pt")
+    b, _ = load_model(split_run / "model.pt")
+    assert summary["best_epoch"] == json.loads((straight / "training_summary.json").read_text())["best_epoch"]
+    # the resumed run saw the same batches, augmentations and learning rates, so it ends with the same weights
+    for k, v in a.state_dict().items():
+        if v.is_floating_point():
+            assert torch.allclose(v, b.state_dict()[k], atol=1e-3), k
+    # a resumed run must be the same experiment
+    assert main([*tiny, "--out", str(split_run), "--epochs", "3", "--resume", "--lr", "0.1"]) == 2
+    assert "--lr" in capsys.readouterr().err
+    assert main([*tiny, "--out", str(tmp_path / "never"), "--resume"]) == 2
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_train_command_reports_a_bad_data_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -88,7 +134,7 @@ def test_warm_start_continues_from_a_finished_run_on_the_same_split(ham_dir: Pat
     from dermchat.classifier.train import main
 
     tiny = ["--data", str(ham_dir), "--limit", "64", "--epochs", "1", "--max-batches", "1", "--batch-size", "16",
-            "--threads", "1", "--no-calibrate"]
+            "--threads", "1", "--no-calibrate", "--backbone", "dermnet"]
     first, second = tmp_path / "first", tmp_path / "second"
     assert main([*tiny, "--out", str(first)]) == 0
     assert main([*tiny, "--out", str(second), "--init-from", str(first), "--seed", "3", "--split-seed", "0",
@@ -115,7 +161,7 @@ def test_a_finished_network_fine_tunes_at_a_larger_input_size(ham_dir: Path, tmp
     from dermchat.classifier.train import main
 
     tiny = ["--data", str(ham_dir), "--limit", "64", "--epochs", "1", "--max-batches", "1", "--batch-size", "16",
-            "--threads", "1"]
+            "--threads", "1", "--backbone", "dermnet"]
     first, second = tmp_path / "first", tmp_path / "second"
     assert main([*tiny, "--out", str(first), "--no-calibrate"]) == 0
     assert main([*tiny, "--out", str(second), "--init-from", str(first), "--input-size", "160x120"]) == 0
@@ -146,7 +192,7 @@ def test_mixup_blends_pairs_and_changes_what_is_learnt(ham_dir: Path, tmp_path: 
     from dermchat.classifier.train import main
 
     tiny = ["--data", str(ham_dir), "--limit", "64", "--epochs", "1", "--max-batches", "2", "--batch-size", "16",
-            "--threads", "1", "--no-calibrate", "--seed", "0"]
+            "--threads", "1", "--no-calibrate", "--seed", "0", "--backbone", "dermnet"]
     assert main([*tiny, "--out", str(tmp_path / "plain")]) == 0
     assert main([*tiny, "--out", str(tmp_path / "again")]) == 0
     assert main([*tiny, "--out", str(tmp_path / "mixed"), "--mixup", "0.4"]) == 0

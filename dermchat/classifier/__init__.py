@@ -1,6 +1,7 @@
 """The project's own offline skin-lesion classifier (trained in-project on HAM10000).
 
-Sub-modules are small on purpose: `data` reads the HAM layout and splits it, `model` is the CNN,
+Sub-modules are small on purpose: `data` reads the HAM layout and splits it, `model` the networks (`lite` is
+the ImageNet EfficientNet-Lite0 they fine-tune),
 `augment` the tensor augmentations, `train` the training command, `calibrate` the post-hoc
 calibration (temperature, conformal sets, melanoma threshold, out-of-distribution gate),
 `predictor` the inference entry point used by the plugin, `saliency` the Grad-CAM heat map and
@@ -14,4 +15,10 @@ HAM_CLASSES: tuple[str, ...] = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"
 MALIGNANT_CODES: frozenset[str] = frozenset({"mel", "bcc", "akiec"})
 """Codes that make a prediction set 'urgent' (akiec includes intraepithelial carcinoma)."""
 
-__all__ = ["HAM_CLASSES", "MALIGNANT_CODES"]
+LITE0 = "efficientnet-lite0"
+"""Backbone id of the ImageNet EfficientNet-Lite0, fine-tuned: the shipped network."""
+
+BACKBONES: tuple[str, ...] = (LITE0, "dermnet")
+"""Networks `train-classifier --backbone` can train ("dermnet": the small from-scratch CNN it replaced)."""
+
+__all__ = ["BACKBONES", "HAM_CLASSES", "LITE0", "MALIGNANT_CODES"]

@@ -35,7 +35,7 @@ def check_same_split(members: Sequence[Path]) -> dict[str, list[str]]:
 
 def build_ensemble(members: Sequence[Path], out: Path) -> Path:
     """Write `out/model.pt` (all members) and `out/split.json`; returns the model path."""
-    from dermchat.classifier.model import DermNet, Ensemble, load_model, save_model
+    from dermchat.classifier.model import Ensemble, load_model, save_model
 
     if len(members) < 2:
         raise ValueError("give at least two --members")
@@ -43,7 +43,7 @@ def build_ensemble(members: Sequence[Path], out: Path) -> Path:
     nets, sources = [], []
     for member in members:
         model, extra = load_model(Path(member) / MODEL_FILE)
-        if not isinstance(model, DermNet):
+        if isinstance(model, Ensemble):
             raise ValueError(f"{member}/{MODEL_FILE} is already an ensemble; list its members instead")
         nets.append(model)
         sources.append({"folder": str(member), "epoch": extra.get("epoch"), "seed": extra.get("seed")})

