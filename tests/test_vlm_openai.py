@@ -135,7 +135,7 @@ def test_structured_streamed_answer_and_exif_free_image(tmp_path: Path, monkeypa
     assert shown[-1] == diagnosis.rationale  # streamed into the chat, JSON never shown
     request = record.requests[0]
     assert request["path"] == "/v1/chat/completions" and request["body"]["stream"] is True
-    assert "Authorization" not in request["headers"]  # no key configured: none sent (no "Bearer None")
+    assert {k.lower(): v for k, v in request["headers"].items()}["authorization"] == "Bearer EMPTY"  # no key configured: the placeholder, never "None"
     assert request["body"]["model"] == "medgemma" and request["body"]["max_tokens"] == 24
     parts = request["body"]["messages"][-1]["content"]
     url = next(p["image_url"]["url"] for p in parts if p["type"] == "image_url")

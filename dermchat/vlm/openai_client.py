@@ -24,6 +24,7 @@ from dermchat.providers import ProviderError
 if TYPE_CHECKING:
     from PIL import Image
 
+NO_KEY = "EMPTY"
 _REACHABLE_TTL_S = 30.0
 _reachable_cache: dict[tuple[str, int], tuple[float, bool]] = {}
 
@@ -85,10 +86,10 @@ class OpenAIChatClient:
         self.api_key_env = api_key_env
         self.retries = max(0, retries)
         key = api_key or (os.environ.get(api_key_env) if api_key_env else None)
-        # local servers (vLLM, Ollama) need no key; an empty one makes the SDK send no Authorization header
+        # local servers (vLLM, Ollama) need no key, but the SDK insists on one: "EMPTY", as vLLM's docs do
         self._client = openai.OpenAI(
             base_url=self.base_url,
-            api_key=key or "",
+            api_key=key or NO_KEY,
             timeout=openai.Timeout(timeout_s, connect=connect_timeout_s),
             max_retries=self.retries,
         )
