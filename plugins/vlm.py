@@ -134,7 +134,7 @@ class TransformersVLMDiagnoser(_VLMDiagnoser):
 
 
 class OpenAIVLMDiagnoser(_VLMDiagnoser):
-    """A vision model behind any OpenAI-compatible server (vLLM, TGI, Ollama, llama.cpp, hosted endpoints)."""
+    """A vision model behind any OpenAI-compatible server (vLLM, TGI, Ollama, LM Studio, hosted endpoints), via the openai SDK."""
 
     id = "openai-vlm"
     label = "Vision-language model (server)"
@@ -144,7 +144,8 @@ class OpenAIVLMDiagnoser(_VLMDiagnoser):
     class Options(_CommonOptions):
         base_url: str = Field("", description="e.g. http://127.0.0.1:8000/v1")
         model: str = Field("", description="the model name the server expects")
-        api_key_env: str | None = Field("OPENAI_API_KEY", description="environment variable holding the API key")
+        api_key: str | None = Field(None, description='the API key; better {"$env": "NAME"} than the key itself')
+        api_key_env: str | None = Field("OPENAI_API_KEY", description="environment variable read when api_key is unset")
         timeout_s: float = Field(120.0, gt=0, le=900)
         retries: int = Field(2, ge=0, le=6)
         stream: bool = True
@@ -175,7 +176,8 @@ class OpenAIVLMDiagnoser(_VLMDiagnoser):
         if self._client is not None:
             self._client.close()
         self._client = OpenAIChatClient(
-            o.base_url, o.model, api_key_env=o.api_key_env, timeout_s=o.timeout_s, retries=o.retries,  # type: ignore[attr-defined]
+            o.base_url, o.model, api_key=o.api_key, api_key_env=o.api_key_env,  # type: ignore[attr-defined]
+            timeout_s=o.timeout_s, retries=o.retries,  # type: ignore[attr-defined]
         )
 
     def chat(

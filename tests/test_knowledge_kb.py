@@ -102,6 +102,14 @@ def test_syllable_heuristic_and_grade() -> None:
     assert easy < 3 < 12 < hard
 
 
+def test_no_installed_package_shadows_the_tests() -> None:
+    """The suite imports its helpers as ``tests.*``; a dependency that installs its own top-level ``tests``
+    package (textstat 0.7.8 and later do) would hide them. One reason readability.py is not textstat."""
+    import tests
+
+    assert [Path(p).resolve() for p in tests.__path__] == [Path(__file__).resolve().parent], tests.__path__
+
+
 def test_patient_sections_have_readability_grades() -> None:
     grades = patient_section_grades()
     assert set(grades) >= set(get_vocabulary().ids())

@@ -51,6 +51,32 @@ def test_onnx_runtime_is_the_default_query_path_and_embeds_like_torch() -> None:
         assert float(onnx_path(text) @ torch_path(text)) >= 0.99999, text
 
 
+def test_onnx_graph_is_exported_once_into_the_cache(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from dermchat.knowledge import onnx_query
+
+    monkeypatch.setenv("DERMCHAT_CACHE_DIR", str(tmp_path))
+    model = embeddings.get_model()
+    torch_path = embeddings.QueryEncoder(model)
+    exported = onnx_query.OnnxQueryEncoder(torch_path, threads=1)
+    path = onnx_query.graph_path()
+    assert path.parent == tmp_path / "onnx" and path.exists() and list(path.parent.iterdir()) == [path]
+    export = onnx_query.export_graph
+
+    def no_export(*args: Any) -> Any:
+        raise AssertionError("the graph was exported again")
+
+    monkeypatch.setattr(onnx_query, "export_graph", no_export)
+    loaded = onnx_query.OnnxQueryEncoder(torch_path, threads=1)  # a later process: loads the file
+    monkeypatch.setattr(onnx_query, "export_graph", export)
+    path.write_bytes(b"half a file")  # a damaged cache entry is exported again, not a reason to give up
+    repaired = onnx_query.OnnxQueryEncoder(torch_path, threads=1)
+    for text in QUESTIONS[:5]:
+        reference = torch_path(text)
+        assert min(float(e(text) @ reference) for e in (exported, loaded, repaired)) >= 0.99999, text
+
+
 def test_query_backend_setting_and_fallback(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     from dermchat.knowledge import onnx_query
 

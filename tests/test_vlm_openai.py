@@ -98,6 +98,9 @@ def test_server_api_key_is_enforced(tiny_gemma3_dir: Path, monkeypatch: pytest.M
             anonymous.models()
         monkeypatch.setenv("DERMCHAT_TEST_KEY", "s3cret")
         assert OpenAIChatClient(running.base_url, "m", api_key_env="DERMCHAT_TEST_KEY").models() == ["m"]
+        provider = vlm_provider(running.base_url, "m", api_key="s3cret", api_key_env=None)  # the SDK's api_key option
+        provider.load()
+        assert provider._client.models() == ["m"]
     finally:
         running.close()
 
@@ -111,7 +114,8 @@ def test_text_generator_through_the_server(openai_text_server: RunningServer) ->
     assert streamed == "".join(chunks) == generator.generate(messages, max_new_tokens=10)
 
 
-def test_structured_streamed_answer_and_exif_free_image(tmp_path: Path) -> None:
+def test_structured_streamed_answer_and_exif_free_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     running, record = start_recorded_server([(200, sse_body(STRUCTURED_CHUNKS), "text/event-stream")])
     try:
         provider = vlm_provider(running.base_url, "medgemma", max_image_side=128)
@@ -131,6 +135,7 @@ def test_structured_streamed_answer_and_exif_free_image(tmp_path: Path) -> None:
     assert shown[-1] == diagnosis.rationale  # streamed into the chat, JSON never shown
     request = record.requests[0]
     assert request["path"] == "/v1/chat/completions" and request["body"]["stream"] is True
+    assert {k.lower(): v for k, v in request["headers"].items()}["authorization"] == "Bearer EMPTY"  # no key configured: the placeholder, never "None"
     assert request["body"]["model"] == "medgemma" and request["body"]["max_tokens"] == 24
     parts = request["body"]["messages"][-1]["content"]
     url = next(p["image_url"]["url"] for p in parts if p["type"] == "image_url")
@@ -140,11 +145,14 @@ def test_structured_streamed_answer_and_exif_free_image(tmp_path: Path) -> None:
     assert '"Is it a mole?"' in next(p["text"] for p in parts if p["type"] == "text")
 
 
+SOON = {"Retry-After": "0.01"}  # the server's own delay before a retry (honoured by the SDK): keeps tests fast
+
+
 def test_retries_transient_errors_then_succeeds() -> None:
-    overloaded = (503, json.dumps({"error": {"message": "overloaded"}}), "application/json")
+    overloaded = (503, json.dumps({"error": {"message": "overloaded"}}), "application/json", SOON)
     running, record = start_recorded_server([overloaded, overloaded, (200, chat_completion_body("ok"), "application/json")])
     try:
-        client = OpenAIChatClient(running.base_url, "m", api_key_env=None, retries=2, backoff_s=0.01)
+        client = OpenAIChatClient(running.base_url, "m", api_key_env=None, retries=2)
         assert client.chat([{"role": "user", "content": "hi"}], stream=False) == "ok"
         assert len(record.requests) == 3
     finally:
@@ -162,9 +170,9 @@ def test_retries_transient_errors_then_succeeds() -> None:
     ],
 )
 def test_http_errors_give_clear_messages(status: int, body: str, stream: bool, pattern: str, attempts: int) -> None:
-    running, record = start_recorded_server([(status, body, "application/json")])
+    running, record = start_recorded_server([(status, body, "application/json", SOON)])
     try:
-        client = OpenAIChatClient(running.base_url, "m", api_key_env=None, retries=2, backoff_s=0.01)
+        client = OpenAIChatClient(running.base_url, "m", api_key_env=None, retries=2)
         with pytest.raises(ProviderError, match=pattern):
             client.chat([{"role": "user", "content": "hi"}], stream=stream)
         assert len(record.requests) == attempts  # 4xx is never retried; 5xx is, a bounded number of times
@@ -189,7 +197,7 @@ def test_unreachable_server_is_unavailable_and_connection_errors_are_bounded() -
     ok, reason = provider.available()
     assert not ok and "cannot be reached" in reason
     assert vlm_provider("", "m").available() == (False, "no server address configured (set the 'base_url' option)")
-    client = OpenAIChatClient(url, "m", api_key_env=None, retries=1, backoff_s=0.01)
+    client = OpenAIChatClient(url, "m", api_key_env=None, retries=1)
     with pytest.raises(ProviderError, match=r"could not be reached after 2 attempt\(s\) \(ConnectError\)"):
         client.chat([{"role": "user", "content": "hi"}])
 

@@ -149,6 +149,35 @@ def test_repair_handles_trailing_commas_quotes_and_python_literals() -> None:
     assert loads_lenient("nothing here") is None
 
 
+def test_json_repair_alone_swallows_an_apostrophe_that_ends_an_object() -> None:
+    """Why ``loads_lenient`` escapes inner apostrophes before handing the text to json-repair."""
+    import json_repair
+
+    answer = "{'differential': [{'likelihood': 0.6, 'condition': 'Bowen's disease'}, {'likelihood': 0.4, 'condition': 'psoriasis'}]}"
+    raw = json_repair.loads(answer)
+    assert raw["differential"][0]["condition"] != "Bowen's disease"  # the library alone mis-closes the string
+    assert loads_lenient(answer)["differential"] == [
+        {"likelihood": 0.6, "condition": "Bowen's disease"}, {"likelihood": 0.4, "condition": "psoriasis"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        # missing commas between entries and unescaped quotes inside a string: the hand-written repair gave up here
+        ('{"differential": [{"condition": "acne" "likelihood": 0.6} {"condition": "rosacea", "likelihood": 0.4}]}',
+         {"differential": [{"condition": "acne", "likelihood": 0.6}, {"condition": "rosacea", "likelihood": 0.4}]}),
+        ('{"rationale": "a "target" lesion", "differential": ["nevus"]}',
+         {"rationale": 'a "target" lesion', "differential": ["nevus"]}),
+        # an example object first, then the answer: the larger object is the answer
+        ('Format: ```json\n{"a": 1}\n```\nAnswer:\n```json\n{"differential": ["acne"], "triage": "routine"}\n```',
+         {"differential": ["acne"], "triage": "routine"}),
+    ],
+)
+def test_repair_of_other_common_model_mistakes(answer: str, expected: dict[str, object]) -> None:
+    assert loads_lenient(answer) == expected
+
+
 def test_embedding_similarity_maps_free_text_and_rejects_unrelated() -> None:
     mapper = ConditionMapper()
     assert mapper.map("pigmented basal cell carcinoma")[0] == "basal_cell_carcinoma"  # head noun, no embedding needed
@@ -192,3 +221,9 @@ def test_rationale_stream_shows_prose_then_stops_at_json() -> None:
     assert shown == ["The lesion", "The lesion is brown", "The lesion is brown and even."]
     assert full.endswith("```")
     assert visible_rationale('{"rationale": "Even colour and bor') == "Even colour and bor"
+
+
+def test_partial_rationale_field_is_decoded_like_json() -> None:
+    """A JSON-first answer streams its rationale with JSON escapes decoded, cut-off string and all."""
+    partial = '```json\n{"differential": [], "rationale": "Caf\\u00e9-au-lait \\"spots\\",\\tround and ev'
+    assert visible_rationale(partial) == 'Café-au-lait "spots",\tround and ev'

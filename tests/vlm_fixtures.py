@@ -214,21 +214,25 @@ def openai_text_server(tiny_llama_dir: Path) -> Iterator[RunningServer]:
 
 
 # -- a server that replays recorded responses (for error paths and exact response shapes) ----------------------
+# (status, body, content type) or (status, body, content type, extra headers such as {"Retry-After": "0.01"})
+Reply = tuple[Any, ...]
+
+
 class RecordedReplies:
     """Replies a ``RecordingHandler`` gives, in order (the last repeats), and the requests it saw."""
 
-    def __init__(self, replies: list[tuple[int, str, str]]) -> None:
+    def __init__(self, replies: list[Reply]) -> None:
         self.replies = replies
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
-    def next(self) -> tuple[int, str, str]:
+    def next(self) -> Reply:
         with self._lock:
             index = min(len(self.requests) - 1, len(self.replies) - 1)
             return self.replies[index]
 
 
-def start_recorded_server(replies: list[tuple[int, str, str]]) -> tuple[RunningServer, RecordedReplies]:
+def start_recorded_server(replies: list[Reply]) -> tuple[RunningServer, RecordedReplies]:
     """A 127.0.0.1 server answering every POST with recorded ``(status, body, content_type)`` replies.
 
     Used where a real model cannot produce the case under test: HTTP errors, retries, and exact response
@@ -249,10 +253,12 @@ def start_recorded_server(replies: list[tuple[int, str, str]]) -> tuple[RunningS
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
             record.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-            status, text, content_type = record.next()
+            status, text, content_type, *extra = record.next()
             data = text.encode("utf-8")
             self.send_response(status)
             self.send_header("Content-Type", content_type)
+            for name, value in (extra[0] if extra else {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

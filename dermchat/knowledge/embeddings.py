@@ -17,9 +17,9 @@ Two paths over the same weights:
   measured >= 0.99999) for about 0.77x the CPU time. The matrix products themselves (MKL on one core) are
   what is left. Questions are capped at ``MAX_QUERY_TOKENS`` word pieces: a longer chat message is embedded
   from its start (BM25 still reads all of it), which bounds the cost of a pasted paragraph.
-- When ``onnx`` and ``onnxruntime`` are installed, the same forward is handed to ONNX Runtime
-  (:mod:`dermchat.knowledge.onnx_query`), about half the time again; ``DERMCHAT_QUERY_BACKEND=torch`` keeps it
-  in torch.
+- When ``onnx`` and ``onnxruntime`` are installed, the model exported by ``torch.onnx.export`` runs the
+  question on ONNX Runtime instead (:mod:`dermchat.knowledge.onnx_query`), about half the time again;
+  ``DERMCHAT_QUERY_BACKEND=torch`` keeps it in torch.
 """
 
 from __future__ import annotations
@@ -209,24 +209,29 @@ class QueryEncoder:
     def __call__(self, text: str) -> np.ndarray:
         """The L2-normalised float32 embedding of ``text`` (shape ``(384,)``)."""
         import torch
+
+        with torch.inference_mode():
+            vector = self.embed_ids(torch.tensor(self.token_ids(text), dtype=torch.long))
+        return vector.numpy().astype("float32", copy=False)
+
+    def embed_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """Token ids (n,) -> the sentence vector (also what ``torch.onnx.export`` traces for ONNX Runtime)."""
+        import torch
         import torch.nn.functional as F
 
-        ids = torch.tensor(self.token_ids(text), dtype=torch.long)
         n, width, heads = ids.shape[0], self.width, self.heads
-        with torch.inference_mode():
-            x = self.word[ids] + self.position[:n] + self.token_type
-            x = F.layer_norm(x, (width,), *self.embed_norm, self.eps)
-            for layer in self.layers:
-                # (n, 3*width) -> q, k, v each (heads, n, head_width); no mask: nothing is padded
-                q, k, v = torch.addmm(layer["qkv"][1], x, layer["qkv"][0]).view(n, 3, heads, -1).permute(1, 2, 0, 3)
-                # plain softmax attention: SDPA takes its slower generic path on these strided views
-                weights = torch.softmax(torch.matmul(q, k.transpose(1, 2)) * self.scale, dim=-1)
-                attended = torch.matmul(weights, v).transpose(0, 1).reshape(n, width)
-                x = self._residual_norm(torch.addmm(layer["out"][1], attended, layer["out"][0]), x, layer["norm1"])
-                hidden = F.gelu(torch.addmm(layer["up"][1], x, layer["up"][0]))
-                x = self._residual_norm(torch.addmm(layer["down"][1], hidden, layer["down"][0]), x, layer["norm2"])
-            vector = F.normalize(x.mean(dim=0), dim=0)
-        return vector.numpy().astype("float32", copy=False)
+        x = self.word[ids] + self.position[:n] + self.token_type
+        x = F.layer_norm(x, (width,), *self.embed_norm, self.eps)
+        for layer in self.layers:
+            # (n, 3*width) -> q, k, v each (heads, n, head_width); no mask: nothing is padded
+            q, k, v = torch.addmm(layer["qkv"][1], x, layer["qkv"][0]).view(n, 3, heads, -1).permute(1, 2, 0, 3)
+            # plain softmax attention: SDPA takes its slower generic path on these strided views
+            weights = torch.softmax(torch.matmul(q, k.transpose(1, 2)) * self.scale, dim=-1)
+            attended = torch.matmul(weights, v).transpose(0, 1).reshape(n, width)
+            x = self._residual_norm(torch.addmm(layer["out"][1], attended, layer["out"][0]), x, layer["norm1"])
+            hidden = F.gelu(torch.addmm(layer["up"][1], x, layer["up"][0]))
+            x = self._residual_norm(torch.addmm(layer["down"][1], hidden, layer["down"][0]), x, layer["norm2"])
+        return F.normalize(x.mean(dim=0), dim=0)
 
 
 def _fallback_query_encoder(text: str) -> np.ndarray:

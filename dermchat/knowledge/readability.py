@@ -1,9 +1,17 @@
 """Flesch-Kincaid grade level of the knowledge base's patient-facing text.
 
-Why our own implementation: the formula is three lines and a syllable heuristic; a dependency for it would
-be heavier than the code. The heuristic (vowel groups, silent final 'e', '-le' endings) is within about one
-syllable of a dictionary count for most English words, which is plenty for a grade-level estimate.
-The target for patient sections is about grade 8; the figures are reported, not enforced.
+Why our own implementation: the formula is three lines and a syllable heuristic. The heuristic (vowel groups,
+silent final 'e', '-le' endings) is within about one syllable of a dictionary count for most English words,
+which is plenty for a grade-level estimate. The target for patient sections is about grade 8; the figures are
+reported, not enforced.
+
+Why not ``textstat`` (checked in December 2026): its current releases (0.7.9 to 0.7.13) count syllables with
+NLTK's CMU dictionary and call ``nltk.download("cmudict")`` on first use, a download at run time that fails
+offline; 0.7.8, the last release that bundles the dictionary (through the ``cmudict`` package), and the later
+ones also install a top-level ``tests`` package into site-packages, which hides this project's ``tests``
+folder so that every ``from tests... import`` in the suite fails (``test_no_installed_package_shadows_the_tests``
+guards against it); the releases before (0.7.4 and older) count syllables from pyphen's hyphenation points,
+which gives "itchy", "eczema" and "area" one syllable each. None of that beats twenty lines kept here.
 """
 
 from __future__ import annotations

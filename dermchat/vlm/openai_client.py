@@ -1,24 +1,22 @@
-"""A small client for OpenAI-compatible chat-completions servers (vLLM, TGI, Ollama, llama.cpp, hosted APIs).
+"""Chat completions from any OpenAI-compatible server (vLLM, TGI, Ollama, LM Studio, llama.cpp, hosted APIs).
 
-Why not the ``openai`` package: the protocol subset needed here (one POST, optional SSE stream, ``/models``)
-is a few dozen lines over httpx, and owning it keeps timeouts, retries and error wording under our control.
-Retries cover what is worth retrying (429, 5xx, connection failures) with exponential backoff, and only
-before any text has streamed: a half-streamed answer is never silently restarted.
+The transport is the ``openai`` SDK: its ``base_url`` + ``api_key`` options, timeouts, bounded retries with
+backoff (408/409/429/5xx and connection failures, ``Retry-After`` honoured), server-sent-event parsing and typed
+errors. Retries happen only before a reply starts, so a half-streamed answer is never silently restarted. What
+stays here is DermChat's side of the contract: the image as a metadata-free data URL, a quick TCP check so
+``available()`` never waits on a dead server, and the SDK's exceptions turned into one plain-language
+``ProviderError`` that says which server failed and what to do.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import logging
 import os
-import random
 import socket
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 from urllib.parse import urlparse
-
-import httpx
 
 from dermchat.intake import to_jpeg_bytes
 from dermchat.providers import ProviderError
@@ -26,10 +24,7 @@ from dermchat.providers import ProviderError
 if TYPE_CHECKING:
     from PIL import Image
 
-log = logging.getLogger(__name__)
-
-RETRY_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504}
-MAX_BACKOFF_S = 30.0
+NO_KEY = "EMPTY"
 _REACHABLE_TTL_S = 30.0
 _reachable_cache: dict[tuple[str, int], tuple[float, bool]] = {}
 
@@ -58,23 +53,18 @@ def server_reachable(base_url: str, timeout_s: float = 1.5) -> bool:
     return ok
 
 
-def error_detail(response: httpx.Response) -> str:
-    """The server's own error message from the usual JSON shapes, or the start of the body."""
-    try:
-        body = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-        return response.text.strip()[:300] or response.reason_phrase
+def error_detail(body: object) -> str:
+    """The server's own message from the usual error shapes (OpenAI, FastAPI ``detail``, plain text)."""
     if isinstance(body, dict):
-        err = body.get("error", body.get("detail", body.get("message")))
+        err = body.get("message", body.get("detail", body.get("error")))
         if isinstance(err, dict):
             err = err.get("message") or json.dumps(err)[:300]
-        if err:
-            return str(err)[:300]
-    return json.dumps(body)[:300]
+        return str(err)[:300] if err else json.dumps(body)[:300]
+    return str(body or "").strip()[:300]
 
 
 class OpenAIChatClient:
-    """POST ``{base_url}/chat/completions`` with timeouts, bounded retries and plain-language errors."""
+    """``chat()`` and ``models()`` over ``openai.OpenAI``, with errors a user can act on."""
 
     def __init__(
         self,
@@ -86,34 +76,30 @@ class OpenAIChatClient:
         timeout_s: float = 120.0,
         connect_timeout_s: float = 10.0,
         retries: int = 2,
-        backoff_s: float = 1.0,
-        transport: httpx.BaseTransport | None = None,
     ) -> None:
+        import openai
+
         if not base_url:
             raise ProviderError("no server address configured (set the provider's 'base_url' option)")
         self.base_url = base_url.rstrip("/")
         self.model = model
-        self.api_key = api_key or (os.environ.get(api_key_env) if api_key_env else None)
         self.api_key_env = api_key_env
         self.retries = max(0, retries)
-        self.backoff_s = backoff_s
-        headers = {"Accept": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        self._client = httpx.Client(
-            headers=headers,
-            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
-            transport=transport,
-            follow_redirects=False,
+        key = api_key or (os.environ.get(api_key_env) if api_key_env else None)
+        # local servers (vLLM, Ollama) need no key, but the SDK insists on one: "EMPTY", as vLLM's docs do
+        self._client = openai.OpenAI(
+            base_url=self.base_url,
+            api_key=key or NO_KEY,
+            timeout=openai.Timeout(timeout_s, connect=connect_timeout_s),
+            max_retries=self.retries,
         )
 
     def close(self) -> None:
         self._client.close()
 
-    # -- public calls ----------------------------------------------------------------------------------------
     def models(self) -> list[str]:
-        response = self._send("GET", "/models")
-        return [str(item.get("id")) for item in response.json().get("data", []) if isinstance(item, dict)]
+        with self._errors():
+            return [str(item.id) for item in self._client.models.list()]
 
     def chat(
         self,
@@ -125,117 +111,77 @@ class OpenAIChatClient:
         on_text: Callable[[str], None] | None = None,
     ) -> str:
         """The assistant's reply; with ``stream`` each text delta also goes to ``on_text`` as it arrives."""
-        payload: dict[str, Any] = {
-            "model": self.model,
-            "messages": messages,
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-            "stream": stream,
-        }
-        if not stream:
-            response = self._send("POST", "/chat/completions", json=payload)
-            text = _message_text(response.json())
-            if on_text is not None and text:
-                on_text(text)
-            return text
-        return "".join(self._stream(payload, on_text))
+        with self._errors():
+            reply = self._client.chat.completions.create(
+                model=self.model, messages=messages, max_tokens=max_tokens, temperature=temperature, stream=stream,
+            )
+            if not stream:
+                text = _message_text(reply)
+                if on_text is not None and text:
+                    on_text(text)
+                return text
+        return "".join(self._deltas(reply, on_text))
 
-    # -- transport ---------------------------------------------------------------------------------------------
+    def _deltas(self, stream: Any, on_text: Callable[[str], None] | None) -> Iterator[str]:
+        """Text deltas as they arrive; a failure after the first one is reported as a broken-off answer."""
+        import openai
+
+        received = False
+        try:
+            with stream:
+                for chunk in stream:
+                    for choice in chunk.choices or []:
+                        text = _content_text(getattr(choice.delta, "content", None))
+                        if text:
+                            received = True
+                            if on_text is not None:
+                                on_text(text)
+                            yield text
+        except openai.APIStatusError as exc:
+            raise self._status_error(exc) from exc
+        except openai.APIError as exc:  # an "error" event inside the stream
+            raise ProviderError(f"the model server reported an error while answering: {exc.message}") from exc
+        except Exception as exc:  # the connection dropped while reading (the SDK does not wrap these)
+            if not type(exc).__module__.startswith(("httpx", "httpcore")):
+                raise
+            when = "in the middle of" if received else "before"
+            raise ProviderError(f"{self._where()} stopped {when} its answer ({type(exc).__name__})") from exc
+
+    # -- errors ------------------------------------------------------------------------------------------------
     def _where(self) -> str:
         return f"the model server at {self.base_url}"
 
-    def _status_error(self, response: httpx.Response, attempts: int) -> ProviderError:
-        status = response.status_code
-        detail = error_detail(response)
+    def _errors(self) -> Any:
+        """A context manager turning the SDK's exceptions into ``ProviderError``."""
+        import contextlib
+
+        import openai
+
+        @contextlib.contextmanager
+        def translate() -> Iterator[None]:
+            try:
+                yield
+            except openai.APIStatusError as exc:
+                raise self._status_error(exc) from exc
+            except openai.APIConnectionError as exc:
+                kind = "timed out" if isinstance(exc, openai.APITimeoutError) else "could not be reached"
+                cause = type(exc.__cause__ or exc).__name__
+                raise ProviderError(f"{self._where()} {kind} after {self.retries + 1} attempt(s) ({cause})") from exc
+
+        return translate()
+
+    def _status_error(self, exc: Any) -> ProviderError:
+        status = exc.status_code
+        detail = error_detail(exc.body) or exc.response.reason_phrase
         if status in {401, 403}:
             hint = f" (set the {self.api_key_env} environment variable)" if self.api_key_env else ""
             return ProviderError(f"{self._where()} rejected the API key (HTTP {status}: {detail}){hint}")
         if status == 404:
             return ProviderError(f"{self._where()} does not know model {self.model!r} or this endpoint (HTTP 404: {detail})")
-        if status < 500 and status not in RETRY_STATUSES:
+        if status < 500 and status not in {408, 409, 429}:
             return ProviderError(f"{self._where()} refused the request (HTTP {status}: {detail})")
-        tries = f" after {attempts} attempt(s)" if attempts > 1 else ""
+        tries = f" after {self.retries + 1} attempt(s)" if self.retries else ""
         return ProviderError(f"{self._where()} failed (HTTP {status}: {detail}){tries}")
-
-    def _sleep_before_retry(self, attempt: int, response: httpx.Response | None) -> None:
-        delay = self.backoff_s * (2**attempt) * (1.0 + 0.1 * random.random())
-        if response is not None:
-            retry_after = response.headers.get("retry-after", "")
-            if retry_after.replace(".", "", 1).isdigit():
-                delay = max(delay, float(retry_after))
-        time.sleep(min(delay, MAX_BACKOFF_S))
-
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        last: Exception | None = None
-        for attempt in range(self.retries + 1):
-            try:
-                response = self._client.request(method, self.base_url + path, **kwargs)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout, httpx.RemoteProtocolError) as exc:
-                last = exc
-                if attempt < self.retries:
-                    self._sleep_before_retry(attempt, None)
-                    continue
-                raise self._connection_error(exc, attempt + 1) from exc
-            if response.status_code < 400:
-                return response
-            if response.status_code in RETRY_STATUSES and attempt < self.retries:
-                log.info("%s answered HTTP %s; retrying", self.base_url, response.status_code)
-                self._sleep_before_retry(attempt, response)
-                continue
-            raise self._status_error(response, attempt + 1)
-        raise self._connection_error(last or RuntimeError("no attempt made"), self.retries + 1)
-
-    def _connection_error(self, exc: Exception, attempts: int) -> ProviderError:
-        kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "could not be reached"
-        return ProviderError(f"{self._where()} {kind} after {attempts} attempt(s) ({type(exc).__name__})")
-
-    def _stream(self, payload: dict[str, Any], on_text: Callable[[str], None] | None) -> Iterator[str]:
-        for attempt in range(self.retries + 1):
-            received = False
-            try:
-                with self._client.stream("POST", self.base_url + "/chat/completions", json=payload) as response:
-                    if response.status_code >= 400:
-                        response.read()
-                        if response.status_code in RETRY_STATUSES and attempt < self.retries:
-                            self._sleep_before_retry(attempt, response)
-                            continue
-                        raise self._status_error(response, attempt + 1)
-                    for delta in _sse_deltas(response.iter_lines()):
-                        received = True
-                        if on_text is not None:
-                            on_text(delta)
-                        yield delta
-                return
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout, httpx.RemoteProtocolError) as exc:
-                if received:
-                    raise ProviderError(f"{self._where()} stopped in the middle of its answer ({type(exc).__name__})") from exc
-                if attempt < self.retries:
-                    self._sleep_before_retry(attempt, None)
-                    continue
-                raise self._connection_error(exc, attempt + 1) from exc
-
-
-def _sse_deltas(lines: Iterator[str]) -> Iterator[str]:
-    """Text deltas from a chat-completions SSE stream; an ``error`` event becomes a ``ProviderError``."""
-    for line in lines:
-        if not line.startswith("data:"):
-            continue
-        data = line[5:].strip()
-        if data == "[DONE]":
-            return
-        try:
-            event = json.loads(data)
-        except json.JSONDecodeError:
-            continue
-        if "error" in event:
-            err = event["error"]
-            message = err.get("message") if isinstance(err, dict) else err
-            raise ProviderError(f"the model server reported an error while answering: {message}")
-        for choice in event.get("choices") or []:
-            content = (choice.get("delta") or {}).get("content")
-            text = _content_text(content)
-            if text:
-                yield text
 
 
 def _content_text(content: Any) -> str:
@@ -246,8 +192,7 @@ def _content_text(content: Any) -> str:
     return ""
 
 
-def _message_text(body: dict[str, Any]) -> str:
-    choices = body.get("choices") or []
-    if not choices:
-        raise ProviderError(f"the model server sent no answer (response had no choices: {json.dumps(body)[:200]})")
-    return _content_text((choices[0].get("message") or {}).get("content"))
+def _message_text(reply: Any) -> str:
+    if not reply.choices:
+        raise ProviderError(f"the model server sent no answer (response had no choices: {reply.model_dump_json()[:200]})")
+    return _content_text(reply.choices[0].message.content)

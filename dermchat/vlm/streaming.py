@@ -4,6 +4,12 @@ The prompt asks for prose first and JSON second, so the prose before the first `
 rationale. Models that put the JSON first still stream: the partial value of its ``"rationale"`` field is
 shown instead. Each progress message carries the rationale so far (replace, not append), throttled so a
 fast server does not flood the UI with one event per token.
+
+Why this stays after the move to the ``openai`` SDK: the SDK (like transformers' streamer on the local route)
+delivers raw text deltas, JSON included; deciding which part of a half-written answer a patient may see is
+DermChat's policy, not transport. The partial ``"rationale"`` field is read by json-repair, which closes the
+cut-off string and decodes its escapes (``test_structured_streamed_answer_and_exif_free_image`` shows the
+chat never receives the JSON the server streams).
 """
 
 from __future__ import annotations
@@ -13,10 +19,11 @@ import threading
 import time
 from typing import Callable
 
+from dermchat.vlm.jsonrepair import loads_lenient
+
 ProgressFn = Callable[[str, "float | None"], None]
 
 _JSON_START = re.compile(r"```|\{")
-_RATIONALE_FIELD = re.compile(r'"rationale"\s*:\s*"((?:[^"\\]|\\.)*)', re.S)
 
 
 def visible_rationale(text: str) -> str:
@@ -26,10 +33,8 @@ def visible_rationale(text: str) -> str:
     prose = re.sub(r"^(rationale|answer)\s*:\s*", "", prose, flags=re.I)
     if prose:
         return prose
-    field = _RATIONALE_FIELD.search(text)
-    if field:
-        return field.group(1).replace('\\"', '"').replace("\\n", "\n").strip()
-    return ""
+    field = (loads_lenient(text) or {}).get("rationale") if match else None
+    return field.strip() if isinstance(field, str) else ""
 
 
 class RationaleStream:
