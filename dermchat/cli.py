@@ -20,6 +20,8 @@ EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("dermchat.classifier.evaluate:main", "evaluate the offline classifier on a HAM-layout folder"),
     "bench-quality": ("dermchat.quality.bench:main", "benchmark the image-quality check on distorted images"),
     "eval-rag": ("dermchat.knowledge.evaluate:main", "evaluate knowledge-base retrieval"),
+    "captions": ("dermchat.references.captions:main", "write LesionGen-style captions for a HAM-layout folder"),
+    "train-lora": ("dermchat.references.train_lora:main", "fine-tune a Stable Diffusion LoRA on captioned images"),
     "study": ("dermchat.study.cli:main", "user-study tools: export, summary, delete"),
     "serve-openai": ("dermchat.vlm.server:main", "serve a local model through an OpenAI-compatible API"),
 }

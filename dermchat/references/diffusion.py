@@ -5,6 +5,10 @@ Two modes, after LesionGen and SkinGEN:
 - ``img2img``: the user's own photo, cropped around the lesion, re-drawn toward the condition ("what this
   condition looks like on your skin"); ``strength`` sets how far from the photo it may go.
 
+With a LoRA trained by ``python -m dermchat train-lora`` (it carries ``dermchat_lora.json``) the prompts come
+from the caption builder its training captions came from (``captions.py``), so the LoRA is asked for images in
+the words it learnt; other models get the concept prompts of ``prompts.py`` (option ``prompts``).
+
 Every image is labelled synthetic, checked by the diagnosis model before it is shown (``verify.py``), and
 cached on disk by (model, LoRA, sampler settings, prompt, seed, mode, input photo), so a repeated turn costs
 nothing. Seeds are recorded in the provenance. On Hugging Face ZeroGPU (``SPACES_ZERO_GPU`` set) the denoising
@@ -70,6 +74,9 @@ class DiffusionOptions(BaseModel):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     per_condition: int = Field(1, ge=1, le=4, description="images per condition")
     modality: str = Field("close-up clinical photograph", description="first words of the prompt")
+    prompts: Literal["auto", "concept", "caption"] = Field(
+        "auto", description="concept: LesionGen concept prompts for a stock model; caption: the caption builder "
+        "that train-lora's captions use; auto: caption when the LoRA was trained by DermChat (has dermchat_lora.json)")
     verify: bool = Field(True, description="check each image with the diagnosis model before it is shown")
     verifier: str = DEFAULT_VERIFIER
     cache: bool = True
@@ -112,6 +119,29 @@ def lora_available(lora: str) -> tuple[bool, str]:
     if isinstance(try_to_load_from_cache(lora, "pytorch_lora_weights.safetensors"), str):
         return True, ""
     return False, f"the LoRA {lora!r} is not in the local Hugging Face cache"
+
+
+def lora_manifest(lora: str | None) -> dict[str, Any] | None:
+    """The ``dermchat_lora.json`` that ``train-lora`` writes next to its weights (folder, file or cached hub
+    id), or None for a LoRA trained elsewhere. It says how the LoRA's captions were written."""
+    from dermchat.references.train_lora import MANIFEST
+
+    if not lora:
+        return None
+    if is_local_path(lora):
+        path = Path(lora).expanduser()
+        found: Path | str | None = (path if path.is_dir() else path.parent) / MANIFEST
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(lora, MANIFEST)
+    if not isinstance(found, (str, Path)) or not Path(found).is_file():
+        return None
+    try:
+        return dict(json.loads(Path(found).read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable %s: %s", found, exc)
+        return None
 
 
 def resolve_device(choice: str) -> str:
@@ -170,6 +200,7 @@ class DiffusionProvider(ReferenceGenerator):
         self.img2img: Any = None
         self.device: str | None = None
         self.lora_method: str | None = None
+        self.manifest: dict[str, Any] | None = None  # dermchat_lora.json of a LoRA trained by train-lora
         self._run: Callable[..., tuple[Image.Image, list[float]]] | None = None
         self._generate_lock = threading.Lock()  # one pipeline, many chats: denoise one image at a time
 
@@ -208,6 +239,7 @@ class DiffusionProvider(ReferenceGenerator):
             scheduler_cls = getattr(diffusers, SCHEDULERS[opts.scheduler])
             pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
         self.lora_method = apply_lora(pipe, opts.lora, opts.lora_scale) if opts.lora else None
+        self.manifest = lora_manifest(opts.lora)
         pipe = pipe.to(device)
         pipe.set_progress_bar_config(disable=True)
         self.txt2img = pipe
@@ -267,28 +299,47 @@ class DiffusionProvider(ReferenceGenerator):
         small.thumbnail((160, 160))
         return estimate_skin_tone(np.asarray(small))
 
+    @property
+    def prompt_style(self) -> str:
+        """'caption' for a LoRA trained by ``train-lora`` (it learnt those words), else LesionGen concept prompts."""
+        if self.opts.prompts != "auto":
+            return self.opts.prompts
+        return "caption" if self.manifest is not None else "concept"
+
+    def _prompt_builder(self, ctx: TurnContext, top_id: str | None) -> Callable[[str, int], ConceptPrompt]:
+        """``(condition_id, seed) -> prompt`` for this turn. What describes the user's lesion (the VLM's words,
+        the morphology descriptors of the photo) is given to the most likely condition only."""
+        assert ctx.diagnosis is not None
+        opts = self.opts
+        if self.prompt_style == "caption":
+            from dermchat.references.captions import caption_prompt, describe_lesion, load_describer
+
+            descriptors = describe_lesion(load_describer(), ctx.image) if top_id else None
+            modality = (self.manifest or {}).get("modality") or opts.modality
+            return lambda cid, seed: caption_prompt(
+                cid, seed=seed, body_site=ctx.body_site, age=ctx.age, sex=ctx.sex,
+                morphology=descriptors if cid == top_id else None, modality=modality)
+        tone = self._skin_tone(ctx)
+        fraction = ctx.quality.lesion_fraction if ctx.quality is not None else None
+        vlm_morphology = ctx.diagnosis.morphology
+        return lambda cid, seed: build_concept_prompt(
+            cid, morphology=vlm_morphology if cid == top_id else None, skin_tone=tone, lesion_fraction=fraction,
+            body_site=ctx.body_site, modality=opts.modality)
+
     def references(self, ctx: TurnContext) -> list[Reference]:
         self.load()
         if ctx.image is None or ctx.diagnosis is None:
             return []
         opts = self.opts
         conditions = ctx.top_conditions[: ctx.settings.reference_conditions]
-        tone = self._skin_tone(ctx)
-        fraction = ctx.quality.lesion_fraction if ctx.quality is not None else None
         top_id = conditions[0] if conditions else None
+        make_prompt = self._prompt_builder(ctx, top_id)
         init = self._init_image(ctx)
         jobs = [(cid, i) for cid in conditions for i in range(opts.per_condition)]
         out: list[Reference] = []
         for index, (condition_id, copy_index) in enumerate(jobs):
-            prompt = build_concept_prompt(
-                condition_id,
-                morphology=ctx.diagnosis.morphology if condition_id == top_id else None,
-                skin_tone=tone,
-                lesion_fraction=fraction,
-                body_site=ctx.body_site,
-                modality=opts.modality,
-            )
             seed = opts.seed + copy_index
+            prompt = make_prompt(condition_id, seed)
 
             def on_step(step: int, total: int, index: int = index, name: str = condition_id) -> None:
                 label = get_vocabulary().get(name).name(ctx.audience)
@@ -352,6 +403,7 @@ class DiffusionProvider(ReferenceGenerator):
             "prompt": prompt.prompt,
             "negative_prompt": prompt.negative_prompt,
             "concepts": prompt.concepts,
+            "prompt_style": self.prompt_style,
             "cached": hit,
             "cache_key": key,
             "generation_s": round(seconds, 3),
