@@ -27,6 +27,7 @@ from ui.api import build_api  # noqa: E402
 from ui.chat import ChatTab  # noqa: E402
 from ui.plugins_tab import build_plugins_tab  # noqa: E402
 from ui.settings_panel import build_settings_panel  # noqa: E402
+from ui.uploads import upload_dir  # noqa: E402
 
 log = logging.getLogger("dermchat.app")
 
@@ -119,6 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         app = create_app()
+        allowed = served_paths(app)
+        upload_dir()  # a folder with someone's files in it is refused now, not at the first upload
     except SettingsError as exc:  # a configuration mistake: one line, not a traceback
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -126,14 +129,12 @@ def main(argv: list[str] | None = None) -> None:
     concurrency = 1 if app.settings.profile != "offline-cpu" else 2  # GPU-bound profiles: one turn at a time
     demo.queue(default_concurrency_limit=concurrency, max_size=64)
     demo.launch(server_name=args.host, server_port=args.port, css=CSS, footer_links=["api", "settings"],
-                allowed_paths=served_paths(app))
+                allowed_paths=allowed)
 
 
 def served_paths(app: DermChat) -> list[str]:
     """Files API clients may download: only this app's turn folder (reference copies, heat maps)."""
-    folder = turns_dir(app.settings)
-    folder.mkdir(parents=True, exist_ok=True)
-    return [str(folder)]
+    return [str(turns_dir(app.settings))]  # made (private, marked) by turns_dir
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ generator degrades the turn with a short message; a broken diagnoser ends the tu
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
-import tempfile
+import secrets
 import threading
 import uuid
 from pathlib import Path
@@ -19,8 +21,8 @@ from dermchat.context import TurnContext
 from dermchat.intake import ImageInputError, ImageSource, decode_image
 from dermchat.plugins import PluginManager
 from dermchat.providers import Provider, ProviderError
-from dermchat.registry import Registry, describe_exception
-from dermchat.retention import prune_expired
+from dermchat.registry import Registry, describe_exception, report_failure
+from dermchat.retention import app_dir, make_private, prune_expired
 from dermchat.results import (
     Audience,
     Diagnosis,
@@ -51,8 +53,12 @@ STEP_TITLES: dict[str, str] = {
 
 
 def turns_dir(settings: Settings) -> Path:
-    """Where turns write their files (heat maps, reference copies); the UI serves files from here."""
-    return Path(settings.workdir or tempfile.gettempdir()) / "dermchat-turns"
+    """Where turns write their files (heat maps, reference copies); the UI serves files from here.
+
+    A private folder the app made (``dermchat.retention.app_dir``): the retention clean-up prunes it, so a
+    folder with someone else's files is refused, and a planted link at the default temp path is not followed.
+    """
+    return app_dir(Path(settings.workdir) / "dermchat-turns" if settings.workdir else None, "dermchat-turns")
 
 
 def friendly_error(exc: BaseException) -> str:
@@ -216,10 +222,14 @@ class _Turn:
             question=question,
             settings_profile=settings.profile,
         )
+        root = Path(workdir) if workdir else turns_dir(settings)
         if workdir is None:  # the app's own scratch area (a caller's folder is the caller's to keep)
-            prune_expired(turns_dir(settings), settings.retention_minutes)
-        self.workdir = (Path(workdir) if workdir else turns_dir(settings)) / self.result.turn_id
-        self.workdir.mkdir(parents=True, exist_ok=True)
+            prune_expired(root, settings.retention_minutes)
+        # A caller's turn id can be predictable (a study's is "<study>-<code>-<step>"): a random suffix keeps the
+        # folder's files from being probed by URL, which would reveal which participant codes exist.
+        self.workdir = root / (self.result.turn_id if turn_id is None else f"{turn_id}-{secrets.token_hex(8)}")
+        self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.triage_floor = None  # the tier the safety policy decided, kept apart from what plugins can reach
         self.ctx = TurnContext(
             image=None,
             image_sha256=None,
@@ -279,8 +289,11 @@ class _Turn:
         return outcome
 
     def _fail(self, step: StepName, provider_id: str | None, exc: BaseException, message: str) -> StepEvent:
-        log.warning("step %s (%s) failed: %s", step, provider_id, describe_exception(exc))
-        self.result.errors.append(StepError(step=step, provider_id=provider_id, message=describe_exception(exc)))
+        """Details (which may hold paths or tokens) go to the server log only; the result keeps an error id
+        (and a ``ProviderError``'s message, which is written for users)."""
+        error_id = report_failure(log, f"step {step} ({provider_id})", exc)
+        self.result.errors.append(StepError(step=step, provider_id=provider_id,
+                                            message=f"{friendly_error(exc)} (error id {error_id})"))
         return StepEvent(step=step, kind="error", message=message, provider_id=provider_id)
 
     def _start(self, step: StepName, provider: Provider) -> StepEvent:
@@ -294,12 +307,24 @@ class _Turn:
         if self.result.explanation is not None:
             notices.extend(self.result.explanation.notices)
             notices.extend(safety.asked_about_notices(self.result, vocab))
-        for extra in self.app.plugins.call_each("extra_notices", result=self.result, audience=self.result.audience):
+        # Hooks get copies (one each): a plugin can add notices, never change the result or what others see.
+        for extra in self.app.plugins.call_each("extra_notices", audience=self.result.audience,
+                                                fresh=lambda: {"result": self.result.model_copy(deep=True)}):
             notices.extend(str(item) for item in extra)
-        notices.extend(safety.required_notices(self.result, vocab))
         self.result.notices = list(dict.fromkeys(n for n in notices if n))
-        self.app.plugins.call_each("turn_completed", result=self.result, context=self.ctx)
+        safety.enforce(self.result, vocab, self.triage_floor)  # last, on exactly what leaves the engine
+        make_private(self.workdir)
+        self.app.plugins.call_each("turn_completed", fresh=lambda: {"result": self.result.model_copy(deep=True),
+                                                                    "context": self._observer_context()})
         yield StepEvent(step="turn", kind="result", message=self.result.message, result=self.result)
+
+    def _observer_context(self) -> TurnContext:
+        """An observer's own context: the study logger reads ``options`` after other observers have run."""
+        copied = {name: getattr(self.ctx, name).model_copy(deep=True)
+                  for name in ("quality", "diagnosis", "triage", "previous") if getattr(self.ctx, name) is not None}
+        return dataclasses.replace(self.ctx, options=copy.deepcopy(self.ctx.options),
+                                   history=copy.deepcopy(self.ctx.history),
+                                   seen_references=set(self.ctx.seen_references), **copied)
 
     # -- the steps ---------------------------------------------------------------------------------------------
     def run(self, image: ImageSource | None) -> Iterator[StepEvent]:
@@ -314,6 +339,8 @@ class _Turn:
         proceed = yield from self._quality()
         if proceed:
             diagnosed = yield from self._diagnosis()
+            if self.result.triage is not None:  # later providers share these objects: keep the policy's own copy
+                self.triage_floor = self.result.triage.model_copy(deep=True)
             if diagnosed:
                 yield from self._explanation()
                 yield from self._references()

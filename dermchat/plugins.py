@@ -23,7 +23,7 @@ import pluggy
 
 from dermchat import hookspecs
 from dermchat.providers import Provider
-from dermchat.registry import REGISTER_HOOKS, PluginRecord, Registry, describe_exception
+from dermchat.registry import REGISTER_HOOKS, PluginRecord, Registry, describe_exception, report_failure
 
 log = logging.getLogger(__name__)
 
@@ -168,19 +168,22 @@ class PluginManager:
                 raise
 
     # -- policy hooks, each implementation isolated ----------------------------------------------------------
-    def call_each(self, hook_name: str, **kwargs: Any) -> list[Any]:
-        """Call every implementation of a policy hook; a crashing plugin is recorded and skipped."""
+    def call_each(self, hook_name: str, *, fresh: Callable[[], dict[str, Any]] | None = None,
+                  **kwargs: Any) -> list[Any]:
+        """Call every implementation of a policy hook; a crashing plugin is recorded and skipped.
+
+        ``fresh()`` gives arguments built anew for each implementation (copies of the turn's result), so one
+        plugin cannot change what the next one sees.
+        """
         results: list[Any] = []
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
             record = self._record_for(impl.plugin_name)
             try:
-                args = {name: kwargs[name] for name in impl.argnames}
-                value = impl.function(**args)
+                given = {**kwargs, **(fresh() if fresh is not None else {})}
+                value = impl.function(**{name: given[name] for name in impl.argnames})
             except Exception as exc:  # noqa: BLE001
-                message = f"{hook_name} failed: {describe_exception(exc)}"
-                if message not in record.errors:
-                    record.errors.append(message)
-                log.warning("plugin %s failed in %s: %s", record.name, hook_name, exc)
+                error_id = report_failure(log, f"plugin {record.name} in {hook_name}", exc)
+                record.note_error(f"{hook_name} failed ({type(exc).__name__})", error_id)
                 if strict_mode():
                     raise
                 continue

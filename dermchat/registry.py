@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import traceback
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from dermchat.providers import CAPABILITIES, Provider
 
 log = logging.getLogger(__name__)
+MAX_ERRORS = 20  # per plugin in the listing: a plugin failing on every turn must not grow it without bound
 
 REGISTER_HOOKS: dict[str, str] = {
     "quality": "register_quality_checks",
@@ -34,6 +36,18 @@ class PluginRecord:
     providers: list[str] = field(default_factory=list)
     hooks: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    _repeats: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def note_error(self, message: str, error_id: str) -> None:
+        """A failure while the app runs: listed once with a count and the last error id, at most ``MAX_ERRORS``."""
+        count = self._repeats.pop(message, 0) + 1
+        self._repeats[message] = count
+        line = f"{message} (error id {error_id})" if count == 1 else (
+            f"{message} ({count} times, last error id {error_id})")
+        self.errors = [e for e in self.errors if not e.startswith(f"{message} (")] + [line]
+        while len(self.errors) > MAX_ERRORS:
+            dropped = self.errors.pop(0)
+            self._repeats = {m: c for m, c in self._repeats.items() if not dropped.startswith(f"{m} (")}
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +66,17 @@ def describe_exception(exc: BaseException) -> str:
     tb = traceback.extract_tb(exc.__traceback__)
     where = f" ({tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
     return f"{type(exc).__name__}: {exc}{where}"
+
+
+def report_failure(logger: logging.Logger, what: str, exc: BaseException) -> str:
+    """Log a failure in full (message, traceback) under a new error id and return the id.
+
+    Exception text can hold file paths, URLs with tokens or user data: API clients, the Plugins tab and stored
+    study events get a short, stable message with this id, and the server log the details.
+    """
+    error_id = uuid.uuid4().hex[:8]
+    logger.warning("%s failed [error id %s]: %s", what, error_id, describe_exception(exc), exc_info=exc)
+    return error_id
 
 
 class Registry:

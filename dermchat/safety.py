@@ -192,3 +192,17 @@ def required_notices(result: TurnResult, vocab: Vocabulary) -> list[str]:
     if any(ref.synthetic for ref in result.references):
         notices.append(SYNTHETIC_NOTICE)
     return notices
+
+
+def enforce(result: TurnResult, vocab: Vocabulary, triage_floor: Triage | None = None) -> None:
+    """The policy applied last, on the result that leaves the engine (shown, returned, observed, stored).
+
+    Plugins' hooks only get copies, and providers that ran after the diagnosis share its objects, so the tier
+    the policy decided (``triage_floor``, kept apart) is restored if anything lowered it, and the required
+    notices are added to whatever notices the result carries now.
+    """
+    if triage_floor is not None and (
+        result.triage is None or TRIAGE_ORDER[result.triage.tier] < TRIAGE_ORDER[triage_floor.tier]
+    ):
+        result.triage = triage_floor.model_copy(deep=True)
+    result.notices = list(dict.fromkeys([*(n for n in result.notices if n), *required_notices(result, vocab)]))

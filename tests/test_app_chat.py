@@ -5,7 +5,7 @@ Faster than a browser and exact about what each event sends back: which answer, 
 
 from __future__ import annotations
 
-import shutil
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +57,12 @@ def blurred(ham_dir: Path, tmp_path: Path) -> str:
 
 def test_the_words_show_at_once_and_the_photo_is_read_as_a_visible_step(tab: ChatTab, ham_image: Path,
                                                                         tmp_path: Path) -> None:
-    upload = tmp_path / "upload.jpg"  # stands for Gradio's cached copy, which the stripping deletes
-    shutil.copy(ham_image, upload)
+    from ui.uploads import gradio_cache_dir
+
+    data = ham_image.read_bytes()  # Gradio's cached copy, at <cache>/<sha256>/<name>: the stripping deletes it
+    upload = gradio_cache_dir() / hashlib.sha256(b"test" + data).hexdigest() / "upload.jpg"
+    upload.parent.mkdir(parents=True, exist_ok=True)
+    upload.write_bytes(data)
     history, _, state = tab.add_message([], {"text": QUESTION, "files": [str(upload)]}, new_state())
     assert history == [{"role": "user", "content": QUESTION}], "the message waited for the photo to be stripped"
     updates = tab.respond(history, state, "patient")

@@ -108,7 +108,7 @@ def test_plugin_failing_at_call_is_isolated(tmp_path: Path) -> None:
     app = fake_app(tmp_path, [(Plugin(), "crashy")], quality="crashy-quality")
     result = app.run_turn_sync(solid_image(tmp_path / "a.png", (200, 160, 140)))
     assert result.status == "ok" and result.diagnosis is not None
-    assert result.errors[0].step == "quality" and "out of memory" in result.errors[0].message
+    assert result.errors[0].step == "quality" and "(MemoryError) (error id" in result.errors[0].message
 
 
 def test_unavailable_provider_is_listed_with_its_reason_and_crashing_availability_too() -> None:

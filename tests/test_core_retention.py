@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dermchat.retention import prune_expired
+from dermchat.retention import claim_dir, prune_expired
 from dermchat.settings import SettingsError, load_settings
 
 HOUR = 3600.0
@@ -33,7 +33,7 @@ def _turn_folder(root: Path, name: str, age_s: float) -> Path:
 
 
 def test_old_entries_go_recent_ones_stay(tmp_path: Path) -> None:
-    root = tmp_path / "turns"
+    root = claim_dir(tmp_path / "turns")  # only a folder the app made (and marked) is ever pruned
     old = _turn_folder(root, "old", 2 * HOUR)
     fresh = _turn_folder(root, "fresh", 5 * 60)
     stale_file = root / "abc.png"
@@ -46,7 +46,7 @@ def test_old_entries_go_recent_ones_stay(tmp_path: Path) -> None:
 
 def test_a_turn_still_writing_keeps_its_folder(tmp_path: Path) -> None:
     """The folder itself is old (created long ago) but a file deep inside was just written."""
-    root = tmp_path / "turns"
+    root = claim_dir(tmp_path / "turns")
     running = _turn_folder(root, "running", 2 * HOUR)
     (running / "references" / "ref.png").write_bytes(b"new step")  # mtime now
     assert prune_expired(root, 60, force=True) == []
@@ -60,8 +60,7 @@ def test_symlinks_are_never_followed(tmp_path: Path) -> None:
     precious.write_bytes(b"keep me")
     _age(precious, 5 * HOUR)
     _age(outside, 5 * HOUR)
-    root = tmp_path / "uploads"
-    root.mkdir()
+    root = claim_dir(tmp_path / "uploads")
     link = root / "planted"
     link.symlink_to(outside, target_is_directory=True)
     _age(link, 5 * HOUR)
@@ -73,8 +72,7 @@ def test_symlinks_are_never_followed(tmp_path: Path) -> None:
 
 
 def test_only_direct_children_and_at_most_once_a_minute(tmp_path: Path) -> None:
-    root = tmp_path / "turns"
-    root.mkdir()
+    root = claim_dir(tmp_path / "turns")
     assert prune_expired(root, 60) == []  # first call scans (nothing to do) and starts the interval
     stale = root / "late.png"
     stale.write_bytes(b"x")
@@ -85,7 +83,7 @@ def test_only_direct_children_and_at_most_once_a_minute(tmp_path: Path) -> None:
 
 
 def test_retention_floor_protects_slow_turns(tmp_path: Path) -> None:
-    root = tmp_path / "turns"
+    root = claim_dir(tmp_path / "turns")
     folder = _turn_folder(root, "slow", 5 * 60)  # 5 minutes old
     assert prune_expired(root, 1, force=True) == [] and folder.exists()  # 1 minute is raised to 10
 

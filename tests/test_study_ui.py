@@ -6,8 +6,10 @@ the real engine with the in-test pipeline plugin.
 
 from __future__ import annotations
 
+import base64
+import io
 import os
-import shutil
+import re
 import socket
 import zipfile
 from pathlib import Path
@@ -67,7 +69,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, ham_dir: Path) -> Iterator[
         yield Server(url, pages[SID], StudyStore(db))
     finally:
         demo.close()
-        shutil.rmtree(researcher.export_dir, ignore_errors=True)
         if previous is None:
             os.environ.pop(PASSWORD_ENV, None)
         else:
@@ -171,8 +172,10 @@ def test_researcher_page_needs_the_password(server: Server, tmp_path: Path) -> N
     codes = {row[0] for row in rows["data"]}
     assert len(codes) == len(server.store.participants(SID)) and "finished" in text
     assert "per arm order" in text and " / " in text  # abandoned participants unbalance arms: shown while recruiting
-    archive = client.predict("reference_images_within", api_name="/researcher_export")
-    with zipfile.ZipFile(archive) as zf:
+    link = client.predict("reference_images_within", api_name="/researcher_export")
+    payload = re.search(r"data:application/zip;base64,([A-Za-z0-9+/=]+)", link)  # the zip itself, not a file URL
+    assert payload is not None
+    with zipfile.ZipFile(io.BytesIO(base64.b64decode(payload.group(1)))) as zf:
         assert set(zf.namelist()) == {"participants.csv", "case_answers.csv", "questionnaire_answers.csv",
                                       "turns.csv", "events.jsonl"}
         assert len(zf.read("participants.csv").decode().splitlines()) == len(codes) + 1

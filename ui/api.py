@@ -6,9 +6,13 @@ through the same sanitising as chat uploads (EXIF stripped, Gradio's cached orig
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Iterator
 
 import gradio as gr
+from gradio.data_classes import FileData
+from gradio.utils import NamedString
+from gradio_client import utils as client_utils
 
 from dermchat.engine import DermChat
 from dermchat.results import TurnResult
@@ -16,22 +20,49 @@ from ui.details import patient_details
 from ui.uploads import sanitize_upload
 
 
+class UploadedFile(gr.File):
+    """``gr.File(type="filepath")`` without its leak: Gradio's version opens an empty ``tmp*`` file in its cache
+    on every call and never removes it (187 of them after 190 uploads). The path Gradio cached is all we need."""
+
+    def get_block_name(self) -> str:
+        return "file"  # the browser draws it as an ordinary file input
+
+    def _process_single_file(self, f: FileData) -> NamedString | bytes:
+        if self.type != "filepath":
+            return super()._process_single_file(f)
+        if self.file_types and not client_utils.is_valid_file(f.path, self.file_types):
+            raise gr.Error(f"Invalid file type. Please upload a file that is one of these formats: {self.file_types}")
+        return NamedString(f.path)
+
+
+def _as_file(path: str) -> dict[str, Any]:
+    return {"path": path, "meta": {"_type": "gradio.FileData"}}
+
+
 def api_result(result: TurnResult) -> dict[str, Any]:
-    """The result as JSON, with each reference image as a nested file that gradio_client downloads.
+    """The result as JSON, with each reference image and the heat map as a nested file gradio_client downloads.
 
     gradio_client treats any dict with a ``path`` key as a file and replaces the whole dict by a local
     path; nesting the file under ``image`` keeps the caption, provenance and ``synthetic`` flag beside it.
+    Gradio serves such files from its cache, so no server path of the turn folders is part of the JSON:
+    ``heatmap_path`` becomes ``<turn folder>/<file>`` (the folder's name is random for study turns).
     """
     data = result.model_dump(mode="json")
     for key in ("references", "hidden_references"):
         for ref in data.get(key, []):
-            ref["image"] = {"path": ref.pop("path"), "meta": {"_type": "gradio.FileData"}}
+            ref["image"] = _as_file(ref.pop("path"))
+    for key in ("diagnosis", "second_opinion"):
+        diagnosis = data.get(key)
+        if diagnosis and diagnosis.get("heatmap_path"):
+            heat = Path(diagnosis["heatmap_path"])
+            diagnosis["heatmap"] = _as_file(str(heat))
+            diagnosis["heatmap_path"] = f"{heat.parent.name}/{heat.name}"
     return data
 
 
 def build_api(app: DermChat) -> None:
     with gr.Group(visible=False):
-        image = gr.File(type="filepath", label="photo")  # any file: intake gives the friendly error
+        image = UploadedFile(type="filepath", label="photo")  # any file: intake gives the friendly error
         question = gr.Textbox(label="question")
         audience = gr.Radio(["patient", "clinician"], value="patient", label="audience")
         force = gr.Checkbox(False, label="continue even if the photo quality is low")

@@ -154,8 +154,9 @@ class StudyPage:
             out[comp] = None if isinstance(comp, gr.Radio) else ""
         if stage == "case":
             view = self.flow.case_view(state)
-            out[self.case_header] = (
-                f"### Case {view.position} of {view.total}\n"
+            out[self.case_header] = f"### Case {view.position} of {view.total}\n" + (
+                f"Your participant code: **{state.code}**. To continue later, enter this key (shown only now, "
+                f"please write it down): **{state.resume_key}**" if state.resume_key else
                 f"Your participant code: **{state.code}** (write it down to continue later)."
             )
             out[self.case_image] = decode_image(view.image_path).image

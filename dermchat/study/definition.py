@@ -148,7 +148,9 @@ class Study(_Strict):
     database_url: Union[str, dict[str, str], None] = Field(
         None, description='SQLAlchemy URL, or {"$env": "NAME"} to read it from the environment (no secrets in git)'
     )
-    allow_entered_codes: bool = True
+    allow_entered_codes: bool = Field(False, description=(
+        "let participants start with a code they type (e.g. one the researcher issued); they are then shown a "
+        "resume key once, since a typed code never resumes a session by itself"))
     source_path: str | None = Field(None, exclude=True)
     data_dir: str | None = Field(None, exclude=True, description="resolved image folder, filled by load_study")
 

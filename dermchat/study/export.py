@@ -2,6 +2,7 @@
 
 Everything is read from the database alone (the ``started`` event records each participant's schedule and the
 cases' ground truth), so an export made months later does not depend on the study file still matching.
+CSV cells that a spreadsheet would run as a formula are quoted (``dermchat.csv_safety.formula_safe``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import json
 import zipfile
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from dermchat.csv_safety import formula_safe
 from dermchat.study.store import StudyStore, get_store
 
 CASE_COLUMNS = [
@@ -145,7 +147,7 @@ def _render(name: str, rows: list[dict[str, Any]]) -> str:
         return buf.getvalue()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS[name], lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({key: formula_safe(value) for key, value in row.items()} for row in rows)
     return buf.getvalue()
 
 
@@ -161,10 +163,12 @@ def export(db_url: str | Path, out_dir: str | Path, study_id: str | None = None)
     return written
 
 
-def export_zip(db_url: str | Path, zip_path: str | Path, study_id: str | None = None) -> Path:
-    """The same files in one zip (what the researcher page offers for download)."""
-    target = Path(zip_path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+def export_zip(db_url: str | Path, zip_path: str | Path | BinaryIO, study_id: str | None = None) -> Path | BinaryIO:
+    """The same files in one zip, written to a path or to an open binary file (the researcher page builds it
+    in memory, so no copy of the study data is left on the server)."""
+    target: Path | BinaryIO = zip_path if hasattr(zip_path, "write") else Path(zip_path)  # type: ignore[assignment]
+    if isinstance(target, Path):
+        target.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, rows in tables(get_store(db_url), study_id).items():
             zf.writestr(name, _render(name, rows))

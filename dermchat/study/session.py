@@ -5,12 +5,19 @@ store, and progress is *derived* from it (which steps have a ``step_completed`` 
 connection or a crashed server resumes at the first unfinished step when the participant enters their code.
 Declining consent writes nothing at all: the participant row and the consent event are created together,
 only once a code is chosen after consenting.
+
+Codes are the only key to a participant's session, so a typed code never resumes someone else's: generated
+codes have 12 random characters (about 59 bits); a code the participant typed to start (only when the study
+sets ``allow_entered_codes``) can be short and guessable, so it never resumes by itself: that participant is
+shown a generated resume key once, and only the key resumes. Failed code entries count towards a global
+backoff (``code_backoff``), shared by everyone since no IP address is ever recorded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
+import math
 import re
 import secrets
 from contextlib import contextmanager
@@ -18,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Literal
 
+from dermchat.ratelimit import Backoff
 from dermchat.results import StepEvent, TurnResult
 from dermchat.study.assignment import Step, assign
 from dermchat.study.definition import ChoiceItem, Item, LikertItem, Study, TextItem
@@ -34,6 +42,11 @@ CODE_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9-]{2,22}[A-Z0-9]$")
 WITHDRAWN = ("The data recorded under this participant code has been deleted, so nothing more can be recorded "
              "under it. Thank you for your time; please contact the researcher if this is unexpected.")
 CHANGED = "This code belongs to an earlier version of the study; please contact the researcher."
+TAKEN = ("This code is already in use. If it is yours, enter the key to continue that you were shown when you "
+         "started; otherwise leave the field empty to get a new code.")
+GENERATED_ONLY = "This study only accepts codes it generated. Leave the field empty to get a new code."
+CODE_GROUPS = 3  # XXXX-XXXX-XXXX: 12 random characters
+MIN_RESUMABLE = 10  # characters (hyphens aside) a code of an earlier version needs to resume by itself
 
 
 class FlowError(ValueError):
@@ -54,6 +67,7 @@ class ParticipantState:
     consented_at: str | None = None
     step: int | None = None
     steps: tuple[Step, ...] = field(default_factory=tuple)
+    resume_key: str | None = None  # shown once, after starting with a typed code: the only way back in
 
     @property
     def current(self) -> Step | None:
@@ -71,11 +85,18 @@ class CaseView:
 
 
 def generate_code() -> str:
-    """Eight random characters as XXXX-XXXX with at least one digit (names never contain digits)."""
+    """Twelve random characters as XXXX-XXXX-XXXX with at least one digit (names never contain digits).
+
+    About 59 bits: a code is the key to a participant's session, so it must not be guessable.
+    """
     while True:
-        raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(8))
+        raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(4 * CODE_GROUPS))
         if any(ch.isdigit() for ch in raw):
-            return f"{raw[:4]}-{raw[4:]}"
+            return "-".join(raw[i:i + 4] for i in range(0, len(raw), 4))
+
+
+def _key_digest(study_id: str, key: str) -> str:
+    return hashlib.sha256(f"{study_id}:{key}".encode()).hexdigest()
 
 
 def normalise_code(code: str) -> str:
@@ -95,6 +116,7 @@ class StudyFlow:
     def __init__(self, study: Study, store: StudyStore | str) -> None:
         self.study = study
         self._store = store
+        self.code_backoff = Backoff(threshold=10, base_s=30.0, max_s=900.0)  # failed typed codes, all sessions
 
     @property
     def store(self) -> StudyStore:
@@ -115,18 +137,54 @@ class StudyFlow:
         return replace(state, stage="code", consented_at=now_iso())
 
     def enter_code(self, state: ParticipantState, code: str | None = None, *, user_agent: str | None = None) -> ParticipantState:
-        """Start (new code) or resume (known code). ``code=None`` generates one."""
+        """Start (new code) or resume (a generated code, or the resume key of a typed one). ``code=None``
+        generates one. A typed code never resumes a session it did not generate (``TAKEN``)."""
         self._expect(state, "code")
-        generated = code is None or not code.strip()
-        if not generated and not self.study.allow_entered_codes and self.store.participant(self.study.id, normalise_code(code or "")) is None:
-            raise FlowError(["This study only accepts codes it generated. Leave the field empty to get a new code."])
+        if code is None or not code.strip():
+            return self._enrol(state, None, user_agent)
+        typed = normalise_code(code)
+        wait = self.code_backoff.remaining()
+        if wait > 0:
+            raise FlowError([f"Too many codes were tried. Please wait {math.ceil(wait)} seconds and try again."])
+        if self.store.participant(self.study.id, typed) is not None and self._resumable_by_code(typed):
+            return self._resume(state, typed)
+        owner = self._owner_of_key(typed)
+        if owner is not None:
+            return self._resume(state, owner)
+        if self.store.participant(self.study.id, typed) is not None or not self.study.allow_entered_codes:
+            self.code_backoff.fail()
+            raise FlowError([TAKEN if self.study.allow_entered_codes else GENERATED_ONLY])
+        return self._enrol(state, typed, user_agent)
+
+    def _resumable_by_code(self, code: str) -> bool:
+        """Generated codes resume; so do long codes of earlier versions that were given no resume key."""
+        recorded = self.store.last_event(self.study.id, code, "code", None)
+        payload = recorded["payload"] if recorded else {}
+        if payload.get("generated"):
+            return True
+        return "resume_key_sha256" not in payload and len(code.replace("-", "")) >= MIN_RESUMABLE
+
+    def _owner_of_key(self, key: str) -> str | None:
+        digest = _key_digest(self.study.id, key)
+        for event in self.store.events_of_type(self.study.id, "code"):
+            if event["payload"].get("resume_key_sha256") == digest:
+                return str(event["participant_code"])
+        return None
+
+    def _enrol(self, state: ParticipantState, typed: str | None, user_agent: str | None) -> ParticipantState:
+        """A new participant under ``typed`` (who is given a resume key), or under a generated code."""
+        generated = typed is None
+        resume_key = None if generated else generate_code()
+        code_payload: dict[str, Any] = {"generated": generated}
+        if resume_key is not None:
+            code_payload["resume_key_sha256"] = _key_digest(self.study.id, resume_key)
         for _ in range(20):
-            chosen = generate_code() if generated else normalise_code(code or "")
-            record = self.store.participant(self.study.id, chosen)
-            if record is not None:
+            chosen = generate_code() if generated else typed
+            assert chosen is not None
+            if self.store.participant(self.study.id, chosen) is not None:
                 if generated:
                     continue  # astronomically rare collision: draw again
-                return self._resume(state, chosen)
+                raise FlowError([TAKEN])
             try:
                 record = self.store.enrol(
                     self.study.id,
@@ -135,16 +193,16 @@ class StudyFlow:
                     user_agent=user_agent if self.study.privacy.record_user_agent else None,
                     events_for=lambda seq: [
                         ("consent", self._consent_payload(state)),
-                        ("code", {"generated": generated}),
+                        ("code", code_payload),
                         ("started", self._schedule_payload(seq)),
                     ],
                 )
             except KeyError:
                 if generated:
                     continue
-                return self._resume(state, chosen)  # someone enrolled this code a moment ago
+                raise FlowError([TAKEN]) from None  # someone enrolled this code a moment ago
             steps = tuple(assign(self.study, record.seq).steps)
-            return self._at_next_step(replace(state, code=chosen, steps=steps))
+            return self._at_next_step(replace(state, code=chosen, steps=steps, resume_key=resume_key))
         raise RuntimeError("could not allocate a participant code")
 
     def _consent_payload(self, state: ParticipantState) -> dict[str, Any]:
@@ -168,7 +226,7 @@ class StudyFlow:
             raise FlowError([CHANGED])
         with self._writing():
             self.store.log(self.study.id, code, "resumed", {"consented_at": state.consented_at})
-        return self._at_next_step(replace(state, code=code, steps=steps))
+        return self._at_next_step(replace(state, code=code, steps=steps, resume_key=None))
 
     def _same_schedule(self, code: str, steps: tuple[Step, ...]) -> bool:
         """Whether the study still gives this participant the steps recorded when they enrolled.
@@ -314,7 +372,7 @@ class StudyFlow:
                 arm=step.arm,
                 completed_event=("step_completed", {"kind": step.kind, "ref": step.ref, "block": step.block}),
             )
-        return self._at_next_step(state)
+        return self._at_next_step(replace(state, resume_key=None))  # the key was shown once, with the first step
 
     def _expect(self, state: ParticipantState, stage: Stage) -> None:
         if state.study_id != self.study.id:

@@ -102,8 +102,27 @@ def to_url(db: str | Path) -> str:
 def default_study_dir() -> Path:
     env = os.environ.get(STUDY_DIR_ENV)
     path = Path(env).expanduser() if env else cache_dir() / "studies"
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
+
+
+def _private_database_file(path: Path) -> None:
+    """Create the SQLite file readable by this user only (0600) before SQLite opens it.
+
+    SQLite gives its WAL and shared-memory files the mode of the database file, so they are private too; the
+    umask default (0644) let every local user read the participants' answers.
+    """
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    for target in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if target != path and not target.exists():
+            continue  # SQLite makes these itself, with the database file's mode
+        fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            if os.fstat(fd).st_uid == os.geteuid():
+                os.fchmod(fd, 0o600)  # a file of an earlier version, created with the umask's mode
+        finally:
+            os.close(fd)
 
 
 def resolve_database_url(study_id: str, configured: Any = None, explicit: str | None = None) -> str:
@@ -145,7 +164,7 @@ class StudyStore:
         if self.is_sqlite:
             path = self.url.split("sqlite:///", 1)[-1]
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                _private_database_file(Path(path))
             self.engine = sa.create_engine(self.url, connect_args={"timeout": 30, "check_same_thread": False})
             sa_event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
@@ -333,6 +352,15 @@ class StudyStore:
     def events(self, study_id: str | None = None, code: str | None = None) -> list[dict[str, Any]]:
         return self._rows(events, [events.c.id], study_id=study_id, code=code, code_column="participant_code",
                           json_column="payload")
+
+    def events_of_type(self, study_id: str, kind: str) -> list[dict[str, Any]]:
+        """Events of one type in a study (payload decoded), without loading the large turn events."""
+        stmt = sa.select(events).where(events.c.study_id == study_id, events.c.type == kind).order_by(events.c.id)
+        with self.engine.connect() as conn:
+            rows = [dict(row) for row in conn.execute(stmt).mappings()]
+        for row in rows:
+            row["payload"] = json.loads(row["payload"])
+        return rows
 
     def answers(self, study_id: str | None = None, code: str | None = None) -> list[dict[str, Any]]:
         order = [answers.c.study_id, answers.c.participant_code, answers.c.step, answers.c.id]

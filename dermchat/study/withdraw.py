@@ -1,7 +1,7 @@
 """Withdrawal: erase everything recorded under a participant code, including the turn folders named after it.
 
 Why a module of its own: the database rows are not all. Each study turn writes a folder
-``<study>-<code>-<step>`` under the engine's turns folder (derived images of the case photo, heat maps), and a
+``<study>-<code>-<step>-<random hex>`` under the engine's turns folder (derived images of the case photo, heat maps), and a
 withdrawn code must not stay behind in file names until the retention clean-up; the command line and the
 researcher page both delete through here.
 """
@@ -23,10 +23,11 @@ class Withdrawal:
 
 
 def turn_folders(turns_root: Path, study_id: str, code: str) -> list[Path]:
-    """The engine's folders for this participant's study turns (``<study>-<code>-<step>``)."""
+    """The engine's folders for this participant's study turns (``<study>-<code>-<step>-<random hex>``; folders
+    of earlier versions have no random part)."""
     if not turns_root.is_dir():
         return []
-    name = re.compile(rf"{re.escape(study_id)}-{re.escape(code)}-\d+")
+    name = re.compile(rf"{re.escape(study_id)}-{re.escape(code)}-\d+(-[0-9a-f]{{16}})?")
     return [p for p in turns_root.iterdir() if p.is_dir() and name.fullmatch(p.name)]
 
 

@@ -1,0 +1,100 @@
+"""A headless endpoint, ``/turn``, for scripts and gradio_client: one turn, streamed as JSON.
+
+Each yield carries the step events so far; the last one adds the structured result. The uploaded file goes
+through the same sanitising as chat uploads (EXIF stripped, Gradio's cached original deleted).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import gradio as gr
+from gradio.data_classes import FileData
+from gradio.utils import NamedString
+from gradio_client import utils as client_utils
+
+from dermchat.engine import DermChat
+from dermchat.results import TurnResult
+from ui.details import patient_details
+from ui.uploads import sanitize_upload
+
+from gradio.events import Dependency
+
+class UploadedFile(gr.File):
+    """``gr.File(type="filepath")`` without its leak: Gradio's version opens an empty ``tmp*`` file in its cache
+    on every call and never removes it (187 of them after 190 uploads). The path Gradio cached is all we need."""
+
+    def get_block_name(self) -> str:
+        return "file"  # the browser draws it as an ordinary file input
+
+    def _process_single_file(self, f: FileData) -> NamedString | bytes:
+        if self.type != "filepath":
+            return super()._process_single_file(f)
+        if self.file_types and not client_utils.is_valid_file(f.path, self.file_types):
+            raise gr.Error(f"Invalid file type. Please upload a file that is one of these formats: {self.file_types}")
+        return NamedString(f.path)
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def _as_file(path: str) -> dict[str, Any]:
+    return {"path": path, "meta": {"_type": "gradio.FileData"}}
+
+
+def api_result(result: TurnResult) -> dict[str, Any]:
+    """The result as JSON, with each reference image and the heat map as a nested file gradio_client downloads.
+
+    gradio_client treats any dict with a ``path`` key as a file and replaces the whole dict by a local
+    path; nesting the file under ``image`` keeps the caption, provenance and ``synthetic`` flag beside it.
+    Gradio serves such files from its cache, so no server path of the turn folders is part of the JSON:
+    ``heatmap_path`` becomes ``<turn folder>/<file>`` (the folder's name is random for study turns).
+    """
+    data = result.model_dump(mode="json")
+    for key in ("references", "hidden_references"):
+        for ref in data.get(key, []):
+            ref["image"] = _as_file(ref.pop("path"))
+    for key in ("diagnosis", "second_opinion"):
+        diagnosis = data.get(key)
+        if diagnosis and diagnosis.get("heatmap_path"):
+            heat = Path(diagnosis["heatmap_path"])
+            diagnosis["heatmap"] = _as_file(str(heat))
+            diagnosis["heatmap_path"] = f"{heat.parent.name}/{heat.name}"
+    return data
+
+
+def build_api(app: DermChat) -> None:
+    with gr.Group(visible=False):
+        image = UploadedFile(type="filepath", label="photo")  # any file: intake gives the friendly error
+        question = gr.Textbox(label="question")
+        audience = gr.Radio(["patient", "clinician"], value="patient", label="audience")
+        force = gr.Checkbox(False, label="continue even if the photo quality is low")
+        age = gr.Number(None, label="age in years (optional)")
+        sex = gr.Textbox("", label="sex: female, male or empty (optional)")
+        site = gr.Textbox("", label="body site, e.g. 'left forearm' (optional)")
+        output = gr.JSON(label="turn")
+        trigger = gr.Button("run turn")
+
+    def turn(image_path: str | None, question_text: str, audience_value: str, force_value: bool,
+             age_value: float | None = None, sex_value: str | None = None,
+             site_value: str | None = None) -> Iterator[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        clean = None
+        if image_path:
+            clean, error = sanitize_upload(image_path, app.settings)
+            if error:
+                yield {"events": [], "result": {"status": "invalid_input", "message": error}}
+                return
+        details = patient_details(age_value, sex_value, site_value)
+        for event in app.run_turn(clean, question_text or "", audience=audience_value or "patient", force=bool(force_value),
+                                  **details):
+            if event.kind == "result" and event.result is not None:
+                yield {"events": events, "result": api_result(event.result)}
+                return
+            events.append(event.model_dump(mode="json", exclude={"result"}))
+            yield {"events": events, "result": None}
+
+    trigger.click(turn, [image, question, audience, force, age, sex, site], output, api_name="turn")
