@@ -21,6 +21,7 @@ EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {
     "bench-quality": ("dermchat.quality.bench:main", "benchmark the image-quality check on distorted images"),
     "eval-rag": ("dermchat.knowledge.evaluate:main", "evaluate knowledge-base retrieval"),
     "eval-redflags": ("dermchat.redflags_eval:main", "sensitivity and false alarms of the red-flag text screen"),
+    "eval-abstention": ("dermchat.abstention_eval:main", "can't-assess outcomes on non-dermoscopic and degraded photos"),
     "study": ("dermchat.study.cli:main", "user-study tools: export, summary, delete"),
     "serve-openai": ("dermchat.vlm.server:main", "serve a local model through an OpenAI-compatible API"),
 }

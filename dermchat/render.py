@@ -73,10 +73,14 @@ def render(result: TurnResult, audience: str | None = None, vocab: Vocabulary | 
     return "\n\n".join(p for p in parts if p.strip())
 
 
+def triage_heading(triage: Triage, audience: str) -> str:
+    """The tier in a few words (the chat and the side panel): same-day red flags say "today", not "soon"."""
+    return SAME_DAY_TEXT[audience] if triage.same_day else TRIAGE_TEXT[audience][triage.tier]
+
+
 def render_triage(triage: Triage, audience: str, vocab: Vocabulary) -> str:
     """The tier line: plain words and what to do for patients; reason, guidance pathway and sources for clinicians."""
-    head = SAME_DAY_TEXT[audience] if triage.same_day else TRIAGE_TEXT[audience][triage.tier]
-    line = f"**{head}**"
+    line = f"**{triage_heading(triage, audience)}**"
     if audience == "clinician":
         line += f" — {triage.reason}"
         if triage.pathway:
