@@ -96,7 +96,7 @@ RULES: tuple[Rule, ...] = (
     Rule("anaphylaxis", "now", "swelling of the face, lips or throat, or trouble breathing", "urticaria",
          _rx(r"\b(?:lips?|tongue|throat|face|eyes?)\b(?:\W+\w+){0,3}?\W+(?:swell\w*|swollen|puff\w*)|\b(?:swell\w*|swollen)"
              r"\W+(?:\w+\W+){0,2}(?:lips?|tongue|throat|face)\b|\b(?:trouble|difficulty|hard|struggling|can'?t|cannot) "
-             r"(?:to )?breath\w*|\bwheez\w*|\b(?:faint\w*|collaps\w*)\b")),
+             r"(?:to )?breath\w*|\bwheez\w*|\b(?:fainted|fainting|feel\w* faint|collapsed|collapsing)\b")),
     Rule("skin_peeling_blisters", "now", "blistering or peeling skin, or sore mouth and eyes with a rash",
          "drug_eruption",
          _rx(r"\bskin (?:is )?(?:peeling|coming) off\b|\b(?:peeling|blistering) (?:skin )?all over\b|\bblisters? "

@@ -172,7 +172,7 @@ def render_quality(report: QualityReport, audience: str) -> str:
 def render_explanation(result: TurnResult, audience: str, vocab: Vocabulary) -> str:
     explanation = result.explanation
     assert explanation is not None
-    parts = [explanation.text] if explanation.text else []
+    parts = [p for p in (explanation.lead, explanation.text) if p]
     if explanation.conditions_to_consider:
         heading = "**Conditions to discuss with a clinician** (a list to talk through, not probabilities):"
         items = []

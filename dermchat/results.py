@@ -142,6 +142,8 @@ class ConditionToConsider(BaseModel):
 
 class Explanation(BaseModel):
     provider_id: str
+    lead: str = Field("", description="a follow-up's answer from the turn's own result (tier, likely conditions), "
+                                      "shown before the cited text; not from the sources, so not cited")
     text: str
     citations: list[Citation] = Field(default_factory=list)
     conditions_to_consider: list[ConditionToConsider] = Field(default_factory=list)

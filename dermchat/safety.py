@@ -85,7 +85,8 @@ def decide_triage(diagnosis: Diagnosis, vocab: Vocabulary, quality: QualityRepor
     return Triage(
         tier=tier, reason="; ".join(reasons), drivers=drivers if tier == "urgent" else [],
         pathway=path.pathway if path else None, advice=path.reason if path and tier != "cant_assess" else None,
-        sources=sorted({p.source for c in known if (p := pathway_for(c)) and tiers[c] == tier and tier != "cant_assess"}),
+        sources=sorted({p.source for c in [*drivers, *(c for c in known if tiers[c] == tier)]
+                        if (p := pathway_for(c)) and tier != "cant_assess"}),
     )
 
 
@@ -160,6 +161,9 @@ def escalate_for_second_opinion(triage: Triage, second: Diagnosis, vocab: Vocabu
                   reason=f"second opinion ({second.provider_id}): {other.reason} (lead model: {triage.reason})")
 
 
+RED_FLAG_REASON = "red-flag symptoms described by the user: "
+
+
 def with_red_flags(triage: Triage | None, hits: list[RedFlagHit]) -> Triage | None:
     """Warning signs the user described make the turn urgent, whatever the photo (or no photo) says.
 
@@ -168,12 +172,13 @@ def with_red_flags(triage: Triage | None, hits: list[RedFlagHit]) -> Triage | No
     if not hits:
         return triage
     same_day = any(h.urgency == "now" for h in hits)
-    reason = "red-flag symptoms described by the user: " + "; ".join(dict.fromkeys(h.what for h in hits))
+    reason = RED_FLAG_REASON + ", ".join(dict.fromkeys(h.what for h in hits))
     if triage is not None and triage.tier == "urgent" and reason in triage.reason:
         return triage
     base = triage or Triage(tier="urgent", reason="")
+    earlier = [part for part in base.reason.split("; ") if part and not part.startswith(RED_FLAG_REASON)]
     return base.model_copy(update={
-        "tier": "urgent", "reason": "; ".join(r for r in (base.reason, reason) if r),
+        "tier": "urgent", "reason": "; ".join([*earlier, reason]),
         "same_day": same_day or base.same_day, "advice": None,  # a benign pathway's "no visit needed" no longer fits
     })
 

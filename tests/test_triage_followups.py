@@ -31,9 +31,11 @@ def test_what_next_on_a_red_tier_photo_answers_from_the_result_first(tmp_path: P
     first = app.run_turn_sync(dark, "", force=True)
     assert first.triage.tier == "urgent"
     follow = app.run_turn_sync(None, "What should I do next?", previous=first)
-    text = follow.explanation.text
-    assert text.startswith("**Your result:**") and "Melanoma" in text.split("\n\n")[0]
-    assert "Watch for:" in text and "harmless" not in text.split("\n\n")[0]
+    lead = follow.explanation.lead
+    assert lead.startswith("**Your result:**") and "Melanoma" in lead and "Watch for:" in lead
+    assert "harmless" not in lead
+    shown = render(follow, "patient")
+    assert shown.index("Your result") < shown.index("Sources:")  # the result first, then the cited sources
     assert OFF_TOPIC_NOTICE not in follow.notices and follow.explanation.citations
 
 

@@ -50,7 +50,7 @@ def explain_turn(
     if not lead:
         return explanation
     return explanation.model_copy(update={
-        "text": lead + ("\n\n" + explanation.text if explanation.text else ""),
+        "lead": lead,
         "notices": [n for n in explanation.notices if n != OFF_TOPIC_NOTICE],  # the question was understood
         "extra": {**explanation.extra, "intent": intent, "off_topic": False},
     })

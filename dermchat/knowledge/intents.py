@@ -46,22 +46,23 @@ def detect_intent(question: str) -> str | None:
     return None
 
 
-def _names(ids: list[str], vocab: Vocabulary, audience: str) -> str:
+def _names(ids: list[str], vocab: Vocabulary, audience: str, last: str = " or ") -> str:
     names = [vocab.get(c).name(audience) for c in ids if c in vocab]
-    return names[0] if len(names) <= 1 else ", ".join(names[:-1]) + " or " + names[-1]
+    return names[0] if len(names) <= 1 else ", ".join(names[:-1]) + last + names[-1]
 
 
 def result_answer(intent: str, ctx: TurnContext, index: KnowledgeIndex, vocab: Vocabulary) -> str:
     """The part of the answer that comes from this turn's result (tier, likely conditions, warning signs)."""
-    from dermchat.render import TRIAGE_NEXT_STEP, TRIAGE_TEXT
+    from dermchat.render import SAME_DAY_NEXT_STEP, TRIAGE_NEXT_STEP, triage_heading
 
     triage, diagnosis, audience = ctx.triage, ctx.diagnosis, ctx.audience
     likely = [e.condition_id for e in diagnosis.top(3)] if diagnosis is not None and not diagnosis.abstained else []
     lines: list[str] = []
     if triage is not None and intent in ("what_next", "how_urgent", "is_cancer", "self_treat", "go_away"):
-        advice = triage.advice or TRIAGE_NEXT_STEP.get(triage.tier, "")
+        advice = SAME_DAY_NEXT_STEP if triage.same_day else (triage.advice or TRIAGE_NEXT_STEP.get(triage.tier, ""))
         drivers = f" because {_names(triage.drivers, vocab, audience)} can't be ruled out" if triage.drivers else ""
-        lines.append(f"**Your result:** {TRIAGE_TEXT['patient'][triage.tier].split(' ', 1)[1]}{drivers}. {advice}")
+        heading = triage_heading(triage, "patient").split(" ", 1)[1]  # without the coloured dot
+        lines.append(f"**Your result:** {heading}{drivers}. {advice}")
     if diagnosis is not None and diagnosis.abstained:
         lines.append("The image model could not assess the photo, so it can't say what this is; a clinician can.")
     elif intent == "is_cancer" and likely:
@@ -74,7 +75,7 @@ def result_answer(intent: str, ctx: TurnContext, index: KnowledgeIndex, vocab: V
             lines.append("None of the skin cancers the image model knows looks likely on this photo, but a photo "
                          "can't rule one out: see a doctor if it changes, bleeds or worries you.")
     elif intent in ("what_is", "contagious", "go_away", "self_treat") and likely:
-        lines.append(f"The image model's likeliest conditions on this photo: {_names(likely, vocab, audience)}.")
+        lines.append(f"The image model's likeliest conditions on this photo: {_names(likely, vocab, audience, ', ')}.")
     if intent in ("what_next", "how_urgent") and likely:
         signs = _red_flag_sentence(index, likely[0], audience)
         if signs:
