@@ -136,13 +136,16 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         }
     clean = {r["name"]: r for r in rows if r["group"] == "ham_clean"}
     calmer = [f"{r['group']}:{r['name']}" for r in rows if r.get("dx") == "mel" and r["group"] != "ham_clean"
-              and _order(r["tier"]) < _order(clean[r["name"]]["tier"])]
+              and _order(r) < _order(clean[r["name"]])]
     return {"groups": groups, "melanoma_degraded_calmer_than_original": calmer,
             "non_dermoscopic_cases": {r["name"]: r["status"] for r in rows if r["group"] == "non_dermoscopic"}}
 
 
-def _order(tier: str | None) -> int:
-    return TRIAGE_ORDER.get(tier or "", -1)
+def _order(row: dict[str, Any]) -> int:
+    """How serious the outcome is: its tier, or "can't assess" for a photo refused before any tier was set."""
+    if row["tier"] is None and row["status"] in CANT_ASSESS:
+        return TRIAGE_ORDER["cant_assess"]
+    return TRIAGE_ORDER.get(row["tier"] or "", -1)
 
 
 def main(argv: list[str] | None = None) -> int:
