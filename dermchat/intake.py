@@ -43,20 +43,11 @@ GREY_MAX_COLOURED = 0.01
 """A photo is black and white when fewer than this share of its mid-tone pixels carry any colour."""
 SUPPORTED = "JPEG, PNG, WebP or HEIC (iPhone) photo"
 GREYSCALE_MESSAGE = (
-    "This photo is black and white. A colour photo is needed to judge a skin spot, because its colours "
-    "matter a lot. Please send the original colour photo (without a black-and-white filter)."
+    "This picture is black and white. A colour photo is needed to judge a skin spot, because its colours "
+    "matter a lot. If it is a photo of skin, please send the original colour photo; if it is a document or a "
+    "screenshot, please send a close, well-lit photo of the skin instead."
 )
-
-DOCUMENT_MESSAGE = (
-    "This looks like a page of text or a screenshot, not a photo of skin. Please send a close, well-lit colour "
-    "photo of the skin area you're worried about."
-)
-PAPER_SHARE = 0.35
-"""Share of the picture at the paper's own brightness (within a few grey levels of its brightest tenth) from which
-a black-and-white picture counts as a document: a page is mostly blank paper, a grey photo of skin has smooth
-shading and hardly any pixels that bright and that flat."""
-INK_SHARE = (0.01, 0.35)
-"""Share of thin dark strokes (far darker than their surroundings over a few pixels) a page of text has."""
+"""Says nothing about filters: a scanned page or a screenshot got "turn off the black-and-white filter"."""
 
 _RESIZABLE = frozenset({"RGB", "RGBA", "L", "LA"})
 
@@ -179,28 +170,6 @@ def looks_black_and_white(img: Image.Image) -> bool:
     return float((spread[mid] > GREY_CHROMA).mean()) < GREY_MAX_COLOURED
 
 
-def looks_like_document(img: Image.Image) -> bool:
-    """A black-and-white picture of a page or a screenshot: mostly flat paper with thin dark strokes of ink.
-
-    Why: a scanned document was told "this photo is black and white, turn off the filter", advice that only fits
-    a photo of skin taken through a filter.
-    """
-    from scipy import ndimage
-
-    small = img.convert("L")
-    if max(small.size) > 512:
-        scale = 512 / max(small.size)
-        small = small.resize((max(1, round(small.width * scale)), max(1, round(small.height * scale))))
-    grey = np.asarray(small, dtype=np.float32)
-    if grey.size < 400:
-        return False
-    background = ndimage.maximum_filter(ndimage.median_filter(grey, size=3), size=9)  # paper around each pixel
-    ink = float(((background - grey) > 40).mean())
-    paper_level = np.percentile(grey, 90)
-    paper = float((np.abs(grey - paper_level) < 12).mean())
-    return paper >= PAPER_SHARE and INK_SHARE[0] <= ink <= INK_SHARE[1]
-
-
 def strip_metadata(img: Image.Image) -> Image.Image:
     """A copy with pixels only: no EXIF (GPS!), ICC profile, XMP, comments or format info."""
     clean = Image.new(img.mode, img.size)
@@ -316,7 +285,7 @@ def decode_image(
         notes.append("could not read the photo's orientation tag; shown as stored")
     img = _reduce(_to_rgb(img, notes), notes)  # no-op when already reduced
     if require_colour and looks_black_and_white(img):
-        raise ImageInputError(DOCUMENT_MESSAGE if looks_like_document(img) else GREYSCALE_MESSAGE)
+        raise ImageInputError(GREYSCALE_MESSAGE)
     img = strip_metadata(img)
     return DecodedImage(image=img, sha256=pixel_sha256(img), original_format=fmt, original_size=original_size, notes=notes)
 
