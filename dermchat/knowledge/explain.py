@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 from dermchat.knowledge.answer import (
     INJECTION_NOTICE, OFF_TOPIC_NOTICE, AnswerSettings, answer, diagnosis_focus, looks_like_injection, off_topic,
 )
-from dermchat.knowledge.intake import PROVIDER_ID, intake_explanation
+from dermchat.knowledge.intake import MIN_CONTENT_WORDS, PROVIDER_ID, intake_explanation
 from dermchat.knowledge.intents import OFF_TOPIC_REPLY, detect_intent, result_answer
+from dermchat.knowledge.query import tokenize
 from dermchat.results import Explanation
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ def _explain(ctx: TurnContext, index: KnowledgeIndex, settings: AnswerSettings, 
         return answer(index, question, ctx.audience, None, focus=earlier if not analysis.mentioned else (),
                       settings=settings, generator=generator)
     if (analysis is not None and not ctx.triage and detect_intent(question) is None
+            and len(tokenize(question)) >= MIN_CONTENT_WORDS  # "hello" gets the intake questions
             and off_topic(index.search(question, k=3, audience=ctx.audience, analysis=analysis))):
         return Explanation(provider_id=PROVIDER_ID, text=OFF_TOPIC_REPLY + " Attach a photo of the skin, or describe "
                            "what you see, and I can help.", extra={"mode": "off_topic", "off_topic": True})
