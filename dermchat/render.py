@@ -29,8 +29,9 @@ SAME_DAY_NEXT_STEP = ("Get medical help today: an urgent GP appointment, urgent 
                       "call emergency services if you feel very unwell or it is getting worse fast.")
 TRIAGE_NEXT_STEP: dict[str, str] = {
     "urgent": "Book an appointment with a doctor or dermatologist within about two weeks — sooner if it is changing, bleeding or painful.",
-    "cant_assess": "Retake the photo as a sharp, well-lit close-up, or show the spot to a doctor. Don't wait for a "
-                   "better photo if the spot is new, changing, bleeding or itching, or if you are worried.",
+    "cant_assess": "This photo can't rule anything out, so show the spot to a doctor: within about two weeks if it "
+                   "is new, changing, bleeding or itching, or if you are worried. A sharp, well-lit close-up may be "
+                   "readable, but don't wait for a better photo if the spot is changing.",
     "routine": "Mention it at your next routine visit, or sooner if it changes.",
     "reassure": "Keep an eye on it. If it changes in size, shape or colour, bleeds or itches, get it checked.",
 }

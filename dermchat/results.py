@@ -13,8 +13,10 @@ from pydantic import BaseModel, Field
 
 Audience = Literal["patient", "clinician"]
 TriageTier = Literal["reassure", "routine", "cant_assess", "urgent"]
-"""``cant_assess``: the image model could not read this photo (it abstained). Not a verdict on the skin, so it
-ranks above "routine": a photo nobody could read is never a reason to relax (see ``safety.decide_triage``)."""
+"""``cant_assess``: the image model could not read this photo (it abstained). Not a verdict on the skin: it ranks
+with "urgent", because a photo that can't be read can't rule anything out, so it is never calmer than any answer
+the photo could have given (a darkened melanoma must not read calmer than the original). Its advice is to show
+the spot to a doctor or retake the photo (``render.TRIAGE_NEXT_STEP``)."""
 QualityBand = Literal["poor", "fair", "good", "excellent"]
 TurnStatus = Literal[
     "ok",  # full answer
@@ -28,7 +30,7 @@ TurnStatus = Literal[
 ]
 StepName = Literal["intake", "quality", "diagnosis", "explanation", "references", "turn"]
 
-TRIAGE_ORDER: dict[str, int] = {"reassure": 0, "routine": 1, "cant_assess": 2, "urgent": 3}
+TRIAGE_ORDER: dict[str, int] = {"reassure": 0, "routine": 1, "cant_assess": 2, "urgent": 2}
 
 
 class QualityReason(BaseModel):

@@ -28,8 +28,9 @@ SYNTHETIC_NOTICE = "Images marked 'synthetic' are computer-generated illustratio
 ABSTAIN_NOTICE = (
     "This photo can't be assessed: DermChat's image model only knows dermoscope close-ups (photos taken through "
     "a skin magnifier) of 7 kinds of skin spot, and it could not read this one, so it gives no list of likely "
-    "conditions. That is not a sign that all is well. Retake it as a sharp, well-lit close-up, and see a doctor "
-    "if the spot is new, changing, bleeding, itching or worries you."
+    "conditions. That is not a sign that all is well: it can't rule anything out. Show the spot to a doctor "
+    "(within about two weeks if it is new, changing, bleeding or itching, or if you are worried), or retake it as "
+    "a sharp, well-lit close-up."
 )
 SEE_CLINICIAN_ROUTINE = (
     "Please show this to a doctor: a routine (non-urgent) appointment is the usual route, sooner if it grows, "
@@ -73,7 +74,7 @@ def decide_triage(diagnosis: Diagnosis, vocab: Vocabulary, quality: QualityRepor
         tier = "routine"
         reasons.append("several conditions remain possible")
     hint = _guided_hint(diagnosis, tiers, vocab)
-    if hint is not None and TRIAGE_ORDER[hint] > TRIAGE_ORDER[tier]:
+    if hint is not None and (TRIAGE_ORDER[hint] > TRIAGE_ORDER[tier] or (hint == "urgent" and tier != "urgent")):
         tier = hint
         reasons.append(diagnosis.triage_reason or f"{diagnosis.provider_id} suggested {hint}")
         if tier == "urgent":

@@ -137,13 +137,14 @@ def test_an_abstention_is_its_own_tier_and_never_reads_as_routine(tmp_path: Path
     abstained = Diagnosis(provider_id="fixed", abstained=True, abstain_reason="the image model is out of its depth")
     result = _with_diagnoser(tmp_path, abstained).run_turn_sync(bright, "")
     assert result.status == "abstained" and result.triage.tier == "cant_assess"
-    assert TRIAGE_ORDER["cant_assess"] > TRIAGE_ORDER["routine"]
+    assert TRIAGE_ORDER["cant_assess"] == TRIAGE_ORDER["urgent"] > TRIAGE_ORDER["routine"]  # never calmer
     for audience in ("patient", "clinician"):
         text = render(result, audience)
         assert "can't be assessed" in text.lower() and "routine visit" not in text
         assert "dermoscope" in text  # the model's scope is told to patients too, not only in the rationale
         assert "likely one of" not in text
     assert ABSTAIN_NOTICE in result.notices and "new, changing, bleeding" in ABSTAIN_NOTICE
+    assert "show the spot to a doctor" in render(result, "patient")
 
 
 def test_an_abstention_that_still_flags_melanoma_stays_urgent() -> None:
