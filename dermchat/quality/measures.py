@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dermchat.quality.segmentation import _cv2, hair_mask, lesion_mask, skin_likelihood_mask, vignette_mask
+from dermchat.quality.segmentation import (
+    _cv2, lesion_mask, remove_hair, skin_likelihood_mask, vignette_mask,
+)
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -28,7 +30,6 @@ class Regions:
     field: np.ndarray
     lesion: np.ndarray
     skin: np.ndarray
-    hair: np.ndarray | None = None  # thin dark lines, dilated a little; excluded from the noise estimate
 
 
 @dataclass
@@ -96,9 +97,7 @@ def find_regions(rgb8: np.ndarray) -> Regions:
     lifted = rgb8 if gain == 1.0 else np.clip(rgb8.astype(np.float32) * gain, 0, 255).astype(np.uint8)
     lesion = lesion_mask(lifted if level < DARK_FIELD_LEVEL else rgb8) & field_mask
     skin = skin_likelihood_mask(lifted) & field_mask
-    cv2 = _cv2()
-    hair = cv2.dilate(hair_mask(rgb8).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    return Regions(field=field_mask, lesion=lesion, skin=skin, hair=hair)
+    return Regions(field=field_mask, lesion=lesion, skin=skin)
 
 
 WASHED_OUT_LEVEL = 0.83  # skin brightness (75th percentile luma); HAM10000's 95th percentile is 0.78
@@ -178,12 +177,18 @@ def glare_spots(y: np.ndarray, rgb: np.ndarray, regions: Regions) -> np.ndarray:
     return (spots > 0) & regions.field
 
 
+def _hairless_luma(rgb8: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Luma with hairs erased (DullRazor, ``remove_hair``) for the noise estimate: every hair edge is a sharp
+    step the noise kernel answers like grain, and a hairy photo was asked for "more light"."""
+    cleaned = remove_hair(rgb8)
+    return y if cleaned is rgb8 else luma(cleaned.astype(np.float32) / 255.0).astype(np.float32)
+
+
 def noise_sigma(y: np.ndarray, regions: Regions) -> float:
-    """Immerkaer's fast noise estimate, restricted to the flattest half of the field, hairs left out.
+    """Immerkaer's fast noise estimate, restricted to the flattest half of the field.
 
     The Laplacian-difference kernel cancels smooth shading; keeping only low-gradient pixels keeps skin
-    texture and lesion edges from being counted as noise. Hairs (and a pixel around them) are excluded: their
-    edges are sharp thin lines that the kernel answers as strongly as grain.
+    texture and lesion edges from being counted as noise. ``measure`` passes the luma with hairs erased.
     """
     cv2 = _cv2()
     kernel = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
@@ -195,8 +200,6 @@ def noise_sigma(y: np.ndarray, regions: Regions) -> float:
     inner[:2] = inner[-2:] = False
     inner[:, :2] = inner[:, -2:] = False
     inner &= (y > 0.03) & (y < 0.97)  # clipped pixels carry no noise
-    if regions.hair is not None and (inner & ~regions.hair).sum() >= 0.3 * inner.sum():
-        inner &= ~regions.hair  # hair is thin dark lines, not grain (a hairy BCC was asked for "more light")
     if inner.sum() < 50:
         return 0.0
     flat = inner & (grad <= np.percentile(grad[inner], 50))
@@ -426,7 +429,7 @@ def measure(
     regions = find_regions(rgb8)
     glare = glare_spots(y, rgb, regions)
     bright, dark, clipped = exposure(y, rgb, regions, glare)
-    sigma = noise_sigma(y, regions)
+    sigma = noise_sigma(_hairless_luma(rgb8, y), regions)
     if full_crop is not None:
         blocks = blockiness(luma_u8(full_crop))
     else:
