@@ -58,3 +58,12 @@ def test_a_question_in_another_language_gets_a_notice_in_that_language(tmp_path:
     result = knowledge_app(tmp_path).run_turn_sync(None, "¿Es contagioso el eccema que tengo en las manos?")
     assert result.language == "es" and NOTICES["es"] in result.notices
     assert "inglés" in render(result, "patient")
+
+
+def test_a_red_flag_message_without_a_photo_gets_no_reassurance(tmp_path: Path) -> None:
+    # "I have a mole ... bleeding" used to get "A mole is a harmless group of cells ... stay harmless for life".
+    result = knowledge_app(tmp_path).run_turn_sync(
+        None, "I have a mole on my back that has started bleeding and it itches")
+    text = render(result, "patient")
+    assert result.triage.tier == "urgent" and "see a doctor soon" in text.lower()
+    assert "harmless" not in text.lower() and result.explanation.conditions_to_consider
