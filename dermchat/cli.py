@@ -22,6 +22,8 @@ EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {
     "eval-rag": ("dermchat.knowledge.evaluate:main", "evaluate knowledge-base retrieval"),
     "captions": ("dermchat.references.captions:main", "write LesionGen-style captions for a HAM-layout folder"),
     "train-lora": ("dermchat.references.train_lora:main", "fine-tune a Stable Diffusion LoRA on captioned images"),
+    "eval-redflags": ("dermchat.redflags_eval:main", "sensitivity and false alarms of the red-flag text screen"),
+    "eval-abstention": ("dermchat.abstention_eval:main", "can't-assess outcomes on non-dermoscopic and degraded photos"),
     "study": ("dermchat.study.cli:main", "user-study tools: export, summary, delete"),
     "serve-openai": ("dermchat.vlm.server:main", "serve a local model through an OpenAI-compatible API"),
 }
@@ -69,10 +71,13 @@ def cmd_turn(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.diagnoser:
         overrides["diagnoser"] = args.diagnoser
-    app = DermChat()
-    if not Path(args.image).exists():
+    if args.image is None and not (args.question or "").strip():
+        print("error: give a photo, a --question, or both", file=sys.stderr)
+        return 2
+    if args.image is not None and not Path(args.image).exists():
         print(f"error: {args.image}: no such file", file=sys.stderr)
         return 2
+    app = DermChat()
     out_dir = Path(args.out) if args.out else None
     result = None
     for event in app.run_turn(
@@ -141,8 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plugins)
 
-    p = sub.add_parser("turn", help="run one headless turn on an image")
-    p.add_argument("image")
+    p = sub.add_parser("turn", help="run one headless turn on an image, or a text-only turn with --question")
+    p.add_argument("image", nargs="?", help="the photo (leave out for a text-only turn: red-flag screen + explanation)")
     p.add_argument("--question", default="")
     p.add_argument("--audience", choices=["patient", "clinician"], default="patient")
     p.add_argument("--out", help="write reference images, heat map and a JSON manifest here")

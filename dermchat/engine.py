@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Generator, Iterator, TypeVar
 
-from dermchat import safety
+from dermchat import language, redflags, safety
 from dermchat.context import TurnContext
 from dermchat.intake import ImageInputError, ImageSource, decode_image
 from dermchat.plugins import PluginManager
@@ -300,6 +300,7 @@ class _Turn:
         return StepEvent(step=step, kind="start", message=STEP_TITLES[step], provider_id=provider.id)
 
     def _finish(self) -> Iterator[StepEvent]:
+        self._apply_red_flags()  # also for a turn stopped by the quality gate or a failed diagnoser
         vocab = self.app.vocabulary
         notices = list(self.result.notices)
         if self.result.diagnosis is not None:
@@ -328,6 +329,7 @@ class _Turn:
 
     # -- the steps ---------------------------------------------------------------------------------------------
     def run(self, image: ImageSource | None) -> Iterator[StepEvent]:
+        self._screen_message()
         if image is None:
             yield from self._text_only()
             return
@@ -345,6 +347,22 @@ class _Turn:
                 yield from self._explanation()
                 yield from self._references()
         yield from self._finish()
+
+    def _screen_message(self) -> None:
+        """Red flags in the user's words (kept from earlier turns of the chat) and a notice when the message is not
+        in English; both hold whatever the photo shows, so they run before any step."""
+        earlier = self.ctx.previous.red_flags if self.ctx.previous is not None else []
+        hits = {hit.id: hit for hit in [*earlier, *redflags.screen(self.result.question)]}
+        self.result.red_flags = sorted(hits.values(), key=lambda h: h.urgency != "now")
+        code = language.detect(self.result.question)
+        if code:
+            self.result.language = code
+            self.result.notices.append(language.notice(code))
+
+    def _apply_red_flags(self) -> None:
+        """Warning signs the user described make the tier urgent, whatever the photo says (idempotent)."""
+        self.result.triage = safety.with_red_flags(self.result.triage, self.result.red_flags)
+        self.ctx.triage = self.result.triage
 
     def _intake(self, image: ImageSource) -> bool:
         try:
@@ -383,10 +401,14 @@ class _Turn:
             self.ctx.triage = previous.triage
         else:
             self.result.status = "no_image"
+            self.result.triage = previous.triage if previous is not None else None
             self.result.message = (
                 "I don't have a photo yet. You can attach one, or answer a few questions so I can suggest "
                 "conditions to discuss with a clinician."
             )
+            for step in ("quality", "diagnosis", "references"):
+                yield StepEvent(step=step, kind="skipped", message="No photo in this message, so this step was skipped.")  # type: ignore[arg-type]
+        self._apply_red_flags()
         yield from self._explanation()
         yield from self._finish()
 
@@ -450,7 +472,8 @@ class _Turn:
             yield StepEvent(step="diagnosis", kind="error", message=self.result.message)
             return False
         yield self._start("diagnosis", provider)
-        outcome = yield from self._call("diagnosis", provider, lambda: provider.diagnose(self.ctx))  # type: ignore[attr-defined]
+        outcome = yield from self._call(
+            "diagnosis", provider, lambda: self._outside_scope(provider) or provider.diagnose(self.ctx))  # type: ignore[attr-defined]
         if outcome.error is not None and provider.id != OFFLINE_DIAGNOSER:
             fallback, _ = self._provider("diagnoser", OFFLINE_DIAGNOSER)
             if fallback is not None:
@@ -462,7 +485,8 @@ class _Turn:
                     "Using the offline image model instead."
                 )
                 provider = fallback
-                outcome = yield from self._call("diagnosis", provider, lambda: provider.diagnose(self.ctx))  # type: ignore[attr-defined]
+                outcome = yield from self._call(
+                    "diagnosis", provider, lambda: self._outside_scope(provider) or provider.diagnose(self.ctx))  # type: ignore[attr-defined]
         if outcome.error is not None:
             self.result.status = "diagnosis_failed"
             self.result.message = (
@@ -481,14 +505,31 @@ class _Turn:
         self.result.triage = safety.decide_triage(diagnosis, self.app.vocabulary, report)
         if diagnosis.abstained:
             self.result.status = "abstained"
-            self.result.message = diagnosis.abstain_reason or safety.ABSTAIN_NOTICE
+            self.result.message = "This photo can't be assessed."
         yield StepEvent(
             step="diagnosis", kind="done", provider_id=provider.id, elapsed_ms=outcome.elapsed_ms,
             message=self._diagnosis_summary(diagnosis), data={"triage": self.result.triage.model_dump()},
         )
         yield from self._second_opinion(provider.id)
-        self.ctx.triage = self.result.triage
+        self._apply_red_flags()
         return True
+
+    def _outside_scope(self, provider: Provider) -> Diagnosis | None:
+        """An abstention, without running the model, when the photo is not the kind the diagnoser knows.
+
+        A dermoscopy-only model (``dermoscopy_only``; the offline ``ham-cnn``) read a phone photo of a drawn spot
+        as "Mole 96%". The quality step says whether the photo looks dermoscopic (``QualityReport.dermoscopic``).
+        """
+        report = self.result.quality
+        dermoscopy_only = getattr(provider, "dermoscopy_only", provider.id == OFFLINE_DIAGNOSER)
+        if not dermoscopy_only or report is None or report.dermoscopic is not False:
+            return None
+        return Diagnosis(
+            provider_id=provider.id, provider_version=provider.version, abstained=True,
+            abstain_reason=("this looks like an ordinary photo, not a dermoscope close-up, and the image model only "
+                            "knows dermoscope close-ups of 7 kinds of skin spot"),
+            rationale=f"Not run: the quality step judged the photo non-dermoscopic ({report.dermoscopy_detail}).",
+        )
 
     def _discounted(self, diagnosis: Diagnosis) -> Diagnosis:
         """Less certainty from a photo below the quality bar, whether the user pressed "continue anyway" or the

@@ -43,9 +43,11 @@ GREY_MAX_COLOURED = 0.01
 """A photo is black and white when fewer than this share of its mid-tone pixels carry any colour."""
 SUPPORTED = "JPEG, PNG, WebP or HEIC (iPhone) photo"
 GREYSCALE_MESSAGE = (
-    "This photo is black and white. A colour photo is needed to judge a skin spot, because its colours "
-    "matter a lot. Please send the original colour photo (turn off any black-and-white filter)."
+    "This picture is black and white. A colour photo is needed to judge a skin spot, because its colours "
+    "matter a lot. If it is a photo of skin, please send the original colour photo; if it is a document or a "
+    "screenshot, please send a close, well-lit photo of the skin instead."
 )
+"""Says nothing about filters: a scanned page or a screenshot got "turn off the black-and-white filter"."""
 
 _RESIZABLE = frozenset({"RGB", "RGBA", "L", "LA"})
 

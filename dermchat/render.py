@@ -7,23 +7,31 @@ be dropped by an explainer.
 
 from __future__ import annotations
 
-from dermchat.results import Diagnosis, Explanation, QualityReport, TurnResult
+from dermchat.results import Diagnosis, Explanation, QualityReport, Triage, TurnResult
 from dermchat.vocabulary import Vocabulary, get_vocabulary
 
 TRIAGE_TEXT: dict[str, dict[str, str]] = {
     "patient": {
         "urgent": "🔴 Please see a doctor soon",
+        "cant_assess": "⚪ This photo can't be assessed",
         "routine": "🟡 Worth showing to a doctor at a routine visit",
         "reassure": "🟢 Probably harmless, but keep an eye on it",
     },
     "clinician": {
         "urgent": "🔴 URGENT — clinician review recommended",
+        "cant_assess": "⚪ CAN'T ASSESS — the image model abstained; no image-based triage",
         "routine": "🟡 ROUTINE — non-urgent review",
         "reassure": "🟢 REASSURE — benign features predominate",
     },
 }
+SAME_DAY_TEXT = {"patient": "🔴 Please get medical help today", "clinician": "🔴 URGENT (same day) — red-flag symptoms"}
+SAME_DAY_NEXT_STEP = ("Get medical help today: an urgent GP appointment, urgent care or the emergency department; "
+                      "call emergency services if you feel very unwell or it is getting worse fast.")
 TRIAGE_NEXT_STEP: dict[str, str] = {
     "urgent": "Book an appointment with a doctor or dermatologist within about two weeks — sooner if it is changing, bleeding or painful.",
+    "cant_assess": "This photo can't rule anything out, so show the spot to a doctor: within about two weeks if it "
+                   "is new, changing, bleeding or itching, or if you are worried. A sharp, well-lit close-up may be "
+                   "readable, but don't wait for a better photo if the spot is changing.",
     "routine": "Mention it at your next routine visit, or sooner if it changes.",
     "reassure": "Keep an eye on it. If it changes in size, shape or colour, bleeds or itches, get it checked.",
 }
@@ -51,13 +59,7 @@ def render(result: TurnResult, audience: str | None = None, vocab: Vocabulary | 
     if result.diagnosis is not None and result.status != "followup":
         parts.append(render_diagnosis(result.diagnosis, audience, vocab))
     if result.triage is not None and result.status != "followup":
-        line = f"**{TRIAGE_TEXT[audience][result.triage.tier]}**"
-        if audience == "clinician":
-            line += f" — {result.triage.reason}"
-        else:
-            why = urgent_reason_for_patient(result.triage.drivers, vocab)
-            line += f"\n\n{why + ' ' if why else ''}{TRIAGE_NEXT_STEP[result.triage.tier]}"
-        parts.append(line)
+        parts.append(render_triage(result.triage, audience, vocab))
     if result.second_opinion is not None and audience == "clinician":
         parts.append(render_second_opinion(result, vocab))
     if result.explanation is not None:
@@ -72,6 +74,24 @@ def render(result: TurnResult, audience: str | None = None, vocab: Vocabulary | 
     return "\n\n".join(p for p in parts if p.strip())
 
 
+def triage_heading(triage: Triage, audience: str) -> str:
+    """The tier in a few words (the chat and the side panel): same-day red flags say "today", not "soon"."""
+    return SAME_DAY_TEXT[audience] if triage.same_day else TRIAGE_TEXT[audience][triage.tier]
+
+
+def render_triage(triage: Triage, audience: str, vocab: Vocabulary) -> str:
+    """The tier line: plain words and what to do for patients; reason, guidance pathway and sources for clinicians."""
+    line = f"**{triage_heading(triage, audience)}**"
+    if audience == "clinician":
+        line += f" — {triage.reason}"
+        if triage.pathway:
+            line += f"\n\nGuidance: {triage.pathway}" + (" (" + ", ".join(triage.sources) + ")" if triage.sources else "")
+        return line
+    why = urgent_reason_for_patient(triage.drivers, vocab)
+    next_step = SAME_DAY_NEXT_STEP if triage.same_day else (triage.advice or TRIAGE_NEXT_STEP[triage.tier])
+    return line + f"\n\n{why + ' ' if why else ''}{next_step}"
+
+
 def urgent_reason_for_patient(drivers: list[str], vocab: Vocabulary) -> str:
     """Why a patient is told to see a doctor, in plain words: the alarm may come from a condition that is not
     the most likely one, and an unexplained "see a doctor soon" is both alarming and easy to dismiss."""
@@ -84,7 +104,7 @@ def urgent_reason_for_patient(drivers: list[str], vocab: Vocabulary) -> str:
 
 def render_diagnosis(diagnosis: Diagnosis, audience: str, vocab: Vocabulary) -> str:
     if diagnosis.abstained:
-        return f"**No list of likely conditions:** {diagnosis.abstain_reason or 'the model is out of its depth.'}"
+        return render_cant_assess(diagnosis, audience)
     if not diagnosis.differential:
         shown = diagnosis.rationale if audience == "clinician" or diagnosis.rationale_audience == "patient" else ""
         return "**No structured differential** — " + (shown or "the model gave no usable list.")
@@ -114,16 +134,36 @@ def render_diagnosis(diagnosis: Diagnosis, audience: str, vocab: Vocabulary) -> 
     return "\n".join(lines)
 
 
+CANT_ASSESS_SCOPE = {
+    "patient": "DermChat's image model only knows dermoscope close-ups (photos taken through a skin magnifier) "
+               "of 7 kinds of skin spot, so it gives no list of likely conditions for this photo. That is not a "
+               "sign that all is well.",
+    "clinician": "Scope: ham-cnn-type models are trained on HAM10000 dermoscopy (7 pigmented lesion classes); no "
+                 "differential is shown because the model abstained. Judge the lesion clinically.",
+}
+
+
+def render_cant_assess(diagnosis: Diagnosis, audience: str) -> str:
+    """Outcome 2: why the photo can't be assessed and what that means, with no differential shown as an answer."""
+    why = diagnosis.abstain_reason or "the image model could not read it"
+    text = f"**Why it can't be assessed:** {why}.\n\n{CANT_ASSESS_SCOPE['clinician' if audience == 'clinician' else 'patient']}"
+    if audience == "clinician" and diagnosis.rationale:
+        text += f"\n\nRationale: {diagnosis.rationale}"
+    return text
+
+
 def render_quality(report: QualityReport, audience: str) -> str:
     if audience == "clinician":
-        rows = ["| Aspect | Score | Problem | Detail |", "|---|---:|:---:|---|"]
+        rows = ["| Aspect | Score (100 = no problem) | Problem | Detail |", "|---|---:|:---:|---|"]
         for reason in report.reasons:
             rows.append(
                 f"| {reason.label} | {reason.score:.0f} | {'⚠️' if reason.problem else ''} | {reason.clinician_detail} |"
             )
-        brisque = f", BRISQUE {report.brisque:.1f}" if report.brisque is not None else ""
-        head = f"**Image quality {report.score:.0f}/100 ({report.band}{brisque}; threshold {report.threshold:.0f})**"
-        return head + "\n\n" + "\n".join(rows)
+        brisque = f", BRISQUE {report.brisque:.1f} (lower is better)" if report.brisque is not None else ""
+        head = (f"**Image quality {report.score:.0f}/100, higher is better ({report.band}{brisque}; "
+                f"threshold {report.threshold:.0f})**")
+        kind = f"\n\nDermoscopy check: {report.dermoscopy_detail}" if report.dermoscopy_detail else ""
+        return head + "\n\n" + "\n".join(rows) + kind
     tips = [r.patient_tip for r in report.problems(2) if r.patient_tip]
     if not tips:
         return ""
@@ -133,7 +173,7 @@ def render_quality(report: QualityReport, audience: str) -> str:
 def render_explanation(result: TurnResult, audience: str, vocab: Vocabulary) -> str:
     explanation = result.explanation
     assert explanation is not None
-    parts = [explanation.text] if explanation.text else []
+    parts = [p for p in (explanation.lead, explanation.text) if p]
     if explanation.conditions_to_consider:
         heading = "**Conditions to discuss with a clinician** (a list to talk through, not probabilities):"
         items = []

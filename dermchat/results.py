@@ -12,7 +12,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 Audience = Literal["patient", "clinician"]
-TriageTier = Literal["reassure", "routine", "urgent"]
+TriageTier = Literal["reassure", "routine", "cant_assess", "urgent"]
+"""``cant_assess``: the image model could not read this photo (it abstained). Not a verdict on the skin: it ranks
+with "urgent", because a photo that can't be read can't rule anything out, so it is never calmer than any answer
+the photo could have given (a darkened melanoma must not read calmer than the original). Its advice is to show
+the spot to a doctor or retake the photo (``render.TRIAGE_NEXT_STEP``)."""
 QualityBand = Literal["poor", "fair", "good", "excellent"]
 TurnStatus = Literal[
     "ok",  # full answer
@@ -26,7 +30,7 @@ TurnStatus = Literal[
 ]
 StepName = Literal["intake", "quality", "diagnosis", "explanation", "references", "turn"]
 
-TRIAGE_ORDER: dict[str, int] = {"reassure": 0, "routine": 1, "urgent": 2}
+TRIAGE_ORDER: dict[str, int] = {"reassure": 0, "routine": 1, "cant_assess": 2, "urgent": 2}
 
 
 class QualityReason(BaseModel):
@@ -56,6 +60,11 @@ class QualityReport(BaseModel):
     discount: float = Field(1.0, ge=0, le=1, description="multiplier on diagnosis confidence if the user continues")
     analysed_size: tuple[int, int] | None = None
     notes: list[str] = Field(default_factory=list)
+    dermoscopic: bool | None = Field(
+        None, description="whether the photo looks like a dermoscope close-up (None = not judged); a dermoscopy-only "
+                          "diagnoser abstains on False")
+    dermoscopy_score: float | None = Field(None, ge=0, le=1, description="0 ordinary photo .. 1 dermoscopic")
+    dermoscopy_detail: str = Field("", description="the cues behind the dermoscopy judgement, for clinicians")
 
     def problems(self, n: int | None = None) -> list[QualityReason]:
         """The reasons flagged as problems, worst first."""
@@ -100,6 +109,20 @@ class Triage(BaseModel):
     reason: str
     drivers: list[str] = Field(default_factory=list,
                                description="condition ids that made the tier urgent (explained to the user first)")
+    same_day: bool = Field(False, description="a warning sign the user described needs help today, not in weeks")
+    pathway: str | None = Field(None, description="the guidance pathway behind the tier (triage_pathways.yaml)")
+    advice: str | None = Field(None, description="why this tier, in plain words for patients")
+    sources: list[str] = Field(default_factory=list, description="URLs of the guidance behind the tier")
+
+
+class RedFlagHit(BaseModel):
+    """A warning sign found in the user's own words (``dermchat.redflags``)."""
+
+    id: str
+    urgency: Literal["soon", "now"]
+    what: str = Field(description="plain words for the notice, e.g. 'a mole or spot that bleeds'")
+    source: str = Field(description="knowledge-base condition whose red-flags section states this sign")
+    matched: str = Field(description="the user's words that matched (after spelling fixes)")
 
 
 class Citation(BaseModel):
@@ -121,6 +144,8 @@ class ConditionToConsider(BaseModel):
 
 class Explanation(BaseModel):
     provider_id: str
+    lead: str = Field("", description="a follow-up's answer from the turn's own result (tier, likely conditions), "
+                                      "shown before the cited text; not from the sources, so not cited")
     text: str
     citations: list[Citation] = Field(default_factory=list)
     conditions_to_consider: list[ConditionToConsider] = Field(default_factory=list)
@@ -180,6 +205,8 @@ class TurnResult(BaseModel):
     references: list[Reference] = Field(default_factory=list)
     hidden_references: list[Reference] = Field(default_factory=list)
     notices: list[str] = Field(default_factory=list)
+    red_flags: list[RedFlagHit] = Field(default_factory=list, description="warning signs in the user's message")
+    language: str | None = Field(None, description="language of the user's message when it is not English")
     message: str = Field("", description="a short plain-language status line for the chat")
     errors: list[StepError] = Field(default_factory=list)
     timings_ms: dict[str, float] = Field(default_factory=dict)

@@ -7,7 +7,9 @@ not-a-diagnosis notice is attached to every result.
 
 from __future__ import annotations
 
-from dermchat.results import TRIAGE_ORDER, Diagnosis, QualityReport, Triage, TriageTier, TurnResult
+from dermchat import redflags
+from dermchat.pathways import pathway_for
+from dermchat.results import TRIAGE_ORDER, Diagnosis, QualityReport, RedFlagHit, Triage, TriageTier, TurnResult
 from dermchat.vocabulary import Vocabulary
 
 NOT_A_DIAGNOSIS = (
@@ -24,8 +26,15 @@ RED_FLAG_NOTICE = (
 )
 SYNTHETIC_NOTICE = "Images marked 'synthetic' are computer-generated illustrations, not your photo or diagnosis."
 ABSTAIN_NOTICE = (
-    "The image model is out of its depth with this photo, so it gives no list of likely conditions. "
-    "A clinician should look at it if you are worried."
+    "This photo can't be assessed: DermChat's image model only knows dermoscope close-ups (photos taken through "
+    "a skin magnifier) of 7 kinds of skin spot, and it could not read this one, so it gives no list of likely "
+    "conditions. That is not a sign that all is well: it can't rule anything out. Show the spot to a doctor "
+    "(within about two weeks if it is new, changing, bleeding or itching, or if you are worried), or retake it as "
+    "a sharp, well-lit close-up."
+)
+SEE_CLINICIAN_ROUTINE = (
+    "Please show this to a doctor: a routine (non-urgent) appointment is the usual route, sooner if it grows, "
+    "bleeds or does not heal. A condition that needs treatment can't be ruled out from this photo."
 )
 # A probability at which a malignant condition anywhere in the differential is worth a clinician's look,
 # even when it is outside the prediction set. Deliberately low: missing a cancer costs more than a visit.
@@ -37,23 +46,24 @@ def _max_tier(a: TriageTier, b: TriageTier) -> TriageTier:
 
 
 def decide_triage(diagnosis: Diagnosis, vocab: Vocabulary, quality: QualityReport | None = None) -> Triage:
-    """Triage from the vocabulary flags, never below what the provider suggested."""
-    reasons: list[str] = []
-    tier: TriageTier = "reassure"
+    """Triage from each possible condition's guidance pathway (``dermchat/pathways.py``), never below the floors:
+    a malignant condition always means "see a clinician", a provider's urgent hint stands unless guidance
+    traces it to non-urgent conditions only, and a photo the model cannot read is "can't assess" (or urgent when
+    what the model saw before abstaining still flags melanoma: an unreadable photo is never calmer)."""
     candidates = set(diagnosis.prediction_set) | {
         e.condition_id for e in diagnosis.differential if e.probability >= MALIGNANT_ALERT_PROBABILITY
     }
-    malignant = sorted(c for c in candidates if c in vocab and vocab.get(c).malignant)
-    red_flags = sorted(c for c in candidates if c in vocab and vocab.get(c).red_flag)
-    if malignant:
-        tier = "urgent"
-        reasons.append("possible " + ", ".join(vocab.get(c).clinician_name for c in malignant))
-    elif red_flags:
-        tier = "urgent"
-        reasons.append("possible " + ", ".join(vocab.get(c).clinician_name for c in red_flags) + " (red flag)")
+    known = sorted(c for c in candidates if c in vocab)
+    tiers = {c: _condition_tier(c, vocab) for c in known}
+    tier: TriageTier = max(tiers.values(), key=TRIAGE_ORDER.__getitem__, default="reassure")
+    drivers = [c for c in known if tiers[c] == "urgent"]
+    reasons = [f"possible {vocab.get(c).clinician_name} ({_pathway_text(c)})" for c in known if tiers[c] != "reassure"]
     if diagnosis.abstained:
-        tier = _max_tier(tier, "routine")
-        reasons.append("the model abstained")
+        tier = _max_tier(tier, "cant_assess")
+        reasons.append("the image model could not assess this photo")
+        if _melanoma_flag(diagnosis) and "melanoma" in vocab:
+            tier, drivers = "urgent", ["melanoma"]
+            reasons.append("before abstaining, the model's own high-sensitivity melanoma flag was raised")
     if not diagnosis.differential and not diagnosis.abstained:
         tier = _max_tier(tier, "routine")
         reasons.append("no structured differential")
@@ -63,15 +73,68 @@ def decide_triage(diagnosis: Diagnosis, vocab: Vocabulary, quality: QualityRepor
     if len(diagnosis.prediction_set) > 1 and tier == "reassure":
         tier = "routine"
         reasons.append("several conditions remain possible")
-    drivers = malignant or red_flags
-    if diagnosis.triage_hint is not None and TRIAGE_ORDER[diagnosis.triage_hint] > TRIAGE_ORDER[tier]:
-        tier = diagnosis.triage_hint
-        reasons.append(diagnosis.triage_reason or f"{diagnosis.provider_id} suggested {diagnosis.triage_hint}")
+    hint = _guided_hint(diagnosis, tiers, vocab)
+    if hint is not None and (TRIAGE_ORDER[hint] > TRIAGE_ORDER[tier] or (hint == "urgent" and tier != "urgent")):
+        tier = hint
+        reasons.append(diagnosis.triage_reason or f"{diagnosis.provider_id} suggested {hint}")
         if tier == "urgent":
             drivers = _likeliest_malignant(diagnosis, vocab)
     if tier == "reassure":
         reasons.append("only benign conditions are likely")
-    return Triage(tier=tier, reason="; ".join(reasons), drivers=drivers if tier == "urgent" else [])
+    lead = (drivers or [c for c in sorted(known, key=lambda c: -TRIAGE_ORDER[tiers[c]]) if tiers[c] == tier])[:1]
+    path = pathway_for(lead[0]) if lead else None
+    return Triage(
+        tier=tier, reason="; ".join(reasons), drivers=drivers if tier == "urgent" else [],
+        pathway=path.pathway if path else None, advice=path.reason if path and tier != "cant_assess" else None,
+        sources=sorted({p.source for c in [*drivers, *(c for c in known if tiers[c] == tier)]
+                        if (p := pathway_for(c)) and tier != "cant_assess"}),
+    )
+
+
+def _condition_tier(condition_id: str, vocab: Vocabulary) -> TriageTier:
+    """The guidance tier of one condition, with the safety floors: malignant >= routine, red flag = urgent."""
+    cond = vocab.get(condition_id)
+    path = pathway_for(condition_id)
+    tier: TriageTier = path.tier if path else ("urgent" if cond.malignant else "reassure")  # type: ignore[assignment]
+    if cond.red_flag:
+        tier = "urgent"
+    if cond.malignant:
+        tier = _max_tier(tier, "routine")
+    return tier
+
+
+def _pathway_text(condition_id: str) -> str:
+    path = pathway_for(condition_id)
+    return path.pathway if path else "no pathway on file"
+
+
+def _provider_figures(diagnosis: Diagnosis) -> dict:
+    """The provider's own figures, whether or not the photo-quality discount set them aside."""
+    return diagnosis.extra.get("before_quality_discount", diagnosis.extra)
+
+
+def _melanoma_flag(diagnosis: Diagnosis) -> bool:
+    """Whether the provider's own high-sensitivity melanoma threshold fired (``melanoma_probability`` and
+    ``melanoma_threshold`` in its figures; providers without them never raise it)."""
+    figures = _provider_figures(diagnosis)
+    probability, threshold = figures.get("melanoma_probability"), figures.get("melanoma_threshold")
+    return isinstance(probability, (int, float)) and isinstance(threshold, (int, float)) and probability >= threshold
+
+
+def _guided_hint(diagnosis: Diagnosis, tiers: dict[str, TriageTier], vocab: Vocabulary) -> TriageTier | None:
+    """The provider's hint, unless guidance explains an urgent hint away.
+
+    An offline model says "urgent" whenever a malignant label is in its set; NICE NG12 refers a suspected
+    basal cell carcinoma routinely. So an urgent hint whose malignant conditions all have a non-urgent pathway,
+    with the melanoma flag down, is read as their tier. A hint nothing can be traced to stays as given.
+    """
+    hint = diagnosis.triage_hint
+    if hint != "urgent" or _melanoma_flag(diagnosis):
+        return hint
+    malignant = [c for c in tiers if vocab.get(c).malignant]
+    if not malignant or any(t == "urgent" for t in tiers.values()):
+        return hint
+    return max((tiers[c] for c in malignant), key=TRIAGE_ORDER.__getitem__)
 
 
 def _likeliest_malignant(diagnosis: Diagnosis, vocab: Vocabulary) -> list[str]:
@@ -97,6 +160,28 @@ def escalate_for_second_opinion(triage: Triage, second: Diagnosis, vocab: Vocabu
         return triage
     return Triage(tier="urgent", drivers=other.drivers,
                   reason=f"second opinion ({second.provider_id}): {other.reason} (lead model: {triage.reason})")
+
+
+RED_FLAG_REASON = "red-flag symptoms described by the user: "
+
+
+def with_red_flags(triage: Triage | None, hits: list[RedFlagHit]) -> Triage | None:
+    """Warning signs the user described make the turn urgent, whatever the photo (or no photo) says.
+
+    Idempotent (the engine applies it wherever a tier is set); "now" signs also mark the tier as same-day.
+    """
+    if not hits:
+        return triage
+    same_day = any(h.urgency == "now" for h in hits)
+    reason = RED_FLAG_REASON + ", ".join(dict.fromkeys(h.what for h in hits))
+    if triage is not None and triage.tier == "urgent" and reason in triage.reason:
+        return triage
+    base = triage or Triage(tier="urgent", reason="")
+    earlier = [part for part in base.reason.split("; ") if part and not part.startswith(RED_FLAG_REASON)]
+    return base.model_copy(update={
+        "tier": "urgent", "reason": "; ".join([*earlier, reason]),
+        "same_day": same_day or base.same_day, "advice": None,  # a benign pathway's "no visit needed" no longer fits
+    })
 
 
 def discount_confidence(diagnosis: Diagnosis, discount: float, reason: str) -> Diagnosis:
@@ -181,8 +266,16 @@ def asked_about_notices(result: TurnResult, vocab: Vocabulary) -> list[str]:
 def required_notices(result: TurnResult, vocab: Vocabulary) -> list[str]:
     """Notices every answer carries; added last so nothing upstream can drop them."""
     notices = [NOT_A_DIAGNOSIS]
-    if result.triage is not None and result.triage.tier == "urgent":
+    flagged = redflags.notice(result.red_flags)
+    if flagged:
+        notices.append(flagged)
+    if result.triage is not None and result.triage.tier == "urgent" and not flagged:  # that notice says it already
         notices.append(SEE_CLINICIAN_URGENT)
+    elif result.triage is not None and result.triage.tier == "routine" and result.diagnosis and any(
+        c in vocab and vocab.get(c).malignant for c in result.diagnosis.prediction_set
+    ):
+        notices.append(SEE_CLINICIAN_ROUTINE)
+    if result.triage is not None and result.triage.tier == "urgent":
         if result.diagnosis and any(
             c in vocab and vocab.get(c).red_flag for c in result.diagnosis.prediction_set
         ):

@@ -14,7 +14,7 @@ import gradio as gr
 from dermchat.engine import STEP_TITLES, DermChat
 from dermchat.intake import choose_image
 from dermchat.references.gallery import REAL_BADGE, SYNTHETIC_BADGE, build_gallery
-from dermchat.render import TRIAGE_TEXT, render, render_quality, source_links
+from dermchat.render import render, render_quality, source_links, triage_heading
 from dermchat.results import TurnResult
 from dermchat.vocabulary import get_vocabulary
 from ui.details import BODY_SITES, patient_details
@@ -302,7 +302,7 @@ class ChatTab:
             self.quality: render_quality(result.quality, audience) if result.quality else "",
         }
         if result.triage is not None:
-            updates[self.triage] = f"### {TRIAGE_TEXT[audience][result.triage.tier]}"
+            updates[self.triage] = f"### {triage_heading(result.triage, audience)}"
         else:
             updates[self.triage] = ""
         if diagnosis is not None and diagnosis.differential and not diagnosis.abstained:
@@ -316,7 +316,8 @@ class ChatTab:
             updates[self.pred_set] = f"**The answer is likely one of:** {names}  \n<sub>✓ = in the prediction set</sub>" if names else ""
         else:
             updates[self.differential] = None
-            updates[self.pred_set] = ""
+            updates[self.pred_set] = ("**This photo can't be assessed:** no list of likely conditions is shown."
+                                      if diagnosis is not None and diagnosis.abstained else "")
         heat = diagnosis.heatmap_path if diagnosis is not None else None
         updates[self.heatmap] = gr.Image(value=heat, visible=bool(heat) and audience == "clinician")
         updates[self.gallery] = [(ref.path, ref_caption(ref)) for ref in result.references]

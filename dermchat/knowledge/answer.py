@@ -64,9 +64,8 @@ not one the sources cover. Measured with all-MiniLM-L6-v2: the 290 dev and held-
 like tomorrow in London?" 0.14; follow-ups without a cue phrase: "what is it?" 0.27, "does it hurt?" 0.27.
 The margin is thin, so a question that uses a cue phrase or names a condition is never called off-topic."""
 OFF_TOPIC_NOTICE = (
-    "DermChat's sources don't seem to cover your question (it answers questions about skin conditions, in "
-    "English), so the explanation shows what they say about this result in general. For anything else, ask a "
-    "doctor or pharmacist."
+    "I can only talk about skin photos and skin conditions, so the explanation shows what the sources say about "
+    "this result in general. For anything else, ask a doctor or pharmacist."
 )
 
 

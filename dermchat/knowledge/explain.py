@@ -11,8 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dermchat.knowledge.answer import INJECTION_NOTICE, AnswerSettings, answer, diagnosis_focus, looks_like_injection
-from dermchat.knowledge.intake import intake_explanation
+from dermchat.knowledge.answer import (
+    INJECTION_NOTICE, OFF_TOPIC_NOTICE, AnswerSettings, answer, diagnosis_focus, looks_like_injection, off_topic,
+)
+from dermchat.knowledge.intake import MIN_CONTENT_WORDS, PROVIDER_ID, intake_explanation
+from dermchat.knowledge.intents import OFF_TOPIC_REPLY, detect_intent, result_answer
+from dermchat.knowledge.query import tokenize
 from dermchat.results import Explanation
 
 if TYPE_CHECKING:
@@ -36,6 +40,24 @@ def previous_considered(ctx: TurnContext) -> list[str]:
 def explain_turn(
     ctx: TurnContext, index: KnowledgeIndex, settings: AnswerSettings, generator: Any = None
 ) -> Explanation:
+    """The explanation for this turn; a recognised follow-up question is answered from the result first."""
+    explanation = _explain(ctx, index, settings, generator)
+    intent = detect_intent(ctx.question or "")
+    if intent is None or (ctx.triage is None and ctx.diagnosis is None):
+        return explanation
+    from dermchat.vocabulary import get_vocabulary
+
+    lead = result_answer(intent, ctx, index, get_vocabulary())
+    if not lead:
+        return explanation
+    return explanation.model_copy(update={
+        "lead": lead,
+        "notices": [n for n in explanation.notices if n != OFF_TOPIC_NOTICE],  # the question was understood
+        "extra": {**explanation.extra, "intent": intent, "off_topic": False},
+    })
+
+
+def _explain(ctx: TurnContext, index: KnowledgeIndex, settings: AnswerSettings, generator: Any = None) -> Explanation:
     diagnosis = ctx.diagnosis
     urgent = ctx.triage is not None and ctx.triage.tier == "urgent"
     focus = diagnosis_focus(diagnosis, ctx.triage.drivers if ctx.triage is not None else ())
@@ -52,8 +74,13 @@ def explain_turn(
         ctx.progress("Looking up the condition you asked about", 0.3)
         return answer(index, question, ctx.audience, None, focus=earlier if not analysis.mentioned else (),
                       settings=settings, generator=generator)
+    if (analysis is not None and not ctx.triage and detect_intent(question) is None
+            and len(tokenize(question)) >= MIN_CONTENT_WORDS  # "hello" gets the intake questions
+            and off_topic(index.search(question, k=3, audience=ctx.audience, analysis=analysis))):
+        return Explanation(provider_id=PROVIDER_ID, text=OFF_TOPIC_REPLY + " Attach a photo of the skin, or describe "
+                           "what you see, and I can help.", extra={"mode": "off_topic", "off_topic": True})
     ctx.progress("Matching your description to the knowledge base", 0.3)
-    explanation = intake_explanation(index, question, ctx.history, ctx.audience, abstained=abstained)
+    explanation = intake_explanation(index, question, ctx.history, ctx.audience, abstained=abstained, urgent=urgent)
     if looks_like_injection(question):
         explanation.notices.append(INJECTION_NOTICE)
     return explanation

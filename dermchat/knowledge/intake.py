@@ -89,10 +89,21 @@ def open_intake_questions(text: str, audience: Audience) -> list[str]:
     ]
 
 
+REASSURING_RE = re.compile(r"\b(?:harmless|not dangerous|nothing to worry)\b", re.IGNORECASE)
+"""Sentences that reassure ("A mole is a harmless group of cells"): left out when the user described a warning sign."""
+
+
 def conditions_to_consider(
-    index: KnowledgeIndex, text: str, audience: Audience, book: CitationBook, *, limit: int = MAX_CONDITIONS
+    index: KnowledgeIndex, text: str, audience: Audience, book: CitationBook, *, limit: int = MAX_CONDITIONS,
+    urgent: bool = False,
 ) -> list[ConditionToConsider]:
-    """Conditions whose KB text best matches the description, each with a cited 'why' and its red flags."""
+    """Conditions whose KB text best matches the description, each with a cited 'why' and its red flags.
+
+    ``urgent``: the turn says "see a doctor" (a red flag in the user's words), so reassuring sentences are left out.
+    """
+    def fits(statement: object) -> bool:
+        return not (urgent and REASSURING_RE.search(getattr(statement, "text", "")))
+
     if len(tokenize(text)) < MIN_CONTENT_WORDS:
         return []
     result = index.search(text, k=40, audience=audience)
@@ -100,17 +111,16 @@ def conditions_to_consider(
     for condition_id in result.conditions()[:limit]:
         hits = [h for h in result.hits if h.chunk.condition_id == condition_id and h.chunk.section in WHY_SECTIONS
                 and h.chunk.audience in ("all", audience)]
-        if hits:
-            chunk = hits[0].chunk
-            why_statement, why_section = chunk.statements[0], chunk.section
-        else:
-            entry = index.kb.get(condition_id)
-            passages = entry.section("what_it_is", audience) or entry.section("what_it_is")
-            if not passages:
-                continue
-            why_statement, why_section = passages[0].statements[0], "what_it_is"
         entry = index.kb.get(condition_id)
-        flags = [s for p in (entry.section("red_flags", audience) or entry.section("red_flags")) for s in p.statements]
+        passages = entry.section("what_it_is", audience) or entry.section("what_it_is")
+        options = [(s, h.chunk.section) for h in hits for s in h.chunk.statements[:1]]
+        options += [(s, "what_it_is") for p in passages for s in p.statements]
+        options = [(s, sec) for s, sec in options if fits(s)]
+        if not options:
+            continue
+        why_statement, why_section = options[0]
+        flags = [s for p in (entry.section("red_flags", audience) or entry.section("red_flags")) for s in p.statements
+                 if fits(s)]
         out.append(
             ConditionToConsider(
                 condition_id=condition_id,
@@ -154,11 +164,12 @@ def intake_explanation(
     audience: Audience,
     *,
     abstained: bool = False,
+    urgent: bool = False,
 ) -> Explanation:
     """Intake questions plus conditions to consider, as one structured explanation."""
     text = user_text(question, history)
     book = CitationBook(index.kb)
-    considered = conditions_to_consider(index, text, audience, book)
+    considered = conditions_to_consider(index, text, audience, book, urgent=urgent)
     if considered:
         intro = (INTRO_ABSTAINED if abstained else INTRO)[audience]
     else:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from dermchat.quality import tips
+from dermchat.quality import photo_kind, tips
 from dermchat.quality.imageprep import DEFAULT_MAX_SIDE, analysis_copy, compression_crop
 from dermchat.quality.measures import Measurements, measure
 from dermchat.results import QualityBand, QualityReason, QualityReport
@@ -205,7 +205,7 @@ def score_reasons(m: Measurements, brisque: float | None = None) -> list[Quality
     ``brisque`` (when measured) is one more focus cue, see ``brisque_blur``."""
     reasons: list[QualityReason] = []
 
-    def add(rid: str, score: float, value: float, detail: str) -> None:
+    def add(rid: str, score: float, value: float, detail: str, tip: str | None = None) -> None:
         reasons.append(
             QualityReason(
                 id=rid,
@@ -213,7 +213,7 @@ def score_reasons(m: Measurements, brisque: float | None = None) -> list[Quality
                 score=round(score, 3),
                 problem=score < 50.0,
                 value=round(float(value), 5),
-                patient_tip=tips.patient_tip(rid),
+                patient_tip=tip or tips.patient_tip(rid),
                 clinician_detail=detail,
             )
         )
@@ -238,17 +238,16 @@ def score_reasons(m: Measurements, brisque: float | None = None) -> list[Quality
         ),
     )
     # Reasons whose score is a plain ramp over one measurement share one shape of detail line.
+    well_lit = RAMPS["underexposed"].score(m.bright_level) >= QUIET_SCORE
     for rid, value, ramp in (("overexposed", m.clipped_fraction, RAMPS["overexposed"]),
                              ("glare", m.glare_fraction, RAMPS["glare"]), ("noise", m.noise_sigma, RAMPS["noise"]),
                              ("compression", m.blockiness, compression_ramp(m))):
-        add(rid, ramp.score(value), value, tips.clinician_detail(rid, value=value, limit=ramp.limit))
+        tip = tips.NOISE_TIP_WELL_LIT if rid == "noise" and well_lit else None
+        add(rid, ramp.score(value), value, tips.clinician_detail(rid, value=value, limit=ramp.limit), tip)
     a, b = m.cast_ab
-    add(
-        "color_cast",
-        RAMPS["color_cast"].score(m.cast_distance),
-        m.cast_distance,
-        tips.clinician_detail("color_cast", value=m.cast_distance, a=a, b=b, limit=RAMPS["color_cast"].limit),
-    )
+    cast_score = RAMPS["color_cast"].score(m.cast_distance)
+    cast_detail = tips.clinician_detail("color_cast", value=m.cast_distance, a=a, b=b, limit=RAMPS["color_cast"].limit)
+    add("color_cast", cast_score, m.cast_distance, cast_detail + (tips.COLOUR_UNRELIABLE if cast_score < 50 else ""))
     ow, oh = m.original_size
     add(
         "low_resolution",
@@ -353,7 +352,7 @@ def assess_array(
         return _too_small(size, (w, h), threshold, provider_id)
     if full_crop is not None and (full_crop.ndim != 3 or full_crop.shape[2] != 3 or full_crop.dtype != np.uint8):
         raise ValueError(f"expected an HxWx3 uint8 full-resolution crop, got {full_crop.shape} {full_crop.dtype}")
-    m, _ = measure(rgb8, size, full_crop)
+    m, regions = measure(rgb8, size, full_crop)
     notes.extend(m.notes)
     if (w, h) != size:
         notes.append(f"Measured on a {w}x{h} copy of the {size[0]}x{size[1]} photo.")
@@ -362,6 +361,7 @@ def assess_array(
     score = overall_score(reasons, brisque)
     is_skin = _is_skin(m, min_skin_fraction, notes)
     acceptable = bool(is_skin and score >= threshold)
+    dermoscopic, dermoscopy_score, dermoscopy_detail = photo_kind.judge(m, regions) if is_skin else (None, None, "")
     if is_skin and not acceptable:
         reasons = name_the_worst(reasons)
     return QualityReport(
@@ -379,6 +379,9 @@ def assess_array(
         discount=discount_for(score, threshold, is_skin),
         analysed_size=(w, h),
         notes=notes,
+        dermoscopic=dermoscopic,
+        dermoscopy_score=dermoscopy_score,
+        dermoscopy_detail=dermoscopy_detail,
     )
 
 

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dermchat.quality.segmentation import _cv2, lesion_mask, skin_likelihood_mask, vignette_mask
+from dermchat.quality.segmentation import (
+    _cv2, lesion_mask, remove_hair, skin_likelihood_mask, vignette_mask,
+)
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -175,11 +177,18 @@ def glare_spots(y: np.ndarray, rgb: np.ndarray, regions: Regions) -> np.ndarray:
     return (spots > 0) & regions.field
 
 
+def _hairless_luma(rgb8: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Luma with hairs erased (DullRazor, ``remove_hair``) for the noise estimate: every hair edge is a sharp
+    step the noise kernel answers like grain, and a hairy photo was asked for "more light"."""
+    cleaned = remove_hair(rgb8)
+    return y if cleaned is rgb8 else luma(cleaned.astype(np.float32) / 255.0).astype(np.float32)
+
+
 def noise_sigma(y: np.ndarray, regions: Regions) -> float:
     """Immerkaer's fast noise estimate, restricted to the flattest half of the field.
 
     The Laplacian-difference kernel cancels smooth shading; keeping only low-gradient pixels keeps skin
-    texture and lesion edges from being counted as noise.
+    texture and lesion edges from being counted as noise. ``measure`` passes the luma with hairs erased.
     """
     cv2 = _cv2()
     kernel = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
@@ -420,7 +429,7 @@ def measure(
     regions = find_regions(rgb8)
     glare = glare_spots(y, rgb, regions)
     bright, dark, clipped = exposure(y, rgb, regions, glare)
-    sigma = noise_sigma(y, regions)
+    sigma = noise_sigma(_hairless_luma(rgb8, y), regions)
     if full_crop is not None:
         blocks = blockiness(luma_u8(full_crop))
     else:

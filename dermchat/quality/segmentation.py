@@ -133,6 +133,22 @@ def vignette_mask(rgb: np.ndarray) -> np.ndarray:
     return surround
 
 
+def _hair_kernel(rgb: np.ndarray) -> int:
+    h, w = rgb.shape[:2]
+    return max(5, int(round(min(h, w) / 17)) | 1)
+
+
+def hair_mask(rgb: np.ndarray) -> np.ndarray:
+    """Thin dark lines (hairs) by a black-hat: darker than the closing of the image over a hair-wide kernel.
+
+    Shared by hair removal before segmentation and by the noise estimate, which must not read hairs as grain.
+    """
+    cv2 = _cv2()
+    grey = cv2.cvtColor(to_rgb_uint8(rgb), cv2.COLOR_RGB2GRAY)
+    blackhat = cv2.morphologyEx(grey, cv2.MORPH_BLACKHAT, _ellipse(_hair_kernel(rgb)))
+    return blackhat > _HAIR_CONTRAST
+
+
 def remove_hair(rgb: np.ndarray) -> np.ndarray:
     """DullRazor-style: black-hat finds thin dark lines, which are refilled from a morphological closing.
 
@@ -141,14 +157,10 @@ def remove_hair(rgb: np.ndarray) -> np.ndarray:
     """
     cv2 = _cv2()
     rgb = to_rgb_uint8(rgb)
-    h, w = rgb.shape[:2]
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    k = max(5, int(round(min(h, w) / 17)) | 1)
-    blackhat = cv2.morphologyEx(grey, cv2.MORPH_BLACKHAT, _ellipse(k))
-    hair = (blackhat > _HAIR_CONTRAST).astype(np.uint8)
+    hair = hair_mask(rgb).astype(np.uint8)
     if not hair.any() or hair.mean() > 0.5:
         return rgb
-    closed = cv2.morphologyEx(rgb, cv2.MORPH_CLOSE, _ellipse(k))
+    closed = cv2.morphologyEx(rgb, cv2.MORPH_CLOSE, _ellipse(_hair_kernel(rgb)))
     out = rgb.copy()
     out[hair > 0] = closed[hair > 0]
     return out

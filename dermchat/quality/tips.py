@@ -61,7 +61,7 @@ REASONS: dict[str, ReasonText] = {
         "The colours look off (too blue, green or yellow). Take the photo in natural daylight without "
         "coloured lamps or filters.",
         "White balance: median skin chroma a*={a:.1f}, b*={b:.1f}; cast index {value:.1f} (chroma outside the "
-        "skin-tone locus, or blue/green above red; problem above {limit:.1f}). Colour-based features are unreliable.",
+        "skin-tone locus, or blue/green above red; problem above {limit:.1f}).",
     ),
     "low_resolution": ReasonText(
         "Low resolution",
@@ -82,6 +82,15 @@ REASONS: dict[str, ReasonText] = {
         "Only {value:.0%} of the field has skin or lesion colours (needed: {limit:.0%}).",
     ),
 }
+
+
+COLOUR_UNRELIABLE = " Colour-based features are unreliable."
+"""Said only when the cast is a problem: at cast index 0 it contradicted its own row."""
+NOISE_TIP_WELL_LIT = (
+    "The photo is grainy. Move the phone closer instead of zooming in digitally, and send the original photo "
+    "rather than an edited or forwarded copy."
+)
+"""The noise tip for a photo that is not dark: "too little light" would contradict its own exposure score."""
 
 
 def label(reason_id: str) -> str:
