@@ -21,6 +21,7 @@ EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {
     "bench-quality": ("dermchat.quality.bench:main", "benchmark the image-quality check on distorted images"),
     "eval-rag": ("dermchat.knowledge.evaluate:main", "evaluate knowledge-base retrieval"),
     "study": ("dermchat.study.cli:main", "user-study tools: export, summary, delete"),
+    "feedback": ("dermchat.feedback.cli:main", "answer feedback: export as CSV and JSONL"),
     "serve-openai": ("dermchat.vlm.server:main", "serve a local model through an OpenAI-compatible API"),
 }
 

@@ -7,21 +7,24 @@ be dropped by an explainer.
 
 from __future__ import annotations
 
-from dermchat.results import Diagnosis, Explanation, QualityReport, TurnResult
+from dermchat.results import Diagnosis, Explanation, QualityReport, Reference, TurnResult
 from dermchat.vocabulary import Vocabulary, get_vocabulary
 
 TRIAGE_TEXT: dict[str, dict[str, str]] = {
     "patient": {
-        "urgent": "🔴 Please see a doctor soon",
-        "routine": "🟡 Worth showing to a doctor at a routine visit",
-        "reassure": "🟢 Probably harmless, but keep an eye on it",
+        "urgent": "Please see a doctor soon",
+        "routine": "Worth showing to a doctor at a routine visit",
+        "reassure": "Probably harmless, but keep an eye on it",
     },
     "clinician": {
-        "urgent": "🔴 URGENT — clinician review recommended",
-        "routine": "🟡 ROUTINE — non-urgent review",
-        "reassure": "🟢 REASSURE — benign features predominate",
+        "urgent": "clinician review recommended",
+        "routine": "non-urgent review",
+        "reassure": "benign features predominate",
     },
 }
+TRIAGE_BADGE: dict[str, str] = {"urgent": "Urgent", "routine": "Routine", "reassure": "Low concern"}
+"""The tier in words on a coloured badge: the colour alone (once an emoji, an empty box without an emoji
+font) never carries the meaning, and the word reads the same to screen readers and in the CLI."""
 TRIAGE_NEXT_STEP: dict[str, str] = {
     "urgent": "Book an appointment with a doctor or dermatologist within about two weeks — sooner if it is changing, bleeding or painful.",
     "routine": "Mention it at your next routine visit, or sooner if it changes.",
@@ -40,7 +43,9 @@ def likelihood_words(p: float) -> str:
     return "less likely"
 
 
-def render(result: TurnResult, audience: str | None = None, vocab: Vocabulary | None = None) -> str:
+def render(result: TurnResult, audience: str | None = None, vocab: Vocabulary | None = None, *,
+           html: bool = False) -> str:
+    """The answer as Markdown; ``html=True`` (the web page) draws the triage tier as a coloured badge."""
     audience = audience or result.audience
     vocab = vocab or get_vocabulary()
     parts: list[str] = []
@@ -51,7 +56,7 @@ def render(result: TurnResult, audience: str | None = None, vocab: Vocabulary | 
     if result.diagnosis is not None and result.status != "followup":
         parts.append(render_diagnosis(result.diagnosis, audience, vocab))
     if result.triage is not None and result.status != "followup":
-        line = f"**{TRIAGE_TEXT[audience][result.triage.tier]}**"
+        line = triage_line(result.triage.tier, audience, html=html)
         if audience == "clinician":
             line += f" — {result.triage.reason}"
         else:
@@ -70,6 +75,24 @@ def render(result: TurnResult, audience: str | None = None, vocab: Vocabulary | 
     if audience == "clinician" and result.providers:
         parts.append(render_provenance(result))
     return "\n\n".join(p for p in parts if p.strip())
+
+
+def triage_line(tier: str, audience: str, *, html: bool = False) -> str:
+    """The triage tier with its words: a badge (styled by the ``triage-<tier>`` class) on the web page, a
+    bracketed word elsewhere (CLI, exported logs)."""
+    badge, text = TRIAGE_BADGE[tier], TRIAGE_TEXT[audience][tier]
+    if html:
+        return f'<span class="triage-badge triage-{tier}">{badge}</span> **{text}**'
+    return f"**[{badge}] {text}**"
+
+
+def reference_caption(ref: Reference, vocab: Vocabulary | None = None, audience: str = "patient") -> str:
+    """A reference image's caption: the condition's full name first (a grid that cuts captions still shows
+    which condition it is — "Real image: Mela…" could be melanoma or a mole), then real or synthetic."""
+    vocab = vocab or get_vocabulary()
+    name = vocab.get(ref.condition_id).name(audience) if ref.condition_id in vocab else ref.condition_id
+    kind = "SYNTHETIC illustration (AI-generated, not a real photo)" if ref.synthetic else "real photo"
+    return f"{name} — {kind}"
 
 
 def urgent_reason_for_patient(drivers: list[str], vocab: Vocabulary) -> str:
