@@ -68,6 +68,9 @@ CSS = """
 #chatbot .bubble-wrap {padding-right: 44px;}
 #chatbot .scroll-down-button-container {left: auto !important; right: 4px !important; transform: none !important;}
 #page-title h1 {margin-bottom: 0; font-size: 1.6rem;}
+/* Phones: a shorter chat so the message box is on the first screen under the title and the notice. */
+@media (max-width: 640px) {#chatbot {height: 30vh !important; min-height: 180px !important;}
+  #medical-notice {font-size: 0.9em;}}
 #page-title p, #medical-notice p {margin: 0;}
 """
 

@@ -174,7 +174,7 @@ def test_researcher_page_needs_the_password(server: Server, tmp_path: Path) -> N
     archive = client.predict("reference_images_within", api_name="/researcher_export")
     with zipfile.ZipFile(archive) as zf:
         assert set(zf.namelist()) == {"participants.csv", "case_answers.csv", "questionnaire_answers.csv",
-                                      "turns.csv", "events.jsonl"}
+                                      "turns.csv", "feedback.csv", "events.jsonl"}
         assert len(zf.read("participants.csv").decode().splitlines()) == len(codes) + 1
     victim = sorted(codes)[0]
     message = client.predict("reference_images_within", victim, False, api_name="/researcher_delete")
