@@ -139,7 +139,7 @@ def test_full_participant_through_the_app(server: Server) -> None:
     events = server.store.events(code=code)
     assert sum(e["type"] == "citation_click" for e in events) == 6
     assert sum(e["type"] == "turn" for e in events) == 6
-    assert len(server.store.answers(code=code)) == 6 * 2 + 2 * 4 + 1
+    assert len(server.store.answers(code=code)) == 6 * 3 + 2 * 4 + 1  # guess, worry, see_doctor per case
 
 
 def test_resume_in_a_new_session_with_the_same_code(server: Server) -> None:
