@@ -119,6 +119,28 @@ def _mount_chat(app: DermChat, demo: gr.Blocks) -> None:
         demo.load(_study_from_url, None, [tabs, chat_tab], queue=False)
 
 
+def _study_from_url(request: gr.Request) -> tuple[gr.Tabs, gr.Tab]:
+    """``?study=<id>`` opens the participant pages and hides the free chat."""
+    if request is not None and request.query_params.get("study"):
+        return gr.Tabs(selected="study"), gr.Tab(visible=False)
+    return gr.Tabs(), gr.Tab()
+
+
+def _mount_study(app: DermChat, study: str | None) -> bool:
+    """Study and researcher tabs (issue 8); returns whether they were mounted."""
+    try:
+        from ui.researcher import build_researcher_tab
+        from ui.study import build_study_tab
+    except ImportError as exc:
+        log.warning("study mode unavailable: %s", exc)
+        return False
+    with gr.Tab("Study", id="study"):
+        build_study_tab(app, study)
+    with gr.Tab("Researcher", id="researcher"):
+        build_researcher_tab(app, study)
+    return True
+
+
 def _mount_sealed_study(app: DermChat, study: str) -> None:
     """Study mode: the selected study only, then the researcher page (locked without its password)."""
     from ui.researcher import build_researcher_tab

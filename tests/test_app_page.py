@@ -43,7 +43,7 @@ def api_names(demo: gr.Blocks) -> set[str]:
 
 
 def labels(demo: gr.Blocks) -> set[str]:
-    return {c.get("props", {}).get("label") for c in demo.config["components"] if c.get("type") == "tab"}
+    return {c.get("props", {}).get("label") for c in demo.config["components"] if c.get("type") == "tabitem"}
 
 
 def test_study_mode_seals_the_page_to_the_study_flow(tmp_path: Path, ham_dir: Path,
