@@ -147,3 +147,33 @@ def test_a_reference_caption_names_the_condition_in_full_then_real_or_synthetic(
     assert reference_caption(real) == vocab.get("basal_cell_carcinoma").patient_name + " — real photo"
     assert reference_caption(mole).startswith(vocab.get("melanocytic_nevus").patient_name)
     assert reference_caption(mole, audience="clinician").startswith(vocab.get("melanocytic_nevus").clinician_name)
+
+
+def test_rating_an_answer_stores_one_row_that_follows_the_latest_rating(ham_image: Path, tmp_path: Path,
+                                                                          live_app) -> None:  # noqa: F811
+    """Gradio reports the first message of the rated group (a step note); the rating belongs to its answer."""
+    from dermchat.feedback.store import FeedbackStore
+
+    _, app = live_app
+    store = FeedbackStore(tmp_path / "feedback.sqlite")
+    with gr.Blocks():
+        tab = ChatTab(app, feedback=store)
+        tab.build()
+    history, state, _ = send(tab, [], new_state(), QUESTION, (str(ham_image),))
+    first_note = next(i for i, m in enumerate(history) if m["role"] == "assistant")
+
+    def like(value: Any, index: int = first_note) -> tuple[dict, Any, Any]:
+        return tab.on_like(history, state, gr.LikeData(tab.chatbot, {"index": index, "value": "", "liked": value}))
+
+    state, group, _ = like(False)
+    assert group.visible  # the optional comment box opens
+    state, _, _ = like("Flag as wrong or unsafe")
+    state, _, _ = tab.on_comment("It missed the bleeding", state)
+    [row] = store.rows()
+    result = TurnResult.model_validate(state["last"])
+    assert (row["result_id"], row["rating"], row["comment"]) == (result.turn_id, "flag", "It missed the bleeding")
+    assert row["tier"] == result.triage.tier and row["providers"]["diagnoser"] == result.providers["diagnoser"].id
+    state, group, _ = like("")  # the flag taken back
+    assert store.rows() == [] and not group.visible
+    _, group, _ = like(True, index=0)  # the user's own photo: not an answer, nothing stored
+    assert store.rows() == [] and not group.visible
