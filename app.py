@@ -54,10 +54,10 @@ CSS = """
 .triage-routine {background: #ffd54f; color: #1f1f1f !important;}
 .triage-reassure {background: #1b5e20; color: #fff !important;}
 /* Readable text (WCAG AA): Gradio dims placeholders, small print, answers and captions below 4.5:1. */
-.gradio-container {--input-placeholder-color: #595959; --body-text-color-subdued: #4a4a4a; --link-text-color: #1a4fb4;
+:root, gradio-app, .gradio-container {--input-placeholder-color: #595959; --body-text-color-subdued: #4a4a4a; --link-text-color: #1a4fb4;
   --link-text-color-hover: #123a86; --link-text-color-visited: #5b2a86; --block-info-text-color: #4a4a4a;}
 .gradio-container ::placeholder {color: #595959 !important; opacity: 1 !important;}
-.gradio-container a {color: #1a4fb4;}
+.gradio-container a, footer a, footer button {color: #1a4fb4 !important; opacity: 1 !important;}
 #chatbot .prose.chatbot.md {opacity: 1;}
 .gradio-container button[role=tab][aria-selected=true], .gradio-container button[role=tab].selected {color: #9a3412 !important;}
 /* Reference captions: the condition's full name wraps instead of ending in "Real imag…", at full contrast. */
