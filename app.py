@@ -74,6 +74,27 @@ CSS = """
 #page-title p, #medical-notice p {margin: 0;}
 """
 
+# Gradio's own markup fails three axe-core rules once an answer is shown: the step notes' arrow buttons have no
+# name and sit inside a role=button title (the arrow becomes the one named control), the photo's preview button has no name,
+# and a table that scrolls sideways on a phone cannot be reached by keyboard. Patched as the page changes.
+HEAD = """<script>
+(() => {
+  const fix = () => {
+    document.querySelectorAll('.thought-group .title[role=button]').forEach(t => {
+      const b = t.querySelector('button'); if (!b) return;
+      t.removeAttribute('role'); t.removeAttribute('tabindex');
+      b.setAttribute('aria-label', 'Show or hide: ' + t.innerText.trim()); });
+    document.querySelectorAll('.image-container button, #chatbot button').forEach(b => {
+      if (!b.getAttribute('aria-label') && !b.innerText.trim() && !b.closest('[aria-hidden=true]'))
+        b.setAttribute('aria-label', 'Open the image'); });
+    document.querySelectorAll('#contrast table, #quality-card table, #chatbot table').forEach(t => {
+      if (!t.hasAttribute('tabindex')) { t.setAttribute('tabindex', '0'); t.setAttribute('role', 'region');
+        t.setAttribute('aria-label', 'Table (scrolls sideways)'); } });
+  };
+  new MutationObserver(fix).observe(document.documentElement, {childList: true, subtree: true});
+})();
+</script>"""
+
 
 def _offline_defaults(profile: str) -> None:
     """The offline profile never touches the hub: fail fast instead of hanging ~70 s on a lookup."""
@@ -179,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     demo = build_demo(app, args.study)
     concurrency = 1 if app.settings.profile != "offline-cpu" else 2  # GPU-bound profiles: one turn at a time
     demo.queue(default_concurrency_limit=concurrency, max_size=64)
-    demo.launch(server_name=args.host, server_port=args.port, css=CSS, footer_links=["api", "settings"],
+    demo.launch(server_name=args.host, server_port=args.port, css=CSS, head=HEAD, footer_links=["api", "settings"],
                 allowed_paths=served_paths(app))
 
 

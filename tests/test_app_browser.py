@@ -152,14 +152,15 @@ def ask_about(page, image: Path, question: str = "Should I worry?") -> None:
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
 def test_a_first_time_visitor_sees_what_to_do_and_where_to_type(page, viewport: dict) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.set_viewport_size(viewport)
     fresh_session(page)
+    page.screenshot(path=str(ARTIFACTS / f"first-view-{viewport['width']}.png"))
     box = page.locator("#message textarea").bounding_box()
     assert box is not None and box["y"] + box["height"] <= viewport["height"], f"message box below the fold: {box}"
     assert "attach a photo" in page.inner_text("#page-title").lower()
     prompt = page.locator("#chatbot").inner_text().lower()
     assert "photo" in prompt and "question" in prompt  # the empty chat says what to do
-    page.screenshot(path=str(ARTIFACTS / f"first-view-{viewport['width']}.png"))
     page.set_viewport_size({"width": 1400, "height": 1100})
 
 

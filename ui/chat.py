@@ -79,7 +79,7 @@ class ChatTab:
                 )
                 self.message = gr.MultimodalTextbox(
                     file_types=IMAGE_TYPES, file_count="multiple", sources=["upload"], elem_id="message",
-                    placeholder="Type a question, attach a photo (JPEG, PNG, WebP, HEIC)…", show_label=False,
+                    placeholder="Ask a question, attach a photo…", show_label=False,
                 )
                 with gr.Group(visible=False, elem_id="feedback-comment") as self.comment_group:
                     self.comment = gr.Textbox(label="Thanks for rating this answer. Anything to add? (optional)",
