@@ -46,7 +46,7 @@ CSS = """
 #contrast :is(th, td) {min-width: 8em;}
 #contrast :is(th, td):first-child {min-width: 5em;}
 /* Nothing wider than the screen: the page itself never scrolls sideways (the table above scrolls in its box). */
-.gradio-container, .gradio-container .column, #contrast, #contrast .prose {min-width: 0 !important; max-width: 100%;}
+#contrast, #contrast .prose {min-width: 0 !important; max-width: 100%;}
 /* Triage: a coloured badge with words (the colour alone, once an emoji, carried no meaning without an emoji font). */
 .triage-badge {display: inline-block; padding: 2px 10px; border-radius: 999px; font-weight: 700; letter-spacing: .02em;
   border: 2px solid currentColor;}

@@ -159,6 +159,8 @@ def test_a_first_time_visitor_sees_what_to_do_and_where_to_type(page, viewport: 
     box = page.locator("#message textarea").bounding_box()
     assert box is not None and box["y"] + box["height"] <= viewport["height"], f"message box below the fold: {box}"
     assert "attach a photo" in page.inner_text("#page-title").lower()
+    chat = page.locator("#chatbot").bounding_box()
+    assert chat is not None and chat["width"] >= 0.8 * (viewport["width"] - 40) or viewport["width"] > 800, chat
     prompt = page.locator("#chatbot").inner_text().lower()
     assert "photo" in prompt and "question" in prompt  # the empty chat says what to do
     page.set_viewport_size({"width": 1400, "height": 1100})
