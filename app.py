@@ -46,7 +46,55 @@ CSS = """
 #contrast :is(th, td), #quality-card :is(th, td), #chatbot :is(th, td) {overflow-wrap: normal; word-break: normal;}
 #contrast :is(th, td) {min-width: 8em;}
 #contrast :is(th, td):first-child {min-width: 5em;}
+/* Nothing wider than the screen: the page itself never scrolls sideways (the table above scrolls in its box). */
+#contrast, #contrast .prose {min-width: 0 !important; max-width: 100%;}
+/* Triage: a coloured badge with words (the colour alone, once an emoji, carried no meaning without an emoji font). */
+.triage-badge {display: inline-block; padding: 2px 10px; border-radius: 999px; font-weight: 700; letter-spacing: .02em;
+  border: 2px solid currentColor;}
+.triage-urgent {background: #b3261e; color: #fff !important;}
+.triage-routine {background: #ffd54f; color: #1f1f1f !important;}
+.triage-reassure {background: #1b5e20; color: #fff !important;}
+/* Readable text (WCAG AA): Gradio dims placeholders, small print, answers and captions below 4.5:1. */
+:root, gradio-app, .gradio-container {--input-placeholder-color: #595959; --body-text-color-subdued: #4a4a4a; --link-text-color: #1a4fb4;
+  --link-text-color-hover: #123a86; --link-text-color-visited: #5b2a86; --block-info-text-color: #4a4a4a;}
+.gradio-container ::placeholder {color: #595959 !important; opacity: 1 !important;}
+.gradio-container a, footer a, footer button {color: #1a4fb4 !important; opacity: 1 !important;}
+#chatbot .prose.chatbot.md {opacity: 1;}
+.gradio-container button[role=tab][aria-selected=true], .gradio-container button[role=tab].selected {color: #9a3412 !important;}
+/* Reference captions: the condition's full name wraps instead of ending in "Real imag…", at full contrast. */
+.gradio-container .caption-label {opacity: 1 !important; white-space: normal !important; text-overflow: clip !important;
+  overflow: visible !important; max-width: calc(100% - 8px) !important; color: #111 !important; font-size: 12px;
+  line-height: 1.25;}
+/* The scroll-to-bottom arrow sits in a gutter at the right, not over the middle of the answer text. */
+#chatbot .bubble-wrap {padding-right: 44px;}
+#chatbot .scroll-down-button-container {left: auto !important; right: 4px !important; transform: none !important;}
+#page-title h1 {margin-bottom: 0; font-size: 1.6rem;}
+/* Phones: a shorter chat so the message box is on the first screen under the title and the notice. */
+@media (max-width: 640px) {#chatbot {height: 30vh !important; min-height: 180px !important;}
+  #medical-notice {font-size: 0.9em;}}
+#page-title p, #medical-notice p {margin: 0;}
 """
+
+# Gradio's own markup fails three axe-core rules once an answer is shown: the step notes' arrow buttons have no
+# name and sit inside a role=button title (the arrow becomes the one named control), the photo's preview button has no name,
+# and a table that scrolls sideways on a phone cannot be reached by keyboard. Patched as the page changes.
+HEAD = """<script>
+(() => {
+  const fix = () => {
+    document.querySelectorAll('.thought-group .title[role=button]').forEach(t => {
+      const b = t.querySelector('button'); if (!b) return;
+      t.removeAttribute('role'); t.removeAttribute('tabindex');
+      b.setAttribute('aria-label', 'Show or hide: ' + t.innerText.trim()); });
+    document.querySelectorAll('.image-container button, #chatbot button').forEach(b => {
+      if (!b.getAttribute('aria-label') && !b.innerText.trim() && !b.closest('[aria-hidden=true]'))
+        b.setAttribute('aria-label', 'Open the image'); });
+    document.querySelectorAll('#contrast table, #quality-card table, #chatbot table').forEach(t => {
+      if (!t.hasAttribute('tabindex')) { t.setAttribute('tabindex', '0'); t.setAttribute('role', 'region');
+        t.setAttribute('aria-label', 'Table (scrolls sideways)'); } });
+  };
+  new MutationObserver(fix).observe(document.documentElement, {childList: true, subtree: true});
+})();
+</script>"""
 
 
 def _offline_defaults(profile: str) -> None:
@@ -57,27 +105,40 @@ def _offline_defaults(profile: str) -> None:
 
 
 def build_demo(app: DermChat, study: str | None = None) -> gr.Blocks:
+    """The page. With a study (``--study`` or ``DERMCHAT_STUDY``) it is sealed: only that study's participant
+    pages (and the password-locked researcher page) exist — no chat, no plugins tab, no ``/turn`` endpoint,
+    which a hidden tab would still serve — so a participant in the "without reference images" arm cannot
+    see references elsewhere, and no other study's pages can be reached with ``?study=``."""
     study = study or app.settings.study
     with gr.Blocks(title="DermChat", delete_cache=(3600, 3600)) as demo:
-        gr.Markdown("# 🩺 DermChat\nChat about a photo of your skin. Attach a photo, ask a question.")
+        gr.Markdown("# DermChat\nChat about a photo of your skin: attach a photo in the box below and ask a question."
+                    if not study else "# DermChat study", elem_id="page-title")
         gr.Markdown(f"**Not a diagnosis.** {NOT_A_DIAGNOSIS} In an emergency call your local emergency number.",
                     elem_id="medical-notice")
-        with gr.Tabs(selected="study" if study else "chat") as tabs:
-            # In study mode the free chat is hidden: turns there would not belong to the study.
-            with gr.Tab("Chat", id="chat", visible=not study) as chat_tab:
-                overrides = build_settings_panel(app)
-                chat = ChatTab(app)
-                chat.build()
-                chat.wire(overrides)
-            with gr.Tab("Plugins", id="plugins"):
-                build_plugins_tab(app)
-            has_study = _mount_study(app, study)
-        build_api(app)
+        if study:
+            _mount_sealed_study(app, study)
+        else:
+            _mount_chat(app, demo)
         gr.Markdown(f"<sub>{HAM_ATTRIBUTION} Photos are stripped of EXIF/GPS data before use; no IP addresses are logged.</sub>",
                     elem_id="attribution")
-        if has_study:
-            demo.load(_study_from_url, None, [tabs, chat_tab], queue=False)
     return demo
+
+
+def _mount_chat(app: DermChat, demo: gr.Blocks) -> None:
+    """The chat, plugins and (for ``?study=`` links) study tabs of the ordinary app."""
+    with gr.Tabs(selected="chat") as tabs:
+        with gr.Tab("Chat", id="chat") as chat_tab:
+            chat = ChatTab(app)
+            chat.build()
+            # Below the chat: on a phone the accordion above it pushed the message box out of view.
+            overrides = build_settings_panel(app)
+            chat.wire(overrides)
+        with gr.Tab("Plugins", id="plugins"):
+            build_plugins_tab(app)
+        has_study = _mount_study(app, None)
+    build_api(app)
+    if has_study:
+        demo.load(_study_from_url, None, [tabs, chat_tab], queue=False)
 
 
 def _study_from_url(request: gr.Request) -> tuple[gr.Tabs, gr.Tab]:
@@ -100,6 +161,20 @@ def _mount_study(app: DermChat, study: str | None) -> bool:
     with gr.Tab("Researcher", id="researcher"):
         build_researcher_tab(app, study)
     return True
+
+
+def _mount_sealed_study(app: DermChat, study: str) -> None:
+    """Study mode: the selected study only, then the researcher page (locked without its password)."""
+    from ui.researcher import build_researcher_tab
+    from ui.study import build_study_tab, load_studies
+
+    studies, selected = load_studies(study)
+    only = {selected: studies[selected]} if selected else {}
+    with gr.Tabs(selected="study"):
+        with gr.Tab("Study", id="study"):
+            build_study_tab(app, selected, studies=only)
+        with gr.Tab("Researcher", id="researcher"):
+            build_researcher_tab(app, selected, studies=only)
 
 
 def create_app() -> DermChat:
@@ -128,8 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     demo = build_demo(app, args.study)
     concurrency = 1 if app.settings.profile != "offline-cpu" else 2  # GPU-bound profiles: one turn at a time
     demo.queue(default_concurrency_limit=concurrency, max_size=64)
-    demo.launch(server_name=args.host, server_port=args.port, css=CSS, footer_links=["api", "settings"],
-                allowed_paths=allowed)
+    demo.launch(server_name=args.host, server_port=args.port, css=CSS, head=HEAD, footer_links=["api", "settings"],
+                allowed_paths=served_paths(app))
 
 
 def served_paths(app: DermChat) -> list[str]:

@@ -25,6 +25,7 @@ EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {
     "eval-redflags": ("dermchat.redflags_eval:main", "sensitivity and false alarms of the red-flag text screen"),
     "eval-abstention": ("dermchat.abstention_eval:main", "can't-assess outcomes on non-dermoscopic and degraded photos"),
     "study": ("dermchat.study.cli:main", "user-study tools: export, summary, delete"),
+    "feedback": ("dermchat.feedback.cli:main", "answer feedback: export as CSV and JSONL"),
     "serve-openai": ("dermchat.vlm.server:main", "serve a local model through an OpenAI-compatible API"),
 }
 

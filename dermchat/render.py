@@ -7,24 +7,29 @@ be dropped by an explainer.
 
 from __future__ import annotations
 
-from dermchat.results import Diagnosis, Explanation, QualityReport, Triage, TurnResult
+from dermchat.results import Diagnosis, Explanation, QualityReport, Reference, Triage, TurnResult
 from dermchat.vocabulary import Vocabulary, get_vocabulary
 
 TRIAGE_TEXT: dict[str, dict[str, str]] = {
     "patient": {
-        "urgent": "🔴 Please see a doctor soon",
-        "cant_assess": "⚪ This photo can't be assessed",
-        "routine": "🟡 Worth showing to a doctor at a routine visit",
-        "reassure": "🟢 Probably harmless, but keep an eye on it",
+        "urgent": "Please see a doctor soon",
+        "cant_assess": "This photo can't be assessed",
+        "routine": "Worth showing to a doctor at a routine visit",
+        "reassure": "Probably harmless, but keep an eye on it",
     },
     "clinician": {
-        "urgent": "🔴 URGENT — clinician review recommended",
-        "cant_assess": "⚪ CAN'T ASSESS — the image model abstained; no image-based triage",
-        "routine": "🟡 ROUTINE — non-urgent review",
-        "reassure": "🟢 REASSURE — benign features predominate",
+        "urgent": "clinician review recommended",
+        "cant_assess": "the image model abstained; no image-based triage",
+        "routine": "non-urgent review",
+        "reassure": "benign features predominate",
     },
 }
-SAME_DAY_TEXT = {"patient": "🔴 Please get medical help today", "clinician": "🔴 URGENT (same day) — red-flag symptoms"}
+TRIAGE_BADGE: dict[str, str] = {"urgent": "Urgent", "cant_assess": "Can't assess", "routine": "Routine",
+                                "reassure": "Low concern"}
+"""The tier in words on a coloured badge: the colour alone (once an emoji, an empty box without an emoji
+font) never carries the meaning, and the word reads the same to screen readers and in the CLI."""
+SAME_DAY_BADGE = "Urgent today"
+SAME_DAY_TEXT = {"patient": "Please get medical help today", "clinician": "same day — red-flag symptoms"}
 SAME_DAY_NEXT_STEP = ("Get medical help today: an urgent GP appointment, urgent care or the emergency department; "
                       "call emergency services if you feel very unwell or it is getting worse fast.")
 TRIAGE_NEXT_STEP: dict[str, str] = {
@@ -48,7 +53,9 @@ def likelihood_words(p: float) -> str:
     return "less likely"
 
 
-def render(result: TurnResult, audience: str | None = None, vocab: Vocabulary | None = None) -> str:
+def render(result: TurnResult, audience: str | None = None, vocab: Vocabulary | None = None, *,
+           html: bool = False) -> str:
+    """The answer as Markdown; ``html=True`` (the web page) draws the triage tier as a coloured badge."""
     audience = audience or result.audience
     vocab = vocab or get_vocabulary()
     parts: list[str] = []
@@ -59,7 +66,7 @@ def render(result: TurnResult, audience: str | None = None, vocab: Vocabulary | 
     if result.diagnosis is not None and result.status != "followup":
         parts.append(render_diagnosis(result.diagnosis, audience, vocab))
     if result.triage is not None and result.status != "followup":
-        parts.append(render_triage(result.triage, audience, vocab))
+        parts.append(render_triage(result.triage, audience, vocab, html=html))
     if result.second_opinion is not None and audience == "clinician":
         parts.append(render_second_opinion(result, vocab))
     if result.explanation is not None:
@@ -79,9 +86,19 @@ def triage_heading(triage: Triage, audience: str) -> str:
     return SAME_DAY_TEXT[audience] if triage.same_day else TRIAGE_TEXT[audience][triage.tier]
 
 
-def render_triage(triage: Triage, audience: str, vocab: Vocabulary) -> str:
+def triage_line(tier: str, audience: str, *, html: bool = False, same_day: bool = False) -> str:
+    """The triage tier with its words: a badge (styled by the ``triage-<tier>`` class) on the web page, a
+    bracketed word elsewhere (CLI, exported logs). Same-day red flags say "today"."""
+    badge = SAME_DAY_BADGE if same_day else TRIAGE_BADGE[tier]
+    text = SAME_DAY_TEXT[audience] if same_day else TRIAGE_TEXT[audience][tier]
+    if html:
+        return f'<span class="triage-badge triage-{tier}">{badge}</span> **{text}**'
+    return f"**[{badge}] {text}**"
+
+
+def render_triage(triage: Triage, audience: str, vocab: Vocabulary, html: bool = False) -> str:
     """The tier line: plain words and what to do for patients; reason, guidance pathway and sources for clinicians."""
-    line = f"**{triage_heading(triage, audience)}**"
+    line = triage_line(triage.tier, audience, html=html, same_day=triage.same_day)
     if audience == "clinician":
         line += f" — {triage.reason}"
         if triage.pathway:
@@ -90,6 +107,15 @@ def render_triage(triage: Triage, audience: str, vocab: Vocabulary) -> str:
     why = urgent_reason_for_patient(triage.drivers, vocab)
     next_step = SAME_DAY_NEXT_STEP if triage.same_day else (triage.advice or TRIAGE_NEXT_STEP[triage.tier])
     return line + f"\n\n{why + ' ' if why else ''}{next_step}"
+
+
+def reference_caption(ref: Reference, vocab: Vocabulary | None = None, audience: str = "patient") -> str:
+    """A reference image's caption: the condition's full name first (a grid that cuts captions still shows
+    which condition it is — "Real image: Mela…" could be melanoma or a mole), then real or synthetic."""
+    vocab = vocab or get_vocabulary()
+    name = vocab.get(ref.condition_id).name(audience) if ref.condition_id in vocab else ref.condition_id
+    kind = "SYNTHETIC illustration (AI-generated, not a real photo)" if ref.synthetic else "real photo"
+    return f"{name} — {kind}"
 
 
 def urgent_reason_for_patient(drivers: list[str], vocab: Vocabulary) -> str:

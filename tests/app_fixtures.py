@@ -20,7 +20,8 @@ def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ob
     import os
 
     os.environ.setdefault("DERMCHAT_UPLOAD_DIR", str(tmp_path_factory.mktemp("uploads")))
-    from app import CSS, build_demo, served_paths
+    os.environ.setdefault("DERMCHAT_FEEDBACK_DB", str(tmp_path_factory.mktemp("feedback") / "feedback.sqlite"))
+    from app import CSS, HEAD, build_demo, served_paths
     from dermchat.engine import DermChat
     from dermchat.settings import load_settings
 
@@ -29,7 +30,7 @@ def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ob
     demo = build_demo(app)
     demo.queue(default_concurrency_limit=2)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, css=CSS,
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, css=CSS, head=HEAD,
                 allowed_paths=served_paths(app))
     try:
         yield f"http://127.0.0.1:{port}/", app

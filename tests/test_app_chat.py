@@ -15,7 +15,9 @@ from PIL import Image, ImageFilter
 
 from app_fixtures import live_app  # noqa: F401 - fixture
 from dermchat.results import Reference, TurnResult
-from ui.chat import ChatTab, new_state, ref_caption
+from dermchat.render import reference_caption
+from dermchat.vocabulary import get_vocabulary
+from ui.chat import ChatTab, new_state
 
 QUESTION = "Should I worry about this?"
 
@@ -136,10 +138,46 @@ def test_switching_audience_before_any_answer_updates_nothing(tab: ChatTab) -> N
     assert update and all(isinstance(key, gr.components.Component) for key in update)
 
 
-def test_a_synthetic_reference_says_so_where_the_gallery_grid_cuts_the_caption() -> None:
+def test_a_reference_caption_names_the_condition_in_full_then_real_or_synthetic() -> None:
+    """A grid that cuts captions showed "Real imag…" for every image, and "Real image: Mela…" could be melanoma
+    or a mole: the condition's full name comes first, then whether the image is real or synthetic."""
     long_name = "Basal cell carcinoma (a common, slow-growing skin cancer)"
     synthetic = Reference(path="x.png", condition_id="basal_cell_carcinoma", provenance="model, seed 1",
                           caption=f"{long_name} — synthetic", synthetic=True, provider_id="sd-diffusion")
     real = synthetic.model_copy(update={"synthetic": False, "caption": f"{long_name} — real image"})
-    assert ref_caption(synthetic).startswith("SYNTHETIC")
-    assert ref_caption(real).startswith("Real image")
+    mole = real.model_copy(update={"condition_id": "melanocytic_nevus"})
+    vocab = get_vocabulary()
+    assert reference_caption(synthetic).startswith(vocab.get("basal_cell_carcinoma").patient_name + " — SYNTHETIC")
+    assert reference_caption(real) == vocab.get("basal_cell_carcinoma").patient_name + " — real photo"
+    assert reference_caption(mole).startswith(vocab.get("melanocytic_nevus").patient_name)
+    assert reference_caption(mole, audience="clinician").startswith(vocab.get("melanocytic_nevus").clinician_name)
+
+
+def test_rating_an_answer_stores_one_row_that_follows_the_latest_rating(ham_image: Path, tmp_path: Path,
+                                                                          live_app) -> None:  # noqa: F811
+    """Gradio reports the first message of the rated group (a step note); the rating belongs to its answer."""
+    from dermchat.feedback.store import FeedbackStore
+
+    _, app = live_app
+    store = FeedbackStore(tmp_path / "feedback.sqlite")
+    with gr.Blocks():
+        tab = ChatTab(app, feedback=store)
+        tab.build()
+    history, state, _ = send(tab, [], new_state(), QUESTION, (str(ham_image),))
+    first_note = next(i for i, m in enumerate(history) if m["role"] == "assistant")
+
+    def like(value: Any, index: int = first_note) -> tuple[dict, Any, Any]:
+        return tab.on_like(history, state, gr.LikeData(tab.chatbot, {"index": index, "value": "", "liked": value}))
+
+    state, group, _ = like(False)
+    assert group.visible  # the optional comment box opens
+    state, _, _ = like("Flag as wrong or unsafe")
+    state, _, _ = tab.on_comment("It missed the bleeding", state)
+    [row] = store.rows()
+    result = TurnResult.model_validate(state["last"])
+    assert (row["result_id"], row["rating"], row["comment"]) == (result.turn_id, "flag", "It missed the bleeding")
+    assert row["tier"] == result.triage.tier and row["providers"]["diagnoser"] == result.providers["diagnoser"].id
+    state, group, _ = like("")  # the flag taken back
+    assert store.rows() == [] and not group.visible
+    _, group, _ = like(True, index=0)  # the user's own photo: not an answer, nothing stored
+    assert store.rows() == [] and not group.visible

@@ -84,12 +84,50 @@ def test_study_url_parameter_consent_case_and_clicks(live: tuple[str, StudyStore
         page.locator(f"#{SID}-references").get_by_label("Thumbnail 1 of 2").click()  # open a reference image
         page.get_by_label("[1] DermNet overview").check()  # open a source
         wait_text(page, f"#{SID}-source-link", "open the source")
+        # Answer options: the seven lesion types the study's photos can be (+ "I don't know"), not 46.
+        assert page.locator(f"#{SID}-case-guess input[type=radio]").count() == 8
         page.get_by_label("I don't know").check()
-        page.locator(f"#{SID}-case-urgency").get_by_label("3", exact=True).check()
+        # Two separate scales, every point labelled.
+        page.locator(f"#{SID}-case-worry").get_by_label("3 – Moderately worried", exact=True).check()
+        page.locator(f"#{SID}-case-see_doctor").get_by_label("2 – At my next routine check-up", exact=True).check()
+        # Rating the answer goes to the study database.
+        page.locator(f"#{SID}-rating").get_by_label("Wrong or unsafe").check()
+        page.fill(f"#{SID}-feedback-comment textarea", "The second photo looked different")
+        page.click(f"#{SID}-send-feedback")
+        wait_text(page, f"#{SID}-feedback-note", "feedback was saved")
         page.click(f"#{SID}-next-case")
         wait_text(page, f"#{SID}-case-header", "case 2 of 6")
         context.close()
     types = [e["type"] for e in store.events(code=code)]
-    assert {"reference_click", "citation_click", "step_completed", "turn"} <= set(types)
+    assert {"reference_click", "citation_click", "step_completed", "turn", "feedback"} <= set(types)
     answers = {a["question_id"]: a["value"] for a in store.answers(code=code)}
-    assert answers == {"guess": "I don't know", "urgency": "3"}
+    assert answers == {"guess": "I don't know", "worry": "3", "see_doctor": "2"}
+    [feedback] = [e["payload"] for e in store.events(code=code) if e["type"] == "feedback"]
+    assert (feedback["rating"], feedback["comment"]) == ("flag", "The second photo looked different")
+
+
+def test_study_mode_offers_only_the_study(tmp_path: Path, ham_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python app.py --study ID``: no Chat or Plugins tab to click mid-study, even with ``?study=`` of another."""
+    from playwright.sync_api import sync_playwright
+
+    from app import CSS, build_demo
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
+    monkeypatch.setenv("DERMCHAT_STUDY_DATABASE_URL", f"sqlite:///{tmp_path / 'sealed.sqlite'}")
+    demo = build_demo(make_app(tmp_path / "turns"), SID)
+    demo.queue()
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, css=CSS)
+    try:
+        with sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
+            context = pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, args=ARGS,
+                                                            headless=True, viewport={"width": 390, "height": 844})
+            page: Any = context.new_page()
+            page.goto(f"{url}?study=citations_between", wait_until="load")
+            page.wait_for_selector(f"#study-{SID}", state="visible", timeout=60_000)
+            tabs = page.get_by_role("tab").all_inner_texts()
+            assert not page.is_visible("#study-citations_between") and not page.is_visible("#chatbot")
+            context.close()
+    finally:
+        demo.close()
+    assert [t.strip() for t in tabs] == ["Study", "Researcher"], tabs

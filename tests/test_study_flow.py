@@ -104,14 +104,14 @@ def test_resume_after_interruption_continues_where_it_stopped(
 def test_answers_are_validated(flow: StudyFlow, app: DermChat) -> None:
     state = flow.enter_code(flow.consent(flow.start(), True), None)
     with pytest.raises(FlowError, match="wait for DermChat"):
-        flow.submit(state, {"guess": "I don't know", "urgency": 3})
+        flow.submit(state, {"guess": "I don't know", "worry": 3, "see_doctor": 3})
     list(flow.run_case(state, app))
     with pytest.raises(FlowError) as info:
-        flow.submit(state, {"guess": "a bad guess", "urgency": 9})
+        flow.submit(state, {"guess": "a bad guess", "worry": 9, "see_doctor": 3})
     assert len(info.value.messages) == 2
     with pytest.raises(FlowError, match="Please answer"):
-        flow.submit(state, {"guess": "I don't know"})
-    assert flow.submit(state, {"guess": "I don't know", "urgency": "3 – x"}).step == 1
+        flow.submit(state, {"guess": "I don't know", "worry": 3})
+    assert flow.submit(state, {"guess": "I don't know", "worry": "3 – x", "see_doctor": 1}).step == 1
 
 
 def test_concurrent_participants_are_isolated(store: StudyStore, app: DermChat, ham_dir: Path) -> None:
@@ -141,9 +141,9 @@ def test_concurrent_participants_are_isolated(store: StudyStore, app: DermChat, 
         assert record is not None
         turns = [e for e in mine if e["type"] == "turn"]
         assert [e["arm"] for e in turns] == [s.arm for s in state.steps if s.kind == "case"]  # type: ignore[attr-defined]
-        expected_urgency = str(1 + index % 5)
-        urgency = {a["value"] for a in store.answers(code=state.code) if a["question_id"] == "urgency"}  # type: ignore[attr-defined]
-        assert urgency == {expected_urgency}  # nobody else's answers under this code
+        expected_worry = str(1 + index % 5)
+        worry = {a["value"] for a in store.answers(code=state.code) if a["question_id"] == "worry"}  # type: ignore[attr-defined]
+        assert worry == {expected_worry}  # nobody else's answers under this code
 
 
 def test_export_round_trip_and_summary(tmp_path: Path, store: StudyStore, app: DermChat, ham_dir: Path) -> None:
@@ -330,7 +330,7 @@ def test_deleted_data_does_not_linger_in_the_sqlite_files(tmp_path: Path, store:
     """Withdrawal means erasure: a copy of the database file handed on later must not hold the deleted rows."""
     state = flow.enter_code(flow.consent(flow.start(), True), None)
     list(flow.run_case(state, app))
-    flow.submit(state, {"guess": "I don't know", "urgency": 2})
+    flow.submit(state, {"guess": "I don't know", "worry": 2, "see_doctor": 2})
     flow.click(state, "citation", 0, {"url": "https://dermnetnz.org/withdrawn-marker"})
     keep = flow.enter_code(flow.consent(flow.start(), True), None)  # someone else's data stays readable
     assert store.delete_participant(state.code) > 0  # type: ignore[arg-type]

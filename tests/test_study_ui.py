@@ -140,7 +140,7 @@ def test_full_participant_through_the_app(server: Server) -> None:
     events = server.store.events(code=code)
     assert sum(e["type"] == "citation_click" for e in events) == 6
     assert sum(e["type"] == "turn" for e in events) == 6
-    assert len(server.store.answers(code=code)) == 6 * 2 + 2 * 4 + 1
+    assert len(server.store.answers(code=code)) == 6 * 3 + 2 * 4 + 1  # guess, worry, see_doctor per case
 
 
 def test_resume_in_a_new_session_with_the_same_code(server: Server) -> None:
@@ -177,7 +177,7 @@ def test_researcher_page_needs_the_password(server: Server, tmp_path: Path) -> N
     assert payload is not None
     with zipfile.ZipFile(io.BytesIO(base64.b64decode(payload.group(1)))) as zf:
         assert set(zf.namelist()) == {"participants.csv", "case_answers.csv", "questionnaire_answers.csv",
-                                      "turns.csv", "events.jsonl"}
+                                      "turns.csv", "feedback.csv", "events.jsonl"}
         assert len(zf.read("participants.csv").decode().splitlines()) == len(codes) + 1
     victim = sorted(codes)[0]
     message = client.predict("reference_images_within", victim, False, api_name="/researcher_delete")

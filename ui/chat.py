@@ -12,9 +12,11 @@ from typing import Any, Iterator
 import gradio as gr
 
 from dermchat.engine import STEP_TITLES, DermChat
+from dermchat.feedback.record import FLAG_LABEL, FeedbackError, feedback_fields, rating_from_like
+from dermchat.feedback.store import FeedbackStore
 from dermchat.intake import choose_image
-from dermchat.references.gallery import REAL_BADGE, SYNTHETIC_BADGE, build_gallery
-from dermchat.render import render, render_quality, source_links, triage_heading
+from dermchat.references.gallery import build_gallery
+from dermchat.render import reference_caption, render, render_quality, source_links, triage_line
 from dermchat.results import TurnResult
 from dermchat.vocabulary import get_vocabulary
 from ui.details import BODY_SITES, patient_details
@@ -39,15 +41,26 @@ def new_state() -> dict[str, Any]:
         "answer_index": None,
         "retake": False,  # the last photo is waiting for a retake or "continue anyway"
         "overrides": {},
+        "answers": {},  # chat index of each answer -> what feedback on it records (result id, providers, tier)
+        "feedback": {},  # chat index of a rated answer -> its feedback row id (a new rating updates that row)
+        "feedback_on": None,  # the answer the comment box is about
     }
 
 
 class ChatTab:
     """Builds the components and wires the events of the chat tab for one ``DermChat`` app."""
 
-    def __init__(self, app: DermChat) -> None:
+    def __init__(self, app: DermChat, feedback: FeedbackStore | None = None) -> None:
         self.app = app
         self.vocab = get_vocabulary()
+        self._feedback = feedback
+
+    @property
+    def feedback_store(self) -> FeedbackStore:
+        """Opened on the first rating, so a page nobody rates never creates the feedback file."""
+        if self._feedback is None:
+            self._feedback = FeedbackStore()
+        return self._feedback
 
     # -- layout --------------------------------------------------------------------------------------------
     def build(self) -> None:
@@ -57,14 +70,21 @@ class ChatTab:
                 self.audience = gr.Radio(
                     ["patient", "clinician"], value=self.app.settings.audience, label="I am a", elem_id="audience"
                 )
+                # The height follows the screen so the message box is in view when the page opens (desktop and
+                # phone); every answer can be rated (thumbs, or flagged as wrong or unsafe).
                 self.chatbot = gr.Chatbot(
-                    label="DermChat", height=560, elem_id="chatbot", buttons=["copy"],
-                    placeholder="Attach a close, well-lit photo of the skin and ask a question.",
+                    label="DermChat", height="min(560px, 42vh)", min_height=220, elem_id="chatbot",
+                    buttons=["copy"], feedback_options=("Like", "Dislike", FLAG_LABEL),
+                    placeholder="**Attach a close, well-lit photo of the skin below and ask a question.**",
                 )
                 self.message = gr.MultimodalTextbox(
                     file_types=IMAGE_TYPES, file_count="multiple", sources=["upload"], elem_id="message",
-                    placeholder="Type a question, attach a photo (JPEG, PNG, WebP, HEIC)…", show_label=False,
+                    placeholder="Ask a question, attach a photo…", show_label=False,
                 )
+                with gr.Group(visible=False, elem_id="feedback-comment") as self.comment_group:
+                    self.comment = gr.Textbox(label="Thanks for rating this answer. Anything to add? (optional)",
+                                              max_lines=4, max_length=2000, elem_id="feedback-comment-text")
+                    self.comment_btn = gr.Button("Send comment", size="sm", elem_id="feedback-comment-send")
                 with gr.Row():
                     self.continue_btn = gr.Button("Continue anyway", visible=False, elem_id="continue-anyway")
                     self.clear_btn = gr.Button("New conversation", variant="secondary")
@@ -109,6 +129,10 @@ class ChatTab:
         # when the photo still waits for a retake.
         self.message.submit(lambda: gr.Button(visible=False), None, [self.continue_btn], queue=False)
         self.continue_btn.click(self.continue_anyway, inputs, outputs, api_name="continue_anyway")
+        self.chatbot.like(self.on_like, [self.chatbot, self.state], [self.state, self.comment_group, self.comment], queue=False,
+                          api_name=False)
+        self.comment_btn.click(self.on_comment, [self.comment, self.state], [self.state, self.comment_group, self.comment],
+                               queue=False, api_name=False)
         self.audience.change(self.rerender, [self.chatbot, self.state, self.audience], outputs)
         # A new conversation may be about someone else: the details about the spot start empty too, or the next
         # photo would be weighed with the last person's age, sex and body site without anyone noticing.
@@ -201,7 +225,7 @@ class ChatTab:
         history = list(history)
         index = state.get("answer_index")
         if index is not None and index < len(history):
-            history[index] = {"role": "assistant", "content": render(result, audience)}
+            history[index] = {"role": "assistant", "content": render(result, audience, html=True)}
         return {self.chatbot: history, self.state: state, **self.panel_updates(self._panel_result(result, state), audience)}
 
     def _explained_for(self, result: TurnResult, state: dict, history: list, audience: str) -> TurnResult:
@@ -235,7 +259,7 @@ class ChatTab:
                 for index in step_index.values():
                     if history[index]["metadata"]["status"] == "pending":
                         history[index]["metadata"]["status"] = "done"
-                history.append({"role": "assistant", "content": render(result, audience)})
+                history.append({"role": "assistant", "content": render(result, audience, html=True)})
                 self._remember(state, result, image, len(history) - 1)
                 updates = self.panel_updates(self._panel_result(result, state), audience)
                 if waiting:  # a question in between keeps the way to use the photo anyway
@@ -270,6 +294,7 @@ class ChatTab:
         dumped = result.model_dump(mode="json")
         state["last"] = dumped
         state["answer_index"] = answer_index
+        state["answers"] = {**state.get("answers", {}), str(answer_index): feedback_fields(result)}
         if result.diagnosis is not None and result.status != "followup":
             state["result"] = dumped
         elif image:  # a new photo that got no diagnosis (retake, not skin): "is it cancer?" is about *that* one
@@ -280,6 +305,56 @@ class ChatTab:
         state["seen"] = list(dict.fromkeys([*state.get("seen", []), *[
             str(ref.extra.get("image_id")) for ref in result.references if ref.extra.get("image_id")
         ]]))
+
+    # -- feedback on answers -----------------------------------------------------------------------------------
+    @staticmethod
+    def _rated_answer(history: list, state: dict, index: Any) -> str | None:
+        """The answer a like button belongs to. Gradio groups consecutive assistant messages (a turn's step
+        notes and its answer) under one set of buttons and reports the group's *first* message, so this is the
+        first answer at or after it with no user message in between."""
+        position = int(index[0] if isinstance(index, (list, tuple)) else index)
+        answers = state.get("answers", {})
+        for at in range(position, len(history or [])):
+            if str(at) in answers:
+                return str(at)
+            if history[at].get("role") != "assistant":
+                return None
+        return None
+
+    def on_like(self, history: list, state: dict, data: gr.LikeData) -> tuple[dict, Any, Any]:
+        """Store a thumbs up / down or a flag for the rated answer (one row per answer; a new rating replaces
+        it, a rating taken back deletes it) and offer the optional comment box."""
+        state = dict(state or new_state())
+        target = self._rated_answer(history, state, data.index)
+        if target is None:  # a step note or a message that is no answer: nothing to rate
+            return state, gr.Group(visible=False), gr.Textbox()
+        rating = rating_from_like(data.liked)
+        rated = dict(state.get("feedback", {}))
+        row = rated.get(target)
+        if rating is None:
+            if row is not None:
+                self.feedback_store.delete(row)
+                rated.pop(target)
+            state.update(feedback=rated, feedback_on=None)
+            return state, gr.Group(visible=False), gr.Textbox(value="")
+        if row is None or not self.feedback_store.update(row, rating=rating):
+            rated[target] = self.feedback_store.add(state["answers"][target], rating)
+        state.update(feedback=rated, feedback_on=target)
+        return state, gr.Group(visible=True), gr.Textbox(value="")
+
+    def on_comment(self, comment: str, state: dict) -> tuple[dict, Any, Any]:
+        """Attach the optional comment to the answer rated last."""
+        state = dict(state or new_state())
+        row = state.get("feedback", {}).get(state.get("feedback_on") or "")
+        if row is None:
+            return state, gr.Group(visible=False), gr.Textbox(value="")
+        try:
+            self.feedback_store.update(row, comment=comment)
+        except FeedbackError as exc:
+            raise gr.Error(str(exc)) from None
+        gr.Info("Thank you — your comment was saved.")
+        state["feedback_on"] = None
+        return state, gr.Group(visible=False), gr.Textbox(value="")
 
     # -- the side panel --------------------------------------------------------------------------------------
     def empty_panel(self) -> list[Any]:
@@ -302,7 +377,8 @@ class ChatTab:
             self.quality: render_quality(result.quality, audience) if result.quality else "",
         }
         if result.triage is not None:
-            updates[self.triage] = f"### {triage_heading(result.triage, audience)}"
+            updates[self.triage] = triage_line(result.triage.tier, audience, html=True,
+                                               same_day=result.triage.same_day)
         else:
             updates[self.triage] = ""
         if diagnosis is not None and diagnosis.differential and not diagnosis.abstained:
@@ -320,17 +396,10 @@ class ChatTab:
                                       if diagnosis is not None and diagnosis.abstained else "")
         heat = diagnosis.heatmap_path if diagnosis is not None else None
         updates[self.heatmap] = gr.Image(value=heat, visible=bool(heat) and audience == "clinician")
-        updates[self.gallery] = [(ref.path, ref_caption(ref)) for ref in result.references]
+        updates[self.gallery] = [(ref.path, reference_caption(ref, vocab, audience)) for ref in result.references]
         updates[self.contrast] = contrast_markdown(result, audience)
         updates[self.citations] = citations_markdown(result)
         return updates
-
-
-def ref_caption(ref: Any) -> str:
-    """The badge comes first: the gallery grid shows only the start of a caption, and "synthetic" at the end
-    of "Basal cell carcinoma (a common, slow-growing skin cancer) — synthetic ..." is cut off there."""
-    badge = SYNTHETIC_BADGE.upper() if ref.synthetic else REAL_BADGE
-    return f"{badge}: {ref.caption}"
 
 
 def contrast_markdown(result: TurnResult, audience: str) -> str:

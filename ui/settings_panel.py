@@ -1,6 +1,7 @@
 """The settings accordion: pick a provider per capability from the registry.
 
-Only available providers can be chosen; unavailable ones are listed greyed out with their reason. Choices
+Only available providers can be chosen; unavailable ones are listed in one plain line for patients ("not
+available on this server"); the technical reason (an option to set, an offline flag) is in the Plugins tab. Choices
 are per browser session (a ``gr.State`` of settings overrides), never a global that would leak between users.
 """
 
@@ -12,6 +13,7 @@ import gradio as gr
 
 from dermchat.engine import DermChat
 
+UNAVAILABLE = "not available on this server (the Plugins tab says why)"
 CAPABILITY_LABELS = {
     "quality": "Photo-quality check",
     "diagnoser": "Image model (diagnosis)",
@@ -21,14 +23,14 @@ CAPABILITY_LABELS = {
 
 
 def provider_choices(app: DermChat, capability: str) -> tuple[list[tuple[str, str]], list[str]]:
-    """(label, id) pairs of available providers, and greyed lines for the unavailable ones."""
+    """(label, id) pairs of available providers, and plain lines for the unavailable ones."""
     available: list[tuple[str, str]] = []
     unavailable: list[str] = []
     for info in app.registry.listing().get(capability, []):
         if info["available"]:
             available.append((f"{info['label'] or info['id']} ({info['id']})", info["id"]))
         else:
-            unavailable.append(f"<span style='color:#888'>✗ {info['label'] or info['id']} — {info['reason']}</span>")
+            unavailable.append(f"{info['label'] or info['id']}: {UNAVAILABLE}")
     return available, unavailable
 
 
@@ -51,7 +53,7 @@ def build_settings_panel(app: DermChat) -> gr.State:
                     interactive=bool(ids),
                 )
             if greyed:
-                gr.Markdown("  \n".join(greyed))
+                gr.Markdown("<sub>" + "  \n".join(greyed) + "</sub>", elem_classes=["unavailable-providers"])
         gate = gr.Checkbox(value=app.settings.quality_gate, label="Ask for a retake when the photo quality is low")
 
         def update(quality: str, diagnoser: str, explainer: str, references: list[str], quality_gate: bool) -> dict[str, Any]:

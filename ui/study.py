@@ -19,7 +19,7 @@ from PIL import Image
 
 from dermchat.engine import DermChat
 from dermchat.intake import decode_image
-from dermchat.render import render
+from dermchat.render import reference_caption, render
 from dermchat.results import TurnResult
 from dermchat.study.definition import (
     STUDIES_DIR,
@@ -35,6 +35,7 @@ from dermchat.study.session import FlowError, ParticipantState, StudyFlow
 from dermchat.study.store import resolve_database_url
 
 log = logging.getLogger(__name__)
+STUDY_RATINGS = {"Helpful": "up", "Not helpful": "down", "Wrong or unsafe": "flag"}
 NO_STUDY = (
     "No study is running on this page. If you were invited to a study, please use the link you were given "
     "(it ends in `?study=...`)."
@@ -98,6 +99,13 @@ class StudyPage:
                         self.sources = gr.Radio([], label="Sources — choose one to open it", visible=False,
                                                 elem_id=f"{sid}-sources")
                         self.source_link = gr.Markdown(elem_id=f"{sid}-source-link")
+                        with gr.Group(elem_id=f"{sid}-feedback"):
+                            self.rating = gr.Radio(list(STUDY_RATINGS), label="Rate DermChat's answer (optional)",
+                                                   elem_id=f"{sid}-rating")
+                            self.feedback_comment = gr.Textbox(label="Comment on the answer (optional)", max_lines=3,
+                                                               max_length=2000, elem_id=f"{sid}-feedback-comment")
+                            self.feedback_btn = gr.Button("Send feedback", size="sm", elem_id=f"{sid}-send-feedback")
+                        self.feedback_note = gr.Markdown(elem_id=f"{sid}-feedback-note")
                 self.case_inputs = [_item_component(item, f"{sid}-case") for item in study.case_questions]
                 self.case_btn = gr.Button("Next", variant="primary", interactive=False, elem_id=f"{sid}-next-case")
             self.q_cols: dict[str, gr.Column] = {}
@@ -122,7 +130,8 @@ class StudyPage:
     def page_outputs(self) -> list[Any]:
         outs: list[Any] = [self.state, self.stage, self.error, self.consent_col, self.declined_col, self.code_col, self.case_col,
                            self.case_header, self.case_image, self.answer, self.gallery, self.sources,
-                           self.source_link, self.case_btn, self.done_col, self.done_md, self.code_box]
+                           self.source_link, self.case_btn, self.done_col, self.done_md, self.code_box,
+                           self.rating, self.feedback_comment, self.feedback_note]
         outs += self.case_inputs
         for qid in self.q_cols:
             outs += [self.q_cols[qid], self.q_headers[qid], *self.q_inputs[qid]]
@@ -143,6 +152,9 @@ class StudyPage:
             self.done_col: gr.update(visible=stage == "done"),
             self.done_md: f"{self.study.thank_you}\n\nYour participant code: **{state.code}**" if stage == "done" else "",
             self.code_box: gr.Textbox(value=""),
+            self.rating: None,
+            self.feedback_comment: "",
+            self.feedback_note: "",
         }
         for qid in self.q_cols:
             active = stage == "questionnaire" and step is not None and step.ref == qid
@@ -233,14 +245,15 @@ class StudyPage:
         step = state.current
         assert step is not None and step.arm is not None
         arm_settings = self.app.settings_for(self.study.arm(step.arm).settings or None)
-        gallery = [(Image.open(ref.path), _caption(ref)) for ref in result.references if Path(ref.path).is_file()]
+        gallery = [(Image.open(ref.path), reference_caption(ref, audience=result.audience))
+                   for ref in result.references if Path(ref.path).is_file()]
         citations = result.explanation.citations if result.explanation else []
         titles = [f"{c.marker} {c.title}" for c in citations]
         # Sources are listed as a clickable list below the answer (so opening one can be logged), not as links.
         shown = result.model_copy(update={"explanation": result.explanation.model_copy(update={"citations": []})}) \
             if result.explanation else result
         return {
-            self.answer: render(shown, result.audience),
+            self.answer: render(shown, result.audience, html=True),
             self.gallery: gr.Gallery(value=gallery, visible=arm_settings.show_references and bool(gallery)),
             self.sources: gr.Radio(choices=titles, value=None, visible=arm_settings.show_citations and bool(titles)),
             self.case_btn: gr.Button(interactive=True),
@@ -274,6 +287,18 @@ class StudyPage:
                 return f"Open the source: [{cite.title}]({cite.url})"
         return ""
 
+    def on_feedback(self, rating: str | None, comment: str | None, state: ParticipantState | None) -> str:
+        """The participant's rating of the current answer, logged in the study database (not the app's)."""
+        if state is None or state.stage != "case":
+            return ""
+        if not rating:
+            return "⚠️ Choose a rating first."
+        try:
+            self.flow.feedback(state, STUDY_RATINGS[rating], comment)
+        except FlowError as exc:
+            return f"⚠️ {' '.join(exc.messages)}"
+        return "Thank you — your feedback was saved."
+
     def on_submit(self, state: ParticipantState | None, *values: Any) -> dict[Any, Any]:
         """Answers of the current step (case questions or one questionnaire), in the order of its items."""
         state = self._state(state)
@@ -299,15 +324,12 @@ class StudyPage:
             then_case(button.click(self.on_submit, [self.state, *self.q_inputs[qid]], outs,
                                    api_name=f"{sid}_submit_{qid}"))
         self.gallery.select(self.on_reference_click, [self.state], None, api_name=False)
+        self.feedback_btn.click(self.on_feedback, [self.rating, self.feedback_comment, self.state], [self.feedback_note],
+                                api_name=f"{sid}_feedback")
         self.sources.input(self.on_source_click, [self.sources, self.state], [self.source_link],
                            api_name=f"{sid}_open_source")
         # For API clients (and tests): run or replay the current case explicitly.
         gr.Button(visible=False).click(self.on_run_case, [self.state], case_outs, api_name=f"{sid}_run_case")
-
-
-def _caption(ref: Any) -> str:
-    label = "AI-generated (synthetic) — " if ref.synthetic else ""
-    return f"{label}{ref.caption}"
 
 
 def load_studies(selected: str | None = None, studies_dir: Path = STUDIES_DIR) -> tuple[dict[str, Study], str | None]:
@@ -354,8 +376,8 @@ def build_study_tab(
         pages[sid] = StudyPage(definition, StudyFlow(definition, url), app, visible=sid == default_id)
 
     def choose(request: gr.Request) -> dict[Any, Any]:
-        wanted = (request.query_params.get("study") if request else None) or default_id
-        show = wanted if wanted in pages else None
+        wanted = request.query_params.get("study") if request else None
+        show = wanted if wanted in pages else default_id  # a sealed study page ignores links to other studies
         updates: dict[Any, Any] = {none_md: gr.Markdown(visible=show is None)}
         for sid, page in pages.items():
             updates[page.root] = gr.update(visible=sid == show)

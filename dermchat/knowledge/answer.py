@@ -139,7 +139,7 @@ def render_draft(draft: Draft, index: KnowledgeIndex, audience: str, book: Citat
     parts = []
     for condition_id, items in draft.groups:
         entry = index.kb.get(condition_id)
-        body = " ".join(book.cite(condition_id, section, statement) for section, statement in items)
+        body = book.cite_run(condition_id, items)
         parts.append(f"**{entry.name(audience)}:** {body}")
     return "\n\n".join(parts)
 

@@ -61,7 +61,7 @@ def result_answer(intent: str, ctx: TurnContext, index: KnowledgeIndex, vocab: V
     if triage is not None and intent in ("what_next", "how_urgent", "is_cancer", "self_treat", "go_away"):
         advice = SAME_DAY_NEXT_STEP if triage.same_day else (triage.advice or TRIAGE_NEXT_STEP.get(triage.tier, ""))
         drivers = f" because {_names(triage.drivers, vocab, audience)} can't be ruled out" if triage.drivers else ""
-        heading = triage_heading(triage, "patient").split(" ", 1)[1]  # without the coloured dot
+        heading = triage_heading(triage, "patient")
         lines.append(f"**Your result:** {heading}{drivers}. {advice}")
     if diagnosis is not None and diagnosis.abstained:
         lines.append("The image model could not assess the photo, so it can't say what this is; a clinician can.")

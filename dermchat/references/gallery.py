@@ -12,7 +12,6 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from dermchat.references import SYNTHETIC_LABEL
 from dermchat.references.kb import how_it_looks, section_sources
 from dermchat.results import Audience, Reference, TurnResult
 from dermchat.vocabulary import get_vocabulary
@@ -56,7 +55,8 @@ class GalleryColumn(BaseModel):
 class Gallery(BaseModel):
     audience: Audience
     columns: list[GalleryColumn] = Field(default_factory=list)
-    legend: str = f"{REAL_BADGE}: a photo from a public dataset. {SYNTHETIC_BADGE}: {SYNTHETIC_LABEL}."
+    legend: str = (f"{REAL_BADGE}: a photo from a public dataset. {SYNTHETIC_BADGE}: made by an AI model — "
+                   "an illustration, not your photo or diagnosis.")
     notes: list[str] = Field(default_factory=list)
 
     @property

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from dermchat.paths import REPO_DIR, default_data_dir
 from dermchat.settings import Settings
@@ -85,9 +85,14 @@ class ChoiceItem(_Strict):
     required: bool = True
     scored: bool = Field(False, description="compare the answer with the case's ground truth (accuracy per arm)")
 
+    _conditions: list[str] = PrivateAttr(default_factory=list)
+
     def options(self) -> list[str]:
+        """The answer options; ``choices: conditions`` lists the study's conditions (set at load) + "I don't know"."""
         if self.choices == CONDITIONS_CHOICE:
-            return [c.patient_name for c in get_vocabulary()] + [DONT_KNOW]
+            vocab = get_vocabulary()
+            ids = self._conditions or [c.id for c in vocab]
+            return [vocab.get(c).patient_name for c in ids] + [DONT_KNOW]
         return list(self.choices)
 
 
@@ -144,6 +149,10 @@ class Study(_Strict):
     cases: CaseSet
     case_questions: list[Item] = Field(default_factory=list)
     questionnaires: list[Questionnaire] = Field(default_factory=list)
+    conditions: list[str] | None = Field(
+        None, description="answer options of 'choices: conditions' questions (condition ids or HAM codes); "
+                          "default: the ground truths of the cases",
+    )
     privacy: Privacy = Field(default_factory=Privacy)
     database_url: Union[str, dict[str, str], None] = Field(
         None, description='SQLAlchemy URL, or {"$env": "NAME"} to read it from the environment (no secrets in git)'
@@ -186,6 +195,17 @@ class Study(_Strict):
 
     def ground_truth_id(self, case: Case) -> str | None:
         return get_vocabulary().resolve(case.ground_truth) if case.ground_truth else None
+
+    def answer_conditions(self) -> list[str]:
+        """The condition ids offered by 'choices: conditions': the study's list, else what its cases can be
+        (their ground truths, in the vocabulary's order), so photos of 7 lesion types never offer 46 answers."""
+        vocab = get_vocabulary()
+        if self.conditions is not None:
+            wanted = [vocab.resolve(c) for c in self.conditions]
+        else:
+            wanted = [self.ground_truth_id(case) for case in self.cases.items]
+        ids = {c for c in wanted if c}
+        return [c.id for c in vocab if c.id in ids]
 
 
 # -- YAML with positions -------------------------------------------------------------------------------------
@@ -284,9 +304,35 @@ def _semantic_problems(study: Study, *, check_images: bool) -> list[tuple[Loc, s
                 ("cases", "items", index, "image"),
                 f"image not found: {study.image_path(case)} (set DERMCHAT_DATA_DIR to the data folder)",
             ))
+    problems.extend(_condition_problems(study))
     for index, item in enumerate(study.case_questions):
         if isinstance(item, ChoiceItem) and item.scored and not any(c.ground_truth for c in study.cases.items):
             problems.append((("case_questions", index, "scored"), "scored questions need cases with ground_truth"))
+    return problems
+
+
+def _condition_problems(study: Study) -> list[tuple[Loc, str]]:
+    """The answer options must be known conditions, include every case's ground truth, and exist at all."""
+    vocab = get_vocabulary()
+    problems: list[tuple[Loc, str]] = []
+    for index, name in enumerate(study.conditions or []):
+        if vocab.resolve(name) is None:
+            problems.append((("conditions", index), f"unknown condition {name!r}"))
+    if study.conditions is not None and not problems:
+        offered = set(study.answer_conditions())
+        if len(offered) < len(study.conditions):
+            problems.append((("conditions",), "the same condition is listed twice"))
+        for index, case in enumerate(study.cases.items):
+            truth = study.ground_truth_id(case)
+            if truth and truth not in offered:
+                problems.append((("cases", "items", index, "ground_truth"),
+                                 f"{case.ground_truth!r} is not among the study's conditions (a participant could "
+                                 "never answer it)"))
+    asks = [i for i, item in enumerate(study.case_questions)
+            if isinstance(item, ChoiceItem) and item.choices == CONDITIONS_CHOICE]
+    if asks and not study.answer_conditions():
+        problems.append((("case_questions", asks[0], "choices"),
+                         "'choices: conditions' needs a 'conditions' list or cases with ground_truth"))
     return problems
 
 
@@ -342,6 +388,10 @@ def load_study(path: str | Path, *, check_images: bool = True, data_dir: str | P
     semantic = _semantic_problems(study, check_images=check_images)
     if semantic:
         raise StudyDefinitionError(path, [(_line_of(node, loc), f"{'.'.join(map(str, loc))}: {msg}") for loc, msg in semantic])
+    conditions = study.answer_conditions()
+    for item in [*study.case_questions, *(i for q in study.questionnaires for i in q.items)]:
+        if isinstance(item, ChoiceItem):
+            item._conditions = conditions
     return study
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from dermchat.csv_safety import formula_safe
+from dermchat.feedback.export import csv_text
 from dermchat.study.store import StudyStore, get_store
 
 CASE_COLUMNS = [
@@ -33,6 +34,9 @@ TURN_COLUMNS = [
     "top_probability", "prediction_set", "triage", "references", "synthetic_references", "citations",
     "reference_clicks", "citation_clicks", "total_ms", "timings_ms", "providers", "created_at",
 ]
+
+FEEDBACK_COLUMNS = ["study_id", "participant", "step", "case_id", "arm", "result_id", "providers", "tier", "rating",
+                    "comment", "created_at"]
 
 
 def _schedules(events: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -122,11 +126,17 @@ def tables(store: StudyStore, study_id: str | None = None) -> dict[str, list[dic
             "providers": json.dumps(e["payload"].get("providers", {}), sort_keys=True),
             "created_at": e["created_at"],
         })
+    feedback_rows = [{
+        "study_id": e["study_id"], "participant": e["participant_code"], "step": e["step"], "case_id": e["case_id"],
+        "arm": e["arm"], **{k: e["payload"].get(k, "") for k in ("result_id", "providers", "tier", "rating", "comment")},
+        "created_at": e["created_at"],
+    } for e in events if e["type"] == "feedback"]
     return {
         "participants.csv": participant_rows,
         "case_answers.csv": case_rows,
         "questionnaire_answers.csv": questionnaire_rows,
         "turns.csv": turn_rows,
+        "feedback.csv": feedback_rows,
         "events.jsonl": events,
     }
 
@@ -136,6 +146,7 @@ COLUMNS = {
     "case_answers.csv": CASE_COLUMNS,
     "questionnaire_answers.csv": QUESTIONNAIRE_COLUMNS,
     "turns.csv": TURN_COLUMNS,
+    "feedback.csv": FEEDBACK_COLUMNS,
 }
 
 
@@ -145,6 +156,8 @@ def _render(name: str, rows: list[dict[str, Any]]) -> str:
         for row in rows:
             buf.write(json.dumps(row, ensure_ascii=False, sort_keys=True, default=str) + "\n")
         return buf.getvalue()
+    if name == "feedback.csv":  # free text typed by participants: formula-safe
+        return csv_text(rows, COLUMNS[name])
     writer = csv.DictWriter(buf, fieldnames=COLUMNS[name], lineterminator="\n")
     writer.writeheader()
     writer.writerows({key: formula_safe(value) for key, value in row.items()} for row in rows)

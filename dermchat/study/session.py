@@ -337,6 +337,25 @@ class StudyFlow:
             self.store.log(self.study.id, state.code, f"{target}_click", {"index": index, **detail},
                            step=state.step, case_id=step.ref, arm=step.arm)
 
+    def feedback(self, state: ParticipantState, rating: str, comment: str | None = None) -> None:
+        """Log the participant's rating of the current case's answer (thumbs up / down, or flagged as wrong or
+        unsafe) with an optional comment, into the study database: feedback given inside a study belongs to it."""
+        from dermchat.feedback.record import FeedbackError, check_rating, clean_comment, feedback_fields
+
+        self._expect(state, "case")
+        step = state.current
+        assert state.code is not None and step is not None
+        shown = self.shown_turn(state)
+        if shown is None:
+            raise FlowError(["Please wait for DermChat's answer before rating it."])
+        try:
+            payload = {**feedback_fields(shown), "rating": check_rating(rating), "comment": clean_comment(comment)}
+        except FeedbackError as exc:
+            raise FlowError([str(exc)]) from None
+        with self._writing():
+            self.store.log(self.study.id, state.code, "feedback", payload, step=state.step, case_id=step.ref,
+                           arm=step.arm)
+
     def items(self, state: ParticipantState) -> list[Item]:
         step = state.current
         if step is None:
