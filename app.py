@@ -25,6 +25,7 @@ from dermchat.safety import NOT_A_DIAGNOSIS  # noqa: E402
 from dermchat.settings import SettingsError, load_settings  # noqa: E402
 from ui.api import build_api  # noqa: E402
 from ui.chat import ChatTab  # noqa: E402
+from ui.loading import build_loading_status  # noqa: E402
 from ui.plugins_tab import build_plugins_tab  # noqa: E402
 from ui.settings_panel import build_settings_panel  # noqa: E402
 
@@ -61,6 +62,7 @@ def build_demo(app: DermChat, study: str | None = None) -> gr.Blocks:
         gr.Markdown("# 🩺 DermChat\nChat about a photo of your skin. Attach a photo, ask a question.")
         gr.Markdown(f"**Not a diagnosis.** {NOT_A_DIAGNOSIS} In an emergency call your local emergency number.",
                     elem_id="medical-notice")
+        build_loading_status(app, demo)
         with gr.Tabs(selected="study" if study else "chat") as tabs:
             # In study mode the free chat is hidden: turns there would not belong to the study.
             with gr.Tab("Chat", id="chat", visible=not study) as chat_tab:
@@ -104,10 +106,24 @@ def _mount_study(app: DermChat, study: str | None) -> bool:
 def create_app() -> DermChat:
     settings = load_settings()
     _offline_defaults(settings.profile)
-    app = DermChat(settings)
-    for problem in app.warm_up():
-        log.warning("provider not ready: %s", problem)
-    return app
+    return DermChat(settings)
+
+
+def launch(host: str, port: int, study: str | None = None, *, app: DermChat | None = None,
+           block: bool = True) -> tuple[DermChat, gr.Blocks]:
+    """Build and serve ``app`` (default: from the settings); with ``block=False`` return once the server listens.
+
+    The models load in a background thread (``DermChat.start_warm_up``): the page is served as soon as Gradio
+    is ready, shows "loading the models" meanwhile, and a turn sent early waits for them.
+    """
+    app = app or create_app()
+    app.start_warm_up()
+    demo = build_demo(app, study)
+    concurrency = 1 if app.settings.profile != "offline-cpu" else 2  # GPU-bound profiles: one turn at a time
+    demo.queue(default_concurrency_limit=concurrency, max_size=64)
+    demo.launch(server_name=host, server_port=port, css=CSS, footer_links=["api", "settings"],
+                allowed_paths=served_paths(app), prevent_thread_lock=not block, quiet=not block)
+    return app, demo
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -118,15 +134,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app = create_app()
+        launch(args.host, args.port, args.study)
     except SettingsError as exc:  # a configuration mistake: one line, not a traceback
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    demo = build_demo(app, args.study)
-    concurrency = 1 if app.settings.profile != "offline-cpu" else 2  # GPU-bound profiles: one turn at a time
-    demo.queue(default_concurrency_limit=concurrency, max_size=64)
-    demo.launch(server_name=args.host, server_port=args.port, css=CSS, footer_links=["api", "settings"],
-                allowed_paths=served_paths(app))
 
 
 def served_paths(app: DermChat) -> list[str]:

@@ -22,6 +22,7 @@ EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {
     "eval-rag": ("dermchat.knowledge.evaluate:main", "evaluate knowledge-base retrieval"),
     "study": ("dermchat.study.cli:main", "user-study tools: export, summary, delete"),
     "serve-openai": ("dermchat.vlm.server:main", "serve a local model through an OpenAI-compatible API"),
+    "bench-serve": ("dermchat.bench_serve:main", "the served app under load (loopback only), beside the engine alone"),
 }
 
 

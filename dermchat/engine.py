@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Generator, Iterator, TypeVar
@@ -47,6 +48,7 @@ STEP_TITLES: dict[str, str] = {
     "diagnosis": "Looking at the skin",
     "explanation": "Looking up trusted sources",
     "references": "Finding reference images",
+    "turn": "Loading the models (the app has just started)",
 }
 
 
@@ -71,6 +73,10 @@ class DermChat:
         self.vocabulary = get_vocabulary()
         self._configure_lock = threading.Lock()
         self.configuration_errors: list[str] = []
+        self._ready = threading.Event()
+        self._ready.set()  # nothing is loading until ``start_warm_up``; providers then load on first use
+        self.loading: str = ""  # the provider the background warm-up is loading now (the page shows it)
+        self.warm_up_problems: list[str] = []
         self.configure(self.settings)
 
     # -- configuration ---------------------------------------------------------------------------------------
@@ -113,6 +119,38 @@ class DermChat:
         except KeyError:
             return None
 
+    @property
+    def ready(self) -> bool:
+        """False while ``start_warm_up``'s thread is still loading models."""
+        return self._ready.is_set()
+
+    def wait_until_ready(self, timeout: float | None = None) -> bool:
+        return self._ready.wait(timeout)
+
+    def start_warm_up(self) -> threading.Thread:
+        """Load the configured providers in a background thread, so the page can be served meanwhile.
+
+        Why: loading took 7 s on a quiet machine and 24 s on a busy one before the page was served at all. A
+        turn that arrives meanwhile waits for the warm-up (``run_turn`` shows it as a step) rather than
+        loading a second copy beside it or failing; problems land in ``warm_up_problems`` and the log.
+        """
+        self._ready.clear()
+
+        def work() -> None:
+            try:
+                self.warm_up_problems = self.warm_up()
+                for problem in self.warm_up_problems:
+                    log.warning("provider not ready: %s", problem)
+            except Exception:  # noqa: BLE001 - a turn will load (or fail on) the provider itself, per step
+                log.exception("model warm-up failed")
+            finally:
+                self.loading = ""
+                self._ready.set()
+
+        thread = threading.Thread(target=work, name="dermchat-warm-up", daemon=True)
+        thread.start()
+        return thread
+
     def warm_up(self) -> list[str]:
         """Load the configured providers now (a Space does this at start-up); returns any problems."""
         problems: list[str] = []
@@ -125,6 +163,7 @@ class DermChat:
             if not ok:
                 problems.append(f"{provider_id}: {reason}")
                 continue
+            self.loading = provider.label or provider_id
             try:
                 provider.load()
             except Exception as exc:  # noqa: BLE001
@@ -303,6 +342,7 @@ class _Turn:
 
     # -- the steps ---------------------------------------------------------------------------------------------
     def run(self, image: ImageSource | None) -> Iterator[StepEvent]:
+        yield from self._wait_for_models()
         if image is None:
             yield from self._text_only()
             return
@@ -318,6 +358,17 @@ class _Turn:
                 yield from self._explanation()
                 yield from self._references()
         yield from self._finish()
+
+    def _wait_for_models(self) -> Iterator[StepEvent]:
+        """A turn that arrives while the app is still loading its models waits for them, as a visible step."""
+        if self.app.ready:
+            return
+        yield StepEvent(step="turn", kind="start", message=STEP_TITLES["turn"])
+        start = time.perf_counter()
+        while not self.app.wait_until_ready(timeout=1.0):
+            yield StepEvent(step="turn", kind="progress", message=f"Loading {self.app.loading or 'the models'}…")
+        yield StepEvent(step="turn", kind="done", message="Models loaded",
+                        elapsed_ms=round((time.perf_counter() - start) * 1000, 1))
 
     def _intake(self, image: ImageSource) -> bool:
         try:
