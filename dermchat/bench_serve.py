@@ -20,6 +20,7 @@ load generator only uses ``gradio_client``, both imported inside functions.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
 import multiprocessing
@@ -397,7 +398,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 figures["endpoints"][endpoint]["unfinished_clients"] = load["unfinished_clients"]
                 figures["client_cpu_s"][endpoint] = round(load["client_cpu_s"], 1)
     finally:
-        server.close()
+        with contextlib.redirect_stdout(sys.stderr):  # Gradio prints "Closing server..."; stdout is the JSON
+            server.close()
     figures["server_peak_rss_mb"] = round(peak_rss_mb(), 1) if server.app is not None else server_peak_rss_mb(server.url)
     single_p50 = figures["single_client_turn"]["p50_ms"]
     engine_p50 = figures["engine_only"]["p50_ms"]

@@ -197,3 +197,15 @@ def test_load_generator_drives_both_endpoints_of_a_live_app(slow, ham_dir: Path)
             assert summary["errors"] == 0 and summary["turns_per_s"] > 0
     finally:
         demo.close()
+
+
+def test_concurrency_comes_from_the_settings_with_a_default_per_profile(tmp_path: Path) -> None:
+    import app as gradio_app
+    from dermchat.settings import load_settings
+
+    assert load_settings(environ={"DERMCHAT_CONCURRENCY": "3"}).concurrency == 3
+    cpu = fake_app(tmp_path)
+    assert gradio_app.serving_concurrency(cpu) == gradio_app.CPU_CONCURRENCY > 2  # more slots than cores
+    gpu = fake_app(tmp_path, profile="gpu-hub")
+    assert gradio_app.serving_concurrency(gpu) == 1
+    assert gradio_app.serving_concurrency(fake_app(tmp_path, concurrency=5)) == 5
