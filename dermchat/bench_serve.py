@@ -250,7 +250,8 @@ def breakdown(samples: list[dict[str, Any]]) -> dict[str, float | None]:
     """Median milliseconds per part of a call. Client side: the upload, the file downloads ("serving files");
     server side (``/turn`` reports ``serving_ms``): stripping the upload, the engine's steps, the rest of the
     engine (decode, safety, notices), encoding the result, the time Gradio took over streamed events; what is
-    left is queue wait plus transport."""
+    left is queue wait plus transport. A step's own timing also covers the moments its progress events were
+    being streamed, so ``engine:other`` can come out a few ms below zero."""
     parts: dict[str, list[float]] = {}
 
     def add(name: str, value: float | None) -> None:
