@@ -27,6 +27,7 @@ EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {
     "study": ("dermchat.study.cli:main", "user-study tools: export, summary, delete"),
     "feedback": ("dermchat.feedback.cli:main", "answer feedback: export as CSV and JSONL"),
     "serve-openai": ("dermchat.vlm.server:main", "serve a local model through an OpenAI-compatible API"),
+    "bench-serve": ("dermchat.bench_serve:main", "the served app under load (loopback only), beside the engine alone"),
 }
 
 

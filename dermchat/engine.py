@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import secrets
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Generator, Iterator, TypeVar
@@ -49,6 +50,7 @@ STEP_TITLES: dict[str, str] = {
     "diagnosis": "Looking at the skin",
     "explanation": "Looking up trusted sources",
     "references": "Finding reference images",
+    "turn": "Loading the models (the app has just started)",
 }
 
 
@@ -77,6 +79,10 @@ class DermChat:
         self.vocabulary = get_vocabulary()
         self._configure_lock = threading.Lock()
         self.configuration_errors: list[str] = []
+        self._ready = threading.Event()
+        self._ready.set()  # nothing is loading until ``start_warm_up``; providers then load on first use
+        self.loading: str = ""  # the provider the background warm-up is loading now (the page shows it)
+        self.warm_up_problems: list[str] = []
         self.configure(self.settings)
 
     # -- configuration ---------------------------------------------------------------------------------------
@@ -119,6 +125,38 @@ class DermChat:
         except KeyError:
             return None
 
+    @property
+    def ready(self) -> bool:
+        """False while ``start_warm_up``'s thread is still loading models."""
+        return self._ready.is_set()
+
+    def wait_until_ready(self, timeout: float | None = None) -> bool:
+        return self._ready.wait(timeout)
+
+    def start_warm_up(self) -> threading.Thread:
+        """Load the configured providers in a background thread, so the page can be served meanwhile.
+
+        Why: loading took 7 s on a quiet machine and 24 s on a busy one before the page was served at all. A
+        turn that arrives meanwhile waits for the warm-up (``run_turn`` shows it as a step) rather than
+        loading a second copy beside it or failing; problems land in ``warm_up_problems`` and the log.
+        """
+        self._ready.clear()
+
+        def work() -> None:
+            try:
+                self.warm_up_problems = self.warm_up()
+                for problem in self.warm_up_problems:
+                    log.warning("provider not ready: %s", problem)
+            except Exception:  # noqa: BLE001 - a turn will load (or fail on) the provider itself, per step
+                log.exception("model warm-up failed")
+            finally:
+                self.loading = ""
+                self._ready.set()
+
+        thread = threading.Thread(target=work, name="dermchat-warm-up", daemon=True)
+        thread.start()
+        return thread
+
     def warm_up(self) -> list[str]:
         """Load the configured providers now (a Space does this at start-up); returns any problems."""
         problems: list[str] = []
@@ -131,6 +169,7 @@ class DermChat:
             if not ok:
                 problems.append(f"{provider_id}: {reason}")
                 continue
+            self.loading = provider.label or provider_id
             try:
                 provider.load()
             except Exception as exc:  # noqa: BLE001
@@ -329,6 +368,7 @@ class _Turn:
 
     # -- the steps ---------------------------------------------------------------------------------------------
     def run(self, image: ImageSource | None) -> Iterator[StepEvent]:
+        yield from self._wait_for_models()
         self._screen_message()
         if image is None:
             yield from self._text_only()
@@ -363,6 +403,17 @@ class _Turn:
         """Warning signs the user described make the tier urgent, whatever the photo says (idempotent)."""
         self.result.triage = safety.with_red_flags(self.result.triage, self.result.red_flags)
         self.ctx.triage = self.result.triage
+
+    def _wait_for_models(self) -> Iterator[StepEvent]:
+        """A turn that arrives while the app is still loading its models waits for them, as a visible step."""
+        if self.app.ready:
+            return
+        yield StepEvent(step="turn", kind="start", message=STEP_TITLES["turn"])
+        start = time.perf_counter()
+        while not self.app.wait_until_ready(timeout=1.0):
+            yield StepEvent(step="turn", kind="progress", message=f"Loading {self.app.loading or 'the models'}…")
+        yield StepEvent(step="turn", kind="done", message="Models loaded",
+                        elapsed_ms=round((time.perf_counter() - start) * 1000, 1))
 
     def _intake(self, image: ImageSource) -> bool:
         try:

@@ -52,6 +52,10 @@ class Settings(BaseModel):
         60.0, ge=10,
         description="uploads and turn folders unchanged this long are deleted; at least 10 so a slow turn keeps its folder",
     )
+    concurrency: int | None = Field(
+        None, ge=1, le=64,
+        description="turns the web app runs at once; None: 1 on GPU profiles (one model on one GPU), 8 on CPU",
+    )
     workdir: str | None = None
     study: str | None = None
     study_database_url: str | None = Field(None, description="SQLAlchemy URL; default: a SQLite file per study")
@@ -128,7 +132,7 @@ def read_profile(path: Path) -> dict[str, Any]:
 _ENV_FIELDS = (
     "profile", "quality", "diagnoser", "second_opinion", "explainer", "references", "audience", "quality_gate",
     "show_references", "show_citations", "references_per_condition", "reference_conditions", "workdir", "study", "study_database_url",
-    "max_upload_mb", "max_image_pixels", "retention_minutes",
+    "max_upload_mb", "max_image_pixels", "retention_minutes", "concurrency",
 )
 
 

@@ -6,6 +6,8 @@ through the same sanitising as chat uploads (EXIF stripped, Gradio's cached orig
 
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -60,6 +62,33 @@ def api_result(result: TurnResult) -> dict[str, Any]:
     return data
 
 
+class ServingClock:
+    """Where a ``/turn`` call spends its time on the server (``dermchat bench-serve`` prints it).
+
+    ``stream`` is the rest of the handler's wall time: Gradio sending the streamed events while the generator
+    waits, and thread hand-offs between the parts.
+    """
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.parts: dict[str, float] = {}
+
+    @contextmanager
+    def part(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.parts[name] = self.parts.get(name, 0.0) + time.perf_counter() - start
+
+    def figures(self) -> dict[str, float]:
+        handler = time.perf_counter() - self.start
+        out = {name: round(seconds * 1000, 1) for name, seconds in self.parts.items()}
+        out["handler"] = round(handler * 1000, 1)
+        out["stream"] = round((handler - sum(self.parts.values())) * 1000, 1)
+        return out
+
+
 def build_api(app: DermChat) -> None:
     with gr.Group(visible=False):
         image = UploadedFile(type="filepath", label="photo")  # any file: intake gives the friendly error
@@ -75,18 +104,27 @@ def build_api(app: DermChat) -> None:
     def turn(image_path: str | None, question_text: str, audience_value: str, force_value: bool,
              age_value: float | None = None, sex_value: str | None = None,
              site_value: str | None = None) -> Iterator[dict[str, Any]]:
+        clock = ServingClock()
         events: list[dict[str, Any]] = []
         clean = None
         if image_path:
-            clean, error = sanitize_upload(image_path, app.settings)
+            with clock.part("strip"):
+                clean, error = sanitize_upload(image_path, app.settings)
             if error:
                 yield {"events": [], "result": {"status": "invalid_input", "message": error}}
                 return
         details = patient_details(age_value, sex_value, site_value)
-        for event in app.run_turn(clean, question_text or "", audience=audience_value or "patient", force=bool(force_value),
-                                  **details):
+        turn_events = app.run_turn(clean, question_text or "", audience=audience_value or "patient",
+                                   force=bool(force_value), **details)
+        while True:
+            with clock.part("engine"):
+                event = next(turn_events, None)
+            if event is None:
+                return
             if event.kind == "result" and event.result is not None:
-                yield {"events": events, "result": api_result(event.result)}
+                with clock.part("encode"):
+                    data = api_result(event.result)
+                yield {"events": events, "result": data, "serving_ms": clock.figures()}
                 return
             events.append(event.model_dump(mode="json", exclude={"result"}))
             yield {"events": events, "result": None}
