@@ -107,7 +107,7 @@ def test_no_installed_package_shadows_the_tests() -> None:
     package (textstat 0.7.8 and later do) would hide them. One reason readability.py is not textstat."""
     import tests
 
-    assert [Path(p).resolve() for p in tests.__path__] == [Path(__file__).resolve().parent], tests.__path__
+    assert {Path(p).resolve() for p in tests.__path__} == {Path(__file__).resolve().parent}, tests.__path__
 
 
 def test_patient_sections_have_readability_grades() -> None:

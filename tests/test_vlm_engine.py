@@ -76,7 +76,10 @@ def test_server_vlm_turn_streams_rationale_with_local_vlm_as_second_opinion(tmp_
     assert "**Second opinion (transformers-vlm)**" in text and "Rationale: The spot is evenly brown" in text
 
 
-def test_second_opinion_against_the_offline_classifier_compares_top_conditions(tmp_path: Path) -> None:
+def test_second_opinion_against_the_offline_classifier_compares_top_conditions(tmp_path: Path, ham_image: Path) -> None:
+    """A real dermoscopic photo: the ImageNet-based ham-cnn abstains on the drawn spot the VLM tests use."""
+    from PIL import Image
+
     running, _ = start_recorded_server([(200, sse_body(STRUCTURED_CHUNKS), "text/event-stream")])
     try:
         app = app_with(
@@ -86,7 +89,11 @@ def test_second_opinion_against_the_offline_classifier_compares_top_conditions(t
         ham = app.provider("diagnoser", "ham-cnn")
         if ham is None or not ham.available()[0]:
             pytest.skip("ham-cnn is not available here")
-        result, _ = run(app, tmp_path)
+        with Image.open(ham_image) as im:
+            photo = im.convert("RGB")
+        events = list(app.run_turn(photo, "What is this?", workdir=tmp_path))
+        result = events[-1].result
+        assert result is not None
     finally:
         running.close()
     second = result.second_opinion

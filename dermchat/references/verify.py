@@ -2,7 +2,7 @@
 
 Why: a diffusion model can produce a convincing picture of the wrong thing. SkinGEN-style references are only
 useful if they show the condition they are labelled with, so an image is kept only when the classifier puts
-the target condition in its top three; otherwise the engine hides it with a note. When the classifier is
+the target condition in its prediction set, or in its top three with at least 10%; otherwise the engine hides it with a note. When the classifier is
 missing, or the condition is outside its classes, the image is shown as unverified (``verified=None``) and
 the reason is recorded, never silently passed.
 """
@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_VERIFIER = "ham-cnn"
 TOP_K = 3
+MIN_PROBABILITY = 0.10
+"""A condition ranked in the top three with less than this is not "recognised": a calibrated 7-class model
+spreads a few percent over every class, so third place alone says little (a nevus photo would pass as a
+vascular lesion). The classifier's own prediction set always counts."""
 
 
 def _silent(message: str, fraction: float | None = None) -> None:
@@ -71,4 +75,5 @@ def verify_image(
         return False, details
     ranks = [e.condition_id for e in top]
     details["target_rank"] = ranks.index(condition_id) + 1 if condition_id in ranks else None
-    return condition_id in ranks, details
+    likely = {e.condition_id for e in top if e.probability >= MIN_PROBABILITY}
+    return condition_id in likely or condition_id in diagnosis.prediction_set, details
