@@ -87,7 +87,7 @@ def cmd_turn(args: argparse.Namespace) -> int:
     result = None
     for event in app.run_turn(
         args.image, args.question or "", audience=args.audience, force=args.force, settings_overrides=overrides or None,
-        age=args.age, sex=args.sex, body_site=args.site,
+        age=args.age, sex=args.sex, body_site=args.site, earlier_image=args.earlier,
     ):
         if event.kind == "result":
             result = event.result
@@ -161,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--age", type=float, help="patient's age in years (optional; informs the offline model)")
     p.add_argument("--sex", choices=["female", "male"], help="patient's sex (optional; informs the offline model)")
     p.add_argument("--site", help="body site, e.g. 'back' or 'left forearm' (optional)")
+    p.add_argument("--earlier", help="an earlier photo of the same spot: say what changed since")
     p.add_argument("--json", action="store_true", help="print the structured result as JSON")
     p.add_argument("--quiet", action="store_true", help="no step events on stderr")
     p.set_defaults(func=cmd_turn)
