@@ -35,7 +35,6 @@ def _spot(path: Path, halves: tuple[tuple[int, int, int], tuple[int, int, int]],
 
 
 BROWN = (150, 100, 80)
-DARK_BROWN, BLUE_GREY = (90, 60, 50), (110, 115, 150)
 
 
 def _app(tmp_path: Path):  # noqa: ANN202
@@ -56,8 +55,9 @@ def test_turn_carries_the_descriptors_and_renders_them_for_both_audiences(tmp_pa
     assert "| TDS |" in clinician and "1.3A+0.1B+0.5C+0.5D" in clinician and "disagreement" not in clinician
 
 
-def test_benign_conclusion_with_high_risk_features_is_flagged_widened_and_raised(tmp_path: Path) -> None:
-    result = _app(tmp_path).run_turn_sync(_spot(tmp_path / "risky.png", (DARK_BROWN, BLUE_GREY)))
+def test_benign_conclusion_with_high_risk_features_is_flagged_widened_and_raised(tmp_path: Path, ham_dir: Path) -> None:
+    """A real melanoma (veil, four colours) that the fake diagnoser calls a mole: the features must win."""
+    result = _app(tmp_path).run_turn_sync(ham_dir / "images" / "ISIC_0024962.jpg")
     assert result.diagnosis is not None and result.diagnosis.top(1)[0].condition_id == "melanocytic_nevus"
     assert result.morphology is not None and result.morphology.disagrees
     assert "melanoma" in result.diagnosis.prediction_set

@@ -13,7 +13,7 @@ HAM10000 training-split photos:
 * white: lighter than the skin (L* + 4) and nearly colourless (chroma < 15): regression, scar-like areas;
 * blue-grey: darker than the skin and bluer (b* 5 below the skin's) or colourless (chroma < 8): the Tyndall
   colour of deep melanin, regression, the veil;
-* red: redder than the skin (a* + 10) without turning yellow (b* < 0.6 a*), not dark: vessels, blood;
+* red: redder than the skin (a* + 16) without turning yellow (b* < 0.6 a*), not dark: vessels, blood;
 * dark brown / light brown: the remaining pixels darker than the skin, split at L* 45.
 
 Pixels that match no rule (e.g. skin-coloured parts inside the mask) are left unnamed; a colour is *present*
@@ -75,7 +75,7 @@ def name_pixels(lab: np.ndarray, skin: np.ndarray) -> dict[str, np.ndarray]:
     darker = lightness < skin_l - 8
     blue = ~black & ~white & darker & ((b < skin_b - 5) | (chroma < 8))
     rest = ~black & ~white & ~blue
-    red = rest & (a > skin_a + 10) & (b < 0.6 * a) & (lightness >= 30)
+    red = rest & (a > skin_a + 16) & (b < 0.6 * a) & (lightness >= 30)
     warm = rest & ~red & darker
     return {"white": white, "red": red, "light brown": warm & (lightness >= 45), "dark brown": warm & (lightness < 45),
             "blue-grey": blue, "black": black}
