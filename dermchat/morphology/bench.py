@@ -194,6 +194,7 @@ def _diagnoser(diagnoser_id: str) -> tuple[Any, Callable[[Image.Image], Any]]:
 def _weights_fingerprint(provider: Any) -> str | None:
     """First 12 hex digits of the SHA-256 of the diagnoser's weights file, when it has one (which model ran)."""
     folder = getattr(provider, "weights_dir", None)
+    folder = folder() if callable(folder) else folder
     if folder is None:
         return None
     files = sorted(Path(folder).glob("*.pt")) + sorted(Path(folder).glob("*.onnx"))
