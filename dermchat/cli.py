@@ -19,6 +19,9 @@ EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {
     "train-classifier": ("dermchat.classifier.train:main", "train the offline HAM10000 classifier"),
     "eval": ("dermchat.classifier.evaluate:main", "evaluate the offline classifier on a HAM-layout folder"),
     "bench-quality": ("dermchat.quality.bench:main", "benchmark the image-quality check on distorted images"),
+    "describe": ("dermchat.morphology.cli:describe_main", "dermoscopic ABCD descriptors of the lesion in a photo"),
+    "compare": ("dermchat.morphology.cli:compare_main", "compare an earlier and a later photo of the same spot"),
+    "bench-morphology": ("dermchat.morphology.bench:main", "validate the morphology descriptors on HAM10000"),
     "eval-rag": ("dermchat.knowledge.evaluate:main", "evaluate knowledge-base retrieval"),
     "captions": ("dermchat.references.captions:main", "write LesionGen-style captions for a HAM-layout folder"),
     "train-lora": ("dermchat.references.train_lora:main", "fine-tune a Stable Diffusion LoRA on captioned images"),
@@ -84,7 +87,7 @@ def cmd_turn(args: argparse.Namespace) -> int:
     result = None
     for event in app.run_turn(
         args.image, args.question or "", audience=args.audience, force=args.force, settings_overrides=overrides or None,
-        age=args.age, sex=args.sex, body_site=args.site,
+        age=args.age, sex=args.sex, body_site=args.site, earlier_image=args.earlier,
     ):
         if event.kind == "result":
             result = event.result
@@ -158,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--age", type=float, help="patient's age in years (optional; informs the offline model)")
     p.add_argument("--sex", choices=["female", "male"], help="patient's sex (optional; informs the offline model)")
     p.add_argument("--site", help="body site, e.g. 'back' or 'left forearm' (optional)")
+    p.add_argument("--earlier", help="an earlier photo of the same spot: say what changed since")
     p.add_argument("--json", action="store_true", help="print the structured result as JSON")
     p.add_argument("--quiet", action="store_true", help="no step events on stderr")
     p.set_defaults(func=cmd_turn)

@@ -40,6 +40,7 @@ class TurnContext:
     quality: QualityReport | None = None
     diagnosis: Diagnosis | None = None
     triage: Triage | None = None
+    earlier_image: Image.Image | None = None
     body_site: str | None = None
     age: float | None = None
     sex: str | None = None

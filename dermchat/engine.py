@@ -20,6 +20,9 @@ from typing import Any, Callable, Generator, Iterator, TypeVar
 from dermchat import language, redflags, safety
 from dermchat.context import TurnContext
 from dermchat.intake import ImageInputError, ImageSource, decode_image
+from dermchat.morphology.consistency import MIN_TIER as DISAGREEMENT_TIER
+from dermchat.morphology.consistency import check_consistency, widened
+from dermchat.morphology.describe import Morphology
 from dermchat.plugins import PluginManager
 from dermchat.providers import Provider, ProviderError
 from dermchat.registry import Registry, describe_exception, report_failure
@@ -28,6 +31,7 @@ from dermchat.results import (
     Audience,
     Diagnosis,
     Explanation,
+    MorphologyReport,
     ProviderRef,
     QualityReport,
     Reference,
@@ -44,10 +48,19 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 OFFLINE_DIAGNOSER = "ham-cnn"
+DISAGREEMENT_NOTICE = (
+    "What this photo shows ({features}) does not fit the image model's answer that it looks harmless. When the two "
+    "disagree the safer reading wins: melanoma can't be ruled out, so please have the spot checked by a doctor."
+)
+CHANGE_NOTICE = (
+    "Compared with your earlier photo, the spot seems to have {what}. A spot that grows or changes colour should be "
+    "checked by a doctor, even if the photos were taken a little differently."
+)
 STEP_TITLES: dict[str, str] = {
     "intake": "Reading your photo",
     "quality": "Checking photo quality",
     "diagnosis": "Looking at the skin",
+    "morphology": "Describing the spot",
     "explanation": "Looking up trusted sources",
     "references": "Finding reference images",
     "turn": "Loading the models (the app has just started)",
@@ -194,8 +207,12 @@ class DermChat:
         sex: str | None = None,
         turn_id: str | None = None,
         options: dict[str, Any] | None = None,
+        earlier_image: ImageSource | None = None,
     ) -> Iterator[StepEvent]:
         """Run one turn, yielding step events; the last event has ``kind='result'``.
+
+        ``earlier_image`` is an earlier photo of the same spot: the morphology step compares the two, and a spot
+        that grew or gained a colour raises the triage.
 
         ``body_site``, ``age`` and ``sex`` are what the user chose to tell (all optional); diagnosers may
         use them as evidence, reference images use the body site.
@@ -219,7 +236,7 @@ class DermChat:
             turn_id=turn_id,
             options=options,
         )
-        yield from turn.run(image)
+        yield from turn.run(image, earlier_image)
 
     def run_turn_sync(self, image: ImageSource | None = None, question: str = "", **kwargs: Any) -> TurnResult:
         """Run a turn to completion and return its result (CLI, tests, study replays)."""
@@ -367,7 +384,7 @@ class _Turn:
                                    seen_references=set(self.ctx.seen_references), **copied)
 
     # -- the steps ---------------------------------------------------------------------------------------------
-    def run(self, image: ImageSource | None) -> Iterator[StepEvent]:
+    def run(self, image: ImageSource | None, earlier_image: ImageSource | None = None) -> Iterator[StepEvent]:
         yield from self._wait_for_models()
         self._screen_message()
         if image is None:
@@ -377,6 +394,8 @@ class _Turn:
             yield StepEvent(step="intake", kind="error", message=self.result.message)
             yield from self._finish()
             return
+        if earlier_image is not None:
+            self._intake_earlier(earlier_image)
         yield StepEvent(step="intake", kind="done", message=STEP_TITLES["intake"], data={"size": self.result.image_size})
         proceed = yield from self._quality()
         if proceed:
@@ -384,6 +403,7 @@ class _Turn:
             if self.result.triage is not None:  # later providers share these objects: keep the policy's own copy
                 self.triage_floor = self.result.triage.model_copy(deep=True)
             if diagnosed:
+                yield from self._morphology()
                 yield from self._explanation()
                 yield from self._references()
         yield from self._finish()
@@ -433,6 +453,16 @@ class _Turn:
         self.result.notices.extend(decoded.notes)
         return True
 
+    def _intake_earlier(self, image: ImageSource) -> None:
+        """Decode the earlier photo the same way (metadata dropped); an unreadable one is named, not fatal."""
+        try:
+            decoded = decode_image(image, max_bytes=self.settings.max_upload_bytes,
+                                   max_pixels=self.settings.max_image_pixels)
+        except ImageInputError as exc:
+            self.result.notices.append(f"The earlier photo could not be used for a comparison: {exc}")
+            return
+        self.ctx.earlier_image = decoded.image
+
     def _text_only(self) -> Iterator[StepEvent]:
         """No image: empty message, follow-up about the last result, or conditions to consider."""
         if not self.result.question:
@@ -446,6 +476,7 @@ class _Turn:
             self.result.diagnosis = previous.diagnosis
             self.result.triage = previous.triage
             self.result.quality = previous.quality
+            self.result.morphology = previous.morphology
             self.result.image_sha256 = previous.image_sha256
             self.ctx.diagnosis = previous.diagnosis
             self.ctx.quality = previous.quality
@@ -642,6 +673,66 @@ class _Turn:
                                 message="The second opinion raised the triage to urgent",
                                 data={"triage": self.result.triage.model_dump()})
 
+    def _morphology(self) -> Iterator[StepEvent]:
+        """Describe the spot, check the description against the diagnosis, compare with an earlier photo."""
+        provider, why_not = self._provider("morphology", self.settings.morphology)
+        if provider is None:
+            if self.ctx.earlier_image is not None:
+                self.result.notices.append("The earlier photo could not be compared ("
+                                           f"{self._for_reader(why_not or 'no describer is configured')}).")
+            if why_not:
+                yield StepEvent(step="morphology", kind="skipped", message=why_not)
+            return
+        yield self._start("morphology", provider)
+        outcome = yield from self._call("morphology", provider, lambda: provider.describe(self.ctx))  # type: ignore[attr-defined]
+        if outcome.error is not None:
+            yield self._fail("morphology", provider.id, outcome.error, "Describing the spot failed; continuing without it.")
+            return
+        report = outcome.value
+        assert report is not None
+        self._note_provider("morphology", provider)
+        self.result.morphology = report
+        self._check_consistency(report)
+        self._flag_change(report)
+        yield StepEvent(
+            step="morphology", kind="done", provider_id=provider.id, elapsed_ms=outcome.elapsed_ms,
+            message="Observations and conclusion disagree" if report.disagrees else "Spot described",
+            data={"triage": self.result.triage.model_dump()} if self.result.triage else {},
+        )
+
+    def _check_consistency(self, report: MorphologyReport) -> None:
+        """Benign top condition but high-risk features: say so, widen the set, raise the tier."""
+        diagnosis = self.result.diagnosis
+        if not report.descriptors or diagnosis is None:
+            return
+        finding = check_consistency(Morphology.from_dict(report.descriptors), diagnosis, self.app.vocabulary)
+        report.consistency = finding.as_dict()
+        if not finding.disagrees:
+            return
+        self.result.diagnosis = self.ctx.diagnosis = widened(diagnosis, finding)
+        if self.result.triage is not None:
+            reason = "the photo's features disagree with a benign top condition (" + "; ".join(finding.features) + ")"
+            self.result.triage = self.ctx.triage = safety.at_least(
+                self.result.triage, DISAGREEMENT_TIER, reason, drivers=finding.added_to_set or ["melanoma"])
+        plain = _plain_features(report.descriptors)
+        self.result.notices.append(DISAGREEMENT_NOTICE.format(features=plain))
+
+    def _flag_change(self, report: MorphologyReport) -> None:
+        """Growth or a new or spreading colour since the earlier photo is a red flag for the triage."""
+        comparison = report.comparison
+        if not comparison or not comparison.get("red_flag"):
+            return
+        what = []
+        if comparison.get("grew"):
+            what.append("grown")
+        if comparison.get("new_colours") or any(d > 0 for d in (comparison.get("colour_shifts") or {}).values()):
+            what.append("changed colour")
+        text = " and ".join(what) or "changed"
+        if self.result.triage is not None:
+            self.result.triage = self.ctx.triage = safety.at_least(
+                self.result.triage, "urgent", f"the spot seems to have {text} since the earlier photo")
+        self.result.notices.append(CHANGE_NOTICE.format(what=text))
+
     def _explanation(self) -> Iterator[StepEvent]:
         provider, why_not = self._provider("explainer", self.settings.explainer)
         if provider is None:
@@ -699,3 +790,16 @@ class _Turn:
                 "not recognise them as the intended condition."
             )
 
+
+
+def _plain_features(descriptors: dict[str, Any]) -> str:
+    """The high-risk features in a patient's words ("four colours, a bluish-white haze")."""
+    bits = []
+    colours = descriptors.get("colours") or []
+    if len(colours) >= 3:
+        bits.append(f"{len(colours)} colours")
+    if descriptors.get("blue_white_veil"):
+        bits.append("a bluish-white haze")
+    if descriptors.get("asymmetry", 0) >= 2:
+        bits.append("an uneven shape")
+    return ", ".join(bits) or "several warning signs of the ABCD checklist"

@@ -13,7 +13,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from dermchat.context import TurnContext
-    from dermchat.providers import Diagnoser, Explainer, QualityChecker, ReferenceGenerator
+    from dermchat.providers import Diagnoser, Explainer, MorphologyDescriber, QualityChecker, ReferenceGenerator
     from dermchat.results import TurnResult
 
 PROJECT = "dermchat"
@@ -31,6 +31,11 @@ def register_quality_checks(register: Callable[[QualityChecker], None]) -> None:
 @hookspec
 def register_diagnosers(register: Callable[[Diagnoser], None]) -> None:
     """Register diagnosers (classifiers, VLMs, remote servers) by calling ``register(provider)``."""
+
+
+@hookspec
+def register_morphology_describers(register: Callable[[MorphologyDescriber], None]) -> None:
+    """Register describers of what the photo shows (ABCD descriptors) by calling ``register(provider)``."""
 
 
 @hookspec

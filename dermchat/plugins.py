@@ -31,6 +31,7 @@ ENTRY_POINT_GROUP = "dermchat"
 # Used only when the dermchat distribution is not installed (e.g. a Space running from a checkout).
 BUILTIN_PLUGINS: dict[str, str] = {
     "quality": "plugins.quality",
+    "morphology": "plugins.morphology",
     "ham_classifier": "plugins.ham_classifier",
     "vlm": "plugins.vlm",
     "knowledge": "plugins.knowledge",
@@ -70,7 +71,11 @@ class PluginManager:
         return (allow is None or name in allow) and not (deny and name in deny)
 
     def load_plugins(self) -> None:
-        """Load every entry point of the group (idempotent); fall back to built-in modules if not installed."""
+        """Load every entry point of the group (idempotent), then any built-in module no entry point named.
+
+        The second part covers a checkout that is not installed (a Space runs ``app.py``) and an editable install
+        made before a built-in plugin was added (``pip install -e .`` writes the entry points once).
+        """
         try:
             entry_points = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
         except Exception as exc:  # noqa: BLE001 - broken metadata must not stop the app
@@ -82,11 +87,12 @@ class PluginManager:
                 continue
             seen_modules.add(ep.value)
             self._load_one(ep.name, ep.value, ep.load, source=f"entry point ({ep.dist.name if ep.dist else '?'})")
-        if not _dermchat_installed():
-            for name, module in BUILTIN_PLUGINS.items():
-                if name in self.records or module in seen_modules or not self._allowed(name):
-                    continue
-                self._load_one(name, module, lambda m=module: importlib.import_module(m), source="built-in module")
+        installed = _dermchat_installed()
+        for name, module in BUILTIN_PLUGINS.items():
+            if name in self.records or module in seen_modules or not self._allowed(name):
+                continue
+            source = "built-in module (missing from the installed entry points)" if installed else "built-in module"
+            self._load_one(name, module, lambda m=module: importlib.import_module(m), source=source)
 
     def _load_one(self, name: str, module: str, loader: Callable[[], ModuleType], *, source: str) -> None:
         record = PluginRecord(name=name, module=module, source=source)

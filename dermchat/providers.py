@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 if TYPE_CHECKING:
     from dermchat.context import TurnContext
-    from dermchat.results import Diagnosis, Explanation, QualityReport, Reference
+    from dermchat.results import Diagnosis, Explanation, MorphologyReport, QualityReport, Reference
 
 
 class NoOptions(BaseModel):
@@ -128,6 +128,14 @@ class Diagnoser(Provider):
         raise NotImplementedError
 
 
+class MorphologyDescriber(Provider):
+    capability: ClassVar[str] = "morphology"
+
+    def describe(self, ctx: TurnContext) -> MorphologyReport:
+        """Describe the lesion in ``ctx.image`` (and compare it with ``ctx.earlier_image`` when there is one)."""
+        raise NotImplementedError
+
+
 class Explainer(Provider):
     capability: ClassVar[str] = "explainer"
 
@@ -147,6 +155,7 @@ class ReferenceGenerator(Provider):
 CAPABILITIES: dict[str, type[Provider]] = {
     "quality": QualityChecker,
     "diagnoser": Diagnoser,
+    "morphology": MorphologyDescriber,
     "explainer": Explainer,
     "references": ReferenceGenerator,
 }

@@ -20,6 +20,7 @@ MAX_ERRORS = 20  # per plugin in the listing: a plugin failing on every turn mus
 REGISTER_HOOKS: dict[str, str] = {
     "quality": "register_quality_checks",
     "diagnoser": "register_diagnosers",
+    "morphology": "register_morphology_describers",
     "explainer": "register_explainers",
     "references": "register_reference_generators",
 }

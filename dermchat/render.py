@@ -7,7 +7,9 @@ be dropped by an explainer.
 
 from __future__ import annotations
 
-from dermchat.results import Diagnosis, Explanation, QualityReport, Reference, Triage, TurnResult
+from typing import Any
+
+from dermchat.results import Diagnosis, Explanation, MorphologyReport, QualityReport, Reference, Triage, TurnResult
 from dermchat.vocabulary import Vocabulary, get_vocabulary
 
 TRIAGE_TEXT: dict[str, dict[str, str]] = {
@@ -65,6 +67,8 @@ def render(result: TurnResult, audience: str | None = None, vocab: Vocabulary | 
         parts.append(render_quality(result.quality, audience))
     if result.diagnosis is not None and result.status != "followup":
         parts.append(render_diagnosis(result.diagnosis, audience, vocab))
+    if result.morphology is not None and result.status != "followup":
+        parts.append(render_morphology(result.morphology, audience, vocab))
     if result.triage is not None and result.status != "followup":
         parts.append(render_triage(result.triage, audience, vocab, html=html))
     if result.second_opinion is not None and audience == "clinician":
@@ -176,6 +180,93 @@ def render_cant_assess(diagnosis: Diagnosis, audience: str) -> str:
     if audience == "clinician" and diagnosis.rationale:
         text += f"\n\nRationale: {diagnosis.rationale}"
     return text
+
+MORPHOLOGY_CAVEAT = ("This is a computer's description of one photo and can be wrong: light, hair, focus and the "
+                     "camera all change how a spot looks.")
+NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six")
+
+
+def render_morphology(report: MorphologyReport, audience: str, vocab: Vocabulary | None = None) -> str:
+    """What the photo shows: a sentence or two for patients, the ABCD table (and any disagreement) for clinicians."""
+    d = report.descriptors
+    if audience == "clinician":
+        parts = [morphology_table(d)]
+        if report.disagrees and report.consistency:
+            parts.append(disagreement_line(report.consistency, vocab or get_vocabulary()))
+    else:
+        parts = [f"**What the photo shows:** {describe_for_patient(d)} {MORPHOLOGY_CAVEAT}"]
+    if report.comparison:
+        parts.append(render_comparison(report.comparison, audience))
+    return "\n\n".join(parts)
+
+
+def describe_for_patient(d: dict[str, Any]) -> str:
+    """One or two plain sentences: shape, edge, colours ("uneven in shape and has three colours: ...")."""
+    if not d.get("lesion_found"):
+        return "I couldn't make out a distinct spot in this photo to describe."
+    shape = ["fairly even in shape", "a little uneven in shape", "uneven in shape"][min(int(d.get("asymmetry", 0)), 2)]
+    colours = list(d.get("colours") or [])
+    if colours:
+        listed = colours[0] if len(colours) == 1 else ", ".join(colours[:-1]) + " and " + colours[-1]
+        count = NUMBER_WORDS[len(colours)] if len(colours) < len(NUMBER_WORDS) else str(len(colours))
+        colour_text = f"has {count} colour{'s' if len(colours) > 1 else ''}: {listed}"
+    else:
+        colour_text = "has no clear colour of its own against the skin"
+    sentence = f"The spot is {shape} and {colour_text}."
+    extras = []
+    if float(d.get("border", 0)) >= 4:
+        extras.append("its edge stops sharply in several places")
+    if d.get("blue_white_veil"):
+        extras.append("part of it has a bluish-white haze")
+    if extras:
+        sentence += " " + " and ".join(extras).capitalize() + "."
+    return sentence
+
+
+def morphology_table(d: dict[str, Any]) -> str:
+    """The dermoscopic ABCD descriptors with their scales, and Stolz's TDS."""
+    if not d.get("lesion_found"):
+        return "**Morphology (ABCD)** — no distinct lesion found in the photo; nothing measured."
+    mm = f" ({d['diameter_mm']:.1f} mm)" if d.get("diameter_mm") else ""
+    veil = f"yes ({d.get('veil_share', 0):.0%} of the lesion)" if d.get("blue_white_veil") else "no"
+    rows = [
+        ("Asymmetry (A)", f"{d['asymmetry']} (shape {d.get('asymmetry_shape', 0):.2f}, colour ΔE {d.get('asymmetry_colour', 0):.1f})",
+         "0-2 axes"),
+        ("Border (B)", f"{d['border']:.1f} abrupt segments (irregularity {d.get('border_irregularity', 0):.2f})", "0-8"),
+        ("Colours (C)", ", ".join(d.get("colours") or []) or "none ≥ 5%", "1-6"),
+        ("Structures (D)", ", ".join(d.get("structures") or []) or "none detected", "1-5"),
+        ("Blue-white veil", veil, ""),
+        ("Longest diameter", f"{d['diameter_px']:.0f} px{mm}", ""),
+        ("Lesion area", f"{d['mask_area_share']:.0%} of the frame", ""),
+        ("TDS", f"{d['tds']:.2f} ({d.get('tds_band') or '—'})", "1.3A+0.1B+0.5C+0.5D; >5.45 suspicious of melanoma"),
+    ]
+    lines = ["**Morphology (dermoscopic ABCD, automated from the photo)**", "",
+             "| Feature | Value | Scale |", "|---|---|---|"]
+    lines.extend(f"| {name} | {value} | {scale} |" for name, value, scale in rows)
+    lines.extend(f"\n<sub>{note}</sub>" for note in d.get("notes") or [])
+    return "\n".join(lines)
+
+
+def disagreement_line(consistency: dict[str, Any], vocab: Vocabulary) -> str:
+    top = consistency.get("top_condition")
+    name = vocab.get(top).clinician_name if top and top in vocab else str(top)
+    added = ", ".join(vocab.get(c).clinician_name for c in consistency.get("added_to_set") or [] if c in vocab)
+    return (f"**⚠️ Observation–diagnosis disagreement:** benign top condition ({name}) but "
+            + "; ".join(consistency.get("features") or [])
+            + (f". Added to the set: {added}." if added else ".") + " Tier raised to at least urgent review.")
+
+
+def render_comparison(comparison: dict[str, Any], audience: str) -> str:
+    """Then vs now: a table for clinicians, the plain-words summary (with the same-way warning) for both."""
+    head = "**Compared with the earlier photo:** "
+    if audience != "clinician":
+        return head + str(comparison.get("summary", ""))
+    rows = ["| | Then | Now |", "|---|---|---|"]
+    for key, (then, now) in (comparison.get("then_vs_now") or {}).items():
+        fmt = (lambda v: ", ".join(v) or "—") if isinstance(then, list) else (lambda v: f"{v}")
+        rows.append(f"| {key.replace('_', ' ')} | {fmt(then)} | {fmt(now)} |")
+    change = f"area {comparison.get('area_change', 0):+.0%}"
+    return head + f"{change}. {comparison.get('summary', '')}\n\n" + "\n".join(rows)
 
 
 def render_quality(report: QualityReport, audience: str) -> str:

@@ -28,7 +28,7 @@ TurnStatus = Literal[
     "diagnosis_failed",  # the diagnoser crashed: polite end of turn
     "invalid_input",  # unreadable upload or empty message
 ]
-StepName = Literal["intake", "quality", "diagnosis", "explanation", "references", "turn"]
+StepName = Literal["intake", "quality", "diagnosis", "morphology", "explanation", "references", "turn"]
 
 TRIAGE_ORDER: dict[str, int] = {"reassure": 0, "routine": 1, "cant_assess": 2, "urgent": 2}
 
@@ -102,6 +102,24 @@ class Diagnosis(BaseModel):
 
     def top(self, n: int = 3) -> list[DifferentialEntry]:
         return sorted(self.differential, key=lambda e: e.probability, reverse=True)[:n]
+
+
+class MorphologyReport(BaseModel):
+    """What the photo shows (dermoscopic ABCD descriptors), checked against the diagnosis, maybe vs an earlier photo.
+
+    ``descriptors`` is ``dermchat.morphology.Morphology.as_dict()``; ``consistency`` and ``comparison`` are the
+    ``as_dict()`` of the consistency check and of the comparison with an earlier photo (None when not run).
+    """
+
+    provider_id: str
+    descriptors: dict[str, Any] = Field(default_factory=dict)
+    consistency: dict[str, Any] | None = None
+    comparison: dict[str, Any] | None = None
+
+    @property
+    def disagrees(self) -> bool:
+        """The descriptors are high-risk while the image model's top condition is benign."""
+        return bool(self.consistency and self.consistency.get("disagrees"))
 
 
 class Triage(BaseModel):
@@ -200,6 +218,7 @@ class TurnResult(BaseModel):
     quality_overridden: bool = False
     diagnosis: Diagnosis | None = None
     second_opinion: Diagnosis | None = None
+    morphology: MorphologyReport | None = None
     triage: Triage | None = None
     explanation: Explanation | None = None
     references: list[Reference] = Field(default_factory=list)

@@ -299,3 +299,14 @@ def enforce(result: TurnResult, vocab: Vocabulary, triage_floor: Triage | None =
     ):
         result.triage = triage_floor.model_copy(deep=True)
     result.notices = list(dict.fromkeys([*(n for n in result.notices if n), *required_notices(result, vocab)]))
+
+def at_least(triage: Triage, tier: TriageTier, reason: str, drivers: list[str] | None = None) -> Triage:
+    """``triage`` raised to ``tier`` for ``reason`` (unchanged when it is already that high).
+
+    Why: findings outside the diagnoser (what the photo's features show, a spot that grew since an earlier
+    photo) may only ever raise the tier, never lower it.
+    """
+    if TRIAGE_ORDER[triage.tier] >= TRIAGE_ORDER[tier]:
+        return triage
+    return Triage(tier=tier, reason=f"{triage.reason}; {reason}" if triage.reason else reason,
+                  drivers=list(drivers or []) if tier == "urgent" else [])

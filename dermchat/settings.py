@@ -38,6 +38,7 @@ class Settings(BaseModel):
     quality: str | None = "classic-quality"
     diagnoser: str = "ham-cnn"
     second_opinion: str | None = Field(None, description="a second diagnoser shown beside the first to clinicians")
+    morphology: str | None = Field("classic-morphology", description="describes what the photo shows (ABCD)")
     explainer: str | None = "kb-rag"
     references: list[str] = Field(default_factory=lambda: ["ham-exemplars"])
     audience: Audience = "patient"
@@ -81,6 +82,7 @@ class Settings(BaseModel):
         return {
             "quality": self.quality,
             "diagnoser": self.diagnoser,
+            "morphology": self.morphology,
             "explainer": self.explainer,
             "references": list(self.references),
         }
@@ -130,7 +132,7 @@ def read_profile(path: Path) -> dict[str, Any]:
 
 
 _ENV_FIELDS = (
-    "profile", "quality", "diagnoser", "second_opinion", "explainer", "references", "audience", "quality_gate",
+    "profile", "quality", "diagnoser", "second_opinion", "morphology", "explainer", "references", "audience", "quality_gate",
     "show_references", "show_citations", "references_per_condition", "reference_conditions", "workdir", "study", "study_database_url",
     "max_upload_mb", "max_image_pixels", "retention_minutes", "concurrency",
 )
@@ -143,7 +145,7 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
         raw = env.get(f"DERMCHAT_{name.upper()}")
         if raw is None:
             continue
-        out[name] = None if raw.lower() in {"none", "off", ""} and name in {"quality", "explainer", "second_opinion", "study", "study_database_url"} else raw
+        out[name] = None if raw.lower() in {"none", "off", ""} and name in {"quality", "explainer", "second_opinion", "morphology", "study", "study_database_url"} else raw
     if env.get("DERMCHAT_OPTIONS"):
         try:
             out["options"] = json.loads(env["DERMCHAT_OPTIONS"])

@@ -181,3 +181,25 @@ def test_rating_an_answer_stores_one_row_that_follows_the_latest_rating(ham_imag
     assert store.rows() == [] and not group.visible
     _, group, _ = like(True, index=0)  # the user's own photo: not an answer, nothing stored
     assert store.rows() == [] and not group.visible
+
+
+def test_compare_with_an_earlier_photo_says_the_spot_grew(tab: ChatTab, ham_image: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    from dermchat.morphology.bench import grow
+    from dermchat.quality.segmentation import lesion_mask
+
+    rgb = np.asarray(Image.open(ham_image).convert("RGB"))
+    upload = tmp_path / "earlier.jpg"  # stands for Gradio's cached copy of the earlier photo
+    Image.fromarray(rgb).save(upload, quality=95)
+    earlier = tab.strip_earlier(str(upload))
+    assert earlier is not None and earlier.endswith(".png")  # the stripped copy, not the upload
+    later = tmp_path / "later.png"
+    Image.fromarray(grow(rgb, lesion_mask(rgb))).save(later)
+    history, _, state = tab.add_message([], {"text": QUESTION, "files": [str(later)]}, new_state())
+    final: dict[Any, Any] = {}
+    for update in tab.respond(history, state, "patient", earlier=earlier):
+        final.update(update)
+    answer = last_answer(final[tab.chatbot])
+    assert "Compared with the earlier photo:" in answer and "bigger" in answer
+    assert "seems to have grown" in answer and "Please see a doctor soon" in answer

@@ -15,6 +15,7 @@ from dermchat.hookspecs import hookimpl
 from dermchat.plugins import PluginManager
 from dermchat.providers import Diagnoser, Explainer, QualityChecker, ReferenceGenerator
 from fake_plugins import FakeDiagnoser, FakeExplainer, FakeQuality, FakeReferences
+from plugins.morphology import ClassicMorphology
 
 
 def _manager_with(plugin: object, name: str = "inline") -> PluginManager:
@@ -28,6 +29,7 @@ def _manager_with(plugin: object, name: str = "inline") -> PluginManager:
     ("register_diagnosers", FakeDiagnoser, "diagnoser"),
     ("register_explainers", FakeExplainer, "explainer"),
     ("register_reference_generators", FakeReferences, "references"),
+    ("register_morphology_describers", ClassicMorphology, "morphology"),
 ])
 def test_register_hooks_add_providers_by_id(hook: str, provider_cls: type, capability: str) -> None:
     plugin = type("Inline", (), {hook: hookimpl(lambda self, register: register(provider_cls()))})()
@@ -298,3 +300,17 @@ def test_builtin_plugins_load_by_module_when_the_project_is_not_installed(monkey
     assert set(pm.records) == set(plugins_module.BUILTIN_PLUGINS)
     assert all(r.source == "built-in module" and r.loaded for r in pm.records.values()), pm.records
     assert "kb-rag" in pm.collect().providers["explainer"]
+
+
+def test_a_builtin_plugin_added_after_an_editable_install_still_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pip install -e .` writes the entry points once: a built-in added later must not silently go missing."""
+    import importlib.metadata
+
+    from dermchat import plugins as plugins_module
+
+    stale = [ep for ep in importlib.metadata.entry_points(group="dermchat") if ep.name != "morphology"]
+    monkeypatch.setattr(plugins_module, "_dermchat_installed", lambda: True)
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kwargs: stale)
+    pm = PluginManager()
+    assert pm.records["morphology"].loaded and "missing from the installed entry points" in pm.records["morphology"].source
+    assert "classic-morphology" in pm.collect().providers["morphology"]

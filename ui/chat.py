@@ -99,6 +99,11 @@ class ChatTab:
                                                elem_id="patient-sex")
                         self.site = gr.Dropdown(BODY_SITES, value=None, label="Body site", allow_custom_value=True,
                                                 elem_id="patient-site")
+                with gr.Accordion("Compare with an earlier photo", open=False, elem_id="compare-earlier"):
+                    gr.Markdown("Add an older photo of the same spot, then send a new one: the answer says whether "
+                                "it grew or changed colour. Take both the same way (distance, angle, light).")
+                    self.earlier = gr.Image(type="filepath", sources=["upload"], label="Earlier photo of the same spot",
+                                            height=160, elem_id="earlier-photo")
             with gr.Column(scale=2):
                 self.triage = gr.Markdown(elem_id="triage-badge")
                 # No heading: Gradio's large top-class title ("Melanoma ✓") reads as a verdict, while the answer
@@ -116,7 +121,7 @@ class ChatTab:
 
     def wire(self, settings_state: gr.State | None = None) -> None:
         outputs = [self.chatbot, self.state, *self.panel]
-        inputs = [self.chatbot, self.state, self.audience, self.age, self.sex, self.site] + (
+        inputs = [self.chatbot, self.state, self.audience, self.age, self.sex, self.site, self.earlier] + (
             [settings_state] if settings_state is not None else [])
         submitted = self.message.submit(
             self.add_message, [self.chatbot, self.message, self.state], [self.chatbot, self.message, self.state], queue=False
@@ -134,12 +139,22 @@ class ChatTab:
         self.comment_btn.click(self.on_comment, [self.comment, self.state], [self.state, self.comment_group, self.comment],
                                queue=False, api_name=False)
         self.audience.change(self.rerender, [self.chatbot, self.state, self.audience], outputs)
+        self.earlier.upload(self.strip_earlier, [self.earlier], [self.earlier], queue=False)
         # A new conversation may be about someone else: the details about the spot start empty too, or the next
         # photo would be weighed with the last person's age, sex and body site without anyone noticing.
-        self.clear_btn.click(lambda: ([], new_state(), *self.empty_panel(), None, "not given", None), None,
-                             [*outputs, self.age, self.sex, self.site], queue=False)
+        self.clear_btn.click(lambda: ([], new_state(), *self.empty_panel(), None, "not given", None, None), None,
+                             [*outputs, self.age, self.sex, self.site, self.earlier], queue=False)
 
     # -- events --------------------------------------------------------------------------------------------
+    def strip_earlier(self, path: str | None) -> str | None:
+        """The earlier photo is kept only as a metadata-free copy, like every upload (an error is shown, not kept)."""
+        if not path:
+            return None
+        clean, error = sanitize_upload(path, self.app.settings)
+        if error:
+            gr.Warning(f"The earlier photo can't be used: {error}")
+        return clean
+
     def add_message(self, history: list, message: dict | None, state: dict) -> tuple[list, Any, dict]:
         """Show the user's words at once and remember what to run.
 
@@ -178,7 +193,7 @@ class ChatTab:
             state["pending_error"] = error
 
     def respond(self, history: list, state: dict, audience: str, age: float | None = None, sex: str | None = None,
-                site: str | None = None, overrides: dict | None = None) -> Iterator[dict]:
+                site: str | None = None, earlier: str | None = None, overrides: dict | None = None) -> Iterator[dict]:
         state = dict(state)
         history = list(history)
         for shown in self._read_upload(history, state):
@@ -194,10 +209,10 @@ class ChatTab:
             history = list(history) + [{"role": "assistant", "content": note}]
         image = state.get("pending_image")
         yield from self._run(history, state, audience, image=image, text=state.get("pending_text", ""), force=False,
-                             overrides=overrides, details=patient_details(age, sex, site))
+                             overrides=overrides, details=patient_details(age, sex, site), earlier=earlier)
 
     def continue_anyway(self, history: list, state: dict, audience: str, age: float | None = None,
-                        sex: str | None = None, site: str | None = None,
+                        sex: str | None = None, site: str | None = None, earlier: str | None = None,
                         overrides: dict | None = None) -> Iterator[dict]:
         if not state.get("image"):
             yield {self.chatbot: list(history) + [{"role": "assistant", "content": "There is no photo to continue with. Please attach one."}]}
@@ -205,7 +220,7 @@ class ChatTab:
         history = list(history) + [{"role": "user", "content": "Continue anyway with this photo."}]
         yield {self.chatbot: history, self.continue_btn: gr.Button(visible=False)}  # one click, one turn
         yield from self._run(history, dict(state), audience, image=state["image"], text="", force=True,
-                             overrides=overrides, details=patient_details(age, sex, site))
+                             overrides=overrides, details=patient_details(age, sex, site), earlier=earlier)
 
     def rerender(self, history: list, state: dict, audience: str) -> dict:
         """Audience switch: the last answer in the other audience's words, without re-running the image model.
@@ -241,14 +256,15 @@ class ChatTab:
 
     # -- the turn --------------------------------------------------------------------------------------------
     def _run(self, history: list, state: dict, audience: str, *, image: str | None, text: str, force: bool,
-             overrides: dict | None, details: dict[str, Any] | None = None) -> Iterator[dict]:
+             overrides: dict | None, details: dict[str, Any] | None = None,
+             earlier: str | None = None) -> Iterator[dict]:
         history = list(history)
         previous = TurnResult.model_validate(state["result"]) if state.get("result") else None
         step_index: dict[str, int] = {}
         events = self.app.run_turn(
             image, text, audience=audience, previous=previous if image is None else None, history=self._convo(history),
             force=force, seen_references=set(state.get("seen", [])), settings_overrides=overrides or None,
-            **(details or {}),
+            earlier_image=earlier if image else None, **(details or {}),
         )
         for event in events:
             if event.kind == "result" and event.result is not None:

@@ -1,0 +1,80 @@
+"""Do the observations agree with the conclusion? (DermoGPT's observation-diagnosis consistency, offline.)
+
+When the image model's top condition is benign but the photo's own descriptors are high-risk, one of the two
+is wrong, and the safe reading is the worrying one: the turn says that they disagree, melanoma joins the set
+of likely conditions and the tier becomes at least "see a doctor". High-risk means any of
+
+* a Total Dermoscopy Score above Stolz's cut-off (:data:`TDS_CUTOFF`, 5.45),
+* a blue-white veil (one of the most specific melanoma features, Argenziano 2003),
+* ``HIGH_RISK_COLOURS`` (4) or more of the six dermoscopic colours.
+
+A top condition that is already malignant, an abstention, or a photo in which no spot was found leave nothing
+to disagree with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from dermchat.morphology.describe import TDS_CUTOFF, Morphology
+
+if TYPE_CHECKING:
+    from dermchat.results import Diagnosis
+    from dermchat.vocabulary import Vocabulary
+
+HIGH_RISK_COLOURS = 4
+WIDEN_WITH = ("melanoma",)
+"""What the set gains when the check fires: the ABCD rule is a melanoma rule."""
+MIN_TIER = "urgent"
+"""The tier a disagreement leads to: the patient view's "Please see a doctor soon"."""
+
+
+@dataclass(frozen=True)
+class Consistency:
+    """The outcome of the check: whether it fired, which features disagreed and what it added to the set."""
+
+    disagrees: bool
+    features: list[str] = field(default_factory=list)
+    top_condition: str | None = None
+    added_to_set: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def high_risk_features(morphology: Morphology) -> list[str]:
+    """The descriptors that point towards melanoma, each as a short clinician-readable phrase."""
+    if not morphology.lesion_found:
+        return []
+    out = []
+    if morphology.tds > TDS_CUTOFF:
+        out.append(f"TDS {morphology.tds:.2f} > {TDS_CUTOFF}")
+    if morphology.blue_white_veil:
+        out.append(f"blue-white veil ({morphology.veil_share:.0%} of the lesion)")
+    if len(morphology.colours) >= HIGH_RISK_COLOURS:
+        out.append(f"{len(morphology.colours)} colours ({', '.join(morphology.colours)})")
+    return out
+
+
+def check_consistency(morphology: Morphology, diagnosis: Diagnosis | None, vocab: Vocabulary) -> Consistency:
+    """Compare the descriptors with the diagnosis' top condition (nothing fires without a benign top)."""
+    if diagnosis is None or diagnosis.abstained or not diagnosis.differential:
+        return Consistency(False)
+    top = diagnosis.top(1)[0].condition_id
+    if top not in vocab or vocab.get(top).malignant:
+        return Consistency(False, top_condition=top)
+    features = high_risk_features(morphology)
+    if not features:
+        return Consistency(False, top_condition=top)
+    added = [c for c in WIDEN_WITH if c in vocab and c not in diagnosis.prediction_set]
+    return Consistency(True, features, top, added)
+
+
+def widened(diagnosis: Diagnosis, consistency: Consistency) -> Diagnosis:
+    """The diagnosis with the check's conditions added to its prediction set (a copy; unchanged if none)."""
+    if not consistency.added_to_set:
+        return diagnosis
+    out = diagnosis.model_copy(deep=True)
+    out.prediction_set = list(dict.fromkeys([*out.prediction_set, *consistency.added_to_set]))
+    return out

@@ -1,0 +1,384 @@
+"""What the photo shows: Stolz's dermoscopic ABCD descriptors measured on the lesion mask and its pixels.
+
+Why classical image analysis: every number can be traced to a mask and a colour rule, runs in milliseconds on
+a CPU, and needs no weights. The lesion mask is the one the quality check already estimates
+(:func:`dermchat.quality.segmentation.lesion_mask`); an expert mask can be passed instead (the benchmark does).
+
+Scores (Stolz W. et al., "ABCD rule of dermatoscopy", Eur J Dermatol 1994; Nachbar et al., JAAD 1994):
+
+* **A, asymmetry 0-2**: the mask is turned onto its two principal axes (image moments) and mirrored about
+  each; an axis counts as asymmetric when the mirrored halves differ in *shape* (the non-overlapping share of
+  the mask, ``ASYM_SHAPE``) or in *colour* (CIE76 delta E between the mean colours of the two halves,
+  ``ASYM_COLOUR``). The score is the number of asymmetric axes.
+* **B, border 0-8**: the lesion is cut into eight 45-degree pie segments starting at its long axis; a segment
+  has an *abrupt* cut-off when most of the lesion-to-skin lightness step happens within a thin band at the
+  mask edge (band width ``BORDER_BAND`` of the lesion radius). The score is the number of abrupt segments,
+  rescaled to 8 when segments run off the frame and cannot be judged (so it may be fractional).
+* **C, colours 1-6**: the colours of :mod:`dermchat.morphology.colours` covering >= 5% of the lesion
+  (at least 1 in the TDS even when none reaches 5%).
+* **D, differential structures 1-5**: dots, globules, structureless (homogeneous) areas and pigment network,
+  detected crudely from the lightness texture (see :func:`structures`); streaks are not detected, and at least
+  1 counts in the TDS.
+* **TDS = 1.3 A + 0.1 B + 0.5 C + 0.5 D** (range 1.0-8.9): below 4.75 benign, 4.75-5.45 suspicious, above
+  ``TDS_CUTOFF`` = 5.45 highly suspicious of melanoma (Stolz's cut-offs, which were set on expert scores,
+  not on these automated ones).
+
+Also measured: the lesion's share of the frame, its longest diameter (maximum Feret diameter) in pixels, and in
+millimetres when the caller knows the scale (``mm_per_px``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dermchat.morphology import colours as colour_rules
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+WORK_SIDE = 256
+"""Long side (pixels) measured; larger photos are area-shrunk first, so a phone photo costs what a HAM one does."""
+
+ASYM_SHAPE = 0.16
+"""Shape asymmetry threshold: share of the mask not covered by its mirror image about an axis."""
+
+ASYM_COLOUR = 6.0
+"""Colour asymmetry threshold: CIE76 delta E between the mean colours of the two halves."""
+
+BORDER_BAND = 0.12
+"""Width of the bands inside and outside the edge, as a share of the lesion's equivalent radius (>= 1.5 px)."""
+
+BORDER_ABRUPT = 0.45
+"""A segment is abrupt when the lightness step across the edge bands is at least this share of the whole
+lesion-to-skin lightness difference (and at least ``BORDER_MIN_STEP`` L* units)."""
+
+BORDER_MIN_STEP = 6.0
+
+TDS_CUTOFF = 5.45
+"""Stolz's cut-off: a TDS above this is highly suspicious of melanoma."""
+
+TDS_WEIGHTS = {"A": 1.3, "B": 0.1, "C": 0.5, "D": 0.5}
+
+
+def _cv2():  # noqa: ANN202 - imported lazily: heavy
+    import cv2
+
+    return cv2
+
+
+@dataclass(frozen=True)
+class Morphology:
+    """The descriptors of one lesion. ``as_dict()`` is what the CLI prints and the turn result carries."""
+
+    lesion_found: bool
+    asymmetry: int
+    asymmetry_shape: float
+    asymmetry_colour: float
+    border: float
+    border_irregularity: float
+    colours: list[str]
+    colour_shares: dict[str, float]
+    blue_white_veil: bool
+    veil_share: float
+    structures: list[str]
+    diameter_px: float
+    diameter_mm: float | None
+    mask_area_share: float
+    tds: float
+    skin_lightness: float
+    skin_rgb: list[float] = field(default_factory=list)
+    frame_size: tuple[int, int] = (0, 0)
+    centre_offset: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def tds_band(self) -> str:
+        """Stolz's reading of the TDS: "benign", "suspicious" or "highly suspicious"."""
+        if self.tds > TDS_CUTOFF:
+            return "highly suspicious"
+        return "suspicious" if self.tds >= 4.75 else "benign"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Morphology:
+        """Back from ``as_dict()`` (a turn result carries plain data); keys that are not fields are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["tds_band"] = self.tds_band if self.lesion_found else None
+        out["border_scale"] = "segments with an abrupt edge, 0-8"
+        out["tds_formula"] = "1.3*A + 0.1*B + 0.5*C + 0.5*D"
+        return out
+
+
+def describe(image: Image.Image | np.ndarray, mask: np.ndarray | None = None, *,
+             mm_per_px: float | None = None) -> Morphology:
+    """Descriptors of the lesion in ``image``; ``mask=None`` estimates the lesion mask as the quality check does.
+
+    ``mask`` is a boolean (or 0/255) HxW array the size of the image. ``mm_per_px`` (when the scale is known or
+    stated) adds the diameter in millimetres. Raises ``ValueError`` for an image or mask it cannot use.
+    """
+    from dermchat.quality.segmentation import lesion_mask, to_rgb_uint8
+
+    rgb = to_rgb_uint8(np.asarray(image.convert("RGB")) if hasattr(image, "convert") else np.asarray(image))
+    full_shape = rgb.shape[:2]
+    if mask is None:
+        mask = lesion_mask(rgb)
+    mask = _as_mask(mask, full_shape)
+    scale = min(1.0, WORK_SIDE / max(full_shape))
+    rgb_w, mask_w = _shrunk(rgb, mask, scale)
+    if mask_w.sum() < 12:
+        return _nothing_found(mask, mm_per_px)
+    return _measure(rgb_w, mask_w, mask, mm_per_px)
+
+
+def _as_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.ndim == 3:
+        mask = mask[..., 0]
+    if mask.shape != shape:
+        raise ValueError(f"the mask is {mask.shape[1]}x{mask.shape[0]} but the image is {shape[1]}x{shape[0]}")
+    return mask > (127 if mask.dtype == np.uint8 and mask.max() > 1 else 0)
+
+
+def _shrunk(rgb: np.ndarray, mask: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    if scale >= 1.0:
+        return rgb, mask
+    cv2 = _cv2()
+    size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+    small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    return small, cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+
+
+def _nothing_found(mask: np.ndarray, mm_per_px: float | None) -> Morphology:
+    return Morphology(
+        lesion_found=False, asymmetry=0, asymmetry_shape=0.0, asymmetry_colour=0.0, border=0.0,
+        border_irregularity=0.0, colours=[], colour_shares={c: 0.0 for c in colour_rules.COLOURS},
+        blue_white_veil=False, veil_share=0.0, structures=[], diameter_px=0.0,
+        diameter_mm=0.0 if mm_per_px else None, mask_area_share=round(float(mask.mean()), 4), tds=0.0,
+        skin_lightness=0.0, notes=["no distinct spot was found in the photo, so nothing could be measured"],
+    )
+
+
+def _measure(rgb: np.ndarray, mask: np.ndarray, full_mask: np.ndarray, mm_per_px: float | None) -> Morphology:
+    from dermchat.quality.segmentation import remove_hair, vignette_mask
+
+    notes: list[str] = []
+    field_ok = ~vignette_mask(rgb)
+    skin = _skin_ring(mask, field_ok)
+    if skin.sum() < 20:
+        notes.append("the spot fills the frame: colours are named without the surrounding skin as reference")
+    normalised = colour_rules.normalise_to_skin(remove_hair(rgb), skin)
+    lab = colour_rules.to_lab(normalised)
+    skin_lab = np.median(lab[skin], axis=0) if skin.sum() >= 20 else colour_rules.REFERENCE_SKIN_LAB
+    skin_l = float(skin_lab[0])
+    shares = colour_rules.colour_shares(lab, mask, skin_lab)
+    present = colour_rules.present(shares)
+    veil = colour_rules.veil_share(lab, mask, skin_lab)
+    a_score, a_shape, a_colour = asymmetry(mask, lab)
+    border, irregularity = border_score(mask, lab[..., 0], field_ok, skin_l)
+    found_structures = structures(colour_rules.to_lab(colour_rules.normalise_to_skin(rgb, skin))[..., 0], mask)
+    tds = total_dermoscopy_score(a_score, border, len(present), len(found_structures))
+    diameter = max_feret(full_mask)
+    if touches_frame(full_mask):
+        notes.append("the spot reaches the edge of the photo: its size and shape are only partly seen")
+    return Morphology(
+        lesion_found=True,
+        asymmetry=a_score,
+        asymmetry_shape=round(a_shape, 4),
+        asymmetry_colour=round(a_colour, 2),
+        border=round(border, 2),
+        border_irregularity=round(irregularity, 3),
+        colours=present,
+        colour_shares={k: round(v, 4) for k, v in shares.items()},
+        blue_white_veil=veil >= colour_rules.VEIL_MIN_SHARE,
+        veil_share=round(veil, 4),
+        structures=found_structures,
+        diameter_px=round(diameter, 1),
+        diameter_mm=round(diameter * mm_per_px, 2) if mm_per_px else None,
+        mask_area_share=round(float(full_mask.mean()), 4),
+        tds=round(tds, 2),
+        skin_lightness=round(skin_l, 1),
+        skin_rgb=[round(float(v), 1) for v in np.median(rgb[skin], axis=0)] if skin.sum() >= 20 else [],
+        frame_size=(int(full_mask.shape[1]), int(full_mask.shape[0])),
+        centre_offset=round(centre_offset(mask), 3),
+        notes=notes,
+    )
+
+
+def _skin_ring(mask: np.ndarray, field_ok: np.ndarray) -> np.ndarray:
+    """Skin around the lesion: a ring half a lesion radius wide, a few pixels away from its edge."""
+    cv2 = _cv2()
+    radius = math.sqrt(mask.sum() / math.pi)
+    gap = max(2, int(round(0.15 * radius)))
+    width = max(5, int(round(0.5 * radius)))
+    near = cv2.dilate(mask.astype(np.uint8), _disc(gap)) > 0
+    far = cv2.dilate(mask.astype(np.uint8), _disc(gap + width)) > 0
+    ring = far & ~near & field_ok
+    if ring.sum() < 20:
+        ring = ~near & field_ok
+    return ring
+
+
+def _disc(radius: int) -> np.ndarray:
+    return _cv2().getStructuringElement(_cv2().MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+def principal_frame(mask: np.ndarray) -> tuple[float, float, float]:
+    """(centre x, centre y, angle in degrees of the long axis) from the mask's image moments."""
+    m = _cv2().moments(mask.astype(np.uint8), binaryImage=True)
+    cx, cy = m["m10"] / m["m00"], m["m01"] / m["m00"]
+    angle = 0.5 * math.degrees(math.atan2(2 * m["mu11"], m["mu20"] - m["mu02"]))
+    return cx, cy, angle
+
+
+def _aligned(mask: np.ndarray, lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mask and Lab image turned so the long axis is horizontal, centred on the lesion's centroid."""
+    cv2 = _cv2()
+    cx, cy, angle = principal_frame(mask)
+    ys, xs = np.nonzero(mask)
+    reach = int(math.ceil(np.hypot(xs - cx, ys - cy).max())) + 2
+    size = 2 * reach + 1
+    rot = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
+    rot[0, 2] += reach - cx
+    rot[1, 2] += reach - cy
+    m = cv2.warpAffine(mask.astype(np.uint8), rot, (size, size), flags=cv2.INTER_NEAREST) > 0
+    img = cv2.warpAffine(lab, rot, (size, size), flags=cv2.INTER_LINEAR)
+    return m, img
+
+
+def asymmetry(mask: np.ndarray, lab: np.ndarray) -> tuple[int, float, float]:
+    """(score 0-2, mean shape asymmetry, mean colour delta E) about the two principal axes."""
+    m, img = _aligned(mask, lab)
+    area = max(int(m.sum()), 1)
+    half = m.shape[0] // 2
+    rows, cols = np.indices(m.shape)
+    score, shapes, colour_diffs = 0, [], []
+    for mirrored, first in ((m[::-1, :], rows < half), (m[:, ::-1], cols < half)):
+        shape = float((m ^ mirrored).sum() / (2 * area))
+        colour = _delta_e(img, m & first, m & ~first)
+        shapes.append(shape)
+        colour_diffs.append(colour)
+        score += int(shape > ASYM_SHAPE or colour > ASYM_COLOUR)
+    return score, float(np.mean(shapes)), float(np.mean(colour_diffs))
+
+
+def _delta_e(lab: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    if a.sum() < 3 or b.sum() < 3:
+        return 0.0
+    return float(np.linalg.norm(lab[a].mean(axis=0) - lab[b].mean(axis=0)))
+
+
+def border_score(mask: np.ndarray, lightness: np.ndarray, field_ok: np.ndarray,
+                 skin_l: float) -> tuple[float, float]:
+    """(abrupt segments 0-8, irregularity) of the lesion edge.
+
+    Irregularity is perimeter^2 / (4 pi area) of the mask (1 for a circle, larger for a notched edge).
+    """
+    cv2 = _cv2()
+    radius = math.sqrt(mask.sum() / math.pi)
+    band = max(1, int(round(max(1.5, BORDER_BAND * radius))))
+    m8 = mask.astype(np.uint8)
+    inner = mask & ~(cv2.erode(m8, _disc(band)) > 0)
+    outer = (cv2.dilate(m8, _disc(band)) > 0) & ~mask & field_ok
+    core = cv2.erode(m8, _disc(max(1, int(0.3 * radius)))) > 0
+    lesion_l = float(np.median(lightness[core])) if core.sum() >= 5 else float(np.median(lightness[mask]))
+    total = max(skin_l - lesion_l, BORDER_MIN_STEP)
+    cx, cy, angle = principal_frame(mask)
+    rows, cols = np.indices(mask.shape)
+    sector = (((np.degrees(np.arctan2(rows - cy, cols - cx)) - angle) % 360) // 45).astype(int)
+    abrupt, judged = 0, 0
+    for s in range(8):
+        ins, outs = inner & (sector == s), outer & (sector == s)
+        if ins.sum() < 3 or outs.sum() < 3:
+            continue
+        judged += 1
+        step = float(np.median(lightness[outs]) - np.median(lightness[ins]))
+        abrupt += int(step >= BORDER_MIN_STEP and step >= BORDER_ABRUPT * total)
+    contours, _ = cv2.findContours(m8, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    perimeter = sum(cv2.arcLength(c, True) for c in contours)
+    irregularity = perimeter**2 / (4 * math.pi * max(mask.sum(), 1))
+    return (8.0 * abrupt / judged if judged else 0.0), float(irregularity)
+
+
+def structures(lightness: np.ndarray, mask: np.ndarray) -> list[str]:
+    """Differential structures found in the lesion (a crude, documented stand-in for an expert's D).
+
+    * dots / globules: small round spots darker than their surroundings (black-hat response), split by size;
+      elongated dark lines (hairs) are ignored;
+    * structureless: at least 10% of the lesion is smooth (local lightness spread below 2 L* units);
+    * pigment network: the fine black-hat response (thin dark lines) covers 15-60% of the lesion interior.
+    """
+    cv2 = _cv2()
+    radius = math.sqrt(mask.sum() / math.pi)
+    inside = cv2.erode(mask.astype(np.uint8), _disc(max(1, int(0.1 * radius)))) > 0
+    if inside.sum() < 30:
+        return []
+    found: list[str] = []
+    light = lightness.astype(np.float32)
+    fine = cv2.morphologyEx(light, cv2.MORPH_BLACKHAT, _disc(2))
+    coarse = cv2.morphologyEx(light, cv2.MORPH_BLACKHAT, _disc(max(3, int(0.15 * radius))))
+    dots = _round_spots(fine > 8, inside, max_area=12)
+    globules = _round_spots(coarse > 10, inside, max_area=max(40, int(0.03 * mask.sum())), min_area=13)
+    if dots >= 3:
+        found.append("dots")
+    if globules >= 3:
+        found.append("globules")
+    mean = cv2.blur(light, (5, 5))
+    spread = np.sqrt(np.maximum(cv2.blur(light * light, (5, 5)) - mean * mean, 0))
+    if (spread[inside] < 2.0).mean() >= 0.10:
+        found.append("structureless areas")
+    network = float(((fine > 4) & inside).sum() / inside.sum())
+    if 0.15 <= network <= 0.6:
+        found.append("pigment network")
+    return found
+
+
+def _round_spots(candidates: np.ndarray, inside: np.ndarray, max_area: int, min_area: int = 2) -> int:
+    """Number of compact candidate blobs within the lesion (elongated ones are hairs or lines)."""
+    cv2 = _cv2()
+    n, labels, stats, _ = cv2.connectedComponentsWithStats((candidates & inside).astype(np.uint8))
+    count = 0
+    for i in range(1, n):
+        area, w, h = stats[i, cv2.CC_STAT_AREA], stats[i, cv2.CC_STAT_WIDTH], stats[i, cv2.CC_STAT_HEIGHT]
+        if min_area <= area <= max_area and max(w, h) <= 2.5 * min(w, h) and area >= 0.4 * w * h:
+            count += 1
+    return count
+
+
+def total_dermoscopy_score(a: float, b: float, n_colours: int, n_structures: int) -> float:
+    """Stolz's TDS with C and D at least 1 (every lesion has a colour and a structure to an expert)."""
+    w = TDS_WEIGHTS
+    return w["A"] * a + w["B"] * b + w["C"] * max(1, n_colours) + w["D"] * max(1, min(5, n_structures))
+
+
+def max_feret(mask: np.ndarray) -> float:
+    """Longest distance between two points of the mask (pixels), from its convex hull."""
+    cv2 = _cv2()
+    points = cv2.findNonZero(mask.astype(np.uint8))
+    if points is None:
+        return 0.0
+    hull = cv2.convexHull(points).reshape(-1, 2).astype(np.float64)
+    if len(hull) < 2:
+        return 1.0
+    d = np.hypot(hull[:, None, 0] - hull[None, :, 0], hull[:, None, 1] - hull[None, :, 1])
+    return float(d.max()) + 1.0
+
+
+def centre_offset(mask: np.ndarray) -> float:
+    """Distance of the lesion's centroid from the frame centre, in half-diagonals (0 centred, 1 in a corner).
+
+    Unchanged by turning the photo, so two photos of one spot can be checked for similar framing.
+    """
+    cx, cy, _ = principal_frame(mask)
+    h, w = mask.shape
+    return float(np.hypot(cx - (w - 1) / 2, cy - (h - 1) / 2) / np.hypot(w / 2, h / 2))
+
+
+def touches_frame(mask: np.ndarray) -> bool:
+    return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())

@@ -1,0 +1,78 @@
+"""The morphology describer `classic-morphology`: Stolz's ABCD descriptors of the lesion in the photo.
+
+Classical image analysis (numpy, OpenCV, scikit-image) on the lesion mask the quality check estimates; the
+measuring code lives in :mod:`dermchat.morphology`, this module adapts it to the provider contract. The engine
+runs it after the diagnosis and checks the descriptors against it (``dermchat.morphology.check_consistency``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dermchat.context import TurnContext
+from dermchat.hookspecs import hookimpl
+from dermchat.providers import MorphologyDescriber, ProviderError
+from dermchat.results import MorphologyReport
+
+PROVIDER_ID = "classic-morphology"
+
+
+class ClassicMorphology(MorphologyDescriber):
+    """Asymmetry, border, colours, blue-white veil, structures, size and TDS from the mask and the pixels."""
+
+    id = PROVIDER_ID
+    label = "Dermoscopic ABCD descriptors (CPU)"
+    version = "1.0"
+    needs_gpu = False
+    description = (
+        "What the photo shows: asymmetry (0-2), abrupt border segments (0-8), dermoscopic colours, blue-white "
+        "veil, structures, diameter and Stolz's Total Dermoscopy Score; compares with an earlier photo."
+    )
+
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        mm_per_px: float | None = Field(
+            None, gt=0, description="millimetres per pixel when the photos' scale is known (adds diameter in mm)"
+        )
+
+    def _load(self) -> None:
+        import dermchat.morphology.describe  # noqa: F401 - the numeric stack, off the first turn's path
+
+    def describe(self, ctx: TurnContext) -> MorphologyReport:
+        if ctx.image is None:
+            raise ProviderError("No photo to describe.")
+        from dermchat.morphology import compare_descriptors, describe
+
+        mm_per_px = self.options.mm_per_px  # type: ignore[attr-defined]
+        ctx.progress("Measuring shape, border and colours", 0.3)
+        now = describe(ctx.image, mm_per_px=mm_per_px)
+        report = MorphologyReport(provider_id=self.id, descriptors=now.as_dict())
+        if ctx.earlier_image is not None:
+            ctx.progress("Comparing with the earlier photo", 0.7)
+            earlier = describe(ctx.earlier_image, mm_per_px=mm_per_px)
+            report.comparison = compare_descriptors(earlier, now).as_dict()
+        return report
+
+
+def benchmark(options: dict[str, Any]) -> dict[str, Any]:
+    """ms per ``describe`` (mask estimated) on the bench image."""
+    from pathlib import Path
+
+    from dermchat.morphology.bench import describe_timing
+
+    image = options.get("image")
+    if not image:
+        raise ValueError("the classic-morphology benchmark needs an image path")
+    return describe_timing([Path(image)], repeats=max(3, int(options.get("runs", 5))))
+
+
+@hookimpl
+def register_morphology_describers(register: Callable[[MorphologyDescriber], None]) -> None:
+    register(ClassicMorphology())
+
+
+@hookimpl
+def register_benchmarks(register: Callable[[str, Callable[[dict[str, Any]], dict[str, Any]]], None]) -> None:
+    register(PROVIDER_ID, benchmark)
