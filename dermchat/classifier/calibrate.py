@@ -126,6 +126,7 @@ class Mahalanobis:
     def __init__(self, means: np.ndarray, precision: np.ndarray) -> None:
         self.means = means
         self.precision = precision
+        self._means_term = np.einsum("kd,de,ke->k", means, precision, means)  # m'Pm, once
 
     @classmethod
     def fit(cls, emb: np.ndarray, labels: np.ndarray, n_classes: int, shrink: float = 0.1) -> "Mahalanobis":
@@ -143,9 +144,12 @@ class Mahalanobis:
         return cls(means, np.linalg.inv(cov))
 
     def score(self, emb: np.ndarray) -> np.ndarray:
-        diffs = emb[:, None, :] - self.means[None, :, :]
-        d2 = np.einsum("nkd,de,nke->nk", diffs, self.precision, diffs)
-        return d2.min(axis=1)
+        """Smallest squared distance to a class mean. Expanded as e'Pe - 2e'Pm + m'Pm so the d x d precision is
+        applied once per image, not once per class (7x fewer operations with 1280-d backbone features)."""
+        projected = emb @ self.precision
+        own = np.einsum("nd,nd->n", projected, emb)
+        cross = projected @ self.means.T
+        return (own[:, None] - 2 * cross + self._means_term[None, :]).min(axis=1)
 
 
 def probability_calibration(
