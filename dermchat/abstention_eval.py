@@ -16,7 +16,6 @@ import argparse
 import io
 import json
 import random
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -26,6 +25,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from dermchat.paths import default_data_dir
 from dermchat.results import TRIAGE_ORDER, TurnResult
+from dermchat.cli_output import emit, fail
 
 CANT_ASSESS = {"abstained", "not_skin", "invalid_input"}
 PLAIN_SKIN = (224, 178, 150)  # an ordinary photo's light skin tone (orange hue, not dermoscopic pink)
@@ -156,9 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data_dir = Path(args.data) if args.data else default_data_dir()
     if not (data_dir / "metadata.csv").exists():
-        print(f"error: {data_dir}: no metadata.csv (a HAM10000-layout folder is needed)", file=sys.stderr)
-        return 2
-    report = evaluate(args.n, data_dir)
-    print(json.dumps(report, indent=2) if args.json else "\n".join(
-        f"{group}: {json.dumps(figures)}" for group, figures in report["groups"].items()))
-    return 0
+        return fail(f"{data_dir}: no metadata.csv (a HAM10000-layout folder is needed)")
+    return emit(evaluate(args.n, data_dir), args.json, print_groups, indent=2)
+
+
+def print_groups(report: dict[str, Any]) -> None:
+    print("\n".join(f"{group}: {json.dumps(figures)}" for group, figures in report["groups"].items()))

@@ -25,7 +25,6 @@ import ipaddress
 import json
 import multiprocessing
 import os
-import statistics
 import sys
 import tempfile
 import threading
@@ -40,6 +39,7 @@ from typing import Any, Callable
 from dermchat.bench import peak_rss_mb, percentile
 from dermchat.paths import default_data_dir
 from dermchat.safety import NOT_A_DIAGNOSIS
+from dermchat.cli_output import emit, fail
 
 QUESTION = "Should I worry about this spot?"
 ENDPOINTS = ("turn", "chat")
@@ -447,15 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.clients < 1 or args.turns < 1 or args.single < 1 or args.max_seconds <= 0:
-        print("error: --clients, --turns, --single and --max-seconds must be positive", file=sys.stderr)
-        return 2
+        return fail("--clients, --turns, --single and --max-seconds must be positive")
     try:
         figures = run(args)
     except BenchServeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(figures, indent=2))
-    else:
-        print_text(figures)
-    return 0
+        return fail(exc)
+    return emit(figures, args.json, print_text, indent=2)

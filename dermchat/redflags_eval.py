@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
+from dermchat.cli_output import emit, fail
 from dermchat.paths import DATA_PACKAGE_DIR
 from dermchat.redflags import screen
 
@@ -75,21 +75,19 @@ def main(argv: list[str] | None = None) -> int:
     report = {}
     for name, path in sets.items():
         if not path.exists():
-            print(f"error: {path}: no such phrasing file", file=sys.stderr)
-            return 2
+            return fail(f"{path}: no such phrasing file")
         try:
             report[name] = evaluate(load_phrasings(path))
         except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        for name, figures in report.items():
-            print(f"{name}: n={figures['n']} sensitivity={figures['sensitivity']} "
-                  f"false_alarm_rate={figures['false_alarm_rate']} urgency_right={figures['urgency_right']}")
-            for text in figures["misses"]:
-                print(f"  missed: {text}")
-            for item in figures["false_alarms"]:
-                print(f"  false alarm: {item['text']} ({', '.join(item['rules'])})")
-    return 0
+            return fail(exc)
+    return emit(report, args.json, print_report, indent=2)
+
+
+def print_report(report: dict[str, Any]) -> None:
+    for name, figures in report.items():
+        print(f"{name}: n={figures['n']} sensitivity={figures['sensitivity']} "
+              f"false_alarm_rate={figures['false_alarm_rate']} urgency_right={figures['urgency_right']}")
+        for text in figures["misses"]:
+            print(f"  missed: {text}")
+        for item in figures["false_alarms"]:
+            print(f"  false alarm: {item['text']} ({', '.join(item['rules'])})")

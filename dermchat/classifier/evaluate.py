@@ -327,12 +327,12 @@ def headline(a: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, float | 
     """The target figures of one analysis: the main report's, and again for the image-only comparison."""
     preds = a["probs"].argmax(axis=1)
     is_mel = labels == HAM_CLASSES.index("mel")
+    benign = ~malignant_rows(labels)
     return {"accuracy": nan_to_none(M.accuracy(labels, preds)),
             "balanced_accuracy": nan_to_none(M.balanced_accuracy(labels, preds, len(HAM_CLASSES))),
             "macro_auc_ovr": nan_to_none(M.macro_auc(a["probs"], labels)),
             "melanoma_auc": nan_to_none(M.binary_auc(a["probs"][:, HAM_CLASSES.index("mel")], is_mel)),
-            "benign_urgent_rate": nan_to_none(a["urgent"][~malignant_rows(labels)].mean()
-                                              if (~malignant_rows(labels)).any() else np.nan),
+            "benign_urgent_rate": nan_to_none(a["urgent"][benign].mean() if benign.any() else np.nan),
             "ece_after": nan_to_none(M.expected_calibration_error(a["probs"], labels)),
             "melanoma_sensitivity": nan_to_none(a["melanoma_flag"][is_mel].mean() if is_mel.any() else np.nan),
             "coverage": nan_to_none(a["sets"][np.arange(len(labels)), labels].mean()),

@@ -321,7 +321,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     best_score, best_epoch, best_metrics = -1.0, -1, {}
     history: list[dict[str, Any]] = []
     step, first_epoch, elapsed_before = 0, 1, 0.0
-    stop_reason = "max epochs reached"
+    stop_reason, paused = "max epochs reached", False
     checkpoint = Checkpoint(out / CHECKPOINT_FILE, resumable_args(args))
     if args.resume:
         state = checkpoint.load()
@@ -417,7 +417,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             stop_reason = f"wall-clock cap of {args.max_minutes} min reached"
             break
         if args.stop_after and epoch >= args.stop_after and epoch < args.epochs:
-            stop_reason = f"paused after epoch {epoch} (--stop-after); continue with --resume"
+            stop_reason, paused = f"paused after epoch {epoch} (--stop-after); continue with --resume", True
             break
         if progress(step) >= 1.0:
             stop_reason = "schedule finished"
@@ -452,7 +452,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         "history": history,
     }
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
-    if stop_reason.startswith("paused"):
+    if paused:
         log("not calibrating a paused run: resume it to finish the schedule")
     elif not args.no_calibrate:
         from dermchat.classifier.calibrate import calibrate_dir
