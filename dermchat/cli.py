@@ -50,7 +50,7 @@ def _print_json(data: Any) -> None:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from dermchat.plugins import PluginManager
+    from dermchat.plugin_manager import PluginManager
 
     listing = PluginManager().listing()
     if args.json:

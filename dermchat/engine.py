@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any, Callable, Generator, Iterator, TypeVar
 
 from dermchat import language, redflags, safety
+from dermchat.capabilities import STEP_TITLES
 from dermchat.context import TurnContext
 from dermchat.intake import ImageInputError, ImageSource, decode_image
 from dermchat.morphology.consistency import MIN_TIER as DISAGREEMENT_TIER
 from dermchat.morphology.consistency import check_consistency, widened
 from dermchat.morphology.describe import Morphology
-from dermchat.plugins import PluginManager
+from dermchat.plugin_manager import PluginManager
 from dermchat.providers import Provider, ProviderError
 from dermchat.registry import Registry, describe_exception, report_failure
 from dermchat.retention import app_dir, make_private, prune_expired
@@ -56,15 +57,6 @@ CHANGE_NOTICE = (
     "Compared with your earlier photo, the spot seems to have {what}. A spot that grows or changes colour should be "
     "checked by a doctor, even if the photos were taken a little differently."
 )
-STEP_TITLES: dict[str, str] = {
-    "intake": "Reading your photo",
-    "quality": "Checking photo quality",
-    "diagnosis": "Looking at the skin",
-    "morphology": "Describing the spot",
-    "explanation": "Looking up trusted sources",
-    "references": "Finding reference images",
-    "turn": "Loading the models (the app has just started)",
-}
 
 
 def turns_dir(settings: Settings) -> Path:

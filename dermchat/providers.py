@@ -3,6 +3,9 @@
 Providers are cheap to construct (plugins register instances at start-up); the expensive part happens in
 ``load()``, which is lazy, idempotent and thread-safe, so a Space can start quickly and two concurrent chats
 never load a model twice. Heavy libraries are imported inside ``_load()`` only.
+
+Each base class below is one row of the capability table (``dermchat.capabilities``), which names the hook that
+registers it, its registry key (the ``capability`` class attribute) and the engine step that calls it.
 """
 
 from __future__ import annotations
@@ -151,11 +154,3 @@ class ReferenceGenerator(Provider):
     def references(self, ctx: TurnContext) -> list[Reference]:
         raise NotImplementedError
 
-
-CAPABILITIES: dict[str, type[Provider]] = {
-    "quality": QualityChecker,
-    "diagnoser": Diagnoser,
-    "morphology": MorphologyDescriber,
-    "explainer": Explainer,
-    "references": ReferenceGenerator,
-}

@@ -1,7 +1,8 @@
 """The registry of providers, filled by the ``register_*`` hooks, and the per-plugin failure record.
 
-Pluggy stops a hook call at the first exception, so the registry calls each plugin's implementation itself:
-a plugin that crashes while registering is listed with its error and the others still register.
+Pluggy stops a hook call at the first exception, so the plugin manager (``dermchat.plugin_manager``) wraps each
+plugin's implementation: a plugin that crashes while registering is listed here with its error and the others
+still register. The capabilities and their keys come from the capability table (``dermchat.capabilities``).
 """
 
 from __future__ import annotations
@@ -12,19 +13,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from dermchat.providers import CAPABILITIES, Provider
+from dermchat import capabilities
+from dermchat.providers import Provider
 
 log = logging.getLogger(__name__)
 MAX_ERRORS = 20  # per plugin in the listing: a plugin failing on every turn must not grow it without bound
-
-REGISTER_HOOKS: dict[str, str] = {
-    "quality": "register_quality_checks",
-    "diagnoser": "register_diagnosers",
-    "morphology": "register_morphology_describers",
-    "explainer": "register_explainers",
-    "references": "register_reference_generators",
-}
-
 
 @dataclass
 class PluginRecord:
@@ -84,24 +77,24 @@ class Registry:
     """Providers by capability and id, plus benchmarks, for one plugin manager."""
 
     def __init__(self) -> None:
-        self.providers: dict[str, dict[str, Provider]] = {cap: {} for cap in CAPABILITIES}
+        self.providers: dict[str, dict[str, Provider]] = {key: {} for key in capabilities.capability_keys()}
         self.owners: dict[str, str] = {}
         self.benchmarks: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
-    def add(self, capability: str, provider: Provider, plugin: PluginRecord) -> None:
-        expected = CAPABILITIES[capability]
+    def add(self, key: str, provider: Provider, plugin: PluginRecord) -> None:
+        expected = capabilities.capability(key).provider_class
         if not isinstance(provider, expected):
             raise TypeError(f"{type(provider).__name__} is not a {expected.__name__}")
         if not provider.id:
             raise ValueError(f"{type(provider).__name__} has no id")
-        existing = self.providers[capability].get(provider.id)
+        existing = self.providers[key].get(provider.id)
         if existing is not None and existing is not provider:
             raise ValueError(
                 f"provider id {provider.id!r} already registered by plugin {self.owners[provider.id]!r}"
             )
-        self.providers[capability][provider.id] = provider
+        self.providers[key][provider.id] = provider
         self.owners[provider.id] = plugin.name
-        plugin.providers.append(f"{capability}:{provider.id}")
+        plugin.providers.append(f"{key}:{provider.id}")
 
     def get(self, capability: str, provider_id: str) -> Provider:
         try:

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from dermchat.capabilities import capability_keys
 from dermchat.paths import REPO_DIR
 from dermchat.results import Audience
 
@@ -78,14 +79,12 @@ class Settings(BaseModel):
         return resolve_env_refs(self.options.get(provider_id, {}))
 
     def chosen(self) -> dict[str, str | list[str] | None]:
-        """Provider ids by capability, as configured."""
-        return {
-            "quality": self.quality,
-            "diagnoser": self.diagnoser,
-            "morphology": self.morphology,
-            "explainer": self.explainer,
-            "references": list(self.references),
-        }
+        """Provider ids by capability, as configured (each capability's key is the field that chooses it)."""
+        return {key: _copied(getattr(self, key)) for key in capability_keys()}
+
+
+def _copied(choice: str | list[str] | None) -> str | list[str] | None:
+    return list(choice) if isinstance(choice, list) else choice
 
 
 def resolve_env_refs(value: Any) -> Any:

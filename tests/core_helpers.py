@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from dermchat.engine import DermChat
-from dermchat.plugins import PluginManager
+from dermchat.plugin_manager import PluginManager
 from dermchat.settings import Settings
 from fake_plugins import FAKE_SETTINGS, FakePlugin
 

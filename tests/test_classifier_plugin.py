@@ -13,7 +13,7 @@ from PIL import Image
 import plugins.ham_classifier as ham_plugin
 from classifier_fixtures import document_image, flat_wall_image, random_pattern_image, weights_dir_or_skip
 from dermchat.context import TurnContext
-from dermchat.plugins import PluginManager
+from dermchat.plugin_manager import PluginManager
 from dermchat.registry import Registry
 from dermchat.results import QualityReport
 from dermchat.settings import Settings

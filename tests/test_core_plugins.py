@@ -12,7 +12,7 @@ import pytest
 from core_helpers import fake_app, solid_image
 from dermchat import hookspecs
 from dermchat.hookspecs import hookimpl
-from dermchat.plugins import PluginManager
+from dermchat.plugin_manager import PluginManager
 from dermchat.providers import Diagnoser, Explainer, QualityChecker, ReferenceGenerator
 from fake_plugins import FakeDiagnoser, FakeExplainer, FakeQuality, FakeReferences
 from plugins.morphology import ClassicMorphology
@@ -292,7 +292,7 @@ def test_builtin_plugins_load_by_module_when_the_project_is_not_installed(monkey
     """A Space runs app.py from a checkout without `pip install -e .`: the built-ins must still load."""
     import importlib.metadata
 
-    from dermchat import plugins as plugins_module
+    from dermchat import plugin_manager as plugins_module
 
     monkeypatch.setattr(plugins_module, "_dermchat_installed", lambda: False)
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kwargs: [])
@@ -306,7 +306,7 @@ def test_a_builtin_plugin_added_after_an_editable_install_still_loads(monkeypatc
     """`pip install -e .` writes the entry points once: a built-in added later must not silently go missing."""
     import importlib.metadata
 
-    from dermchat import plugins as plugins_module
+    from dermchat import plugin_manager as plugins_module
 
     stale = [ep for ep in importlib.metadata.entry_points(group="dermchat") if ep.name != "morphology"]
     monkeypatch.setattr(plugins_module, "_dermchat_installed", lambda: True)

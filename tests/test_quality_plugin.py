@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from core_helpers import fake_app
-from dermchat.plugins import PluginManager
+from dermchat.plugin_manager import PluginManager
 from dermchat.quality.distortions import gaussian_blur
 from plugins import quality as quality_plugin
 from plugins.quality import ClassicQualityChecker

@@ -224,7 +224,7 @@ def test_real_classifier_recognises_real_images(ham_dir: Path, tmp_path: Path) -
 
     weights_dir_or_skip()
     import plugins.ham_classifier
-    from dermchat.plugins import PluginManager
+    from dermchat.plugin_manager import PluginManager
 
     pm = PluginManager(load_entry_points=False)
     pm.register(plugins.ham_classifier, "ham_classifier")

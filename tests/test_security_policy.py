@@ -186,7 +186,7 @@ def test_the_turn_json_holds_no_server_paths(tmp_path: Path, dark: Path) -> None
 
 # -- item 12: per-plugin error lists stay bounded ----------------------------------------------------------------
 def test_a_plugin_failing_on_every_turn_does_not_grow_its_error_list(tmp_path: Path) -> None:
-    from dermchat.plugins import PluginManager
+    from dermchat.plugin_manager import PluginManager
 
     class Flaky:
         def __init__(self) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dermchat.engine import DermChat
-from dermchat.plugins import PluginManager
+from dermchat.plugin_manager import PluginManager
 from dermchat.render import render
 from dermchat.results import StepEvent, TurnResult
 from dermchat.settings import Settings

@@ -11,7 +11,8 @@ from typing import Any, Iterator
 
 import gradio as gr
 
-from dermchat.engine import STEP_TITLES, DermChat
+from dermchat.capabilities import STEP_TITLES
+from dermchat.engine import DermChat
 from dermchat.feedback.record import FLAG_LABEL, FeedbackError, feedback_fields, rating_from_like
 from dermchat.feedback.store import FeedbackStore
 from dermchat.intake import choose_image

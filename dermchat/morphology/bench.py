@@ -168,7 +168,7 @@ def _diagnoser(diagnoser_id: str) -> tuple[Any, Callable[[Image.Image], Any]]:
     import tempfile
 
     from dermchat.context import TurnContext
-    from dermchat.plugins import PluginManager
+    from dermchat.plugin_manager import PluginManager
     from dermchat.settings import load_settings
 
     registry = PluginManager().collect()
