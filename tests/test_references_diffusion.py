@@ -14,11 +14,12 @@ from PIL import Image
 from dermchat.context import TurnContext
 from dermchat.providers import Diagnoser
 from dermchat.references import SYNTHETIC_LABEL
-from dermchat.references.diffusion import DiffusionProvider, lesion_crop
+from dermchat.references.diffusion import lesion_crop
 from dermchat.references.verify import MIN_PROBABILITY, verify_image
 from dermchat.registry import PluginRecord, Registry
 from dermchat.results import Diagnosis, DifferentialEntry, QualityReport
 from dermchat.settings import Settings
+from plugins.diffusion import DiffusionProvider
 from references_fixtures import diagnosis, ham_rows, make_ctx, write_lora
 
 pytest.importorskip("diffusers")

@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from dermchat.references.atlas import clear_memory_cache, load_atlas
-from dermchat.references.exemplars import ExemplarProvider, rank_candidates, user_features
+from dermchat.references.exemplars import rank_candidates, user_features
 from dermchat.references.skintone import FITZPATRICK_TYPES
+from plugins.exemplars import ExemplarProvider
 from references_fixtures import build_atlas, diagnosis, ham_rows, make_ctx
 
 DIFFERENTIAL = (("melanocytic_nevus", 0.6), ("melanoma", 0.3), ("benign_keratosis", 0.1))

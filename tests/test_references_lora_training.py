@@ -234,7 +234,7 @@ def test_resume_refuses_a_checkpoint_of_other_settings(tiny_sd: Path, atlas: Pat
 
 # -- use in sd-diffusion -----------------------------------------------------------------------------------------
 def generated(tiny_sd: Path, workdir: Path, photo: Image.Image, **options: Any) -> Any:
-    from dermchat.references.diffusion import DiffusionProvider
+    from plugins.diffusion import DiffusionProvider
 
     provider = DiffusionProvider()
     provider.configure({"model": str(tiny_sd), "steps": 2, "size": 64, "scheduler": "ddim", "device": "cpu",
@@ -288,7 +288,8 @@ def test_a_turn_with_the_trained_lora_labels_and_verifies_its_images(tiny_sd: Pa
 
 def test_the_gpu_profile_names_a_trained_lora(tiny_sd: Path, trained: Path) -> None:
     """DERMCHAT_OPTIONS merges into gpu-hub's sd-diffusion options: the profile's model, the trained LoRA."""
-    from dermchat.references.diffusion import DiffusionProvider, lora_manifest
+    from dermchat.references.diffusion import lora_manifest
+    from plugins.diffusion import DiffusionProvider
     from dermchat.settings import load_settings
 
     env = {"DERMCHAT_PROFILE": "gpu-hub", "DERMCHAT_OPTIONS": json.dumps({"sd-diffusion": {"lora": str(trained)}})}

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from dermchat.references.atlas import clear_memory_cache
-from dermchat.references.exemplars import ExemplarProvider
 from dermchat.results import ProviderRef, Reference, TurnResult
 from plugins import exemplars as plugin
+from plugins.exemplars import ExemplarProvider
 from references_fixtures import build_atlas, diagnosis, ham_rows
 
 

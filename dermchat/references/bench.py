@@ -95,13 +95,12 @@ TINY_FIGURE = "per_step_ms (tiny random pipeline: no real diffusion weights avai
 def diffusion_step_time(provider: Any, options: dict[str, Any]) -> dict[str, Any]:
     """Per-step denoising time of the configured generator, or of a tiny random pipeline when the configured
     weights are not available here (the figure's name says which)."""
-    from dermchat.references.diffusion import DiffusionProvider
     from dermchat.references.tiny import TINY_SAMPLE_SIZE, build_tiny_sd
 
     ok, reason = provider.available()
     image = Image.open(options["image"]).convert("RGB")
     with tempfile.TemporaryDirectory(prefix="dermchat-bench-sd-") as tmp:
-        generator = DiffusionProvider()
+        generator = type(provider)()  # a second one, so the configured provider's options stay as they are
         base = provider.opts.model_dump() | {"cache": False, "verify": False}
         if ok:
             generator.configure(base)
