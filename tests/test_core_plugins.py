@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import textwrap
 from pathlib import Path
@@ -10,7 +11,6 @@ from typing import Any
 import pytest
 
 from core_helpers import fake_app, solid_image
-from dermchat import hookspecs
 from dermchat.hookspecs import hookimpl
 from dermchat.plugin_manager import PluginManager
 from dermchat.providers import Diagnoser, Explainer, QualityChecker, ReferenceGenerator
@@ -72,13 +72,26 @@ def test_extra_notices_and_turn_completed_hooks(tmp_path: Path) -> None:
     assert "extra" in result.notices and calls == ["ok"]
 
 
-def test_every_hookspec_is_covered_by_a_test() -> None:
-    """Meta-test (datasette-style): a new hook must come with a test in this file."""
-    source = Path(__file__).read_text()
-    specs = [name for name in dir(hookspecs) if name.startswith(("register_", "extra_", "turn_"))]
-    assert specs, "no hookspecs found"
-    for name in specs:
-        assert f"def {name}" in source or f'"{name}"' in source, f"hook {name} has no test"
+HOOKS = sorted(name for name in dir(PluginManager(load_entry_points=False).pm.hook) if not name.startswith("_"))
+DOCS = (Path(__file__).parents[1] / "docs" / "plugins.md").read_text(encoding="utf-8")
+TEST_SOURCES = {path.name: path.read_text(encoding="utf-8") for path in Path(__file__).parent.glob("test_*.py")}
+
+
+def test_the_hooks_were_found() -> None:
+    assert "register_diagnosers" in HOOKS and "turn_completed" in HOOKS
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_is_documented(hook: str) -> None:
+    """Meta-test (datasette-style): a new hook must be described in docs/plugins.md, with its arguments."""
+    assert f"`{hook}(" in DOCS, f"hook {hook} is not documented in docs/plugins.md"
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_has_a_test(hook: str) -> None:
+    """Meta-test (datasette-style): a new hook must come with a test that implements or names it."""
+    mentions = [name for name, source in TEST_SOURCES.items() if f"def {hook}(" in source or f'"{hook}"' in source]
+    assert mentions, f"hook {hook} has no test"
 
 
 def test_plugin_failing_at_registration_is_listed_and_others_still_work(tmp_path: Path) -> None:
@@ -160,6 +173,88 @@ def test_duplicate_ids_and_wrong_types_are_rejected_per_plugin() -> None:
     pm.collect()
     assert any("already registered" in e for e in pm.records["dup"].errors)
     assert any("is not a Explainer" in e for e in pm.records["wrong"].errors)
+
+
+def test_policy_hooks_run_through_pluggy_in_its_order_and_a_crash_skips_only_that_plugin(tmp_path: Path) -> None:
+    """Each implementation is wrapped: pluggy's order holds (last registered first, ``tryfirst`` before all) and
+    a plugin that raises is listed while the plugins after it in the call still add their notices."""
+    order: list[str] = []
+
+    def notices_from(name: str, *, crash: bool = False, **marks: bool) -> object:
+        def extra_notices(result: Any, audience: str) -> list[str]:
+            order.append(name)
+            if crash:
+                raise RuntimeError("notice service down")
+            return [f"notice from {name}"]
+
+        return type(name, (), {"extra_notices": staticmethod(hookimpl(**marks)(extra_notices))})()
+
+    plugins = [(notices_from("early", tryfirst=True), "early"), (notices_from("late"), "late"),
+               (notices_from("broken", crash=True), "broken")]
+    app = fake_app(tmp_path, plugins)
+    result = app.run_turn_sync(solid_image(tmp_path / "a.png", (200, 160, 140)))
+    assert order == ["early", "broken", "late"]
+    assert "notice from early" in result.notices and "notice from late" in result.notices
+    assert any("extra_notices failed (RuntimeError) (error id" in e for e in app.plugins.records["broken"].errors)
+    assert app.plugins.records["late"].errors == []
+
+
+def test_each_implementation_gets_its_own_copy_of_the_result() -> None:
+    seen: list[list[str]] = []
+
+    class Mutating:
+        @hookimpl
+        def extra_notices(self, result: Any, audience: str) -> None:
+            seen.append(list(result))
+            result.append("changed")
+
+    pm = PluginManager(load_entry_points=False)
+    pm.register(Mutating(), "one")
+    pm.register(Mutating(), "two")
+    pm.call_each("extra_notices", audience="patient", fresh=lambda: {"result": ["original"]})
+    assert seen == [["original"], ["original"]]
+
+
+def test_tracing_logs_every_hook_call_without_argument_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    class Policy:
+        @hookimpl
+        def extra_notices(self, result: Any, audience: str) -> list[str]:
+            return ["extra"]
+
+    monkeypatch.setenv("DERMCHAT_TRACE_PLUGINS", "1")
+    caplog.set_level(logging.INFO, logger="dermchat.plugin_manager")
+    app = fake_app(tmp_path, [(Policy(), "policy")])
+    app.run_turn_sync(solid_image(tmp_path / "a.png", (200, 160, 140)), "is this SECRET-QUESTION serious?")
+    lines = [r.getMessage() for r in caplog.records if r.name == "dermchat.plugin_manager"]
+    assert "hook register_diagnosers(register) -> fakes" in lines
+    assert "hook extra_notices(audience, result) -> policy" in lines
+    assert "hook extra_notices returned 1 answer(s)" in lines
+    assert "hook turn_completed(result, context) -> no plugin" in lines
+    assert not any("SECRET-QUESTION" in line for line in lines)
+
+
+def test_without_tracing_hook_calls_are_not_logged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.delenv("DERMCHAT_TRACE_PLUGINS", raising=False)
+    caplog.set_level(logging.INFO, logger="dermchat.plugin_manager")
+    fake_app(tmp_path).plugins.collect()
+    assert not [r for r in caplog.records if r.getMessage().startswith("hook ")]
+
+
+def test_register_kept_for_later_is_refused() -> None:
+    """A provider is credited to the plugin whose register hook is running; after the hook there is none."""
+    kept: list[Any] = []
+
+    class Hoarder:
+        @hookimpl
+        def register_explainers(self, register: Any) -> None:
+            kept.append(register)
+
+    pm = _manager_with(Hoarder(), "hoarder")
+    pm.collect()
+    with pytest.raises(RuntimeError, match="after the register hook returned"):
+        kept[0](FakeExplainer())
 
 
 def test_misspelt_hook_is_reported_by_check_pending() -> None:
