@@ -108,7 +108,7 @@ class PluginManager:
             if name in self.records or module in seen_modules or not self._allowed(name):
                 continue
             source = "built-in module (missing from the installed entry points)" if installed else "built-in module"
-            self._load_one(name, module, lambda m=module: importlib.import_module(m), source=source)
+            self._load_one(name, module, functools.partial(importlib.import_module, module), source=source)
 
     def _load_one(self, name: str, module: str, loader: Callable[[], object], *, source: str) -> None:
         record = PluginRecord(name=name, module=module, source=source)
