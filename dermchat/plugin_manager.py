@@ -53,9 +53,10 @@ see a user's turn, so their errors are listed by type and error id, the details 
 
 _RUNNING_PLUGIN: contextvars.ContextVar[str | None] = contextvars.ContextVar("dermchat_running_plugin", default=None)
 """The plugin whose implementation is running: ``register`` credits a provider to it."""
-_FRESH_ARGUMENTS: contextvars.ContextVar[Callable[[], dict[str, Any]] | None] = contextvars.ContextVar(
+_FRESH_ARGUMENTS: contextvars.ContextVar[tuple[str, Callable[[], dict[str, Any]]] | None] = contextvars.ContextVar(
     "dermchat_fresh_arguments", default=None)
-"""While ``call_each(..., fresh=...)`` runs: builds the arguments anew for each implementation."""
+"""While ``call_each(hook, fresh=...)`` runs: the hook, and what builds its arguments anew for each implementation
+(a hook an implementation calls in turn gets its arguments as given)."""
 
 
 def _env_list(name: str) -> set[str] | None:
@@ -173,7 +174,7 @@ class PluginManager:
         def isolated(*args: Any, **kwargs: Any) -> Any:
             running = _RUNNING_PLUGIN.set(plugin_name)
             try:
-                return function(*_fresh_arguments(argnames, args), **kwargs)
+                return function(*_fresh_arguments(hook_name, argnames, args), **kwargs)
             except Exception as exc:  # noqa: BLE001 - one plugin's bug never stops the others
                 self._note_failure(plugin_name, hook_name, exc)
                 if strict_mode():
@@ -227,7 +228,7 @@ class PluginManager:
         ``fresh()`` gives arguments built anew for each implementation (copies of the turn's result), so one
         plugin cannot change what the next one sees.
         """
-        pending = _FRESH_ARGUMENTS.set(fresh)
+        pending = _FRESH_ARGUMENTS.set((hook_name, fresh) if fresh is not None else None)
         try:
             return list(getattr(self.pm.hook, hook_name)(**kwargs, **(fresh() if fresh is not None else {})))
         finally:
@@ -243,12 +244,12 @@ class PluginManager:
         }
 
 
-def _fresh_arguments(argnames: Sequence[str], args: tuple[Any, ...]) -> tuple[Any, ...]:
+def _fresh_arguments(hook_name: str, argnames: Sequence[str], args: tuple[Any, ...]) -> tuple[Any, ...]:
     """The call's arguments, with those ``call_each``'s ``fresh()`` builds replaced by new copies."""
-    fresh = _FRESH_ARGUMENTS.get()
-    if fresh is None:
+    pending = _FRESH_ARGUMENTS.get()
+    if pending is None or pending[0] != hook_name:
         return args
-    given = fresh()
+    given = pending[1]()
     return tuple(given.get(name, arg) for name, arg in zip(argnames, args))
 
 
