@@ -2,7 +2,7 @@
 
 A thin adapter: it builds a ``DermChat`` core from the settings, then mounts the chat, plugins, and (when a
 study is configured) the study and researcher tabs. All logic lives in ``dermchat/``; gradio lives here and
-in ``ui/`` only.
+in ``dermchat_ui/`` only.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ import gradio as gr  # noqa: E402
 from dermchat.engine import DermChat, turns_dir  # noqa: E402
 from dermchat.safety import NOT_A_DIAGNOSIS  # noqa: E402
 from dermchat.settings import SettingsError, load_settings  # noqa: E402
-from ui.api import build_api  # noqa: E402
-from ui.chat import ChatTab  # noqa: E402
-from ui.loading import build_loading_status  # noqa: E402
-from ui.plugins_tab import build_plugins_tab  # noqa: E402
-from ui.settings_panel import build_settings_panel  # noqa: E402
-from ui.uploads import upload_dir  # noqa: E402
+from dermchat_ui.api import build_api  # noqa: E402
+from dermchat_ui.chat import ChatTab  # noqa: E402
+from dermchat_ui.loading import build_loading_status  # noqa: E402
+from dermchat_ui.plugins_tab import build_plugins_tab  # noqa: E402
+from dermchat_ui.settings_panel import build_settings_panel  # noqa: E402
+from dermchat_ui.uploads import upload_dir  # noqa: E402
 
 log = logging.getLogger("dermchat.app")
 
@@ -156,8 +156,8 @@ def _study_from_url(request: gr.Request) -> tuple[gr.Tabs, gr.Tab]:
 def _mount_study(app: DermChat, study: str | None) -> bool:
     """Study and researcher tabs (issue 8); returns whether they were mounted."""
     try:
-        from ui.researcher import build_researcher_tab
-        from ui.study import build_study_tab
+        from dermchat_ui.researcher import build_researcher_tab
+        from dermchat_ui.study import build_study_tab
     except ImportError as exc:
         log.warning("study mode unavailable: %s", exc)
         return False
@@ -170,8 +170,8 @@ def _mount_study(app: DermChat, study: str | None) -> bool:
 
 def _mount_sealed_study(app: DermChat, study: str) -> None:
     """Study mode: the selected study only, then the researcher page (locked without its password)."""
-    from ui.researcher import build_researcher_tab
-    from ui.study import build_study_tab, load_studies
+    from dermchat_ui.researcher import build_researcher_tab
+    from dermchat_ui.study import build_study_tab, load_studies
 
     studies, selected = load_studies(study)
     only = {selected: studies[selected]} if selected else {}

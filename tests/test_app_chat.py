@@ -17,7 +17,7 @@ from app_fixtures import live_app  # noqa: F401 - fixture
 from dermchat.results import Reference, TurnResult
 from dermchat.render import reference_caption
 from dermchat.vocabulary import get_vocabulary
-from ui.chat import ChatTab, new_state
+from dermchat_ui.chat import ChatTab, new_state
 
 QUESTION = "Should I worry about this?"
 
@@ -59,7 +59,7 @@ def blurred(ham_dir: Path, tmp_path: Path) -> str:
 
 def test_the_words_show_at_once_and_the_photo_is_read_as_a_visible_step(tab: ChatTab, ham_image: Path,
                                                                         tmp_path: Path) -> None:
-    from ui.uploads import gradio_cache_dir
+    from dermchat_ui.uploads import gradio_cache_dir
 
     data = ham_image.read_bytes()  # Gradio's cached copy, at <cache>/<sha256>/<name>: the stripping deletes it
     upload = gradio_cache_dir() / hashlib.sha256(b"test" + data).hexdigest() / "upload.jpg"

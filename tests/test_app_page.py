@@ -11,8 +11,8 @@ from app_fixtures import live_app  # noqa: F401 - fixture
 from dermchat.render import TRIAGE_BADGE, render, triage_line
 from dermchat.results import Triage, TurnResult
 from study_fixtures import make_app
-from ui.plugins_tab import plugins_markdown
-from ui.settings_panel import UNAVAILABLE, provider_choices
+from dermchat_ui.plugins_tab import plugins_markdown
+from dermchat_ui.settings_panel import UNAVAILABLE, provider_choices
 
 EMOJI = ("🔴", "🟡", "🟢")
 

@@ -120,7 +120,7 @@ class LeakyPlugin:
 def test_exception_text_stays_in_the_server_log(tmp_path: Path, dark: Path, caplog: pytest.LogCaptureFixture) -> None:
     from dermchat.study.store import StudyStore
     from dermchat.study.turnlog import log_turn
-    from ui.api import api_result
+    from dermchat_ui.api import api_result
 
     app = fake_app(tmp_path, [(LeakyPlugin(), "leaky")], explainer="leaky-explainer", quality_gate=False)
     with caplog.at_level(logging.WARNING):
@@ -170,7 +170,7 @@ def _strings_outside_files(value: Any) -> list[str]:
 
 def test_the_turn_json_holds_no_server_paths(tmp_path: Path, dark: Path) -> None:
     from dermchat.engine import turns_dir
-    from ui.api import api_result
+    from dermchat_ui.api import api_result
 
     app = fake_app(tmp_path, [(HeatmapPlugin(), "heat")], diagnoser="heatmap-dx", quality_gate=False)
     result = app.run_turn_sync(dark)

@@ -131,13 +131,13 @@ def test_exported_csv_cells_cannot_start_a_formula(tmp_path: Path, store: StudyS
 def test_wrong_passwords_lock_the_page_with_a_doubling_backoff(monkeypatch: pytest.MonkeyPatch,
                                                              caplog: pytest.LogCaptureFixture) -> None:
     from dermchat.ratelimit import Backoff
-    from ui import researcher
+    from dermchat_ui import researcher
 
     clock = Clock()
     monkeypatch.setenv(researcher.PASSWORD_ENV, PASSWORD)
     monkeypatch.setattr(researcher.time, "sleep", lambda s: None)
     monkeypatch.setattr(researcher, "PASSWORD_BACKOFF", Backoff(threshold=5, base_s=60, clock=clock))
-    with caplog.at_level(logging.WARNING, logger="ui.researcher"):
+    with caplog.at_level(logging.WARNING, logger="dermchat_ui.researcher"):
         for _ in range(5):
             assert not researcher.password_ok("guess")
     assert not researcher.password_ok(PASSWORD)  # locked: even the right password waits
@@ -155,7 +155,7 @@ def test_wrong_passwords_lock_the_page_with_a_doubling_backoff(monkeypatch: pyte
 # -- item 6: exports ---------------------------------------------------------------------------------------------
 @pytest.fixture()
 def researcher_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: StudyStore, ham_dir: Path):
-    from ui.researcher import PASSWORD_ENV, build_researcher_tab
+    from dermchat_ui.researcher import PASSWORD_ENV, build_researcher_tab
 
     temp_root = tmp_path / "tmp"
     temp_root.mkdir()
@@ -187,7 +187,7 @@ def test_an_export_is_never_a_file_on_the_server(tmp_path: Path, researcher_page
 
 def test_withdrawal_purges_the_participant_from_exports_left_on_disk(tmp_path: Path, researcher_page,
                                                                      store: StudyStore) -> None:
-    from ui.uploads import gradio_cache_dir
+    from dermchat_ui.uploads import gradio_cache_dir
 
     store.enrol(SID, "AB12-CD34-EF56", lambda seq: ["a"])
     legacy = tmp_path / "tmp" / "dermchat-export-k2j4"  # what earlier versions left in the temp dir

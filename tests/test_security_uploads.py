@@ -83,7 +83,7 @@ def _gradio_upload(cache: Path, source: Path, name: str = "photo.jpg") -> Path:
 # -- item 1: only Gradio's own cached copy is ever deleted --------------------------------------------------------
 def test_a_clone_under_the_temp_dir_keeps_every_file_of_shared(temp_root: Path, settings, ham_dir: Path) -> None:
     from core_helpers import fake_app
-    from ui.uploads import sanitize_upload
+    from dermchat_ui.uploads import sanitize_upload
 
     clone_parent = temp_root / "ci-clone"
     shared = clone_parent / "shared"  # ../shared beside a clone in the temp dir
@@ -102,7 +102,7 @@ def test_a_clone_under_the_temp_dir_keeps_every_file_of_shared(temp_root: Path, 
 
 
 def test_only_the_exact_gradio_cache_layout_is_deleted(temp_root: Path, settings, ham_image: Path) -> None:
-    from ui.uploads import gradio_cache_dir, sanitize_upload
+    from dermchat_ui.uploads import gradio_cache_dir, sanitize_upload
 
     cache = gradio_cache_dir()
     assert cache == (temp_root / "gradio").resolve()
@@ -122,7 +122,7 @@ def test_only_the_exact_gradio_cache_layout_is_deleted(temp_root: Path, settings
 
 # -- item 2: identical photos at once --------------------------------------------------------------------------------
 def test_identical_photos_uploaded_at_once_all_get_through(temp_root: Path, settings, ham_image: Path) -> None:
-    from ui.uploads import gradio_cache_dir, sanitize_upload
+    from dermchat_ui.uploads import gradio_cache_dir, sanitize_upload
 
     cache = gradio_cache_dir()
     for _ in range(6):  # six people send the same photo: Gradio keeps one file for all six uploads
@@ -158,7 +158,7 @@ def test_a_configured_folder_the_app_did_not_make_is_refused_and_kept(tmp_path: 
                                                                       monkeypatch: pytest.MonkeyPatch,
                                                                       ham_image: Path) -> None:
     from dermchat.retention import ForeignFolderError, prune_expired
-    from ui.uploads import gradio_cache_dir, sanitize_upload
+    from dermchat_ui.uploads import gradio_cache_dir, sanitize_upload
 
     home = tmp_path / "Documents"
     (home / "Photos").mkdir(parents=True)
@@ -189,7 +189,7 @@ def test_an_empty_folder_is_adopted_and_only_the_apps_entries_expire(tmp_path: P
                                                                      monkeypatch: pytest.MonkeyPatch,
                                                                      ham_image: Path) -> None:
     from dermchat.retention import MARKER, prune_expired
-    from ui.uploads import gradio_cache_dir, sanitize_upload
+    from dermchat_ui.uploads import gradio_cache_dir, sanitize_upload
 
     uploads = tmp_path / "uploads"
     uploads.mkdir()
@@ -208,7 +208,7 @@ def test_planted_links_at_the_fixed_temp_paths_are_not_followed(tmp_path: Path, 
                                                                 ham_image: Path) -> None:
     from core_helpers import fake_app
     from dermchat.engine import turns_dir
-    from ui.uploads import gradio_cache_dir, sanitize_upload, upload_dir
+    from dermchat_ui.uploads import gradio_cache_dir, sanitize_upload, upload_dir
 
     elsewhere = tmp_path / "attacker"
     elsewhere.mkdir()
@@ -228,7 +228,7 @@ def test_uploads_turn_files_and_study_databases_are_private(tmp_path: Path, temp
                                                            ham_image: Path) -> None:
     from core_helpers import fake_app
     from dermchat.study.store import StudyStore
-    from ui.uploads import gradio_cache_dir, sanitize_upload
+    from dermchat_ui.uploads import gradio_cache_dir, sanitize_upload
 
     clean, _ = sanitize_upload(str(_gradio_upload(gradio_cache_dir(), ham_image)), settings)
     assert stat.S_IMODE(os.stat(clean).st_mode) == 0o600
@@ -254,7 +254,7 @@ def test_the_turn_endpoint_leaves_no_empty_temp_files_in_gradios_cache(tmp_path:
     from gradio.data_classes import FileData
 
     from core_helpers import fake_app
-    from ui.api import build_api
+    from dermchat_ui.api import build_api
 
     cache = tmp_path / "gradio-cache"
     cache.mkdir()

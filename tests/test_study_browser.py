@@ -18,7 +18,7 @@ import pytest
 
 from dermchat.study.store import StudyStore
 from study_fixtures import BETWEEN, load, make_app
-from ui.study import build_study_tab
+from dermchat_ui.study import build_study_tab
 
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

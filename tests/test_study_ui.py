@@ -22,8 +22,8 @@ from gradio_client import Client
 from dermchat.study.definition import ChoiceItem, LikertItem
 from dermchat.study.store import StudyStore
 from study_fixtures import load, make_app
-from ui.researcher import PASSWORD_ENV, build_researcher_tab
-from ui.study import StudyPage, build_study_tab
+from dermchat_ui.researcher import PASSWORD_ENV, build_researcher_tab
+from dermchat_ui.study import StudyPage, build_study_tab
 
 SID = "reference_images_within"
 PASSWORD = "correct horse battery staple"
@@ -189,7 +189,7 @@ def test_researcher_page_needs_the_password(server: Server, tmp_path: Path) -> N
 
 def test_startup_rejects_a_malformed_selected_study_with_its_line(tmp_path: Path, ham_dir: Path) -> None:
     from dermchat.study.definition import StudyDefinitionError
-    from ui.study import load_studies
+    from dermchat_ui.study import load_studies
 
     source = (Path(__file__).resolve().parent.parent / "studies" / "citations_between.yaml").read_text()
     line = next(i for i, text in enumerate(source.splitlines(), 1) if text.startswith("design:"))

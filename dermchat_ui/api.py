@@ -18,8 +18,8 @@ from gradio_client import utils as client_utils
 
 from dermchat.engine import DermChat
 from dermchat.results import TurnResult
-from ui.details import patient_details
-from ui.uploads import sanitize_upload
+from dermchat_ui.details import patient_details
+from dermchat_ui.uploads import sanitize_upload
 
 
 class UploadedFile(gr.File):

@@ -37,7 +37,7 @@ from dermchat.study.session import FlowError, normalise_code
 from dermchat.study.store import get_store, resolve_database_url
 from dermchat.study.summary import arm_order_balance, format_table, summarise
 from dermchat.study.withdraw import withdraw
-from ui.uploads import gradio_cache_dir
+from dermchat_ui.uploads import gradio_cache_dir
 
 log = logging.getLogger(__name__)
 PASSWORD_ENV = "DERMCHAT_RESEARCHER_PASSWORD"
@@ -205,7 +205,7 @@ def build_researcher_tab(
         gr.Markdown(f"The researcher page is disabled: set the environment variable `{PASSWORD_ENV}` to enable it.")
         return None
     if studies is None:
-        from ui.study import load_studies
+        from dermchat_ui.study import load_studies
 
         studies, _ = load_studies(study or (app.settings.study if app else None), studies_dir)
     database_url = database_url or getattr(getattr(app, "settings", None), "study_database_url", None)

@@ -20,8 +20,8 @@ from dermchat.references.gallery import build_gallery
 from dermchat.render import reference_caption, render, render_quality, source_links, triage_line
 from dermchat.results import TurnResult
 from dermchat.vocabulary import get_vocabulary
-from ui.details import BODY_SITES, patient_details
-from ui.uploads import sanitize_upload
+from dermchat_ui.details import BODY_SITES, patient_details
+from dermchat_ui.uploads import sanitize_upload
 
 RETAKE_WAITING = (
     "Your last photo wasn't clear enough for me to look at, so I can't say anything about that spot yet. "
