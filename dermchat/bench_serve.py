@@ -13,7 +13,7 @@ server's GIL and be counted as the server's. Their CPU time is reported, since t
 Only loopback traffic, ever: the app is started in-process on 127.0.0.1, or ``--url`` must name a loopback
 address. Every phase is bounded in turns and in time (``--max-seconds``).
 
-``dermchat/`` never imports gradio: the app is started through ``app.py`` (as ``dermchat serve`` does) and the
+``dermchat/`` never imports gradio: the app is started through ``dermchat_ui.app`` (as ``dermchat serve`` does) and the
 load generator only uses ``gradio_client``, both imported inside functions.
 """
 
@@ -310,9 +310,8 @@ class Server:
 
 def start_in_process() -> Server:
     """The real app (settings from the environment, as ``python app.py``) on a free loopback port."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     start = time.perf_counter()
-    import app as gradio_app  # the thin UI adapter at the repo root
+    from dermchat_ui import app as gradio_app  # the Gradio app, installed beside dermchat
 
     port = free_port()
     app, demo = gradio_app.launch(host="127.0.0.1", port=port, block=False)

@@ -124,11 +124,9 @@ def write_turn_files(result: Any, out_dir: Path) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    import app as gradio_app  # the thin UI adapter at the repo root
-
-    gradio_app.main(["--host", args.host, "--port", str(args.port)] + (["--study", args.study] if args.study else []))
-    return 0
+    """The Gradio app from the installed ``dermchat_ui`` package (gradio stays out of ``dermchat/``)."""
+    argv = ["--host", args.host, "--port", str(args.port)] + (["--study", args.study] if args.study else [])
+    return _dispatch("dermchat_ui.app:main", argv)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

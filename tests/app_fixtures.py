@@ -21,7 +21,7 @@ def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ob
 
     os.environ.setdefault("DERMCHAT_UPLOAD_DIR", str(tmp_path_factory.mktemp("uploads")))
     os.environ.setdefault("DERMCHAT_FEEDBACK_DB", str(tmp_path_factory.mktemp("feedback") / "feedback.sqlite"))
-    from app import CSS, HEAD, build_demo, served_paths
+    from dermchat_ui.app import CSS, HEAD, build_demo, served_paths
     from dermchat.engine import DermChat
     from dermchat.settings import load_settings
 

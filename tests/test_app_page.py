@@ -48,7 +48,7 @@ def labels(demo: gr.Blocks) -> set[str]:
 
 def test_study_mode_seals_the_page_to_the_study_flow(tmp_path: Path, ham_dir: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from app import build_demo
+    from dermchat_ui.app import build_demo
 
     monkeypatch.setenv("DERMCHAT_STUDY_DIR", str(tmp_path / "studies"))
     app = make_app(tmp_path / "turns")

@@ -110,7 +110,7 @@ def test_warm_up_problems_are_kept_and_the_app_becomes_ready(tmp_path: Path) -> 
 def test_the_page_is_served_while_models_load_and_an_early_api_turn_waits(slow, tmp_path: Path) -> None:
     from gradio_client import Client, handle_file
 
-    import app as gradio_app
+    from dermchat_ui import app as gradio_app
 
     app, provider = slow
     port = bench_serve.free_port()
@@ -179,7 +179,7 @@ def test_summary_counts_errors_and_splits_the_time() -> None:
 
 
 def test_load_generator_drives_both_endpoints_of_a_live_app(slow, ham_dir: Path) -> None:
-    import app as gradio_app
+    from dermchat_ui import app as gradio_app
 
     app, provider = slow
     provider.release.set()
@@ -200,7 +200,7 @@ def test_load_generator_drives_both_endpoints_of_a_live_app(slow, ham_dir: Path)
 
 
 def test_concurrency_comes_from_the_settings_with_a_default_per_profile(tmp_path: Path) -> None:
-    import app as gradio_app
+    from dermchat_ui import app as gradio_app
     from dermchat.settings import load_settings
 
     assert load_settings(environ={"DERMCHAT_CONCURRENCY": "3"}).concurrency == 3

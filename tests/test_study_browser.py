@@ -110,7 +110,7 @@ def test_study_mode_offers_only_the_study(tmp_path: Path, ham_dir: Path, monkeyp
     """``python app.py --study ID``: no Chat or Plugins tab to click mid-study, even with ``?study=`` of another."""
     from playwright.sync_api import sync_playwright
 
-    from app import CSS, build_demo
+    from dermchat_ui.app import CSS, build_demo
 
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
