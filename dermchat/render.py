@@ -2,14 +2,25 @@
 
 Both are Markdown so the same text works in the Gradio chat, the CLI and exported study logs. Notices are
 rendered from ``result.notices`` (filled by the safety policy), never from retrieved text, so they cannot
-be dropped by an explainer.
+be dropped by an explainer. The web page's side panel (triage badge, differential bars, prediction set,
+reference captions, contrast table, sources) is rendered here too, so the chat only lays it out.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from dermchat.results import Diagnosis, Explanation, MorphologyReport, QualityReport, Reference, Triage, TurnResult
+from dermchat.references.gallery import build_gallery
+from dermchat.results import (
+    Audience,
+    Diagnosis,
+    Explanation,
+    MorphologyReport,
+    QualityReport,
+    Reference,
+    Triage,
+    TurnResult,
+)
 from dermchat.vocabulary import Vocabulary, get_vocabulary
 
 TRIAGE_TEXT: dict[str, dict[str, str]] = {
@@ -132,20 +143,31 @@ def urgent_reason_for_patient(drivers: list[str], vocab: Vocabulary) -> str:
     return f"Why: {listed} can't be ruled out from this photo."
 
 
+DIFFERENTIAL_SHOWN = 7
+IN_SET_MARK = "✓"
+LIKELY_ONE_OF = "**The answer is likely one of:** "
+CANT_ASSESS_PANEL = "**This photo can't be assessed:** no list of likely conditions is shown."
+
+
+def prediction_set_names(diagnosis: Diagnosis, audience: str, vocab: Vocabulary) -> list[str]:
+    """The conditions in the prediction set, named for ``audience``."""
+    return [vocab.get(c).name(audience) for c in diagnosis.prediction_set]
+
+
 def render_diagnosis(diagnosis: Diagnosis, audience: str, vocab: Vocabulary) -> str:
     if diagnosis.abstained:
         return render_cant_assess(diagnosis, audience)
     if not diagnosis.differential:
         shown = diagnosis.rationale if audience == "clinician" or diagnosis.rationale_audience == "patient" else ""
         return "**No structured differential** — " + (shown or "the model gave no usable list.")
-    names = [vocab.get(c).name(audience) for c in diagnosis.prediction_set]
+    names = prediction_set_names(diagnosis, audience, vocab)
     lines: list[str] = []
     if audience == "clinician":
         lines.append("| Condition | ICD-10 | Probability | In set |")
         lines.append("|---|---|---:|:---:|")
-        for entry in diagnosis.top(7):
+        for entry in diagnosis.top(DIFFERENTIAL_SHOWN):
             cond = vocab.get(entry.condition_id)
-            mark = "✓" if entry.condition_id in diagnosis.prediction_set else ""
+            mark = IN_SET_MARK if entry.condition_id in diagnosis.prediction_set else ""
             lines.append(f"| {cond.clinician_name} | {cond.icd10 or ''} | {entry.probability:.1%} | {mark} |")
         coverage = f" ({diagnosis.coverage:.0%} prediction set)" if diagnosis.coverage else ""
         lines.append(f"\nPrediction set{coverage}: {', '.join(names) or '—'}")
@@ -155,7 +177,7 @@ def render_diagnosis(diagnosis: Diagnosis, audience: str, vocab: Vocabulary) -> 
             lines.append("\nMorphology: " + "; ".join(f"{k}: {v}" for k, v in diagnosis.morphology.items()))
     else:
         if names:
-            lines.append("**The answer is likely one of:** " + ", ".join(names) + ".")
+            lines.append(LIKELY_ONE_OF + ", ".join(names) + ".")
         for entry in diagnosis.top(3):
             lines.append(f"- {vocab.get(entry.condition_id).patient_name}: {likelihood_words(entry.probability)}")
         if diagnosis.rationale and diagnosis.rationale_audience == "patient":
@@ -329,3 +351,72 @@ def render_provenance(result: TurnResult) -> str:
         bits.append(f"{capability}: " + ", ".join(f"{r.id} {r.version}".strip() for r in refs))
     timing = ", ".join(f"{k} {v:.0f} ms" for k, v in result.timings_ms.items())
     return f"<sub>Providers — {'; '.join(bits)}. Timings — {timing}.</sub>"
+
+
+# -- the side panel of the web page ------------------------------------------------------------------------------
+def shows_differential(diagnosis: Diagnosis | None) -> bool:
+    """A differential is drawn only when there is one and the model did not abstain (an abstained list is no answer)."""
+    return diagnosis is not None and bool(diagnosis.differential) and not diagnosis.abstained
+
+
+def triage_badge(triage: Triage | None, audience: str) -> str:
+    """The panel's triage badge; empty when the turn has no tier (a new photo must not keep the last one's)."""
+    return triage_line(triage.tier, audience, html=True, same_day=triage.same_day) if triage is not None else ""
+
+
+def differential_bars(diagnosis: Diagnosis | None, audience: str,
+                      vocab: Vocabulary | None = None) -> dict[str, float] | None:
+    """The top conditions' calibrated probabilities as labelled bars, the prediction set's marked; None: no bars."""
+    if diagnosis is None or not shows_differential(diagnosis):
+        return None
+    vocab = vocab or get_vocabulary()
+    bars: dict[str, float] = {}
+    for entry in diagnosis.top(DIFFERENTIAL_SHOWN):
+        mark = f" {IN_SET_MARK}" if entry.condition_id in diagnosis.prediction_set else ""
+        bars[f"{vocab.get(entry.condition_id).name(audience)}{mark}"] = entry.probability
+    return bars
+
+
+def prediction_set_panel(diagnosis: Diagnosis | None, audience: str, vocab: Vocabulary | None = None) -> str:
+    """Under the bars: the prediction set in words, or why there is none for this photo."""
+    if diagnosis is None:
+        return ""
+    if not shows_differential(diagnosis):
+        return CANT_ASSESS_PANEL if diagnosis.abstained else ""
+    names = prediction_set_names(diagnosis, audience, vocab or get_vocabulary())
+    return f"{LIKELY_ONE_OF}{', '.join(names)}  \n<sub>{IN_SET_MARK} = in the prediction set</sub>" if names else ""
+
+
+def reference_gallery(result: TurnResult, audience: str, vocab: Vocabulary | None = None) -> list[tuple[str, str]]:
+    """The reference images with their captions, as (path, caption) pairs."""
+    vocab = vocab or get_vocabulary()
+    return [(ref.path, reference_caption(ref, vocab, audience)) for ref in result.references]
+
+
+def render_contrast(result: TurnResult, audience: str) -> str:
+    """'How to tell them apart': the top differentials side by side with features from the knowledge base."""
+    reader: Audience = "clinician" if audience == "clinician" else "patient"
+    gallery = build_gallery(result, reader)
+    if not gallery.columns:
+        return ""
+    header = "| | " + " | ".join(f"**{col.name}**" + (f" {IN_SET_MARK}" if col.in_prediction_set else "")
+                                  for col in gallery.columns) + " |"
+    lines = ["**How to tell them apart**", "", header, "|---" * (len(gallery.columns) + 1) + "|"]
+    depth = max(len(col.features) for col in gallery.columns)
+    for row in range(depth):
+        cells = [col.features[row].replace("|", "/") if row < len(col.features) else "" for col in gallery.columns]
+        lines.append("| " + ("Looks like" if row == 0 else "") + " | " + " | ".join(cells) + " |")
+    images = [f"{sum(i.kind == 'real' for i in col.items)} real / "
+              f"{sum(i.kind == 'synthetic' for i in col.items)} synthetic" for col in gallery.columns]
+    lines.append("| Images | " + " | ".join(images) + " |")
+    lines.append("")
+    lines.append(f"<sub>{gallery.legend}</sub>")
+    lines.extend(f"<sub>{note}</sub>" for note in gallery.notes)
+    return "\n".join(lines)
+
+
+def render_sources(result: TurnResult) -> str:
+    """The explanation's sources as a list of links; empty when it cites none."""
+    if result.explanation is None or not result.explanation.citations:
+        return ""
+    return "\n".join(["**Sources**", *(f"- {link}" for link in source_links(result.explanation))])

@@ -16,9 +16,9 @@ from gradio.data_classes import FileData
 from gradio.utils import NamedString
 from gradio_client import utils as client_utils
 
+from dermchat.conversation import patient_details
 from dermchat.engine import DermChat
 from dermchat.results import TurnResult
-from dermchat_ui.details import patient_details
 from dermchat_ui.uploads import sanitize_upload
 
 

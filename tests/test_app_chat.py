@@ -14,10 +14,11 @@ import pytest
 from PIL import Image, ImageFilter
 
 from app_fixtures import live_app  # noqa: F401 - fixture
-from dermchat.results import Reference, TurnResult
+from dermchat.conversation import Conversation
 from dermchat.render import reference_caption
+from dermchat.results import Reference
 from dermchat.vocabulary import get_vocabulary
-from dermchat_ui.chat import ChatTab, new_state
+from dermchat_ui.chat import ChatTab
 
 QUESTION = "Should I worry about this?"
 
@@ -31,8 +32,8 @@ def tab(live_app) -> ChatTab:  # noqa: F811
     return chat
 
 
-def send(tab: ChatTab, history: list, state: dict, text: str, files: tuple[str, ...] = (),
-         audience: str = "patient") -> tuple[list, dict, dict[Any, Any]]:
+def send(tab: ChatTab, history: list, state: Conversation, text: str, files: tuple[str, ...] = (),
+         audience: str = "patient") -> tuple[list, Conversation, dict[Any, Any]]:
     """One chat turn: (history, state, the merged panel updates) after the last streamed update."""
     history, _, state = tab.add_message(history, {"text": text, "files": list(files)}, state)
     final: dict[Any, Any] = {}
@@ -65,7 +66,7 @@ def test_the_words_show_at_once_and_the_photo_is_read_as_a_visible_step(tab: Cha
     upload = gradio_cache_dir() / hashlib.sha256(b"test" + data).hexdigest() / "upload.jpg"
     upload.parent.mkdir(parents=True, exist_ok=True)
     upload.write_bytes(data)
-    history, _, state = tab.add_message([], {"text": QUESTION, "files": [str(upload)]}, new_state())
+    history, _, state = tab.add_message([], {"text": QUESTION, "files": [str(upload)]}, Conversation())
     assert history == [{"role": "user", "content": QUESTION}], "the message waited for the photo to be stripped"
     updates = tab.respond(history, state, "patient")
     first = next(updates)[tab.chatbot]
@@ -78,12 +79,12 @@ def test_the_words_show_at_once_and_the_photo_is_read_as_a_visible_step(tab: Cha
 
 def test_a_question_after_a_retake_is_not_answered_about_the_earlier_photo(tab: ChatTab, ham_image: Path,
                                                                           blurred: str) -> None:
-    history, state, _ = send(tab, [], new_state(), QUESTION, (str(ham_image),))
-    assert state["result"]["triage"]["tier"] == "reassure"
+    history, state, _ = send(tab, [], Conversation(), QUESTION, (str(ham_image),))
+    assert state.about.triage.tier == "reassure"
     history, state, panel = send(tab, history, state, "And this other spot?", (blurred,))
-    assert state["last"]["status"] == "retake" and visible(panel[tab.continue_btn])
+    assert state.last.status == "retake" and visible(panel[tab.continue_btn])
     history, state, panel = send(tab, history, state, "Is it cancer?")
-    assert state["last"]["status"] != "followup", "answered about the earlier (harmless-looking) photo"
+    assert state.last.status != "followup", "answered about the earlier (harmless-looking) photo"
     assert panel[tab.triage] == "", "the side panel still shows the earlier photo's triage"
     assert "wasn't clear enough" in last_answer(history) and "don't have a photo" not in last_answer(history)
     assert visible(panel[tab.continue_btn]), "a question in between took away 'Continue anyway'"
@@ -91,50 +92,50 @@ def test_a_question_after_a_retake_is_not_answered_about_the_earlier_photo(tab: 
 
 def test_continue_anyway_hides_itself_while_its_turn_runs(tab: ChatTab, blurred: str) -> None:
     """A second click during the turn would start a second turn over the same conversation state."""
-    history, state, panel = send(tab, [], new_state(), QUESTION, (blurred,))
-    assert state["last"]["status"] == "retake" and visible(panel[tab.continue_btn])
+    history, state, panel = send(tab, [], Conversation(), QUESTION, (blurred,))
+    assert state.last.status == "retake" and visible(panel[tab.continue_btn])
     updates = list(tab.continue_anyway(history, state, "patient"))
     assert not visible(updates[0][tab.continue_btn])
     final = {k: v for update in updates for k, v in update.items()}
-    assert final[tab.state]["last"]["status"] not in {"retake", "no_image"}
+    assert final[tab.state].last.status not in {"retake", "no_image"}
     assert not visible(final[tab.continue_btn])
 
 
 def test_an_unreadable_upload_clears_the_earlier_photo(tab: ChatTab, ham_image: Path, tmp_path: Path) -> None:
-    history, state, _ = send(tab, [], new_state(), QUESTION, (str(ham_image),))
+    history, state, _ = send(tab, [], Conversation(), QUESTION, (str(ham_image),))
     broken = tmp_path / "spot.jpg"
     broken.write_text("not a photo")
     history, state, panel = send(tab, history, state, "What about this one?", (str(broken),))
     assert "doesn't look like a photo" in last_answer(history)
     assert panel[tab.triage] == "" and panel[tab.gallery] == []
     history, state, _ = send(tab, history, state, "Is it cancer?")
-    assert state["last"]["status"] != "followup"
+    assert state.last.status != "followup"
 
 
 def test_a_follow_up_keeps_the_reference_images(tab: ChatTab, ham_image: Path) -> None:
-    history, state, panel = send(tab, [], new_state(), QUESTION, (str(ham_image),))
+    history, state, panel = send(tab, [], Conversation(), QUESTION, (str(ham_image),))
     shown = panel[tab.gallery]
     assert shown and "0 real / 0 synthetic" not in panel[tab.contrast]
     history, state, panel = send(tab, history, state, "What does the prediction set mean?")
-    assert state["last"]["status"] == "followup"
+    assert state.last.status == "followup"
     assert panel[tab.gallery] == shown
     assert "0 real / 0 synthetic" not in panel[tab.contrast]
 
 
 def test_switching_audience_rewrites_the_explanation_for_the_new_reader(tab: ChatTab, ham_dir: Path) -> None:
     image = ham_dir / "images" / "ISIC_0027190.jpg"  # a melanoma: the clinician text talks of referral pathways
-    history, state, _ = send(tab, [], new_state(), QUESTION, (str(image),), audience="clinician")
-    clinician_text = TurnResult.model_validate(state["last"]).explanation.text
+    history, state, _ = send(tab, [], Conversation(), QUESTION, (str(image),), audience="clinician")
+    clinician_text = state.last.explanation.text
     patient_text = tab.app.run_turn_sync(str(image), QUESTION, audience="patient").explanation.text
     assert clinician_text != patient_text
     update = tab.rerender(history, state, "patient")
-    answer = update[tab.chatbot][state["answer_index"]]["content"]
+    answer = update[tab.chatbot][state.last_answer_at]["content"]
     assert patient_text in answer and clinician_text not in answer
-    assert update[tab.state]["last"]["audience"] == "patient"
+    assert update[tab.state].last.audience == "patient"
 
 
 def test_switching_audience_before_any_answer_updates_nothing(tab: ChatTab) -> None:
-    update = tab.rerender([], new_state(), "clinician")
+    update = tab.rerender([], Conversation(), "clinician")
     assert update and all(isinstance(key, gr.components.Component) for key in update)
 
 
@@ -163,10 +164,10 @@ def test_rating_an_answer_stores_one_row_that_follows_the_latest_rating(ham_imag
     with gr.Blocks():
         tab = ChatTab(app, feedback=store)
         tab.build()
-    history, state, _ = send(tab, [], new_state(), QUESTION, (str(ham_image),))
+    history, state, _ = send(tab, [], Conversation(), QUESTION, (str(ham_image),))
     first_note = next(i for i, m in enumerate(history) if m["role"] == "assistant")
 
-    def like(value: Any, index: int = first_note) -> tuple[dict, Any, Any]:
+    def like(value: Any, index: int = first_note) -> tuple[Conversation, Any, Any]:
         return tab.on_like(history, state, gr.LikeData(tab.chatbot, {"index": index, "value": "", "liked": value}))
 
     state, group, _ = like(False)
@@ -174,7 +175,7 @@ def test_rating_an_answer_stores_one_row_that_follows_the_latest_rating(ham_imag
     state, _, _ = like("Flag as wrong or unsafe")
     state, _, _ = tab.on_comment("It missed the bleeding", state)
     [row] = store.rows()
-    result = TurnResult.model_validate(state["last"])
+    result = state.last
     assert (row["result_id"], row["rating"], row["comment"]) == (result.turn_id, "flag", "It missed the bleeding")
     assert row["tier"] == result.triage.tier and row["providers"]["diagnoser"] == result.providers["diagnoser"].id
     state, group, _ = like("")  # the flag taken back
@@ -196,7 +197,7 @@ def test_compare_with_an_earlier_photo_says_the_spot_grew(tab: ChatTab, ham_imag
     assert earlier is not None and earlier.endswith(".png")  # the stripped copy, not the upload
     later = tmp_path / "later.png"
     Image.fromarray(grow(rgb, lesion_mask(rgb))).save(later)
-    history, _, state = tab.add_message([], {"text": QUESTION, "files": [str(later)]}, new_state())
+    history, _, state = tab.add_message([], {"text": QUESTION, "files": [str(later)]}, Conversation())
     final: dict[Any, Any] = {}
     for update in tab.respond(history, state, "patient", earlier=earlier):
         final.update(update)
