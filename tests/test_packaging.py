@@ -9,6 +9,7 @@ project venv's site-packages as plain path lines (so its editable-install finder
 from __future__ import annotations
 
 import os
+import shutil
 import site
 import socket
 import subprocess
@@ -20,6 +21,7 @@ import pytest
 from dermchat.bench_serve import BenchServeError, free_port, wait_for_page
 
 REPO = Path(__file__).resolve().parent.parent
+NOT_PACKAGED = (".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "tests", "runs", "out")
 PAGE_TIMEOUT_S = 240  # the machine may be busy: the page itself needs only Gradio to start
 
 
@@ -31,7 +33,11 @@ def run(*command: str | Path, cwd: Path) -> str:
 
 
 def build_wheel(out: Path) -> Path:
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", out, REPO, cwd=out)
+    """The wheel of a copy of the checkout: setuptools' ``build/`` keeps modules deleted since the last build and
+    would put them in the wheel, and the checkout stays free of build leftovers."""
+    source = out / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*NOT_PACKAGED))
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", out, source, cwd=out)
     [wheel] = out.glob("dermchat-*.whl")
     return wheel
 
