@@ -3,6 +3,8 @@ rating belongs to (``dermchat.conversation``; the chat tab only keeps a ``Conver
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 from dermchat.conversation import Conversation, explainer_history, patient_details
@@ -112,3 +114,9 @@ def test_the_explainer_reads_the_last_ten_text_messages() -> None:
 def test_patient_details_leave_out_what_was_not_given() -> None:
     assert patient_details(None, "not given", " ") == {"age": None, "sex": None, "body_site": None}
     assert patient_details(42.0, "female", " back ") == {"age": 42, "sex": "female", "body_site": "back"}
+
+
+def test_the_conversation_and_the_renderer_load_without_gradio() -> None:
+    """The core never imports gradio: another front end (or the CLI) gets the same memory and the same words."""
+    check = "import sys, dermchat.conversation, dermchat.render, dermchat.cli; assert 'gradio' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", check], capture_output=True, timeout=120).returncode == 0
