@@ -70,6 +70,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_turn(args: argparse.Namespace) -> int:
+    from dermchat.context import heatmap_request
     from dermchat.engine import DermChat
     from dermchat.render import render
 
@@ -88,6 +89,7 @@ def cmd_turn(args: argparse.Namespace) -> int:
     for event in app.run_turn(
         args.image, args.question or "", audience=args.audience, force=args.force, settings_overrides=overrides or None,
         age=args.age, sex=args.sex, body_site=args.site, earlier_image=args.earlier,
+        options=heatmap_request(args.audience == "clinician"),  # the clinician view keeps its heat map
     ):
         if event.kind == "result":
             result = event.result

@@ -19,6 +19,16 @@ if TYPE_CHECKING:
 
 ProgressFn = Callable[[str, "float | None"], None]
 
+HEATMAP_OPTION = "heatmap"
+"""``options={HEATMAP_OPTION: True}`` asks diagnosers for a heat map. Why a request and not a default: Grad-CAM is a
+backward pass plus a PNG (~80 ms of a ~270 ms turn on two cores, under the model's lock) that only the clinician
+view shows; patient turns and API calls that do not ask for it skip it (issue 23)."""
+
+
+def heatmap_request(wanted: bool) -> dict[str, Any] | None:
+    """``run_turn``'s ``options`` for a turn whose heat map will (or will not) be shown."""
+    return {HEATMAP_OPTION: True} if wanted else None
+
 
 def _no_progress(message: str, fraction: float | None = None) -> None:
     """Default progress sink when nobody is listening (CLI without a UI, tests)."""
@@ -54,3 +64,8 @@ class TurnContext:
         if self.diagnosis is None:
             return []
         return [e.condition_id for e in self.diagnosis.top(len(self.diagnosis.differential))]
+
+    @property
+    def wants_heatmap(self) -> bool:
+        """Whether the caller will show a heat map (``options[HEATMAP_OPTION]``): draw one only then."""
+        return bool(self.options.get(HEATMAP_OPTION))

@@ -2,6 +2,10 @@
 
 Each yield carries the step events so far; the last one adds the structured result. The uploaded file goes
 through the same sanitising as chat uploads (EXIF stripped, Gradio's cached original deleted).
+
+Files only on request (issue 23): the Grad-CAM heat map is drawn only with ``heatmap=True``, and the reference
+images travel as files only with ``reference_images=True``. Under eight clients the reference downloads took
+longer than the engine, and the heat map a third of each engine turn, for clients that mostly read the JSON.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from gradio.data_classes import FileData
 from gradio.utils import NamedString
 from gradio_client import utils as client_utils
 
+from dermchat.context import heatmap_request
 from dermchat.conversation import patient_details
 from dermchat.engine import DermChat
 from dermchat.results import TurnResult
@@ -41,8 +46,9 @@ def _as_file(path: str) -> dict[str, Any]:
     return {"path": path, "meta": {"_type": "gradio.FileData"}}
 
 
-def api_result(result: TurnResult) -> dict[str, Any]:
-    """The result as JSON, with each reference image and the heat map as a nested file gradio_client downloads.
+def api_result(result: TurnResult, reference_images: bool = True) -> dict[str, Any]:
+    """The result as JSON, with the heat map (when drawn) and, with ``reference_images``, each reference image as a
+    nested file gradio_client downloads; without it a reference keeps its caption, provenance and flags only.
 
     gradio_client treats any dict with a ``path`` key as a file and replaces the whole dict by a local
     path; nesting the file under ``image`` keeps the caption, provenance and ``synthetic`` flag beside it.
@@ -52,7 +58,9 @@ def api_result(result: TurnResult) -> dict[str, Any]:
     data = result.model_dump(mode="json")
     for key in ("references", "hidden_references"):
         for ref in data.get(key, []):
-            ref["image"] = _as_file(ref.pop("path"))
+            path = ref.pop("path")  # a server path: never in the JSON itself
+            if reference_images:
+                ref["image"] = _as_file(path)
     for key in ("diagnosis", "second_opinion"):
         diagnosis = data.get(key)
         if diagnosis and diagnosis.get("heatmap_path"):
@@ -66,11 +74,13 @@ class ServingClock:
     """Where a ``/turn`` call spends its time on the server (``dermchat bench-serve`` prints it).
 
     ``stream`` is the rest of the handler's wall time: Gradio sending the streamed events while the generator
-    waits, and thread hand-offs between the parts.
+    waits, and thread hand-offs between the parts. ``started_at`` (epoch seconds) lets a client on the same
+    machine tell its queue wait apart from transport.
     """
 
     def __init__(self) -> None:
         self.start = time.perf_counter()
+        self.started_at = time.time()  # wall clock, for the client's queue wait (same machine)
         self.parts: dict[str, float] = {}
 
     @contextmanager
@@ -86,6 +96,7 @@ class ServingClock:
         out = {name: round(seconds * 1000, 1) for name, seconds in self.parts.items()}
         out["handler"] = round(handler * 1000, 1)
         out["stream"] = round((handler - sum(self.parts.values())) * 1000, 1)
+        out["started_at"] = round(self.started_at, 4)  # seconds since the epoch, not a duration
         return out
 
 
@@ -98,12 +109,15 @@ def build_api(app: DermChat) -> None:
         age = gr.Number(None, label="age in years (optional)")
         sex = gr.Textbox("", label="sex: female, male or empty (optional)")
         site = gr.Textbox("", label="body site, e.g. 'left forearm' (optional)")
+        heatmap = gr.Checkbox(False, label="draw the Grad-CAM heat map (clinician view)")
+        reference_images = gr.Checkbox(False, label="return the reference images as files")
         output = gr.JSON(label="turn")
         trigger = gr.Button("run turn")
 
     def turn(image_path: str | None, question_text: str, audience_value: str, force_value: bool,
              age_value: float | None = None, sex_value: str | None = None,
-             site_value: str | None = None) -> Iterator[dict[str, Any]]:
+             site_value: str | None = None, heatmap_value: bool = False,
+             reference_images_value: bool = False) -> Iterator[dict[str, Any]]:
         clock = ServingClock()
         events: list[dict[str, Any]] = []
         clean = None
@@ -115,7 +129,7 @@ def build_api(app: DermChat) -> None:
                 return
         details = patient_details(age_value, sex_value, site_value)
         turn_events = app.run_turn(clean, question_text or "", audience=audience_value or "patient",
-                                   force=bool(force_value), **details)
+                                   force=bool(force_value), options=heatmap_request(bool(heatmap_value)), **details)
         while True:
             with clock.part("engine"):
                 event = next(turn_events, None)
@@ -123,10 +137,11 @@ def build_api(app: DermChat) -> None:
                 return
             if event.kind == "result" and event.result is not None:
                 with clock.part("encode"):
-                    data = api_result(event.result)
+                    data = api_result(event.result, reference_images=bool(reference_images_value))
                 yield {"events": events, "result": data, "serving_ms": clock.figures()}
                 return
             events.append(event.model_dump(mode="json", exclude={"result"}))
             yield {"events": events, "result": None}
 
-    trigger.click(turn, [image, question, audience, force, age, sex, site], output, api_name="turn")
+    trigger.click(turn, [image, question, audience, force, age, sex, site, heatmap, reference_images], output,
+                  api_name="turn")

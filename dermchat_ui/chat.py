@@ -13,6 +13,7 @@ from typing import Any, Iterator
 import gradio as gr
 
 from dermchat.capabilities import STEP_TITLES
+from dermchat.context import heatmap_request
 from dermchat.conversation import Conversation, explainer_history, patient_details
 from dermchat.engine import DermChat
 from dermchat.feedback.record import FLAG_LABEL, FeedbackError, rating_from_like
@@ -250,6 +251,7 @@ class ChatTab:
             image, text, audience=audience, previous=conversation.follow_up_subject() if image is None else None,
             history=explainer_history(history), force=force, seen_references=conversation.shown_reference_ids(),
             settings_overrides=overrides or None, earlier_image=earlier if image else None, **(details or {}),
+            options=heatmap_request(audience == "clinician"),  # only the clinician view shows it (issue 23)
         )
         for event in events:
             if event.kind == "result" and event.result is not None:

@@ -1,9 +1,9 @@
 """The offline default diagnoser `ham-cnn`: the project's own CNN trained on HAM10000.
 
 It answers with calibrated probabilities over the 7 HAM10000 lesion types mapped onto the shared
-vocabulary, a conformal prediction set ("the answer is likely one of ..."), a triage hint, and a
-Grad-CAM heat map for clinicians. It abstains rather than guess when the photo is not skin (the
-quality step says so) or does not look like the dermoscopic images it was trained on.
+vocabulary, a conformal prediction set ("the answer is likely one of ..."), a triage hint, and, when the
+turn asks for one (the clinician view), a Grad-CAM heat map. It abstains rather than guess when the photo is
+not skin (the quality step says so) or does not look like the dermoscopic images it was trained on.
 
 torch is imported only when the model loads, so registering this plugin costs nothing.
 """
@@ -51,7 +51,8 @@ class HamCnnDiagnoser(Diagnoser):
         model_config = ConfigDict(extra="forbid")
         weights_dir: str | None = Field(None, description="folder with model.pt + calibration (default: shipped)")
         coverage: float = Field(0.9, gt=0.5, lt=1.0, description="conformal prediction-set coverage")
-        heatmap: bool = Field(True, description="write a Grad-CAM overlay PNG for the clinician view")
+        heatmap: bool = Field(True, description="write a Grad-CAM overlay PNG when the turn asks for one "
+                                                "(the chat's clinician view, /turn with heatmap=true)")
         abstain_on_ood: bool = Field(True, description="abstain when the image looks unlike the training data")
         use_patient_info: bool = Field(True, description="let the age, sex and body site the user gives inform the model")
 
@@ -139,7 +140,7 @@ class HamCnnDiagnoser(Diagnoser):
         else:
             hint, why = "reassure", "the prediction set holds a single benign condition"
         heatmap_path = None
-        if opts.heatmap:
+        if opts.heatmap and ctx.wants_heatmap:  # never unasked: see HEATMAP_OPTION
             ctx.progress("drawing the heat map", 0.7)
             heatmap_path = self._write_heatmap(ctx, pred)
         top = differential[0]

@@ -22,7 +22,9 @@ def client(live_app):  # noqa: F811
 def test_turn_endpoint_streams_steps_and_returns_the_structured_result(client, ham_image: Path) -> None:
     from gradio_client import handle_file
 
-    job = client.submit(handle_file(str(ham_image)), "Should I worry about this mole?", "clinician", False, api_name="/turn")
+    question = "Should I worry about this mole?"
+    job = client.submit(handle_file(str(ham_image)), question, "clinician", False, None, "", "",
+                        True, True, api_name="/turn")  # with the heat map and the reference images as files
     partials = [update for update in job]
     final = job.result()
     assert len(partials) >= 2, "the endpoint should stream intermediate step events"
@@ -39,6 +41,19 @@ def test_turn_endpoint_streams_steps_and_returns_the_structured_result(client, h
     assert result["explanation"] and result["explanation"]["citations"]
     assert result["references"] and not any(r["synthetic"] for r in result["references"])
     assert all(Path(r["image"]).exists() and "real image" in r["caption"] for r in result["references"])
+    if not result["diagnosis"]["abstained"]:
+        assert Path(result["diagnosis"]["heatmap"]).exists()
+
+
+def test_turn_endpoint_returns_no_files_unless_asked(client, ham_image: Path) -> None:
+    """By default a /turn answer is JSON only: no heat map drawn, no reference image to download (issue 23)."""
+    from gradio_client import handle_file
+
+    result = client.predict(handle_file(str(ham_image)), "", "clinician", False, api_name="/turn")["result"]
+    assert result["status"] in {"ok", "abstained"}, result.get("message")
+    assert result["diagnosis"]["heatmap_path"] is None and "heatmap" not in result["diagnosis"]
+    assert result["references"] and all("image" not in r and "path" not in r for r in result["references"])
+    assert all("real image" in r["caption"] and r["provenance"] for r in result["references"])
 
 
 def test_turn_endpoint_rejects_a_non_image_politely(client, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from PIL import Image
 
 import plugins.ham_classifier as ham_plugin
 from classifier_fixtures import document_image, flat_wall_image, random_pattern_image, weights_dir_or_skip
-from dermchat.context import TurnContext
+from dermchat.context import HEATMAP_OPTION, TurnContext
 from dermchat.plugin_manager import PluginManager
 from dermchat.registry import Registry
 from dermchat.results import QualityReport
@@ -39,10 +39,12 @@ def diagnoser(registry: Registry) -> ham_plugin.HamCnnDiagnoser:
     return provider
 
 
-def make_ctx(image: Image.Image, registry: Registry, workdir: Path, quality: QualityReport | None = None) -> TurnContext:
+def make_ctx(image: Image.Image, registry: Registry, workdir: Path, quality: QualityReport | None = None,
+             heatmap: bool = False) -> TurnContext:
     sha = hashlib.sha256(image.tobytes()).hexdigest()
     return TurnContext(image=image, image_sha256=sha, question="what is this?", audience="clinician",
-                       settings=Settings(), registry=registry, workdir=workdir, quality=quality)
+                       settings=Settings(), registry=registry, workdir=workdir, quality=quality,
+                       options={HEATMAP_OPTION: True} if heatmap else {})
 
 
 def test_weights_load_through_the_plugin(diagnoser: ham_plugin.HamCnnDiagnoser) -> None:
@@ -60,7 +62,7 @@ def test_prediction_on_real_image_is_a_distribution_over_the_vocabulary(
 ) -> None:
     with Image.open(ham_image) as im:
         image = im.convert("RGB")
-    dx = diagnoser.diagnose(make_ctx(image, registry, tmp_path))
+    dx = diagnoser.diagnose(make_ctx(image, registry, tmp_path, heatmap=True))
     vocab = get_vocabulary()
     ids = [e.condition_id for e in dx.differential]
     assert set(ids) == HAM_IDS and all(i in vocab for i in ids)
@@ -75,6 +77,19 @@ def test_prediction_on_real_image_is_a_distribution_over_the_vocabulary(
     assert dx.heatmap_path and Path(dx.heatmap_path).parent == tmp_path
     with Image.open(dx.heatmap_path) as heat:
         assert heat.format == "PNG" and heat.size == (384, 288)
+
+
+def test_the_heat_map_is_drawn_only_when_the_turn_asks_for_it(
+    diagnoser: ham_plugin.HamCnnDiagnoser, registry: Registry, ham_image: Path, tmp_path: Path
+) -> None:
+    """Grad-CAM and its PNG cost a third of a turn; a patient or API turn that will not show it skips both."""
+    with Image.open(ham_image) as im:
+        image = im.convert("RGB")
+    plain = diagnoser.diagnose(make_ctx(image, registry, tmp_path / "plain"))
+    assert plain.heatmap_path is None and not (tmp_path / "plain").exists()
+    asked = diagnoser.diagnose(make_ctx(image, registry, tmp_path / "asked", heatmap=True))
+    assert asked.heatmap_path and Path(asked.heatmap_path).is_file()
+    assert asked.differential == plain.differential  # the heat map explains the answer, it never changes it
 
 
 def test_known_melanoma_is_flagged_urgent(diagnoser: ham_plugin.HamCnnDiagnoser, registry: Registry,
