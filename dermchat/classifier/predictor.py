@@ -243,5 +243,6 @@ class Predictor:
         from dermchat.classifier.model import uint8_to_input
         from dermchat.classifier.saliency import grad_cam
 
-        with self._lock:  # backward passes touch shared .grad buffers
-            return grad_cam(self.model, uint8_to_input(frame), class_index)
+        # No lock: grad_cam takes the gradient with autograd.grad, which leaves the weights' .grad untouched, so
+        # two turns draw their heat maps at once instead of one after the other.
+        return grad_cam(self.model, uint8_to_input(frame), class_index)

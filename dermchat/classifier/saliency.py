@@ -1,6 +1,6 @@
 """Grad-CAM heat map for the clinician view: which regions pushed the model towards its top class.
 
-Why Grad-CAM on the last stage: it is one backward pass (a few ms on this small network) and its
+Why Grad-CAM on the last stage: it needs one forward pass and the gradient of the head alone, and its
 coarse 3x4 grid, upsampled, is honest about the resolution the classifier really reasons at.
 The overlay is drawn with numpy + Pillow only (no matplotlib in the serving path).
 """
@@ -29,14 +29,12 @@ def grad_cam(model: "Classifier", x: "torch.Tensor", class_index: int) -> np.nda
         x = x.detach().requires_grad_(False)
         out = model.forward_all(x)
         feats = out["features"]
-        feats.retain_grad()
-        out["logits"][0, class_index].backward()
-        grads = feats.grad
-        assert grads is not None
+        # Only d(logit)/d(features): autograd.grad runs the backward of the head alone, not of every weight of
+        # the backbone as .backward() did (most of the heat map's cost), and writes no shared .grad buffers.
+        (grads,) = torch.autograd.grad(out["logits"][0, class_index], feats)
         weights = grads.mean(dim=(2, 3), keepdim=True)
         cam = F.relu((weights * feats).sum(dim=1, keepdim=True))
         cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
-    model.zero_grad(set_to_none=True)
     cam_np = cam.detach().numpy()
     peak = float(cam_np.max())
     return cam_np / peak if peak > 0 else cam_np
