@@ -56,7 +56,7 @@ class Settings(BaseModel):
     )
     concurrency: int | None = Field(
         None, ge=1, le=64,
-        description="turns the web app runs at once; None: 1 on GPU profiles (one model on one GPU), 8 on CPU",
+        description="turns the web app runs at once; None: 1 on GPU profiles (one model on one GPU), 2 on CPU",
     )
     workdir: str | None = None
     study: str | None = None

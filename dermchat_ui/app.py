@@ -99,7 +99,7 @@ HEAD = """<script>
 </script>"""
 
 
-CPU_CONCURRENCY = 8
+CPU_CONCURRENCY = 2
 
 
 def _offline_defaults(profile: str) -> None:
@@ -197,9 +197,12 @@ def launch(host: str, port: int, study: str | None = None, *, app: DermChat | No
     is ready, shows "loading the models" meanwhile, and a turn sent early waits for them.
     """
     app = app or create_app()
+    concurrency = serving_concurrency(app)
+    limit_cpu_threads(concurrency)  # before the warm-up imports torch
     app.start_warm_up()
     demo = build_demo(app, study)
-    demo.queue(default_concurrency_limit=serving_concurrency(app), max_size=64)
+    demo.queue(default_concurrency_limit=concurrency, max_size=64)
+    calm_queue_polling(demo)
     demo.launch(server_name=host, server_port=port, css=CSS, head=HEAD, footer_links=["api", "settings"],
                 allowed_paths=served_paths(app), prevent_thread_lock=not block, quiet=not block)
     return app, demo
@@ -223,16 +226,56 @@ def main(argv: list[str] | None = None) -> None:
 
 def serving_concurrency(app: DermChat) -> int:
     """Turns run at once: ``DERMCHAT_CONCURRENCY`` when set; else one on GPU profiles (one model, one GPU) and
-    ``CPU_CONCURRENCY`` on the CPU profile.
+    ``CPU_CONCURRENCY`` (one per core of the 2-core CPU Space) on the CPU profile.
 
-    Why more turns than cores: a served turn spends much of its time outside the CPU-bound steps (Gradio
-    sending streamed events, thread hand-offs, file copies), and two slots left the cores idle while eight
-    users queued. ``dermchat bench-serve``, 8 clients x 5 /turn calls on 2 cores: 2 slots 1.7 turns/s (p95
-    5.8 s), 4 slots 2.3, 8 slots 2.6 (p95 3.5 s), peak RSS 1.3 GB either way.
+    Why one per core: once the heat map, the reference downloads and torch's extra threads were gone (issue 23),
+    a served turn is CPU-bound; more turns at once only share the same cores, with more memory held and every
+    turn slower. ``dermchat bench-serve``, 8 clients x 5 /turn calls on the shared 2-core machine (busy, so
+    scaled by the engine p50 of the same run): 2 slots 3.0 turns/s at a 228 ms engine p50, 3 slots 1.3 turns/s
+    at 438 ms (0.69 vs 0.56 engine-turns of work per second); 8 slots with a thread per core per turn held
+    2.0 GB. Each turn gets ``limit_cpu_threads``' share of the cores.
     """
     if app.settings.concurrency:
         return app.settings.concurrency
     return 1 if app.settings.profile != "offline-cpu" else CPU_CONCURRENCY
+
+
+QUEUE_POLL_S = 0.005
+
+
+def calm_queue_polling(demo: gr.Blocks) -> None:
+    """Let Gradio's queue look for waiting turns every 5 ms instead of every 1 ms.
+
+    Why: its loop wakes 1000 times a second whenever it is idle or every slot is busy (the state under load),
+    and each wake takes the GIL from the turns: an idle app used 5-7% of a core, 2% at 5 ms (measured on the
+    shared 2-core machine). A turn starts at most 5 ms later. Gradio keeps the interval on a private
+    attribute; when a Gradio version has none, nothing changes.
+    """
+    queue = getattr(demo, "_queue", None)
+    if queue is not None and getattr(queue, "sleep_when_free", 0) < QUEUE_POLL_S:
+        queue.sleep_when_free = QUEUE_POLL_S
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def limit_cpu_threads(concurrency: int) -> int:
+    """Give each of the ``concurrency`` turns that run at once its share of the cores as torch intra-op threads.
+
+    Why: torch starts one intra-op thread per core for every turn, so turns running at once on two cores kept
+    four or more busy threads and waited on each other at every layer's barrier (a 270 ms engine turn took
+    seconds under load). A thread count the operator set (``OMP_NUM_THREADS``) is kept. Returns the count.
+    """
+    if any(os.environ.get(name) for name in THREAD_VARIABLES):
+        return int(os.environ.get("OMP_NUM_THREADS") or os.environ["MKL_NUM_THREADS"])
+    threads = max(1, len(os.sched_getaffinity(0)) // max(1, concurrency))
+    torch = sys.modules.get("torch")
+    if torch is not None:  # already imported (tests, a caller that embeds the app): tell it directly
+        torch.set_num_threads(threads)
+        return threads
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)  # read when torch is imported (the warm-up imports it)
+    return threads
 
 
 def served_paths(app: DermChat) -> list[str]:
