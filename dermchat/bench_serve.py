@@ -97,15 +97,29 @@ class Sample:
 
 
 class _Meter:
-    """Times gradio_client's own upload and download calls for one client (one thread uses one client)."""
+    """Times gradio_client's own upload and download calls for one client (one thread uses one client).
+
+    Each client fetches a file once, as a browser's cache does: gradio_client would download the whole chat
+    history's files again on every streamed update (about 30 downloads per chat turn, the photo each time), and
+    on a 2-core machine that client work took the cores from the server being measured.
+    """
 
     def __init__(self, client: Any) -> None:
         self.upload_s = 0.0
         self.download_s = 0.0
         self.files = 0
+        self._fetched: dict[str, Any] = {}
         for endpoint in client.endpoints.values():
             endpoint._upload_file = self._timed(endpoint._upload_file, "upload_s")
-            endpoint._download_file = self._timed(endpoint._download_file, "download_s")
+            endpoint._download_file = self._cached(self._timed(endpoint._download_file, "download_s"))
+
+    def _cached(self, download: Callable[[dict], Any]) -> Callable[[dict], Any]:
+        def wrapper(file: dict) -> Any:
+            key = str(file.get("url") or file.get("path"))
+            if key not in self._fetched:
+                self._fetched[key] = download(file)
+            return self._fetched[key]
+        return wrapper
 
     def _timed(self, fn: Callable[..., Any], attr: str) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -130,18 +144,29 @@ def _client(url: str, download_dir: str) -> tuple[Any, _Meter]:
     return client, _Meter(client)
 
 
-def _turn_call(client: Any, photo: str, timeout_s: float) -> tuple[str, dict, dict]:
+@dataclass(frozen=True)
+class Asks:
+    """What each ``/turn`` call asks for beyond the JSON (both off by default, as for API clients since issue 23):
+    the Grad-CAM heat map, and the reference images as files to download. The engine-only run asks the same."""
+
+    heatmap: bool = False
+    reference_images: bool = False
+
+
+def _turn_call(client: Any, photo: str, timeout_s: float, asks: Asks) -> tuple[str, dict, dict]:
     """One ``/turn`` call; returns (status, engine step timings, server timings)."""
     from gradio_client import handle_file
 
-    job = client.submit(handle_file(photo), QUESTION, "clinician", True, api_name="/turn")
+    job = client.submit(handle_file(photo), QUESTION, "clinician", True, None, "", "", asks.heatmap,
+                        asks.reference_images, api_name="/turn")
     final = job.result(timeout=timeout_s)
     result = final.get("result") or {}
     return str(result.get("status", "")), dict(result.get("timings_ms") or {}), dict(final.get("serving_ms") or {})
 
 
-def _chat_call(client: Any, photo: str, timeout_s: float) -> tuple[str, dict, dict]:
-    """One chat turn as the browser sends it: the message with its photo, then the streamed answer."""
+def _chat_call(client: Any, photo: str, timeout_s: float, asks: Asks) -> tuple[str, dict, dict]:
+    """One chat turn as the browser sends it: the message with its photo, then the streamed answer (the clinician
+    view, which draws its heat map whatever ``asks`` says)."""
     from gradio_client import handle_file
 
     history, _box = client.submit([], {"text": QUESTION, "files": [handle_file(photo)]},
@@ -163,18 +188,21 @@ def _text_of(message: Any) -> str:
     return ""
 
 
-CALLS: dict[str, Callable[[Any, str, float], tuple[str, dict, dict]]] = {"turn": _turn_call, "chat": _chat_call}
+CALLS: dict[str, Callable[[Any, str, float, Asks], tuple[str, dict, dict]]] = {"turn": _turn_call, "chat": _chat_call}
 
 
-def _timed_call(endpoint: str, client: Any, meter: _Meter, photo: str, timeout_s: float) -> Sample:
+def _timed_call(endpoint: str, client: Any, meter: _Meter, photo: str, timeout_s: float, asks: Asks) -> Sample:
     meter.reset()
+    sent_at = time.time()  # wall clock: the server's handler start is compared with it (same machine)
     start = time.perf_counter()
     try:
-        status, steps, server = CALLS[endpoint](client, photo, timeout_s)
+        status, steps, server = CALLS[endpoint](client, photo, timeout_s, asks)
         error = ""
     except Exception as exc:  # noqa: BLE001 - every failure is a counted error with its reason
         status, steps, server, error = "error", {}, {}, f"{type(exc).__name__}: {exc}"[:300]
     total = (time.perf_counter() - start) * 1000
+    if "started_at" in server:  # the handler's wall-clock start -> ms after this call was sent
+        server["started_after"] = round(server.pop("started_at") * 1000 - sent_at * 1000, 1)
     ok = not error and (status in OK_STATUSES if endpoint == "turn" else status == "answered")
     return Sample(endpoint=endpoint, ok=ok, total_ms=round(total, 1), upload_ms=round(meter.upload_s * 1000, 1),
                   download_ms=round(meter.download_s * 1000, 1), files=meter.files, status=status,
@@ -182,7 +210,7 @@ def _timed_call(endpoint: str, client: Any, meter: _Meter, photo: str, timeout_s
 
 
 # -- the load generator (runs in its own process) -------------------------------------------------------------
-def drive(url: str, endpoint: str, plan: list[list[str]], max_seconds: float) -> dict[str, Any]:
+def drive(url: str, endpoint: str, plan: list[list[str]], max_seconds: float, asks: Asks = Asks()) -> dict[str, Any]:
     """Each inner list is one client's photos, sent one after the other; all clients start together.
 
     No new turn starts after ``max_seconds``; a call still running then may take ``max_seconds`` more.
@@ -201,7 +229,7 @@ def drive(url: str, endpoint: str, plan: list[list[str]], max_seconds: float) ->
             for photo in plan[index]:
                 if time.perf_counter() > deadline[0]:
                     break
-                sample = _timed_call(endpoint, client, meter, photo, max_seconds)
+                sample = _timed_call(endpoint, client, meter, photo, max_seconds, asks)
                 with lock:
                     samples.append(sample)
 
@@ -242,6 +270,7 @@ def summarize(samples: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
         "p95_ms": _p(totals, 0.95),
         "turns_per_s": round(len(good) / wall_s, 2) if wall_s > 0 else None,
         "wall_s": round(wall_s, 2),
+        "files_downloaded": sum(s.get("files", 0) for s in samples),
         "where_ms_p50": breakdown(samples),
     }
 
@@ -249,9 +278,12 @@ def summarize(samples: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
 def breakdown(samples: list[dict[str, Any]]) -> dict[str, float | None]:
     """Median milliseconds per part of a call. Client side: the upload, the file downloads ("serving files");
     server side (``/turn`` reports ``serving_ms``): stripping the upload, the engine's steps, the rest of the
-    engine (decode, safety, notices), encoding the result, the time Gradio took over streamed events; what is
-    left is queue wait plus transport. A step's own timing also covers the moments its progress events were
-    being streamed, so ``engine:other`` can come out a few ms below zero."""
+    engine (decode, safety, notices), encoding the result (``writing_outputs``: the JSON; files a step writes,
+    such as the heat map, are inside that step), the time Gradio took over streamed events. The handler's
+    wall-clock start splits the rest into ``queue_wait`` (sent to started, less the upload) and ``transport``
+    (Gradio's result processing, moving returned files into its cache, the last event's delivery); calls without
+    server figures keep them together as ``queue_wait_and_transport``. A step's own timing also covers the
+    moments its progress events were being streamed, so ``engine:other`` can come out a few ms below zero."""
     parts: dict[str, list[float]] = {}
 
     def add(name: str, value: float | None) -> None:
@@ -267,12 +299,18 @@ def breakdown(samples: list[dict[str, Any]]) -> dict[str, float | None]:
         if server:
             add("strip_upload", server.get("strip"))
             add("engine:other", server.get("engine", 0.0) - sum(steps.values()))
-            add("encode_result", server.get("encode"))
+            add("writing_outputs", server.get("encode"))
             add("stream_events", server.get("stream"))
             handler = server.get("handler", 0.0)
         else:
             handler = sum(steps.values())  # without server figures only the steps are known
-        add("queue_wait_and_transport", s["total_ms"] - s["upload_ms"] - s["download_ms"] - handler)
+        outside = s["total_ms"] - s["upload_ms"] - s["download_ms"] - handler
+        if "started_after" in server:
+            queue_wait = max(0.0, server["started_after"] - s["upload_ms"])
+            add("queue_wait", queue_wait)
+            add("transport", outside - queue_wait)
+        else:
+            add("queue_wait_and_transport", outside)
     return {name: _p(values, 0.5) for name, values in parts.items()}
 
 
@@ -350,14 +388,18 @@ def server_peak_rss_mb(url: str) -> float | None:
 
 
 # -- the engine alone -----------------------------------------------------------------------------------------
-def engine_only(app: Any, photos: list[Path]) -> dict[str, Any]:
-    """The same photos through ``run_turn`` directly, one after the other, with the server idle."""
+def engine_only(app: Any, photos: list[Path], asks: Asks = Asks()) -> dict[str, Any]:
+    """The same photos through ``run_turn`` directly, one after the other, with the server idle, asking for the
+    heat map exactly when the ``/turn`` calls do."""
+    from dermchat.context import heatmap_request
+
     totals: list[float] = []
     steps: dict[str, list[float]] = {}
-    app.run_turn_sync(photos[0], QUESTION, audience="clinician", force=True)  # first-call costs are not a turn's
+    turn = {"audience": "clinician", "force": True, "options": heatmap_request(asks.heatmap)}
+    app.run_turn_sync(photos[0], QUESTION, **turn)  # first-call costs are not a turn's
     for photo in photos:
         start = time.perf_counter()
-        result = app.run_turn_sync(photo, QUESTION, audience="clinician", force=True)
+        result = app.run_turn_sync(photo, QUESTION, **turn)
         totals.append((time.perf_counter() - start) * 1000)
         for step, ms in result.timings_ms.items():
             steps.setdefault(step, []).append(ms)
@@ -378,22 +420,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     url = loopback_url(args.url) if args.url else None  # refused before anything else happens
     photos = pick_photos(Path(args.data) if args.data else default_data_dir(), args.clients * args.turns)
     server = Server(url=url) if url else start_in_process()
+    asks = Asks(heatmap=args.heatmap, reference_images=args.reference_images)
     figures: dict[str, Any] = {"url": server.url, "in_process": server.app is not None,
-                               "clients": args.clients, "turns_per_client": args.turns,
+                               "clients": args.clients, "turns_per_client": args.turns, "asks": asdict(asks),
                                "launch": {"page_served_s": server.page_s, "models_ready_s": server.models_ready_s}}
     spawn = multiprocessing.get_context("spawn")
     try:
         with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-            warm = pool.submit(drive, server.url, "turn", [photos[:1]], args.max_seconds).result()  # also waits for models
+            # the first turn also waits for the models
+            warm = pool.submit(drive, server.url, "turn", [photos[:1]], args.max_seconds, asks).result()
             figures["warm_up_turn"] = summarize(warm["samples"], warm["wall_s"])
-            figures["engine_only"] = engine_only(server.app or _local_engine(), photos[: max(3, min(10, len(photos)))])
-            single = pool.submit(drive, server.url, "turn", [photos[: args.single]], args.max_seconds).result()
+            engine_photos = photos[: max(3, min(10, len(photos)))]
+            figures["engine_only"] = engine_only(server.app or _local_engine(), engine_photos, asks)
+            single = pool.submit(drive, server.url, "turn", [photos[: args.single]], args.max_seconds, asks).result()
             figures["single_client_turn"] = summarize(single["samples"], single["wall_s"])
             plan = [photos[i * args.turns:(i + 1) * args.turns] for i in range(args.clients)]
             figures["endpoints"] = {}
             figures["client_cpu_s"] = {}
             for endpoint in args.endpoints:
-                load = pool.submit(drive, server.url, endpoint, plan, args.max_seconds).result()
+                load = pool.submit(drive, server.url, endpoint, plan, args.max_seconds, asks).result()
                 figures["endpoints"][endpoint] = summarize(load["samples"], load["wall_s"])
                 figures["endpoints"][endpoint]["unfinished_clients"] = load["unfinished_clients"]
                 figures["client_cpu_s"][endpoint] = round(load["client_cpu_s"], 1)
@@ -412,6 +457,7 @@ def print_text(figures: dict[str, Any]) -> None:
     print(f"app: {figures['url']} ({'started in-process' if figures['in_process'] else 'already running'})")
     if launch["page_served_s"] is not None:
         print(f"launch: page served after {launch['page_served_s']} s, models ready after {launch['models_ready_s']} s")
+    print(f"/turn asks for: {', '.join(k for k, v in figures['asks'].items() if v) or 'the JSON only'}")
     engine = figures["engine_only"]
     print(f"engine only: p50 {engine['p50_ms']} ms, p95 {engine['p95_ms']} ms over {engine['turns']} turns "
           f"(steps p50: {json.dumps(engine['step_p50_ms'])})")
@@ -421,7 +467,7 @@ def print_text(figures: dict[str, Any]) -> None:
     for endpoint, s in figures["endpoints"].items():
         print(f"{endpoint} x {figures['clients']} clients: {s['calls']} calls, {s['errors']} errors, "
               f"p50 {s['p50_ms']} ms, p95 {s['p95_ms']} ms, {s['turns_per_s']} turns/s over {s['wall_s']} s; "
-              f"client CPU {figures['client_cpu_s'][endpoint]} s")
+              f"{s['files_downloaded']} files downloaded; client CPU {figures['client_cpu_s'][endpoint]} s")
         for part, ms in s["where_ms_p50"].items():
             print(f"    {part:<26} p50 {ms} ms")
         for example in s["error_examples"]:
@@ -439,6 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="a running app on this machine (127.0.0.1, ::1 or localhost only)")
     p.add_argument("--data", help="HAM-layout folder with images/ (default: DERMCHAT_DATA_DIR or ../shared)")
     p.add_argument("--max-seconds", type=float, default=180.0, help="no new turn starts after this, per phase")
+    p.add_argument("--heatmap", action="store_true", help="/turn calls (and the engine-only run) ask for the heat map")
+    p.add_argument("--reference-images", action="store_true", help="/turn calls download the reference images")
     p.add_argument("--json", action="store_true")
     return p
 

@@ -6,6 +6,8 @@ The app here uses the fake providers with a diagnoser whose loading blocks until
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 import urllib.request
@@ -176,6 +178,13 @@ def test_summary_counts_errors_and_splits_the_time() -> None:
     assert where["engine:other"] == 15.0  # 60 in the engine, 45 of it in the timed steps
     assert where["queue_wait_and_transport"] == 350.0 - 10 - 20 - 75
     assert where["upload"] == 10.0 and where["serving_files"] == 20.0 and where["strip_upload"] == 5.0
+    assert summary["files_downloaded"] == 24
+
+    timed = sample(300.0)
+    timed["server_ms"]["started_after"] = 110.0  # the handler started 110 ms after the call was sent
+    where = bench_serve.breakdown([timed])
+    assert where["queue_wait"] == 100.0 and where["transport"] == 300.0 - 10 - 20 - 75 - 100
+    assert "queue_wait_and_transport" not in where
 
 
 def test_load_generator_drives_both_endpoints_of_a_live_app(slow, ham_dir: Path) -> None:
@@ -188,13 +197,16 @@ def test_load_generator_drives_both_endpoints_of_a_live_app(slow, ham_dir: Path)
     try:
         url = f"http://127.0.0.1:{port}/"
         photos = [str(p) for p in bench_serve.pick_photos(ham_dir, 4)]
-        for endpoint in ("turn", "chat"):
-            load = bench_serve.drive(url, endpoint, [photos[:2], photos[2:]], max_seconds=60)
+        files = bench_serve.Asks(reference_images=True)
+        for endpoint, asks in (("turn", files), ("chat", files), ("turn", bench_serve.Asks())):
+            load = bench_serve.drive(url, endpoint, [photos[:2], photos[2:]], max_seconds=60, asks=asks)
             samples = load["samples"]
             assert len(samples) == 4 and all(s["ok"] for s in samples), samples
-            assert all(s["upload_ms"] > 0 and s["files"] > 0 for s in samples)
+            assert all(s["upload_ms"] > 0 and (s["files"] > 0) == (asks == files) for s in samples)
             summary = bench_serve.summarize(samples, load["wall_s"])
             assert summary["errors"] == 0 and summary["turns_per_s"] > 0
+            if endpoint == "turn":  # the server's start splits the queue wait from the transport
+                assert summary["where_ms_p50"]["queue_wait"] >= 0 and "transport" in summary["where_ms_p50"]
     finally:
         demo.close()
 
@@ -205,7 +217,34 @@ def test_concurrency_comes_from_the_settings_with_a_default_per_profile(tmp_path
 
     assert load_settings(environ={"DERMCHAT_CONCURRENCY": "3"}).concurrency == 3
     cpu = fake_app(tmp_path)
-    assert gradio_app.serving_concurrency(cpu) == gradio_app.CPU_CONCURRENCY > 2  # more slots than cores
+    assert gradio_app.serving_concurrency(cpu) == gradio_app.CPU_CONCURRENCY == 2  # one turn per core
     gpu = fake_app(tmp_path, profile="gpu-hub")
     assert gradio_app.serving_concurrency(gpu) == 1
     assert gradio_app.serving_concurrency(fake_app(tmp_path, concurrency=5)) == 5
+
+
+def test_each_running_turn_gets_its_share_of_the_cores_as_torch_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dermchat_ui import app as gradio_app
+
+    for name in gradio_app.THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(gradio_app.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.delitem(sys.modules, "torch", raising=False)  # not imported yet: the variables tell it
+    assert gradio_app.limit_cpu_threads(2) == 1 and os.environ["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # an operator's choice is kept
+    assert gradio_app.limit_cpu_threads(2) == 2
+    for name in gradio_app.THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert gradio_app.limit_cpu_threads(1) == 2 and os.environ["MKL_NUM_THREADS"] == "2"
+
+
+def test_the_queue_looks_for_waiting_turns_every_few_milliseconds_not_every_one() -> None:
+    import gradio as gr
+
+    from dermchat_ui import app as gradio_app
+
+    with gr.Blocks() as demo:
+        gr.Button().click(lambda: None)
+    demo.queue()
+    gradio_app.calm_queue_polling(demo)
+    assert demo._queue.sleep_when_free == gradio_app.QUEUE_POLL_S
