@@ -1,5 +1,5 @@
 # DermChat: `make run` installs everything and starts the app (offline CPU default);
-# `make test` installs everything (system packages included) and runs the whole test suite.
+# `make test` installs everything (system packages included), runs `make lint`, then the whole test suite.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False
 APT_PACKAGES := chromium postgresql fonts-noto-color-emoji
 
-.PHONY: install install-system run test bench clean
+.PHONY: install install-system run lint test bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-extra.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,11 +35,17 @@ install-system:
 run: install
 	$(OFFLINE) $(PY) app.py
 
-test: install install-system
+# ruff (lint + format check) and mypy (strict on dermchat/; settings in pyproject.toml), nothing else.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: install install-system lint
 	$(OFFLINE) $(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
 bench: install
 	$(OFFLINE) $(PY) -m dermchat bench --json
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -113,7 +113,7 @@ def evaluate(n_ham: int = 30, data_dir: Path | None = None) -> dict[str, Any]:
     from dermchat.engine import DermChat
 
     app = DermChat()
-    overrides = {"explainer": None, "references": [], "second_opinion": None}
+    overrides: dict[str, Any] = {"explainer": None, "references": [], "second_opinion": None}
     rows: list[dict[str, Any]] = []
     for group, name, img, info in cases(data_dir or default_data_dir(), n_ham):
         result = app.run_turn_sync(_as_png(img), "", force=True, settings_overrides=overrides)

@@ -15,12 +15,14 @@ import io
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
-ImageSource = Union[str, Path, bytes, BinaryIO, Image.Image]
+FileSource = str | Path | bytes | BinaryIO
+"""An upload not yet decoded: a path, the raw bytes, or an open binary file."""
+ImageSource = FileSource | Image.Image
 
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 200_000_000
@@ -81,7 +83,7 @@ def _register_heif() -> None:
     _heif_registered = True
 
 
-def _read_bytes(source: ImageSource, max_bytes: int) -> bytes:
+def _read_bytes(source: FileSource, max_bytes: int) -> bytes:
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists():
@@ -91,8 +93,7 @@ def _read_bytes(source: ImageSource, max_bytes: int) -> bytes:
         size = path.stat().st_size
         if size > max_bytes:
             raise ImageInputError(
-                f"The photo is too large ({_mb(size)}; the limit is {_mb(max_bytes)}). "
-                "Please send a smaller copy."
+                f"The photo is too large ({_mb(size)}; the limit is {_mb(max_bytes)}). Please send a smaller copy."
             )
         return path.read_bytes()
     if isinstance(source, bytes):
@@ -157,8 +158,11 @@ def looks_black_and_white(img: Image.Image) -> bool:
     small = img
     if longest > 256 and img.mode in _RESIZABLE:  # averaging keeps greys grey and colours coloured
         scale = 256 / longest
-        small = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
-                           Image.Resampling.BOX, reducing_gap=2.0)
+        small = img.resize(
+            (max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+            Image.Resampling.BOX,
+            reducing_gap=2.0,
+        )
     rgb = np.asarray(small.convert("RGB"), dtype=np.int16)
     if rgb.size == 0:
         return False
@@ -287,7 +291,9 @@ def decode_image(
     if require_colour and looks_black_and_white(img):
         raise ImageInputError(GREYSCALE_MESSAGE)
     img = strip_metadata(img)
-    return DecodedImage(image=img, sha256=pixel_sha256(img), original_format=fmt, original_size=original_size, notes=notes)
+    return DecodedImage(
+        image=img, sha256=pixel_sha256(img), original_format=fmt, original_size=original_size, notes=notes
+    )
 
 
 def choose_image(paths: list[str]) -> tuple[str | None, str | None]:

@@ -25,36 +25,38 @@ WIDE_SCRIPT_RE = re.compile(r"[\u0600-\u06ff\u0900-\u097f\u3040-\u30ff\u3400-\u9
 
 NOTICES: dict[str, str] = {
     "es": "DermChat solo responde en inglés por ahora. Las respuestas siguientes están en inglés; un médico o "
-          "farmacéutico puede ayudarle en español.",
+    "farmacéutico puede ayudarle en español.",
     "fr": "DermChat ne répond qu'en anglais pour l'instant. Les réponses ci-dessous sont en anglais ; un médecin "
-          "ou un pharmacien peut vous aider en français.",
+    "ou un pharmacien peut vous aider en français.",
     "de": "DermChat antwortet derzeit nur auf Englisch. Die folgenden Antworten sind auf Englisch; eine Ärztin, "
-          "ein Arzt oder eine Apotheke kann Ihnen auf Deutsch helfen.",
+    "ein Arzt oder eine Apotheke kann Ihnen auf Deutsch helfen.",
     "it": "Per ora DermChat risponde solo in inglese. Le risposte qui sotto sono in inglese; un medico o un "
-          "farmacista può aiutarla in italiano.",
+    "farmacista può aiutarla in italiano.",
     "pt": "Por enquanto o DermChat só responde em inglês. As respostas abaixo estão em inglês; um médico ou "
-          "farmacêutico pode ajudar em português.",
+    "farmacêutico pode ajudar em português.",
     "nl": "DermChat antwoordt voorlopig alleen in het Engels. De antwoorden hieronder zijn in het Engels; een arts "
-          "of apotheker kan u in het Nederlands helpen.",
+    "of apotheker kan u in het Nederlands helpen.",
     "pl": "DermChat na razie odpowiada tylko po angielsku. Poniższe odpowiedzi są po angielsku; lekarz lub "
-          "farmaceuta pomoże po polsku.",
+    "farmaceuta pomoże po polsku.",
     "tr": "DermChat şimdilik yalnızca İngilizce yanıt veriyor. Aşağıdaki yanıtlar İngilizcedir; bir doktor veya "
-          "eczacı size Türkçe yardımcı olabilir.",
+    "eczacı size Türkçe yardımcı olabilir.",
     "ro": "Deocamdată DermChat răspunde doar în engleză. Răspunsurile de mai jos sunt în engleză; un medic sau un "
-          "farmacist vă poate ajuta în română.",
+    "farmacist vă poate ajuta în română.",
     "ar": "يجيب DermChat باللغة الإنجليزية فقط حاليًا. الإجابات التالية باللغة الإنجليزية؛ يمكن للطبيب أو الصيدلي "
-          "مساعدتك بالعربية.",
+    "مساعدتك بالعربية.",
     "zh-cn": "DermChat 目前只用英语回答。以下回答为英文；医生或药剂师可以用中文帮助您。",
     "zh-tw": "DermChat 目前只用英文回答。以下回答為英文；醫生或藥劑師可以用中文協助您。",
     "hi": "DermChat अभी केवल अंग्रेज़ी में जवाब देता है। नीचे दिए गए जवाब अंग्रेज़ी में हैं; डॉक्टर या फ़ार्मासिस्ट "
-          "हिंदी में आपकी मदद कर सकते हैं।",
+    "हिंदी में आपकी मदद कर सकते हैं।",
     "ru": "Пока DermChat отвечает только по-английски. Ответы ниже на английском; врач или фармацевт помогут "
-          "вам на русском.",
+    "вам на русском.",
     "uk": "Поки що DermChat відповідає лише англійською. Відповіді нижче англійською; лікар або фармацевт "
-          "допоможуть вам українською.",
+    "допоможуть вам українською.",
 }
-GENERIC_NOTICE = ("DermChat only answers in English for now, and your message seems to be in another language "
-                  "({code}). The answers below are in English; a doctor or pharmacist can help in your language.")
+GENERIC_NOTICE = (
+    "DermChat only answers in English for now, and your message seems to be in another language "
+    "({code}). The answers below are in English; a doctor or pharmacist can help in your language."
+)
 
 
 @functools.cache
@@ -82,10 +84,27 @@ def detect(text: str) -> str | None:
         return None
     if best.lang == "en" or best.prob < MIN_PROBABILITY:
         return None
-    return best.lang
+    language: str = best.lang
+    return language
 
 
-EXTRA_ENGLISH = frozenset("after before since again over under near around still every please help really".split())
+EXTRA_ENGLISH = frozenset(
+    [
+        "after",
+        "before",
+        "since",
+        "again",
+        "over",
+        "under",
+        "near",
+        "around",
+        "still",
+        "every",
+        "please",
+        "help",
+        "really",
+    ]
+)
 
 
 @functools.cache
@@ -106,5 +125,5 @@ def _mostly_english(text: str) -> bool:
 
 
 def notice(code: str) -> str:
-    """"Answers are in English", in the user's language when DermChat has the sentence, else in English."""
+    """ "Answers are in English", in the user's language when DermChat has the sentence, else in English."""
     return NOTICES.get(code) or GENERIC_NOTICE.format(code=code)

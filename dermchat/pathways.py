@@ -12,19 +12,22 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import yaml
 
 from dermchat.paths import DATA_PACKAGE_DIR
 
 PATHWAYS_FILE = DATA_PACKAGE_DIR / "triage_pathways.yaml"
-TIERS = ("reassure", "routine", "urgent")
+GuidanceTier = Literal["reassure", "routine", "urgent"]
+"""The tiers guidance can give; `cant_assess` belongs to the photo, never to a condition."""
+TIERS: tuple[GuidanceTier, ...] = get_args(GuidanceTier)
 
 
 @dataclass(frozen=True)
 class Pathway:
     condition_id: str
-    tier: str
+    tier: GuidanceTier
     pathway: str
     reason: str
     source: str
@@ -35,8 +38,13 @@ def load_pathways(path: Path = PATHWAYS_FILE) -> dict[str, Pathway]:
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     out: dict[str, Pathway] = {}
     for item in raw["pathways"]:
-        entry = Pathway(condition_id=item["id"], tier=item["tier"], pathway=item["pathway"], reason=item["reason"],
-                        source=item["source"])
+        entry = Pathway(
+            condition_id=item["id"],
+            tier=item["tier"],
+            pathway=item["pathway"],
+            reason=item["reason"],
+            source=item["source"],
+        )
         if entry.tier not in TIERS:
             raise ValueError(f"{path}: {entry.condition_id}: tier {entry.tier!r} is not one of {TIERS}")
         if not entry.source.startswith("https://"):

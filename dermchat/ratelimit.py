@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 class Backoff:
-    def __init__(self, threshold: int = 5, base_s: float = 30.0, max_s: float = 3600.0,
-                 forget_after_s: float = 3600.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        threshold: int = 5,
+        base_s: float = 30.0,
+        max_s: float = 3600.0,
+        forget_after_s: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.threshold = threshold
         self.base_s = base_s
         self.max_s = max_s
@@ -41,7 +47,7 @@ class Backoff:
             self._last_failure = now
             if self.failures < self.threshold:
                 return 0.0
-            seconds = min(self.base_s * 2 ** (self.failures - self.threshold), self.max_s)
+            seconds = min(self.base_s * 2.0 ** (self.failures - self.threshold), self.max_s)
             self._locked_until = now + seconds
             return seconds
 

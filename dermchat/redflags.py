@@ -25,10 +25,14 @@ from dermchat.results import RedFlagHit
 
 Urgency = Literal["soon", "now"]
 
-SOON_NOTICE = ("Please see a doctor soon (within about two weeks, sooner if it gets worse): you mentioned {what}, "
-               "which is a warning sign that needs a check in person, whatever the photo shows.")
-NOW_NOTICE = ("Please get medical help now (today: an urgent appointment, urgent care or the emergency "
-              "department; call emergency services if you feel very unwell): you mentioned {what}.")
+SOON_NOTICE = (
+    "Please see a doctor soon (within about two weeks, sooner if it gets worse): you mentioned {what}, "
+    "which is a warning sign that needs a check in person, whatever the photo shows."
+)
+NOW_NOTICE = (
+    "Please get medical help now (today: an urgent appointment, urgent care or the emergency "
+    "department; call emergency services if you feel very unwell): you mentioned {what}."
+)
 
 _LESION = r"(?:mole|moles|spot|spots|freckle|mark|lesion|growth|lump|bump|patch|it)"
 _WORDS_BETWEEN = r"(?:\W+\w+){0,8}?\W+"  # up to eight words between a lesion word and its warning sign
@@ -51,86 +55,281 @@ def _rx(text: str) -> re.Pattern[str]:
 
 
 RULES: tuple[Rule, ...] = (
-    Rule("bleeding_lesion", "soon", "a mole or spot that bleeds", "melanoma",
-         _rx(rf"\b{_LESION}\b{_WORDS_BETWEEN}(?:bleed\w*|bled|blood\w*)\b|\b(?:bleed\w*|bloody)\b{_WORDS_BETWEEN}"
-             rf"{_LESION}\b|\b(?:started|keeps?|began) (?:to )?bleed\w*")),
-    Rule("changing_mole", "soon", "a mole or spot that is changing", "melanocytic_nevus",
-         _rx(rf"\b(?:mole|moles|freckle|spot|mark|birthmark)\b{_WORDS_BETWEEN}(?:chang\w*|grow\w*|getting (?:bigger|"
-             rf"darker|larger|raised)|got (?:bigger|darker|larger)|bigger|darker|larger|spread\w*|new colou?rs?|"
-             rf"raised now|different (?:colou?r|shape))|\b(?:changing|changed|growing|evolving) (?:mole|spot|freckle)")),
-    Rule("itchy_mole", "soon", "a mole that itches or crusts", "melanoma",
-         _rx(rf"\b(?:mole|moles|freckle)\b{_WORDS_BETWEEN}(?:itch\w*|crust\w*|scab\w*|ooz\w*)\b|\b(?:itchy|crusty|"
-             rf"crusting) (?:mole|freckle)")),
-    Rule("new_mole_adult", "soon", "a new mole in adult life", "melanocytic_nevus",
-         _rx(r"\bnew (?:dark |black |brown )?(?:mole|moles|freckle)\b|\b(?:mole|dark spot)s? (?:that )?(?:just |recently )?"
-             r"(?:appeared|came up|showed up)\b")),
-    Rule("ugly_duckling", "soon", "a spot that looks unlike your other moles", "melanoma",
-         _rx(r"\b(?:looks?|is) (?:different|unlike) (?:from |to |than )?(?:all )?(?:my |the )?other (?:moles|spots)\b|"
-             r"\b(?:several|many|multiple|different) colou?rs\b|\b(?:black and blue|blue[- ]black)\b")),
-    Rule("nonhealing_sore", "soon", "a sore or spot that has not healed", "basal_cell_carcinoma",
-         _rx(r"\b(?:won'?t|will not|doesn'?t|does not|didn'?t|did not|hasn'?t|has not|not|never|isn'?t|is not) "
-             r"(?:\w+ )?heal(?:ed|ing)?\b|\b(?:keeps|keep) (?:coming back|scabbing|opening|breaking open)\b|"
-             r"\bnon[- ]?healing\b"), negatable=False),
-    Rule("growing_lump", "soon", "a lump or growth that is getting bigger quickly", "squamous_cell_carcinoma",
-         _rx(r"\b(?:lump|bump|growth|nodule|spot|mole)s?\b(?:\W+\w+){0,6}?\W+(?:grow\w*|getting bigger|got bigger|"
-             r"doubled)\b(?:\W+\w+){0,3}?\W*(?:fast|quickly|rapidly|very quickly|in (?:a few|two|2|three|3) weeks|"
-             r"every (?:day|week))\b|\b(?:fast|rapidly|quickly)[- ]growing\b")),
-    Rule("nail_streak", "soon", "a dark line in a nail", "melanoma",
-         _rx(r"\b(?:dark|black|brown) (?:line|streak|stripe|band)\b(?:\W+\w+){0,4}?\W+(?:nail|nails|fingernail|toenail)")),
-    Rule("fever_spreading_red", "now", "fever with red, hot or spreading skin", "cellulitis",
-         _rx(r"\b(?:fever\w*|high temperature|temperature|shiver\w*|chills|rigors)\b(?:\W+\w+){0,12}?\W+(?:red\w*|hot|"
-             r"swell\w*|swollen|spread\w*|rash|blister\w*|pus|sores?)\b|\b(?:red\w*|hot|swollen|spread\w*|rash|"
-             r"blister\w*|pus|sores?)\b(?:\W+\w+){0,12}?\W+(?:fever\w*|high temperature|shiver\w*|chills|rigors)\b")),
-    Rule("spreading_redness", "now", "redness that is spreading fast", "cellulitis",
-         _rx(r"\b(?:red\w*|swelling|infection|rash)\b(?:\W+\w+){0,4}?\W+spread\w* (?:fast|quickly|rapidly|up|"
-             r"every hour|by the hour)|\b(?:red (?:line|streak)s?)\b")),
-    Rule("non_blanching", "now", "a rash of spots that do not fade under pressure", "drug_eruption",
-         _rx(r"\bnon[- ]?blanching\b|\b(?:doesn'?t|does not|don'?t|do not|won'?t|didn'?t|did not) (?:fade|"
-             r"go away|disappear|blanch)\w* (?:when|under|with|if) (?:i |you )?(?:press|push|a glass|the glass|glass)|"
-             r"\bglass test\b|\bpurpl\w* (?:spots?|rash|dots|blotches|patches)|\bpetechi\w*|\bpurpura\b"),
-         negatable=False),
-    Rule("eye_involvement", "now", "a rash, sores or blisters near the eye", "herpes_zoster",
-         _rx(r"\b(?:shingles|blisters?|rash|sores?|cold sores?|spots)\b(?:\W+\w+){0,5}?\W+(?:near|around|on|by|next to|"
-             r"close to|in)\W+(?:\w+\W+){0,2}(?:eye|eyes|eyelids?|tip of (?:my |the )?nose)\b|\b(?:shingles|rash)\b(?:\W+\w+)"
-             r"{0,8}?\W+(?:eye|vision|sight)\b(?:\W+\w+){0,3}?\W+(?:hurts?|painful|red|sore|blurr\w*|chang\w*)")),
-    Rule("anaphylaxis", "now", "swelling of the face, lips or throat, or trouble breathing", "urticaria",
-         _rx(r"\b(?:lips?|tongue|throat|face|eyes?)\b(?:\W+\w+){0,3}?\W+(?:swell\w*|swollen|puff\w*)|\b(?:swell\w*|swollen)"
-             r"\W+(?:\w+\W+){0,2}(?:lips?|tongue|throat|face)\b|\b(?:trouble|difficulty|hard|struggling|can'?t|cannot) "
-             r"(?:to )?breath\w*|\bwheez\w*|\b(?:fainted|fainting|feel\w* faint|collapsed|collapsing)\b")),
-    Rule("skin_peeling_blisters", "now", "blistering or peeling skin, or sore mouth and eyes with a rash",
-         "drug_eruption",
-         _rx(r"\bskin (?:is )?(?:peeling|coming) off\b|\b(?:peeling|blistering) (?:skin )?all over\b|\bblisters? "
-             r"(?:all over|everywhere|spreading)\b|\b(?:blisters?|sores?) (?:in|inside) (?:my |the )?(?:mouth|eyes)\b|"
-             r"\b(?:mouth|eyes|lips) (?:and \w+ )?(?:are |is )?(?:sore|blistered|peeling)\b(?:\W+\w+){0,8}?\W+rash\b")),
-    Rule("bleeding_wont_stop", "now", "bleeding that does not stop with pressure", "pyogenic_granuloma",
-         _rx(r"\b(?:won'?t|doesn'?t|does not|will not|can'?t|cannot)\W+(?:\w+\W+){0,2}stop (?:the )?bleed\w*|"
-             r"\bbleed\w* (?:won'?t|doesn'?t|does not|will not) stop|\bbleeding a lot\b"), negatable=False),
-    Rule("severe_pain", "now", "pain much worse than the skin looks, or a very painful hot swelling", "cellulitis",
-         _rx(r"\bpain\w*\b(?:\W+\w+){0,4}?\W+(?:much )?worse than (?:it|the skin) looks\b|\b(?:very|extremely|really) "
-             r"painful,? (?:red,? )?(?:hot|swollen)\b")),
-    Rule("baby_fever_rash", "now", "a baby with a rash and a fever, or blisters", "hand_foot_mouth",
-         _rx(r"\b(?:newborn|baby|infant)\b(?:\W+\w+){0,10}?\W+(?:fever|temperature|blisters?|floppy|not feeding|"
-             r"not drinking)\b")),
+    Rule(
+        "bleeding_lesion",
+        "soon",
+        "a mole or spot that bleeds",
+        "melanoma",
+        _rx(
+            rf"\b{_LESION}\b{_WORDS_BETWEEN}(?:bleed\w*|bled|blood\w*)\b|\b(?:bleed\w*|bloody)\b{_WORDS_BETWEEN}"
+            rf"{_LESION}\b|\b(?:started|keeps?|began) (?:to )?bleed\w*"
+        ),
+    ),
+    Rule(
+        "changing_mole",
+        "soon",
+        "a mole or spot that is changing",
+        "melanocytic_nevus",
+        _rx(
+            rf"\b(?:mole|moles|freckle|spot|mark|birthmark)\b{_WORDS_BETWEEN}(?:chang\w*|grow\w*|getting (?:bigger|"
+            rf"darker|larger|raised)|got (?:bigger|darker|larger)|bigger|darker|larger|spread\w*|new colou?rs?|"
+            rf"raised now|different (?:colou?r|shape))|\b(?:changing|changed|growing|evolving) (?:mole|spot|freckle)"
+        ),
+    ),
+    Rule(
+        "itchy_mole",
+        "soon",
+        "a mole that itches or crusts",
+        "melanoma",
+        _rx(
+            rf"\b(?:mole|moles|freckle)\b{_WORDS_BETWEEN}(?:itch\w*|crust\w*|scab\w*|ooz\w*)\b|\b(?:itchy|crusty|"
+            rf"crusting) (?:mole|freckle)"
+        ),
+    ),
+    Rule(
+        "new_mole_adult",
+        "soon",
+        "a new mole in adult life",
+        "melanocytic_nevus",
+        _rx(
+            r"\bnew (?:dark |black |brown )?(?:mole|moles|freckle)\b|\b(?:mole|dark spot)s? (?:that )?(?:just |recently )?"
+            r"(?:appeared|came up|showed up)\b"
+        ),
+    ),
+    Rule(
+        "ugly_duckling",
+        "soon",
+        "a spot that looks unlike your other moles",
+        "melanoma",
+        _rx(
+            r"\b(?:looks?|is) (?:different|unlike) (?:from |to |than )?(?:all )?(?:my |the )?other (?:moles|spots)\b|"
+            r"\b(?:several|many|multiple|different) colou?rs\b|\b(?:black and blue|blue[- ]black)\b"
+        ),
+    ),
+    Rule(
+        "nonhealing_sore",
+        "soon",
+        "a sore or spot that has not healed",
+        "basal_cell_carcinoma",
+        _rx(
+            r"\b(?:won'?t|will not|doesn'?t|does not|didn'?t|did not|hasn'?t|has not|not|never|isn'?t|is not) "
+            r"(?:\w+ )?heal(?:ed|ing)?\b|\b(?:keeps|keep) (?:coming back|scabbing|opening|breaking open)\b|"
+            r"\bnon[- ]?healing\b"
+        ),
+        negatable=False,
+    ),
+    Rule(
+        "growing_lump",
+        "soon",
+        "a lump or growth that is getting bigger quickly",
+        "squamous_cell_carcinoma",
+        _rx(
+            r"\b(?:lump|bump|growth|nodule|spot|mole)s?\b(?:\W+\w+){0,6}?\W+(?:grow\w*|getting bigger|got bigger|"
+            r"doubled)\b(?:\W+\w+){0,3}?\W*(?:fast|quickly|rapidly|very quickly|in (?:a few|two|2|three|3) weeks|"
+            r"every (?:day|week))\b|\b(?:fast|rapidly|quickly)[- ]growing\b"
+        ),
+    ),
+    Rule(
+        "nail_streak",
+        "soon",
+        "a dark line in a nail",
+        "melanoma",
+        _rx(
+            r"\b(?:dark|black|brown) (?:line|streak|stripe|band)\b(?:\W+\w+){0,4}?\W+(?:nail|nails|fingernail|toenail)"
+        ),
+    ),
+    Rule(
+        "fever_spreading_red",
+        "now",
+        "fever with red, hot or spreading skin",
+        "cellulitis",
+        _rx(
+            r"\b(?:fever\w*|high temperature|temperature|shiver\w*|chills|rigors)\b(?:\W+\w+){0,12}?\W+(?:red\w*|hot|"
+            r"swell\w*|swollen|spread\w*|rash|blister\w*|pus|sores?)\b|\b(?:red\w*|hot|swollen|spread\w*|rash|"
+            r"blister\w*|pus|sores?)\b(?:\W+\w+){0,12}?\W+(?:fever\w*|high temperature|shiver\w*|chills|rigors)\b"
+        ),
+    ),
+    Rule(
+        "spreading_redness",
+        "now",
+        "redness that is spreading fast",
+        "cellulitis",
+        _rx(
+            r"\b(?:red\w*|swelling|infection|rash)\b(?:\W+\w+){0,4}?\W+spread\w* (?:fast|quickly|rapidly|up|"
+            r"every hour|by the hour)|\b(?:red (?:line|streak)s?)\b"
+        ),
+    ),
+    Rule(
+        "non_blanching",
+        "now",
+        "a rash of spots that do not fade under pressure",
+        "drug_eruption",
+        _rx(
+            r"\bnon[- ]?blanching\b|\b(?:doesn'?t|does not|don'?t|do not|won'?t|didn'?t|did not) (?:fade|"
+            r"go away|disappear|blanch)\w* (?:when|under|with|if) (?:i |you )?(?:press|push|a glass|the glass|glass)|"
+            r"\bglass test\b|\bpurpl\w* (?:spots?|rash|dots|blotches|patches)|\bpetechi\w*|\bpurpura\b"
+        ),
+        negatable=False,
+    ),
+    Rule(
+        "eye_involvement",
+        "now",
+        "a rash, sores or blisters near the eye",
+        "herpes_zoster",
+        _rx(
+            r"\b(?:shingles|blisters?|rash|sores?|cold sores?|spots)\b(?:\W+\w+){0,5}?\W+(?:near|around|on|by|next to|"
+            r"close to|in)\W+(?:\w+\W+){0,2}(?:eye|eyes|eyelids?|tip of (?:my |the )?nose)\b|\b(?:shingles|rash)\b(?:\W+\w+)"
+            r"{0,8}?\W+(?:eye|vision|sight)\b(?:\W+\w+){0,3}?\W+(?:hurts?|painful|red|sore|blurr\w*|chang\w*)"
+        ),
+    ),
+    Rule(
+        "anaphylaxis",
+        "now",
+        "swelling of the face, lips or throat, or trouble breathing",
+        "urticaria",
+        _rx(
+            r"\b(?:lips?|tongue|throat|face|eyes?)\b(?:\W+\w+){0,3}?\W+(?:swell\w*|swollen|puff\w*)|\b(?:swell\w*|swollen)"
+            r"\W+(?:\w+\W+){0,2}(?:lips?|tongue|throat|face)\b|\b(?:trouble|difficulty|hard|struggling|can'?t|cannot) "
+            r"(?:to )?breath\w*|\bwheez\w*|\b(?:fainted|fainting|feel\w* faint|collapsed|collapsing)\b"
+        ),
+    ),
+    Rule(
+        "skin_peeling_blisters",
+        "now",
+        "blistering or peeling skin, or sore mouth and eyes with a rash",
+        "drug_eruption",
+        _rx(
+            r"\bskin (?:is )?(?:peeling|coming) off\b|\b(?:peeling|blistering) (?:skin )?all over\b|\bblisters? "
+            r"(?:all over|everywhere|spreading)\b|\b(?:blisters?|sores?) (?:in|inside) (?:my |the )?(?:mouth|eyes)\b|"
+            r"\b(?:mouth|eyes|lips) (?:and \w+ )?(?:are |is )?(?:sore|blistered|peeling)\b(?:\W+\w+){0,8}?\W+rash\b"
+        ),
+    ),
+    Rule(
+        "bleeding_wont_stop",
+        "now",
+        "bleeding that does not stop with pressure",
+        "pyogenic_granuloma",
+        _rx(
+            r"\b(?:won'?t|doesn'?t|does not|will not|can'?t|cannot)\W+(?:\w+\W+){0,2}stop (?:the )?bleed\w*|"
+            r"\bbleed\w* (?:won'?t|doesn'?t|does not|will not) stop|\bbleeding a lot\b"
+        ),
+        negatable=False,
+    ),
+    Rule(
+        "severe_pain",
+        "now",
+        "pain much worse than the skin looks, or a very painful hot swelling",
+        "cellulitis",
+        _rx(
+            r"\bpain\w*\b(?:\W+\w+){0,4}?\W+(?:much )?worse than (?:it|the skin) looks\b|\b(?:very|extremely|really) "
+            r"painful,? (?:red,? )?(?:hot|swollen)\b"
+        ),
+    ),
+    Rule(
+        "baby_fever_rash",
+        "now",
+        "a baby with a rash and a fever, or blisters",
+        "hand_foot_mouth",
+        _rx(
+            r"\b(?:newborn|baby|infant)\b(?:\W+\w+){0,10}?\W+(?:fever|temperature|blisters?|floppy|not feeding|"
+            r"not drinking)\b"
+        ),
+    ),
 )
 
 NEGATION_RE = re.compile(
     r"\b(?:no|not|never|without|isn'?t|hasn'?t|doesn'?t|don'?t|didn'?t|haven'?t|wasn'?t|nor|neither|stopped)\b"
-    r"(?:\W+\w+){0,3}\W*$", re.IGNORECASE)
+    r"(?:\W+\w+){0,3}\W*$",
+    re.IGNORECASE,
+)
 """A negation close before a warning sign's last word ("it is not bleeding", "no fever and no redness")."""
 
-SHORT_FIXES = {"mol": "mole", "moel": "mole", "moll": "mole", "bleds": "bleeds", "blled": "bled", "itchs": "itches",
-               "ichy": "itchy", "iches": "itches", "wont": "won't", "doesnt": "doesn't", "dosent": "doesn't",
-               "isnt": "isn't", "hasnt": "hasn't", "didnt": "didn't", "cant": "can't", "im": "i'm", "eye's": "eyes",
-               "heel": "heal", "heeled": "healed", "heeling": "healing", "fevre": "fever", "rahs": "rash"}
+SHORT_FIXES = {
+    "mol": "mole",
+    "moel": "mole",
+    "moll": "mole",
+    "bleds": "bleeds",
+    "blled": "bled",
+    "itchs": "itches",
+    "ichy": "itchy",
+    "iches": "itches",
+    "wont": "won't",
+    "doesnt": "doesn't",
+    "dosent": "doesn't",
+    "isnt": "isn't",
+    "hasnt": "hasn't",
+    "didnt": "didn't",
+    "cant": "can't",
+    "im": "i'm",
+    "eye's": "eyes",
+    "heel": "heal",
+    "heeled": "healed",
+    "heeling": "healing",
+    "fevre": "fever",
+    "rahs": "rash",
+}
 """Misspellings too short for fuzzy matching to fix safely ("bed" must not become "bled")."""
 
 KEY_WORDS = (
-    "bleeding", "bleeds", "bleed", "blood", "bloody", "mole", "moles", "itching", "itchy", "itches", "changing",
-    "changed", "growing", "bigger", "darker", "larger", "fever", "temperature", "shivering", "swollen", "swelling",
-    "purple", "spots", "shingles", "blisters", "blister", "healed", "healing", "ulcer", "spreading", "redness",
-    "breathing", "breathe", "peeling", "crusting", "crusty", "painful", "quickly", "rapidly", "eyelid", "freckle",
-    "blanching", "petechiae", "wheezing", "fainting", "collapsed", "throat", "tongue", "newborn", "different",
-    "colours", "colors", "appeared", "started", "streak", "fingernail", "toenail", "disappear", "pressure",
+    "bleeding",
+    "bleeds",
+    "bleed",
+    "blood",
+    "bloody",
+    "mole",
+    "moles",
+    "itching",
+    "itchy",
+    "itches",
+    "changing",
+    "changed",
+    "growing",
+    "bigger",
+    "darker",
+    "larger",
+    "fever",
+    "temperature",
+    "shivering",
+    "swollen",
+    "swelling",
+    "purple",
+    "spots",
+    "shingles",
+    "blisters",
+    "blister",
+    "healed",
+    "healing",
+    "ulcer",
+    "spreading",
+    "redness",
+    "breathing",
+    "breathe",
+    "peeling",
+    "crusting",
+    "crusty",
+    "painful",
+    "quickly",
+    "rapidly",
+    "eyelid",
+    "freckle",
+    "blanching",
+    "petechiae",
+    "wheezing",
+    "fainting",
+    "collapsed",
+    "throat",
+    "tongue",
+    "newborn",
+    "different",
+    "colours",
+    "colors",
+    "appeared",
+    "started",
+    "streak",
+    "fingernail",
+    "toenail",
+    "disappear",
+    "pressure",
 )
 MIN_FUZZY_LENGTH = 5
 FUZZY_CUTOFF = 0.8
@@ -158,7 +357,7 @@ def _negated(text: str, start: int, end: int) -> bool:
     clause_start = max(text.rfind(sep, 0, end) for sep in ".;!?\n") + 1
     words = list(re.finditer(r"[\w']+", text[start:end]))
     last = start + words[-1].start() if words else start
-    return bool(NEGATION_RE.search(text[max(clause_start, last - 40):last]))
+    return bool(NEGATION_RE.search(text[max(clause_start, last - 40) : last]))
 
 
 def screen(text: str) -> list[RedFlagHit]:
@@ -169,8 +368,11 @@ def screen(text: str) -> list[RedFlagHit]:
         for match in rule.pattern.finditer(fixed):
             if rule.negatable and _negated(fixed, match.start(), match.end()):
                 continue
-            hits.append(RedFlagHit(id=rule.id, urgency=rule.urgency, what=rule.what, source=rule.source,
-                                   matched=match.group(0).strip()))
+            hits.append(
+                RedFlagHit(
+                    id=rule.id, urgency=rule.urgency, what=rule.what, source=rule.source, matched=match.group(0).strip()
+                )
+            )
             break
     return sorted(hits, key=lambda h: h.urgency != "now")
 

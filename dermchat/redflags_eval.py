@@ -54,11 +54,15 @@ def evaluate(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 wrong_urgency.append({"text": row["text"], "expected": row["urgency"], "got": urgency})
     found = len(flagged) - len(misses)
     return {
-        "n": len(rows), "red_flags": len(flagged), "not_red_flags": len(plain),
+        "n": len(rows),
+        "red_flags": len(flagged),
+        "not_red_flags": len(plain),
         "sensitivity": round(found / len(flagged), 3) if flagged else None,
         "false_alarm_rate": round(len(false_alarms) / len(plain), 3) if plain else None,
         "urgency_right": round((found - len(wrong_urgency)) / len(flagged), 3) if flagged else None,
-        "misses": misses, "false_alarms": false_alarms, "wrong_urgency": wrong_urgency,
+        "misses": misses,
+        "false_alarms": false_alarms,
+        "wrong_urgency": wrong_urgency,
     }
 
 
@@ -85,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_report(report: dict[str, Any]) -> None:
     for name, figures in report.items():
-        print(f"{name}: n={figures['n']} sensitivity={figures['sensitivity']} "
-              f"false_alarm_rate={figures['false_alarm_rate']} urgency_right={figures['urgency_right']}")
+        print(
+            f"{name}: n={figures['n']} sensitivity={figures['sensitivity']} "
+            f"false_alarm_rate={figures['false_alarm_rate']} urgency_right={figures['urgency_right']}"
+        )
         for text in figures["misses"]:
             print(f"  missed: {text}")
         for item in figures["false_alarms"]:

@@ -114,9 +114,9 @@ def make_private(path: str | Path) -> None:
     """
     root = Path(path)
     for folder, dirs, files in os.walk(root, followlinks=False):
-        for name, mode in [(".", PRIVATE_DIR_MODE)] + [(d, PRIVATE_DIR_MODE) for d in dirs] + [
-            (f, PRIVATE_FILE_MODE) for f in files
-        ]:
+        for name, mode in (
+            [(".", PRIVATE_DIR_MODE)] + [(d, PRIVATE_DIR_MODE) for d in dirs] + [(f, PRIVATE_FILE_MODE) for f in files]
+        ):
             target = os.path.join(folder, name)
             try:
                 if not os.path.islink(target):

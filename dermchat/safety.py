@@ -7,6 +7,8 @@ not-a-diagnosis notice is attached to every result.
 
 from __future__ import annotations
 
+from typing import Any
+
 from dermchat import redflags
 from dermchat.pathways import pathway_for
 from dermchat.results import TRIAGE_ORDER, Diagnosis, QualityReport, RedFlagHit, Triage, TriageTier, TurnResult
@@ -84,10 +86,18 @@ def decide_triage(diagnosis: Diagnosis, vocab: Vocabulary, quality: QualityRepor
     lead = (drivers or [c for c in sorted(known, key=lambda c: -TRIAGE_ORDER[tiers[c]]) if tiers[c] == tier])[:1]
     path = pathway_for(lead[0]) if lead else None
     return Triage(
-        tier=tier, reason="; ".join(reasons), drivers=drivers if tier == "urgent" else [],
-        pathway=path.pathway if path else None, advice=path.reason if path and tier != "cant_assess" else None,
-        sources=sorted({p.source for c in [*drivers, *(c for c in known if tiers[c] == tier)]
-                        if (p := pathway_for(c)) and tier != "cant_assess"}),
+        tier=tier,
+        reason="; ".join(reasons),
+        drivers=drivers if tier == "urgent" else [],
+        pathway=path.pathway if path else None,
+        advice=path.reason if path and tier != "cant_assess" else None,
+        sources=sorted(
+            {
+                p.source
+                for c in [*drivers, *(c for c in known if tiers[c] == tier)]
+                if (p := pathway_for(c)) and tier != "cant_assess"
+            }
+        ),
     )
 
 
@@ -95,7 +105,7 @@ def _condition_tier(condition_id: str, vocab: Vocabulary) -> TriageTier:
     """The guidance tier of one condition, with the safety floors: malignant >= routine, red flag = urgent."""
     cond = vocab.get(condition_id)
     path = pathway_for(condition_id)
-    tier: TriageTier = path.tier if path else ("urgent" if cond.malignant else "reassure")  # type: ignore[assignment]
+    tier: TriageTier = path.tier if path else ("urgent" if cond.malignant else "reassure")
     if cond.red_flag:
         tier = "urgent"
     if cond.malignant:
@@ -108,9 +118,10 @@ def _pathway_text(condition_id: str) -> str:
     return path.pathway if path else "no pathway on file"
 
 
-def _provider_figures(diagnosis: Diagnosis) -> dict:
+def _provider_figures(diagnosis: Diagnosis) -> dict[str, Any]:
     """The provider's own figures, whether or not the photo-quality discount set them aside."""
-    return diagnosis.extra.get("before_quality_discount", diagnosis.extra)
+    figures: dict[str, Any] = diagnosis.extra.get("before_quality_discount", diagnosis.extra)
+    return figures
 
 
 def _melanoma_flag(diagnosis: Diagnosis) -> bool:
@@ -158,8 +169,11 @@ def escalate_for_second_opinion(triage: Triage, second: Diagnosis, vocab: Vocabu
     other = decide_triage(second, vocab)
     if other.tier != "urgent":
         return triage
-    return Triage(tier="urgent", drivers=other.drivers,
-                  reason=f"second opinion ({second.provider_id}): {other.reason} (lead model: {triage.reason})")
+    return Triage(
+        tier="urgent",
+        drivers=other.drivers,
+        reason=f"second opinion ({second.provider_id}): {other.reason} (lead model: {triage.reason})",
+    )
 
 
 RED_FLAG_REASON = "red-flag symptoms described by the user: "
@@ -178,10 +192,14 @@ def with_red_flags(triage: Triage | None, hits: list[RedFlagHit]) -> Triage | No
         return triage
     base = triage or Triage(tier="urgent", reason="")
     earlier = [part for part in base.reason.split("; ") if part and not part.startswith(RED_FLAG_REASON)]
-    return base.model_copy(update={
-        "tier": "urgent", "reason": "; ".join([*earlier, reason]),
-        "same_day": same_day or base.same_day, "advice": None,  # a benign pathway's "no visit needed" no longer fits
-    })
+    return base.model_copy(
+        update={
+            "tier": "urgent",
+            "reason": "; ".join([*earlier, reason]),
+            "same_day": same_day or base.same_day,
+            "advice": None,  # a benign pathway's "no visit needed" no longer fits
+        }
+    )
 
 
 def discount_confidence(diagnosis: Diagnosis, discount: float, reason: str) -> Diagnosis:
@@ -255,11 +273,15 @@ def asked_about_notices(result: TurnResult, vocab: Vocabulary) -> list[str]:
             share = estimates[condition_id]
             figure = "under 1%" if share < 0.005 else f"{share:.0%}"
             listed = " (it is in the list of likely conditions)" if condition_id in diagnosis.prediction_set else ""
-            notices.append(f"You asked about {name}: the image model's estimate for it on this photo is "
-                           f"{figure}{listed}. An estimate from one photo, not a diagnosis.")
+            notices.append(
+                f"You asked about {name}: the image model's estimate for it on this photo is "
+                f"{figure}{listed}. An estimate from one photo, not a diagnosis."
+            )
         else:
-            notices.append(f"You asked about {name}: the image model does not assess it (it only weighs the "
-                           f"conditions it lists), so this photo has not been checked for it. A clinician can tell.")
+            notices.append(
+                f"You asked about {name}: the image model does not assess it (it only weighs the "
+                f"conditions it lists), so this photo has not been checked for it. A clinician can tell."
+            )
     return notices
 
 
@@ -271,15 +293,20 @@ def required_notices(result: TurnResult, vocab: Vocabulary) -> list[str]:
         notices.append(flagged)
     if result.triage is not None and result.triage.tier == "urgent" and not flagged:  # that notice says it already
         notices.append(SEE_CLINICIAN_URGENT)
-    elif result.triage is not None and result.triage.tier == "routine" and result.diagnosis and any(
-        c in vocab and vocab.get(c).malignant for c in result.diagnosis.prediction_set
+    elif (
+        result.triage is not None
+        and result.triage.tier == "routine"
+        and result.diagnosis
+        and any(c in vocab and vocab.get(c).malignant for c in result.diagnosis.prediction_set)
     ):
         notices.append(SEE_CLINICIAN_ROUTINE)
-    if result.triage is not None and result.triage.tier == "urgent":
-        if result.diagnosis and any(
-            c in vocab and vocab.get(c).red_flag for c in result.diagnosis.prediction_set
-        ):
-            notices.append(RED_FLAG_NOTICE)
+    urgent = result.triage is not None and result.triage.tier == "urgent"
+    if (
+        urgent
+        and result.diagnosis
+        and any(c in vocab and vocab.get(c).red_flag for c in result.diagnosis.prediction_set)
+    ):
+        notices.append(RED_FLAG_NOTICE)
     if result.diagnosis is not None and result.diagnosis.abstained:
         notices.append(ABSTAIN_NOTICE)
     if any(ref.synthetic for ref in result.references):
@@ -300,6 +327,7 @@ def enforce(result: TurnResult, vocab: Vocabulary, triage_floor: Triage | None =
         result.triage = triage_floor.model_copy(deep=True)
     result.notices = list(dict.fromkeys([*(n for n in result.notices if n), *required_notices(result, vocab)]))
 
+
 def at_least(triage: Triage, tier: TriageTier, reason: str, drivers: list[str] | None = None) -> Triage:
     """``triage`` raised to ``tier`` for ``reason`` (unchanged when it is already that high).
 
@@ -308,5 +336,8 @@ def at_least(triage: Triage, tier: TriageTier, reason: str, drivers: list[str] |
     """
     if TRIAGE_ORDER[triage.tier] >= TRIAGE_ORDER[tier]:
         return triage
-    return Triage(tier=tier, reason=f"{triage.reason}; {reason}" if triage.reason else reason,
-                  drivers=list(drivers or []) if tier == "urgent" else [])
+    return Triage(
+        tier=tier,
+        reason=f"{triage.reason}; {reason}" if triage.reason else reason,
+        drivers=list(drivers or []) if tier == "urgent" else [],
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,8 @@ class Settings(BaseModel):
         return int(self.max_upload_mb * 1024 * 1024)
 
     def provider_options(self, provider_id: str) -> dict[str, Any]:
-        return resolve_env_refs(self.options.get(provider_id, {}))
+        resolved: dict[str, Any] = resolve_env_refs(self.options.get(provider_id, {}))
+        return resolved
 
     def chosen(self) -> dict[str, str | list[str] | None]:
         """Provider ids by capability, as configured (each capability's key is the field that chooses it)."""
@@ -137,7 +139,7 @@ _ENV_FIELDS = (
 )
 
 
-def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
+def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     env = os.environ if environ is None else environ
     out: dict[str, Any] = {}
     for name in _ENV_FIELDS:
@@ -161,7 +163,7 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
 def load_settings(
     path: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
-    environ: dict[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """Defaults <- profile YAML <- DERMCHAT_* env <- overrides."""
     env = os.environ if environ is None else environ

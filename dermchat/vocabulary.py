@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,7 +68,7 @@ class Vocabulary:
     def __contains__(self, condition_id: object) -> bool:
         return condition_id in self._by_id
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Condition]:
         return iter(self._by_id.values())
 
     def ids(self) -> list[str]:

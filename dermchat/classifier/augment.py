@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import overload
 
 import torch
 from torch.nn import functional as F
@@ -62,7 +63,7 @@ def colour_jitter(images: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator
     b = _uniform(n, 1 - cfg.brightness, 1 + cfg.brightness, gen).view(n, 1, 1, 1)
     c = _uniform(n, 1 - cfg.contrast, 1 + cfg.contrast, gen).view(n, 1, 1, 1)
     s = _uniform(n, 1 - cfg.saturation, 1 + cfg.saturation, gen).view(n, 1, 1, 1)
-    g = (1 + cfg.channel_gain * (2 * torch.rand(n, 3, 1, 1, generator=gen) - 1))
+    g = 1 + cfg.channel_gain * (2 * torch.rand(n, 3, 1, 1, generator=gen) - 1)
     x = images * b * g
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * c + mean
@@ -71,8 +72,18 @@ def colour_jitter(images: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator
     return x.clamp_(0.0, 1.0)
 
 
+@overload
+def augment_batch(
+    images: torch.Tensor, masks: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]: ...
+@overload
+def augment_batch(
+    images: torch.Tensor, masks: None, cfg: AugmentConfig, gen: torch.Generator
+) -> tuple[torch.Tensor, None]: ...
 def augment_batch(
     images: torch.Tensor, masks: torch.Tensor | None, cfg: AugmentConfig, gen: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Warp, then colour-jitter; the mask (when given) gets the same warp, so a mask in means a mask out."""
     images, masks = affine_warp(images, masks, cfg, gen)
+
     return colour_jitter(images, cfg, gen), masks

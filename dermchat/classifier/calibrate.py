@@ -21,8 +21,10 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Sequence
+from datetime import UTC
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -69,8 +71,7 @@ def fit_bias_temperature(logits: np.ndarray, labels: np.ndarray) -> tuple[float,
 
     start = np.zeros(k)
     start[0] = math.log(fit_temperature(logits, labels))
-    res = minimize(nll, start, method="L-BFGS-B",
-                   bounds=[(math.log(0.05), math.log(20.0))] + [(-5.0, 5.0)] * (k - 1))
+    res = minimize(nll, start, method="L-BFGS-B", bounds=[(math.log(0.05), math.log(20.0))] + [(-5.0, 5.0)] * (k - 1))
     return float(math.exp(res.x[0])), np.concatenate([[0.0], res.x[1:]])
 
 
@@ -80,18 +81,21 @@ def softmax(logits: np.ndarray, temperature: float = 1.0, bias: np.ndarray | Non
     z = logits / temperature
     if bias is not None:
         z = z + bias
-    return sp_softmax(z, axis=1)
+    probs: np.ndarray = sp_softmax(z, axis=1)
+    return probs
 
 
 def energy(logits: np.ndarray, temperature: float) -> np.ndarray:
     """Free energy -T*logsumexp(z/T): higher means less like the training data."""
     from scipy.special import logsumexp
 
-    return -temperature * logsumexp(logits / temperature, axis=1)
+    free_energy: np.ndarray = -temperature * logsumexp(logits / temperature, axis=1)
+    return free_energy
 
 
 def conformal_scores(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    return 1.0 - probs[np.arange(len(labels)), labels]
+    scores: np.ndarray = 1.0 - probs[np.arange(len(labels)), labels]
+    return scores
 
 
 def conformal_threshold(scores: np.ndarray, coverage: float) -> float:
@@ -129,7 +133,7 @@ class Mahalanobis:
         self._means_term = np.einsum("kd,de,ke->k", means, precision, means)  # m'Pm, once
 
     @classmethod
-    def fit(cls, emb: np.ndarray, labels: np.ndarray, n_classes: int, shrink: float = 0.1) -> "Mahalanobis":
+    def fit(cls, emb: np.ndarray, labels: np.ndarray, n_classes: int, shrink: float = 0.1) -> Mahalanobis:
         d = emb.shape[1]
         means = np.zeros((n_classes, d))
         centred = []
@@ -149,7 +153,8 @@ class Mahalanobis:
         projected = emb @ self.precision
         own = np.einsum("nd,nd->n", projected, emb)
         cross = projected @ self.means.T
-        return (own[:, None] - 2 * cross + self._means_term[None, :]).min(axis=1)
+        distances: np.ndarray = (own[:, None] - 2 * cross + self._means_term[None, :]).min(axis=1)
+        return distances
 
 
 def probability_calibration(
@@ -178,14 +183,23 @@ def probability_calibration(
     block = {
         "temperature": t,
         "class_bias": [float(x) for x in bias],
-        "conformal": {"method": "LAC (1 - p_true), top-1 always kept", "coverage": coverage,
-                      "threshold": qhat, "in_sample_coverage": float(sets[np.arange(len(labels)), labels].mean()),
-                      "in_sample_mean_set_size": float(sets.sum(axis=1).mean())},
-        "melanoma": {"threshold": mel_thr, "target_sensitivity": MEL_TARGET_SENSITIVITY,
-                     "calib_sensitivity": float(flagged[is_mel].mean()) if is_mel.any() else None,
-                     "calib_specificity": float((~flagged[~is_mel]).mean()) if (~is_mel).any() else None},
-        "calib_metrics": {"ece_before": expected_calibration_error(softmax(logits), labels),
-                          "ece_after": expected_calibration_error(probs, labels)},
+        "conformal": {
+            "method": "LAC (1 - p_true), top-1 always kept",
+            "coverage": coverage,
+            "threshold": qhat,
+            "in_sample_coverage": float(sets[np.arange(len(labels)), labels].mean()),
+            "in_sample_mean_set_size": float(sets.sum(axis=1).mean()),
+        },
+        "melanoma": {
+            "threshold": mel_thr,
+            "target_sensitivity": MEL_TARGET_SENSITIVITY,
+            "calib_sensitivity": float(flagged[is_mel].mean()) if is_mel.any() else None,
+            "calib_specificity": float((~flagged[~is_mel]).mean()) if (~is_mel).any() else None,
+        },
+        "calib_metrics": {
+            "ece_before": expected_calibration_error(softmax(logits), labels),
+            "ece_after": expected_calibration_error(probs, labels),
+        },
     }
     return block, np.sort(scores).astype(np.float32)
 
@@ -228,11 +242,23 @@ def calibrate_arrays(
     e_thr = float(np.quantile(e, OOD_QUANTILE))
     m_thr = float(np.quantile(m, OOD_QUANTILE))
     abstain = (e > e_thr) | (m > m_thr)
-    cal = {"classes": list(HAM_CLASSES), "split": "calib", "n": int(len(labels)), **block,
-           "ood": {"quantile": OOD_QUANTILE, "energy_threshold": e_thr, "mahalanobis_threshold": m_thr,
-                   "calib_abstention_rate": float(abstain.mean())}}
-    arrays = {"conformal_scores": scores,
-              "maha_means": maha.means.astype(np.float32), "maha_precision": maha.precision.astype(np.float32)}
+    cal = {
+        "classes": list(HAM_CLASSES),
+        "split": "calib",
+        "n": len(labels),
+        **block,
+        "ood": {
+            "quantile": OOD_QUANTILE,
+            "energy_threshold": e_thr,
+            "mahalanobis_threshold": m_thr,
+            "calib_abstention_rate": float(abstain.mean()),
+        },
+    }
+    arrays = {
+        "conformal_scores": scores,
+        "maha_means": maha.means.astype(np.float32),
+        "maha_precision": maha.precision.astype(np.float32),
+    }
     if patient_log_ratio is not None:
         w = fit_patient_weight(logits, patient_log_ratio, labels, class_bias)
         pblock, pscores = probability_calibration(logits + w * patient_log_ratio, labels, coverage, class_bias)
@@ -269,16 +295,28 @@ def calibrate_dir(
         if not ids:
             raise ValueError(f"no {name} images of {weights_dir / SPLIT_FILE} found in {data_dir}")
         out = batched_inference(model, pixels[[index[i] for i in ids]])
-        parts[name] = (out["logits"].numpy().astype(np.float64), out["embedding"].numpy().astype(np.float64),
-                       np.array([by_id[i].label for i in ids]))
+        parts[name] = (
+            out["logits"].numpy().astype(np.float64),
+            out["embedding"].numpy().astype(np.float64),
+            np.array([by_id[i].label for i in ids]),
+        )
     prior = fit_patient_prior([by_id[i] for i in split["train"] if i in by_id])
     log_ratio = None
     if prior is not None:  # row for row with the calibration logits above
         log_ratio = prior.log_ratio(infos_from_records([by_id[i] for i in used_ids["calib"]]))
-    cal, arrays = calibrate_arrays(parts["calib"][0], parts["calib"][2], parts["calib"][1],
-                                   parts["train"][1], parts["train"][2], coverage, class_bias, log_ratio)
+    cal, arrays = calibrate_arrays(
+        parts["calib"][0],
+        parts["calib"][2],
+        parts["calib"][1],
+        parts["train"][1],
+        parts["train"][2],
+        coverage,
+        class_bias,
+        log_ratio,
+    )
     (weights_dir / CALIBRATION_FILE).write_text(json.dumps(cal, indent=1))
-    np.savez_compressed(weights_dir / OOD_FILE, **arrays)
+    # numpy's stub matches the **arrays keywords against its own `allow_pickle: bool`
+    np.savez_compressed(weights_dir / OOD_FILE, **arrays)  # type: ignore[arg-type]
     (weights_dir / PRIOR_FILE).unlink(missing_ok=True)
     if prior is not None:
         prior.weight = cal["with_patient_info"]["weight"]
@@ -286,7 +324,7 @@ def calibrate_dir(
     return cal
 
 
-def fit_patient_prior(train_records: Sequence[Any]) -> "PatientPrior | None":
+def fit_patient_prior(train_records: Sequence[Any]) -> PatientPrior | None:
     """p(dx | age, sex, site) from the training rows; None when the folder gives no such details."""
     infos = infos_from_records(train_records)
     if not any(i.given for i in infos):
@@ -302,28 +340,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=None)
     p.add_argument("--coverage", type=float, default=DEFAULT_COVERAGE)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--class-bias", action="store_true",
-                   help="bias-corrected temperature scaling (T + per-class bias) instead of T alone")
+    p.add_argument(
+        "--class-bias",
+        action="store_true",
+        help="bias-corrected temperature scaling (T + per-class bias) instead of T alone",
+    )
     args = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     try:
-        cal = calibrate_dir(args.weights, args.data or default_data_dir(), coverage=args.coverage,
-                            class_bias=args.class_bias)
+        cal = calibrate_dir(
+            args.weights, args.data or default_data_dir(), coverage=args.coverage, class_bias=args.class_bias
+        )
     except (DataError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     log = Path(args.weights) / "training_log.txt"
     if log.is_file():  # keep the weights folder's history complete when calibration is redone
-        from datetime import datetime, timezone
+        from datetime import datetime
 
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         with log.open("a") as fh:
-            fh.write(f"{stamp} recalibrated: python -m dermchat.classifier.calibrate {' '.join(argv or sys.argv[1:])}; "
-                     f"temperature {cal['temperature']:.3f}, class bias {'on' if args.class_bias else 'off'}, "
-                     f"conformal threshold {cal['conformal']['threshold']:.4f}, "
-                     f"melanoma threshold {cal['melanoma']['threshold']:.4f}\n")
+            fh.write(
+                f"{stamp} recalibrated: python -m dermchat.classifier.calibrate {' '.join(argv or sys.argv[1:])}; "
+                f"temperature {cal['temperature']:.3f}, class bias {'on' if args.class_bias else 'off'}, "
+                f"conformal threshold {cal['conformal']['threshold']:.4f}, "
+                f"melanoma threshold {cal['melanoma']['threshold']:.4f}\n"
+            )
     print(json.dumps(cal, indent=1))
     return 0
 

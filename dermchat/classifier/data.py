@@ -13,9 +13,9 @@ import json
 import os
 import random
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -54,7 +54,7 @@ class Record:
 def default_data_dir() -> Path:
     """The data folder: the core's resolver when present, else DERMCHAT_DATA_DIR or ../shared."""
     try:
-        from dermchat.paths import default_data_dir as core_default  # type: ignore[attr-defined]
+        from dermchat.paths import default_data_dir as core_default
 
         return Path(core_default())
     except (ImportError, AttributeError):
@@ -199,7 +199,10 @@ def cache_dir() -> Path:
 
 
 def load_pixels(
-    data_dir: Path | str, image_ids: Sequence[str], with_masks: bool = True, use_cache: bool = True,
+    data_dir: Path | str,
+    image_ids: Sequence[str],
+    with_masks: bool = True,
+    use_cache: bool = True,
     size: tuple[int, int] = (INPUT_WIDTH, INPUT_HEIGHT),
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Decoded model frames (N,H,W,3 uint8) and masks (N,H,W uint8) for `image_ids`, in that order.

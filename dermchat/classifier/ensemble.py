@@ -13,9 +13,9 @@ import argparse
 import json
 import shutil
 import sys
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Sequence
 
 from dermchat.classifier.calibrate import calibrate_dir
 from dermchat.classifier.data import DataError, default_data_dir, read_split
@@ -28,8 +28,10 @@ def check_same_split(members: Sequence[Path]) -> dict[str, list[str]]:
     splits = [read_split(Path(m) / SPLIT_FILE) for m in members]
     for member, split in zip(members[1:], splits[1:]):
         if not same_split(split, splits[0]):
-            raise ValueError(f"{member} was trained on a different lesion split than {members[0]}: "
-                             "train the members with the same --split-seed")
+            raise ValueError(
+                f"{member} was trained on a different lesion split than {members[0]}: "
+                "train the members with the same --split-seed"
+            )
     return splits[0]
 
 
@@ -75,11 +77,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         cal = calibrate_dir(args.out, args.data or default_data_dir(), class_bias=args.class_bias)
     except (DataError, FileNotFoundError, ValueError) as exc:
         return fail(exc)
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     with (args.out / LOG_FILE).open("a") as fh:
-        fh.write(f"{stamp} ensemble: python -m dermchat.classifier.ensemble {' '.join(argv or sys.argv[1:])}; "
-                 f"temperature {cal['temperature']:.3f}, conformal threshold {cal['conformal']['threshold']:.4f}, "
-                 f"melanoma threshold {cal['melanoma']['threshold']:.4f}\n")
+        fh.write(
+            f"{stamp} ensemble: python -m dermchat.classifier.ensemble {' '.join(argv or sys.argv[1:])}; "
+            f"temperature {cal['temperature']:.3f}, conformal threshold {cal['conformal']['threshold']:.4f}, "
+            f"melanoma threshold {cal['melanoma']['threshold']:.4f}\n"
+        )
     print(json.dumps({"model": str(path), "members": [str(m) for m in args.members], "calibration": cal}, indent=1))
     return 0
 

@@ -14,19 +14,25 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from dermchat.classifier import HAM_CLASSES, MALIGNANT_CODES
 from dermchat.classifier import metrics as M
-from dermchat.cli_output import emit, fail
 from dermchat.classifier.data import DataError, Record, default_data_dir, load_pixels, read_metadata, read_split
 from dermchat.classifier.patient_info import infos_from_records
+from dermchat.cli_output import emit, fail
 
 AGE_BANDS: tuple[tuple[str, float, float], ...] = (
-    ("<30", 0, 30), ("30-44", 30, 45), ("45-59", 45, 60), ("60-74", 60, 75), ("75+", 75, 200))
+    ("<30", 0, 30),
+    ("30-44", 30, 45),
+    ("45-59", 45, 60),
+    ("60-74", 60, 75),
+    ("75+", 75, 200),
+)
 
 
 def age_band(age: float | None) -> str:
@@ -44,22 +50,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--plots", type=Path, default=None, help="write reliability diagram + confusion matrix PNGs here")
     p.add_argument("--weights", type=Path, default=None, help="weights folder (default: the shipped ham_cnn)")
-    p.add_argument("--split", choices=["auto", "all", "train", "val", "calib"], default="auto",
-                   help="which images of the folder to use; auto = held-out val split if the folder is the "
-                        "training data, else all")
+    p.add_argument(
+        "--split",
+        choices=["auto", "all", "train", "val", "calib"],
+        default="auto",
+        help="which images of the folder to use; auto = held-out val split if the folder is the "
+        "training data, else all",
+    )
     p.add_argument("--coverage", type=float, default=None, help="prediction-set coverage (default: calibrated 0.9)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only N evenly spaced selected images")
     p.add_argument("--threads", type=int, default=2, help="torch threads for the batch pass")
     p.add_argument("--timing-images", type=int, default=50, help="images for the one-thread ms/image figure")
-    p.add_argument("--predictions-csv", type=Path, default=None, metavar="FILE",
-                   help="write the calibrated probabilities in the ISIC 2018 task 3 format (image,MEL,NV,...)")
-    p.add_argument("--truth-csv", type=Path, default=None, metavar="FILE",
-                   help="write the matching one-hot ground truth in the same format")
-    p.add_argument("--heatmap-images", type=int, default=40,
-                   help="images with expert masks for the 'heat inside the lesion' figure (0 = skip)")
-    p.add_argument("--image-only", action="store_true",
-                   help="ignore the age/sex/site columns (by default they inform the model, as in the app "
-                        "when the user gives them; the image-only figures are reported alongside)")
+    p.add_argument(
+        "--predictions-csv",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the calibrated probabilities in the ISIC 2018 task 3 format (image,MEL,NV,...)",
+    )
+    p.add_argument(
+        "--truth-csv",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the matching one-hot ground truth in the same format",
+    )
+    p.add_argument(
+        "--heatmap-images",
+        type=int,
+        default=40,
+        help="images with expert masks for the 'heat inside the lesion' figure (0 = skip)",
+    )
+    p.add_argument(
+        "--image-only",
+        action="store_true",
+        help="ignore the age/sex/site columns (by default they inform the model, as in the app "
+        "when the user gives them; the image-only figures are reported alongside)",
+    )
     return p
 
 
@@ -81,14 +108,17 @@ def select_records(records: list[Record], split_file: Path, choice: str) -> tupl
     chosen = [r for r in records if r.image_id in wanted]
     if not chosen:
         raise DataError(f"none of the {choice} split images of {split_file} are in this folder")
-    notes = {"val": "held-out validation split (lesions never trained on; used only for checkpoint selection)",
-             "calib": "calibration split (in-sample for temperature, conformal and melanoma thresholds)",
-             "train": "training split (in-sample: NOT an estimate of performance)"}
+    notes = {
+        "val": "held-out validation split (lesions never trained on; used only for checkpoint selection)",
+        "calib": "calibration split (in-sample for temperature, conformal and melanoma thresholds)",
+        "train": "training split (in-sample: NOT an estimate of performance)",
+    }
     return chosen, notes[choice]
 
 
-def subgroup_balanced_accuracy(records: list[Record], labels: np.ndarray, preds: np.ndarray,
-                               key: str) -> dict[str, dict[str, float | int]]:
+def subgroup_balanced_accuracy(
+    records: list[Record], labels: np.ndarray, preds: np.ndarray, key: str
+) -> dict[str, dict[str, float | int]]:
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(records):
         g = {"sex": r.sex, "age_band": age_band(r.age), "site": r.localization}[key]
@@ -96,15 +126,24 @@ def subgroup_balanced_accuracy(records: list[Record], labels: np.ndarray, preds:
     out: dict[str, dict[str, float | int]] = {}
     for g in sorted(groups):
         idx = np.array(groups[g])
-        out[g] = {"n": int(len(idx)),
-                  "balanced_accuracy": round(M.balanced_accuracy(labels[idx], preds[idx], len(HAM_CLASSES)), 4),
-                  "accuracy": round(M.accuracy(labels[idx], preds[idx]), 4),
-                  "classes_present": int(len(np.unique(labels[idx])))}
+        out[g] = {
+            "n": len(idx),
+            "balanced_accuracy": round(M.balanced_accuracy(labels[idx], preds[idx], len(HAM_CLASSES)), 4),
+            "accuracy": round(M.accuracy(labels[idx], preds[idx]), 4),
+            "classes_present": len(np.unique(labels[idx])),
+        }
     return out
 
 
 ISIC_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("MEL", "mel"), ("NV", "nv"), ("BCC", "bcc"), ("AKIEC", "akiec"), ("BKL", "bkl"), ("DF", "df"), ("VASC", "vasc"))
+    ("MEL", "mel"),
+    ("NV", "nv"),
+    ("BCC", "bcc"),
+    ("AKIEC", "akiec"),
+    ("BKL", "bkl"),
+    ("DF", "df"),
+    ("VASC", "vasc"),
+)
 """ISIC 2018 task 3 column names, in the challenge's order, and the HAM code each one is."""
 
 
@@ -130,8 +169,9 @@ def heatmap_mask_share(predictor: Any, data_dir: Path, records: list[Record], n:
     chosen = [chosen[round(i * len(chosen) / n)] for i in range(min(n, len(chosen)))]
     if not chosen:
         return {"images": 0}
-    frames, masks = load_pixels(data_dir, [r.image_id for r in chosen], with_masks=True, use_cache=False,
-                                size=predictor.input_size)
+    frames, masks = load_pixels(
+        data_dir, [r.image_id for r in chosen], with_masks=True, use_cache=False, size=predictor.input_size
+    )
     assert masks is not None
     inside, area = [], []
     for frame, mask in zip(frames, masks):
@@ -140,15 +180,35 @@ def heatmap_mask_share(predictor: Any, data_dir: Path, records: list[Record], n:
         lesion = mask >= 128
         inside.append(float(cam[lesion].sum() / max(cam.sum(), 1e-9)))
         area.append(float(lesion.mean()))
-    return {"images": len(chosen), "heat_inside_mask_mean": round(float(np.mean(inside)), 4),
-            "heat_inside_mask_median": round(float(np.median(inside)), 4),
-            "mask_area_share_mean": round(float(np.mean(area)), 4),
-            "images_with_most_heat_inside": round(float(np.mean(np.array(inside) > 0.5)), 4)}
+    return {
+        "images": len(chosen),
+        "heat_inside_mask_mean": round(float(np.mean(inside)), 4),
+        "heat_inside_mask_median": round(float(np.median(inside)), 4),
+        "mask_area_share_mean": round(float(np.mean(area)), 4),
+        "images_with_most_heat_inside": round(float(np.mean(np.array(inside) > 0.5)), 4),
+    }
 
 
 NON_LESION_PICTURES: tuple[str, ...] = (
-    "astronaut", "chelsea", "coffee", "rocket", "camera", "brick", "grass", "gravel", "page", "text", "moon",
-    "coins", "hubble_deep_field", "immunohistochemistry", "retina", "motorcycle_left", "logo", "colorwheel")
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "camera",
+    "brick",
+    "grass",
+    "gravel",
+    "page",
+    "text",
+    "moon",
+    "coins",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "motorcycle_left",
+    "logo",
+    "colorwheel",
+)
 """scikit-image's bundled sample pictures (no download): a cat, a face, a document, textures, a fundus photo,
 histology... none is a dermoscopic lesion, so the model should abstain on every one."""
 
@@ -178,8 +238,9 @@ def non_lesion_abstention(predictor: Any) -> dict[str, Any]:
     return {"pictures": n, "abstention_rate": round(1 - len(passed) / max(n, 1), 4), "not_refused": passed}
 
 
-def time_single_thread(predictor: Any, data_dir: Path, records: list[Record], n: int,
-                       with_details: bool = False) -> dict[str, float]:
+def time_single_thread(
+    predictor: Any, data_dir: Path, records: list[Record], n: int, with_details: bool = False
+) -> dict[str, float]:
     """ms per image on one thread through the chat path: JPEG decode, crop/resize, flip-TTA forward,
     calibration (with the patient details when `with_details`), set, OOD gate (no heat map), and
     separately the Grad-CAM heat map."""
@@ -209,9 +270,12 @@ def time_single_thread(predictor: Any, data_dir: Path, records: list[Record], n:
             heat.append((time.perf_counter() - t0) * 1000)
     finally:
         torch.set_num_threads(previous)
-    return {"images": len(times), "ms_per_image_median": round(float(np.median(times)), 2),
-            "ms_per_image_p95": round(float(np.percentile(times, 95)), 2),
-            "ms_with_heatmap_median": round(float(np.median(heat)), 2)}
+    return {
+        "images": len(times),
+        "ms_per_image_median": round(float(np.median(times)), 2),
+        "ms_per_image_p95": round(float(np.percentile(times, 95)), 2),
+        "ms_with_heatmap_median": round(float(np.median(heat)), 2),
+    }
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
@@ -251,31 +315,44 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "data_dir": str(data_dir),
         "weights_dir": str(predictor.weights_dir),
         "evaluated_on": which,
-        "n_images": int(len(labels)),
-        "patient_info": {"used": bool(a["with_patient_info"].any()),
-                         "images_with_details": int(a["with_patient_info"].sum()),
-                         "weight": predictor.patient_prior.weight if predictor.patient_prior else None},
+        "n_images": len(labels),
+        "patient_info": {
+            "used": bool(a["with_patient_info"].any()),
+            "images_with_details": int(a["with_patient_info"].sum()),
+            "weight": predictor.patient_prior.weight if predictor.patient_prior else None,
+        },
         "class_counts": {c: int((labels == i).sum()) for i, c in enumerate(HAM_CLASSES)},
         "accuracy": head["accuracy"],
         "balanced_accuracy": head["balanced_accuracy"],
         "macro_f1": nan_to_none(M.macro_f1(labels, preds, k)),
         "macro_auc_ovr": head["macro_auc_ovr"],
         "melanoma_auc": head["melanoma_auc"],
-        "per_class": {c: {"n": int((labels == i).sum()), "sensitivity": nan_to_none(sens[i]),
-                          "specificity": nan_to_none(spec[i]), "auc": nan_to_none(aucs[i])}
-                      for i, c in enumerate(HAM_CLASSES)},
+        "per_class": {
+            c: {
+                "n": int((labels == i).sum()),
+                "sensitivity": nan_to_none(sens[i]),
+                "specificity": nan_to_none(spec[i]),
+                "auc": nan_to_none(aucs[i]),
+            }
+            for i, c in enumerate(HAM_CLASSES)
+        },
         "melanoma_urgent_threshold": {
             "threshold": round(float(np.median(a["melanoma_threshold"])), 4),
             "sensitivity": head["melanoma_sensitivity"],
             "specificity": nan_to_none((~a["melanoma_flag"][~is_mel]).mean() if (~is_mel).any() else np.nan),
             "urgent_tier_sensitivity_melanoma": nan_to_none(a["urgent"][is_mel].mean() if is_mel.any() else np.nan),
-            "urgent_tier_sensitivity_malignant": nan_to_none(a["urgent"][malignant].mean() if malignant.any() else np.nan),
+            "urgent_tier_sensitivity_malignant": nan_to_none(
+                a["urgent"][malignant].mean() if malignant.any() else np.nan
+            ),
             "urgent_tier_rate_benign": nan_to_none(a["urgent"][~malignant].mean() if (~malignant).any() else np.nan),
         },
         "calibration": {
             "temperature": round(predictor.temperature, 4),
-            "temperature_with_patient_info": (round(float(predictor.calibration["with_patient_info"]["temperature"]), 4)
-                                              if a["with_patient_info"].any() else None),
+            "temperature_with_patient_info": (
+                round(float(predictor.calibration["with_patient_info"]["temperature"]), 4)
+                if a["with_patient_info"].any()
+                else None
+            ),
             "ece_before": nan_to_none(M.expected_calibration_error(raw, labels)),
             "ece_after": head["ece_after"],
             "nll_before": nan_to_none(-np.log(np.clip(raw[np.arange(len(labels)), labels], 1e-12, 1)).mean()),
@@ -295,11 +372,14 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             "accuracy_non_abstained": nan_to_none(M.accuracy(labels[kept], preds[kept]) if kept.any() else np.nan),
         },
         "subgroups_balanced_accuracy": {
-            key: subgroup_balanced_accuracy(records, labels, preds, key) for key in ("sex", "age_band", "site")},
+            key: subgroup_balanced_accuracy(records, labels, preds, key) for key in ("sex", "age_band", "site")
+        },
         "confusion_matrix": {"classes": list(HAM_CLASSES), "rows_true_cols_pred": cm.tolist()},
-        "speed": {"batch_pass_s": round(batch_s, 2), "batch_threads": int(torch.get_num_threads()),
-                  **time_single_thread(predictor, data_dir, records, args.timing_images,
-                                      bool(a["with_patient_info"].any()))},
+        "speed": {
+            "batch_pass_s": round(batch_s, 2),
+            "batch_threads": int(torch.get_num_threads()),
+            **time_single_thread(predictor, data_dir, records, args.timing_images, bool(a["with_patient_info"].any())),
+        },
         "reliability_after": M.reliability_bins(probs, labels),
     }
     figures["abstention"]["non_lesion_pictures"] = non_lesion_abstention(predictor)
@@ -328,15 +408,17 @@ def headline(a: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, float | 
     preds = a["probs"].argmax(axis=1)
     is_mel = labels == HAM_CLASSES.index("mel")
     benign = ~malignant_rows(labels)
-    return {"accuracy": nan_to_none(M.accuracy(labels, preds)),
-            "balanced_accuracy": nan_to_none(M.balanced_accuracy(labels, preds, len(HAM_CLASSES))),
-            "macro_auc_ovr": nan_to_none(M.macro_auc(a["probs"], labels)),
-            "melanoma_auc": nan_to_none(M.binary_auc(a["probs"][:, HAM_CLASSES.index("mel")], is_mel)),
-            "benign_urgent_rate": nan_to_none(a["urgent"][benign].mean() if benign.any() else np.nan),
-            "ece_after": nan_to_none(M.expected_calibration_error(a["probs"], labels)),
-            "melanoma_sensitivity": nan_to_none(a["melanoma_flag"][is_mel].mean() if is_mel.any() else np.nan),
-            "coverage": nan_to_none(a["sets"][np.arange(len(labels)), labels].mean()),
-            "mean_set_size": nan_to_none(a["sets"].sum(axis=1).mean())}
+    return {
+        "accuracy": nan_to_none(M.accuracy(labels, preds)),
+        "balanced_accuracy": nan_to_none(M.balanced_accuracy(labels, preds, len(HAM_CLASSES))),
+        "macro_auc_ovr": nan_to_none(M.macro_auc(a["probs"], labels)),
+        "melanoma_auc": nan_to_none(M.binary_auc(a["probs"][:, HAM_CLASSES.index("mel")], is_mel)),
+        "benign_urgent_rate": nan_to_none(a["urgent"][benign].mean() if benign.any() else np.nan),
+        "ece_after": nan_to_none(M.expected_calibration_error(a["probs"], labels)),
+        "melanoma_sensitivity": nan_to_none(a["melanoma_flag"][is_mel].mean() if is_mel.any() else np.nan),
+        "coverage": nan_to_none(a["sets"][np.arange(len(labels)), labels].mean()),
+        "mean_set_size": nan_to_none(a["sets"].sum(axis=1).mean()),
+    }
 
 
 def malignant_rows(labels: np.ndarray) -> np.ndarray:
@@ -372,8 +454,15 @@ def write_plots(out: Path, raw: np.ndarray, probs: np.ndarray, labels: np.ndarra
     ax.set_yticks(range(len(HAM_CLASSES)), HAM_CLASSES)
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
-            ax.text(j, i, f"{cm[i, j]}", ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black",
-                    fontsize=8)
+            ax.text(
+                j,
+                i,
+                f"{cm[i, j]}",
+                ha="center",
+                va="center",
+                color="white" if norm[i, j] > 0.5 else "black",
+                fontsize=8,
+            )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title("Confusion matrix (colour: row-normalised)")
@@ -388,30 +477,45 @@ def write_plots(out: Path, raw: np.ndarray, probs: np.ndarray, labels: np.ndarra
 def print_human(f: dict[str, Any]) -> None:
     print(f"Evaluated {f['n_images']} images from {f['data_dir']} ({f['evaluated_on']})")
     info = f["patient_info"]
-    print(f"patient details (age/sex/site) {'used for ' + str(info['images_with_details']) + ' images' if info['used'] else 'not used'}")
-    print(f"accuracy {f['accuracy']}  balanced accuracy {f['balanced_accuracy']}  macro-F1 {f['macro_f1']}  "
-          f"macro AUC {f['macro_auc_ovr']}  melanoma AUC {f['melanoma_auc']}")
+    print(
+        f"patient details (age/sex/site) {'used for ' + str(info['images_with_details']) + ' images' if info['used'] else 'not used'}"
+    )
+    print(
+        f"accuracy {f['accuracy']}  balanced accuracy {f['balanced_accuracy']}  macro-F1 {f['macro_f1']}  "
+        f"macro AUC {f['macro_auc_ovr']}  melanoma AUC {f['melanoma_auc']}"
+    )
     for c, v in f["per_class"].items():
         print(f"  {c:6s} n={v['n']:5d} sens {v['sensitivity']} spec {v['specificity']} auc {v['auc']}")
     m = f["melanoma_urgent_threshold"]
-    print(f"melanoma at urgent threshold {m['threshold']}: sensitivity {m['sensitivity']} specificity {m['specificity']}")
+    print(
+        f"melanoma at urgent threshold {m['threshold']}: sensitivity {m['sensitivity']} specificity {m['specificity']}"
+    )
     c = f["calibration"]
     print(f"ECE before {c['ece_before']} after {c['ece_after']} (T={c['temperature']})")
     s = f["conformal"]
     print(f"conformal target {s['target_coverage']}: coverage {s['coverage']} mean set size {s['mean_set_size']}")
     probe = f["abstention"]["non_lesion_pictures"]
-    print(f"abstention rate {f['abstention']['rate']}; on {probe['pictures']} non-lesion pictures "
-          f"{probe['abstention_rate']} (not refused: {', '.join(probe['not_refused']) or 'none'})")
+    print(
+        f"abstention rate {f['abstention']['rate']}; on {probe['pictures']} non-lesion pictures "
+        f"{probe['abstention_rate']} (not refused: {', '.join(probe['not_refused']) or 'none'})"
+    )
     if f.get("heatmap", {}).get("images"):
         h = f["heatmap"]
-        print(f"heat map: {h['heat_inside_mask_mean']} of the heat inside the expert mask (mask covers "
-              f"{h['mask_area_share_mean']} of the frame; {h['images']} images)")
+        print(
+            f"heat map: {h['heat_inside_mask_mean']} of the heat inside the expert mask (mask covers "
+            f"{h['mask_area_share_mean']} of the frame; {h['images']} images)"
+        )
     for key, groups in f["subgroups_balanced_accuracy"].items():
-        print(f"balanced accuracy by {key}: " + ", ".join(f"{g} {v['balanced_accuracy']} (n={v['n']})" for g, v in groups.items()))
+        print(
+            f"balanced accuracy by {key}: "
+            + ", ".join(f"{g} {v['balanced_accuracy']} (n={v['n']})" for g, v in groups.items())
+        )
     if "image_only" in f:
         print("image only (no patient details): " + ", ".join(f"{k} {v}" for k, v in f["image_only"].items()))
-    print(f"speed (1 thread): {f['speed']['ms_per_image_median']} ms/image median, "
-          f"{f['speed']['ms_with_heatmap_median']} ms with heat map")
+    print(
+        f"speed (1 thread): {f['speed']['ms_per_image_median']} ms/image median, "
+        f"{f['speed']['ms_with_heatmap_median']} ms with heat map"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

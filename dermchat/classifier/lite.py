@@ -78,14 +78,14 @@ class MBConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.relu6(self._bn0(self._expand_conv(x))) if self.has_expand else x
         h = F.relu6(self._bn1(self._depthwise_conv(h)))
-        h = self._bn2(self._project_conv(h))
+        out: torch.Tensor = self._bn2(self._project_conv(h))
         if not self.skip:
-            return h
+            return out
         if self.training and self.drop_rate > 0:
             keep = 1.0 - self.drop_rate
-            mask = torch.empty(h.shape[0], 1, 1, 1, dtype=h.dtype, device=h.device).bernoulli_(keep)
-            h = h * mask / keep
-        return h + x
+            mask = torch.empty(out.shape[0], 1, 1, 1, dtype=out.dtype, device=out.device).bernoulli_(keep)
+            out = out * mask / keep
+        return out + x
 
 
 class EfficientNetLite0(nn.Module):
@@ -96,8 +96,11 @@ class EfficientNetLite0(nn.Module):
         super().__init__()
         self._conv_stem = _SameConv(3, STEM_CHANNELS, 3, 2, bias=False)
         self._bn0 = _bn(STEM_CHANNELS)
-        specs = [(k, s if i == 0 else 1, e, c_in if i == 0 else c_out, c_out)
-                 for repeats, k, s, e, c_in, c_out in LITE0_STAGES for i in range(repeats)]
+        specs = [
+            (k, s if i == 0 else 1, e, c_in if i == 0 else c_out, c_out)
+            for repeats, k, s, e, c_in, c_out in LITE0_STAGES
+            for i in range(repeats)
+        ]
         self._blocks = nn.ModuleList(
             MBConv(c_in, c_out, k, s, e, drop_connect * idx / len(specs))
             for idx, (k, s, e, c_in, c_out) in enumerate(specs)
@@ -117,7 +120,8 @@ class EfficientNetLite0(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features, _ = self.forward_features(x)
-        return self._fc(features.mean(dim=(2, 3)))
+        logits: torch.Tensor = self._fc(features.mean(dim=(2, 3)))
+        return logits
 
 
 def imagenet_weights_path() -> str:
@@ -138,6 +142,7 @@ def load_imagenet(net: EfficientNetLite0) -> EfficientNetLite0:
     state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
     missing, unexpected = net.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith("_fc.") for k in missing):
-        raise RuntimeError(f"ImageNet checkpoint does not fit EfficientNet-Lite0: missing {missing}, "
-                           f"unexpected {unexpected}")
+        raise RuntimeError(
+            f"ImageNet checkpoint does not fit EfficientNet-Lite0: missing {missing}, unexpected {unexpected}"
+        )
     return net

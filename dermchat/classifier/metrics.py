@@ -6,6 +6,8 @@ so a model that says "nevus" to everything is 67% accurate and useless.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from scipy.stats import rankdata
 
@@ -79,7 +81,7 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: in
     correct = probs.argmax(axis=1) == labels
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         in_bin = (conf > lo) & (conf <= hi)
         if in_bin.any():
             ece += in_bin.mean() * abs(correct[in_bin].mean() - conf[in_bin].mean())
@@ -91,11 +93,18 @@ def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) ->
     correct = probs.argmax(axis=1) == labels
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     out = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         in_bin = (conf > lo) & (conf <= hi)
         if in_bin.any():
-            out.append({"lo": float(lo), "hi": float(hi), "n": int(in_bin.sum()),
-                        "confidence": float(conf[in_bin].mean()), "accuracy": float(correct[in_bin].mean())})
+            out.append(
+                {
+                    "lo": float(lo),
+                    "hi": float(hi),
+                    "n": int(in_bin.sum()),
+                    "confidence": float(conf[in_bin].mean()),
+                    "accuracy": float(correct[in_bin].mean()),
+                }
+            )
     return out
 
 

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -45,20 +46,25 @@ class ModelConfig:
     """"dermnet" (from scratch; files saved before this field existed) or "efficientnet-lite0" (ImageNet)."""
 
     @classmethod
-    def for_backbone(cls, backbone: str, **overrides: Any) -> "ModelConfig":
+    def for_backbone(cls, backbone: str, **overrides: Any) -> ModelConfig:
         """Defaults that suit each backbone: Lite0 reads the native 200x150 HAM frame with its ImageNet input
         scaling ((x - 127) / 128), the from-scratch CNN its own 128x96 with dataset statistics."""
         if backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
         if backbone == LITE0:
-            base: dict[str, Any] = {"mean": (127 / 255,) * 3, "std": (128 / 255,) * 3, "input_size": (200, 150),
-                                    "dropout": 0.3}
+            base: dict[str, Any] = {
+                "mean": (127 / 255,) * 3,
+                "std": (128 / 255,) * 3,
+                "input_size": (200, 150),
+                "dropout": 0.3,
+            }
             return cls(backbone=backbone, **{**base, **overrides})
         return cls(backbone=backbone, **overrides)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**fields)
 
 
 class BasicBlock(nn.Module):
@@ -83,6 +89,8 @@ class DermNet(nn.Module):
     the pooled embedding (for the out-of-distribution gate) and mask logits."""
 
     prefers_tta = True  # flip averaging at inference: cheap for one network, and dermoscopy has no handedness
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -134,6 +142,8 @@ class LiteNet(nn.Module):
     a network that never saw anything else)."""
 
     prefers_tta = False  # flip averaging doubles the cost; measured in the model card before turning it on
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
 
     def __init__(self, config: ModelConfig, imagenet: bool = False) -> None:
         super().__init__()
@@ -203,13 +213,14 @@ class Ensemble(nn.Module):
         if len({m.config.input_size for m in members}) != 1:
             raise ValueError("ensemble members must take the same input size (they see one frame)")
         self.members = nn.ModuleList(members)
+        self._networks = tuple(members)  # the same modules, typed (ModuleList items are plain Modules)
 
     @property
     def config(self) -> ModelConfig:
-        return self.members[0].config
+        return self._networks[0].config
 
     def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        outs = [m.forward_all(x) for m in self.members]
+        outs = [m.forward_all(x) for m in self._networks]
         return {
             "logits": torch.stack([o["logits"] for o in outs]).mean(dim=0),
             "features": outs[0]["features"],
@@ -243,7 +254,7 @@ def _build_member(blob: dict[str, Any]) -> Network:
 def save_model(model: Classifier, path: Path, extra: dict[str, Any] | None = None) -> None:
     """One file for a single network or an ensemble (``members``: one config + state dict each)."""
     if isinstance(model, Ensemble):
-        blob: dict[str, Any] = {"members": [_member_blob(m) for m in model.members]}  # type: ignore[arg-type]
+        blob: dict[str, Any] = {"members": [_member_blob(m) for m in model._networks]}
     else:
         blob = _member_blob(model)
     torch.save({**blob, "extra": extra or {}}, path)
@@ -276,9 +287,9 @@ def predict_logits(model: Classifier, x: torch.Tensor, tta: bool | None = None) 
     }
 
 
-def uint8_to_input(pixels: "torch.Tensor | Any") -> torch.Tensor:
+def uint8_to_input(pixels: torch.Tensor | np.ndarray) -> torch.Tensor:
     """NHWC uint8 (numpy or tensor) -> NCHW float in [0, 1]."""
-    if getattr(pixels, "flags", None) is not None and not pixels.flags.writeable:
+    if isinstance(pixels, np.ndarray) and not pixels.flags.writeable:
         pixels = pixels.copy()  # cached arrays are read-only; torch warns on non-writable memory
     t = torch.as_tensor(pixels)
     if t.ndim == 3:
@@ -287,7 +298,9 @@ def uint8_to_input(pixels: "torch.Tensor | Any") -> torch.Tensor:
 
 
 @torch.no_grad()
-def batched_inference(model: Classifier, pixels: Any, batch_size: int = 256, tta: bool | None = None) -> dict[str, torch.Tensor]:
+def batched_inference(
+    model: Classifier, pixels: Any, batch_size: int = 256, tta: bool | None = None
+) -> dict[str, torch.Tensor]:
     """Logits and pooled embeddings for a whole uint8 NHWC array, batch by batch."""
     model.eval()
     logits, embeddings = [], []

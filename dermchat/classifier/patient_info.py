@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -33,24 +34,70 @@ PRIOR_FILE = "patient_prior.json"
 AGE_BANDS: tuple[tuple[int, int], ...] = ((0, 30), (30, 40), (40, 50), (50, 60), (60, 70), (70, 80), (80, 200))
 SEXES: tuple[str, ...] = ("male", "female")
 SITES: tuple[str, ...] = (
-    "abdomen", "acral", "back", "chest", "ear", "face", "foot", "genital", "hand",
-    "lower extremity", "neck", "scalp", "trunk", "upper extremity",
+    "abdomen",
+    "acral",
+    "back",
+    "chest",
+    "ear",
+    "face",
+    "foot",
+    "genital",
+    "hand",
+    "lower extremity",
+    "neck",
+    "scalp",
+    "trunk",
+    "upper extremity",
 )
 """HAM10000's `localization` values (its 'unknown' counts as not given)."""
 
 _SITE_WORDS: tuple[tuple[str, str], ...] = (
-    ("scalp", "scalp"), ("head", "scalp"), ("ear", "ear"), ("face", "face"), ("cheek", "face"),
-    ("nose", "face"), ("forehead", "face"), ("lip", "face"), ("chin", "face"), ("eyelid", "face"),
-    ("neck", "neck"), ("chest", "chest"), ("breast", "chest"), ("abdomen", "abdomen"), ("belly", "abdomen"),
-    ("stomach", "abdomen"), ("back", "back"), ("shoulder", "back"), ("trunk", "trunk"), ("torso", "trunk"),
-    ("hip", "trunk"), ("buttock", "trunk"), ("genital", "genital"), ("groin", "genital"),
-    ("palm", "acral"), ("sole", "acral"), ("nail", "acral"), ("acral", "acral"),
-    ("hand", "hand"), ("finger", "hand"), ("wrist", "hand"), ("foot", "foot"), ("feet", "foot"),
-    ("toe", "foot"), ("ankle", "foot"),
-    ("upper extremity", "upper extremity"), ("forearm", "upper extremity"), ("underarm", "upper extremity"),
-    ("arm", "upper extremity"), ("elbow", "upper extremity"),
-    ("lower extremity", "lower extremity"), ("leg", "lower extremity"), ("thigh", "lower extremity"),
-    ("knee", "lower extremity"), ("shin", "lower extremity"), ("calf", "lower extremity"),
+    ("scalp", "scalp"),
+    ("head", "scalp"),
+    ("ear", "ear"),
+    ("face", "face"),
+    ("cheek", "face"),
+    ("nose", "face"),
+    ("forehead", "face"),
+    ("lip", "face"),
+    ("chin", "face"),
+    ("eyelid", "face"),
+    ("neck", "neck"),
+    ("chest", "chest"),
+    ("breast", "chest"),
+    ("abdomen", "abdomen"),
+    ("belly", "abdomen"),
+    ("stomach", "abdomen"),
+    ("back", "back"),
+    ("shoulder", "back"),
+    ("trunk", "trunk"),
+    ("torso", "trunk"),
+    ("hip", "trunk"),
+    ("buttock", "trunk"),
+    ("genital", "genital"),
+    ("groin", "genital"),
+    ("palm", "acral"),
+    ("sole", "acral"),
+    ("nail", "acral"),
+    ("acral", "acral"),
+    ("hand", "hand"),
+    ("finger", "hand"),
+    ("wrist", "hand"),
+    ("foot", "foot"),
+    ("feet", "foot"),
+    ("toe", "foot"),
+    ("ankle", "foot"),
+    ("upper extremity", "upper extremity"),
+    ("forearm", "upper extremity"),
+    ("underarm", "upper extremity"),
+    ("arm", "upper extremity"),
+    ("elbow", "upper extremity"),
+    ("lower extremity", "lower extremity"),
+    ("leg", "lower extremity"),
+    ("thigh", "lower extremity"),
+    ("knee", "lower extremity"),
+    ("shin", "lower extremity"),
+    ("calf", "lower extremity"),
 )
 """Everyday words mapped to HAM sites; longer phrases are listed before the words they contain."""
 
@@ -89,12 +136,12 @@ class PatientInfo:
     site: str | None = None
 
     @classmethod
-    def from_user(cls, age: float | str | None = None, sex: str | None = None, site: str | None = None) -> "PatientInfo":
+    def from_user(cls, age: float | str | None = None, sex: str | None = None, site: str | None = None) -> PatientInfo:
         """Normalise free input; ages outside 0-120 and unrecognised words count as not given."""
         years: float | None = None
         if age not in (None, ""):
             try:
-                years = float(age)  # type: ignore[arg-type]
+                years = float(age)
             except (TypeError, ValueError):
                 years = None
             if years is not None and not (0 <= years <= 120 and math.isfinite(years)):
@@ -138,7 +185,9 @@ def ignored_details(age: float | str | None, sex: str | None, site: str | None) 
 
 
 FEATURE_NAMES: tuple[str, ...] = (
-    tuple(f"age {lo}-{hi}" for lo, hi in AGE_BANDS) + tuple(f"sex {s}" for s in SEXES) + tuple(f"site {s}" for s in SITES)
+    tuple(f"age {lo}-{hi}" for lo, hi in AGE_BANDS)
+    + tuple(f"sex {s}" for s in SEXES)
+    + tuple(f"site {s}" for s in SITES)
 )
 
 
@@ -158,21 +207,25 @@ def features(info: PatientInfo) -> np.ndarray:
 
 def _hidden_variants(info: PatientInfo) -> list[PatientInfo]:
     """The row with every subset of its details hidden (8 variants), so 'not given' is learnt."""
-    return [PatientInfo(age=info.age if a else None, sex=info.sex if s else None, site=info.site if t else None)
-            for a, s, t in product((True, False), repeat=3)]
+    return [
+        PatientInfo(age=info.age if a else None, sex=info.sex if s else None, site=info.site if t else None)
+        for a, s, t in product((True, False), repeat=3)
+    ]
 
 
 class PatientPrior:
     """Multinomial logistic regression p(dx | details), stored as plain JSON (a few hundred numbers)."""
 
-    def __init__(self, coef: np.ndarray, intercept: np.ndarray, weight: float = 0.0, meta: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, coef: np.ndarray, intercept: np.ndarray, weight: float = 0.0, meta: dict[str, Any] | None = None
+    ) -> None:
         self.coef = np.asarray(coef, dtype=np.float64)  # (features, classes)
         self.intercept = np.asarray(intercept, dtype=np.float64)
         self.weight = float(weight)
         self.meta = dict(meta or {})
 
     @classmethod
-    def fit(cls, infos: Sequence[PatientInfo], labels: np.ndarray, l2: float = 1.0) -> "PatientPrior":
+    def fit(cls, infos: Sequence[PatientInfo], labels: np.ndarray, l2: float = 1.0) -> PatientPrior:
         """L2-penalised maximum likelihood with L-BFGS (deterministic; no sklearn needed)."""
         from scipy.optimize import minimize
         from scipy.special import log_softmax, softmax
@@ -186,15 +239,18 @@ class PatientPrior:
 
         def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
             w = theta[: d * k].reshape(d, k)
-            b = theta[d * k:]
+            b = theta[d * k :]
             z = x @ w + b
             nll = -(onehot * log_softmax(z, axis=1)).sum() / n + 0.5 * l2 * (w * w).sum() / len(infos)
             g = (softmax(z, axis=1) - onehot) / n
             return float(nll), np.concatenate([(x.T @ g + l2 * w / len(infos)).ravel(), g.sum(axis=0)])
 
         res = minimize(loss, np.zeros(d * k + k), jac=True, method="L-BFGS-B", options={"maxiter": 500})
-        return cls(res.x[: d * k].reshape(d, k), res.x[d * k:],
-                   meta={"rows": len(infos), "l2": l2, "converged": bool(res.success)})
+        return cls(
+            res.x[: d * k].reshape(d, k),
+            res.x[d * k :],
+            meta={"rows": len(infos), "l2": l2, "converged": bool(res.success)},
+        )
 
     def log_ratio(self, infos: Sequence[PatientInfo]) -> np.ndarray:
         """(N, classes) log p(dx | details) - log p(dx | nothing given); all zero for a row with no details."""
@@ -203,21 +259,28 @@ class PatientPrior:
         x = np.stack([features(i) for i in infos]) if infos else np.zeros((0, len(FEATURE_NAMES)))
         given = log_softmax(x @ self.coef + self.intercept, axis=1)
         nothing = log_softmax(self.intercept[None, :], axis=1)
-        return given - nothing
+        log_ratio: np.ndarray = given - nothing
+        return log_ratio
 
     def shift(self, infos: Sequence[PatientInfo]) -> np.ndarray:
         """What is added to the CNN logits: the fitted weight times the log-ratio."""
         return self.weight * self.log_ratio(infos)
 
     def to_json(self) -> dict[str, Any]:
-        return {"classes": list(HAM_CLASSES), "features": list(FEATURE_NAMES), "weight": self.weight,
-                "coef": np.round(self.coef, 6).tolist(), "intercept": np.round(self.intercept, 6).tolist(), **self.meta}
+        return {
+            "classes": list(HAM_CLASSES),
+            "features": list(FEATURE_NAMES),
+            "weight": self.weight,
+            "coef": np.round(self.coef, 6).tolist(),
+            "intercept": np.round(self.intercept, 6).tolist(),
+            **self.meta,
+        }
 
     def save(self, weights_dir: Path) -> None:
         (Path(weights_dir) / PRIOR_FILE).write_text(json.dumps(self.to_json(), indent=1))
 
     @classmethod
-    def load(cls, weights_dir: Path) -> "PatientPrior | None":
+    def load(cls, weights_dir: Path) -> PatientPrior | None:
         """The stored prior, or None for weights folders made before patient details were used."""
         path = Path(weights_dir) / PRIOR_FILE
         if not path.is_file():

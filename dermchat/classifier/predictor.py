@@ -138,7 +138,8 @@ class Predictor:
     @property
     def input_size(self) -> tuple[int, int]:
         """(width, height) of the frames this model reads: callers build frames with `to_model_frame(img, size)`."""
-        return tuple(self.model.config.input_size)  # type: ignore[return-value]
+        width, height = self.model.config.input_size
+        return width, height
 
     def forward_frames(self, frames: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """Logits and embeddings for uint8 NHWC model frames."""

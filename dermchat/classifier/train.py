@@ -34,9 +34,10 @@ import math
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -67,7 +68,10 @@ AUGMENTATIONS: dict[str, dict[str, Any]] = {
     "light": {"max_rotation_deg": 0.0, "scale_range": (1.0, 1.0), "max_translate": 0.0},
 }
 """`--augment` choices, as AugmentConfig overrides (augment.py imports torch, so the config is built in the run)."""
-BACKBONE_DEFAULTS: dict[str, dict[str, float]] = {LITE0: {"lr": 6e-4, "batch_size": 32}, "dermnet": {"lr": 3e-3, "batch_size": 64}}
+BACKBONE_DEFAULTS: dict[str, dict[str, float]] = {
+    LITE0: {"lr": 6e-4, "batch_size": 32},
+    "dermnet": {"lr": 3e-3, "batch_size": 64},
+}
 
 
 def input_size(text: str) -> tuple[int, int]:
@@ -87,43 +91,82 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder for weights, split, log, calibration")
     p.add_argument("--epochs", type=int, default=60, help="maximum epochs (default 60)")
     p.add_argument("--seed", type=int, default=0, help="seeds weight init, sampling and augmentation")
-    p.add_argument("--split-seed", type=int, default=None,
-                   help="seed of the lesion split (default: --seed). Ensemble members need the same split, so "
-                        "train them with one --split-seed and different --seed")
+    p.add_argument(
+        "--split-seed",
+        type=int,
+        default=None,
+        help="seed of the lesion split (default: --seed). Ensemble members need the same split, so "
+        "train them with one --split-seed and different --seed",
+    )
     p.add_argument("--max-minutes", type=float, default=None, help="wall-clock cap for the training loop")
     p.add_argument("--limit", type=int, default=None, help="use only N images (smoke tests / CI)")
-    p.add_argument("--backbone", choices=BACKBONES, default=LITE0,
-                   help="network: efficientnet-lite0 (ImageNet weights, fine-tuned; the default) or dermnet "
-                        "(the small from-scratch CNN)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run in --out from its last epoch checkpoint (same arguments)")
-    p.add_argument("--stop-after", type=int, default=None, metavar="EPOCH",
-                   help="end this sitting after epoch EPOCH without finishing the schedule; `--resume` later "
-                        "continues exactly where it stopped (for machines you hold for a limited time)")
+    p.add_argument(
+        "--backbone",
+        choices=BACKBONES,
+        default=LITE0,
+        help="network: efficientnet-lite0 (ImageNet weights, fine-tuned; the default) or dermnet "
+        "(the small from-scratch CNN)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run in --out from its last epoch checkpoint (same arguments)",
+    )
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        metavar="EPOCH",
+        help="end this sitting after epoch EPOCH without finishing the schedule; `--resume` later "
+        "continues exactly where it stopped (for machines you hold for a limited time)",
+    )
     p.add_argument("--batch-size", type=int, default=None, help="default 32 (efficientnet-lite0) / 64 (dermnet)")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate; default 6e-4 (efficientnet-lite0) "
-                                                         "/ 3e-3 (dermnet)")
+    p.add_argument(
+        "--lr", type=float, default=None, help="peak learning rate; default 6e-4 (efficientnet-lite0) / 3e-3 (dermnet)"
+    )
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--patience", type=int, default=15, help="early stopping: epochs without a better val score")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--max-batches", type=int, default=None, help="stop each epoch after N batches (CI)")
     p.add_argument("--no-calibrate", action="store_true", help="skip the calibration step at the end")
-    p.add_argument("--low-res-until", type=float, default=0.0,
-                   help="train at 3/4 resolution until this fraction of the schedule (progressive resizing; "
-                        "0 = off). Early epochs learn coarse features at about 60%% of the cost")
-    p.add_argument("--input-size", type=input_size, default=None, metavar="WxH",
-                   help="frame size the network reads, e.g. 160x120 (default 200x150 for efficientnet-lite0, "
-                        "128x96 for dermnet, or the --init-from network's; a larger size with --init-from "
-                        "fine-tunes that network at the new size)")
-    p.add_argument("--augment", choices=sorted(AUGMENTATIONS), default="full",
-                   help="full: any rotation, flips, zoom, shifts and colour jitter; light: flips and colour only "
-                        "(the pretrained backbone needs less invariance taught, and converges in fewer epochs)")
-    p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
-                   help="mixup with Beta(ALPHA, ALPHA) weights (0 = off): blends pairs of images and their labels, "
-                        "a regulariser for long runs that otherwise over-fit")
-    p.add_argument("--init-from", type=Path, default=None,
-                   help="start from the weights in this train-classifier output folder (same lesion split "
-                        "required) instead of a random initialisation")
+    p.add_argument(
+        "--low-res-until",
+        type=float,
+        default=0.0,
+        help="train at 3/4 resolution until this fraction of the schedule (progressive resizing; "
+        "0 = off). Early epochs learn coarse features at about 60%% of the cost",
+    )
+    p.add_argument(
+        "--input-size",
+        type=input_size,
+        default=None,
+        metavar="WxH",
+        help="frame size the network reads, e.g. 160x120 (default 200x150 for efficientnet-lite0, "
+        "128x96 for dermnet, or the --init-from network's; a larger size with --init-from "
+        "fine-tunes that network at the new size)",
+    )
+    p.add_argument(
+        "--augment",
+        choices=sorted(AUGMENTATIONS),
+        default="full",
+        help="full: any rotation, flips, zoom, shifts and colour jitter; light: flips and colour only "
+        "(the pretrained backbone needs less invariance taught, and converges in fewer epochs)",
+    )
+    p.add_argument(
+        "--mixup",
+        type=float,
+        default=0.0,
+        metavar="ALPHA",
+        help="mixup with Beta(ALPHA, ALPHA) weights (0 = off): blends pairs of images and their labels, "
+        "a regulariser for long runs that otherwise over-fit",
+    )
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="start from the weights in this train-classifier output folder (same lesion split "
+        "required) instead of a random initialisation",
+    )
     return p
 
 
@@ -135,7 +178,7 @@ class TrainLog:
         self.fh = path.open("a")
 
     def __call__(self, msg: str) -> None:
-        line = f"{datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')} {msg}"
+        line = f"{datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')} {msg}"
         print(line, flush=True)
         self.fh.write(line + "\n")
         self.fh.flush()
@@ -172,8 +215,10 @@ def warm_start(folder: Path, split: dict[str, list[str]], log: TrainLog) -> Any:
     if not model_path.is_file() or not split_path.is_file():
         raise DataError(f"--init-from {folder}: expected {MODEL_FILE} and {SPLIT_FILE} from a train-classifier run")
     if not same_split(read_split(split_path), split):
-        raise DataError(f"--init-from {folder} was trained on a different lesion split; use the same --split-seed "
-                        "(and --limit), or its weights will have seen this run's held-out lesions")
+        raise DataError(
+            f"--init-from {folder} was trained on a different lesion split; use the same --split-seed "
+            "(and --limit), or its weights will have seen this run's held-out lesions"
+        )
     model, extra = load_model(model_path)
     if not isinstance(model, DermNet):
         raise DataError(f"--init-from {folder} holds an ensemble; start from one member's folder")
@@ -205,14 +250,19 @@ class Checkpoint:
         import torch
 
         if not self.path.is_file():
-            raise DataError(f"--resume: {self.path} does not exist (no epoch of this run finished yet); "
-                            "start the run again without --resume")
+            raise DataError(
+                f"--resume: {self.path} does not exist (no epoch of this run finished yet); "
+                "start the run again without --resume"
+            )
         state: dict[str, Any] = torch.load(self.path, map_location="cpu", weights_only=True)
-        changed = sorted(k for k in set(state["args"]) | set(self.args)
-                         if state["args"].get(k) != self.args.get(k))
+        changed = sorted(k for k in set(state["args"]) | set(self.args) if state["args"].get(k) != self.args.get(k))
         if changed:
-            raise DataError("--resume: these arguments differ from the interrupted run's: " + ", ".join(
-                f"--{k.replace('_', '-')} {state['args'].get(k)!r} -> {self.args.get(k)!r}" for k in changed))
+            raise DataError(
+                "--resume: these arguments differ from the interrupted run's: "
+                + ", ".join(
+                    f"--{k.replace('_', '-')} {state['args'].get(k)!r} -> {self.args.get(k)!r}" for k in changed
+                )
+            )
         return state
 
 
@@ -249,9 +299,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = TrainLog(out / LOG_FILE)
-    command = "python -m dermchat train-classifier " + " ".join(
-        list(argv) if argv is not None else sys.argv[1:]
-    )
+    command = "python -m dermchat train-classifier " + " ".join(list(argv) if argv is not None else sys.argv[1:])
     log(f"command: {command}")
     log(f"torch {torch.__version__}, {torch.get_num_threads()} threads, python {platform.python_version()}")
 
@@ -261,15 +309,18 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         records = subsample(records, args.limit, split_seed)
     split = split_by_lesion(records, split_seed, DEFAULT_FRACTIONS)
     write_split(out / SPLIT_FILE, split, split_seed, DEFAULT_FRACTIONS)
-    log(f"data {data_dir}: {len(records)} images; split by lesion (seed {split_seed}): "
-        + ", ".join(f"{k} {len(v)}" for k, v in split.items()))
+    log(
+        f"data {data_dir}: {len(records)} images; split by lesion (seed {split_seed}): "
+        + ", ".join(f"{k} {len(v)}" for k, v in split.items())
+    )
 
     init = warm_start(Path(args.init_from), split, log) if args.init_from else None
     backbone = init.config.backbone if init is not None else args.backbone
     lr_peak = args.lr if args.lr is not None else BACKBONE_DEFAULTS[backbone]["lr"]
     batch_size = int(args.batch_size or BACKBONE_DEFAULTS[backbone]["batch_size"])
-    size: tuple[int, int] = args.input_size or (tuple(init.config.input_size) if init is not None else
-                                                ModelConfig.for_backbone(backbone).input_size)
+    size: tuple[int, int] = args.input_size or (
+        tuple(init.config.input_size) if init is not None else ModelConfig.for_backbone(backbone).input_size
+    )
     ids = [r.image_id for r in records]
     t0 = time.time()
     pixels, masks = load_pixels(data_dir, ids, with_masks=True, use_cache=not args.limit, size=size)
@@ -289,23 +340,29 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         model = build_model(ModelConfig.for_backbone(LITE0, input_size=size), imagenet=True)
     else:
         train_px = pixels[tr]
-        mean = tuple(float(x) for x in train_px.reshape(-1, 3).mean(axis=0) / 255.0)
-        std = tuple(float(x) for x in train_px.reshape(-1, 3).std(axis=0) / 255.0)
-        model = build_model(ModelConfig(mean=mean, std=std, input_size=size))  # type: ignore[arg-type]
+        red, green, blue = (float(x) for x in train_px.reshape(-1, 3).mean(axis=0) / 255.0)
+        red_sd, green_sd, blue_sd = (float(x) for x in train_px.reshape(-1, 3).std(axis=0) / 255.0)
+        model = build_model(ModelConfig(mean=(red, green, blue), std=(red_sd, green_sd, blue_sd), input_size=size))
     config = model.config
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
-    shape = "ImageNet weights" if backbone == LITE0 and init is None else f"widths {config.widths}, blocks {config.blocks}"
-    log(f"model {backbone}: {count_parameters(model)} parameters, {shape}, input {size[0]}x{size[1]}, "
-        f"batch {batch_size}, peak lr {lr_peak:g}")
+    shape = (
+        "ImageNet weights" if backbone == LITE0 and init is None else f"widths {config.widths}, blocks {config.blocks}"
+    )
+    log(
+        f"model {backbone}: {count_parameters(model)} parameters, {shape}, input {size[0]}x{size[1]}, "
+        f"batch {batch_size}, peak lr {lr_peak:g}"
+    )
 
     weights = class_weights(labels_all[tr], len(HAM_CLASSES))
     log("class weights: " + ", ".join(f"{c} {w:.2f}" for c, w in zip(HAM_CLASSES, weights)))
     weight_t = torch.tensor(weights, dtype=torch.float32)
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
+    for p in model.parameters():
         (decay if p.ndim > 1 else no_decay).append(p)
+
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=lr_peak,
@@ -317,7 +374,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     if args.max_batches:
         steps_per_epoch = min(steps_per_epoch, args.max_batches)
     total_steps = steps_per_epoch * args.epochs
-    budget_s = args.max_minutes * 60 if args.max_minutes else None
+    budget_s: float | None = args.max_minutes * 60 if args.max_minutes else None
     best_score, best_epoch, best_metrics = -1.0, -1, {}
     history: list[dict[str, Any]] = []
     step, first_epoch, elapsed_before = 0, 1, 0.0
@@ -335,10 +392,10 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         best_score, best_epoch, best_metrics = state["best_score"], state["best_epoch"], state["best_metrics"]
         first_epoch = state["epoch"] + 1
         log(f"resumed after epoch {state['epoch']} (step {step}, {elapsed_before / 60:.1f} min of training so far)")
-    loop_start = time.time() - elapsed_before
+    loop_start: float = time.time() - elapsed_before
 
     def progress(step: int) -> float:
-        p = step / total_steps
+        p: float = step / total_steps
         if budget_s:
             p = max(p, (time.time() - loop_start) / budget_s)
         return min(p, 1.0)
@@ -347,8 +404,9 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         model.train()
         order = rng.permutation(tr)
         running, seen = 0.0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{args.epochs}", mininterval=10,
-                   file=sys.stderr, leave=False)
+        bar = tqdm(
+            range(steps_per_epoch), desc=f"epoch {epoch}/{args.epochs}", mininterval=10, file=sys.stderr, leave=False
+        )
         for b in bar:
             batch = order[b * batch_size : (b + 1) * batch_size]
             if len(batch) < 2:
@@ -372,7 +430,8 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             cls_loss = F.cross_entropy(outp["logits"], y, weight=weight_t, label_smoothing=0.05)
             if partner is not None:
                 cls_loss = mix * cls_loss + (1 - mix) * F.cross_entropy(
-                    outp["logits"], y[partner], weight=weight_t, label_smoothing=0.05)
+                    outp["logits"], y[partner], weight=weight_t, label_smoothing=0.05
+                )
             target = F.adaptive_avg_pool2d(m, outp["mask_logits"].shape[-2:])
             seg_loss = F.binary_cross_entropy_with_logits(outp["mask_logits"], target)
             loss = cls_loss + 0.3 * seg_loss
@@ -398,21 +457,42 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         val["nll"] = float(F.cross_entropy(out_v["logits"], torch.as_tensor(labels_all[va])))
         score = float(np.nanmean([val["accuracy"], val["balanced_accuracy"], val["macro_auc"]]))
         elapsed = time.time() - loop_start
-        history.append({"epoch": epoch, "train_loss": running / max(seen, 1), "lr": lr,
-                        "elapsed_s": round(elapsed, 1), "score": score, **val})
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": running / max(seen, 1),
+                "lr": lr,
+                "elapsed_s": round(elapsed, 1),
+                "score": score,
+                **val,
+            }
+        )
         improved = score > best_score
         if improved:
             best_score, best_epoch, best_metrics = score, epoch, val
             save_model(ema, out / MODEL_FILE, extra={"epoch": epoch, "val": val, "seed": args.seed})
-        log(f"epoch {epoch}: train loss {running / max(seen, 1):.4f}, lr {lr:.2e}, val acc {val['accuracy']:.4f} "
+        log(
+            f"epoch {epoch}: train loss {running / max(seen, 1):.4f}, lr {lr:.2e}, val acc {val['accuracy']:.4f} "
             f"bal {val['balanced_accuracy']:.4f} f1 {val['macro_f1']:.4f} auc {val['macro_auc']:.4f} "
-            f"nll {val['nll']:.4f} score {score:.4f}{' *best*' if improved else ''} ({elapsed / 60:.1f} min)")
-        checkpoint.save({
-            "epoch": epoch, "step": step, "elapsed_s": time.time() - loop_start, "history": history,
-            "best_score": best_score, "best_epoch": best_epoch, "best_metrics": best_metrics,
-            "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-            "torch_generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state,
-        })
+            f"nll {val['nll']:.4f} score {score:.4f}{' *best*' if improved else ''} ({elapsed / 60:.1f} min)"
+        )
+        checkpoint.save(
+            {
+                "epoch": epoch,
+                "step": step,
+                "elapsed_s": time.time() - loop_start,
+                "history": history,
+                "best_score": best_score,
+                "best_epoch": best_epoch,
+                "best_metrics": best_metrics,
+                "model": model.state_dict(),
+                "ema": ema.state_dict(),
+                "optimizer": opt.state_dict(),
+                "torch_generator": gen.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "numpy_rng": rng.bit_generator.state,
+            }
+        )
         if budget_s and elapsed > budget_s:
             stop_reason = f"wall-clock cap of {args.max_minutes} min reached"
             break
@@ -426,8 +506,10 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             stop_reason = f"early stopping (no better val score for {args.patience} epochs)"
             break
     train_s = time.time() - loop_start
-    log(f"stopped: {stop_reason}; best epoch {best_epoch} (val score {best_score:.4f}); "
-        f"training loop {train_s / 60:.1f} min")
+    log(
+        f"stopped: {stop_reason}; best epoch {best_epoch} (val score {best_score:.4f}); "
+        f"training loop {train_s / 60:.1f} min"
+    )
 
     summary = {
         "command": command,
@@ -448,7 +530,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         "training_loop_minutes": round(train_s / 60, 2),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "history": history,
     }
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
@@ -459,9 +541,11 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
 
         t0 = time.time()
         cal = calibrate_dir(out, data_dir, pixels=pixels, image_ids=ids)
-        log(f"calibrated in {time.time() - t0:.1f}s: temperature {cal['temperature']:.3f}, "
+        log(
+            f"calibrated in {time.time() - t0:.1f}s: temperature {cal['temperature']:.3f}, "
             f"conformal threshold {cal['conformal']['threshold']:.4f}, "
-            f"melanoma threshold {cal['melanoma']['threshold']:.4f}")
+            f"melanoma threshold {cal['melanoma']['threshold']:.4f}"
+        )
     log(f"done in {(time.time() - started) / 60:.1f} min; weights in {out / MODEL_FILE}")
     log.close()
     return 0

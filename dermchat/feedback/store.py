@@ -10,7 +10,7 @@ import json
 import os
 import sqlite3
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ def default_feedback_db() -> Path:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _private_file(path: Path) -> None:
@@ -73,8 +73,15 @@ class FeedbackStore:
             cursor = conn.execute(
                 "INSERT INTO feedback (created_at, updated_at, result_id, providers, tier, rating, comment)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (stamp, stamp, str(fields["result_id"]), json.dumps(fields.get("providers", {}), sort_keys=True),
-                 str(fields.get("tier") or ""), check_rating(rating), clean_comment(comment)),
+                (
+                    stamp,
+                    stamp,
+                    str(fields["result_id"]),
+                    json.dumps(fields.get("providers", {}), sort_keys=True),
+                    str(fields.get("tier") or ""),
+                    check_rating(rating),
+                    clean_comment(comment),
+                ),
             )
             return int(cursor.lastrowid or 0)
 

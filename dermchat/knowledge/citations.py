@@ -30,8 +30,14 @@ class CitationBook:
             marker = f"[{len(self.citations) + 1}]"
             self._markers[key] = marker
             self.citations.append(
-                Citation(marker=marker, source_id=source_id, title=source.title, url=source.url,
-                         condition_id=condition_id, section=section)
+                Citation(
+                    marker=marker,
+                    source_id=source_id,
+                    title=source.title,
+                    url=source.url,
+                    condition_id=condition_id,
+                    section=section,
+                )
             )
         return self._markers[key]
 
@@ -42,8 +48,10 @@ class CitationBook:
 
     def cite_run(self, condition_id: str, items: list[tuple[str, Statement]]) -> str:
         """Sentences of one paragraph, each run of sentences with the same sources cited once at its end."""
-        pieces = [(statement.text, "".join(self.marker(condition_id, section, sid) for sid in statement.source_ids))
-                  for section, statement in items]
+        pieces = [
+            (statement.text, "".join(self.marker(condition_id, section, sid) for sid in statement.source_ids))
+            for section, statement in items
+        ]
         out = []
         for i, (text, markers) in enumerate(pieces):
             same_as_next = i + 1 < len(pieces) and pieces[i + 1][1] == markers

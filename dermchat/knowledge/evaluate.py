@@ -44,8 +44,10 @@ QUESTION_SETS: dict[str, tuple[Path, str]] = {
     "dev": (DEFAULT_QUESTIONS, "development set: retrieval was tuned on it (optimistic figures)"),
     "heldout": (HELDOUT_QUESTIONS, "held-out set: never used for tuning (the honest figures)"),
 }
-LATENCY_NOTE = ("fresh questions: each embedded anew (query-embedding cache bypassed, spelling memo emptied); "
-                "model and index loaded and warmed up before timing")
+LATENCY_NOTE = (
+    "fresh questions: each embedded anew (query-embedding cache bypassed, spelling memo emptied); "
+    "model and index loaded and warmed up before timing"
+)
 STAGES = ("analyze", "embed", "dense", "bm25", "fuse")
 KS = (1, 3, 5)
 TARGETS = {"condition_recall@3": 0.95, "latency_p95_ms": 30.0}
@@ -132,8 +134,13 @@ def measure_build(kb_dir: Path | None = None) -> dict[str, float]:
             else:
                 os.environ["DERMCHAT_CACHE_DIR"] = previous
     assert not cold.build.from_cache and cached.build.from_cache
-    return {"cold_s": cold.build.seconds, "cached_s": cached.build.seconds, "chunks": cold.build.chunks,
-            "packaged_s": packaged.build.seconds, "packaged_used": packaged.build.from_cache}
+    return {
+        "cold_s": cold.build.seconds,
+        "cached_s": cached.build.seconds,
+        "chunks": cold.build.chunks,
+        "packaged_s": packaged.build.seconds,
+        "packaged_used": packaged.build.from_cache,
+    }
 
 
 def resolve_question_set(name_or_path: str | Path) -> tuple[Path, str]:
@@ -216,10 +223,16 @@ def evaluate(questions: list[Question], *, kb_dir: Path | None = None, show_miss
         "cpu_count": os.cpu_count(),
     }
     figures["targets"] = {
-        "condition_recall@3": {"target": TARGETS["condition_recall@3"], "value": figures["condition"]["recall@3"],
-                               "met": figures["condition"]["recall@3"] >= TARGETS["condition_recall@3"]},
-        "latency_p95_ms": {"target": TARGETS["latency_p95_ms"], "value": figures["latency_ms"]["p95"],
-                           "met": figures["latency_ms"]["p95"] <= TARGETS["latency_p95_ms"]},
+        "condition_recall@3": {
+            "target": TARGETS["condition_recall@3"],
+            "value": figures["condition"]["recall@3"],
+            "met": figures["condition"]["recall@3"] >= TARGETS["condition_recall@3"],
+        },
+        "latency_p95_ms": {
+            "target": TARGETS["latency_p95_ms"],
+            "value": figures["latency_ms"]["p95"],
+            "met": figures["latency_ms"]["p95"] <= TARGETS["latency_p95_ms"],
+        },
     }
     if show_misses:
         figures["misses"] = misses[:show_misses]
@@ -228,14 +241,19 @@ def evaluate(questions: list[Question], *, kb_dir: Path | None = None, show_miss
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dermchat eval-rag", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--questions", default="dev",
-                        help="'dev' (tuned on), 'heldout' (never tuned on) or a JSONL file (default: dev)")
+    parser.add_argument(
+        "--questions", default="dev", help="'dev' (tuned on), 'heldout' (never tuned on) or a JSONL file (default: dev)"
+    )
     parser.add_argument("--limit", type=int, default=0, help="only the first N questions (quick runs on a busy CPU)")
     parser.add_argument("--kb", type=Path, default=None, help="knowledge-base folder (default: the packaged KB)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--no-build-timing", action="store_true", help="skip the cold/cached index build timing")
-    parser.add_argument("--misses", type=int, default=0, help="list up to N questions whose condition is not in the top 3")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for query embedding, torch or ONNX Runtime (default 1)")
+    parser.add_argument(
+        "--misses", type=int, default=0, help="list up to N questions whose condition is not in the top 3"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="CPU threads for query embedding, torch or ONNX Runtime (default 1)"
+    )
     args = parser.parse_args(argv)
     path, description = resolve_question_set(args.questions)
     if not path.exists():
@@ -252,8 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(max(1, args.threads))
     except ImportError:
         pass
-    figures = {"question_set": {"path": str(path), "description": description},
-               **evaluate(questions, kb_dir=args.kb, show_misses=args.misses)}
+    figures = {
+        "question_set": {"path": str(path), "description": description},
+        **evaluate(questions, kb_dir=args.kb, show_misses=args.misses),
+    }
     if not args.no_build_timing:
         figures["index_build_s"] = measure_build(args.kb)
     from dermchat.knowledge.kb import get_kb

@@ -12,7 +12,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dermchat.knowledge.answer import (
-    INJECTION_NOTICE, OFF_TOPIC_NOTICE, AnswerSettings, answer, diagnosis_focus, looks_like_injection, off_topic,
+    INJECTION_NOTICE,
+    OFF_TOPIC_NOTICE,
+    AnswerSettings,
+    answer,
+    diagnosis_focus,
+    looks_like_injection,
+    off_topic,
 )
 from dermchat.knowledge.intake import MIN_CONTENT_WORDS, PROVIDER_ID, intake_explanation
 from dermchat.knowledge.intents import OFF_TOPIC_REPLY, detect_intent, result_answer
@@ -50,11 +56,13 @@ def explain_turn(
     lead = result_answer(intent, ctx, index, get_vocabulary())
     if not lead:
         return explanation
-    return explanation.model_copy(update={
-        "lead": lead,
-        "notices": [n for n in explanation.notices if n != OFF_TOPIC_NOTICE],  # the question was understood
-        "extra": {**explanation.extra, "intent": intent, "off_topic": False},
-    })
+    return explanation.model_copy(
+        update={
+            "lead": lead,
+            "notices": [n for n in explanation.notices if n != OFF_TOPIC_NOTICE],  # the question was understood
+            "extra": {**explanation.extra, "intent": intent, "off_topic": False},
+        }
+    )
 
 
 def _explain(ctx: TurnContext, index: KnowledgeIndex, settings: AnswerSettings, generator: Any = None) -> Explanation:
@@ -64,21 +72,36 @@ def _explain(ctx: TurnContext, index: KnowledgeIndex, settings: AnswerSettings, 
     question = ctx.question or ""
     if focus:
         ctx.progress("Finding passages about the likely conditions", 0.3)
-        return answer(index, question, ctx.audience, diagnosis, focus=focus, settings=settings, generator=generator,
-                      urgent=urgent)
+        return answer(
+            index, question, ctx.audience, diagnosis, focus=focus, settings=settings, generator=generator, urgent=urgent
+        )
     abstained = diagnosis is not None and diagnosis.abstained
     analysis = index.analyze(question, ctx.audience) if question else None
     earlier = previous_considered(ctx)
     asks_about = analysis is not None and (bool(analysis.sections) or len(question.split()) <= SHORT_QUESTION_WORDS)
     if analysis is not None and asks_about and (analysis.mentioned or earlier):
         ctx.progress("Looking up the condition you asked about", 0.3)
-        return answer(index, question, ctx.audience, None, focus=earlier if not analysis.mentioned else (),
-                      settings=settings, generator=generator)
-    if (analysis is not None and not ctx.triage and detect_intent(question) is None
-            and len(tokenize(question)) >= MIN_CONTENT_WORDS  # "hello" gets the intake questions
-            and off_topic(index.search(question, k=3, audience=ctx.audience, analysis=analysis))):
-        return Explanation(provider_id=PROVIDER_ID, text=OFF_TOPIC_REPLY + " Attach a photo of the skin, or describe "
-                           "what you see, and I can help.", extra={"mode": "off_topic", "off_topic": True})
+        return answer(
+            index,
+            question,
+            ctx.audience,
+            None,
+            focus=earlier if not analysis.mentioned else (),
+            settings=settings,
+            generator=generator,
+        )
+    if (
+        analysis is not None
+        and not ctx.triage
+        and detect_intent(question) is None
+        and len(tokenize(question)) >= MIN_CONTENT_WORDS  # "hello" gets the intake questions
+        and off_topic(index.search(question, k=3, audience=ctx.audience, analysis=analysis))
+    ):
+        return Explanation(
+            provider_id=PROVIDER_ID,
+            text=OFF_TOPIC_REPLY + " Attach a photo of the skin, or describe what you see, and I can help.",
+            extra={"mode": "off_topic", "off_topic": True},
+        )
     ctx.progress("Matching your description to the knowledge base", 0.3)
     explanation = intake_explanation(index, question, ctx.history, ctx.audience, abstained=abstained, urgent=urgent)
     if looks_like_injection(question):

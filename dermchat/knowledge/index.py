@@ -24,9 +24,10 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from dermchat.knowledge import embeddings
 from dermchat.knowledge.kb import (
@@ -137,12 +138,16 @@ def build_chunks(kb: KnowledgeBase) -> list[Chunk]:
         position = 0
         for n, piece in enumerate(splitter.split_text("\n".join(lines))):
             count = len([line for line in piece.split("\n") if line.strip()])
-            part = tuple(statements[position:position + count])
+            part = tuple(statements[position : position + count])
             position += count
             if not part:
                 continue
             heading = SECTIONS.get(section, section)
-            names = entry.patient_name if entry.patient_name == entry.clinician_name else f"{entry.patient_name}; {entry.clinician_name}"
+            names = (
+                entry.patient_name
+                if entry.patient_name == entry.clinician_name
+                else f"{entry.patient_name}; {entry.clinician_name}"
+            )
             chunks.append(
                 Chunk(
                     id=f"{condition_id}/{section}/{audience}/{n}",
@@ -205,7 +210,8 @@ def _precomputed_embeddings(vectors: dict[str, list[float]]) -> Any:
             return [vectors[t] for t in texts]
 
         def embed_query(self, text: str) -> list[float]:
-            return live.embed_query(text)
+            vector: list[float] = live.embed_query(text)
+            return vector
 
     return PrecomputedEmbeddings()
 
@@ -278,8 +284,9 @@ class KnowledgeIndex:
         self.bm25 = BM25Okapi(corpus)
         self.bm25_matrix = BM25Matrix(self.bm25)
         name_words = [t for text in self._names.values() for t in tokenize(text)]
-        self.analyzer = QueryAnalyzer([*(w for doc in corpus for w in doc), *name_words], self._specific(labels),
-                                      embeddings.common_words())
+        self.analyzer = QueryAnalyzer(
+            [*(w for doc in corpus for w in doc), *name_words], self._specific(labels), embeddings.common_words()
+        )
 
     def _specific(self, labels: dict[str, str]) -> dict[str, str]:
         """Drop one-word names that the KB uses for many conditions ("spots", "hand"): they name none."""
@@ -428,8 +435,13 @@ class KnowledgeIndex:
             for cid in ranked
         ]
         _lap(timings, "fuse", mark)
-        return SearchResult(hits=hits, analysis=analysis, elapsed_ms=(time.perf_counter() - start) * 1000,
-                            timings=timings, top_similarity=top_similarity)
+        return SearchResult(
+            hits=hits,
+            analysis=analysis,
+            elapsed_ms=(time.perf_counter() - start) * 1000,
+            timings=timings,
+            top_similarity=top_similarity,
+        )
 
     def as_retriever(self, **search_kwargs: Any) -> Any:
         """A langchain ``BaseRetriever`` over this index (for chains and agents)."""
@@ -472,8 +484,12 @@ def write_packaged_index(kb: KnowledgeBase | None = None) -> Path:
     kb = kb or get_kb()
     chunks = build_chunks(kb)
     vectors = embeddings.encode([c.embed_text for c in chunks])
-    np.savez_compressed(PACKAGED_INDEX, key=np.array(cache_key(kb)), ids=np.array([c.id for c in chunks]),
-                        vectors=vectors.astype(np.float32))
+    np.savez_compressed(
+        PACKAGED_INDEX,
+        key=np.array(cache_key(kb)),
+        ids=np.array([c.id for c in chunks]),
+        vectors=vectors.astype(np.float32),
+    )
     return PACKAGED_INDEX
 
 
@@ -489,7 +505,7 @@ def _load_vectors(path: Path, chunks: list[Chunk]) -> np.ndarray | None:
     try:
         with np.load(path, allow_pickle=False) as data:
             ids = [str(x) for x in data["ids"]]
-            vectors = data["vectors"]
+            vectors: np.ndarray = data["vectors"]
     except (OSError, KeyError, ValueError) as exc:
         log.warning("ignoring unreadable index cache %s: %s", path, exc)
         return None

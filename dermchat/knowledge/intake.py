@@ -10,8 +10,9 @@ answered (a body site, a duration, a fever...) are not asked again.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from dermchat.knowledge.citations import CitationBook
 from dermchat.knowledge.query import tokenize
@@ -37,37 +38,63 @@ class IntakeQuestion:
 
 INTAKE_QUESTIONS: tuple[IntakeQuestion, ...] = (
     IntakeQuestion(
-        "site", "Where on your body is it?", "Site and distribution?",
-        re.compile(r"\b(face|cheeks?|nose|forehead|scalp|head|ears?|eyes?|eyelids?|lips?|mouth|neck|chest|breasts?|back|"
-                   r"belly|stomach|abdomen|tummy|groin|genitals?|bottom|buttocks?|arms?|armpits?|elbows?|wrists?|hands?|"
-                   r"palms?|fingers?|nails?|legs?|thighs?|knees?|shins?|ankles?|feet|foot|soles?|toes?|trunk|skin folds?|"
-                   r"all over)\b", re.I),
+        "site",
+        "Where on your body is it?",
+        "Site and distribution?",
+        re.compile(
+            r"\b(face|cheeks?|nose|forehead|scalp|head|ears?|eyes?|eyelids?|lips?|mouth|neck|chest|breasts?|back|"
+            r"belly|stomach|abdomen|tummy|groin|genitals?|bottom|buttocks?|arms?|armpits?|elbows?|wrists?|hands?|"
+            r"palms?|fingers?|nails?|legs?|thighs?|knees?|shins?|ankles?|feet|foot|soles?|toes?|trunk|skin folds?|"
+            r"all over)\b",
+            re.I,
+        ),
     ),
     IntakeQuestion(
-        "duration", "How long have you had it, and is it changing?", "Duration and evolution?",
-        re.compile(r"\b(\d+|a|an|one|two|few|several|couple of)\s*(hours?|days?|weeks?|months?|years?)\b|"
-                   r"\b(yesterday|today|since|always had|recently|new|for ages|long time)\b", re.I),
+        "duration",
+        "How long have you had it, and is it changing?",
+        "Duration and evolution?",
+        re.compile(
+            r"\b(\d+|a|an|one|two|few|several|couple of)\s*(hours?|days?|weeks?|months?|years?)\b|"
+            r"\b(yesterday|today|since|always had|recently|new|for ages|long time)\b",
+            re.I,
+        ),
     ),
     IntakeQuestion(
-        "symptoms", "Does it itch, hurt or burn?", "Symptoms (pruritus, pain, burning)?",
-        re.compile(r"\b(itch\w*|pain\w*|hurts?|sore|burn\w*|sting\w*|tender|numb|tingl\w*|no symptoms|doesn'?t itch)\b", re.I),
+        "symptoms",
+        "Does it itch, hurt or burn?",
+        "Symptoms (pruritus, pain, burning)?",
+        re.compile(
+            r"\b(itch\w*|pain\w*|hurts?|sore|burn\w*|sting\w*|tender|numb|tingl\w*|no symptoms|doesn'?t itch)\b", re.I
+        ),
     ),
     IntakeQuestion(
-        "appearance", "What does it look like: colour, flat or raised, blisters, scale or crust, one spot or many?",
+        "appearance",
+        "What does it look like: colour, flat or raised, blisters, scale or crust, one spot or many?",
         "Morphology (primary lesion, colour, scale, configuration, number)?",
-        re.compile(r"\b(red|pink|brown|black|white|purple|yellow|dark|pale|scaly|scales?|flaky|crust\w*|blisters?|bumps?|"
-                   r"lumps?|spots?|rings?|ring-shaped|raised|flat|patch(es)?|plaques?|pimples?|pus|weep\w*|ooz\w*|"
-                   r"rash|welts?|hives|dry|cracked|shiny|rough)\b", re.I),
+        re.compile(
+            r"\b(red|pink|brown|black|white|purple|yellow|dark|pale|scaly|scales?|flaky|crust\w*|blisters?|bumps?|"
+            r"lumps?|spots?|rings?|ring-shaped|raised|flat|patch(es)?|plaques?|pimples?|pus|weep\w*|ooz\w*|"
+            r"rash|welts?|hives|dry|cracked|shiny|rough)\b",
+            re.I,
+        ),
     ),
     IntakeQuestion(
-        "contacts", "Does anyone around you (family, school, work, pets) have something similar?",
+        "contacts",
+        "Does anyone around you (family, school, work, pets) have something similar?",
         "Contacts or household members affected? Relevant exposures (travel, pets, new products, drugs)?",
-        re.compile(r"\b(family|partner|wife|husband|son|daughter|kids?|children|school|nursery|household|roommate|"
-                   r"housemates?|pets?|dog|cat|nobody else|no one else|others? (have|has))\b", re.I),
+        re.compile(
+            r"\b(family|partner|wife|husband|son|daughter|kids?|children|school|nursery|household|roommate|"
+            r"housemates?|pets?|dog|cat|nobody else|no one else|others? (have|has))\b",
+            re.I,
+        ),
     ),
     IntakeQuestion(
-        "fever", "Do you have a fever or feel unwell?", "Systemic symptoms (fever, malaise)?",
-        re.compile(r"\b(fever\w*|temperature|unwell|chills?|shivers?|feel(ing)? (ill|sick|fine|well)|no fever)\b", re.I),
+        "fever",
+        "Do you have a fever or feel unwell?",
+        "Systemic symptoms (fever, malaise)?",
+        re.compile(
+            r"\b(fever\w*|temperature|unwell|chills?|shivers?|feel(ing)? (ill|sick|fine|well)|no fever)\b", re.I
+        ),
     ),
 )
 
@@ -85,7 +112,9 @@ def user_text(question: str, history: Sequence[dict[str, str]] | None) -> str:
 def open_intake_questions(text: str, audience: Audience) -> list[str]:
     """The intake questions the user has not answered yet, in the audience's wording."""
     return [
-        (q.clinician if audience == "clinician" else q.patient) for q in INTAKE_QUESTIONS if not q.answered_by.search(text)
+        (q.clinician if audience == "clinician" else q.patient)
+        for q in INTAKE_QUESTIONS
+        if not q.answered_by.search(text)
     ]
 
 
@@ -94,13 +123,19 @@ REASSURING_RE = re.compile(r"\b(?:harmless|not dangerous|nothing to worry)\b", r
 
 
 def conditions_to_consider(
-    index: KnowledgeIndex, text: str, audience: Audience, book: CitationBook, *, limit: int = MAX_CONDITIONS,
+    index: KnowledgeIndex,
+    text: str,
+    audience: Audience,
+    book: CitationBook,
+    *,
+    limit: int = MAX_CONDITIONS,
     urgent: bool = False,
 ) -> list[ConditionToConsider]:
     """Conditions whose KB text best matches the description, each with a cited 'why' and its red flags.
 
     ``urgent``: the turn says "see a doctor" (a red flag in the user's words), so reassuring sentences are left out.
     """
+
     def fits(statement: object) -> bool:
         return not (urgent and REASSURING_RE.search(getattr(statement, "text", "")))
 
@@ -109,8 +144,13 @@ def conditions_to_consider(
     result = index.search(text, k=40, audience=audience)
     out: list[ConditionToConsider] = []
     for condition_id in result.conditions()[:limit]:
-        hits = [h for h in result.hits if h.chunk.condition_id == condition_id and h.chunk.section in WHY_SECTIONS
-                and h.chunk.audience in ("all", audience)]
+        hits = [
+            h
+            for h in result.hits
+            if h.chunk.condition_id == condition_id
+            and h.chunk.section in WHY_SECTIONS
+            and h.chunk.audience in ("all", audience)
+        ]
         entry = index.kb.get(condition_id)
         passages = entry.section("what_it_is", audience) or entry.section("what_it_is")
         options = [(s, h.chunk.section) for h in hits for s in h.chunk.statements[:1]]
@@ -119,8 +159,12 @@ def conditions_to_consider(
         if not options:
             continue
         why_statement, why_section = options[0]
-        flags = [s for p in (entry.section("red_flags", audience) or entry.section("red_flags")) for s in p.statements
-                 if fits(s)]
+        flags = [
+            s
+            for p in (entry.section("red_flags", audience) or entry.section("red_flags"))
+            for s in p.statements
+            if fits(s)
+        ]
         out.append(
             ConditionToConsider(
                 condition_id=condition_id,

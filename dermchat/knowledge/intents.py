@@ -18,22 +18,46 @@ if TYPE_CHECKING:
     from dermchat.context import TurnContext
     from dermchat.knowledge.index import KnowledgeIndex
 
-INTENTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((name, re.compile(rx, re.IGNORECASE)) for name, rx in (
-    ("how_urgent", r"\bhow (?:urgent|soon|quickly|serious|worried|bad)\b|\bis (?:it|this) (?:urgent|serious|an emergency|"
-                   r"bad)\b|\bshould i (?:be )?worr\w*|\bcan (?:it|this) wait\b"),
-    ("what_next", r"\bwhat (?:should|do|can|must) i do\b|\bwhat now\b|\bnext steps?\b|\bwhat happens next\b|"
-                  r"\b(?:should|do) i (?:need to )?(?:see|go to|visit|call) (?:a |the |my )?(?:doctor|gp|dermatologist|"
-                  r"clinician|hospital)\b"),
-    ("is_cancer", r"\b(?:is|could|can|might|may) (?:it|this|that) (?:be )?(?:a )?(?:cancer\w*|malignant|melanoma|"
-                  r"skin cancer)\b|\bdo i have (?:skin )?cancer\b|\bis it dangerous\b"),
-    ("contagious", r"\bcontagious\b|\bcatching\b|\binfectious\b|\bpass (?:it )?on\b|\bspread (?:it )?to (?:others|other "
-                   r"people|my)\b"),
-    ("self_treat", r"\b(?:treat|remove|get rid of|cure) (?:it|this|them) (?:myself|at home)\b|\bcan i (?:treat|remove|pop|"
-                   r"cut|burn|freeze|squeeze)\b|\bhome remed\w*|\bover the counter\b|\bwhat (?:cream|treatment)\b"),
-    ("go_away", r"\b(?:will|does|would) (?:it|this|they) (?:go away|heal|clear|disappear|get better)\b|\bhow long "
-                r"(?:will|does) (?:it|this) last\b|\bis (?:it|this) permanent\b"),
-    ("what_is", r"\bwhat (?:is|'s) (?:it|this|that)\b|\bwhats this\b|\bwhat do i have\b|\bwhat could (?:it|this) be\b"),
-))
+INTENTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (name, re.compile(rx, re.IGNORECASE))
+    for name, rx in (
+        (
+            "how_urgent",
+            r"\bhow (?:urgent|soon|quickly|serious|worried|bad)\b|\bis (?:it|this) (?:urgent|serious|an emergency|"
+            r"bad)\b|\bshould i (?:be )?worr\w*|\bcan (?:it|this) wait\b",
+        ),
+        (
+            "what_next",
+            r"\bwhat (?:should|do|can|must) i do\b|\bwhat now\b|\bnext steps?\b|\bwhat happens next\b|"
+            r"\b(?:should|do) i (?:need to )?(?:see|go to|visit|call) (?:a |the |my )?(?:doctor|gp|dermatologist|"
+            r"clinician|hospital)\b",
+        ),
+        (
+            "is_cancer",
+            r"\b(?:is|could|can|might|may) (?:it|this|that) (?:be )?(?:a )?(?:cancer\w*|malignant|melanoma|"
+            r"skin cancer)\b|\bdo i have (?:skin )?cancer\b|\bis it dangerous\b",
+        ),
+        (
+            "contagious",
+            r"\bcontagious\b|\bcatching\b|\binfectious\b|\bpass (?:it )?on\b|\bspread (?:it )?to (?:others|other "
+            r"people|my)\b",
+        ),
+        (
+            "self_treat",
+            r"\b(?:treat|remove|get rid of|cure) (?:it|this|them) (?:myself|at home)\b|\bcan i (?:treat|remove|pop|"
+            r"cut|burn|freeze|squeeze)\b|\bhome remed\w*|\bover the counter\b|\bwhat (?:cream|treatment)\b",
+        ),
+        (
+            "go_away",
+            r"\b(?:will|does|would) (?:it|this|they) (?:go away|heal|clear|disappear|get better)\b|\bhow long "
+            r"(?:will|does) (?:it|this) last\b|\bis (?:it|this) permanent\b",
+        ),
+        (
+            "what_is",
+            r"\bwhat (?:is|'s) (?:it|this|that)\b|\bwhats this\b|\bwhat do i have\b|\bwhat could (?:it|this) be\b",
+        ),
+    )
+)
 
 OFF_TOPIC_REPLY = "I can only talk about skin photos and skin conditions."
 
@@ -66,14 +90,26 @@ def result_answer(intent: str, ctx: TurnContext, index: KnowledgeIndex, vocab: V
     if diagnosis is not None and diagnosis.abstained:
         lines.append("The image model could not assess the photo, so it can't say what this is; a clinician can.")
     elif intent == "is_cancer" and likely:
-        malignant = [e for e in diagnosis.differential if e.condition_id in vocab and vocab.get(e.condition_id).malignant
-                     and e.probability >= 0.05] if diagnosis else []
+        malignant = (
+            [
+                e
+                for e in diagnosis.differential
+                if e.condition_id in vocab and vocab.get(e.condition_id).malignant and e.probability >= 0.05
+            ]
+            if diagnosis
+            else []
+        )
         if malignant:
-            lines.append("The image model can't rule out " + _names([e.condition_id for e in malignant], vocab, audience)
-                         + " on this photo; only an examination (often a small biopsy) can tell.")
+            lines.append(
+                "The image model can't rule out "
+                + _names([e.condition_id for e in malignant], vocab, audience)
+                + " on this photo; only an examination (often a small biopsy) can tell."
+            )
         else:
-            lines.append("None of the skin cancers the image model knows looks likely on this photo, but a photo "
-                         "can't rule one out: see a doctor if it changes, bleeds or worries you.")
+            lines.append(
+                "None of the skin cancers the image model knows looks likely on this photo, but a photo "
+                "can't rule one out: see a doctor if it changes, bleeds or worries you."
+            )
     elif intent in ("what_is", "contagious", "go_away", "self_treat") and likely:
         lines.append(f"The image model's likeliest conditions on this photo: {_names(likely, vocab, audience, ', ')}.")
     if intent in ("what_next", "how_urgent") and likely:

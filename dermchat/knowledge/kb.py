@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Any, Literal
 
 import yaml
 
@@ -137,9 +138,7 @@ class KBEntry:
     problems: list[str] = field(default_factory=list)
 
     def section(self, section: str, audience: str | None = None) -> list[Passage]:
-        return [
-            p for p in self.passages if p.section == section and (audience is None or p.for_audience(audience))
-        ]
+        return [p for p in self.passages if p.section == section and (audience is None or p.for_audience(audience))]
 
     def name(self, audience: str) -> str:
         return self.clinician_name if audience == "clinician" else self.patient_name
@@ -169,7 +168,7 @@ class KnowledgeBase:
 
 
 # -- parsing ------------------------------------------------------------------------------------------------
-def _split_front_matter(text: str, path: Path) -> tuple[dict, str]:
+def _split_front_matter(text: str, path: Path) -> tuple[dict[str, Any], str]:
     text = text.lstrip("\ufeff")
     if not text.startswith("---"):
         raise KBError(f"{path.name}: no YAML front matter (the file must start with '---')")
@@ -215,7 +214,7 @@ def parse_statements(block: str) -> list[Statement]:
         trail = re.match(r"[.!?;:,]*", block[end:])
         trail_text = trail.group() if trail else ""
         end += len(trail_text)
-        text = block[pos:match.start()].rstrip()
+        text = block[pos : match.start()].rstrip()
         if text.strip() and text.strip() not in ".!?;:,":
             if trail_text and not text.endswith(tuple(".!?")):
                 text += trail_text
@@ -258,7 +257,7 @@ def _blocks(lines: list[str]) -> Iterator[tuple[str, bool]]:
     yield from flush()
 
 
-def _as_names(meta: dict, path: Path, problems: list[str]) -> tuple[str, str]:
+def _as_names(meta: dict[str, Any], path: Path, problems: list[str]) -> tuple[str, str]:
     names = meta.get("names")
     if not isinstance(names, dict) or not names.get("patient") or not names.get("clinician"):
         problems.append(f"{path.name}: front matter 'names' needs both 'patient' and 'clinician'")
@@ -268,7 +267,7 @@ def _as_names(meta: dict, path: Path, problems: list[str]) -> tuple[str, str]:
     return patient, clinician
 
 
-def _as_sources(meta: dict, path: Path, problems: list[str]) -> dict[str, Source]:
+def _as_sources(meta: dict[str, Any], path: Path, problems: list[str]) -> dict[str, Source]:
     sources: dict[str, Source] = {}
     raw = meta.get("sources")
     if not isinstance(raw, list) or not raw:
@@ -352,7 +351,9 @@ def parse_kb_file(path: Path) -> KBEntry:
             if heading in AUDIENCE_HEADINGS:
                 audience = AUDIENCE_HEADINGS[heading]
             else:
-                problems.append(f"{path.name}: unknown sub-heading {line[4:].strip()!r} (use 'For patients' / 'For clinicians')")
+                problems.append(
+                    f"{path.name}: unknown sub-heading {line[4:].strip()!r} (use 'For patients' / 'For clinicians')"
+                )
         elif line.startswith("# "):
             continue  # an optional title line
         else:
@@ -451,7 +452,9 @@ def _validate_entry(entry: KBEntry, vocab: Vocabulary) -> list[str]:
                 for sid in statement.source_ids:
                     used.add(sid)
                     if sid not in entry.sources:
-                        problems.append(f"{name}: {SECTIONS[section]!r}: marker [{sid}] names no source in the front matter")
+                        problems.append(
+                            f"{name}: {SECTIONS[section]!r}: marker [{sid}] names no source in the front matter"
+                        )
     for section in ("how_it_looks",):
         if section in entry.section_order:
             audiences = {p.audience for p in entry.section(section)}
@@ -476,7 +479,9 @@ def validate_kb(kb_dir: Path | None = None, vocab: Vocabulary | None = None) -> 
             problems.append(str(exc))
             continue
         if entry.condition_id in entries:
-            problems.append(f"{path.name}: id {entry.condition_id!r} is already used by {entries[entry.condition_id].path.name}")
+            problems.append(
+                f"{path.name}: id {entry.condition_id!r} is already used by {entries[entry.condition_id].path.name}"
+            )
         entries[entry.condition_id] = entry
         problems.extend(_validate_entry(entry, vocab))
     missing = [cid for cid in vocab.ids() if cid not in entries]

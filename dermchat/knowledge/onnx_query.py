@@ -77,8 +77,14 @@ def export_graph(encoder: QueryEncoder, path: Path) -> Path:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                OneQuestion().eval(), (example,), str(partial), input_names=["ids"], output_names=["vector"],
-                dynamic_axes={"ids": {0: "n"}}, opset_version=OPSET, dynamo=False,
+                OneQuestion().eval(),
+                (example,),
+                str(partial),
+                input_names=["ids"],
+                output_names=["vector"],
+                dynamic_axes={"ids": {0: "n"}},
+                opset_version=OPSET,
+                dynamo=False,
             )
         partial.replace(path)  # another process may export at the same time: each file is whole
     finally:
@@ -118,4 +124,5 @@ class OnnxQueryEncoder:
         import numpy as np
 
         ids = np.asarray(self.token_ids(text), dtype=np.int64)
-        return self.session.run(["vector"], {"ids": ids})[0].astype(np.float32, copy=False)
+        vector: np.ndarray = self.session.run(["vector"], {"ids": ids})[0].astype(np.float32, copy=False)
+        return vector

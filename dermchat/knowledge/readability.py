@@ -40,7 +40,11 @@ def count_syllables(word: str) -> int:
     consonant_le = w.endswith("le") and w[-3] not in "aeiouy"  # "little", "table": -le is a syllable
     if w.endswith("e") and not consonant_le and not w.endswith(("ee", "ye")) and groups > 1:
         groups -= 1  # silent final e: "make", "scale"
-    if w.endswith(("es", "ed")) and not w.endswith(("ies", "ees", "ted", "ded", "ses", "zes", "ces", "ges", "shes", "ches", "xes")) and groups > 1:
+    if (
+        w.endswith(("es", "ed"))
+        and not w.endswith(("ies", "ees", "ted", "ded", "ses", "zes", "ces", "ges", "shes", "ches", "xes"))
+        and groups > 1
+    ):
         groups -= 1  # "itches" keeps it, "scales"/"named" do not
     return max(1, groups)
 

@@ -110,8 +110,10 @@ def compression_ramp(m: Measurements) -> Ramp:
     t = min(1.0, max(0.0, (shrink - 1.0) / (COMPRESSION_FULL_BLEND_SHRINK - 1.0)))
     if t == 0.0:
         return native
-    return Ramp(native.good + t * (COMPRESSION_SHRUNK.good - native.good),
-                native.bad + t * (COMPRESSION_SHRUNK.bad - native.bad))
+    return Ramp(
+        native.good + t * (COMPRESSION_SHRUNK.good - native.good),
+        native.bad + t * (COMPRESSION_SHRUNK.bad - native.bad),
+    )
 
 
 def band_for(score: float) -> QualityBand:
@@ -225,8 +227,7 @@ def score_reasons(m: Measurements, brisque: float | None = None) -> list[Quality
         focus_detail += f" Includes {from_brisque:.2f} px from BRISQUE {brisque:.0f} (unnatural, smooth image)."
     if m.blur_anisotropy > MOTION_NAMED and m.blur_direction_deg is not None:
         focus_detail += (
-            f" Directional: motion blur along ~{m.blur_direction_deg:.0f} deg "
-            f"(anisotropy {m.blur_anisotropy:.2f})."
+            f" Directional: motion blur along ~{m.blur_direction_deg:.0f} deg (anisotropy {m.blur_anisotropy:.2f})."
         )
     add("focus", RAMPS["focus"].score(focus_value), focus_value, focus_detail)
     add(
@@ -239,9 +240,12 @@ def score_reasons(m: Measurements, brisque: float | None = None) -> list[Quality
     )
     # Reasons whose score is a plain ramp over one measurement share one shape of detail line.
     well_lit = RAMPS["underexposed"].score(m.bright_level) >= QUIET_SCORE
-    for rid, value, ramp in (("overexposed", m.clipped_fraction, RAMPS["overexposed"]),
-                             ("glare", m.glare_fraction, RAMPS["glare"]), ("noise", m.noise_sigma, RAMPS["noise"]),
-                             ("compression", m.blockiness, compression_ramp(m))):
+    for rid, value, ramp in (
+        ("overexposed", m.clipped_fraction, RAMPS["overexposed"]),
+        ("glare", m.glare_fraction, RAMPS["glare"]),
+        ("noise", m.noise_sigma, RAMPS["noise"]),
+        ("compression", m.blockiness, compression_ramp(m)),
+    ):
         tip = tips.NOISE_TIP_WELL_LIT if rid == "noise" and well_lit else None
         add(rid, ramp.score(value), value, tips.clinician_detail(rid, value=value, limit=ramp.limit), tip)
     a, b = m.cast_ab
@@ -410,10 +414,20 @@ def _too_small(size: tuple[int, int], analysed: tuple[int, int], threshold: floa
         ),
     )
     return QualityReport(
-        provider_id=provider_id, score=0.0, acceptable=False, threshold=threshold, band="poor", reasons=[reason],
-        brisque=None, is_skin=True, skin_fraction=0.0, lesion_fraction=None, lesion_bbox=None,
+        provider_id=provider_id,
+        score=0.0,
+        acceptable=False,
+        threshold=threshold,
+        band="poor",
+        reasons=[reason],
+        brisque=None,
+        is_skin=True,
+        skin_fraction=0.0,
+        lesion_fraction=None,
+        lesion_bbox=None,
         discount=discount_for(0.0, threshold, True),
-        analysed_size=analysed, notes=["Image too small to analyse (under 8 pixels on a side)."],
+        analysed_size=analysed,
+        notes=["Image too small to analyse (under 8 pixels on a side)."],
     )
 
 
@@ -433,6 +447,11 @@ def assess_image(
     """
     rgb8 = analysis_copy(image, max_side)
     return assess_array(
-        rgb8, image.size, threshold=threshold, use_brisque=use_brisque,
-        min_skin_fraction=min_skin_fraction, provider_id=provider_id, full_crop=compression_crop(image),
+        rgb8,
+        image.size,
+        threshold=threshold,
+        use_brisque=use_brisque,
+        min_skin_fraction=min_skin_fraction,
+        provider_id=provider_id,
+        full_crop=compression_crop(image),
     )

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,7 @@ def auc(positive: list[float], negative: list[float]) -> float:
     return float((greater + 0.5 * ties) / (pos.size * neg.size))
 
 
-def spearman(x: list[float], y: list[float]) -> float:
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     """Spearman rank correlation (average ranks for ties); NaN when either side is constant."""
     from scipy.stats import spearmanr
 
@@ -65,7 +67,8 @@ def naive_otsu_a_star(rgb: np.ndarray) -> np.ndarray:
     from skimage.filters import threshold_otsu
 
     a = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)[..., 1]
-    return a > threshold_otsu(a)
+    mask: np.ndarray = a > threshold_otsu(a)
+    return mask
 
 
 def load_image_ids(data: Path, limit: int, seed: int) -> list[str]:
@@ -92,6 +95,12 @@ def _rgb(path: Path) -> np.ndarray:
 Outcome = tuple[float, float | None, str | None, bool, bool, dict[str, float]]
 
 
+def _all_known(values: list[float | None]) -> list[float] | None:
+    """``values`` when every one is known; None when any is missing (BRISQUE is optional)."""
+    known = [v for v in values if v is not None]
+    return known if len(known) == len(values) else None
+
+
 def _evaluate(rgb: np.ndarray, threshold: float) -> Outcome:
     """(overall score, BRISQUE, worst reason id, acceptable, is_skin, score per reason) for one array."""
     from dermchat.quality.assess import assess_array
@@ -110,7 +119,7 @@ def distortion_figures(
 
     clean = [_evaluate(rgb, threshold) for rgb in images]
     clean_scores = [c[0] for c in clean]
-    clean_brisque = [c[1] for c in clean]
+    clean_brisque = _all_known([c[1] for c in clean])
     rejected = [c for c in clean if not c[3]]
     reject_reasons: dict[str, int] = {}
     for c in rejected:
@@ -123,7 +132,7 @@ def distortion_figures(
         "false_reject_rate": round(len(rejected) / len(images), 4),
         "not_skin_rate": round(sum(1 for c in clean if not c[4]) / len(images), 4),
         "false_reject_reasons": reject_reasons,
-        "brisque_median": None if None in clean_brisque else round(statistics.median(clean_brisque), 1),
+        "brisque_median": None if clean_brisque is None else round(statistics.median(clean_brisque), 1),
     }
     figures: dict[str, Any] = {}
     for name, dist in DISTORTIONS.items():
@@ -137,22 +146,28 @@ def distortion_figures(
             sev = list(range(len(dist.severities) + 1))
             scores = [clean[k][0]] + [lvl[k][0] for lvl in per_level]
             rho_plugin.append(spearman(sev, [-s for s in scores]))
-            monotone += all(b <= a + 1e-9 for a, b in zip(scores, scores[1:]))
-            bq = [clean[k][1]] + [lvl[k][1] for lvl in per_level]
-            if None not in bq:
-                rho_brisque.append(spearman(sev, bq))  # type: ignore[arg-type]
-        have_brisque = None not in clean_brisque and all(m[1] is not None for m in moderate)
+            monotone += all(b <= a + 1e-9 for a, b in itertools.pairwise(scores))
+            bq = _all_known([clean[k][1]] + [lvl[k][1] for lvl in per_level])
+            if bq is not None:
+                rho_brisque.append(spearman(sev, bq))
+        moderate_brisque = _all_known([m[1] for m in moderate])
         figures[name] = {
             "severities": list(dist.severities),
             "unit": dist.unit,
             "moderate": dist.moderate,
             "expected_reason": dist.expected_reason,
             "auc_plugin": round(auc(clean_scores, [m[0] for m in moderate]), 4),
-            "auc_brisque": round(auc([-b for b in clean_brisque], [-m[1] for m in moderate]), 4)  # type: ignore
-            if have_brisque else None,
+            "auc_brisque": round(auc([-b for b in clean_brisque], [-m for m in moderate_brisque]), 4)
+            if clean_brisque is not None and moderate_brisque is not None
+            else None,
             # the expected reason's own score: what the detector sees, without other reasons' false alarms
-            "auc_expected_reason": round(auc([c[5].get(dist.expected_reason, 100.0) for c in clean],
-                                             [m[5].get(dist.expected_reason, 100.0) for m in moderate]), 4),
+            "auc_expected_reason": round(
+                auc(
+                    [c[5].get(dist.expected_reason, 100.0) for c in clean],
+                    [m[5].get(dist.expected_reason, 100.0) for m in moderate],
+                ),
+                4,
+            ),
             "spearman_plugin": round(float(np.nanmean(rho_plugin)), 4),
             "spearman_brisque": round(float(np.nanmean(rho_brisque)), 4) if rho_brisque else None,
             "monotone_share": round(monotone / len(images), 4),
@@ -308,23 +323,33 @@ def run(data: Path, limit: int, seed: int, threshold: float, progress: bool) -> 
 def _print_table(fig: dict[str, Any]) -> None:
     print(f"{fig['n_images']} images from {fig['data']}")
     c = fig["clean"]
-    print(f"clean: median score {c['score_median']}, false-reject rate {c['false_reject_rate']:.1%}, "
-          f"not-skin {c['not_skin_rate']:.1%}")
-    print(f"{'distortion':<18}{'AUC':>7}{'AUC reason':>12}{'AUC BRISQUE':>13}{'rho':>7}{'rho BRISQUE':>13}"
-          f"{'reason':>8}  expected")
+    print(
+        f"clean: median score {c['score_median']}, false-reject rate {c['false_reject_rate']:.1%}, "
+        f"not-skin {c['not_skin_rate']:.1%}"
+    )
+    print(
+        f"{'distortion':<18}{'AUC':>7}{'AUC reason':>12}{'AUC BRISQUE':>13}{'rho':>7}{'rho BRISQUE':>13}"
+        f"{'reason':>8}  expected"
+    )
     for name, f in fig["distortions"].items():
         ab = "-" if f["auc_brisque"] is None else f"{f['auc_brisque']:.3f}"
         rb = "-" if f["spearman_brisque"] is None else f"{f['spearman_brisque']:.3f}"
-        print(f"{name:<18}{f['auc_plugin']:>7.3f}{f['auc_expected_reason']:>12.3f}{ab:>13}"
-              f"{f['spearman_plugin']:>7.3f}{rb:>13}"
-              f"{f['top_reason_accuracy']:>8.2f}  {f['expected_reason']}")
+        print(
+            f"{name:<18}{f['auc_plugin']:>7.3f}{f['auc_expected_reason']:>12.3f}{ab:>13}"
+            f"{f['spearman_plugin']:>7.3f}{rb:>13}"
+            f"{f['top_reason_accuracy']:>8.2f}  {f['expected_reason']}"
+        )
     if fig["segmentation"]:
         s = fig["segmentation"]
-        print(f"lesion IoU: mean {s['iou_mean']:.3f}, median {s['iou_median']:.3f}, small lesions "
-              f"{s['iou_mean_small_lesions']}, naive Otsu a* {s['baseline_naive_otsu_a_star_iou_mean']:.3f}")
+        print(
+            f"lesion IoU: mean {s['iou_mean']:.3f}, median {s['iou_median']:.3f}, small lesions "
+            f"{s['iou_mean_small_lesions']}, naive Otsu a* {s['baseline_naive_otsu_a_star_iou_mean']:.3f}"
+        )
     t = fig["timing"]
-    print(f"timing: {t['ms_per_image_200x150']} ms at 200x150, {t['ms_per_image_4000x3000_decoded']} ms at "
-          f"4000x3000 vs decode {t['jpeg_decode_ms_4000x3000']} ms (ratio {t['ratio_check_to_decode_4000x3000']})")
+    print(
+        f"timing: {t['ms_per_image_200x150']} ms at 200x150, {t['ms_per_image_4000x3000_decoded']} ms at "
+        f"4000x3000 vs decode {t['jpeg_decode_ms_4000x3000']} ms (ratio {t['ratio_check_to_decode_4000x3000']})"
+    )
     print("targets:", ", ".join(f"{k}={v}" for k, v in fig["targets"].items()))
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
-from dermchat.quality.segmentation import _cv2
+# OpenCV is imported inside the functions that use it, so importing this module stays cheap.
 
 _REFERENCE_SIDE = 150.0  # the short side of a HAM10000 frame: severities are defined at this scale
 
@@ -38,7 +38,8 @@ class Distortion:
 
 
 def _scale(rgb: np.ndarray) -> float:
-    return min(rgb.shape[:2]) / _REFERENCE_SIDE
+    short_side: int = min(rgb.shape[:2])
+    return short_side / _REFERENCE_SIDE
 
 
 def _rng(seed: int) -> np.random.Generator:
@@ -51,12 +52,15 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
 
 def gaussian_blur(rgb: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
     """Out-of-focus blur with standard deviation ``sigma`` pixels (at 150-px short side)."""
-    return _cv2().GaussianBlur(rgb, (0, 0), sigma * _scale(rgb))
+    import cv2
+
+    return cv2.GaussianBlur(rgb, (0, 0), sigma * _scale(rgb))
 
 
 def motion_blur(rgb: np.ndarray, length: float, seed: int = 0) -> np.ndarray:
     """Camera shake: a straight streak ``length`` pixels long in a direction drawn from ``seed``."""
-    cv2 = _cv2()
+    import cv2
+
     n = max(3, int(round(length * _scale(rgb))) | 1)
     angle = float(_rng(seed).uniform(0, 180))
     kernel = np.zeros((n, n), np.float32)
@@ -100,7 +104,9 @@ def downscale(rgb: np.ndarray, factor: float, seed: int = 0) -> np.ndarray:
     """A thumbnail instead of the photo: area-downscale by ``factor`` and keep it small."""
     h, w = rgb.shape[:2]
     size = (max(8, round(w * factor)), max(8, round(h * factor)))
-    return _cv2().resize(rgb, size, interpolation=_cv2().INTER_AREA)
+    import cv2
+
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 
 CAST_DIRECTIONS: dict[str, tuple[float, float, float]] = {
@@ -126,7 +132,8 @@ def off_centre(rgb: np.ndarray, shift: float, seed: int = 0) -> np.ndarray:
     The strip uncovered on the opposite side is filled by mirroring the skin next to it, so no black band
     gives the defect away.
     """
-    cv2 = _cv2()
+    import cv2
+
     h, w = rgb.shape[:2]
     sx, sy = [(1, 1), (-1, 1), (1, -1), (-1, -1)][seed % 4]
     dx, dy = int(round(sx * shift * w)), int(round(sy * shift * h))

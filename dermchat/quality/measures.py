@@ -17,8 +17,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dermchat.quality.segmentation import (
-    _cv2, lesion_mask, remove_hair, skin_likelihood_mask, vignette_mask,
+    lesion_mask,
+    remove_hair,
+    skin_likelihood_mask,
+    vignette_mask,
 )
+
+# OpenCV is imported inside the functions that use it, so importing this module stays cheap.
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -128,7 +133,8 @@ def exposure(y: np.ndarray, rgb: np.ndarray, regions: Regions, glare: np.ndarray
     yf = y[f]
     bright = float(np.percentile(yf, 75)) if yf.size else 0.0
     dark = float((yf < 0.08).mean()) if yf.size else 1.0
-    cv2 = _cv2()
+    import cv2
+
     peak = cv2.medianBlur(y, 3)  # single noisy pixels are not clipping
     two_channels = cv2.medianBlur(((rgb >= 0.98).sum(axis=2) >= 2).astype(np.uint8), 3) > 0
     clipped = ((peak >= 0.96) | two_channels) & f
@@ -146,7 +152,8 @@ def glare_spots(y: np.ndarray, rgb: np.ndarray, regions: Regions) -> np.ndarray:
     A white top-hat (image minus its opening) keeps bright structures smaller than the kernel, so a
     uniformly over-exposed photo (large clipped areas) does not count as glare.
     """
-    cv2 = _cv2()
+    import cv2
+
     h, w = y.shape
     k = max(5, int(round(min(h, w) / 5)) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))  # separable: fast even for large k
@@ -160,7 +167,8 @@ def glare_spots(y: np.ndarray, rgb: np.ndarray, regions: Regions) -> np.ndarray:
     spots = (tophat > 0.12) & (smooth > floor) & (saturation < 0.22) & regions.field
     spots = (spots & (background < 0.88)).astype(np.uint8)  # on a blown-out surface it is over-exposure
     if not spots.any():
-        return spots.astype(bool)
+        none_found: np.ndarray = spots.astype(bool)
+        return none_found
     # Reflections are small: a large bright patch is pale skin or a scar (or over-exposure), not glare.
     # They are also clipped at their centre (the light source's own image saturates the sensor); whitish
     # structures of very pale skin or a blue-white veil come close to white but stay below it (on HAM10000
@@ -174,7 +182,8 @@ def glare_spots(y: np.ndarray, rgb: np.ndarray, regions: Regions) -> np.ndarray:
     spots = keep[labels].astype(np.uint8)
     if spots.any():
         spots = cv2.dilate(spots, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
-    return (spots > 0) & regions.field
+    glare: np.ndarray = (spots > 0) & regions.field
+    return glare
 
 
 def _hairless_luma(rgb8: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -190,7 +199,8 @@ def noise_sigma(y: np.ndarray, regions: Regions) -> float:
     The Laplacian-difference kernel cancels smooth shading; keeping only low-gradient pixels keeps skin
     texture and lesion edges from being counted as noise. ``measure`` passes the luma with hairs erased.
     """
-    cv2 = _cv2()
+    import cv2
+
     kernel = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
     response = np.abs(cv2.filter2D(y, -1, kernel, borderType=cv2.BORDER_REFLECT))
     gx = cv2.Sobel(y, cv2.CV_32F, 1, 0, ksize=3)
@@ -210,9 +220,11 @@ def luma_u8(rgb8: np.ndarray) -> np.ndarray:
     """BT.601 luma (float32, 0..1) of a uint8 RGB array, cheaply: ``luma`` on a float copy costs ~20 ms for a
     768-px crop, OpenCV's 8-bit conversion rounds to whole grey levels (noise as large as the steps measured
     on smooth skin); 16-bit keeps 1/256 of a grey level at ~2 ms."""
-    cv2 = _cv2()
+    import cv2
+
     grey = cv2.cvtColor(np.multiply(rgb8, 256, dtype=np.uint16), cv2.COLOR_RGB2GRAY)
-    return grey.astype(np.float32) * np.float32(1.0 / 65280.0)
+    luma: np.ndarray = grey.astype(np.float32) * np.float32(1.0 / 65280.0)
+    return luma
 
 
 BLOCK_STEP_FLOOR = 0.25 / 255.0
@@ -232,7 +244,8 @@ def blockiness(y: np.ndarray) -> float:
     h, w = y.shape
     if h < 32 or w < 32:
         return 0.0
-    cv2 = _cv2()
+    import cv2
+
     y = np.ascontiguousarray(y, dtype=np.float32)
     # Mean |step| per column and per row; OpenCV does this ~10x faster than numpy on a 768-px crop.
     column_steps = cv2.reduce(cv2.absdiff(y[:, 1:], y[:, :-1]), 0, cv2.REDUCE_AVG).ravel()
@@ -246,15 +259,17 @@ def blockiness(y: np.ndarray) -> float:
     return float(np.mean(ratios))
 
 
-def _reblur_index(y: np.ndarray, gx: np.ndarray, gy: np.ndarray, mask: np.ndarray, angle_deg: float,
-                  length: int = 9) -> float:
+def _reblur_index(
+    y: np.ndarray, gx: np.ndarray, gy: np.ndarray, mask: np.ndarray, angle_deg: float, length: int = 9
+) -> float:
     """Crete-Roffet blur index along one direction: how little a further blur changes the image (0..1).
 
     The image is blurred with a ``length``-pixel line at ``angle_deg``; the index is the share of the
     directional gradient (along the same angle) that this extra blur does *not* remove. A sharp image loses
     much of its gradient to the extra blur (low index); an already-blurred one hardly changes (high index).
     """
-    cv2 = _cv2()
+    import cv2
+
     theta = math.radians(angle_deg)
     c = length // 2
     kernel = np.zeros((length, length), np.float32)
@@ -304,13 +319,18 @@ def focus(y: np.ndarray, regions: Regions, sigma_noise: float) -> tuple[float, f
     index differs between directions (anisotropy); an out-of-focus photo is blurred alike in every direction.
     Measured on the field eroded away from the dermatoscope rim (its sharp edge would read as detail).
     """
-    cv2 = _cv2()
+    import cv2
+
     smoothing = denoise_sigma(sigma_noise)
     work = cv2.GaussianBlur(y, (0, 0), smoothing) if smoothing > 0 else y
     h, w = y.shape
     k = max(11, int(round(min(h, w) / 20)) | 1)  # also keeps the 9-px blur away from the frame edge
-    mask = cv2.erode(regions.field.astype(np.uint8), np.ones((k, k), np.uint8), borderType=cv2.BORDER_CONSTANT,
-                     borderValue=0) > 0
+    mask = (
+        cv2.erode(
+            regions.field.astype(np.uint8), np.ones((k, k), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0
+        )
+        > 0
+    )
     if mask.sum() < 100:
         mask = np.ones_like(mask)
     gx = cv2.Sobel(work, cv2.CV_32F, 1, 0, ksize=1)
@@ -356,7 +376,8 @@ def colour_cast(rgb: np.ndarray, regions: Regions) -> tuple[float, tuple[float, 
     by how much blue or green exceeds red (in % of full scale); by how much a* or b* exceed the most vivid
     skin seen. Mid-tones only: shadows and highlights carry little chroma information.
     """
-    cv2 = _cv2()
+    import cv2
+
     lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
     lightness = lab[..., 0]
     region = regions.field & ~regions.lesion & (lightness > 15) & (lightness < 97)

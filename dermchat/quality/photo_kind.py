@@ -67,7 +67,9 @@ def dermoscopy_cues(m: Measurements, regions: Regions) -> dict[str, float]:
         "surround": _ramp(surround, CORNER_EMPTY, CORNER_FULL),
         "hue": _ramp(-hue, -HUE_CLINICAL, -HUE_DERMOSCOPIC),
         "fill": _ramp(fill, FILL_NONE, FILL_FULL),
-        "surround_share": surround, "hue_deg": hue, "lesion_share": fill,
+        "surround_share": surround,
+        "hue_deg": hue,
+        "lesion_share": fill,
     }
 
 

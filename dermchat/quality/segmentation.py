@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
+# OpenCV is imported inside the functions that use it, so importing this module stays cheap.
+
 SEGMENT_MAX_SIDE = 256
 """Long side (pixels) the segmentation works at; HAM images (200x150) are used as they are."""
 
@@ -60,12 +62,6 @@ _LOCAL_RING = 1.0
 """Width of the skin ring used for the local threshold, in lesion radii (sqrt(area / pi))."""
 
 
-def _cv2():  # noqa: ANN202 - the module object; imported lazily (heavy) and typed at use
-    import cv2
-
-    return cv2
-
-
 def to_rgb_uint8(rgb: np.ndarray) -> np.ndarray:
     """Accept HxWx3/4 uint8 or float [0,1] (or HxW grey) and return contiguous HxWx3 uint8."""
     arr = np.asarray(rgb)
@@ -86,19 +82,25 @@ def _shrink(rgb: np.ndarray, max_side: int) -> np.ndarray:
     if scale >= 1.0:
         return rgb
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return _cv2().resize(rgb, size, interpolation=_cv2().INTER_AREA)
+    import cv2
+
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 
 def _grow(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Scale a boolean mask back to ``shape`` (h, w)."""
     if mask.shape == shape:
         return mask
-    up = _cv2().resize(mask.astype(np.uint8), (shape[1], shape[0]), interpolation=_cv2().INTER_NEAREST)
+    import cv2
+
+    up = cv2.resize(mask.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
     return up.astype(bool)
 
 
 def _ellipse(size: int) -> np.ndarray:
-    return _cv2().getStructuringElement(_cv2().MORPH_ELLIPSE, (size, size))
+    import cv2
+
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
 
 
 def vignette_mask(rgb: np.ndarray) -> np.ndarray:
@@ -107,7 +109,8 @@ def vignette_mask(rgb: np.ndarray) -> np.ndarray:
     Relative to the bright centre, so a darkened photo keeps the same surround.
     Returns an all-False mask when the 'surround' would cover most of the frame (a dark photo, not a vignette).
     """
-    cv2 = _cv2()
+    import cv2
+
     rgb = to_rgb_uint8(rgb)
     h, w = rgb.shape[:2]
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
@@ -143,7 +146,8 @@ def hair_mask(rgb: np.ndarray) -> np.ndarray:
 
     Shared by hair removal before segmentation and by the noise estimate, which must not read hairs as grain.
     """
-    cv2 = _cv2()
+    import cv2
+
     grey = cv2.cvtColor(to_rgb_uint8(rgb), cv2.COLOR_RGB2GRAY)
     blackhat = cv2.morphologyEx(grey, cv2.MORPH_BLACKHAT, _ellipse(_hair_kernel(rgb)))
     return blackhat > _HAIR_CONTRAST
@@ -155,7 +159,8 @@ def remove_hair(rgb: np.ndarray) -> np.ndarray:
     The closing (max then min filter) is what the skin looks like with thin dark lines erased; copying it
     into the hair pixels is a cheap stand-in for inpainting (Telea inpainting costs 10x more here).
     """
-    cv2 = _cv2()
+    import cv2
+
     rgb = to_rgb_uint8(rgb)
     hair = hair_mask(rgb).astype(np.uint8)
     if not hair.any() or hair.mean() > 0.5:
@@ -195,7 +200,8 @@ def _flatten(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
     uu = gx / w - 0.5
     vv = gy / h - 0.5
     surface = coef[0] + coef[1] * uu + coef[2] * vv + coef[3] * uu * uu + coef[4] * vv * vv + coef[5] * uu * vv
-    return (x - surface).astype(np.float32)
+    flattened: np.ndarray = (x - surface).astype(np.float32)
+    return flattened
 
 
 def _border_touch(mask: np.ndarray) -> float:
@@ -211,7 +217,8 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
 
 def _darkness(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(darkness map with lighting removed, valid field) at working size: what the segmentation thresholds."""
-    cv2 = _cv2()
+    import cv2
+
     h, w = rgb.shape[:2]
     surround = vignette_mask(rgb)
     valid = ~surround
@@ -223,13 +230,13 @@ def _darkness(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # lighting scales all channels alike and cancels in the ratio, while pigment and blood raise it.
     ratio = np.log((clean[..., 0] + _RATIO_EPS) / (green_blue + _RATIO_EPS))
     darkness = -green_blue + _RATIO_WEIGHT * ratio
-    darkness = cv2.GaussianBlur(darkness, (0, 0), max(1.0, min(h, w) / 75))
-    return _flatten(darkness, valid), valid
+    blurred = cv2.GaussianBlur(darkness, (0, 0), max(1.0, min(h, w) / 75))
+    return _flatten(blurred, valid), valid
 
 
 def _segment_small(rgb: np.ndarray, spread: float = 0.25) -> np.ndarray:
     """The pipeline described in the module docstring, on an image already at working size."""
-    cv2 = _cv2()
+    import cv2
     from skimage.filters import threshold_multiotsu, threshold_otsu
 
     h, w = rgb.shape[:2]
@@ -277,7 +284,7 @@ def _segment_small(rgb: np.ndarray, spread: float = 0.25) -> np.ndarray:
     def compact(candidate: np.ndarray) -> bool:
         return bool(candidate.sum() <= _MAX_GROWTH * core_area and _border_touch(candidate) <= core_touch + 0.25)
 
-    n, labels = components(low)
+    _n, labels = components(low)
     ids = np.unique(labels[core])
     grown = _fill_holes(np.isin(labels, ids[ids > 0]) | core)
     chosen = core
@@ -300,7 +307,8 @@ def _refine_locally(mask: np.ndarray, darkness: np.ndarray, valid: np.ndarray, k
     Keeps the components that overlap the first estimate; returns the estimate unchanged when the local
     threshold finds nothing there.
     """
-    cv2 = _cv2()
+    import cv2
+
     radius = max(2, int(round(_LOCAL_RING * np.sqrt(mask.sum() / np.pi))))
     band = (cv2.dilate(mask.astype(np.uint8), _ellipse(2 * radius + 1)) > 0) & valid
     ring = band & ~mask
@@ -337,7 +345,8 @@ def skin_likelihood_mask(rgb: np.ndarray) -> np.ndarray:
     CIELAB rules: skin sits in the red-to-yellow hue wedge with some chroma; brown/dark lesions and freckles
     are darker but keep a warm hue. Grey, white, black, blue and green pixels are not skin.
     """
-    cv2 = _cv2()
+    import cv2
+
     f = to_rgb_uint8(rgb).astype(np.float32) / 255.0
     lab = cv2.cvtColor(f, cv2.COLOR_RGB2LAB)
     lightness, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
@@ -355,4 +364,5 @@ def skin_mask(rgb: np.ndarray, lesion: np.ndarray | None = None) -> np.ndarray:
     rgb = to_rgb_uint8(rgb)
     if lesion is None:
         lesion = lesion_mask(rgb)
-    return skin_likelihood_mask(rgb) & ~lesion & ~vignette_mask(rgb)
+    skin: np.ndarray = skin_likelihood_mask(rgb) & ~lesion & ~vignette_mask(rgb)
+    return skin

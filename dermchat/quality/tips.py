@@ -77,8 +77,7 @@ REASONS: dict[str, ReasonText] = {
     ),
     "not_skin": ReasonText(
         "Not a skin photo",
-        "This does not look like a photo of skin. Please take a close photo of the skin area you are "
-        "worried about.",
+        "This does not look like a photo of skin. Please take a close photo of the skin area you are worried about.",
         "Only {value:.0%} of the field has skin or lesion colours (needed: {limit:.0%}).",
     ),
 }

@@ -24,11 +24,11 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -37,8 +37,8 @@ from dermchat.paths import cache_dir
 from dermchat.references import HAM10000_ATTRIBUTION, HAM10000_LICENSE
 from dermchat.references.colour import rgb_to_lab
 from dermchat.references.skintone import (
-    MIN_SKIN_PIXELS,
     FITZPATRICK_TYPES,
+    MIN_SKIN_PIXELS,
     fallback_lesion_mask,
     ita_category,
     ita_degrees,
@@ -53,7 +53,16 @@ FEATURE_VERSION = 1
 THUMB_SIZE = (64, 48)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 FEATURE_NAMES: tuple[str, ...] = (
-    "lesion_L", "lesion_a", "lesion_b", "skin_L", "skin_a", "skin_b", "L_std", "a_std", "b_std", "ita",
+    "lesion_L",
+    "lesion_a",
+    "lesion_b",
+    "skin_L",
+    "skin_a",
+    "skin_b",
+    "L_std",
+    "a_std",
+    "b_std",
+    "ita",
     "lesion_fraction",
 )
 ProgressFn = Callable[[int, int], None]
@@ -114,9 +123,9 @@ def image_features(rgb: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         skin = flat
     skin_med = np.median(skin, axis=0)
     ita = float(ita_degrees(skin_med[0], skin_med[2]))
-    return np.concatenate(
-        [lesion.mean(axis=0), skin_med, flat.std(axis=0), [ita, float(mask.mean())]]
-    ).astype(np.float32)
+    return np.concatenate([lesion.mean(axis=0), skin_med, flat.std(axis=0), [ita, float(mask.mean())]]).astype(
+        np.float32
+    )
 
 
 def thumbnail(path: Path, size: tuple[int, int] = THUMB_SIZE) -> np.ndarray:
@@ -161,7 +170,8 @@ class Atlas:
     @functools.cached_property
     def spread(self) -> np.ndarray:
         """Per-feature standard deviation over the atlas: the scale that makes distances comparable."""
-        return self.features.std(axis=0) + 1e-6
+        spread: np.ndarray = self.features.std(axis=0) + 1e-6
+        return spread
 
     @functools.cached_property
     def site_array(self) -> np.ndarray:
@@ -197,7 +207,9 @@ def read_info(root: Path) -> AtlasInfo:
 
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     defaults = AtlasInfo()
-    return AtlasInfo(**{key: str(data.get(key, getattr(defaults, key))) for key in ("name", "license", "attribution", "url")})
+    return AtlasInfo(
+        **{key: str(data.get(key, getattr(defaults, key))) for key in ("name", "license", "attribution", "url")}
+    )
 
 
 def _listing(folder: Path) -> dict[str, str]:
@@ -323,11 +335,10 @@ def load_atlas(
         started = time.perf_counter()
         features = compute_features(root, rows, masks, progress, workers)
         seconds = time.perf_counter() - started
-        built_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        built_at = datetime.now(UTC).isoformat(timespec="seconds")
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_path.with_suffix(".tmp.npz")
-        np.savez(tmp, features=features, image_ids=np.array(rows.image_ids), build_seconds=seconds,
-                 built_at=built_at)
+        np.savez(tmp, features=features, image_ids=np.array(rows.image_ids), build_seconds=seconds, built_at=built_at)
         os.replace(tmp, cache_path)
         log.info("atlas features for %d images built in %.1fs -> %s", len(rows.image_ids), seconds, cache_path)
     tone_meta = np.array(rows.tones, dtype=np.int8)
@@ -369,7 +380,7 @@ def _cached_features(path: Path, image_ids: list[str]) -> tuple[np.ndarray | Non
             if "built_at" in data.files:
                 built_at = str(data["built_at"])
             else:  # caches written before the build time was stored: the file's own time
-                built_at = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+                built_at = datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds")
             return data["features"], float(data["build_seconds"]), built_at
     except (OSError, KeyError, ValueError) as exc:
         log.warning("ignoring unreadable atlas cache %s: %s", path, exc)
@@ -401,6 +412,14 @@ def describe(atlas: Atlas) -> dict[str, object]:
 
 
 __all__ = [
-    "Atlas", "AtlasError", "AtlasInfo", "FEATURE_NAMES", "check_atlas_dir", "image_features",
-    "load_atlas", "normalise_site", "site_group", "thumbnail",
+    "FEATURE_NAMES",
+    "Atlas",
+    "AtlasError",
+    "AtlasInfo",
+    "check_atlas_dir",
+    "image_features",
+    "load_atlas",
+    "normalise_site",
+    "site_group",
+    "thumbnail",
 ]

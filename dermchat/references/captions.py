@@ -36,9 +36,10 @@ import random
 import re
 import sys
 from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from dermchat.references.prompts import NEGATIVE_PROMPT, ConceptPrompt
 from dermchat.vocabulary import get_vocabulary
@@ -59,8 +60,11 @@ TEMPLATES: tuple[tuple[str, ...], ...] = (
 """Caption wordings. A part is kept only when every field it names is known; parts are concatenated."""
 
 ASYMMETRY_WORDS = {0: "symmetric", 1: "asymmetric along one axis", 2: "asymmetric along both axes"}
-BORDER_BANDS: tuple[tuple[float, str], ...] = ((2, "a gradually fading border"), (5, "a partly abrupt border"),
-                                               (8, "an abrupt border"))
+BORDER_BANDS: tuple[tuple[float, str], ...] = (
+    (2, "a gradually fading border"),
+    (5, "a partly abrupt border"),
+    (8, "an abrupt border"),
+)
 """A numeric border is read on the ABCD scale: how many of eight segments end abruptly (0-8)."""
 _FIELD = re.compile(r"{(\w+)}")
 
@@ -139,8 +143,15 @@ def morphology_phrase(descriptors: Mapping[str, Any] | None, rng: random.Random 
     if not descriptors:
         return None
     shape = ASYMMETRY_WORDS.get(int(descriptors["asymmetry"])) if descriptors.get("asymmetry") is not None else None
-    features = [p for p in (border_phrase(descriptors.get("border")), colour_phrase(descriptors.get("colours")),
-                            "a blue-white veil" if descriptors.get("blue_white_veil") else None) if p]
+    features = [
+        p
+        for p in (
+            border_phrase(descriptors.get("border")),
+            colour_phrase(descriptors.get("colours")),
+            "a blue-white veil" if descriptors.get("blue_white_veil") else None,
+        )
+        if p
+    ]
     if rng is not None:
         rng.shuffle(features)
     if shape and features:
@@ -155,8 +166,9 @@ def _rng(seed: int, key: str) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
-def build_caption(facts: LesionFacts, *, seed: int = 0, key: str | None = None,
-                  modality: str = DEFAULT_MODALITY) -> Caption:
+def build_caption(
+    facts: LesionFacts, *, seed: int = 0, key: str | None = None, modality: str = DEFAULT_MODALITY
+) -> Caption:
     """One caption for ``facts``; the same (seed, key) always gives the same words (see the module doc)."""
     rng = _rng(seed, key or facts.condition_id)
     template_index = rng.randrange(len(TEMPLATES))
@@ -177,15 +189,23 @@ def build_caption(facts: LesionFacts, *, seed: int = 0, key: str | None = None,
     return Caption(text=text, template=template_index, concepts=concepts)
 
 
-def caption_prompt(condition_id: str, *, seed: int, body_site: str | None = None, age: float | None = None,
-                   sex: str | None = None, morphology: Mapping[str, Any] | None = None,
-                   modality: str = DEFAULT_MODALITY) -> ConceptPrompt:
+def caption_prompt(
+    condition_id: str,
+    *,
+    seed: int,
+    body_site: str | None = None,
+    age: float | None = None,
+    sex: str | None = None,
+    morphology: Mapping[str, Any] | None = None,
+    modality: str = DEFAULT_MODALITY,
+) -> ConceptPrompt:
     """A chat-time prompt for ``sd-diffusion`` in the words a DermChat LoRA was trained on."""
     facts = LesionFacts(condition_id, site=body_site, age=age, sex=sex, morphology=morphology)
     caption = build_caption(facts, seed=seed, modality=modality)
     concepts = {**caption.concepts, "caption_version": CAPTION_VERSION, "caption_template": str(caption.template)}
-    return ConceptPrompt(condition_id=condition_id, prompt=caption.text, negative_prompt=NEGATIVE_PROMPT,
-                         concepts=concepts)
+    return ConceptPrompt(
+        condition_id=condition_id, prompt=caption.text, negative_prompt=NEGATIVE_PROMPT, concepts=concepts
+    )
 
 
 # -- morphology descriptors (issue 21's module, optional) -------------------------------------------------------
@@ -225,8 +245,15 @@ def _mask(data_dir: Path, image_id: str) -> Any:
         return np.asarray(im.convert("L")) > 127
 
 
-def caption_records(data_dir: Path, *, seed: int = 0, limit: int | None = None, describer: Describer | None = None,
-                    modality: str = DEFAULT_MODALITY, progress: bool = False) -> list[dict[str, Any]]:
+def caption_records(
+    data_dir: Path,
+    *,
+    seed: int = 0,
+    limit: int | None = None,
+    describer: Describer | None = None,
+    modality: str = DEFAULT_MODALITY,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
     """One JSON-ready record per image of a HAM-layout folder (``limit``: a class-balanced subset)."""
     from PIL import Image
 
@@ -248,14 +275,24 @@ def caption_records(data_dir: Path, *, seed: int = 0, limit: int | None = None, 
             with Image.open(data_dir / "images" / f"{record.image_id}.jpg") as im:
                 descriptors = describe_lesion(describer, im.convert("RGB"), _mask(data_dir, record.image_id))
         condition_id = vocabulary.from_ham_code(record.dx)
-        facts = LesionFacts(condition_id, site=record.localization, age=record.age, sex=record.sex,
-                            morphology=descriptors)
+        facts = LesionFacts(
+            condition_id, site=record.localization, age=record.age, sex=record.sex, morphology=descriptors
+        )
         caption = build_caption(facts, seed=seed, key=record.image_id, modality=modality)
-        out.append({
-            "image_id": record.image_id, "file": f"images/{record.image_id}.jpg", "dx": record.dx,
-            "condition_id": condition_id, "caption": caption.text, "template": caption.template,
-            "concepts": caption.concepts, "morphology": descriptors, "seed": seed, "version": CAPTION_VERSION,
-        })
+        out.append(
+            {
+                "image_id": record.image_id,
+                "file": f"images/{record.image_id}.jpg",
+                "dx": record.dx,
+                "condition_id": condition_id,
+                "caption": caption.text,
+                "template": caption.template,
+                "concepts": caption.concepts,
+                "morphology": descriptors,
+                "seed": seed,
+                "version": CAPTION_VERSION,
+            }
+        )
     return out
 
 
@@ -279,8 +316,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     describer = None if args.no_morphology else load_describer()
     try:
-        rows = caption_records(args.data, seed=args.seed, limit=args.limit, describer=describer,
-                               modality=args.modality, progress=True)
+        rows = caption_records(
+            args.data, seed=args.seed, limit=args.limit, describer=describer, modality=args.modality, progress=True
+        )
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -289,7 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     per_class = Counter(r["condition_id"] for r in rows)
-    morphology = "with morphology descriptors" if describer else "without morphology (dermchat.morphology missing or off)"
+    morphology = (
+        "with morphology descriptors" if describer else "without morphology (dermchat.morphology missing or off)"
+    )
     print(f"wrote {len(rows)} captions to {args.out} ({CAPTION_VERSION}, seed {args.seed}, {morphology})")
     print("per class: " + ", ".join(f"{k} {v}" for k, v in sorted(per_class.items())))
     print(f"e.g. {rows[0]['caption']}")

@@ -44,4 +44,5 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
     xyz = np.where(f**3 > _EPS, f**3, (116 * f - 16) / _KAPPA) * _WHITE_D65
     linear = np.clip(xyz @ _XYZ_TO_RGB.T, 0, 1)
     srgb = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
-    return np.clip(np.round(srgb * 255), 0, 255).astype(np.uint8)
+    rgb: np.ndarray = np.clip(np.round(srgb * 255), 0, 255).astype(np.uint8)
+    return rgb

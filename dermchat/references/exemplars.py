@@ -29,8 +29,12 @@ class ExemplarOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    atlas_dir: str | None = Field(None, description="atlas folder; default: DERMCHAT_DATA_DIR or ../shared/data/ham10000")
-    k: int | None = Field(None, ge=1, le=8, description="exemplars per condition; None: settings.references_per_condition (2)")
+    atlas_dir: str | None = Field(
+        None, description="atlas folder; default: DERMCHAT_DATA_DIR or ../shared/data/ham10000"
+    )
+    k: int | None = Field(
+        None, ge=1, le=8, description="exemplars per condition; None: settings.references_per_condition (2)"
+    )
     allow_repeats: bool = Field(False, description="allow images already shown in this conversation")
     tone_weight: float = Field(1.0, ge=0, description="distance per Fitzpatrick-like type of difference")
     site_weight: float = Field(2.0, ge=0, description="distance for a different body region (half for a near one)")
@@ -61,7 +65,9 @@ def rank_candidates(
     """
     spread = atlas.spread
     cand = atlas.features[rows]
-    colour = np.sqrt((((cand[:, COLOUR_FEATURES] - features[COLOUR_FEATURES]) / spread[COLOUR_FEATURES]) ** 2).mean(axis=1))
+    colour = np.sqrt(
+        (((cand[:, COLOUR_FEATURES] - features[COLOUR_FEATURES]) / spread[COLOUR_FEATURES]) ** 2).mean(axis=1)
+    )
     size = np.abs(cand[:, SIZE_FEATURE] - features[SIZE_FEATURE]) / spread[SIZE_FEATURE]
     tone = np.abs(atlas.fitzpatrick[rows].astype(np.float32) - fitzpatrick)
     distance = colour + options.size_weight * size + options.tone_weight * tone

@@ -55,8 +55,10 @@ class GalleryColumn(BaseModel):
 class Gallery(BaseModel):
     audience: Audience
     columns: list[GalleryColumn] = Field(default_factory=list)
-    legend: str = (f"{REAL_BADGE}: a photo from a public dataset. {SYNTHETIC_BADGE}: made by an AI model — "
-                   "an illustration, not your photo or diagnosis.")
+    legend: str = (
+        f"{REAL_BADGE}: a photo from a public dataset. {SYNTHETIC_BADGE}: made by an AI model — "
+        "an illustration, not your photo or diagnosis."
+    )
     notes: list[str] = Field(default_factory=list)
 
     @property

@@ -60,5 +60,6 @@ def section_sources(condition_id: str, audience: str = "clinician", kb_dir: Path
     cited = dict.fromkeys(sid for p in entry.section("how_it_looks", audience) for sid in p.source_ids)
     return [
         {"id": src.id, "title": src.title, "url": src.url}
-        for sid in cited if (src := entry.sources.get(sid)) is not None
+        for sid in cited
+        if (src := entry.sources.get(sid)) is not None
     ]

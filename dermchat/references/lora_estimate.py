@@ -19,16 +19,33 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 GPU_PEAK_TFLOPS = {"L4": 121.0, "T4": 65.0, "A100": 312.0}
 """Dense FP16/BF16 tensor-core peaks from NVIDIA's data sheets (L4 242 and A100 624 with sparsity, halved)."""
-SD15_UNET = dict(sample_size=64, cross_attention_dim=768, attention_head_dim=8, layers_per_block=2,
-                 block_out_channels=(320, 640, 1280, 1280))
-SD15_VAE = dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
-                down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
-SD15_TEXT = dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12,
-                 vocab_size=49408, max_position_embeddings=77)
+SD15_UNET: dict[str, Any] = dict(
+    sample_size=64,
+    cross_attention_dim=768,
+    attention_head_dim=8,
+    layers_per_block=2,
+    block_out_channels=(320, 640, 1280, 1280),
+)
+SD15_VAE: dict[str, Any] = dict(
+    block_out_channels=(128, 256, 512, 512),
+    layers_per_block=2,
+    latent_channels=4,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+)
+SD15_TEXT: dict[str, Any] = dict(
+    hidden_size=768,
+    intermediate_size=3072,
+    num_attention_heads=12,
+    num_hidden_layers=12,
+    vocab_size=49408,
+    max_position_embeddings=77,
+)
 
 
 def _nbytes(tensor: Any) -> int:
@@ -49,7 +66,8 @@ def estimate(resolution: int = 512, batch_size: int = 1, rank: int = 8, text_enc
     with torch.device("meta"):
         unet = UNet2DConditionModel(**SD15_UNET).to(half)
         vae = AutoencoderKL(**SD15_VAE).to(half)
-        text = CLIPTextModel(CLIPTextConfig(**SD15_TEXT)).to(half)
+        # transformers types its wrapped `to` for a PreTrainedModel `self` only, so a dtype argument looks wrong
+        text = CLIPTextModel(CLIPTextConfig(**SD15_TEXT)).to(half)  # type: ignore[arg-type]
         for module in (unet, vae, text):
             module.requires_grad_(False)
         unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=UNET_TARGETS))
@@ -60,17 +78,26 @@ def estimate(resolution: int = 512, batch_size: int = 1, rank: int = 8, text_enc
         pixels = torch.empty(batch_size, 3, resolution, resolution, dtype=half)
         ids = torch.zeros(batch_size, 77, dtype=torch.long)
         saved: list[int] = []
+
+        def count_saved(t: torch.Tensor) -> torch.Tensor:
+            """Record the bytes autograd keeps for the backward pass; the tensor itself is kept as is."""
+            saved.append(_nbytes(t))
+            return t
+
         with FlopCounterMode(display=False) as flops:
             with torch.no_grad():
                 latents = vae.encode(pixels).latent_dist.mean
-            with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(_nbytes(t)) or t, lambda t: t):
+            with torch.autograd.graph.saved_tensors_hooks(count_saved, lambda t: t):
                 states = text(ids, return_dict=False)[0]
                 predicted = unet(latents, torch.zeros(batch_size, dtype=torch.long), states, return_dict=False)[0]
                 loss = predicted.float().pow(2).mean()
             loss.backward()
     adapter = sum(p.numel() for p in trainable)
     return {
-        "resolution": resolution, "batch_size": batch_size, "rank": rank, "train_text_encoder": text_encoder,
+        "resolution": resolution,
+        "batch_size": batch_size,
+        "rank": rank,
+        "train_text_encoder": text_encoder,
         "tflop_per_step": round(flops.get_total_flops() / 1e12, 3),
         "frozen_weights_gib": round(frozen / 2**30, 2),
         "adapter_params_m": round(adapter / 1e6, 2),
@@ -95,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures = estimate(args.resolution, args.batch_size, args.rank, args.train_text_encoder)
     figures["assumed_utilisation"] = args.utilisation
     figures["seconds_per_step_estimate"] = {
-        gpu: round(seconds_per_step(figures["tflop_per_step"], gpu, args.utilisation), 3) for gpu in GPU_PEAK_TFLOPS}
+        gpu: round(seconds_per_step(figures["tflop_per_step"], gpu, args.utilisation), 3) for gpu in GPU_PEAK_TFLOPS
+    }
     print(json.dumps(figures, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in figures.items()))
     return 0
 

@@ -19,9 +19,29 @@ from dermchat.references.skintone import SkinTone
 from dermchat.vocabulary import get_vocabulary
 
 COLOUR_WORDS: tuple[str, ...] = (
-    "skin-coloured", "skin-colored", "flesh-coloured", "pearly", "translucent", "dark brown", "light brown", "brown",
-    "black", "blue-grey", "blue-gray", "blue", "grey", "gray", "pink", "red", "purple", "violet", "white", "yellow",
-    "tan", "orange", "silvery",
+    "skin-coloured",
+    "skin-colored",
+    "flesh-coloured",
+    "pearly",
+    "translucent",
+    "dark brown",
+    "light brown",
+    "brown",
+    "black",
+    "blue-grey",
+    "blue-gray",
+    "blue",
+    "grey",
+    "gray",
+    "pink",
+    "red",
+    "purple",
+    "violet",
+    "white",
+    "yellow",
+    "tan",
+    "orange",
+    "silvery",
 )
 NEGATIVE_PROMPT = (
     "text, watermark, logo, ruler, measuring tape, annotation, arrow, cartoon, illustration, drawing, painting, "

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -97,6 +98,7 @@ def parse_fitzpatrick(value: Any) -> int | None:
 
 # -- lesion mask ---------------------------------------------------------------------------------------------
 
+
 def _quality_team_mask() -> Callable[[np.ndarray], Any] | None:
     """The quality team's segmenter when the module exists (it is maintained beside the quality check)."""
     try:
@@ -136,13 +138,15 @@ def fallback_lesion_mask(rgb: np.ndarray) -> np.ndarray:
     dark = ndimage.binary_opening(dark, iterations=1)
     labels, count = ndimage.label(dark)
     if count == 0:
-        return dark
+        nothing_dark: np.ndarray = dark
+        return nothing_dark
     h, w = dark.shape
     yy, xx = np.mgrid[0:h, 0:w]
     centrality = 1.0 - np.hypot((yy - h / 2) / (h / 2), (xx - w / 2) / (w / 2)) / np.sqrt(2)
     scores = ndimage.sum(centrality, labels, index=np.arange(1, count + 1))
     keep = int(np.argmax(scores)) + 1
-    return ndimage.binary_fill_holes(labels == keep)
+    lesion: np.ndarray = ndimage.binary_fill_holes(labels == keep)
+    return lesion
 
 
 def lesion_mask(rgb: np.ndarray) -> np.ndarray:
@@ -159,6 +163,7 @@ def lesion_mask(rgb: np.ndarray) -> np.ndarray:
 
 
 # -- skin tone -----------------------------------------------------------------------------------------------
+
 
 def skin_pixels(lab: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """Lab pixels of skin around the lesion: outside a dilated mask, without hair/vignette and glare."""

@@ -122,10 +122,14 @@ def add_adapters(pipe: Any, rank: int, alpha: float, text_encoder: bool) -> list
     import torch
     from peft import LoraConfig
 
-    pipe.unet.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=UNET_TARGETS))
+    # [arg-type]: peft annotates lora_alpha as int but only divides it by r, so a fractional alpha works as intended
+    pipe.unet.add_adapter(
+        LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=UNET_TARGETS)  # type: ignore[arg-type]
+    )
     if text_encoder:
-        pipe.text_encoder.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian",
-                                                 target_modules=TEXT_TARGETS))
+        pipe.text_encoder.add_adapter(
+            LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=TEXT_TARGETS)  # type: ignore[arg-type]
+        )
     params = []
     for module in trained_modules(pipe, text_encoder):
         for param in module.parameters():
@@ -265,7 +269,7 @@ def write_samples(pipe: Any, classes: list[str], step: int, args: argparse.Names
     """One labelled-synthetic image per class, same seed every time, so the folders show training progress."""
     from dermchat.references.synthetic_mark import save_synthetic
 
-    folder = args.out / "samples" / f"step-{step:06d}"
+    folder: Path = args.out / "samples" / f"step-{step:06d}"
     folder.mkdir(parents=True, exist_ok=True)
     for condition_id in classes:
         prompt = class_prompt(condition_id, args.seed, args.modality)
@@ -319,7 +323,7 @@ def save_checkpoint(pipe: Any, optimizer: Any, lr_schedule: Any, scaler: Any, ge
     """Adapter weights, optimiser, schedule and RNG state (never the frozen base) under checkpoints/step-N."""
     import torch
 
-    folder = args.out / "checkpoints" / f"step-{step:06d}"
+    folder: Path = args.out / "checkpoints" / f"step-{step:06d}"
     folder.mkdir(parents=True, exist_ok=True)
     torch.save({
         "step": step, "trainable": trainable_state(pipe, args.train_text_encoder), "optimizer": optimizer.state_dict(),

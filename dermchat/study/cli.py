@@ -48,8 +48,10 @@ def main(argv: list[str]) -> int:
         except StudyDefinitionError as exc:
             print(str(exc), file=sys.stderr)
             return 1
-        print(f"ok: {study.id} — {study.title}: {study.design}-subject, {len(study.arms)} arm(s), "
-              f"{len(study.cases.items)} case(s), {len(study.questionnaires)} questionnaire(s)")
+        print(
+            f"ok: {study.id} — {study.title}: {study.design}-subject, {len(study.arms)} arm(s), "
+            f"{len(study.cases.items)} case(s), {len(study.questionnaires)} questionnaire(s)"
+        )
         return 0
     if not _db_exists(args.db):
         return fail(f"{args.db}: no such database file")
@@ -57,7 +59,7 @@ def main(argv: list[str]) -> int:
         from dermchat.study.export import export
 
         written = export(args.db, args.out, args.study)
-        for name, path in written.items():
+        for _name, path in written.items():
             print(f"{path}")
         return 0
     if args.action == "summary":
@@ -65,9 +67,8 @@ def main(argv: list[str]) -> int:
 
         rows = summarise(args.db, args.study)
         return emit([r.as_dict() for r in rows], args.json, lambda _: print(format_table(rows)), indent=2)
-    from dermchat.study.store import get_store
-
     from dermchat.study.session import FlowError, normalise_code
+    from dermchat.study.store import get_store
 
     try:
         code = normalise_code(args.participant)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import csv
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
 from dermchat.paths import REPO_DIR, default_data_dir
 from dermchat.settings import Settings
@@ -26,7 +27,7 @@ DONT_KNOW = "I don't know"
 # Settings an arm may not change: they pick the study itself or where files go, not what participants see.
 FORBIDDEN_ARM_SETTINGS = {"study", "workdir", "profile", "options"}
 
-Loc = tuple[Union[str, int], ...]
+Loc = tuple[str | int, ...]
 
 
 class StudyDefinitionError(ValueError):
@@ -81,7 +82,7 @@ class ChoiceItem(_Strict):
     kind: Literal["choice"]
     id: str = Field(pattern=IDENTIFIER)
     text: str = Field(min_length=1)
-    choices: Union[list[str], Literal["conditions"]]
+    choices: list[str] | Literal["conditions"]
     required: bool = True
     scored: bool = Field(False, description="compare the answer with the case's ground truth (accuracy per arm)")
 
@@ -96,7 +97,7 @@ class ChoiceItem(_Strict):
         return list(self.choices)
 
 
-Item = Annotated[Union[LikertItem, TextItem, ChoiceItem], Field(discriminator="kind")]
+Item = Annotated[LikertItem | TextItem | ChoiceItem, Field(discriminator="kind")]
 
 
 class Questionnaire(_Strict):
@@ -150,16 +151,21 @@ class Study(_Strict):
     case_questions: list[Item] = Field(default_factory=list)
     questionnaires: list[Questionnaire] = Field(default_factory=list)
     conditions: list[str] | None = Field(
-        None, description="answer options of 'choices: conditions' questions (condition ids or HAM codes); "
-                          "default: the ground truths of the cases",
+        None,
+        description="answer options of 'choices: conditions' questions (condition ids or HAM codes); "
+        "default: the ground truths of the cases",
     )
     privacy: Privacy = Field(default_factory=Privacy)
-    database_url: Union[str, dict[str, str], None] = Field(
+    database_url: str | dict[str, str] | None = Field(
         None, description='SQLAlchemy URL, or {"$env": "NAME"} to read it from the environment (no secrets in git)'
     )
-    allow_entered_codes: bool = Field(False, description=(
-        "let participants start with a code they type (e.g. one the researcher issued); they are then shown a "
-        "resume key once, since a typed code never resumes a session by itself"))
+    allow_entered_codes: bool = Field(
+        False,
+        description=(
+            "let participants start with a code they type (e.g. one the researcher issued); they are then shown a "
+            "resume key once, since a typed code never resumes a session by itself"
+        ),
+    )
     source_path: str | None = Field(None, exclude=True)
     data_dir: str | None = Field(None, exclude=True, description="resolved image folder, filled by load_study")
 
@@ -216,7 +222,8 @@ def _compose(path: Path, text: str) -> yaml.Node:
         # The entry that is wrong starts at the context mark ("while parsing a flow sequence"); the parser
         # only notices later, at the problem mark, so name both.
         start, noticed = exc.context_mark, exc.problem_mark
-        line = (start or noticed).line + 1 if (start or noticed) else None
+        mark = start or noticed
+        line = mark.line + 1 if mark else None
         where = f" (noticed at line {noticed.line + 1})" if start and noticed and noticed.line != start.line else ""
         message = f"not valid YAML: {exc.context + ': ' if exc.context else ''}{exc.problem or exc}{where}"
         raise StudyDefinitionError(path, [(line, message)]) from None
@@ -255,7 +262,7 @@ def _line_of(root: yaml.Node, loc: Loc) -> int:
     return line
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     where = ".".join(str(p) for p in error["loc"] if not (isinstance(p, str) and p in {"likert", "text", "choice"}))
     message = error["msg"]
     if error["type"] == "extra_forbidden":
@@ -285,10 +292,12 @@ def _semantic_problems(study: Study, *, check_images: bool) -> list[tuple[Loc, s
     for q_index, questionnaire in enumerate(study.questionnaires):
         unique(questionnaire.items, ("questionnaires", q_index, "items"), "item")
         if questionnaire.when == "after_arm" and study.design == "between":
-            problems.append(((
-                "questionnaires", q_index, "when"),
-                "'after_arm' needs a within-subject design (between-subject participants see one arm: use 'end')",
-            ))
+            problems.append(
+                (
+                    ("questionnaires", q_index, "when"),
+                    "'after_arm' needs a within-subject design (between-subject participants see one arm: use 'end')",
+                )
+            )
     for index, arm in enumerate(study.arms):
         problems.extend(_arm_problems(arm, ("arms", index, "settings")))
     if not study.cases.items:
@@ -300,10 +309,12 @@ def _semantic_problems(study: Study, *, check_images: bool) -> list[tuple[Loc, s
         if case.ground_truth and vocab.resolve(case.ground_truth) is None:
             problems.append((("cases", "items", index, "ground_truth"), f"unknown condition {case.ground_truth!r}"))
         if check_images and not study.image_path(case).is_file():
-            problems.append((
-                ("cases", "items", index, "image"),
-                f"image not found: {study.image_path(case)} (set DERMCHAT_DATA_DIR to the data folder)",
-            ))
+            problems.append(
+                (
+                    ("cases", "items", index, "image"),
+                    f"image not found: {study.image_path(case)} (set DERMCHAT_DATA_DIR to the data folder)",
+                )
+            )
     problems.extend(_condition_problems(study))
     for index, item in enumerate(study.case_questions):
         if isinstance(item, ChoiceItem) and item.scored and not any(c.ground_truth for c in study.cases.items):
@@ -325,14 +336,25 @@ def _condition_problems(study: Study) -> list[tuple[Loc, str]]:
         for index, case in enumerate(study.cases.items):
             truth = study.ground_truth_id(case)
             if truth and truth not in offered:
-                problems.append((("cases", "items", index, "ground_truth"),
-                                 f"{case.ground_truth!r} is not among the study's conditions (a participant could "
-                                 "never answer it)"))
-    asks = [i for i, item in enumerate(study.case_questions)
-            if isinstance(item, ChoiceItem) and item.choices == CONDITIONS_CHOICE]
+                problems.append(
+                    (
+                        ("cases", "items", index, "ground_truth"),
+                        f"{case.ground_truth!r} is not among the study's conditions (a participant could "
+                        "never answer it)",
+                    )
+                )
+    asks = [
+        i
+        for i, item in enumerate(study.case_questions)
+        if isinstance(item, ChoiceItem) and item.choices == CONDITIONS_CHOICE
+    ]
     if asks and not study.answer_conditions():
-        problems.append((("case_questions", asks[0], "choices"),
-                         "'choices: conditions' needs a 'conditions' list or cases with ground_truth"))
+        problems.append(
+            (
+                ("case_questions", asks[0], "choices"),
+                "'choices: conditions' needs a 'conditions' list or cases with ground_truth",
+            )
+        )
     return problems
 
 
@@ -381,13 +403,17 @@ def load_study(path: str | Path, *, check_images: bool = True, data_dir: str | P
     try:
         study = Study.model_validate(data)
     except ValidationError as exc:
-        problems = [(_line_of(node, tuple(err["loc"])), _describe(err)) for err in exc.errors()]
+        problems: list[tuple[int | None, str]] = [
+            (_line_of(node, tuple(err["loc"])), _describe(err)) for err in exc.errors()
+        ]
         raise StudyDefinitionError(path, problems) from None
     base = Path(data_dir) if data_dir else default_data_dir()
     study = study.model_copy(update={"source_path": str(path.resolve()), "data_dir": str(base / study.cases.image_dir)})
     semantic = _semantic_problems(study, check_images=check_images)
     if semantic:
-        raise StudyDefinitionError(path, [(_line_of(node, loc), f"{'.'.join(map(str, loc))}: {msg}") for loc, msg in semantic])
+        raise StudyDefinitionError(
+            path, [(_line_of(node, loc), f"{'.'.join(map(str, loc))}: {msg}") for loc, msg in semantic]
+        )
     conditions = study.answer_conditions()
     for item in [*study.case_questions, *(i for q in study.questionnaires for i in q.items)]:
         if isinstance(item, ChoiceItem):

@@ -20,23 +20,86 @@ from dermchat.feedback.export import csv_text
 from dermchat.study.store import StudyStore, get_store
 
 CASE_COLUMNS = [
-    "study_id", "participant", "seq", "step", "case_position", "case_id", "arm", "block", "ground_truth",
-    "question_id", "kind", "value", "value_numeric", "answered_at", "shown_at", "response_ms",
+    "study_id",
+    "participant",
+    "seq",
+    "step",
+    "case_position",
+    "case_id",
+    "arm",
+    "block",
+    "ground_truth",
+    "question_id",
+    "kind",
+    "value",
+    "value_numeric",
+    "answered_at",
+    "shown_at",
+    "response_ms",
 ]
 QUESTIONNAIRE_COLUMNS = [
-    "study_id", "participant", "seq", "step", "questionnaire_id", "arm", "block", "question_id", "kind", "value",
-    "value_numeric", "answered_at",
+    "study_id",
+    "participant",
+    "seq",
+    "step",
+    "questionnaire_id",
+    "arm",
+    "block",
+    "question_id",
+    "kind",
+    "value",
+    "value_numeric",
+    "answered_at",
 ]
-PARTICIPANT_COLUMNS = ["study_id", "participant", "seq", "arm_order", "status", "steps_done", "steps_total",
-                       "user_agent", "created_at", "updated_at"]
+PARTICIPANT_COLUMNS = [
+    "study_id",
+    "participant",
+    "seq",
+    "arm_order",
+    "status",
+    "steps_done",
+    "steps_total",
+    "user_agent",
+    "created_at",
+    "updated_at",
+]
 TURN_COLUMNS = [
-    "study_id", "participant", "step", "case_id", "arm", "input_sha256", "status", "audience", "top_condition",
-    "top_probability", "prediction_set", "triage", "references", "synthetic_references", "citations",
-    "reference_clicks", "citation_clicks", "total_ms", "timings_ms", "providers", "created_at",
+    "study_id",
+    "participant",
+    "step",
+    "case_id",
+    "arm",
+    "input_sha256",
+    "status",
+    "audience",
+    "top_condition",
+    "top_probability",
+    "prediction_set",
+    "triage",
+    "references",
+    "synthetic_references",
+    "citations",
+    "reference_clicks",
+    "citation_clicks",
+    "total_ms",
+    "timings_ms",
+    "providers",
+    "created_at",
 ]
 
-FEEDBACK_COLUMNS = ["study_id", "participant", "step", "case_id", "arm", "result_id", "providers", "tier", "rating",
-                    "comment", "created_at"]
+FEEDBACK_COLUMNS = [
+    "study_id",
+    "participant",
+    "step",
+    "case_id",
+    "arm",
+    "result_id",
+    "providers",
+    "tier",
+    "rating",
+    "comment",
+    "created_at",
+]
 
 
 def _schedules(events: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -84,9 +147,15 @@ def tables(store: StudyStore, study_id: str | None = None) -> dict[str, list[dic
         steps = schedule.get("steps", [])
         step = steps[a["step"]] if a["step"] < len(steps) else {}
         common = {
-            "study_id": a["study_id"], "participant": a["participant_code"], "seq": seq_of.get(key),
-            "step": a["step"], "arm": a["arm"] or "", "block": step.get("block"), "question_id": a["question_id"],
-            "kind": a["kind"], "value": a["value"] if a["value"] is not None else "",
+            "study_id": a["study_id"],
+            "participant": a["participant_code"],
+            "seq": seq_of.get(key),
+            "step": a["step"],
+            "arm": a["arm"] or "",
+            "block": step.get("block"),
+            "question_id": a["question_id"],
+            "kind": a["kind"],
+            "value": a["value"] if a["value"] is not None else "",
             "value_numeric": a["value_numeric"] if a["value_numeric"] is not None else "",
             "answered_at": a["created_at"],
         }
@@ -95,42 +164,84 @@ def tables(store: StudyStore, study_id: str | None = None) -> dict[str, list[dic
             position = case_steps.index(a["step"]) + 1 if a["step"] in case_steps else ""
             truth = schedule.get("ground_truth", {}).get(a["case_id"]) or ""
             shown_at = _shown_at(displays.get((*key, a["step"]), []), a["created_at"])
-            case_rows.append({**common, "case_id": a["case_id"], "case_position": position, "ground_truth": truth,
-                              "shown_at": shown_at, "response_ms": _response_ms(shown_at, a["created_at"])})
+            case_rows.append(
+                {
+                    **common,
+                    "case_id": a["case_id"],
+                    "case_position": position,
+                    "ground_truth": truth,
+                    "shown_at": shown_at,
+                    "response_ms": _response_ms(shown_at, a["created_at"]),
+                }
+            )
         else:
             questionnaire_rows.append({**common, "questionnaire_id": a["questionnaire_id"]})
 
-    participant_rows = [{
-        "study_id": p["study_id"], "participant": p["code"], "seq": p["seq"], "arm_order": "|".join(p["arm_order"]),
-        "status": p["status"], "steps_done": len(done.get((p["study_id"], p["code"]), set())),
-        "steps_total": len(schedules.get((p["study_id"], p["code"]), {}).get("steps", [])),
-        "user_agent": p.get("user_agent") or "",
-        "created_at": p["created_at"], "updated_at": p["updated_at"],
-    } for p in people]
+    participant_rows = [
+        {
+            "study_id": p["study_id"],
+            "participant": p["code"],
+            "seq": p["seq"],
+            "arm_order": "|".join(p["arm_order"]),
+            "status": p["status"],
+            "steps_done": len(done.get((p["study_id"], p["code"]), set())),
+            "steps_total": len(schedules.get((p["study_id"], p["code"]), {}).get("steps", [])),
+            "user_agent": p.get("user_agent") or "",
+            "created_at": p["created_at"],
+            "updated_at": p["updated_at"],
+        }
+        for p in people
+    ]
 
     turn_rows: list[dict[str, Any]] = []
     for e in events:
         if e["type"] != "turn":
             continue
         shown = e["payload"].get("shown", {})
-        key = (e["study_id"], e["participant_code"], e["step"])
-        turn_rows.append({
-            "study_id": e["study_id"], "participant": e["participant_code"], "step": e["step"],
-            "case_id": e["case_id"], "arm": e["arm"], "input_sha256": e["payload"].get("input_sha256") or "",
-            **{k: shown.get(k, "") for k in ("status", "audience", "top_condition", "top_probability", "triage",
-                                              "references", "synthetic_references", "citations", "total_ms")},
-            "prediction_set": "|".join(shown.get("prediction_set", [])),
-            "reference_clicks": clicks.get((*key, "reference_click"), 0),
-            "citation_clicks": clicks.get((*key, "citation_click"), 0),
-            "timings_ms": json.dumps(e["payload"].get("timings_ms", {}), sort_keys=True),
-            "providers": json.dumps(e["payload"].get("providers", {}), sort_keys=True),
+        turn_key = (e["study_id"], e["participant_code"], e["step"])
+        turn_rows.append(
+            {
+                "study_id": e["study_id"],
+                "participant": e["participant_code"],
+                "step": e["step"],
+                "case_id": e["case_id"],
+                "arm": e["arm"],
+                "input_sha256": e["payload"].get("input_sha256") or "",
+                **{
+                    k: shown.get(k, "")
+                    for k in (
+                        "status",
+                        "audience",
+                        "top_condition",
+                        "top_probability",
+                        "triage",
+                        "references",
+                        "synthetic_references",
+                        "citations",
+                        "total_ms",
+                    )
+                },
+                "prediction_set": "|".join(shown.get("prediction_set", [])),
+                "reference_clicks": clicks.get((*turn_key, "reference_click"), 0),
+                "citation_clicks": clicks.get((*turn_key, "citation_click"), 0),
+                "timings_ms": json.dumps(e["payload"].get("timings_ms", {}), sort_keys=True),
+                "providers": json.dumps(e["payload"].get("providers", {}), sort_keys=True),
+                "created_at": e["created_at"],
+            }
+        )
+    feedback_rows = [
+        {
+            "study_id": e["study_id"],
+            "participant": e["participant_code"],
+            "step": e["step"],
+            "case_id": e["case_id"],
+            "arm": e["arm"],
+            **{k: e["payload"].get(k, "") for k in ("result_id", "providers", "tier", "rating", "comment")},
             "created_at": e["created_at"],
-        })
-    feedback_rows = [{
-        "study_id": e["study_id"], "participant": e["participant_code"], "step": e["step"], "case_id": e["case_id"],
-        "arm": e["arm"], **{k: e["payload"].get(k, "") for k in ("result_id", "providers", "tier", "rating", "comment")},
-        "created_at": e["created_at"],
-    } for e in events if e["type"] == "feedback"]
+        }
+        for e in events
+        if e["type"] == "feedback"
+    ]
     return {
         "participants.csv": participant_rows,
         "case_answers.csv": case_rows,
@@ -179,7 +290,7 @@ def export(db_url: str | Path, out_dir: str | Path, study_id: str | None = None)
 def export_zip(db_url: str | Path, zip_path: str | Path | BinaryIO, study_id: str | None = None) -> Path | BinaryIO:
     """The same files in one zip, written to a path or to an open binary file (the researcher page builds it
     in memory, so no copy of the study data is left on the server)."""
-    target: Path | BinaryIO = zip_path if hasattr(zip_path, "write") else Path(zip_path)  # type: ignore[assignment]
+    target: Path | BinaryIO = Path(zip_path) if isinstance(zip_path, str | Path) else zip_path
     if isinstance(target, Path):
         target.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as zf:

@@ -14,10 +14,11 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
@@ -88,7 +89,7 @@ images = sa.Table(
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def to_url(db: str | Path) -> str:
@@ -206,15 +207,28 @@ class StudyStore:
                     seq = 0 if top is None else int(top) + 1
                     order = arm_order_for(seq)
                     stamp = now_iso()
-                    conn.execute(participants.insert().values(
-                        study_id=study_id, code=code, seq=seq, arm_order=json.dumps(order), status="active",
-                        user_agent=_text(user_agent), created_at=stamp, updated_at=stamp,
-                    ))
-                    for kind, payload in (events_for(seq) if events_for else ()):
-                        conn.execute(events.insert().values(
-                            study_id=study_id, participant_code=code, type=kind, payload=_dumps(payload),
-                            created_at=now_iso(),
-                        ))
+                    conn.execute(
+                        participants.insert().values(
+                            study_id=study_id,
+                            code=code,
+                            seq=seq,
+                            arm_order=json.dumps(order),
+                            status="active",
+                            user_agent=_text(user_agent),
+                            created_at=stamp,
+                            updated_at=stamp,
+                        )
+                    )
+                    for kind, payload in events_for(seq) if events_for else ():
+                        conn.execute(
+                            events.insert().values(
+                                study_id=study_id,
+                                participant_code=code,
+                                type=kind,
+                                payload=_dumps(payload),
+                                created_at=now_iso(),
+                            )
+                        )
                 return ParticipantRecord(study_id, code, seq, order, "active", stamp)
             except (IntegrityError, OperationalError) as exc:
                 if isinstance(exc, IntegrityError) and self.participant(study_id, code) is not None:
@@ -236,11 +250,13 @@ class StudyStore:
         """Append one event and commit it before returning its id; ``ParticipantNotFound`` for an unknown code."""
         with self.engine.begin() as conn:
             _touch(conn, study_id, code)
-            result = conn.execute(events.insert().values(
-                study_id=study_id, participant_code=code, type=kind, step=step, case_id=case_id, arm=arm,
-                payload=_dumps(payload or {}), created_at=now_iso(),
-            ))
-            return int(result.inserted_primary_key[0])
+            result = _insert_event(
+                conn, study_id, code, kind, payload or {}, step=step, case_id=case_id, arm=arm, created_at=now_iso()
+            )
+            key = result.inserted_primary_key
+            if key is None:  # SQLAlchemy gives None only for statements that insert no single row
+                raise RuntimeError("the event insert returned no primary key")
+            return int(key[0])
 
     def save_answers(
         self,
@@ -258,21 +274,32 @@ class StudyStore:
         stamp = now_iso()
         with self.engine.begin() as conn:
             _touch(conn, study_id, code)
-            conn.execute(answers.delete().where(
-                answers.c.study_id == study_id, answers.c.participant_code == code, answers.c.step == step
-            ))
+            conn.execute(
+                answers.delete().where(
+                    answers.c.study_id == study_id, answers.c.participant_code == code, answers.c.step == step
+                )
+            )
             for row in rows:
-                conn.execute(answers.insert().values(
-                    study_id=study_id, participant_code=code, step=step, case_id=case_id,
-                    questionnaire_id=questionnaire_id, arm=arm, question_id=row.question_id, kind=row.kind,
-                    value=_text(row.value), value_numeric=row.value_numeric, created_at=stamp,
-                ))
+                conn.execute(
+                    answers.insert().values(
+                        study_id=study_id,
+                        participant_code=code,
+                        step=step,
+                        case_id=case_id,
+                        questionnaire_id=questionnaire_id,
+                        arm=arm,
+                        question_id=row.question_id,
+                        kind=row.kind,
+                        value=_text(row.value),
+                        value_numeric=row.value_numeric,
+                        created_at=stamp,
+                    )
+                )
             if completed_event is not None:
                 kind, payload = completed_event
-                conn.execute(events.insert().values(
-                    study_id=study_id, participant_code=code, type=kind, step=step, case_id=case_id, arm=arm,
-                    payload=_dumps(payload), created_at=stamp,
-                ))
+                _insert_event(
+                    conn, study_id, code, kind, payload, step=step, case_id=case_id, arm=arm, created_at=stamp
+                )
 
     def set_status(self, study_id: str, code: str, status: str) -> None:
         with self.engine.begin() as conn:
@@ -299,8 +326,11 @@ class StudyStore:
         """
         deleted = 0
         with self.engine.begin() as conn:
-            for table, column in ((participants, participants.c.code), (events, events.c.participant_code),
-                                  (answers, answers.c.participant_code)):
+            for table, column in (
+                (participants, participants.c.code),
+                (events, events.c.participant_code),
+                (answers, answers.c.participant_code),
+            ):
                 stmt = table.delete().where(column == code)
                 if study_id is not None:
                     stmt = stmt.where(table.c.study_id == study_id)
@@ -323,14 +353,24 @@ class StudyStore:
     # -- reads ---------------------------------------------------------------------------------------------------
     def participant(self, study_id: str, code: str) -> ParticipantRecord | None:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(participants).where(participants.c.study_id == study_id, participants.c.code == code)
-            ).mappings().first()
+            row = (
+                conn.execute(
+                    sa.select(participants).where(participants.c.study_id == study_id, participants.c.code == code)
+                )
+                .mappings()
+                .first()
+            )
         return _participant(row) if row else None
 
     def _rows(
-        self, table: sa.Table, order_by: list[Any], *, study_id: str | None, code: str | None = None,
-        code_column: str | None = None, json_column: str | None = None,
+        self,
+        table: sa.Table,
+        order_by: list[Any],
+        *,
+        study_id: str | None,
+        code: str | None = None,
+        code_column: str | None = None,
+        json_column: str | None = None,
     ) -> list[dict[str, Any]]:
         """Rows of ``table`` filtered by study (and participant code), with one JSON column decoded."""
         stmt = sa.select(table).order_by(*order_by)
@@ -346,12 +386,14 @@ class StudyStore:
         return rows
 
     def participants(self, study_id: str | None = None) -> list[dict[str, Any]]:
-        return self._rows(participants, [participants.c.study_id, participants.c.seq], study_id=study_id,
-                          json_column="arm_order")
+        return self._rows(
+            participants, [participants.c.study_id, participants.c.seq], study_id=study_id, json_column="arm_order"
+        )
 
     def events(self, study_id: str | None = None, code: str | None = None) -> list[dict[str, Any]]:
-        return self._rows(events, [events.c.id], study_id=study_id, code=code, code_column="participant_code",
-                          json_column="payload")
+        return self._rows(
+            events, [events.c.id], study_id=study_id, code=code, code_column="participant_code", json_column="payload"
+        )
 
     def events_of_type(self, study_id: str, kind: str) -> list[dict[str, Any]]:
         """Events of one type in a study (payload decoded), without loading the large turn events."""
@@ -370,7 +412,8 @@ class StudyStore:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(events.c.step).where(
-                    events.c.study_id == study_id, events.c.participant_code == code,
+                    events.c.study_id == study_id,
+                    events.c.participant_code == code,
                     events.c.type == "step_completed",
                 )
             ).scalars()
@@ -380,8 +423,12 @@ class StudyStore:
         """The latest event of ``kind`` at ``step`` (``None``: events not tied to a step, such as 'started')."""
         stmt = (
             sa.select(events)
-            .where(events.c.study_id == study_id, events.c.participant_code == code, events.c.type == kind,
-                   events.c.step == step)
+            .where(
+                events.c.study_id == study_id,
+                events.c.participant_code == code,
+                events.c.type == kind,
+                events.c.step == step,
+            )
             .order_by(events.c.id.desc())
             .limit(1)
         )
@@ -401,6 +448,33 @@ class StudyStore:
             }
 
 
+def _insert_event(
+    conn: sa.Connection,
+    study_id: str,
+    code: str,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    step: int | None,
+    case_id: str | None,
+    arm: str | None,
+    created_at: str,
+) -> sa.CursorResult[Any]:
+    """One row of the event log about a step: what ``log`` appends and what ``save_answers`` marks done with."""
+    return conn.execute(
+        events.insert().values(
+            study_id=study_id,
+            participant_code=code,
+            type=kind,
+            step=step,
+            case_id=case_id,
+            arm=arm,
+            payload=_dumps(payload),
+            created_at=created_at,
+        )
+    )
+
+
 def _touch(conn: sa.Connection, study_id: str, code: str) -> None:
     """Stamp the participant as active now, or raise ``ParticipantNotFound`` (rolling the transaction back)."""
     touched = conn.execute(
@@ -414,8 +488,12 @@ def _touch(conn: sa.Connection, study_id: str, code: str) -> None:
 
 def _participant(row: Any) -> ParticipantRecord:
     return ParticipantRecord(
-        study_id=row["study_id"], code=row["code"], seq=int(row["seq"]), arm_order=json.loads(row["arm_order"]),
-        status=row["status"], created_at=row["created_at"],
+        study_id=row["study_id"],
+        code=row["code"],
+        seq=int(row["seq"]),
+        arm_order=json.loads(row["arm_order"]),
+        status=row["status"],
+        created_at=row["created_at"],
     )
 
 

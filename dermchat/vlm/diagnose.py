@@ -6,7 +6,8 @@ user sees (the streamed rationale, the structured result, the grounding notice) 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dermchat.providers import ProviderError
 from dermchat.results import Diagnosis

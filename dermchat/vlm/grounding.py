@@ -8,7 +8,8 @@ is an opt-in setting (``grounding_probe``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from dermchat.results import Diagnosis
 
@@ -52,7 +53,12 @@ def apply_grounding_probe(
     for name, image in probe_images(image_size).items():
         tops[name] = _top(ask(image))
     unchanged = all(top == original for top in tops.values())
-    out.extra["grounding"] = {"checked": True, "original_top": original, "probe_tops": tops, "image_used": not unchanged}
+    out.extra["grounding"] = {
+        "checked": True,
+        "original_top": original,
+        "probe_tops": tops,
+        "image_used": not unchanged,
+    }
     if unchanged:
         out.notices.append(NOT_GROUNDED_NOTICE)
     return out

@@ -16,9 +16,10 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from dermchat.providers import ProviderError
 
@@ -131,7 +132,8 @@ def gpu_wrapped(fn: Callable[..., Any], duration: int = 120) -> Callable[..., An
         return fn
     import spaces
 
-    return spaces.GPU(duration=duration)(fn)
+    wrapped: Callable[..., Any] = spaces.GPU(duration=duration)(fn)
+    return wrapped
 
 
 def _pick_device_dtype(device: str, dtype: str) -> tuple[str, Any]:
@@ -145,9 +147,10 @@ def _pick_device_dtype(device: str, dtype: str) -> tuple[str, Any]:
         else:
             chosen = torch.float32
     else:
-        chosen = getattr(torch, dtype, None)
-        if not isinstance(chosen, torch.dtype):
+        named = getattr(torch, dtype, None)
+        if not isinstance(named, torch.dtype):
             raise ProviderError(f"unknown dtype {dtype!r} (use auto, float32, bfloat16 or float16)")
+        chosen = named
     return device, chosen
 
 
@@ -223,12 +226,16 @@ class LoadedModel:
         if not getattr(template_owner, "chat_template", None) and not getattr(self.tokenizer, "chat_template", None):
             return plain_prompt(flatten_content(messages))
         try:
-            return template_owner.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        except Exception as exc:  # noqa: BLE001 - jinja raises TemplateError / ValueError for unsupported roles
+            prompt: str = template_owner.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            return prompt
+        except Exception as exc:
             if not any(m["role"] == "system" for m in messages):
                 raise ProviderError(f"the chat template of {self.spec.model} failed: {exc}") from exc
             log.info("chat template rejected the system role (%s); folding it into the user turn", exc)
-            return template_owner.apply_chat_template(fold_system(messages), add_generation_prompt=True, tokenize=False)
+            folded: str = template_owner.apply_chat_template(
+                fold_system(messages), add_generation_prompt=True, tokenize=False
+            )
+            return folded
 
     def _inputs(self, prompt: str, images: list[Image.Image] | None) -> Any:
         if self.kind == "image-text-to-text":
@@ -256,7 +263,9 @@ class LoadedModel:
         with self._generate_lock:
             yield from self._stream_fn(prompt, images, max_new_tokens, temperature)
 
-    def _stream_on_device(self, prompt: str, images: list[Image.Image] | None, max_new_tokens: int, temperature: float) -> Iterator[str]:
+    def _stream_on_device(
+        self, prompt: str, images: list[Image.Image] | None, max_new_tokens: int, temperature: float
+    ) -> Iterator[str]:
         """The GPU part (wrapped by ``spaces.GPU`` on ZeroGPU): generate in a thread, yield from a streamer.
 
         If the consumer stops early (a server client disconnects), generation is stopped too, so the model
@@ -274,7 +283,10 @@ class LoadedModel:
         inputs = self._inputs(prompt, images)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
         kwargs: dict[str, Any] = dict(
-            **inputs, max_new_tokens=max_new_tokens, streamer=streamer, stopping_criteria=StoppingCriteriaList([_StopWhenAsked()])
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            streamer=streamer,
+            stopping_criteria=StoppingCriteriaList([_StopWhenAsked()]),
         )
         if temperature > 0:
             kwargs.update(do_sample=True, temperature=temperature)
@@ -364,7 +376,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
             loaded = _load_uncached(spec)
         except ProviderError:
             raise
-        except Exception as exc:  # noqa: BLE001 - every load failure becomes a plain message
+        except Exception as exc:
             raise ProviderError(describe_load_error(exc, spec.model)) from exc
         _cache[spec] = loaded
         return loaded
@@ -382,7 +394,11 @@ def _load_uncached(spec: ModelSpec) -> LoadedModel:
     from transformers import AutoConfig
 
     device, dtype = _pick_device_dtype(spec.device, spec.dtype)
-    common: dict[str, Any] = {"revision": spec.revision, "token": spec.resolved_token(), "trust_remote_code": spec.trust_remote_code}
+    common: dict[str, Any] = {
+        "revision": spec.revision,
+        "token": spec.resolved_token(),
+        "trust_remote_code": spec.trust_remote_code,
+    }
     model_path = str(Path(spec.model).expanduser()) if looks_like_path(spec.model) else spec.model
     kind = spec.kind
     if kind == "auto":
@@ -397,7 +413,8 @@ def _load_uncached(spec: ModelSpec) -> LoadedModel:
     else:
         processor, model = _load_text_model(model_path, dtype, quant, common)
     if not quant:
-        model = model.to(device)
+        # transformers types its wrapped `to` for a PreTrainedModel `self` only, so a device argument looks wrong
+        model = model.to(device)  # type: ignore[arg-type]
     model.eval()
     log.info("loaded %s as %s on %s (%s)", spec.model, kind, device, dtype)
     return LoadedModel(spec, kind, processor, model, device, dtype)

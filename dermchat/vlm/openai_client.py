@@ -15,7 +15,8 @@ import json
 import os
 import socket
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from dermchat.intake import to_jpeg_bytes
@@ -113,7 +114,12 @@ class OpenAIChatClient:
         """The assistant's reply; with ``stream`` each text delta also goes to ``on_text`` as it arrives."""
         with self._errors():
             reply = self._client.chat.completions.create(
-                model=self.model, messages=messages, max_tokens=max_tokens, temperature=temperature, stream=stream,
+                model=self.model,
+                # plain dicts in the wire format; the SDK's TypedDict union describes the same shape per role
+                messages=messages,  # type: ignore[arg-type]
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stream=stream,
             )
             if not stream:
                 text = _message_text(reply)
@@ -177,7 +183,9 @@ class OpenAIChatClient:
             hint = f" (set the {self.api_key_env} environment variable)" if self.api_key_env else ""
             return ProviderError(f"{self._where()} rejected the API key (HTTP {status}: {detail}){hint}")
         if status == 404:
-            return ProviderError(f"{self._where()} does not know model {self.model!r} or this endpoint (HTTP 404: {detail})")
+            return ProviderError(
+                f"{self._where()} does not know model {self.model!r} or this endpoint (HTTP 404: {detail})"
+            )
         if status < 500 and status not in {408, 409, 429}:
             return ProviderError(f"{self._where()} refused the request (HTTP {status}: {detail})")
         tries = f" after {self.retries + 1} attempt(s)" if self.retries else ""
@@ -194,5 +202,7 @@ def _content_text(content: Any) -> str:
 
 def _message_text(reply: Any) -> str:
     if not reply.choices:
-        raise ProviderError(f"the model server sent no answer (response had no choices: {reply.model_dump_json()[:200]})")
+        raise ProviderError(
+            f"the model server sent no answer (response had no choices: {reply.model_dump_json()[:200]})"
+        )
     return _content_text(reply.choices[0].message.content)

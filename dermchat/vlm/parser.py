@@ -37,21 +37,48 @@ SIMILARITY_FLOOR = 0.75
 PREDICTION_SET_MASS = 0.9
 MAX_RATIONALE_CHARS = 1500
 
-_DIFF_KEYS = ("differential", "differentials", "differential_diagnosis", "differential_diagnoses", "ddx",
-              "diagnoses", "conditions", "candidates", "possibilities")
+_DIFF_KEYS = (
+    "differential",
+    "differentials",
+    "differential_diagnosis",
+    "differential_diagnoses",
+    "ddx",
+    "diagnoses",
+    "conditions",
+    "candidates",
+    "possibilities",
+)
 _NAME_KEYS = ("condition", "condition_id", "id", "name", "diagnosis", "label", "disease")
 _PROB_KEYS = ("likelihood", "probability", "prob", "confidence", "score", "p", "likelihood_percent", "percent")
 _WORD_LIKELIHOOD: dict[str, float] = {
-    "very high": 0.8, "high": 0.6, "likely": 0.6, "moderate": 0.3, "medium": 0.3, "possible": 0.3,
-    "low": 0.1, "unlikely": 0.05, "very low": 0.05,
+    "very high": 0.8,
+    "high": 0.6,
+    "likely": 0.6,
+    "moderate": 0.3,
+    "medium": 0.3,
+    "possible": 0.3,
+    "low": 0.1,
+    "unlikely": 0.05,
+    "very low": 0.05,
 }
 # Head nouns too vague to map on their own ("red spots" must not become acne's synonym "spots").
 _GENERIC_HEADS = {"spot", "rash", "patch", "patche", "bump", "lump", "lesion", "growth", "mark", "skin", "area"}
 _MORPHOLOGY_ALIASES: dict[str, str] = {
-    "primary_lesion": "primary_lesion", "primary lesion": "primary_lesion", "lesion": "primary_lesion",
-    "lesion_type": "primary_lesion", "type": "primary_lesion", "colour": "colour", "color": "colour",
-    "border": "border", "borders": "border", "margin": "border", "surface": "surface", "texture": "surface",
-    "distribution": "distribution", "arrangement": "distribution", "configuration": "distribution",
+    "primary_lesion": "primary_lesion",
+    "primary lesion": "primary_lesion",
+    "lesion": "primary_lesion",
+    "lesion_type": "primary_lesion",
+    "type": "primary_lesion",
+    "colour": "colour",
+    "color": "colour",
+    "border": "border",
+    "borders": "border",
+    "margin": "border",
+    "surface": "surface",
+    "texture": "surface",
+    "distribution": "distribution",
+    "arrangement": "distribution",
+    "configuration": "distribution",
 }
 
 
@@ -59,7 +86,9 @@ _MORPHOLOGY_ALIASES: dict[str, str] = {
 class ConditionMapper:
     """Vocabulary lookup first, then nearest vocabulary label by MiniLM embedding (lazily loaded, shared)."""
 
-    def __init__(self, vocab: Vocabulary | None = None, *, floor: float = SIMILARITY_FLOOR, use_embeddings: bool = True) -> None:
+    def __init__(
+        self, vocab: Vocabulary | None = None, *, floor: float = SIMILARITY_FLOOR, use_embeddings: bool = True
+    ) -> None:
         self.vocab = vocab or get_vocabulary()
         self.floor = floor
         self.use_embeddings = use_embeddings
@@ -201,7 +230,7 @@ def _raw_differential(data: dict[str, Any]) -> list[tuple[str, float | None]]:
             entry = _lower_keys(item)
             name = next((entry[k] for k in _NAME_KEYS if isinstance(entry.get(k), str)), None)
             if name is None and len(entry) == 1:  # [{"melanoma": 0.4}]
-                (name, prob), = entry.items()
+                ((name, prob),) = entry.items()
                 out.append((str(name), parse_likelihood(prob)))
                 continue
             if name is None:
@@ -296,8 +325,12 @@ def map_differential(raw: list[tuple[str, float | None]], mapper: ConditionMappe
     if total <= 0:
         return result
     result.entries = sorted(
-        (DifferentialEntry(condition_id=cid, probability=p / total, label=" / ".join(labels[cid])) for cid, p in positive.items()),
-        key=lambda e: e.probability, reverse=True,
+        (
+            DifferentialEntry(condition_id=cid, probability=p / total, label=" / ".join(labels[cid]))
+            for cid, p in positive.items()
+        ),
+        key=lambda e: e.probability,
+        reverse=True,
     )
     return result
 

@@ -64,12 +64,12 @@ def system_prompt(vocab: Vocabulary, audience: Audience) -> str:
         "2. Then a single JSON object in a ```json code block with exactly these keys:\n"
         f"{json.dumps(_EXAMPLE, indent=1)}\n\n"
         "Rules for the JSON:\n"
-        f"- morphology: the fields {', '.join(MORPHOLOGY_FIELDS)}; write \"unclear\" when you cannot tell.\n"
+        f'- morphology: the fields {", ".join(MORPHOLOGY_FIELDS)}; write "unclear" when you cannot tell.\n'
         "- differential: 1 to 5 conditions, most likely first, each with a likelihood between 0 and 1; the "
         "likelihoods should add up to about 1. Use ONLY condition ids from this list:\n"
         f"{condition_list(vocab, audience)}\n"
-        "- triage: \"urgent\" if anything suggests cancer or a fast-spreading infection, \"routine\" if a "
-        "clinician should look at it at some point, \"reassure\" only if the picture clearly shows something "
+        '- triage: "urgent" if anything suggests cancer or a fast-spreading infection, "routine" if a '
+        'clinician should look at it at some point, "reassure" only if the picture clearly shows something '
         "harmless.\n\n"
         f"{_AUDIENCE_STYLE[audience]}"
     )
@@ -121,7 +121,10 @@ def build_messages(
     """
     system = system_prompt(vocab, audience)
     past = history_messages(history or [])
-    turn: Message = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": user_prompt(question, body_site)}]}
+    turn: Message = {
+        "role": "user",
+        "content": [{"type": "image"}, {"type": "text", "text": user_prompt(question, body_site)}],
+    }
     messages = [{"role": "system", "content": [{"type": "text", "text": system}]}, *past, turn]
     return fold_system(messages) if system_as_user else messages
 

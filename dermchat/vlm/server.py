@@ -21,7 +21,6 @@ import os
 import sys
 import time
 import uuid
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
@@ -100,7 +99,9 @@ class ChatServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], model: LoadedModel, served_name: str, api_key: str | None, max_tokens_cap: int) -> None:
+    def __init__(
+        self, address: tuple[str, int], model: LoadedModel, served_name: str, api_key: str | None, max_tokens_cap: int
+    ) -> None:
         super().__init__(address, ChatHandler)
         self.model = model
         self.served_name = served_name
@@ -109,7 +110,8 @@ class ChatServer(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """The base class prints the client's address with the traceback; log the error without it."""
-        log.exception("error while handling a request")
+        # socketserver calls this from inside its `except`, so the traceback is there to log
+        log.exception("error while handling a request")  # noqa: LOG004
 
 
 class ChatHandler(BaseHTTPRequestHandler):
@@ -117,7 +119,7 @@ class ChatHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     # -- plumbing -----------------------------------------------------------------------------------------------
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature from the base class
+    def log_message(self, format: str, *args: Any) -> None:
         """Method, path and status only: never the client address (privacy)."""
         log.info("%s", format % args)
 
@@ -153,7 +155,7 @@ class ChatHandler(BaseHTTPRequestHandler):
         return body
 
     # -- routes -------------------------------------------------------------------------------------------------
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+    def do_GET(self) -> None:
         path = self.path.split("?", 1)[0].rstrip("/")
         if path == "/health":
             self._send_json(200, {"status": "ok", "model": self.server.served_name})
@@ -161,13 +163,19 @@ class ChatHandler(BaseHTTPRequestHandler):
             self._send_error_json(401, "invalid or missing API key", "authentication_error")
         elif path == "/v1/models":
             created = int(time.time())
-            self._send_json(200, {"object": "list", "data": [
-                {"id": self.server.served_name, "object": "model", "created": created, "owned_by": "dermchat"}
-            ]})
+            self._send_json(
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {"id": self.server.served_name, "object": "model", "created": created, "owned_by": "dermchat"}
+                    ],
+                },
+            )
         else:
             self._send_error_json(404, f"no route {path}", "not_found_error")
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+    def do_POST(self) -> None:
         try:
             self._post()
         except (BrokenPipeError, ConnectionResetError):
@@ -196,7 +204,11 @@ class ChatHandler(BaseHTTPRequestHandler):
     def _validate(self, body: dict[str, Any]) -> dict[str, Any]:
         model_name = body.get("model")
         if model_name not in (None, "", self.server.served_name):
-            raise RequestError(404, f"model {model_name!r} is not served here (this server has {self.server.served_name!r})", "not_found_error")
+            raise RequestError(
+                404,
+                f"model {model_name!r} is not served here (this server has {self.server.served_name!r})",
+                "not_found_error",
+            )
         messages, images = convert_messages(body.get("messages"))
         if images and not self.server.model.accepts_images:
             raise RequestError(400, f"model {self.server.served_name!r} is text-only and cannot take images")
@@ -220,7 +232,10 @@ class ChatHandler(BaseHTTPRequestHandler):
 
     def _generate_stream(self, request: dict[str, Any]) -> Any:
         return self.server.model.stream(
-            request["messages"], request["images"], max_new_tokens=request["max_tokens"], temperature=request["temperature"]
+            request["messages"],
+            request["images"],
+            max_new_tokens=request["max_tokens"],
+            temperature=request["temperature"],
         )
 
     def _finish_reason(self, text: str, max_tokens: int) -> str:
@@ -233,14 +248,22 @@ class ChatHandler(BaseHTTPRequestHandler):
         except ProviderError as exc:
             self._send_error_json(500, str(exc), "server_error")
             return
-        self._send_json(200, {
-            "id": request["id"], "object": "chat.completion", "created": request["created"],
-            "model": self.server.served_name,
-            "choices": [{
-                "index": 0, "message": {"role": "assistant", "content": text},
-                "finish_reason": self._finish_reason(text, request["max_tokens"]),
-            }],
-        })
+        self._send_json(
+            200,
+            {
+                "id": request["id"],
+                "object": "chat.completion",
+                "created": request["created"],
+                "model": self.server.served_name,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": self._finish_reason(text, request["max_tokens"]),
+                    }
+                ],
+            },
+        )
 
     def _stream_completion(self, request: dict[str, Any]) -> None:
         """Server-sent events, chunked: one ``chat.completion.chunk`` per text delta, then ``[DONE]``."""
@@ -252,8 +275,11 @@ class ChatHandler(BaseHTTPRequestHandler):
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
             return {
-                "id": request["id"], "object": "chat.completion.chunk", "created": request["created"],
-                "model": self.server.served_name, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                "id": request["id"],
+                "object": "chat.completion.chunk",
+                "created": request["created"],
+                "model": self.server.served_name,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
             }
 
         parts: list[str] = []
@@ -269,7 +295,7 @@ class ChatHandler(BaseHTTPRequestHandler):
         self._write_raw(b"")
 
     def _write_event(self, event: dict[str, Any]) -> None:
-        self._write_raw(f"data: {json.dumps(event)}\n\n".encode("utf-8"))
+        self._write_raw(f"data: {json.dumps(event)}\n\n".encode())
 
     def _write_raw(self, data: bytes) -> None:
         """One HTTP/1.1 chunk (an empty one ends the response)."""
@@ -301,7 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--name", default=None, help="model name clients send (default: --model)")
-    parser.add_argument("--api-key-env", default=None, help="environment variable holding the API key clients must send")
+    parser.add_argument(
+        "--api-key-env", default=None, help="environment variable holding the API key clients must send"
+    )
     parser.add_argument("--kind", choices=["auto", "image-text-to-text", "text-generation"], default="auto")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
@@ -317,8 +345,16 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         server = build_server(
-            args.model, host=args.host, port=args.port, served_name=args.name, api_key=api_key, kind=args.kind,
-            device=args.device, dtype=args.dtype, revision=args.revision, max_tokens_cap=args.max_tokens,
+            args.model,
+            host=args.host,
+            port=args.port,
+            served_name=args.name,
+            api_key=api_key,
+            kind=args.kind,
+            device=args.device,
+            dtype=args.dtype,
+            revision=args.revision,
+            max_tokens_cap=args.max_tokens,
         )
     except ProviderError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -327,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot listen on {args.host}:{args.port} ({exc})", file=sys.stderr)
         return 2
     host, port = server.server_address[:2]
+    if isinstance(host, bytes):  # only Unix sockets name themselves in bytes; this TCP server never does
+        host = host.decode()
     print(f"serving {server.served_name} ({server.model.kind}) at http://{host}:{port}/v1", flush=True)
     try:
         server.serve_forever()

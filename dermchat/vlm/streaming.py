@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from dermchat.vlm.jsonrepair import loads_lenient
 

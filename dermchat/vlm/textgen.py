@@ -12,9 +12,14 @@ threads, and reuse the process-wide model cache, so MedGemma as diagnoser and as
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Literal, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from dermchat.providers import ProviderError
+
+if TYPE_CHECKING:
+    from dermchat.vlm.local import LoadedModel
+    from dermchat.vlm.openai_client import OpenAIChatClient
 
 GeneratorKind = Literal["transformers", "openai"]
 
@@ -45,17 +50,19 @@ class LocalTextGenerator:
     ) -> None:
         from dermchat.vlm.local import ModelSpec
 
-        self.spec = ModelSpec(model=model, revision=revision, token=token, device=device, dtype=dtype, load_in_4bit=load_in_4bit)
+        self.spec = ModelSpec(
+            model=model, revision=revision, token=token, device=device, dtype=dtype, load_in_4bit=load_in_4bit
+        )
         self.temperature = temperature
         self._lock = threading.Lock()
-        self._loaded: Any = None
+        self._loaded: LoadedModel | None = None
 
     def available(self) -> tuple[bool, str]:
         from dermchat.vlm.local import check_model_source
 
         return check_model_source(self.spec.model, self.spec.revision)
 
-    def load(self) -> Any:
+    def load(self) -> LoadedModel:
         if self._loaded is None:
             with self._lock:
                 if self._loaded is None:
@@ -67,7 +74,9 @@ class LocalTextGenerator:
     def generate(
         self, messages: list[dict[str, Any]], *, max_new_tokens: int = 256, on_text: Callable[[str], None] | None = None
     ) -> str:
-        return self.load().generate(messages, None, max_new_tokens=max_new_tokens, temperature=self.temperature, on_text=on_text)
+        return self.load().generate(
+            messages, None, max_new_tokens=max_new_tokens, temperature=self.temperature, on_text=on_text
+        )
 
 
 class ServerTextGenerator:
@@ -87,9 +96,11 @@ class ServerTextGenerator:
         self.model = model
         self.base_url = base_url
         self.temperature = temperature
-        self._client_args: dict[str, Any] = dict(api_key=api_key, api_key_env=api_key_env, timeout_s=timeout_s, retries=retries)
+        self._client_args: dict[str, Any] = dict(
+            api_key=api_key, api_key_env=api_key_env, timeout_s=timeout_s, retries=retries
+        )
         self._lock = threading.Lock()
-        self._client: Any = None
+        self._client: OpenAIChatClient | None = None
 
     def available(self) -> tuple[bool, str]:
         from dermchat.vlm.openai_client import server_reachable
@@ -100,7 +111,7 @@ class ServerTextGenerator:
             return False, f"the model server at {self.base_url} cannot be reached"
         return True, ""
 
-    def _get_client(self) -> Any:
+    def _get_client(self) -> OpenAIChatClient:
         if self._client is None:
             with self._lock:
                 if self._client is None:
@@ -113,7 +124,11 @@ class ServerTextGenerator:
         self, messages: list[dict[str, Any]], *, max_new_tokens: int = 256, on_text: Callable[[str], None] | None = None
     ) -> str:
         return self._get_client().chat(
-            messages, max_tokens=max_new_tokens, temperature=self.temperature, stream=on_text is not None, on_text=on_text
+            messages,
+            max_tokens=max_new_tokens,
+            temperature=self.temperature,
+            stream=on_text is not None,
+            on_text=on_text,
         )
 
 
@@ -139,4 +154,6 @@ def make_text_generator(kind: GeneratorKind, model: str, **options: Any) -> Text
 def _check_options(kind: str, options: dict[str, Any], allowed: set[str]) -> None:
     unknown = set(options) - allowed
     if unknown:
-        raise ValueError(f"unknown option(s) for the {kind} text generator: {sorted(unknown)}; allowed: {sorted(allowed)}")
+        raise ValueError(
+            f"unknown option(s) for the {kind} text generator: {sorted(unknown)}; allowed: {sorted(allowed)}"
+        )
