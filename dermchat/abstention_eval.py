@@ -23,9 +23,10 @@ from typing import Any, Callable, Iterator
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from dermchat.paths import default_data_dir
-from dermchat.results import TRIAGE_ORDER, TurnResult
 from dermchat.cli_output import emit, fail
+from dermchat.paths import default_data_dir
+from dermchat.request import TurnRequest
+from dermchat.results import TRIAGE_ORDER, TurnResult
 
 CANT_ASSESS = {"abstained", "not_skin", "invalid_input"}
 PLAIN_SKIN = (224, 178, 150)  # an ordinary photo's light skin tone (orange hue, not dermoscopic pink)
@@ -116,7 +117,8 @@ def evaluate(n_ham: int = 30, data_dir: Path | None = None) -> dict[str, Any]:
     overrides: dict[str, Any] = {"explainer": None, "references": [], "second_opinion": None}
     rows: list[dict[str, Any]] = []
     for group, name, img, info in cases(data_dir or default_data_dir(), n_ham):
-        result = app.run_turn_sync(_as_png(img), "", force=True, settings_overrides=overrides)
+        request = TurnRequest(image=_as_png(img), question="", force=True, settings_overrides=overrides)
+        result = app.run_turn_sync(request)
         rows.append({"group": group, "name": name, **info, **_outcome(result)})
     return summarise(rows)
 

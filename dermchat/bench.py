@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dermchat.paths import default_data_dir
+from dermchat.request import TurnRequest
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -45,13 +46,13 @@ def run_bench(runs: int = 10, image: str | None = None) -> dict[str, Any]:
     t_plugins = time.perf_counter()
     problems = app.warm_up()
     t_loaded = time.perf_counter()
-    first = app.run_turn_sync(path, audience="clinician", force=True)
+    first = app.run_turn_sync(TurnRequest(image=path, audience="clinician", force=True))
     t_first = time.perf_counter()
     steps: dict[str, list[float]] = {}
     totals: list[float] = []
     for _ in range(max(1, runs)):
         start = time.perf_counter()
-        result = app.run_turn_sync(path, audience="clinician", force=True)
+        result = app.run_turn_sync(TurnRequest(image=path, audience="clinician", force=True))
         totals.append((time.perf_counter() - start) * 1000)
         for step, ms in result.timings_ms.items():
             steps.setdefault(step, []).append(ms)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import multiprocessing
@@ -37,9 +38,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dermchat.bench import peak_rss_mb, percentile
-from dermchat.paths import default_data_dir
-from dermchat.safety import NOT_A_DIAGNOSIS
 from dermchat.cli_output import emit, fail
+from dermchat.paths import default_data_dir
+from dermchat.request import TurnRequest
+from dermchat.safety import NOT_A_DIAGNOSIS
 
 QUESTION = "Should I worry about this spot?"
 ENDPOINTS = ("turn", "chat")
@@ -395,11 +397,11 @@ def engine_only(app: Any, photos: list[Path], asks: Asks = Asks()) -> dict[str, 
 
     totals: list[float] = []
     steps: dict[str, list[float]] = {}
-    turn = {"audience": "clinician", "force": True, "options": heatmap_request(asks.heatmap)}
-    app.run_turn_sync(photos[0], QUESTION, **turn)  # first-call costs are not a turn's
+    turn = TurnRequest(question=QUESTION, audience="clinician", force=True, options=heatmap_request(asks.heatmap))
+    app.run_turn_sync(dataclasses.replace(turn, image=photos[0]))  # first-call costs are not a turn's
     for photo in photos:
         start = time.perf_counter()
-        result = app.run_turn_sync(photo, QUESTION, **turn)
+        result = app.run_turn_sync(dataclasses.replace(turn, image=photo))
         totals.append((time.perf_counter() - start) * 1000)
         for step, ms in result.timings_ms.items():
             steps.setdefault(step, []).append(ms)

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from dermchat.request import PatientDetails, TurnRequest
+
 EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {
     "train-classifier": ("dermchat.classifier.train:main", "train the offline HAM10000 classifier"),
     "eval": ("dermchat.classifier.evaluate:main", "evaluate the offline classifier on a HAM-layout folder"),
@@ -86,11 +88,13 @@ def cmd_turn(args: argparse.Namespace) -> int:
     app = DermChat()
     out_dir = Path(args.out) if args.out else None
     result = None
-    for event in app.run_turn(
-        args.image, args.question or "", audience=args.audience, force=args.force, settings_overrides=overrides or None,
-        age=args.age, sex=args.sex, body_site=args.site, earlier_image=args.earlier,
+    request = TurnRequest(
+        image=args.image, question=args.question or "", audience=args.audience, force=args.force,
+        settings_overrides=overrides or None, earlier_image=args.earlier,
+        patient=PatientDetails(age=args.age, sex=args.sex, body_site=args.site),
         options=heatmap_request(args.audience == "clinician"),  # the clinician view keeps its heat map
-    ):
+    )
+    for event in app.run_turn(request):
         if event.kind == "result":
             result = event.result
         elif not args.quiet:

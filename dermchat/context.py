@@ -1,7 +1,9 @@
 """What a provider sees during a turn.
 
-One object instead of long argument lists: providers read what they need (image, question, audience, what
-earlier steps found) and report progress through ``progress()`` so slow steps stream feedback to the UI.
+One object instead of long argument lists: the turn's request (question, patient details, conversation), the
+decoded photos, and what earlier steps found. Step outputs are read from the result being built (``result``),
+so there is one store of quality, diagnosis and triage, never a second copy to keep in step. Providers report
+progress through ``progress()`` so slow steps stream feedback to the UI.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from dermchat.request import TurnRequest
+from dermchat.results import Audience, Diagnosis, QualityReport, Triage, TurnResult
+
 if TYPE_CHECKING:
     from PIL import Image
 
     from dermchat.registry import Registry
-    from dermchat.results import Audience, Diagnosis, QualityReport, Triage, TurnResult
     from dermchat.settings import Settings
 
 ProgressFn = Callable[[str, "float | None"], None]
@@ -25,38 +29,87 @@ backward pass plus a PNG (~80 ms of a ~270 ms turn on two cores, under the model
 view shows; patient turns and API calls that do not ask for it skip it (issue 23)."""
 
 
-def heatmap_request(wanted: bool) -> dict[str, Any] | None:
-    """``run_turn``'s ``options`` for a turn whose heat map will (or will not) be shown."""
-    return {HEATMAP_OPTION: True} if wanted else None
+def heatmap_request(wanted: bool) -> dict[str, Any]:
+    """A ``TurnRequest``'s ``options`` for a turn whose heat map will (or will not) be shown."""
+    return {HEATMAP_OPTION: True} if wanted else {}
 
 
 def _no_progress(message: str, fraction: float | None = None) -> None:
     """Default progress sink when nobody is listening (CLI without a UI, tests)."""
 
 
+def _unnamed_result() -> TurnResult:
+    """The result a context outside a turn reads from (benchmarks, tests, probes): nothing found yet."""
+    return TurnResult(turn_id="outside-a-turn")
+
+
 @dataclass
 class TurnContext:
-    """Inputs of one turn plus what earlier steps produced."""
+    """The request of one turn, its decoded photos, and (through ``result``) what earlier steps produced."""
 
-    image: Image.Image | None
-    image_sha256: str | None
-    question: str
-    audience: Audience
     settings: Settings
-    registry: Registry
     workdir: Path
-    history: list[dict[str, str]] = field(default_factory=list)
-    previous: TurnResult | None = None
-    quality: QualityReport | None = None
-    diagnosis: Diagnosis | None = None
-    triage: Triage | None = None
+    registry: Registry | None = None  # the reference verifier looks the image model up here
+    request: TurnRequest = field(default_factory=TurnRequest)
+    result: TurnResult = field(default_factory=_unnamed_result)
+    image: Image.Image | None = None
     earlier_image: Image.Image | None = None
-    body_site: str | None = None
-    age: float | None = None
-    sex: str | None = None
-    seen_references: set[str] = field(default_factory=set)
-    options: dict[str, Any] = field(default_factory=dict)
     progress: ProgressFn = _no_progress
+
+    # -- the request -------------------------------------------------------------------------------------------
+    @property
+    def question(self) -> str:
+        return self.request.question
+
+    @property
+    def audience(self) -> Audience:
+        """The audience the turn answers for (the request's, or the settings' default: the result holds it)."""
+        return self.result.audience
+
+    @property
+    def history(self) -> list[dict[str, str]]:
+        return self.request.history
+
+    @property
+    def previous(self) -> TurnResult | None:
+        return self.request.previous
+
+    @property
+    def body_site(self) -> str | None:
+        return self.request.patient.body_site
+
+    @property
+    def age(self) -> float | None:
+        return self.request.patient.age
+
+    @property
+    def sex(self) -> str | None:
+        return self.request.patient.sex
+
+    @property
+    def seen_references(self) -> set[str]:
+        return self.request.seen_references
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return self.request.options
+
+    # -- what earlier steps found (one store: the result being built) -----------------------------------------
+    @property
+    def image_sha256(self) -> str | None:
+        return self.result.image_sha256
+
+    @property
+    def quality(self) -> QualityReport | None:
+        return self.result.quality
+
+    @property
+    def diagnosis(self) -> Diagnosis | None:
+        return self.result.diagnosis
+
+    @property
+    def triage(self) -> Triage | None:
+        return self.result.triage
 
     @property
     def top_conditions(self) -> list[str]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from dermchat.classifier.patient_info import normalise_sex
 from dermchat.feedback.record import feedback_fields
 from dermchat.intake import choose_image
+from dermchat.request import PatientDetails
 from dermchat.results import TurnResult
 
 if TYPE_CHECKING:
@@ -187,10 +188,10 @@ def explainer_history(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
     return texts[-EXPLAINER_HISTORY:]
 
 
-def patient_details(age: float | str | None, sex: str | None, site: str | None) -> dict[str, Any]:
-    """The optional details about the spot as ``run_turn`` keywords, the same from the chat and the API:
+def patient_details(age: float | str | None, sex: str | None, site: str | None) -> PatientDetails:
+    """The optional details about the spot as the turn's request carries them, the same from the chat and the API:
     blanks and 'not given' are left out, so the model only ever sees what the user chose to tell."""
-    return {"age": _years(age), "sex": normalise_sex(sex), "body_site": (site or "").strip() or None}
+    return PatientDetails(age=_years(age), sex=normalise_sex(sex), body_site=(site or "").strip() or None)
 
 
 def _years(age: float | str | None) -> float | None:

@@ -23,6 +23,7 @@ from gradio_client import utils as client_utils
 from dermchat.context import heatmap_request
 from dermchat.conversation import patient_details
 from dermchat.engine import DermChat
+from dermchat.request import TurnRequest
 from dermchat.results import TurnResult
 from dermchat_ui.uploads import sanitize_upload
 
@@ -127,9 +128,10 @@ def build_api(app: DermChat) -> None:
             if error:
                 yield {"events": [], "result": {"status": "invalid_input", "message": error}}
                 return
-        details = patient_details(age_value, sex_value, site_value)
-        turn_events = app.run_turn(clean, question_text or "", audience=audience_value or "patient",
-                                   force=bool(force_value), options=heatmap_request(bool(heatmap_value)), **details)
+        request = TurnRequest(image=clean, question=question_text or "", audience=audience_value or "patient",
+                              force=bool(force_value), patient=patient_details(age_value, sex_value, site_value),
+                              options=heatmap_request(bool(heatmap_value)))
+        turn_events = app.run_turn(request)
         while True:
             with clock.part("engine"):
                 event = next(turn_events, None)

@@ -29,6 +29,7 @@ from dermchat.render import (
     render_sources,
     triage_badge,
 )
+from dermchat.request import PatientDetails, TurnRequest
 from dermchat.results import TurnResult
 from dermchat.vocabulary import get_vocabulary
 from dermchat_ui.details import BODY_SITES
@@ -235,24 +236,27 @@ class ChatTab:
     def _explained_for(self, result: TurnResult, conversation: Conversation, history: list, audience: str) -> TurnResult:
         """``result`` with its explanation written again for ``audience`` (the rest is kept as it was)."""
         question = result.question or "Explain this result."
-        again = self.app.run_turn_sync(None, question, audience=audience, previous=conversation.rewrite_subject(),
-                                       history=explainer_history(history))
+        again = self.app.run_turn_sync(TurnRequest(question=question, audience=audience,
+                                                   previous=conversation.rewrite_subject(),
+                                                   history=explainer_history(history)))
         if again.explanation is None:
             return result
         return result.model_copy(update={"explanation": again.explanation, "audience": audience})
 
     # -- the turn --------------------------------------------------------------------------------------------
     def _run(self, history: list, conversation: Conversation, audience: str, *, image: str | None, text: str,
-             force: bool, overrides: dict | None, details: dict[str, Any] | None = None,
+             force: bool, overrides: dict | None, details: PatientDetails | None = None,
              earlier: str | None = None) -> Iterator[dict]:
         history = list(history)
         step_index: dict[str, int] = {}
-        events = self.app.run_turn(
-            image, text, audience=audience, previous=conversation.follow_up_subject() if image is None else None,
+        events = self.app.run_turn(TurnRequest(
+            image=image, question=text, audience=audience,
+            previous=conversation.follow_up_subject() if image is None else None,
             history=explainer_history(history), force=force, seen_references=conversation.shown_reference_ids(),
-            settings_overrides=overrides or None, earlier_image=earlier if image else None, **(details or {}),
+            settings_overrides=overrides or None, earlier_image=earlier if image else None,
+            patient=details or PatientDetails(),
             options=heatmap_request(audience == "clinician"),  # only the clinician view shows it (issue 23)
-        )
+        ))
         for event in events:
             if event.kind == "result" and event.result is not None:
                 result = event.result

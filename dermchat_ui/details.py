@@ -1,7 +1,7 @@
 """The body sites offered for the optional details about the spot (age, sex, body site).
 
-The values the widgets send become ``run_turn`` keywords through ``dermchat.conversation.patient_details``, the
-same for the chat and the API.
+The values the widgets send become the request's ``PatientDetails`` through ``dermchat.conversation.patient_details``,
+the same for the chat and the API.
 """
 
 from __future__ import annotations

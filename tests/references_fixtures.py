@@ -15,7 +15,8 @@ from PIL import Image
 
 from dermchat.context import TurnContext
 from dermchat.registry import Registry
-from dermchat.results import Diagnosis, DifferentialEntry, QualityReport
+from dermchat.request import PatientDetails, TurnRequest
+from dermchat.results import Diagnosis, DifferentialEntry, QualityReport, TurnResult
 from dermchat.settings import Settings
 
 
@@ -76,9 +77,10 @@ def make_ctx(
     progress: Any = None,
 ) -> TurnContext:
     ctx = TurnContext(
-        image=image.convert("RGB"), image_sha256="0" * 64, question="", audience=audience,  # type: ignore[arg-type]
-        settings=settings or Settings(), registry=registry or Registry(), workdir=workdir, diagnosis=dx,
-        body_site=body_site, seen_references=set(seen or ()), quality=quality,
+        image=image.convert("RGB"), settings=settings or Settings(), registry=registry or Registry(), workdir=workdir,
+        request=TurnRequest(patient=PatientDetails(body_site=body_site), seen_references=set(seen or ())),
+        result=TurnResult(turn_id="test", image_sha256="0" * 64, audience=audience,  # type: ignore[arg-type]
+                          diagnosis=dx, quality=quality),
     )
     if progress is not None:
         ctx.progress = progress

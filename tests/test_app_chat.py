@@ -16,6 +16,7 @@ from PIL import Image, ImageFilter
 from app_fixtures import live_app  # noqa: F401 - fixture
 from dermchat.conversation import Conversation
 from dermchat.render import reference_caption
+from dermchat.request import TurnRequest
 from dermchat.results import Reference
 from dermchat.vocabulary import get_vocabulary
 from dermchat_ui.chat import ChatTab
@@ -126,7 +127,7 @@ def test_switching_audience_rewrites_the_explanation_for_the_new_reader(tab: Cha
     image = ham_dir / "images" / "ISIC_0027190.jpg"  # a melanoma: the clinician text talks of referral pathways
     history, state, _ = send(tab, [], Conversation(), QUESTION, (str(image),), audience="clinician")
     clinician_text = state.last.explanation.text
-    patient_text = tab.app.run_turn_sync(str(image), QUESTION, audience="patient").explanation.text
+    patient_text = tab.app.run_turn_sync(TurnRequest(image=str(image), question=QUESTION, audience="patient")).explanation.text
     assert clinician_text != patient_text
     update = tab.rerender(history, state, "patient")
     answer = update[tab.chatbot][state.last_answer_at]["content"]

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from classifier_fixtures import weights_dir_or_skip
 from PIL import Image
 
-from classifier_fixtures import weights_dir_or_skip
 from dermchat.classifier import HAM_CLASSES
 from dermchat.classifier.patient_info import (
     FEATURE_NAMES,
@@ -19,6 +19,7 @@ from dermchat.classifier.patient_info import (
     infos_from_records,
     normalise_site,
 )
+from dermchat.request import PatientDetails, TurnRequest
 
 
 @pytest.mark.parametrize("text, site", [
@@ -103,14 +104,12 @@ def test_turn_passes_the_details_to_the_diagnoser(ham_dir: Path, tmp_path: Path)
     weights_dir_or_skip()
     app = DermChat()
     image = ham_dir / "images" / "ISIC_0027419.jpg"
-    result = app.run_turn_sync(str(image), "what is this?", audience="clinician", workdir=tmp_path,
-                               age=80, sex="male", body_site="scalp", settings_overrides={"diagnoser": "ham-cnn"})
+    result = app.run_turn_sync(TurnRequest(image=str(image), question="what is this?", audience="clinician", workdir=tmp_path, settings_overrides={"diagnoser": "ham-cnn"}, patient=PatientDetails(age=80, sex="male", body_site="scalp")))
     assert result.diagnosis is not None and not result.diagnosis.abstained
     assert result.diagnosis.extra["patient_info_used"] == "age 80, male, scalp"
     assert "age 80, male, scalp" in result.diagnosis.rationale
     assert not any(n.startswith("Not taken into account") for n in result.notices)
-    typo = app.run_turn_sync(str(image), "what is this?", workdir=tmp_path, age="500", sex="x", body_site="zzz",
-                             settings_overrides={"diagnoser": "ham-cnn", "explainer": None, "references": []})
+    typo = app.run_turn_sync(TurnRequest(image=str(image), question="what is this?", workdir=tmp_path, settings_overrides={"diagnoser": "ham-cnn", "explainer": None, "references": []}, patient=PatientDetails(age="500", sex="x", body_site="zzz")))
     assert typo.diagnosis is not None and typo.diagnosis.extra["patient_info_used"] is None
     note = next(n for n in typo.notices if n.startswith("Not taken into account"))
     assert "age '500'" in note and "sex 'x'" in note and "body site 'zzz'" in note

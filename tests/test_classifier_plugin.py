@@ -15,7 +15,8 @@ from classifier_fixtures import document_image, flat_wall_image, random_pattern_
 from dermchat.context import HEATMAP_OPTION, TurnContext
 from dermchat.plugin_manager import PluginManager
 from dermchat.registry import Registry
-from dermchat.results import QualityReport
+from dermchat.request import TurnRequest
+from dermchat.results import QualityReport, TurnResult
 from dermchat.settings import Settings
 from dermchat.vocabulary import get_vocabulary
 
@@ -42,9 +43,9 @@ def diagnoser(registry: Registry) -> ham_plugin.HamCnnDiagnoser:
 def make_ctx(image: Image.Image, registry: Registry, workdir: Path, quality: QualityReport | None = None,
              heatmap: bool = False) -> TurnContext:
     sha = hashlib.sha256(image.tobytes()).hexdigest()
-    return TurnContext(image=image, image_sha256=sha, question="what is this?", audience="clinician",
-                       settings=Settings(), registry=registry, workdir=workdir, quality=quality,
-                       options={HEATMAP_OPTION: True} if heatmap else {})
+    return TurnContext(image=image, settings=Settings(), registry=registry, workdir=workdir,
+                       request=TurnRequest(question="what is this?", options={HEATMAP_OPTION: True} if heatmap else {}),
+                       result=TurnResult(turn_id="test", image_sha256=sha, audience="clinician", quality=quality))
 
 
 def test_weights_load_through_the_plugin(diagnoser: ham_plugin.HamCnnDiagnoser) -> None:

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from dermchat.conversation import Conversation, explainer_history, patient_details
+from dermchat.request import PatientDetails
 from dermchat.results import Diagnosis, DifferentialEntry, Reference, TurnResult
 
 
@@ -112,8 +113,8 @@ def test_the_explainer_reads_the_last_ten_text_messages() -> None:
 
 
 def test_patient_details_leave_out_what_was_not_given() -> None:
-    assert patient_details(None, "not given", " ") == {"age": None, "sex": None, "body_site": None}
-    assert patient_details(42.0, "female", " back ") == {"age": 42, "sex": "female", "body_site": "back"}
+    assert patient_details(None, "not given", " ") == PatientDetails(age=None, sex=None, body_site=None)
+    assert patient_details(42.0, "female", " back ") == PatientDetails(age=42, sex="female", body_site="back")
 
 
 def test_the_conversation_and_the_renderer_load_without_gradio() -> None:

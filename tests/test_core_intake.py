@@ -10,7 +10,14 @@ import pytest
 from PIL import Image
 
 from dermchat import intake
-from dermchat.intake import WORKING_MAX_SIDE, ImageInputError, choose_image, decode_image, to_jpeg_bytes
+from dermchat.intake import (
+    WORKING_MAX_SIDE,
+    ImageInputError,
+    choose_image,
+    decode_image,
+    to_jpeg_bytes,
+)
+from dermchat.request import TurnRequest
 from dermchat.settings import Settings
 
 
@@ -106,7 +113,7 @@ def test_black_and_white_upload_ends_the_turn_as_invalid_input(tmp_path: Path, h
     from core_helpers import fake_app
 
     Image.open(ham_image).convert("L").save(tmp_path / "grey.jpg")
-    events = list(fake_app(tmp_path / "turns").run_turn(str(tmp_path / "grey.jpg"), "what is this?"))
+    events = list(fake_app(tmp_path / "turns").run_turn(TurnRequest(image=str(tmp_path / "grey.jpg"), question="what is this?")))
     result = events[-1].result
     assert result is not None and result.status == "invalid_input"
     assert "black and white" in (result.message or "") and result.diagnosis is None

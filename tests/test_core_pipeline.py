@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pytest
-
 from core_helpers import fake_app, solid_image
+
 from dermchat.hookspecs import hookimpl
 from dermchat.providers import Diagnoser, Explainer, ProviderError
+from dermchat.request import TurnRequest
 from dermchat.safety import NOT_A_DIAGNOSIS, SEE_CLINICIAN_URGENT, SYNTHETIC_NOTICE
 
 
@@ -26,7 +27,7 @@ def dark(tmp_path: Path) -> Path:
 
 def test_events_stream_in_step_order_and_end_with_one_result(tmp_path: Path, bright: Path) -> None:
     app = fake_app(tmp_path)
-    events = list(app.run_turn(bright, "what is this?"))
+    events = list(app.run_turn(TurnRequest(image=bright, question="what is this?")))
     starts = [e.step for e in events if e.kind == "start"]
     assert starts == ["quality", "diagnosis", "explanation", "references"]
     assert any(e.kind == "progress" and e.step == "quality" for e in events)
@@ -41,7 +42,7 @@ def test_events_stream_in_step_order_and_end_with_one_result(tmp_path: Path, bri
 
 
 def test_every_answer_carries_the_notice_and_malignancy_means_see_a_clinician(tmp_path: Path, dark: Path) -> None:
-    result = fake_app(tmp_path).run_turn_sync(dark, "", force=True)
+    result = fake_app(tmp_path).run_turn_sync(TurnRequest(image=dark, question="", force=True))
     assert result.triage.tier == "urgent"
     assert NOT_A_DIAGNOSIS in result.notices and SEE_CLINICIAN_URGENT in result.notices
 
@@ -62,12 +63,12 @@ def test_malignant_class_forces_urgent_even_when_provider_hints_reassure(tmp_pat
         def register_diagnosers(self, register):
             register(Reassuring())
 
-    result = fake_app(tmp_path, [(Plugin(), "reassuring")], diagnoser="reassuring").run_turn_sync(dark, force=True)
+    result = fake_app(tmp_path, [(Plugin(), "reassuring")], diagnoser="reassuring").run_turn_sync(TurnRequest(image=dark, force=True))
     assert result.triage.tier == "urgent"
 
 
 def test_unverified_synthetic_references_are_hidden_and_labelled(tmp_path: Path, bright: Path) -> None:
-    result = fake_app(tmp_path).run_turn_sync(bright)
+    result = fake_app(tmp_path).run_turn_sync(TurnRequest(image=bright))
     assert [r.verified for r in result.references] == [True]
     assert len(result.hidden_references) == 1
     assert SYNTHETIC_NOTICE in result.notices
@@ -76,10 +77,10 @@ def test_unverified_synthetic_references_are_hidden_and_labelled(tmp_path: Path,
 def test_quality_gate_asks_for_retake_and_continue_anyway_discounts(tmp_path: Path) -> None:
     gloomy = solid_image(tmp_path / "gloomy.png", (50, 40, 40))
     app = fake_app(tmp_path)
-    retake = app.run_turn_sync(gloomy)
+    retake = app.run_turn_sync(TurnRequest(image=gloomy))
     assert retake.status == "retake" and retake.diagnosis is None
     assert "daylight" in retake.message and "continue anyway" in retake.message
-    forced = app.run_turn_sync(gloomy, force=True)
+    forced = app.run_turn_sync(TurnRequest(image=gloomy, force=True))
     assert forced.quality_overridden and forced.diagnosis is not None
     assert forced.diagnosis.extra["quality_discount"] == pytest.approx(0.7)
     assert forced.diagnosis.top(1)[0].probability < 0.6  # flattened from 0.6
@@ -131,9 +132,9 @@ def test_a_second_opinion_that_suspects_malignancy_makes_the_turn_urgent(tmp_pat
     alarmed = _diagnoser_plugin("alarmed", lambda ctx: _dx("alarmed", {"melanoma": 0.6, "melanocytic_nevus": 0.4},
                                                            ["melanoma"]))
     unsure = _diagnoser_plugin("unsure", lambda ctx: _dx("unsure", {}, [], abstained=True))
-    alone = fake_app(tmp_path).run_turn_sync(bright)
+    alone = fake_app(tmp_path).run_turn_sync(TurnRequest(image=bright))
     assert alone.triage.tier == "reassure"  # the lead (fake) model sees a benign mole
-    events = list(fake_app(tmp_path, [alarmed], second_opinion="alarmed").run_turn(bright))
+    events = list(fake_app(tmp_path, [alarmed], second_opinion="alarmed").run_turn(TurnRequest(image=bright)))
     result = events[-1].result
     streamed = [e.data["triage"]["tier"] for e in events if "triage" in e.data]
     assert streamed == ["reassure", "urgent"]  # scripts reading the stream see the change too
@@ -141,13 +142,13 @@ def test_a_second_opinion_that_suspects_malignancy_makes_the_turn_urgent(tmp_pat
     assert result.triage.reason.lower().startswith("second opinion (alarmed): possible cutaneous melanoma")
     assert result.triage.drivers == ["melanoma"] and SEE_CLINICIAN_URGENT in result.notices
     # a second model that abstains (out of its depth) neither raises nor blurs the first model's answer
-    quiet = fake_app(tmp_path, [unsure], second_opinion="unsure").run_turn_sync(bright)
+    quiet = fake_app(tmp_path, [unsure], second_opinion="unsure").run_turn_sync(TurnRequest(image=bright))
     assert quiet.triage.tier == "reassure" and quiet.second_opinion is not None
 
 
 def test_with_the_quality_gate_off_a_poor_photo_still_gets_less_certainty(tmp_path: Path) -> None:
     gloomy = solid_image(tmp_path / "gloomy.png", (50, 40, 40))
-    result = fake_app(tmp_path, quality_gate=False).run_turn_sync(gloomy)
+    result = fake_app(tmp_path, quality_gate=False).run_turn_sync(TurnRequest(image=gloomy))
     assert result.status == "ok" and not result.quality_overridden  # not stopped: the gate is off
     assert result.diagnosis.extra["quality_discount"] == pytest.approx(0.7)
     assert result.diagnosis.top(1)[0].probability < 0.6
@@ -161,17 +162,17 @@ def test_patients_are_told_which_condition_makes_a_visit_urgent(tmp_path: Path, 
     cautious = _diagnoser_plugin("cautious", lambda ctx: _dx(
         "cautious", {"melanocytic_nevus": 0.9, "melanoma": 0.1}, ["melanocytic_nevus"], triage_hint="urgent",
         triage_reason="melanoma probability 0.10 is above the high-sensitivity threshold 0.06"))
-    result = fake_app(tmp_path, [cautious], diagnoser="cautious").run_turn_sync(bright)
+    result = fake_app(tmp_path, [cautious], diagnoser="cautious").run_turn_sync(TurnRequest(image=bright))
     assert result.triage.tier == "urgent" and result.triage.drivers == ["melanoma"]
     name = get_vocabulary().get("melanoma").patient_name
     assert f"Why: {name} can't be ruled out from this photo." in render(result, "patient")
-    plain = fake_app(tmp_path).run_turn_sync(bright)
+    plain = fake_app(tmp_path).run_turn_sync(TurnRequest(image=bright))
     assert plain.triage.drivers == [] and "Why:" not in render(plain, "patient")
 
 
 def test_not_skin_stops_before_diagnosis(tmp_path: Path) -> None:
     flat = solid_image(tmp_path / "flat.png", (200, 200, 200), noise=False)
-    result = fake_app(tmp_path).run_turn_sync(flat)
+    result = fake_app(tmp_path).run_turn_sync(TurnRequest(image=flat))
     assert result.status == "not_skin" and result.diagnosis is None
     assert "doesn't seem to show skin" in result.message
 
@@ -183,15 +184,15 @@ def test_not_skin_stops_before_diagnosis(tmp_path: Path) -> None:
 def test_bad_uploads_get_plain_messages(tmp_path: Path, content: bytes, expected: str) -> None:
     bad = tmp_path / "upload.jpg"
     bad.write_bytes(content)
-    result = fake_app(tmp_path).run_turn_sync(bad)
+    result = fake_app(tmp_path).run_turn_sync(TurnRequest(image=bad))
     assert result.status == "invalid_input" and expected in result.message
     assert NOT_A_DIAGNOSIS in result.notices
 
 
 def test_empty_message_and_text_only_first_message(tmp_path: Path) -> None:
     app = fake_app(tmp_path)
-    assert app.run_turn_sync(None, "   ").status == "invalid_input"
-    text_only = app.run_turn_sync(None, "I have an itchy rash on my elbows")
+    assert app.run_turn_sync(TurnRequest(image=None, question="   ")).status == "invalid_input"
+    text_only = app.run_turn_sync(TurnRequest(image=None, question="I have an itchy rash on my elbows"))
     assert text_only.status == "no_image" and "attach one" in text_only.message
     assert text_only.explanation is not None  # explainer offers conditions to consider / intake questions
 
@@ -200,8 +201,8 @@ def test_follow_up_continues_about_the_last_result(tmp_path: Path, bright: Path)
     from dermchat.render import render
 
     app = fake_app(tmp_path)
-    first = app.run_turn_sync(bright)
-    follow = app.run_turn_sync(None, "is it contagious?", previous=first)
+    first = app.run_turn_sync(TurnRequest(image=bright))
+    follow = app.run_turn_sync(TurnRequest(image=None, question="is it contagious?", previous=first))
     assert follow.status == "followup"
     assert follow.diagnosis == first.diagnosis
     assert "melanocytic_nevus" in follow.explanation.text
@@ -222,7 +223,7 @@ def test_crashing_explainer_degrades_the_turn_only(tmp_path: Path, bright: Path)
         def register_explainers(self, register):
             register(Broken())
 
-    result = fake_app(tmp_path, [(Plugin(), "broken")], explainer="broken-explainer").run_turn_sync(bright)
+    result = fake_app(tmp_path, [(Plugin(), "broken")], explainer="broken-explainer").run_turn_sync(TurnRequest(image=bright))
     assert result.status == "ok" and result.diagnosis is not None and result.references
     assert result.errors[0].step == "explanation" and "(RuntimeError) (error id " in result.errors[0].message
     assert "index corrupt" not in result.errors[0].message  # the details are in the server log only
@@ -243,7 +244,7 @@ def test_crashing_diagnoser_ends_the_turn_politely(tmp_path: Path, bright: Path)
             register(Broken())
 
     app = fake_app(tmp_path, [(Plugin(), "broken")], diagnoser="broken-dx")
-    events = list(app.run_turn(bright))
+    events = list(app.run_turn(TurnRequest(image=bright)))
     result = events[-1].result
     assert result.status == "diagnosis_failed" and "model server is down" in result.message
     assert not any(e.step == "explanation" for e in events)
@@ -267,7 +268,7 @@ def test_unknown_labels_are_dropped_and_probabilities_renormalised(tmp_path: Pat
         def register_diagnosers(self, register):
             register(Sloppy())
 
-    result = fake_app(tmp_path, [(Plugin(), "sloppy")], diagnoser="sloppy").run_turn_sync(bright)
+    result = fake_app(tmp_path, [(Plugin(), "sloppy")], diagnoser="sloppy").run_turn_sync(TurnRequest(image=bright))
     probs = {e.condition_id: e.probability for e in result.diagnosis.differential}
     assert probs == {"psoriasis": 0.5, "atopic_eczema": 0.5}
     assert any("not in DermChat's vocabulary" in n for n in result.notices)
@@ -291,7 +292,7 @@ def test_observers_and_notice_hooks_are_called_and_isolated(tmp_path: Path, brig
             raise RuntimeError("disk full")
 
     app = fake_app(tmp_path, [(Observer(), "observer"), (Crashing(), "crashing")])
-    result = app.run_turn_sync(bright, audience="clinician")
+    result = app.run_turn_sync(TurnRequest(image=bright, audience="clinician"))
     assert seen == [(result.turn_id, result.image_sha256)]
     assert "Study notice for clinician" in result.notices
     assert any("turn_completed failed (RuntimeError) (error id" in e for e in app.plugins.records["crashing"].errors)
@@ -316,7 +317,7 @@ def test_failing_hub_diagnoser_falls_back_to_the_offline_model_in_the_same_turn(
             register(Gated())
             register(OfflineStandIn())
 
-    result = fake_app(tmp_path, [(Plugin(), "gated")], diagnoser="gated-vlm").run_turn_sync(bright)
+    result = fake_app(tmp_path, [(Plugin(), "gated")], diagnoser="gated-vlm").run_turn_sync(TurnRequest(image=bright))
     assert result.status == "ok" and result.providers["diagnoser"].id == "ham-cnn"
     assert any("set HF_TOKEN" in n and "offline image model" in n for n in result.notices)
     assert result.errors[0].provider_id == "gated-vlm"

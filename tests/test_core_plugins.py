@@ -14,6 +14,7 @@ from core_helpers import fake_app, solid_image
 from dermchat.hookspecs import hookimpl
 from dermchat.plugin_manager import PluginManager
 from dermchat.providers import Diagnoser, Explainer, QualityChecker, ReferenceGenerator
+from dermchat.request import TurnRequest
 from fake_plugins import FakeDiagnoser, FakeExplainer, FakeQuality, FakeReferences
 from plugins.morphology import ClassicMorphology
 
@@ -68,7 +69,7 @@ def test_extra_notices_and_turn_completed_hooks(tmp_path: Path) -> None:
             calls.append(result.status)
 
     app = fake_app(tmp_path, [(Plugin(), "policy")])
-    result = app.run_turn_sync(solid_image(tmp_path / "a.png", (200, 160, 140)))
+    result = app.run_turn_sync(TurnRequest(image=solid_image(tmp_path / "a.png", (200, 160, 140))))
     assert "extra" in result.notices and calls == ["ok"]
 
 
@@ -104,7 +105,7 @@ def test_plugin_failing_at_registration_is_listed_and_others_still_work(tmp_path
     listing = app.plugins.listing()
     broken = next(p for p in listing["plugins"] if p["name"] == "broken")
     assert any("weights corrupt" in e for e in broken["errors"])
-    assert app.run_turn_sync(solid_image(tmp_path / "a.png", (200, 160, 140))).status == "ok"
+    assert app.run_turn_sync(TurnRequest(image=solid_image(tmp_path / "a.png", (200, 160, 140)))).status == "ok"
 
 
 def test_plugin_failing_at_call_is_isolated(tmp_path: Path) -> None:
@@ -121,7 +122,7 @@ def test_plugin_failing_at_call_is_isolated(tmp_path: Path) -> None:
             register(Crashy())
 
     app = fake_app(tmp_path, [(Plugin(), "crashy")], quality="crashy-quality")
-    result = app.run_turn_sync(solid_image(tmp_path / "a.png", (200, 160, 140)))
+    result = app.run_turn_sync(TurnRequest(image=solid_image(tmp_path / "a.png", (200, 160, 140))))
     assert result.status == "ok" and result.diagnosis is not None
     assert result.errors[0].step == "quality" and "(MemoryError) (error id" in result.errors[0].message
 
@@ -192,7 +193,7 @@ def test_policy_hooks_run_through_pluggy_in_its_order_and_a_crash_skips_only_tha
     plugins = [(notices_from("early", tryfirst=True), "early"), (notices_from("late"), "late"),
                (notices_from("broken", crash=True), "broken")]
     app = fake_app(tmp_path, plugins)
-    result = app.run_turn_sync(solid_image(tmp_path / "a.png", (200, 160, 140)))
+    result = app.run_turn_sync(TurnRequest(image=solid_image(tmp_path / "a.png", (200, 160, 140))))
     assert order == ["early", "broken", "late"]
     assert "notice from early" in result.notices and "notice from late" in result.notices
     assert any("extra_notices failed (RuntimeError) (error id" in e for e in app.plugins.records["broken"].errors)
@@ -225,7 +226,7 @@ def test_tracing_logs_every_hook_call_without_argument_values(tmp_path: Path, mo
     monkeypatch.setenv("DERMCHAT_TRACE_PLUGINS", "1")
     caplog.set_level(logging.INFO, logger="dermchat.plugin_manager")
     app = fake_app(tmp_path, [(Policy(), "policy")])
-    app.run_turn_sync(solid_image(tmp_path / "a.png", (200, 160, 140)), "is this SECRET-QUESTION serious?")
+    app.run_turn_sync(TurnRequest(image=solid_image(tmp_path / "a.png", (200, 160, 140)), question="is this SECRET-QUESTION serious?"))
     lines = [r.getMessage() for r in caplog.records if r.name == "dermchat.plugin_manager"]
     assert "hook register_diagnosers(register) -> fakes" in lines
     assert "hook extra_notices(audience, result) -> policy" in lines

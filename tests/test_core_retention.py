@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from dermchat.request import TurnRequest
 from dermchat.retention import claim_dir, prune_expired
 from dermchat.settings import SettingsError, load_settings
 
@@ -127,6 +128,7 @@ def test_saving_an_upload_removes_expired_ones(tmp_path: Path, monkeypatch: pyte
 
 def test_a_turn_prunes_the_apps_own_turn_folders_but_never_a_callers_folder(tmp_path: Path) -> None:
     from core_helpers import fake_app, solid_image
+
     from dermchat.engine import turns_dir
 
     app = fake_app(tmp_path)
@@ -134,8 +136,8 @@ def test_a_turn_prunes_the_apps_own_turn_folders_but_never_a_callers_folder(tmp_
     stale = _turn_folder(turns_dir(app.settings), "old-turn", 2 * HOUR)
     mine = tmp_path / "mine"
     kept = _turn_folder(mine, "old-turn", 2 * HOUR)
-    app.run_turn_sync(photo, workdir=mine)  # the caller's folder: nothing in it is deleted
+    app.run_turn_sync(TurnRequest(image=photo, workdir=mine))  # the caller's folder: nothing in it is deleted
     assert kept.exists() and stale.exists()
-    result = app.run_turn_sync(photo)  # the app's scratch area: expired turn folders go
+    result = app.run_turn_sync(TurnRequest(image=photo))  # the app's scratch area: expired turn folders go
     assert not stale.exists() and kept.exists()
     assert (turns_dir(app.settings) / result.turn_id).is_dir()  # this turn's own folder stays

@@ -8,17 +8,23 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from core_helpers import solid_image
+from knowledge_fixtures import kb_index, knowledge_app  # noqa: F401 - kb_index is a pytest fixture
+
 from dermchat import safety
 from dermchat.knowledge.answer import (
-    OFF_TOPIC_NOTICE, AnswerSettings, answer, diagnosis_focus, ground_answer, off_topic,
+    OFF_TOPIC_NOTICE,
+    AnswerSettings,
+    answer,
+    diagnosis_focus,
+    ground_answer,
+    off_topic,
 )
 from dermchat.knowledge.citations import CitationBook
 from dermchat.knowledge.kb import get_kb, split_sentences
 from dermchat.render import render
+from dermchat.request import TurnRequest
 from dermchat.results import Diagnosis, DifferentialEntry, Explanation
-from knowledge_fixtures import kb_index, knowledge_app  # noqa: F401 - kb_index is a pytest fixture
 
 SENTENCE_WITH_MARKERS = re.compile(r"[^\[\]]+?(?:\[\d+\])+")
 
@@ -91,7 +97,7 @@ def test_follow_up_is_answered_for_the_current_differential(kb_index: Any) -> No
 
 def test_text_only_turn_offers_conditions_to_consider(tmp_path: Path) -> None:
     app = knowledge_app(tmp_path)
-    result = app.run_turn_sync(None, "ring-shaped itchy scaly patch on my arm for 3 weeks, my cat has bald spots")
+    result = app.run_turn_sync(TurnRequest(image=None, question="ring-shaped itchy scaly patch on my arm for 3 weeks, my cat has bald spots"))
     assert result.status == "no_image"
     exp = result.explanation
     assert exp is not None and exp.extra["mode"] == "conditions_to_consider"
@@ -109,7 +115,7 @@ def test_text_only_turn_offers_conditions_to_consider(tmp_path: Path) -> None:
 
 
 def test_empty_description_asks_intake_questions(tmp_path: Path) -> None:
-    result = knowledge_app(tmp_path).run_turn_sync(None, "hello", audience="clinician")
+    result = knowledge_app(tmp_path).run_turn_sync(TurnRequest(image=None, question="hello", audience="clinician"))
     exp = result.explanation
     assert exp is not None and not exp.conditions_to_consider
     assert len(exp.intake_questions) == 6
@@ -118,9 +124,8 @@ def test_empty_description_asks_intake_questions(tmp_path: Path) -> None:
 def test_follow_up_after_conditions_to_consider(tmp_path: Path) -> None:
     app = knowledge_app(tmp_path)
     first_q = "itchy ring-shaped scaly patch on my arm"
-    first = app.run_turn_sync(None, first_q)
-    second = app.run_turn_sync(None, "how do I treat it?", previous=first,
-                               history=[{"role": "user", "content": first_q}])
+    first = app.run_turn_sync(TurnRequest(image=None, question=first_q))
+    second = app.run_turn_sync(TurnRequest(image=None, question="how do I treat it?", previous=first, history=[{"role": "user", "content": first_q}]))
     exp = second.explanation
     assert exp is not None and exp.extra["mode"] == "extractive"
     assert {c.condition_id for c in exp.citations} <= {c.condition_id for c in first.explanation.conditions_to_consider}
@@ -138,7 +143,7 @@ INJECTIONS = [
 def test_injection_in_the_question_cannot_remove_safety_text(tmp_path: Path, question: str) -> None:
     app = knowledge_app(tmp_path, fakes=True)
     dark = solid_image(tmp_path / "dark.png", (40, 30, 25))  # the fake diagnoser calls this melanoma
-    result = app.run_turn_sync(dark, question, force=True)
+    result = app.run_turn_sync(TurnRequest(image=dark, question=question, force=True))
     assert result.explanation is not None and result.explanation.provider_id == "kb-rag"
     assert result.triage is not None and result.triage.tier == "urgent"
     assert safety.NOT_A_DIAGNOSIS in result.notices
@@ -151,7 +156,7 @@ def test_injection_in_the_question_cannot_remove_safety_text(tmp_path: Path, que
         text = render(result, audience)
         assert safety.NOT_A_DIAGNOSIS in text and safety.SEE_CLINICIAN_URGENT in text
     # a text-only follow-up with the same attempt keeps the notices too
-    follow = app.run_turn_sync(None, question, previous=result)
+    follow = app.run_turn_sync(TurnRequest(image=None, question=question, previous=result))
     assert safety.NOT_A_DIAGNOSIS in follow.notices and safety.SEE_CLINICIAN_URGENT in follow.notices
 
 

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from knowledge_fixtures import knowledge_app
 
 from dermchat import safety
+from dermchat.request import TurnRequest
 from dermchat.results import TurnResult
-from knowledge_fixtures import knowledge_app
 
 vlm_fixtures = pytest.importorskip("vlm_fixtures", reason="tests/vlm_fixtures.py (tiny models, test server) is missing")
 tiny_llama_dir = vlm_fixtures.tiny_llama_dir
@@ -32,7 +33,7 @@ def follow_up(app: Any) -> TurnResult:
                             prediction_set=["tinea"]),
         triage=Triage(tier="routine", reason="test"),
     )
-    return app.run_turn_sync(None, "is it contagious and how is it treated?", previous=previous)
+    return app.run_turn_sync(TurnRequest(image=None, question="is it contagious and how is it treated?", previous=previous))
 
 
 def assert_generated_path_was_checked(result: TurnResult) -> None:

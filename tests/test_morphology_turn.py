@@ -10,11 +10,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from core_helpers import fake_app
 from PIL import Image
 
 import plugins.morphology as morphology_plugin
-from core_helpers import fake_app
 from dermchat.render import render
+from dermchat.request import TurnRequest
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
@@ -42,7 +43,7 @@ def _app(tmp_path: Path):  # noqa: ANN202
 
 
 def test_turn_carries_the_descriptors_and_renders_them_for_both_audiences(tmp_path: Path) -> None:
-    result = _app(tmp_path).run_turn_sync(_spot(tmp_path / "calm.png", (BROWN, BROWN)))
+    result = _app(tmp_path).run_turn_sync(TurnRequest(image=_spot(tmp_path / "calm.png", (BROWN, BROWN))))
     assert result.status == "ok" and result.morphology is not None
     d = result.morphology.descriptors
     assert {"asymmetry", "border", "colours", "blue_white_veil", "diameter_px", "tds", "mask_area_share"} <= set(d)
@@ -57,7 +58,7 @@ def test_turn_carries_the_descriptors_and_renders_them_for_both_audiences(tmp_pa
 
 def test_benign_conclusion_with_high_risk_features_is_flagged_widened_and_raised(tmp_path: Path, ham_dir: Path) -> None:
     """A real melanoma (veil, four colours) that the fake diagnoser calls a mole: the features must win."""
-    result = _app(tmp_path).run_turn_sync(ham_dir / "images" / "ISIC_0024962.jpg")
+    result = _app(tmp_path).run_turn_sync(TurnRequest(image=ham_dir / "images" / "ISIC_0024962.jpg"))
     assert result.diagnosis is not None and result.diagnosis.top(1)[0].condition_id == "melanocytic_nevus"
     assert result.morphology is not None and result.morphology.disagrees
     assert "melanoma" in result.diagnosis.prediction_set
@@ -71,13 +72,13 @@ def test_a_spot_that_grew_since_the_earlier_photo_raises_the_triage(tmp_path: Pa
     app = _app(tmp_path)
     earlier = _spot(tmp_path / "earlier.png", (BROWN, BROWN), radius=32)
     later = _spot(tmp_path / "later.png", (BROWN, BROWN), radius=40)
-    result = app.run_turn_sync(later, earlier_image=earlier)
+    result = app.run_turn_sync(TurnRequest(image=later, earlier_image=earlier))
     comparison = result.morphology.comparison  # type: ignore[union-attr]
     assert comparison["grew"] and comparison["red_flag"]
     assert result.triage is not None and result.triage.tier == "urgent"
     assert any("seems to have grown" in n for n in result.notices)
     assert "Compared with the earlier photo:" in render(result, "patient")
-    same = app.run_turn_sync(later, earlier_image=later)
+    same = app.run_turn_sync(TurnRequest(image=later, earlier_image=later))
     assert not same.morphology.comparison["changed"] and same.triage.tier == "reassure"  # type: ignore[union-attr]
 
 
@@ -85,10 +86,10 @@ def test_an_unreadable_earlier_photo_or_a_missing_describer_is_said_not_fatal(tm
     bad = tmp_path / "earlier.jpg"
     bad.write_text("not a photo")
     photo = _spot(tmp_path / "now.png", (BROWN, BROWN))
-    result = _app(tmp_path).run_turn_sync(photo, earlier_image=bad)
+    result = _app(tmp_path).run_turn_sync(TurnRequest(image=photo, earlier_image=bad))
     assert result.status == "ok" and result.morphology is not None and result.morphology.comparison is None
     assert any("earlier photo could not be used" in n for n in result.notices)
-    without = fake_app(tmp_path).run_turn_sync(photo, earlier_image=photo)
+    without = fake_app(tmp_path).run_turn_sync(TurnRequest(image=photo, earlier_image=photo))
     assert without.status == "ok" and without.morphology is None
     assert any("earlier photo could not be compared" in n for n in without.notices)
 

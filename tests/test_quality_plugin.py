@@ -11,6 +11,7 @@ from PIL import Image
 from core_helpers import fake_app
 from dermchat.plugin_manager import PluginManager
 from dermchat.quality.distortions import gaussian_blur
+from dermchat.request import TurnRequest
 from plugins import quality as quality_plugin
 from plugins.quality import ClassicQualityChecker
 
@@ -44,16 +45,16 @@ def test_gate_asks_for_a_retake_then_continues_with_a_discount(tmp_path: Path, h
     blurred = tmp_path / "blurred.png"
     Image.fromarray(gaussian_blur(rgb, 2.2)).save(blurred)
     app = _app(tmp_path)
-    first = app.run_turn_sync(str(blurred), "what is this?")
+    first = app.run_turn_sync(TurnRequest(image=str(blurred), question="what is this?"))
     assert first.status == "retake", first.message
     assert first.quality is not None and not first.quality.acceptable
     assert first.quality.problems(1)[0].id == "focus"
     assert first.diagnosis is None
-    forced = app.run_turn_sync(str(blurred), "what is this?", force=True)
+    forced = app.run_turn_sync(TurnRequest(image=str(blurred), question="what is this?", force=True))
     assert forced.quality_overridden and forced.diagnosis is not None
     assert forced.quality is not None and forced.quality.discount < 1.0
 
-    clean = app.run_turn_sync(str(ham_image), "what is this?")
+    clean = app.run_turn_sync(TurnRequest(image=str(ham_image), question="what is this?"))
     assert clean.status != "retake" and clean.quality is not None and clean.quality.acceptable
 
 
@@ -61,6 +62,6 @@ def test_not_skin_stops_the_turn(tmp_path: Path) -> None:
     data = pytest.importorskip("skimage.data")
     page = tmp_path / "rocket.png"  # a colour photo (a black-and-white one is refused earlier, at intake)
     Image.fromarray(data.rocket()).convert("RGB").save(page)
-    result = _app(tmp_path).run_turn_sync(str(page), "what is this?")
+    result = _app(tmp_path).run_turn_sync(TurnRequest(image=str(page), question="what is this?"))
     assert result.status == "not_skin"
     assert result.diagnosis is None

@@ -17,6 +17,7 @@ from dermchat.references import SYNTHETIC_LABEL
 from dermchat.references.diffusion import lesion_crop
 from dermchat.references.verify import MIN_PROBABILITY, verify_image
 from dermchat.registry import PluginRecord, Registry
+from dermchat.request import TurnRequest
 from dermchat.results import Diagnosis, DifferentialEntry, QualityReport
 from dermchat.settings import Settings
 from plugins.diffusion import DiffusionProvider
@@ -116,7 +117,7 @@ def test_img2img_starts_from_the_users_photo(tiny_sd: Path, photo: Image.Image, 
     assert ref.extra["mode"] == "img2img" and ref.extra["strength"] == 0.5
     assert len(ref.extra["step_ms"]) == 2  # strength 0.5 of 4 steps
     ctx_other = make_ctx(photo.rotate(90), tmp_path / "i2i-b", diagnosis(("melanocytic_nevus", 1.0)), quality=quality)
-    ctx_other.image_sha256 = "1" * 64
+    ctx_other.result.image_sha256 = "1" * 64
     other = provider.references(ctx_other)[0]
     assert other.extra["cache_key"] != ref.extra["cache_key"] and not other.extra["cached"]
 
@@ -200,7 +201,7 @@ def test_engine_shows_verified_and_hides_unrecognised_illustrations(tiny_sd: Pat
         tmp_path, plugins=[(plugins.diffusion, "diffusion")], references=["sd-diffusion"],
         options={"sd-diffusion": {"model": str(tiny_sd), "steps": 2, "size": 64, "scheduler": "ddim", "device": "cpu", "verifier": "fake-dx"}},
     )
-    result = app.run_turn_sync(ham_image, force=True)
+    result = app.run_turn_sync(TurnRequest(image=ham_image, force=True))
     assert result.status == "ok", result.errors
     shown, hidden = result.references, result.hidden_references
     assert len(shown) + len(hidden) == 3

@@ -12,6 +12,7 @@ from PIL import Image
 from dermchat.references.atlas import clear_memory_cache, load_atlas
 from dermchat.references.exemplars import rank_candidates, user_features
 from dermchat.references.skintone import FITZPATRICK_TYPES
+from dermchat.request import TurnRequest
 from plugins.exemplars import ExemplarProvider
 from references_fixtures import build_atlas, diagnosis, ham_rows, make_ctx
 
@@ -167,7 +168,7 @@ def test_a_full_turn_writes_exemplars_with_a_manifest(atlas_dir: Path, ham_dir: 
         options={"ham-exemplars": {"atlas_dir": str(atlas_dir)}},
     )
     image = ham_dir / "images" / f"{ham_rows(ham_dir, 'nv', 1, skip=20)[0]['image_id']}.jpg"
-    result = app.run_turn_sync(image, audience="patient", force=True)
+    result = app.run_turn_sync(TurnRequest(image=image, audience="patient", force=True))
     assert result.status == "ok", result.errors
     assert result.references and all(r.provider_id == "ham-exemplars" for r in result.references)
     out = tmp_path / "out"

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from references_fixtures import build_atlas, diagnosis, ham_rows, make_ctx
 
 from dermchat.references import SYNTHETIC_LABEL
 from dermchat.references.captions import (
@@ -22,7 +23,7 @@ from dermchat.references.captions import (
     load_describer,
 )
 from dermchat.registry import PluginRecord, Registry
-from references_fixtures import build_atlas, diagnosis, ham_rows, make_ctx
+from dermchat.request import PatientDetails, TurnRequest
 
 DESCRIPTORS = {"asymmetry": 2, "border": 7, "colours": ["light brown", "dark brown", "blue-grey"],
                "blue_white_veil": True, "diameter_px": 120, "tds": 6.1, "mask_area_share": 0.31}
@@ -240,7 +241,7 @@ def generated(tiny_sd: Path, workdir: Path, photo: Image.Image, **options: Any) 
     provider.configure({"model": str(tiny_sd), "steps": 2, "size": 64, "scheduler": "ddim", "device": "cpu",
                         "cache": False, **options})
     ctx = make_ctx(photo, workdir, diagnosis(("melanoma", 0.7), ("melanocytic_nevus", 0.3)), body_site="upper back")
-    ctx.age, ctx.sex = 47.0, "male"
+    ctx.request.patient = PatientDetails(age=47.0, sex="male", body_site="upper back")
     return provider.references(ctx)
 
 
@@ -269,15 +270,16 @@ def test_the_trained_lora_changes_sd_diffusion_and_is_prompted_with_captions(
 
 def test_a_turn_with_the_trained_lora_labels_and_verifies_its_images(tiny_sd: Path, trained: Path, ham_image: Path,
                                                                       tmp_path: Path) -> None:
-    import plugins.diffusion
     from core_helpers import fake_app
+
+    import plugins.diffusion
 
     app = fake_app(
         tmp_path, plugins=[(plugins.diffusion, "diffusion")], references=["sd-diffusion"],
         options={"sd-diffusion": {"model": str(tiny_sd), "lora": str(trained), "steps": 2, "size": 64,
                                   "scheduler": "ddim", "device": "cpu", "verifier": "fake-dx"}},
     )
-    result = app.run_turn_sync(ham_image, force=True)
+    result = app.run_turn_sync(TurnRequest(image=ham_image, force=True))
     assert result.status == "ok", result.errors
     refs = result.references + result.hidden_references
     assert refs and all(r.synthetic and r.caption.endswith(SYNTHETIC_LABEL) for r in refs)

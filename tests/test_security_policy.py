@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from core_helpers import fake_app, solid_image
+
 from dermchat.hookspecs import hookimpl
 from dermchat.providers import Diagnoser, Explainer
+from dermchat.request import TurnRequest
 from dermchat.results import Diagnosis, DifferentialEntry, Triage
 from dermchat.safety import NOT_A_DIAGNOSIS, SEE_CLINICIAN_URGENT
 
@@ -73,7 +74,7 @@ def test_a_hostile_plugin_cannot_switch_the_policy_off(tmp_path: Path, dark: Pat
     recorder = Recorder()
     app = fake_app(tmp_path, [(recorder, "recorder"), (Hostile(), "hostile")], quality_gate=False)
     for _ in range(3):
-        result = app.run_turn_sync(dark, audience="patient")
+        result = app.run_turn_sync(TurnRequest(image=dark, audience="patient"))
         _assert_policy(result.model_dump(mode="json"))
         assert "All clear, no need to see anyone." in result.notices  # plugins may still add notices
     assert len(recorder.seen) == 3
@@ -81,19 +82,22 @@ def test_a_hostile_plugin_cannot_switch_the_policy_off(tmp_path: Path, dark: Pat
         _assert_policy(seen)
 
 
-def test_the_study_stores_the_policy_checked_result(tmp_path: Path, dark: Path) -> None:
-    from dermchat.study.store import StudyStore, to_url
+def test_the_study_stores_the_policy_checked_result(tmp_path: Path, dark: Path, ham_dir: Path) -> None:
+    from study_fixtures import load
+
+    from dermchat.study.session import StudyFlow
+    from dermchat.study.store import StudyStore
     from plugins import study as study_plugin
 
-    db_url = to_url(tmp_path / "study.sqlite")
-    store = StudyStore(db_url)
-    store.enrol("s", "AB12-CD34-EF56", lambda seq: ["a"])
+    store = StudyStore(tmp_path / "study.sqlite")
+    study = load()  # every case shows the dark photo, which the fake diagnoser calls melanoma (urgent)
+    cases = study.cases.model_copy(update={"items": [c.model_copy(update={"image": dark.name}) for c in study.cases.items]})
+    flow = StudyFlow(study.model_copy(update={"data_dir": str(dark.parent), "cases": cases}), store)
     app = fake_app(tmp_path, [(study_plugin, "study"), (Hostile(), "hostile")], quality_gate=False)
-    tag = {"study_id": "s", "participant": "AB12-CD34-EF56", "step": 0, "case_id": "c", "arm": "a",
-           "db_url": db_url, "arm_settings": {}}
-    app.run_turn_sync(dark, options={"study": tag})
+    state = flow.enter_code(flow.consent(flow.start(), True), None)
+    list(flow.run_case(state, app))
     turns = [e for e in store.events() if e["type"] == "turn"]
-    assert len(turns) == 1 and turns[0]["participant_code"] == "AB12-CD34-EF56"
+    assert len(turns) == 1 and turns[0]["participant_code"] == state.code  # one writer, the right participant
     _assert_policy(turns[0]["payload"]["result"])
     assert turns[0]["payload"]["shown"]["triage"] == "urgent"
 
@@ -124,7 +128,7 @@ def test_exception_text_stays_in_the_server_log(tmp_path: Path, dark: Path, capl
 
     app = fake_app(tmp_path, [(LeakyPlugin(), "leaky")], explainer="leaky-explainer", quality_gate=False)
     with caplog.at_level(logging.WARNING):
-        result = app.run_turn_sync(dark)
+        result = app.run_turn_sync(TurnRequest(image=dark))
     assert result.errors, "the explainer failure should be recorded"
     for client_view in (json.dumps(api_result(result)), json.dumps(app.plugins.listing(), default=str)):
         assert SECRET_PATH not in client_view and TOKEN not in client_view
@@ -173,7 +177,7 @@ def test_the_turn_json_holds_no_server_paths(tmp_path: Path, dark: Path) -> None
     from dermchat_ui.api import api_result
 
     app = fake_app(tmp_path, [(HeatmapPlugin(), "heat")], diagnoser="heatmap-dx", quality_gate=False)
-    result = app.run_turn_sync(dark)
+    result = app.run_turn_sync(TurnRequest(image=dark))
     assert result.diagnosis is not None and Path(result.diagnosis.heatmap_path).exists()
     data = api_result(result)
     root = str(turns_dir(app.settings).resolve())

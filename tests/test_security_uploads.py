@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from dermchat.settings import load_settings
+from dermchat.request import TurnRequest
 
 HOUR = 3600.0
 SHA_DIR = "5f" * 32  # what Gradio names the folder of one upload: the sha256 of the bytes (64 hex characters)
@@ -97,7 +98,7 @@ def test_a_clone_under_the_temp_dir_keeps_every_file_of_shared(temp_root: Path, 
     assert error
     app = fake_app(clone_parent / "work", workdir=None)  # turns in the temp dir's own scratch folder
     for image in images:
-        app.run_turn_sync(str(image))
+        app.run_turn_sync(TurnRequest(image=str(image)))
     assert _snapshot(shared) == before
 
 
@@ -181,7 +182,7 @@ def test_a_configured_folder_the_app_did_not_make_is_refused_and_kept(tmp_path: 
     (work / "dermchat-turns" / "notes.txt").write_text("mine")
     _age(work / "dermchat-turns" / "notes.txt", 5 * HOUR)
     with pytest.raises(ForeignFolderError):
-        fake_app(work).run_turn_sync(str(ham_image))
+        fake_app(work).run_turn_sync(TurnRequest(image=str(ham_image)))
     assert (work / "dermchat-turns" / "notes.txt").read_text() == "mine"
 
 
@@ -215,7 +216,7 @@ def test_planted_links_at_the_fixed_temp_paths_are_not_followed(tmp_path: Path, 
     (temp_root / "dermchat-turns").symlink_to(elsewhere, target_is_directory=True)
     (temp_root / "dermchat-uploads").symlink_to(elsewhere, target_is_directory=True)
     app = fake_app(tmp_path, workdir=None)
-    result = app.run_turn_sync(str(ham_image))
+    result = app.run_turn_sync(TurnRequest(image=str(ham_image)))
     clean, error = sanitize_upload(str(_gradio_upload(gradio_cache_dir(), ham_image)), settings)
     assert error is None and result.status in {"ok", "abstained"}
     assert list(elsewhere.iterdir()) == []  # nothing written through the planted links
@@ -234,7 +235,7 @@ def test_uploads_turn_files_and_study_databases_are_private(tmp_path: Path, temp
     assert stat.S_IMODE(os.stat(clean).st_mode) == 0o600
     assert stat.S_IMODE(Path(clean).parent.stat().st_mode) == 0o700
     app = fake_app(tmp_path / "work")
-    result = app.run_turn_sync(str(ham_image))  # the fake reference generator writes images into the turn folder
+    result = app.run_turn_sync(TurnRequest(image=str(ham_image)))  # the fake reference generator writes images into the turn folder
     written = [Path(ref.path) for ref in result.references + result.hidden_references]
     assert written
     for path in written:

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from core_helpers import fake_app, solid_image
+from fake_plugins import FakeDiagnoser
+
 from dermchat import bench_serve
 from dermchat.hookspecs import hookimpl
+from dermchat.request import TurnRequest
 from dermchat.results import Diagnosis
-from fake_plugins import FakeDiagnoser
 
 
 class SlowLoadingDiagnoser(FakeDiagnoser):
@@ -64,7 +65,7 @@ def _run_in_thread(app: Any, image: Path) -> tuple[list, threading.Thread]:
     events: list = []
 
     def work() -> None:
-        events.extend(app.run_turn(image, "what is it?", force=True))
+        events.extend(app.run_turn(TurnRequest(image=image, question="what is it?", force=True)))
 
     thread = threading.Thread(target=work, daemon=True)
     thread.start()

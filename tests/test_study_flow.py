@@ -10,9 +10,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from study_fixtures import BETWEEN, answer_for, load, make_app, run_participant
 
-from dermchat.context import TurnContext
 from dermchat.engine import DermChat
+from dermchat.request import TurnRequest
 from dermchat.study.assignment import assign
 from dermchat.study.cli import main as study_cli
 from dermchat.study.definition import load_study
@@ -20,7 +21,6 @@ from dermchat.study.session import FlowError, StudyFlow, normalise_code
 from dermchat.study.store import StudyStore, to_url
 from dermchat.study.summary import summarise, t_interval
 from plugins import study as study_plugin
-from study_fixtures import BETWEEN, answer_for, load, make_app, run_participant
 
 
 @pytest.fixture()
@@ -229,22 +229,17 @@ def test_between_study_with_opt_in_images(tmp_path: Path, app: DermChat, ham_dir
     assert jpeg[:2] == b"\xff\xd8" and b"Exif" not in jpeg and b"SecretCam" not in jpeg and b"clinic" not in jpeg
 
 
-def test_plugin_observer_logs_only_study_turns(tmp_path: Path, app: DermChat, ham_dir: Path) -> None:
-    db_url = to_url(tmp_path / "plugin.sqlite")
-    result = app.run_turn_sync(str(ham_dir / "images" / "ISIC_0024698.jpg"))
-    ctx = TurnContext(image=None, image_sha256=result.image_sha256, question="", audience="patient",
-                      settings=app.settings, registry=app.registry, workdir=tmp_path)
-    study_plugin.turn_completed(result=result, context=ctx)  # an ordinary chat turn: nothing stored
-    assert not (tmp_path / "plugin.sqlite").exists()
-    ctx.options["study"] = {"study_id": "s", "participant": "P-001", "step": 0, "case_id": "c", "arm": "a",
-                            "db_url": db_url, "arm_settings": {}}
-    study_plugin.turn_completed(result=result, context=ctx)  # a code nobody enrolled (or one deleted): refused
-    plugin_store = StudyStore(db_url)
-    assert plugin_store.events() == []
-    plugin_store.enrol("s", "P-001", lambda seq: ["a"])
-    study_plugin.turn_completed(result=result, context=ctx)
-    logged = plugin_store.events()
-    assert len(logged) == 1 and logged[0]["type"] == "turn" and logged[0]["payload"]["input_sha256"] == result.image_sha256
+def test_the_flow_is_the_one_writer_of_study_turns(store: StudyStore, flow: StudyFlow, app: DermChat,
+                                                    ham_dir: Path) -> None:
+    """With the study plugin installed too, a case is stored once, and an ordinary chat turn not at all."""
+    app.plugins.register(study_plugin, name="study")
+    app.run_turn_sync(TurnRequest(image=str(ham_dir / "images" / "ISIC_0024698.jpg")))  # an ordinary chat turn
+    assert store.events() == []
+    state = flow.enter_code(flow.consent(flow.start(), True), None)
+    shown = [event.result for event in flow.run_case(state, app) if event.kind == "result"]
+    turns = [e for e in store.events(code=state.code) if e["type"] == "turn"]
+    assert len(turns) == 1 and len(shown) == 1 and shown[0] is not None
+    assert turns[0]["payload"]["input_sha256"] == shown[0].image_sha256
 
 
 def test_clicks_are_logged_and_counted_in_the_export(tmp_path: Path, store: StudyStore, flow: StudyFlow,

@@ -9,9 +9,17 @@ import pytest
 from PIL import Image
 
 from dermchat.abstention_eval import (
-    CANT_ASSESS, _as_png, darkened, drawn_spot, ham_sample, phone_framed, skimage_pictures, summarise,
+    CANT_ASSESS,
+    _as_png,
+    darkened,
+    drawn_spot,
+    ham_sample,
+    phone_framed,
+    skimage_pictures,
+    summarise,
 )
 from dermchat.render import render
+from dermchat.request import TurnRequest
 
 pytest.importorskip("torch", reason="the offline classifier needs torch")
 OVERRIDES = {"explainer": None, "references": [], "second_opinion": None}
@@ -30,7 +38,7 @@ def app(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - the real ap
 
 
 def _turn(app, img: Image.Image):  # noqa: ANN001, ANN202
-    return app.run_turn_sync(_as_png(img), "", force=True, settings_overrides=OVERRIDES)
+    return app.run_turn_sync(TurnRequest(image=_as_png(img), question="", force=True, settings_overrides=OVERRIDES))
 
 
 @pytest.mark.parametrize("name", ["drawn_spot", "face_crop", "cat", "coffee"])

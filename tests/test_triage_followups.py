@@ -6,13 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from core_helpers import solid_image
+from knowledge_fixtures import kb_index, knowledge_app  # noqa: F401 - kb_index is a pytest fixture
+
 from dermchat.knowledge.answer import OFF_TOPIC_NOTICE
 from dermchat.knowledge.intents import OFF_TOPIC_REPLY, detect_intent
 from dermchat.language import NOTICES, detect
 from dermchat.render import render
-from knowledge_fixtures import kb_index, knowledge_app  # noqa: F401 - kb_index is a pytest fixture
+from dermchat.request import TurnRequest
 
 
 @pytest.mark.parametrize("question, intent", [
@@ -28,9 +29,9 @@ def test_what_next_on_a_red_tier_photo_answers_from_the_result_first(tmp_path: P
     # It used to open with "A mole is a harmless group..." plus "the sources don't seem to cover your question".
     app = knowledge_app(tmp_path, fakes=True)
     dark = solid_image(tmp_path / "dark.png", (90, 80, 80))
-    first = app.run_turn_sync(dark, "", force=True)
+    first = app.run_turn_sync(TurnRequest(image=dark, question="", force=True))
     assert first.triage.tier == "urgent"
-    follow = app.run_turn_sync(None, "What should I do next?", previous=first)
+    follow = app.run_turn_sync(TurnRequest(image=None, question="What should I do next?", previous=first))
     lead = follow.explanation.lead
     assert lead.startswith("**Your result:**") and "Melanoma" in lead and "Watch for:" in lead
     assert "harmless" not in lead
@@ -40,7 +41,7 @@ def test_what_next_on_a_red_tier_photo_answers_from_the_result_first(tmp_path: P
 
 
 def test_off_topic_question_without_a_photo_gets_a_short_reply(tmp_path: Path) -> None:
-    result = knowledge_app(tmp_path).run_turn_sync(None, "how do I bake sourdough bread?")
+    result = knowledge_app(tmp_path).run_turn_sync(TurnRequest(image=None, question="how do I bake sourdough bread?"))
     assert result.explanation.text.startswith(OFF_TOPIC_REPLY)
     assert not result.explanation.conditions_to_consider
 
@@ -55,15 +56,14 @@ def test_language_is_detected_offline_and_english_medical_terms_stay_english(tex
 
 
 def test_a_question_in_another_language_gets_a_notice_in_that_language(tmp_path: Path) -> None:
-    result = knowledge_app(tmp_path).run_turn_sync(None, "¿Es contagioso el eccema que tengo en las manos?")
+    result = knowledge_app(tmp_path).run_turn_sync(TurnRequest(image=None, question="¿Es contagioso el eccema que tengo en las manos?"))
     assert result.language == "es" and NOTICES["es"] in result.notices
     assert "inglés" in render(result, "patient")
 
 
 def test_a_red_flag_message_without_a_photo_gets_no_reassurance(tmp_path: Path) -> None:
     # "I have a mole ... bleeding" used to get "A mole is a harmless group of cells ... stay harmless for life".
-    result = knowledge_app(tmp_path).run_turn_sync(
-        None, "I have a mole on my back that has started bleeding and it itches")
+    result = knowledge_app(tmp_path).run_turn_sync(TurnRequest(image=None, question="I have a mole on my back that has started bleeding and it itches"))
     text = render(result, "patient")
     assert result.triage.tier == "urgent" and "see a doctor soon" in text.lower()
     assert "harmless" not in text.lower() and result.explanation.conditions_to_consider

@@ -10,14 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from core_helpers import fake_app, solid_image
+
 from dermchat.hookspecs import hookimpl
 from dermchat.pathways import get_pathways
 from dermchat.providers import Diagnoser
 from dermchat.redflags import screen
 from dermchat.redflags_eval import PHRASING_SETS, evaluate, load_phrasings
 from dermchat.render import render
+from dermchat.request import TurnRequest
 from dermchat.results import TRIAGE_ORDER, Diagnosis, DifferentialEntry
 from dermchat.safety import ABSTAIN_NOTICE, SEE_CLINICIAN_ROUTINE, decide_triage
 from dermchat.vocabulary import get_vocabulary
@@ -81,14 +82,14 @@ def test_phrasing_sets_are_large_enough_and_the_screen_meets_its_figures() -> No
 
 def test_text_only_red_flag_gets_a_tier_and_a_see_a_doctor_notice(tmp_path: Path) -> None:
     # It used to get "A mole is a harmless group of cells..." and no advice to see anyone.
-    result = fake_app(tmp_path).run_turn_sync(None, ISSUE_MESSAGE)
+    result = fake_app(tmp_path).run_turn_sync(TurnRequest(image=None, question=ISSUE_MESSAGE))
     assert result.status == "no_image" and result.triage is not None and result.triage.tier == "urgent"
     assert any("see a doctor soon" in n.lower() and "bleeds" in n for n in result.notices)
     assert "see a doctor soon" in render(result, "patient").lower()
 
 
 def test_same_day_red_flag_says_now_not_in_two_weeks(tmp_path: Path) -> None:
-    result = fake_app(tmp_path).run_turn_sync(None, "I have a fever and the redness on my leg is spreading")
+    result = fake_app(tmp_path).run_turn_sync(TurnRequest(image=None, question="I have a fever and the redness on my leg is spreading"))
     assert result.triage.same_day and result.triage.tier == "urgent"
     text = render(result, "patient")
     assert "help today" in text and "within about two weeks" not in text
@@ -96,16 +97,16 @@ def test_same_day_red_flag_says_now_not_in_two_weeks(tmp_path: Path) -> None:
 
 def test_red_flag_in_a_follow_up_overrides_a_calm_photo(tmp_path: Path, bright: Path) -> None:
     app = fake_app(tmp_path)
-    first = app.run_turn_sync(bright, "")
+    first = app.run_turn_sync(TurnRequest(image=bright, question=""))
     assert first.triage.tier == "reassure"
-    follow = app.run_turn_sync(None, "it has started bleeding since yesterday", previous=first)
+    follow = app.run_turn_sync(TurnRequest(image=None, question="it has started bleeding since yesterday", previous=first))
     assert follow.status == "followup" and follow.triage.tier == "urgent"
-    again = app.run_turn_sync(None, "ok thanks", previous=follow)  # the warning sign is not forgotten
+    again = app.run_turn_sync(TurnRequest(image=None, question="ok thanks", previous=follow))  # the warning sign is not forgotten
     assert again.triage.tier == "urgent" and any("bleeds" in n for n in again.notices)
 
 
 def test_red_flag_with_a_photo_sets_the_tier_whatever_the_photo_says(tmp_path: Path, bright: Path) -> None:
-    result = fake_app(tmp_path).run_turn_sync(bright, "this mole keeps bleeding")
+    result = fake_app(tmp_path).run_turn_sync(TurnRequest(image=bright, question="this mole keeps bleeding"))
     assert result.diagnosis.top(1)[0].condition_id == "melanocytic_nevus"
     assert result.triage.tier == "urgent" and result.red_flags
 
@@ -135,7 +136,7 @@ def test_eval_redflags_reports_sensitivity_and_false_alarms() -> None:
 # -- item 2: "can't assess" --------------------------------------------------------------------------------------
 def test_an_abstention_is_its_own_tier_and_never_reads_as_routine(tmp_path: Path, bright: Path) -> None:
     abstained = Diagnosis(provider_id="fixed", abstained=True, abstain_reason="the image model is out of its depth")
-    result = _with_diagnoser(tmp_path, abstained).run_turn_sync(bright, "")
+    result = _with_diagnoser(tmp_path, abstained).run_turn_sync(TurnRequest(image=bright, question=""))
     assert result.status == "abstained" and result.triage.tier == "cant_assess"
     assert TRIAGE_ORDER["cant_assess"] == TRIAGE_ORDER["urgent"] > TRIAGE_ORDER["routine"]  # never calmer
     for audience in ("patient", "clinician"):
@@ -176,7 +177,7 @@ def test_bcc_with_the_models_urgent_hint_is_a_routine_referral_that_still_says_s
     # ham-cnn hints "urgent" whenever a malignant label is in its set; NICE NG12 refers suspected BCC routinely.
     dx = _dx({"basal_cell_carcinoma": 0.8, "melanocytic_nevus": 0.2}, ["basal_cell_carcinoma"],
              triage_hint="urgent", extra={"melanoma_probability": 0.01, "melanoma_threshold": 0.2})
-    result = _with_diagnoser(tmp_path, dx).run_turn_sync(bright, "")
+    result = _with_diagnoser(tmp_path, dx).run_turn_sync(TurnRequest(image=bright, question=""))
     assert result.triage.tier == "routine" and "NG12" in (result.triage.pathway or "")
     assert SEE_CLINICIAN_ROUTINE in result.notices
     patient = render(result, "patient")
@@ -187,5 +188,5 @@ def test_bcc_with_the_models_urgent_hint_is_a_routine_referral_that_still_says_s
 
 
 def test_benign_result_reassures_with_the_abcde_watch_list(tmp_path: Path, bright: Path) -> None:
-    result = fake_app(tmp_path).run_turn_sync(bright, "")
+    result = fake_app(tmp_path).run_turn_sync(TurnRequest(image=bright, question=""))
     assert result.triage.tier == "reassure" and "ABCDE" in render(result, "patient")

@@ -9,9 +9,16 @@ import pytest
 from dermchat.engine import DermChat
 from dermchat.plugin_manager import PluginManager
 from dermchat.render import render
+from dermchat.request import TurnRequest
 from dermchat.results import StepEvent, TurnResult
 from dermchat.settings import Settings
-from tests.vlm_fixtures import STRUCTURED_CHUNKS, lesion_photo, sse_body, start_recorded_server, tiny_gemma3_dir  # noqa: F401 - fixture
+from tests.vlm_fixtures import (  # noqa: F401 - fixture
+    STRUCTURED_CHUNKS,
+    lesion_photo,
+    sse_body,
+    start_recorded_server,
+    tiny_gemma3_dir,
+)
 
 OFFLINE_HUB_VLM = {"transformers-vlm": {"model": "google/medgemma-4b-it"}}
 
@@ -22,7 +29,7 @@ def app_with(**settings: object) -> DermChat:
 
 
 def run(app: DermChat, tmp_path: Path, question: str = "What is this?") -> tuple[TurnResult, list[StepEvent]]:
-    events = list(app.run_turn(lesion_photo(), question, workdir=tmp_path))
+    events = list(app.run_turn(TurnRequest(image=lesion_photo(), question=question, workdir=tmp_path)))
     result = events[-1].result
     assert result is not None
     return result, events
@@ -39,7 +46,7 @@ def test_falls_back_to_the_offline_classifier_when_the_vlm_is_unavailable(tmp_pa
     fallback = [n for n in result.notices if "Using the offline image model instead" in n]
     assert fallback and "is unavailable" in fallback[0]
     assert "local cache" not in fallback[0]  # a patient is told what is missing, not how to download it
-    clinician = app.run_turn_sync(lesion_photo(), "What is this?", audience="clinician", workdir=tmp_path)
+    clinician = app.run_turn_sync(TurnRequest(image=lesion_photo(), question="What is this?", audience="clinician", workdir=tmp_path))
     assert any("is unavailable: model google/medgemma-4b-it is not in the local cache" in n and
                "Using the offline image model instead" in n for n in clinician.notices)
 
@@ -91,7 +98,7 @@ def test_second_opinion_against_the_offline_classifier_compares_top_conditions(t
             pytest.skip("ham-cnn is not available here")
         with Image.open(ham_image) as im:
             photo = im.convert("RGB")
-        events = list(app.run_turn(photo, "What is this?", workdir=tmp_path))
+        events = list(app.run_turn(TurnRequest(image=photo, question="What is this?", workdir=tmp_path)))
         result = events[-1].result
         assert result is not None
     finally:

@@ -311,12 +311,15 @@ def lesion_photo() -> Any:
 def make_ctx(tmp_path: Path, question: str = "What is this spot?", history: list[dict[str, str]] | None = None) -> tuple[Any, list[str]]:
     """A ``TurnContext`` with the drawn photo, and the list its progress messages land in."""
     from dermchat.context import TurnContext
+    from dermchat.request import TurnRequest
+    from dermchat.results import TurnResult
     from dermchat.settings import Settings
 
     shown: list[str] = []
     ctx = TurnContext(
-        image=lesion_photo(), image_sha256="x", question=question, audience="patient", settings=Settings(),
-        registry=None, workdir=tmp_path, history=history or [],  # type: ignore[arg-type]
+        image=lesion_photo(), settings=Settings(), workdir=tmp_path,
+        request=TurnRequest(question=question, history=history or []),
+        result=TurnResult(turn_id="test", image_sha256="x", audience="patient", question=question),
         progress=lambda message, fraction=None: shown.append(message),
     )
     return ctx, shown

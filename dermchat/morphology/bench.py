@@ -169,6 +169,7 @@ def _diagnoser(diagnoser_id: str) -> tuple[Any, Callable[[Image.Image], Any]]:
 
     from dermchat.context import TurnContext
     from dermchat.plugin_manager import PluginManager
+    from dermchat.results import TurnResult
     from dermchat.settings import load_settings
 
     registry = PluginManager().collect()
@@ -184,8 +185,8 @@ def _diagnoser(diagnoser_id: str) -> tuple[Any, Callable[[Image.Image], Any]]:
     workdir = Path(tempfile.mkdtemp(prefix="dermchat-bench-morphology-"))
 
     def diagnose(image: Image.Image) -> Any:
-        ctx = TurnContext(image=image, image_sha256=None, question="", audience="clinician", settings=settings,
-                          registry=registry, workdir=workdir)
+        ctx = TurnContext(image=image, settings=settings, registry=registry, workdir=workdir,
+                          result=TurnResult(turn_id="bench", audience="clinician"))
         return provider.diagnose(ctx)  # type: ignore[attr-defined]
 
     return provider, diagnose

@@ -16,7 +16,7 @@ from PIL import Image
 from dermchat.bench import percentile
 from dermchat.context import TurnContext
 from dermchat.registry import Registry
-from dermchat.results import Diagnosis, DifferentialEntry
+from dermchat.results import Diagnosis, DifferentialEntry, TurnResult
 from dermchat.settings import Settings
 
 BENCH_DIFFERENTIAL = (("melanocytic_nevus", 0.6), ("melanoma", 0.25), ("benign_keratosis", 0.15))
@@ -28,10 +28,8 @@ def bench_context(image: Image.Image, workdir: Path, registry: Registry | None =
         provider_id="bench",
         differential=[DifferentialEntry(condition_id=c, probability=p) for c, p in BENCH_DIFFERENTIAL],
     )
-    return TurnContext(
-        image=image, image_sha256=None, question="", audience="patient", settings=Settings(),
-        registry=registry or Registry(), workdir=workdir, diagnosis=diagnosis,
-    )
+    return TurnContext(image=image, settings=Settings(), registry=registry or Registry(), workdir=workdir,
+                       result=TurnResult(turn_id="bench", audience="patient", diagnosis=diagnosis))
 
 
 def configured(provider: Any) -> Any:

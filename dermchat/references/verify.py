@@ -48,6 +48,8 @@ def verify_image(
     cond = get_vocabulary().get(condition_id)
     details: dict[str, Any] = {"verifier": verifier_id}
     try:
+        if ctx.registry is None:
+            raise KeyError(verifier_id)
         provider = ctx.registry.get("diagnoser", verifier_id)
     except KeyError:
         details["reason"] = f"the image model {verifier_id!r} is not installed"

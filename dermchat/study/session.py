@@ -16,7 +16,6 @@ backoff (``code_backoff``), shared by everyone since no IP address is ever recor
 from __future__ import annotations
 
 import hashlib
-import inspect
 import math
 import re
 import secrets
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Literal
 
 from dermchat.ratelimit import Backoff
+from dermchat.request import TurnRequest
 from dermchat.results import StepEvent, TurnResult
 from dermchat.study.assignment import Step, assign
 from dermchat.study.definition import ChoiceItem, Item, LikertItem, Study, TextItem
@@ -296,24 +296,19 @@ class StudyFlow:
             raise FlowError([WITHDRAWN])  # before spending a pipeline run on a turn that cannot be stored
         arm = self.study.arm(view.arm)
         tag = turn_tag(self.study, state.code, state.step, view.case_id, arm, self.store.url)
-        kwargs: dict[str, Any] = {
-            "settings_overrides": arm.settings or None,
-            "turn_id": f"{self.study.id}-{state.code}-{state.step}",
-        }
-        plugin_logs = _plugin_logs_turns(app)
-        if plugin_logs:
-            kwargs["options"] = {"study": tag}
+        request = TurnRequest(image=str(view.image_path), question=view.question,
+                              settings_overrides=arm.settings or None,
+                              turn_id=f"{self.study.id}-{state.code}-{state.step}")
         result: TurnResult | None = None
-        for event in app.run_turn(str(view.image_path), view.question, **kwargs):
+        for event in app.run_turn(request):
             if event.kind == "result":
                 result = event.result
             yield event
         assert result is not None
-        # The plugin's hook errors are caught and only listed by the plugin manager, so check it really wrote
-        # the turn; the flow writes it itself otherwise (and raises if the database is down).
-        if not plugin_logs or self.store.last_event(self.study.id, state.code, "turn", state.step) is None:
-            with self._writing():
-                log_turn(self.store, tag, result)
+        # The flow is the one writer of study turns: it knows the turn is a study's, holds the store, and a write
+        # that fails (the database is down, the code was deleted meanwhile) reaches the participant.
+        with self._writing():
+            log_turn(self.store, tag, result)
         if self.study.privacy.store_images and result.image_sha256:
             from dermchat.intake import decode_image, to_jpeg_bytes
 
@@ -428,12 +423,3 @@ def validate_answer(item: Item, raw: Any, ground_truth: str | None = None) -> An
     if len(text) > item.max_chars:
         raise FlowError([f"{item.text}: please keep it under {item.max_chars} characters"])
     return AnswerRow(item.id, item.kind, text, None)
-
-
-def _plugin_logs_turns(app: DermChat) -> bool:
-    """Whether the study-logger plugin will log the turn (the engine forwards ``options`` to the context)."""
-    try:
-        accepts = "options" in inspect.signature(app.run_turn).parameters
-    except (TypeError, ValueError):
-        return False
-    return accepts and app.plugins.pm.get_plugin("study") is not None

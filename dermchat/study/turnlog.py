@@ -1,4 +1,4 @@
-"""What a study records about one turn, in one place for both writers (the session layer and the plugin).
+"""What a study records about one turn; the study flow (``dermchat/study/session.py``) is its one writer.
 
 The structured ``TurnResult`` already carries the input hash (never the image), provider ids and versions and
 per-step latency; the event adds which arm the participant was under and what that arm actually showed.
@@ -14,7 +14,7 @@ from dermchat.study.store import StudyStore
 
 
 def turn_tag(study: Study, code: str, step: int, case_id: str, arm: Arm, db_url: str) -> dict[str, Any]:
-    """The study information attached to a turn (``TurnContext.options['study']`` when the engine passes it)."""
+    """The study information stored with a turn: study, participant, step, case, arm and where it is stored."""
     return {
         "study_id": study.id, "participant": code, "step": step, "case_id": case_id, "arm": arm.id,
         "arm_settings": dict(arm.settings), "db_url": db_url,
