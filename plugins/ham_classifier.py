@@ -113,9 +113,7 @@ class HamCnnDiagnoser(Diagnoser):
             DifferentialEntry(condition_id=vocab.from_ham_code(code), probability=float(p), label=code)
             for code, p in sorted(pred.as_dict().items(), key=lambda kv: kv[1], reverse=True)
         ]
-        total = sum(e.probability for e in differential)
-        for e in differential:  # float32 -> exact sum of 1 after rounding noise
-            e.probability = min(1.0, e.probability / total)
+        # Probabilities are made to sum to exactly one in one place, the engine's diagnosis step (steps/diagnosis.py).
         extra = {
             "ham_probabilities": pred.as_dict(),
             "uncalibrated_probabilities": pred.extra["raw_probabilities"],

@@ -9,7 +9,6 @@ the reason is recorded, never silently passed.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import logging
@@ -18,6 +17,8 @@ from typing import Any
 from PIL import Image
 
 from dermchat.context import TurnContext
+from dermchat.request import TurnRequest
+from dermchat.results import TurnResult
 from dermchat.vocabulary import get_vocabulary
 
 log = logging.getLogger(__name__)
@@ -65,9 +66,11 @@ def verify_image(
         )
         return None, details
     provider.load()
-    probe = dataclasses.replace(
-        ctx, image=image, image_sha256=image_sha256(image), quality=None, diagnosis=None, previous=None,
-        question="", history=[], progress=_silent, seen_references=set(),
+    # The generated image as a turn of its own: the same person's details, none of the user's photo's findings.
+    probe = TurnContext(
+        settings=ctx.settings, workdir=ctx.workdir, registry=ctx.registry, image=image, progress=_silent,
+        request=TurnRequest(patient=ctx.request.patient, options=ctx.options),
+        result=TurnResult(turn_id=ctx.result.turn_id, audience=ctx.audience, image_sha256=image_sha256(image)),
     )
     diagnosis = provider.diagnose(probe)  # type: ignore[attr-defined]
     top = diagnosis.top(TOP_K)
