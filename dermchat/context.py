@@ -8,9 +8,10 @@ progress through ``progress()`` so slow steps stream feedback to the UI.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from dermchat.request import TurnRequest
 from dermchat.results import Audience, Diagnosis, QualityReport, Triage, TurnResult
@@ -18,7 +19,6 @@ from dermchat.results import Audience, Diagnosis, QualityReport, Triage, TurnRes
 if TYPE_CHECKING:
     from PIL import Image
 
-    from dermchat.registry import Registry
     from dermchat.settings import Settings
 
 ProgressFn = Callable[[str, "float | None"], None]
@@ -49,7 +49,6 @@ class TurnContext:
 
     settings: Settings
     workdir: Path
-    registry: Registry | None = None  # the reference verifier looks the image model up here
     request: TurnRequest = field(default_factory=TurnRequest)
     result: TurnResult = field(default_factory=_unnamed_result)
     image: Image.Image | None = None

@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from dermchat.capabilities import STEP_TITLES
 from dermchat.plugin_manager import PluginManager
@@ -135,7 +136,7 @@ class DermChat:
             if not ok:
                 problems.append(f"{provider_id}: {reason}")
                 continue
-            self.loading = provider.label or provider_id
+            self.loading = provider.label or provider.id
             try:
                 provider.load()
             except Exception as exc:  # noqa: BLE001

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 Audience = Literal["patient", "clinician"]
 TriageTier = Literal["reassure", "routine", "cant_assess", "urgent"]
@@ -191,6 +191,17 @@ class Reference(BaseModel):
     attribution: str | None = None
     verified: bool | None = Field(None, description="synthetic only: the classifier recognised the target class")
     extra: dict[str, Any] = Field(default_factory=dict)
+    _to_check: tuple[Any, str] | None = PrivateAttr(default=None)
+
+    def await_check(self, image: Any, verifier_id: str) -> None:
+        """Ask the engine to have ``verifier_id`` judge this generated image (the clean one: the visible band is
+        for people) before it is shown; held in memory only, never serialised."""
+        self._to_check = (image, verifier_id)
+
+    def take_check(self) -> tuple[Any, str] | None:
+        """The image and image model a pending check needs (``None`` when there is none); the check is taken."""
+        pending, self._to_check = self._to_check, None
+        return pending
 
 
 class StepError(BaseModel):

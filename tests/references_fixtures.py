@@ -14,7 +14,6 @@ from typing import Any
 from PIL import Image
 
 from dermchat.context import TurnContext
-from dermchat.registry import Registry
 from dermchat.request import PatientDetails, TurnRequest
 from dermchat.results import Diagnosis, DifferentialEntry, QualityReport, TurnResult
 from dermchat.settings import Settings
@@ -68,7 +67,6 @@ def make_ctx(
     workdir: Path,
     dx: Diagnosis,
     *,
-    registry: Registry | None = None,
     body_site: str | None = None,
     seen: set[str] | None = None,
     quality: QualityReport | None = None,
@@ -77,7 +75,7 @@ def make_ctx(
     progress: Any = None,
 ) -> TurnContext:
     ctx = TurnContext(
-        image=image.convert("RGB"), settings=settings or Settings(), registry=registry or Registry(), workdir=workdir,
+        image=image.convert("RGB"), settings=settings or Settings(), workdir=workdir,
         request=TurnRequest(patient=PatientDetails(body_site=body_site), seen_references=set(seen or ())),
         result=TurnResult(turn_id="test", image_sha256="0" * 64, audience=audience,  # type: ignore[arg-type]
                           diagnosis=dx, quality=quality),

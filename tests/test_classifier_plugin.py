@@ -43,7 +43,7 @@ def diagnoser(registry: Registry) -> ham_plugin.HamCnnDiagnoser:
 def make_ctx(image: Image.Image, registry: Registry, workdir: Path, quality: QualityReport | None = None,
              heatmap: bool = False) -> TurnContext:
     sha = hashlib.sha256(image.tobytes()).hexdigest()
-    return TurnContext(image=image, settings=Settings(), registry=registry, workdir=workdir,
+    return TurnContext(image=image, settings=Settings(), workdir=workdir,
                        request=TurnRequest(question="what is this?", options={HEATMAP_OPTION: True} if heatmap else {}),
                        result=TurnResult(turn_id="test", image_sha256=sha, audience="clinician", quality=quality))
 

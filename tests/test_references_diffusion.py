@@ -12,13 +12,13 @@ import pytest
 from PIL import Image
 
 from dermchat.context import TurnContext
-from dermchat.providers import Diagnoser
+from dermchat.hookspecs import hookimpl
+from dermchat.providers import Diagnoser, ReferenceGenerator
 from dermchat.references import SYNTHETIC_LABEL
 from dermchat.references.diffusion import lesion_crop
-from dermchat.references.verify import MIN_PROBABILITY, verify_image
-from dermchat.registry import PluginRecord, Registry
+from dermchat.references.verify import MIN_PROBABILITY, judge, why_unchecked
 from dermchat.request import TurnRequest
-from dermchat.results import Diagnosis, DifferentialEntry, QualityReport
+from dermchat.results import Diagnosis, DifferentialEntry, QualityReport, Reference
 from dermchat.settings import Settings
 from plugins.diffusion import DiffusionProvider
 from references_fixtures import diagnosis, ham_rows, make_ctx, write_lora
@@ -77,7 +77,7 @@ def test_txt2img_references_are_labelled_seeded_cached_and_report_progress(tiny_
         assert ref.synthetic and ref.caption.endswith(SYNTHETIC_LABEL)
         assert "seed 7" in ref.provenance and ref.extra["seed"] == 7 and ref.extra["prompt"] in ref.provenance
         assert ref.extra["cached"] is False and len(ref.extra["step_ms"]) == 2
-        assert ref.verified is None and "not installed" in ref.extra["verification_notice"]
+        assert ref.verified is None and ref.take_check()[1] == "ham-cnn"  # the engine has the default verifier judge it
         assert Path(ref.path).parent == tmp_path / "t1" / "references"
         assert Image.open(ref.path).size == (64, 64)
         assert "Fitzpatrick type" in ref.extra["prompt"]  # the user's skin tone is part of the concept prompt
@@ -167,27 +167,78 @@ class RankingDiagnoser(Diagnoser):
             DifferentialEntry(condition_id=c, probability=(n - i) / (n * (n + 1) / 2)) for i, c in enumerate(self.ranking)])
 
 
-def test_top_three_rule(photo: Image.Image, tmp_path: Path) -> None:
-    registry = Registry()
+class Illustrator(ReferenceGenerator):
+    """A test double for a generator: one plain illustration per condition, each awaiting the engine's check."""
+
+    id = "illustrator"
+    synthetic = True
+
+    def __init__(self, conditions: list[str], verifier_id: str) -> None:
+        super().__init__()
+        self.conditions, self.verifier_id = conditions, verifier_id
+
+    def references(self, ctx: TurnContext) -> list[Reference]:
+        out = []
+        for condition_id in self.conditions:
+            image = Image.new("RGB", (64, 64), (150, 100, 90))
+            image.save(ctx.workdir / f"{condition_id}.png")
+            ref = Reference(path=str(ctx.workdir / f"{condition_id}.png"), condition_id=condition_id, caption=condition_id,
+                            provenance="test", synthetic=True, provider_id=self.id)
+            ref.await_check(image, self.verifier_id)
+            out.append(ref)
+        return out
+
+
+class Providers:
+    def __init__(self, *providers: Any) -> None:
+        self.providers = providers
+
+    @hookimpl
+    def register_diagnosers(self, register: Any) -> None:
+        for provider in self.providers:
+            if isinstance(provider, Diagnoser):
+                register(provider)
+
+    @hookimpl
+    def register_reference_generators(self, register: Any) -> None:
+        for provider in self.providers:
+            if isinstance(provider, ReferenceGenerator):
+                register(provider)
+
+
+def _verified(tmp_path: Path, photo: Path, conditions: list[str], verifier: Diagnoser | None, verifier_id: str) -> Any:
+    """A turn whose only reference generator draws ``conditions``, checked by ``verifier`` (None: not installed)."""
+    from core_helpers import fake_app
+
+    plugin = Providers(Illustrator(conditions, verifier_id), *([verifier] if verifier else []))
+    return fake_app(tmp_path, [(plugin, "verifying")], references=["illustrator"]).run_turn_sync(
+        TurnRequest(image=photo, force=True))
+
+
+def test_top_three_rule(tmp_path: Path) -> None:
+    """The engine runs the verifier on each generated image (never the user's photo), and the rule decides."""
+    from core_helpers import solid_image
+
+    photo = solid_image(tmp_path / "photo.png", (200, 160, 140), size=(80, 60))
     double = RankingDiagnoser(["melanocytic_nevus", "benign_keratosis", "melanoma", "dermatofibroma"])
-    registry.add("diagnoser", double, PluginRecord(name="test"))
-    ctx = make_ctx(photo, tmp_path, diagnosis(*DIFFERENTIAL), registry=registry)
-    generated = Image.new("RGB", (64, 64), (150, 100, 90))
-    assert verify_image(ctx, generated, "melanoma", double.id)[0] is True
-    verified, details = verify_image(ctx, generated, "dermatofibroma", double.id)
-    assert verified is False and details["target_rank"] is None and len(details["top"]) == 3
-    assert double.seen_sizes == [(64, 64), (64, 64)]  # the generated image, never the user's photo
-    verified, details = verify_image(ctx, generated, "tinea")  # ham-cnn: outside its classes (and not registered)
-    assert verified is None and "not installed" in details["reason"]
+    result = _verified(tmp_path, photo, ["melanoma", "dermatofibroma"], double, double.id)
+    assert [r.condition_id for r in result.references] == ["melanoma"] and result.references[0].verified is True
+    hidden = result.hidden_references
+    assert [r.condition_id for r in hidden] == ["dermatofibroma"] and hidden[0].verified is False
+    details = hidden[0].extra["verification"]
+    assert details["target_rank"] is None and len(details["top"]) == 3
+    assert double.seen_sizes == [(64, 64), (64, 64)]  # the generated images, never the user's photo
+    assert "references" in result.timings_ms
+    missing = _verified(tmp_path, photo, ["tinea"], None, "ham-cnn")  # not registered
+    assert missing.references[0].verified is None
+    assert "not installed" in missing.references[0].extra["verification_notice"]
 
 
 def test_conditions_outside_the_classifiers_classes_are_not_verified(photo: Image.Image, tmp_path: Path) -> None:
-    registry = Registry()
     ham = RankingDiagnoser(["melanocytic_nevus"])
     ham.id = "ham-cnn"
-    registry.add("diagnoser", ham, PluginRecord(name="test"))
-    verified, details = verify_image(make_ctx(photo, tmp_path, diagnosis(*DIFFERENTIAL), registry=registry), photo, "tinea")
-    assert verified is None and "outside the image model's seven HAM10000 classes" in details["reason"]
+    assert "outside the image model's seven HAM10000 classes" in (why_unchecked(ham, "ham-cnn", "tinea") or "")
+    assert why_unchecked(ham, "ham-cnn", "melanoma") is None
 
 
 def test_engine_shows_verified_and_hides_unrecognised_illustrations(tiny_sd: Path, ham_image: Path, tmp_path: Path) -> None:
@@ -230,24 +281,38 @@ def test_real_classifier_recognises_real_images(ham_dir: Path, tmp_path: Path) -
 
     pm = PluginManager(load_entry_points=False)
     pm.register(plugins.ham_classifier, "ham_classifier")
-    registry = pm.collect()
-    ctx = make_ctx(Image.new("RGB", (8, 8)), tmp_path, diagnosis(*DIFFERENTIAL), registry=registry,
-                   settings=Settings(workdir=str(tmp_path)))
+    ham = pm.collect().get("diagnoser", "ham-cnn")
+    assert isinstance(ham, Diagnoser)
+    ham.load()
+
+    def verdict(image: Image.Image, condition_id: str) -> bool | None:
+        assert why_unchecked(ham, "ham-cnn", condition_id) is None
+        ctx = make_ctx(image, tmp_path, diagnosis(*DIFFERENTIAL), settings=Settings(workdir=str(tmp_path)))
+        ctx.result.diagnosis = None  # the image alone, as the engine's check sees it
+        return judge(ham.diagnose(ctx), condition_id, "ham-cnn")[0]
+
     images = [Image.open(ham_dir / "images" / f"{r['image_id']}.jpg").convert("RGB") for r in ham_rows(ham_dir, "nv", 8, skip=40)]
-    as_nevus = [verify_image(ctx, img, "melanocytic_nevus")[0] for img in images]
-    as_vascular = [verify_image(ctx, img, "vascular_lesion")[0] for img in images]
+    as_nevus = [verdict(img, "melanocytic_nevus") for img in images]
+    as_vascular = [verdict(img, "vascular_lesion") for img in images]
     assert None not in as_nevus
     assert sum(as_nevus) >= 6, as_nevus
     assert sum(as_vascular) <= 4, as_vascular
 
 
-def test_unchecked_illustrations_get_a_notice(tiny_sd: Path, photo: Image.Image, tmp_path: Path) -> None:
+def test_unchecked_illustrations_get_a_notice(tiny_sd: Path, ham_image: Path, tmp_path: Path) -> None:
+    from core_helpers import fake_app
+
     import plugins.diffusion
     from dermchat.results import TurnResult
 
-    refs = generator(tiny_sd).references(make_ctx(photo, tmp_path, diagnosis(("melanoma", 1.0))))
-    notices = plugins.diffusion.extra_notices(result=TurnResult(turn_id="t", references=refs), audience="patient")
-    assert notices == ["Some generated illustrations were not checked by the image model: the image model 'ham-cnn' is not installed."]
+    app = fake_app(  # the default verifier, ham-cnn, is not installed here
+        tmp_path, plugins=[(plugins.diffusion, "diffusion")], references=["sd-diffusion"],
+        options={"sd-diffusion": {"model": str(tiny_sd), "steps": 2, "size": 64, "scheduler": "ddim", "device": "cpu"}},
+    )
+    result = app.run_turn_sync(TurnRequest(image=ham_image, force=True))
+    notice = "Some generated illustrations were not checked by the image model: the image model 'ham-cnn' is not installed."
+    assert result.references and all(r.verified is None for r in result.references) and notice in result.notices
+    assert plugins.diffusion.extra_notices(result=result, audience="patient") == [notice]
     assert plugins.diffusion.extra_notices(result=TurnResult(turn_id="t"), audience="patient") is None
 
 

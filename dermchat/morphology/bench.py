@@ -185,7 +185,7 @@ def _diagnoser(diagnoser_id: str) -> tuple[Any, Callable[[Image.Image], Any]]:
     workdir = Path(tempfile.mkdtemp(prefix="dermchat-bench-morphology-"))
 
     def diagnose(image: Image.Image) -> Any:
-        ctx = TurnContext(image=image, settings=settings, registry=registry, workdir=workdir,
+        ctx = TurnContext(image=image, settings=settings, workdir=workdir,
                           result=TurnResult(turn_id="bench", audience="clinician"))
         return provider.diagnose(ctx)  # type: ignore[attr-defined]
 

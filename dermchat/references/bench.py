@@ -15,20 +15,19 @@ from PIL import Image
 
 from dermchat.bench import percentile
 from dermchat.context import TurnContext
-from dermchat.registry import Registry
 from dermchat.results import Diagnosis, DifferentialEntry, TurnResult
 from dermchat.settings import Settings
 
 BENCH_DIFFERENTIAL = (("melanocytic_nevus", 0.6), ("melanoma", 0.25), ("benign_keratosis", 0.15))
 
 
-def bench_context(image: Image.Image, workdir: Path, registry: Registry | None = None) -> TurnContext:
+def bench_context(image: Image.Image, workdir: Path) -> TurnContext:
     """A turn context with a fixed three-condition differential (retrieval cost does not depend on it)."""
     diagnosis = Diagnosis(
         provider_id="bench",
         differential=[DifferentialEntry(condition_id=c, probability=p) for c, p in BENCH_DIFFERENTIAL],
     )
-    return TurnContext(image=image, settings=Settings(), registry=registry or Registry(), workdir=workdir,
+    return TurnContext(image=image, settings=Settings(), workdir=workdir,
                        result=TurnResult(turn_id="bench", audience="patient", diagnosis=diagnosis))
 
 

@@ -31,7 +31,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from dermchat.references.captions import CAPTION_VERSION, DEFAULT_MODALITY, LesionFacts, build_caption
 
@@ -282,11 +282,9 @@ def verification_report(pipe: Any, classes: list[str], args: argparse.Namespace,
     """Per class: how many generated images the image classifier ranks as the intended condition.
 
     SkinGEN and LesionGen judge their generators with a classifier; here it is the configured diagnoser
-    (``ham-cnn`` by default) called through the provider registry and ``verify_image``, as at chat time.
+    (``ham-cnn`` by default) from the provider registry, judged by ``verify.judge`` as at chat time.
     """
-    from dermchat.references.bench import bench_context
     from dermchat.references.synthetic_mark import save_synthetic
-    from dermchat.references.verify import verify_image
 
     if registry is None:
         from dermchat.engine import DermChat
@@ -294,7 +292,7 @@ def verification_report(pipe: Any, classes: list[str], args: argparse.Namespace,
         registry = DermChat().registry
     folder = args.out / "verification"
     folder.mkdir(parents=True, exist_ok=True)
-    ctx = bench_context(None, folder, registry)  # type: ignore[arg-type]
+    check = _image_check(registry, args.verifier, folder)
     per_class: dict[str, Any] = {}
     for condition_id in classes:
         prompt = class_prompt(condition_id, args.seed, args.modality)
@@ -302,7 +300,7 @@ def verification_report(pipe: Any, classes: list[str], args: argparse.Namespace,
         for k in range(args.verify_per_class):
             image = generate(pipe, prompt, args.seed + 1000 + k, args)
             save_synthetic(image, folder / f"{condition_id}_{k}.png", f"verification image; prompt: {prompt}")
-            verified, details = verify_image(ctx, image, condition_id, args.verifier)
+            verified, details = check(image, condition_id)
             row["generated"] += 1
             if verified is None:
                 row["unchecked"] += 1
@@ -315,6 +313,30 @@ def verification_report(pipe: Any, classes: list[str], args: argparse.Namespace,
     return {"verifier": args.verifier, "per_class": per_class,
             "top3_rate": round(sum(r["top3"] for r in per_class.values()) / checked, 3) if checked else None,
             "top1_rate": round(sum(r["top1"] for r in per_class.values()) / checked, 3) if checked else None}
+
+
+def _image_check(registry: Any, verifier_id: str, workdir: Path) -> Callable[[Any, str], tuple[bool | None, dict[str, Any]]]:
+    """``check(image, condition_id)``: the verifier's verdict on one generated image, as the engine's references
+    step reaches it (``None`` with the reason when the image model cannot judge it)."""
+    from dermchat.context import TurnContext
+    from dermchat.providers import Diagnoser
+    from dermchat.references import verify
+    from dermchat.results import TurnResult
+    from dermchat.settings import Settings
+
+    found = registry.providers.get(Diagnoser.capability, {}).get(verifier_id)
+    verifier = found if isinstance(found, Diagnoser) else None
+
+    def check(image: Any, condition_id: str) -> tuple[bool | None, dict[str, Any]]:
+        reason = verify.why_unchecked(verifier, verifier_id, condition_id)
+        if verifier is None or reason is not None:
+            return None, {"verifier": verifier_id, "reason": reason}
+        verifier.load()
+        ctx = TurnContext(settings=Settings(), workdir=workdir, image=image,  # the generated image, as a turn of its own
+                          result=TurnResult(turn_id="verification", image_sha256=verify.image_sha256(image)))
+        return verify.judge(verifier.diagnose(ctx), condition_id, verifier_id)
+
+    return check
 
 
 # -- checkpoints -------------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ triage decided from it, and an optional second opinion that can only raise the t
 
 from __future__ import annotations
 
-from typing import Generator, Iterator
+from collections.abc import Generator, Iterator
 
 from dermchat import safety
 from dermchat.providers import Diagnoser

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from dermchat.providers import Explainer
 from dermchat.results import StepEvent

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Iterator
+from collections.abc import Iterator
 
 from dermchat import safety
 from dermchat.context import TurnContext

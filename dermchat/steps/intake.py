@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 from dermchat.intake import ImageInputError, ImageSource, decode_image
 from dermchat.results import StepEvent

@@ -3,7 +3,8 @@ under a benign top condition widen the set and raise the tier), and compare with
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from dermchat import safety
 from dermchat.morphology.consistency import MIN_TIER as DISAGREEMENT_TIER

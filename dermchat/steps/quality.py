@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Generator
+from collections.abc import Generator
 
 from dermchat.providers import QualityChecker
 from dermchat.results import QualityReport, StepEvent

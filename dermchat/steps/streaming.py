@@ -10,8 +10,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, Callable, Generator, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from dermchat.results import StepEvent, StepName
 

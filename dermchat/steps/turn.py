@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import secrets
 import uuid
+from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Generator, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from dermchat.capabilities import STEP_TITLES
 from dermchat.context import TurnContext
@@ -84,8 +85,7 @@ class Turn:
         )
         self.workdir = _turn_folder(self.settings, request, self.result.turn_id)
         self.triage_floor: Triage | None = None  # the tier the safety policy decided, apart from what plugins reach
-        self.ctx = TurnContext(settings=self.settings, workdir=self.workdir, registry=app.registry, request=request,
-                              result=self.result)
+        self.ctx = TurnContext(settings=self.settings, workdir=self.workdir, request=request, result=self.result)
 
     @property
     def vocabulary(self) -> Vocabulary:

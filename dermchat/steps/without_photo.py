@@ -3,7 +3,7 @@ else gets conditions to consider (the explanation step does the answering)."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from dermchat.results import StepEvent, StepName
 from dermchat.steps.turn import Turn
