@@ -10,10 +10,9 @@ from dermchat.steps.turn import Turn
 
 
 def explain(turn: Turn) -> Iterator[StepEvent]:
-    provider, why_not = turn.provider(Explainer, turn.settings.explainer)
+    provider, _ = turn.provider_or_notice(Explainer, turn.settings.explainer, "No explanation this time ({why}).",
+                                          technical=True)
     if provider is None:
-        if why_not:
-            turn.result.notices.append(f"No explanation this time ({why_not}).")
         return
     yield turn.start("explanation", provider)
     outcome = yield from turn.call("explanation", provider, lambda: provider.explain(turn.ctx))

@@ -11,10 +11,10 @@ from dermchat.steps.turn import Turn
 
 def check_quality(turn: Turn) -> Generator[StepEvent, None, bool]:
     """Returns whether the turn goes on to diagnosis."""
-    provider, why_not = turn.provider(QualityChecker, turn.settings.quality)
+    provider, why_not = turn.provider_or_notice(QualityChecker, turn.settings.quality,
+                                                "Photo quality was not checked ({why}).")
     if provider is None:
         if why_not:
-            turn.result.notices.append(f"Photo quality was not checked ({turn.for_reader(why_not)}).")
             yield StepEvent(step="quality", kind="skipped", message=why_not)
         return True
     yield turn.start("quality", provider)

@@ -36,10 +36,8 @@ def find_references(turn: Turn) -> Iterator[StepEvent]:
 
 
 def _from_provider(turn: Turn, provider_id: str) -> Iterator[StepEvent]:
-    provider, why_not = turn.provider(ReferenceGenerator, provider_id)
+    provider, _ = turn.provider_or_notice(ReferenceGenerator, provider_id, "Some reference images are not shown ({why}).")
     if provider is None:
-        if why_not:
-            turn.result.notices.append(f"Some reference images are not shown ({turn.for_reader(why_not)}).")
         return
     yield turn.start("references", provider)
     outcome = yield from turn.call("references", provider, lambda: provider.references(turn.ctx))

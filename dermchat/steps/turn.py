@@ -103,6 +103,15 @@ class Turn:
             return None, f"{provider.label or provider_id} is unavailable: {reason}"
         return provider, None
 
+    def provider_or_notice(self, kind: type[P], provider_id: str | None, notice: str,
+                           technical: bool = False) -> tuple[P | None, str | None]:
+        """``provider()``, and when the provider is missing the ``notice`` (with ``{why}``: the reason, as
+        ``for_reader`` shows it unless ``technical``) tells the user what the answer lacks."""
+        provider, why_not = self.provider(kind, provider_id)
+        if provider is None and why_not:
+            self.result.notices.append(notice.format(why=why_not if technical else self.for_reader(why_not)))
+        return provider, why_not
+
     def for_reader(self, why_not: str) -> str:
         """An unavailability reason as the notice shows it: patients get which part is missing, clinicians and
         the step log also get the technical cause ("download them first (hf download ...)")."""
