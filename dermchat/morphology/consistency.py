@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 from dermchat.morphology.describe import TDS_CUTOFF, Morphology
 
 if TYPE_CHECKING:
-    from dermchat.results import Diagnosis
+    from dermchat.results import Diagnosis, TriageTier
     from dermchat.vocabulary import Vocabulary
 
 HIGH_RISK_COLOURS = 4
 WIDEN_WITH = ("melanoma",)
 """What the set gains when the check fires: the ABCD rule is a melanoma rule."""
-MIN_TIER = "urgent"
+MIN_TIER: TriageTier = "urgent"
 """The tier a disagreement leads to: the patient view's "Please see a doctor soon"."""
 
 

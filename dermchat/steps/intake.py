@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+from dermchat.capabilities import STEP_TITLES
 from dermchat.intake import ImageInputError, ImageSource, decode_image
 from dermchat.results import StepEvent
-from dermchat.steps.turn import STEP_TITLES, Turn
+from dermchat.steps.turn import Turn
 
 
 def wait_for_models(turn: Turn) -> Iterator[StepEvent]:
