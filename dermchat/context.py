@@ -111,6 +111,12 @@ class TurnContext:
         return self.result.triage
 
     @property
+    def morphology(self) -> dict[str, Any] | None:
+        """The morphology step's descriptors (``Morphology.as_dict()``): the explanation cites ABCDE from them."""
+        report = self.result.morphology
+        return report.descriptors if report is not None else None
+
+    @property
     def top_conditions(self) -> list[str]:
         """Vocabulary ids of the current differential, most likely first (empty when there is none)."""
         if self.diagnosis is None:

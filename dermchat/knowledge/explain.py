@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from dermchat.knowledge.abcde import cite_abcde
 from dermchat.knowledge.answer import (
     INJECTION_NOTICE,
     OFF_TOPIC_NOTICE,
@@ -46,8 +47,9 @@ def previous_considered(ctx: TurnContext) -> list[str]:
 def explain_turn(
     ctx: TurnContext, index: KnowledgeIndex, settings: AnswerSettings, generator: Any = None
 ) -> Explanation:
-    """The explanation for this turn; a recognised follow-up question is answered from the result first."""
-    explanation = _explain(ctx, index, settings, generator)
+    """The explanation for this turn; a recognised follow-up question is answered from the result first, and
+    the ABCDE passage is cited when the photo's description shows asymmetry, an abrupt border or many colours."""
+    explanation = cite_abcde(_explain(ctx, index, settings, generator), ctx.morphology, index.kb, ctx.audience)
     intent = detect_intent(ctx.question or "")
     if intent is None or (ctx.triage is None and ctx.diagnosis is None):
         return explanation

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from dermchat.cli_output import emit, fail
-from dermchat.quality.bench import auc, spearman
+from dermchat.quality.bench import auc, iou, spearman
 
 SPLIT_FILE = Path(__file__).resolve().parent.parent / "weights" / "ham_cnn" / "split.json"
 MALIGNANT_DX = {"mel", "bcc", "akiec"}
@@ -73,14 +73,14 @@ def validation_lesions(data: Path, split_file: Path = SPLIT_FILE) -> list[tuple[
 def mask_figures(data: Path, lesions: list[tuple[str, str]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Agreement of descriptors from estimated vs expert masks, TDS AUC, and the per-lesion records."""
     from dermchat.morphology import describe
-    from dermchat.quality.segmentation import lesion_mask
+    from dermchat.morphology.outline import lesion_outline
 
     records = []
     for image_id, dx in lesions:
         rgb = _rgb(data / "images" / f"{image_id}.jpg")
-        expert = describe(rgb, _truth(data / "masks" / f"{image_id}.png"))
-        estimated = describe(rgb, lesion_mask(rgb))
-        records.append({"image_id": image_id, "dx": dx, "expert": expert, "estimated": estimated})
+        truth, outline = _truth(data / "masks" / f"{image_id}.png"), lesion_outline(rgb)
+        records.append({"image_id": image_id, "dx": dx, "expert": describe(rgb, truth),
+                        "estimated": describe(rgb, outline), "iou": iou(truth, outline)})
     both = [r for r in records if r["expert"].lesion_found and r["estimated"].lesion_found]
 
     def rho(key: Callable[[Any], float]) -> float:
@@ -91,8 +91,10 @@ def mask_figures(data: Path, lesions: list[tuple[str, str]]) -> tuple[dict[str, 
     figures = {
         "n": len(records),
         "estimated_mask_found": round(len(both) / max(len(records), 1), 4),
+        "mask_iou_median": round(float(np.median([r["iou"] for r in records])), 4) if records else None,
         "spearman_asymmetry": rho(lambda m: m.asymmetry),
-        "spearman_asymmetry_continuous": rho(lambda m: m.asymmetry_shape + m.asymmetry_colour / 40),
+        "spearman_asymmetry_index": rho(lambda m: m.asymmetry_index),
+        "spearman_asymmetry_shape": rho(lambda m: m.asymmetry_shape),
         "spearman_border": rho(lambda m: m.border),
         "spearman_colour_count": rho(lambda m: len(m.colours)),
         "spearman_tds": rho(lambda m: m.tds),
@@ -272,13 +274,13 @@ def compare_figures(data: Path, image_ids: list[str]) -> dict[str, Any]:
     """Share of "no clear change" per invariance and of "changed" per synthetic change."""
     from dermchat.morphology import describe
     from dermchat.morphology.compare import compare_descriptors
-    from dermchat.quality.segmentation import lesion_mask
+    from dermchat.morphology.outline import lesion_outline
 
     outcome: dict[str, list[bool]] = {name: [] for name in [*INVARIANT, *CHANGED]}
     used = 0
     for image_id in image_ids:
         rgb = _rgb(data / "images" / f"{image_id}.jpg")
-        mask = lesion_mask(rgb)
+        mask = lesion_outline(rgb)
         if mask.sum() < 50:
             continue
         used += 1
