@@ -1,7 +1,8 @@
 """A headless endpoint, ``/turn``, for scripts and gradio_client: one turn, streamed as JSON.
 
-Each yield carries the step events so far; the last one adds the structured result. The uploaded file goes
-through the same sanitising as chat uploads (EXIF stripped, Gradio's cached original deleted).
+Each yield carries the step events so far; the last one adds the structured result. The uploaded files go
+through the same sanitising as chat uploads (EXIF stripped, Gradio's cached original deleted). An optional
+earlier photo of the same spot (the last input) is compared with this one (``result.morphology.comparison``).
 
 Files only on request (issue 23): the Grad-CAM heat map is drawn only with ``heatmap=True``, and the reference
 images travel as files only with ``reference_images=True``. Under eight clients the reference downloads took
@@ -112,13 +113,14 @@ def build_api(app: DermChat) -> None:
         site = gr.Textbox("", label="body site, e.g. 'left forearm' (optional)")
         heatmap = gr.Checkbox(False, label="draw the Grad-CAM heat map (clinician view)")
         reference_images = gr.Checkbox(False, label="return the reference images as files")
+        earlier = UploadedFile(type="filepath", label="earlier photo of the same spot, to compare (optional)")
         output = gr.JSON(label="turn")
         trigger = gr.Button("run turn")
 
     def turn(image_path: str | None, question_text: str, audience_value: str, force_value: bool,
              age_value: float | None = None, sex_value: str | None = None,
              site_value: str | None = None, heatmap_value: bool = False,
-             reference_images_value: bool = False) -> Iterator[dict[str, Any]]:
+             reference_images_value: bool = False, earlier_path: str | None = None) -> Iterator[dict[str, Any]]:
         clock = ServingClock()
         events: list[dict[str, Any]] = []
         clean = None
@@ -128,9 +130,10 @@ def build_api(app: DermChat) -> None:
             if error:
                 yield {"events": [], "result": {"status": "invalid_input", "message": error}}
                 return
+        earlier_clean, earlier_error = sanitize_upload(earlier_path, app.settings) if earlier_path else (None, None)
         request = TurnRequest(image=clean, question=question_text or "", audience=audience_value or "patient",
                               force=bool(force_value), patient=patient_details(age_value, sex_value, site_value),
-                              options=heatmap_request(bool(heatmap_value)))
+                              options=heatmap_request(bool(heatmap_value)), earlier_image=earlier_clean)
         turn_events = app.run_turn(request)
         while True:
             with clock.part("engine"):
@@ -140,10 +143,12 @@ def build_api(app: DermChat) -> None:
             if event.kind == "result" and event.result is not None:
                 with clock.part("encode"):
                     data = api_result(event.result, reference_images=bool(reference_images_value))
+                if earlier_error:  # as the engine does for an earlier photo it cannot read: named, not fatal
+                    data["notices"].append(f"The earlier photo could not be used for a comparison: {earlier_error}")
                 yield {"events": events, "result": data, "serving_ms": clock.figures()}
                 return
             events.append(event.model_dump(mode="json", exclude={"result"}))
             yield {"events": events, "result": None}
 
-    trigger.click(turn, [image, question, audience, force, age, sex, site, heatmap, reference_images], output,
-                  api_name="turn")
+    trigger.click(turn, [image, question, audience, force, age, sex, site, heatmap, reference_images, earlier],
+                  output, api_name="turn")

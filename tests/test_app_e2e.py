@@ -81,3 +81,14 @@ def test_turn_endpoint_takes_the_optional_details(client, ham_dir: Path) -> None
     diagnosis = final["result"]["diagnosis"]
     assert diagnosis["provider_id"] == "ham-cnn" and not diagnosis["abstained"]
     assert diagnosis["extra"]["patient_info_used"] == "age 80, male, scalp"
+
+
+def test_turn_endpoint_compares_with_an_optional_earlier_photo(client, ham_dir: Path) -> None:
+    from gradio_client import handle_file
+
+    image = handle_file(str(ham_dir / "images" / "ISIC_0027419.jpg"))
+    final = client.predict(image, "", "patient", True, None, "", "", False, False, image, api_name="/turn")
+    comparison = final["result"]["morphology"]["comparison"]
+    assert comparison is not None and not comparison["changed"] and "No clear change" in comparison["summary"]
+    plain = client.predict(image, "", "patient", True, api_name="/turn")
+    assert plain["result"]["morphology"]["comparison"] is None
