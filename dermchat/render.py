@@ -252,9 +252,10 @@ def morphology_table(d: dict[str, Any]) -> str:
     mm = f" ({d['diameter_mm']:.1f} mm)" if d.get("diameter_mm") else ""
     veil = f"yes ({d.get('veil_share', 0):.0%} of the lesion)" if d.get("blue_white_veil") else "no"
     rows = [
-        ("Asymmetry (A)", f"{d['asymmetry']} (shape {d.get('asymmetry_shape', 0):.2f}, colour ΔE {d.get('asymmetry_colour', 0):.1f})",
+        ("Asymmetry (A)", f"{d['asymmetry']} (index {d.get('asymmetry_index', d['asymmetry']):.2f}; shape "
+                          f"{d.get('asymmetry_shape', 0):.2f}, colour ΔE {d.get('asymmetry_colour', 0):.1f})",
          "0-2 axes"),
-        ("Border (B)", f"{d['border']:.1f} abrupt segments (irregularity {d.get('border_irregularity', 0):.2f})", "0-8"),
+        ("Border (B)", f"{d['border']:.1f} abruptness over 8 segments (irregularity {d.get('border_irregularity', 0):.2f})", "0-8"),
         ("Colours (C)", ", ".join(d.get("colours") or []) or "none ≥ 5%", "1-6"),
         ("Structures (D)", ", ".join(d.get("structures") or []) or "none detected", "1-5"),
         ("Blue-white veil", veil, ""),

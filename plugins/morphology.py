@@ -24,10 +24,10 @@ class ClassicMorphology(MorphologyDescriber):
 
     id = PROVIDER_ID
     label = "Dermoscopic ABCD descriptors (CPU)"
-    version = "1.0"
+    version = "1.1"
     needs_gpu = False
     description = (
-        "What the photo shows: asymmetry (0-2), abrupt border segments (0-8), dermoscopic colours, blue-white "
+        "What the photo shows: asymmetry (0-2), border abruptness (0-8), dermoscopic colours, blue-white "
         "veil, structures, diameter and Stolz's Total Dermoscopy Score; compares with an earlier photo."
     )
 
