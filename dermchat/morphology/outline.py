@@ -72,7 +72,7 @@ def refine_by_colour(rgb: np.ndarray, first: np.ndarray) -> np.ndarray:
 
     Returns ``first`` unchanged when there is too little skin around it or the threshold finds nothing there.
     """
-    from dermchat.quality.segmentation import _fill_holes, remove_hair, vignette_mask
+    from dermchat.quality.segmentation import parts_touching, remove_hair, vignette_mask
 
     cv2 = _cv2()
     lab = cv2.cvtColor(remove_hair(rgb).astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
@@ -89,13 +89,8 @@ def refine_by_colour(rgb: np.ndarray, first: np.ndarray) -> np.ndarray:
     lesion = np.median(lab[core if core.sum() >= 5 else first], axis=0)
     contrast = float(np.linalg.norm(lesion - skin))
     candidate = (np.linalg.norm(lab - skin, axis=2) > COLOUR_SHARE * contrast) & reach
-    candidate = cv2.morphologyEx(candidate.astype(np.uint8), cv2.MORPH_OPEN, _disc(1))
-    _, labels = cv2.connectedComponents(candidate)
-    kept = np.unique(labels[first & (candidate > 0)])
-    kept = kept[kept > 0]
-    if kept.size == 0:
-        return first
-    return _fill_holes(np.isin(labels, kept))
+    candidate = cv2.morphologyEx(candidate.astype(np.uint8), cv2.MORPH_OPEN, _disc(1)) > 0
+    return parts_touching(candidate, first)
 
 
 def smooth_outline(mask: np.ndarray) -> np.ndarray:

@@ -316,11 +316,19 @@ def _refine_locally(mask: np.ndarray, darkness: np.ndarray, valid: np.ndarray, k
         return mask
     threshold = 0.5 * (float(np.median(darkness[mask])) + float(np.median(darkness[ring])))
     local = cv2.morphologyEx(((darkness > threshold) & band).astype(np.uint8), cv2.MORPH_OPEN, kernel)
-    _, labels = cv2.connectedComponents(local)
-    ids = np.unique(labels[mask & (local > 0)])
+    return parts_touching(local > 0, mask)
+
+
+def parts_touching(candidate: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    """The connected parts of ``candidate`` that overlap ``seed``, holes filled; ``seed`` itself when none do.
+
+    Why: a re-threshold around an estimate must refine *that* spot, not pick up other spots nearby.
+    """
+    _, labels = _cv2().connectedComponents(candidate.astype(np.uint8))
+    ids = np.unique(labels[seed & candidate])
     ids = ids[ids > 0]
     if ids.size == 0:
-        return mask
+        return seed
     return _fill_holes(np.isin(labels, ids))
 
 
