@@ -130,8 +130,10 @@ def test_estimated_and_expert_masks_give_agreeing_descriptors(ham_dir: Path, val
 
 
 def test_tds_alone_separates_melanoma_from_nevus(ham_dir: Path, val_lesions: list) -> None:
-    mel = [i for i, dx in val_lesions if dx == "mel"][:40]
-    nv = [i for i, dx in val_lesions if dx == "nv"][:60]
+    """All validation melanomas and naevi (78 / 685): on the first 40 / 60 alone the AUC moves by +-0.03 with
+    small changes of the descriptors, which is sampling noise, not a change of how well the TDS separates them."""
+    mel = [i for i, dx in val_lesions if dx == "mel"]
+    nv = [i for i, dx in val_lesions if dx == "nv"]
     scores = {i: describe(_photo(ham_dir, i), _expert(ham_dir, i)).tds for i in mel + nv}
     assert auc([scores[i] for i in mel], [scores[i] for i in nv]) >= 0.7
 
