@@ -19,7 +19,7 @@ ABCDE_SECTION = "how_it_looks"
 
 # Which statements of the passage to quote, per audience: the patients' ABCDE checklist, the clinicians'
 # ABCD-style description (and its dermoscopy sentence when the photo shows a blue-white veil).
-_QUOTE_WORDS = {"patient": ("ABCDE",), "clinician": ("Asymmetric",)}
+_QUOTE_WORDS: dict[str, tuple[str, ...]] = {"patient": ("ABCDE",), "clinician": ("Asymmetric",)}
 _VEIL_WORDS = ("blue-white veil",)
 
 MANY_COLOURS = 3

@@ -75,7 +75,7 @@ def mask_figures(data: Path, lesions: list[tuple[str, str]]) -> tuple[dict[str, 
     from dermchat.morphology import describe
     from dermchat.morphology.outline import lesion_outline
 
-    records = []
+    records: list[dict[str, Any]] = []
     for image_id, dx in lesions:
         rgb = _rgb(data / "images" / f"{image_id}.jpg")
         truth, outline = _truth(data / "masks" / f"{image_id}.png"), lesion_outline(rgb)

@@ -100,7 +100,7 @@ def smooth_outline(mask: np.ndarray) -> np.ndarray:
     cv2 = _cv2()
     if mask.sum() < MIN_PIXELS:
         return mask
-    kernel = _disc(max(1, int(round(SMOOTH * math.sqrt(mask.sum() / math.pi)))))
+    kernel = _disc(max(1, round(SMOOTH * math.sqrt(mask.sum() / math.pi))))
     m8 = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, kernel)
     m8 = cv2.morphologyEx(m8, cv2.MORPH_OPEN, kernel)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(m8)
