@@ -263,9 +263,10 @@ def test_the_turn_endpoint_leaves_no_empty_temp_files_in_gradios_cache(tmp_path:
     with gr.Blocks() as demo:
         build_api(fake_app(tmp_path))
     files = [block for block in demo.blocks.values() if isinstance(block, gr.File)]
-    assert len(files) == 1
+    assert len(files) == 2  # the photo and the optional earlier photo of the same spot
     upload = _gradio_upload(cache, ham_image)
     before = sorted(cache.iterdir())
     for _ in range(20):
-        assert files[0].preprocess(FileData(path=str(upload), orig_name="photo.jpg")) == str(upload)
+        for block in files:
+            assert block.preprocess(FileData(path=str(upload), orig_name="photo.jpg")) == str(upload)
     assert sorted(cache.iterdir()) == before  # Gradio's gr.File left one empty tmp* file per call
