@@ -324,7 +324,9 @@ def parts_touching(candidate: np.ndarray, seed: np.ndarray) -> np.ndarray:
 
     Why: a re-threshold around an estimate must refine *that* spot, not pick up other spots nearby.
     """
-    _, labels = _cv2().connectedComponents(candidate.astype(np.uint8))
+    import cv2
+
+    _, labels = cv2.connectedComponents(candidate.astype(np.uint8))
     ids = np.unique(labels[seed & candidate])
     ids = ids[ids > 0]
     if ids.size == 0:
