@@ -39,21 +39,18 @@ SMOOTH = 0.15
 MIN_PIXELS = 12
 
 
-def _cv2():  # noqa: ANN202 - imported lazily: heavy
+def _disc(radius: int) -> np.ndarray:
     import cv2
 
-    return cv2
-
-
-def _disc(radius: int) -> np.ndarray:
-    return _cv2().getStructuringElement(_cv2().MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return np.asarray(cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)))
 
 
 def distance_outside(mask: np.ndarray) -> np.ndarray:
     """Euclidean distance (pixels) of every pixel from the mask, 0 inside: thresholding it is a dilation by a
     disc of any radius for the price of one pass (large-disc dilations were most of ``describe``'s time)."""
-    cv2 = _cv2()
-    return cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 3)
+    import cv2
+
+    return np.asarray(cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 3))
 
 
 def lesion_outline(rgb: np.ndarray) -> np.ndarray:
@@ -72,9 +69,10 @@ def refine_by_colour(rgb: np.ndarray, first: np.ndarray) -> np.ndarray:
 
     Returns ``first`` unchanged when there is too little skin around it or the threshold finds nothing there.
     """
+    import cv2
+
     from dermchat.quality.segmentation import parts_touching, remove_hair, vignette_mask
 
-    cv2 = _cv2()
     lab = cv2.cvtColor(remove_hair(rgb).astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
     lab = cv2.GaussianBlur(lab, (0, 0), 1.5)
     radius = math.sqrt(first.sum() / math.pi)
@@ -95,9 +93,10 @@ def refine_by_colour(rgb: np.ndarray, first: np.ndarray) -> np.ndarray:
 
 def smooth_outline(mask: np.ndarray) -> np.ndarray:
     """Closing then opening with a disc ``SMOOTH`` lesion radii wide, holes filled (the largest part kept)."""
+    import cv2
+
     from dermchat.quality.segmentation import _fill_holes
 
-    cv2 = _cv2()
     if mask.sum() < MIN_PIXELS:
         return mask
     kernel = _disc(max(1, round(SMOOTH * math.sqrt(mask.sum() / math.pi))))
