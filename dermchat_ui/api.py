@@ -12,9 +12,10 @@ longer than the engine, and the heat map a third of each engine turn, for client
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import gradio as gr
 from gradio.data_classes import FileData
@@ -117,10 +118,18 @@ def build_api(app: DermChat) -> None:
         output = gr.JSON(label="turn")
         trigger = gr.Button("run turn")
 
-    def turn(image_path: str | None, question_text: str, audience_value: str, force_value: bool,
-             age_value: float | None = None, sex_value: str | None = None,
-             site_value: str | None = None, heatmap_value: bool = False,
-             reference_images_value: bool = False, earlier_path: str | None = None) -> Iterator[dict[str, Any]]:
+    def turn(
+        image_path: str | None,
+        question_text: str,
+        audience_value: str,
+        force_value: bool,
+        age_value: float | None = None,
+        sex_value: str | None = None,
+        site_value: str | None = None,
+        heatmap_value: bool = False,
+        reference_images_value: bool = False,
+        earlier_path: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
         clock = ServingClock()
         events: list[dict[str, Any]] = []
         clean = None
@@ -131,9 +140,15 @@ def build_api(app: DermChat) -> None:
                 yield {"events": [], "result": {"status": "invalid_input", "message": error}}
                 return
         earlier_clean, earlier_error = sanitize_upload(earlier_path, app.settings) if earlier_path else (None, None)
-        request = TurnRequest(image=clean, question=question_text or "", audience=audience_value or "patient",
-                              force=bool(force_value), patient=patient_details(age_value, sex_value, site_value),
-                              options=heatmap_request(bool(heatmap_value)), earlier_image=earlier_clean)
+        request = TurnRequest(
+            image=clean,
+            question=question_text or "",
+            audience=audience_value or "patient",
+            force=bool(force_value),
+            patient=patient_details(age_value, sex_value, site_value),
+            options=heatmap_request(bool(heatmap_value)),
+            earlier_image=earlier_clean,
+        )
         turn_events = app.run_turn(request)
         while True:
             with clock.part("engine"):
@@ -150,5 +165,9 @@ def build_api(app: DermChat) -> None:
             events.append(event.model_dump(mode="json", exclude={"result"}))
             yield {"events": events, "result": None}
 
-    trigger.click(turn, [image, question, audience, force, age, sex, site, heatmap, reference_images, earlier],
-                  output, api_name="turn")
+    trigger.click(
+        turn,
+        [image, question, audience, force, age, sex, site, heatmap, reference_images, earlier],
+        output,
+        api_name="turn",
+    )

@@ -7,7 +7,8 @@ runs it after the diagnosis and checks the descriptors against it (``dermchat.mo
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 

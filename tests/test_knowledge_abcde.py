@@ -6,14 +6,23 @@ from dermchat.knowledge.abcde import cite_abcde, shown_features
 from dermchat.knowledge.kb import get_kb
 from dermchat.results import Citation, Explanation
 
-UNEVEN = {"lesion_found": True, "asymmetry": 2, "border": 2.0, "colours": ["light brown", "dark brown", "blue-grey"],
-          "blue_white_veil": True}
+UNEVEN = {
+    "lesion_found": True,
+    "asymmetry": 2,
+    "border": 2.0,
+    "colours": ["light brown", "dark brown", "blue-grey"],
+    "blue_white_veil": True,
+}
 CALM = {"lesion_found": True, "asymmetry": 0, "border": 1.0, "colours": ["light brown"], "blue_white_veil": False}
 
 
 def _explanation(citations: list[Citation] | None = None) -> Explanation:
-    return Explanation(provider_id="kb-rag", text="Moles are common. [1]", citations=citations or [
-        Citation(marker="[1]", source_id="aad-moles", title="Moles", url="https://example.org/moles")])
+    return Explanation(
+        provider_id="kb-rag",
+        text="Moles are common. [1]",
+        citations=citations
+        or [Citation(marker="[1]", source_id="aad-moles", title="Moles", url="https://example.org/moles")],
+    )
 
 
 def test_patients_get_the_abcde_checklist_cited_when_the_spot_is_uneven_with_several_colours() -> None:

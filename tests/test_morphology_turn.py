@@ -38,7 +38,7 @@ def _spot(path: Path, halves: tuple[tuple[int, int, int], tuple[int, int, int]],
 BROWN = (150, 100, 80)
 
 
-def _app(tmp_path: Path):  # noqa: ANN202
+def _app(tmp_path: Path):
     return fake_app(tmp_path, [(morphology_plugin, "morphology")])
 
 
@@ -95,8 +95,9 @@ def test_an_unreadable_earlier_photo_or_a_missing_describer_is_said_not_fatal(tm
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "dermchat", *args], cwd=REPO, env=ENV, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "dermchat", *args], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_describe_and_compare_commands_print_json(ham_image: Path, tmp_path: Path) -> None:
@@ -116,8 +117,9 @@ def test_describe_and_compare_commands_print_json(ham_image: Path, tmp_path: Pat
 
 
 def test_bench_morphology_runs_on_a_few_lesions(ham_dir: Path) -> None:
-    proc = _cli("bench-morphology", "--data", str(ham_dir), "--limit", "6", "--compare-n", "2", "--diagnoser", "",
-                "--json")
+    proc = _cli(
+        "bench-morphology", "--data", str(ham_dir), "--limit", "6", "--compare-n", "2", "--diagnoser", "", "--json"
+    )
     assert proc.returncode == 0, proc.stderr
     figures = json.loads(proc.stdout)
     assert figures["mask_agreement"]["n"] == 6 and "spearman_border" in figures["mask_agreement"]

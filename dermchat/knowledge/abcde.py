@@ -38,12 +38,14 @@ def shown_features(descriptors: dict[str, Any] | None, audience: str) -> list[st
     if descriptors.get("asymmetry", 0) >= 1:
         out.append(f"asymmetry (A {descriptors['asymmetry']})" if clinician else "an uneven shape (A)")
     if descriptors.get("border", 0) >= ABRUPT_BORDER:
-        out.append(f"an abrupt border (B {descriptors['border']:.1f}/8)" if clinician
-                   else "an edge that stops sharply in places (B)")
+        out.append(
+            f"an abrupt border (B {descriptors['border']:.1f}/8)"
+            if clinician
+            else "an edge that stops sharply in places (B)"
+        )
     colours = descriptors.get("colours") or []
     if len(colours) >= MANY_COLOURS:
-        out.append(f"{len(colours)} colours (C: {', '.join(colours)})" if clinician
-                   else f"{len(colours)} colours (C)")
+        out.append(f"{len(colours)} colours (C: {', '.join(colours)})" if clinician else f"{len(colours)} colours (C)")
     return out
 
 
@@ -57,8 +59,9 @@ def _quoted(kb: KnowledgeBase, audience: str, veil: bool) -> list[Statement]:
     return [s for p in passages for s in p.statements if any(w in s.text for w in words)]
 
 
-def cite_abcde(explanation: Explanation, descriptors: dict[str, Any] | None, kb: KnowledgeBase,
-               audience: str) -> Explanation:
+def cite_abcde(
+    explanation: Explanation, descriptors: dict[str, Any] | None, kb: KnowledgeBase, audience: str
+) -> Explanation:
     """``explanation`` with a paragraph naming the ABCDE items the photo shows and quoting the KB's checklist,
     cited with the passage's sources (an existing marker is reused for a page already cited)."""
     features = shown_features(descriptors, audience)
@@ -74,13 +77,21 @@ def cite_abcde(explanation: Explanation, descriptors: dict[str, Any] | None, kb:
             source = kb.source(ABCDE_CONDITION, source_id)
             if source.url not in by_url:
                 by_url[source.url] = f"[{len(citations) + 1}]"
-                citations.append(Citation(marker=by_url[source.url], source_id=source_id, title=source.title,
-                                          url=source.url, condition_id=ABCDE_CONDITION, section=ABCDE_SECTION))
+                citations.append(
+                    Citation(
+                        marker=by_url[source.url],
+                        source_id=source_id,
+                        title=source.title,
+                        url=source.url,
+                        condition_id=ABCDE_CONDITION,
+                        section=ABCDE_SECTION,
+                    )
+                )
             markers.append(by_url[source.url])
         sentences.append(f"{statement.text} {''.join(markers)}".strip())
-    lead = ("The photo's description shows " if audience == "clinician" else "In this photo the spot shows ")
+    lead = "The photo's description shows " if audience == "clinician" else "In this photo the spot shows "
     paragraph = f"{lead}{'; '.join(features)}: items of the ABCDE check. {' '.join(sentences)}"
     text = f"{explanation.text}\n\n{paragraph}" if explanation.text else paragraph
-    return explanation.model_copy(update={"text": text, "citations": citations,
-                                          "extra": {**explanation.extra, "abcde_cited": True}})
-
+    return explanation.model_copy(
+        update={"text": text, "citations": citations, "extra": {**explanation.extra, "abcde_cited": True}}
+    )

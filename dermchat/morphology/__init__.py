@@ -11,4 +11,13 @@ from dermchat.morphology.compare import Comparison, compare, compare_descriptors
 from dermchat.morphology.consistency import Consistency, check_consistency
 from dermchat.morphology.describe import TDS_CUTOFF, Morphology, describe
 
-__all__ = ["Comparison", "Consistency", "Morphology", "TDS_CUTOFF", "check_consistency", "compare", "compare_descriptors", "describe"]
+__all__ = [
+    "TDS_CUTOFF",
+    "Comparison",
+    "Consistency",
+    "Morphology",
+    "check_consistency",
+    "compare",
+    "compare_descriptors",
+    "describe",
+]

@@ -25,8 +25,9 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -79,15 +80,23 @@ def mask_figures(data: Path, lesions: list[tuple[str, str]]) -> tuple[dict[str, 
     for image_id, dx in lesions:
         rgb = _rgb(data / "images" / f"{image_id}.jpg")
         truth, outline = _truth(data / "masks" / f"{image_id}.png"), lesion_outline(rgb)
-        records.append({"image_id": image_id, "dx": dx, "expert": describe(rgb, truth),
-                        "estimated": describe(rgb, outline), "iou": iou(truth, outline)})
+        records.append(
+            {
+                "image_id": image_id,
+                "dx": dx,
+                "expert": describe(rgb, truth),
+                "estimated": describe(rgb, outline),
+                "iou": iou(truth, outline),
+            }
+        )
     both = [r for r in records if r["expert"].lesion_found and r["estimated"].lesion_found]
 
     def rho(key: Callable[[Any], float]) -> float:
         return round(spearman([key(r["expert"]) for r in both], [key(r["estimated"]) for r in both]), 4)
 
-    within = [abs(r["estimated"].mask_area_share / max(r["expert"].mask_area_share, 1e-6) - 1) <= AREA_TOLERANCE
-              for r in both]
+    within = [
+        abs(r["estimated"].mask_area_share / max(r["expert"].mask_area_share, 1e-6) - 1) <= AREA_TOLERANCE for r in both
+    ]
     figures = {
         "n": len(records),
         "estimated_mask_found": round(len(both) / max(len(records), 1), 4),
@@ -131,9 +140,16 @@ def consistency_figures(data: Path, records: list[dict[str, Any]], diagnoser_id:
         finding = check_consistency(r["estimated"], diagnosis, vocab)
         after = safety.at_least(triage, MIN_TIER, "disagreement") if finding.disagrees else triage
         top = diagnosis.top(1)[0].condition_id if diagnosis.differential else None
-        rows.append({"dx": r["dx"], "fires": finding.disagrees, "top_melanoma": top == "melanoma",
-                     "set_melanoma": "melanoma" in widened(diagnosis, finding).prediction_set,
-                     "urgent_before": triage.tier == "urgent", "urgent_after": after.tier == "urgent"})
+        rows.append(
+            {
+                "dx": r["dx"],
+                "fires": finding.disagrees,
+                "top_melanoma": top == "melanoma",
+                "set_melanoma": "melanoma" in widened(diagnosis, finding).prediction_set,
+                "urgent_before": triage.tier == "urgent",
+                "urgent_after": after.tier == "urgent",
+            }
+        )
     mel = [x for x in rows if x["dx"] == "mel"]
     benign = [x for x in rows if x["dx"] not in MALIGNANT_DX]
     malignant = [x for x in rows if x["dx"] in MALIGNANT_DX]
@@ -146,7 +162,9 @@ def consistency_figures(data: Path, records: list[dict[str, Any]], diagnoser_id:
         "diagnoser_version": provider.version,
         "weights": _weights_fingerprint(provider),
         "inputs": "photo only (no age, sex or site)",
-        "n_benign": len(benign), "n_malignant": len(malignant), "n_melanoma": len(mel),
+        "n_benign": len(benign),
+        "n_malignant": len(malignant),
+        "n_melanoma": len(mel),
         "fires_on_benign": share(benign, lambda x: x["fires"]),
         "fires_on_malignant": share(malignant, lambda x: x["fires"]),
         "fires_on_melanoma": share(mel, lambda x: x["fires"]),
@@ -187,8 +205,9 @@ def _diagnoser(diagnoser_id: str) -> tuple[Any, Callable[[Image.Image], Any]]:
     workdir = Path(tempfile.mkdtemp(prefix="dermchat-bench-morphology-"))
 
     def diagnose(image: Image.Image) -> Any:
-        ctx = TurnContext(image=image, settings=settings, workdir=workdir,
-                          result=TurnResult(turn_id="bench", audience="clinician"))
+        ctx = TurnContext(
+            image=image, settings=settings, workdir=workdir, result=TurnResult(turn_id="bench", audience="clinician")
+        )
         return provider.diagnose(ctx)  # type: ignore[attr-defined]
 
     return provider, diagnose
@@ -226,7 +245,7 @@ def relight(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """A brighter, warmer lamp: about 15% more light, a little more red and less blue (channel gains only; a
     different tone curve or white balance that is not a gain is not covered)."""
     f = rgb.astype(np.float32) * np.array([1.2, 1.15, 1.08])
-    return np.clip(f, 0, 255).astype(np.uint8)
+    return np.asarray(np.clip(f, 0, 255), dtype=np.uint8)
 
 
 def grow(rgb: np.ndarray, mask: np.ndarray, area_factor: float = 1.3) -> np.ndarray:
@@ -241,7 +260,7 @@ def grow(rgb: np.ndarray, mask: np.ndarray, area_factor: float = 1.3) -> np.ndar
     bigger = cv2.warpAffine(rgb, warp, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     big_mask = cv2.warpAffine(mask.astype(np.float32), warp, size, flags=cv2.INTER_LINEAR)
     alpha = cv2.GaussianBlur(big_mask, (0, 0), 1.5)[..., None]
-    return np.clip(alpha * bigger + (1 - alpha) * rgb, 0, 255).astype(np.uint8)
+    return np.asarray(np.clip(alpha * bigger + (1 - alpha) * rgb, 0, 255), dtype=np.uint8)
 
 
 DARK_BROWN_RGB = np.array([95.0, 60.0, 45.0], dtype=np.float32)
@@ -259,14 +278,18 @@ def add_dark_brown_patch(rgb: np.ndarray, mask: np.ndarray, share: float = 0.25)
     patch = cv2.GaussianBlur(patch, (0, 0), 1.0)[..., None] * mask[..., None]
     texture = rgb.astype(np.float32) / max(float(rgb[mask].mean()), 1.0)
     brown = np.clip(DARK_BROWN_RGB * (0.85 + 0.15 * texture), 0, 255)
-    return np.clip(patch * brown + (1 - patch) * rgb, 0, 255).astype(np.uint8)
+    return np.asarray(np.clip(patch * brown + (1 - patch) * rgb, 0, 255), dtype=np.uint8)
 
 
 INVARIANT: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "rotated_90": rotate90, "rescaled_0.9": rescale(0.9), "rescaled_1.1": rescale(1.1), "relit": relight,
+    "rotated_90": rotate90,
+    "rescaled_0.9": rescale(0.9),
+    "rescaled_1.1": rescale(1.1),
+    "relit": relight,
 }
 CHANGED: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "grown_30pct": grow, "dark_brown_patch": add_dark_brown_patch,
+    "grown_30pct": grow,
+    "dark_brown_patch": add_dark_brown_patch,
 }
 
 
@@ -310,17 +333,23 @@ def describe_timing(paths: list[Path], repeats: int = 5) -> dict[str, Any]:
             describe(image)
             best = min(best, time.perf_counter() - t0)
         per_image.append(best * 1000)
-    return {"describe_ms_median": round(statistics.median(per_image), 1),
-            "describe_ms_max": round(max(per_image), 1), "n": len(per_image),
-            "size": "x".join(map(str, Image.open(paths[0]).size)) if paths else None}
+    return {
+        "describe_ms_median": round(statistics.median(per_image), 1),
+        "describe_ms_max": round(max(per_image), 1),
+        "n": len(per_image),
+        "size": "x".join(map(str, Image.open(paths[0]).size)) if paths else None,
+    }
 
 
 def run(data: Path, limit: int | None, compare_n: int, diagnoser: str | None, progress: bool) -> dict[str, Any]:
     lesions = validation_lesions(data)[: limit or None]
     t0 = time.perf_counter()
     figures, records = mask_figures(data, lesions)
-    out: dict[str, Any] = {"data": str(data), "split": "validation lesions of dermchat/weights/ham_cnn/split.json",
-                           "mask_agreement": figures}
+    out: dict[str, Any] = {
+        "data": str(data),
+        "split": "validation lesions of dermchat/weights/ham_cnn/split.json",
+        "mask_agreement": figures,
+    }
     if progress:
         print(f"descriptors: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     if diagnoser:

@@ -43,8 +43,9 @@ def describe_main(argv: list[str]) -> int:
     from dermchat.morphology import describe
     from dermchat.render import MORPHOLOGY_CAVEAT, describe_for_patient, morphology_table
 
-    parser = argparse.ArgumentParser(prog="python -m dermchat describe",
-                                     description="dermoscopic ABCD descriptors of the lesion in a photo")
+    parser = argparse.ArgumentParser(
+        prog="python -m dermchat describe", description="dermoscopic ABCD descriptors of the lesion in a photo"
+    )
     parser.add_argument("image")
     parser.add_argument("--mask", help="lesion mask (white = lesion, same size as the photo); default: estimated")
     parser.add_argument("--mm-per-px", type=float, help="scale of the photo, adds the diameter in mm")
@@ -56,8 +57,9 @@ def describe_main(argv: list[str]) -> int:
         result = describe(_decode(args.image), _mask(args.mask), mm_per_px=args.mm_per_px).as_dict()
     except (ImageInputError, ValueError) as exc:
         return fail(exc)
-    return emit(result, args.json, lambda d: print(f"{describe_for_patient(d)} {MORPHOLOGY_CAVEAT}\n\n"
-                                                   f"{morphology_table(d)}"))
+    return emit(
+        result, args.json, lambda d: print(f"{describe_for_patient(d)} {MORPHOLOGY_CAVEAT}\n\n{morphology_table(d)}")
+    )
 
 
 def compare_main(argv: list[str]) -> int:
@@ -65,8 +67,9 @@ def compare_main(argv: list[str]) -> int:
     from dermchat.morphology import compare
     from dermchat.render import render_comparison
 
-    parser = argparse.ArgumentParser(prog="python -m dermchat compare",
-                                     description="compare an earlier and a later photo of the same spot")
+    parser = argparse.ArgumentParser(
+        prog="python -m dermchat compare", description="compare an earlier and a later photo of the same spot"
+    )
     parser.add_argument("earlier")
     parser.add_argument("later")
     parser.add_argument("--json", action="store_true")

@@ -40,12 +40,6 @@ VEIL_MIN_SHARE = 0.10
 """Blue-white veil: bluish-whitish pixels ("ground glass") covering at least this share of the lesion."""
 
 
-def _cv2():  # noqa: ANN202 - imported lazily: heavy
-    import cv2
-
-    return cv2
-
-
 def normalise_to_skin(rgb: np.ndarray, skin: np.ndarray) -> np.ndarray:
     """Float RGB in [0, 255] with each channel scaled so the median of ``skin`` pixels is the reference skin.
 
@@ -57,12 +51,14 @@ def normalise_to_skin(rgb: np.ndarray, skin: np.ndarray) -> np.ndarray:
         return out
     median = np.median(out[skin], axis=0)
     gain = REFERENCE_SKIN_RGB / np.maximum(median, 8.0)
-    return np.clip(out * gain, 0, 255)
+    return np.asarray(np.clip(out * gain, 0, 255), dtype=np.float32)
 
 
 def to_lab(rgb: np.ndarray) -> np.ndarray:
     """CIELAB of float RGB in [0, 255] (L* 0-100)."""
-    return _cv2().cvtColor((rgb / 255.0).astype(np.float32), _cv2().COLOR_RGB2LAB)
+    import cv2
+
+    return cv2.cvtColor((rgb / 255.0).astype(np.float32), cv2.COLOR_RGB2LAB)
 
 
 def name_pixels(lab: np.ndarray, skin: np.ndarray) -> dict[str, np.ndarray]:
@@ -77,8 +73,14 @@ def name_pixels(lab: np.ndarray, skin: np.ndarray) -> dict[str, np.ndarray]:
     rest = ~black & ~white & ~blue
     red = rest & (a > skin_a + 16) & (b < 0.6 * a) & (lightness >= 30)
     warm = rest & ~red & darker
-    return {"white": white, "red": red, "light brown": warm & (lightness >= 45), "dark brown": warm & (lightness < 45),
-            "blue-grey": blue, "black": black}
+    return {
+        "white": white,
+        "red": red,
+        "light brown": warm & (lightness >= 45),
+        "dark brown": warm & (lightness < 45),
+        "blue-grey": blue,
+        "black": black,
+    }
 
 
 def colour_shares(lab: np.ndarray, lesion: np.ndarray, skin: np.ndarray) -> dict[str, float]:

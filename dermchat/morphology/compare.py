@@ -52,8 +52,9 @@ LIGHTING_TOLERANCE = 0.12
 FRAMING_TOLERANCE = 0.12
 """Difference of frame aspect ratio (relative) or of the spot's distance from the frame centre called visible."""
 
-SAME_WAY = ("Both photos need to be taken the same way (same distance, angle and light) for this comparison "
-            "to mean anything.")
+SAME_WAY = (
+    "Both photos need to be taken the same way (same distance, angle and light) for this comparison to mean anything."
+)
 
 
 @dataclass(frozen=True)
@@ -97,9 +98,20 @@ def compare_descriptors(earlier: Morphology, later: Morphology) -> Comparison:
     warnings = photo_warnings(earlier, later)
     if not (earlier.lesion_found and later.lesion_found):
         missing = "earlier" if not earlier.lesion_found else "later"
-        return Comparison(earlier, later, 0.0, False, False, [], [], {}, False, False, warnings,
-                          f"No distinct spot was found in the {missing} photo, so the two cannot be compared. "
-                          + SAME_WAY)
+        return Comparison(
+            earlier,
+            later,
+            0.0,
+            False,
+            False,
+            [],
+            [],
+            {},
+            False,
+            False,
+            warnings,
+            f"No distinct spot was found in the {missing} photo, so the two cannot be compared. " + SAME_WAY,
+        )
     area_change = later.mask_area_share / max(earlier.mask_area_share, 1e-6) - 1.0
     grew, shrank = area_change > AREA_CHANGE, area_change < -AREA_CHANGE / (1 + AREA_CHANGE)
     before, after = earlier.colour_shares, later.colour_shares
@@ -107,17 +119,23 @@ def compare_descriptors(earlier: Morphology, later: Morphology) -> Comparison:
     appear, shift = (LIT_COLOUR_SHIFT, LIT_COLOUR_SHIFT) if relit else (NEW_COLOUR_SHARE, COLOUR_SHIFT)
     new = [c for c in COLOURS if after.get(c, 0) >= appear and before.get(c, 0) < MIN_SHARE]
     lost = [c for c in COLOURS if before.get(c, 0) >= appear and after.get(c, 0) < MIN_SHARE]
-    shifts = {c: round(after.get(c, 0) - before.get(c, 0), 3) for c in COLOURS
-              if abs(after.get(c, 0) - before.get(c, 0)) >= shift and c not in new and c not in lost}
+    shifts = {
+        c: round(after.get(c, 0) - before.get(c, 0), 3)
+        for c in COLOURS
+        if abs(after.get(c, 0) - before.get(c, 0)) >= shift and c not in new and c not in lost
+    }
     spreading = [c for c, d in shifts.items() if d > 0]
     changed = grew or shrank or bool(new or lost or shifts)
     red_flag = grew or bool(new or spreading)
     if relit:
-        warnings = [*warnings, f"Because of that, only colour changes covering at least {LIT_COLOUR_SHIFT:.0%} of "
-                    "the spot are called."]
+        warnings = [
+            *warnings,
+            f"Because of that, only colour changes covering at least {LIT_COLOUR_SHIFT:.0%} of the spot are called.",
+        ]
     summary = _summary(area_change, grew, shrank, new, lost, shifts, earlier, later, warnings)
-    return Comparison(earlier, later, round(area_change, 4), grew, shrank, new, lost, shifts, changed, red_flag,
-                      warnings, summary)
+    return Comparison(
+        earlier, later, round(area_change, 4), grew, shrank, new, lost, shifts, changed, red_flag, warnings, summary
+    )
 
 
 def photo_warnings(earlier: Morphology, later: Morphology) -> list[str]:
@@ -126,7 +144,11 @@ def photo_warnings(earlier: Morphology, later: Morphology) -> list[str]:
     ratios = [max(m.frame_size) / max(min(m.frame_size), 1) for m in (earlier, later)]
     if abs(ratios[1] / ratios[0] - 1) > FRAMING_TOLERANCE:
         out.append("The two photos have a different shape of frame, so they were probably taken differently.")
-    if earlier.lesion_found and later.lesion_found and abs(earlier.centre_offset - later.centre_offset) > FRAMING_TOLERANCE:
+    if (
+        earlier.lesion_found
+        and later.lesion_found
+        and abs(earlier.centre_offset - later.centre_offset) > FRAMING_TOLERANCE
+    ):
         out.append("The spot sits in a different part of the frame in the two photos.")
     out.extend(_lighting_warnings(earlier, later))
     return out
@@ -140,15 +162,19 @@ def _lighting_warnings(earlier: Morphology, later: Morphology) -> list[str]:
     washed = [int((a >= SATURATED).sum()), int((b >= SATURATED).sum())]
     if washed[0] != washed[1]:
         which = "later" if washed[1] > washed[0] else "earlier"
-        return [f"The lighting differs: the skin looks washed out (over-exposed) in the {which} photo, so "
-                "its colours cannot be compared closely."]
+        return [
+            f"The lighting differs: the skin looks washed out (over-exposed) in the {which} photo, so "
+            "its colours cannot be compared closely."
+        ]
     readable = (a < SATURATED) & (b < SATURATED)
     if not readable.any():
         return []
     brightness = b[readable].mean() / max(a[readable].mean(), 1.0) - 1
     if abs(brightness) > LIGHTING_TOLERANCE:
-        return [f"The lighting differs: the skin is {abs(brightness):.0%} "
-                f"{'brighter' if brightness > 0 else 'darker'} in the later photo."]
+        return [
+            f"The lighting differs: the skin is {abs(brightness):.0%} "
+            f"{'brighter' if brightness > 0 else 'darker'} in the later photo."
+        ]
     if np.abs((b / b.mean()) / (a / a.mean()) - 1).max() > LIGHTING_TOLERANCE:
         return ["The lighting has a different colour in the two photos (warmer or cooler)."]
     return []
@@ -159,8 +185,17 @@ def lighting_differs(earlier: Morphology, later: Morphology) -> bool:
     return bool(_lighting_warnings(earlier, later))
 
 
-def _summary(area_change: float, grew: bool, shrank: bool, new: list[str], lost: list[str],
-             shifts: dict[str, float], earlier: Morphology, later: Morphology, warnings: list[str]) -> str:
+def _summary(
+    area_change: float,
+    grew: bool,
+    shrank: bool,
+    new: list[str],
+    lost: list[str],
+    shifts: dict[str, float],
+    earlier: Morphology,
+    later: Morphology,
+    warnings: list[str],
+) -> str:
     """The change in plain words, then the same-way warning and any visible differences."""
     bits: list[str] = []
     if grew:

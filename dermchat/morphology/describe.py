@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dermchat.morphology import colours as colour_rules
+import dermchat.morphology.colours as colour_rules
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -73,12 +73,6 @@ TDS_CUTOFF = 5.45
 """Stolz's cut-off: a TDS above this is highly suspicious of melanoma."""
 
 TDS_WEIGHTS = {"A": 1.3, "B": 0.1, "C": 0.5, "D": 0.5}
-
-
-def _cv2():  # noqa: ANN202 - imported lazily: heavy
-    import cv2
-
-    return cv2
 
 
 @dataclass(frozen=True)
@@ -128,8 +122,9 @@ class Morphology:
         return out
 
 
-def describe(image: Image.Image | np.ndarray, mask: np.ndarray | None = None, *,
-             mm_per_px: float | None = None) -> Morphology:
+def describe(
+    image: Image.Image | np.ndarray, mask: np.ndarray | None = None, *, mm_per_px: float | None = None
+) -> Morphology:
     """Descriptors of the lesion in ``image``; ``mask=None`` estimates the lesion outline (:mod:`.outline`).
 
     ``mask`` is a boolean (or 0/255) HxW array the size of the image. ``mm_per_px`` (when the scale is known or
@@ -160,9 +155,10 @@ def _as_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _shrunk(rgb: np.ndarray, mask: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    import cv2
+
     if scale >= 1.0:
         return rgb, mask
-    cv2 = _cv2()
     size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
     small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     return small, cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
@@ -170,11 +166,24 @@ def _shrunk(rgb: np.ndarray, mask: np.ndarray, scale: float) -> tuple[np.ndarray
 
 def _nothing_found(mask: np.ndarray, mm_per_px: float | None) -> Morphology:
     return Morphology(
-        lesion_found=False, asymmetry=0, asymmetry_index=0.0, asymmetry_shape=0.0, asymmetry_colour=0.0, border=0.0,
-        border_irregularity=0.0, colours=[], colour_shares={c: 0.0 for c in colour_rules.COLOURS},
-        blue_white_veil=False, veil_share=0.0, structures=[], diameter_px=0.0,
-        diameter_mm=0.0 if mm_per_px else None, mask_area_share=round(float(mask.mean()), 4), tds=0.0,
-        skin_lightness=0.0, notes=["no distinct spot was found in the photo, so nothing could be measured"],
+        lesion_found=False,
+        asymmetry=0,
+        asymmetry_index=0.0,
+        asymmetry_shape=0.0,
+        asymmetry_colour=0.0,
+        border=0.0,
+        border_irregularity=0.0,
+        colours=[],
+        colour_shares=dict.fromkeys(colour_rules.COLOURS, 0.0),
+        blue_white_veil=False,
+        veil_share=0.0,
+        structures=[],
+        diameter_px=0.0,
+        diameter_mm=0.0 if mm_per_px else None,
+        mask_area_share=round(float(mask.mean()), 4),
+        tds=0.0,
+        skin_lightness=0.0,
+        notes=["no distinct spot was found in the photo, so nothing could be measured"],
     )
 
 
@@ -237,16 +246,20 @@ def _skin_ring(mask: np.ndarray, field_ok: np.ndarray) -> np.ndarray:
     ring = (outside <= gap + width) & ~near & field_ok
     if ring.sum() < 20:
         ring = ~near & field_ok
-    return ring
+    return np.asarray(ring, dtype=bool)
 
 
 def _disc(radius: int) -> np.ndarray:
-    return _cv2().getStructuringElement(_cv2().MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    import cv2
+
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
 
 
 def principal_frame(mask: np.ndarray) -> tuple[float, float, float]:
     """(centre x, centre y, angle in degrees of the long axis) from the mask's image moments."""
-    m = _cv2().moments(mask.astype(np.uint8), binaryImage=True)
+    import cv2
+
+    m = cv2.moments(mask.astype(np.uint8), binaryImage=True)
     cx, cy = m["m10"] / m["m00"], m["m01"] / m["m00"]
     angle = 0.5 * math.degrees(math.atan2(2 * m["mu11"], m["mu20"] - m["mu02"]))
     return cx, cy, angle
@@ -254,7 +267,8 @@ def principal_frame(mask: np.ndarray) -> tuple[float, float, float]:
 
 def _turned(mask: np.ndarray, lab: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
     """Mask and Lab image turned by ``angle`` degrees about the lesion's centroid, which lands in the middle."""
-    cv2 = _cv2()
+    import cv2
+
     cx, cy, _ = principal_frame(mask)
     ys, xs = np.nonzero(mask)
     reach = int(math.ceil(np.hypot(xs - cx, ys - cy).max())) + 2
@@ -280,8 +294,10 @@ def axis_asymmetries(mask: np.ndarray, lab: np.ndarray) -> np.ndarray:
         m, img = _turned(mask, lab, angle + 90.0 * k / ASYM_TURNS)
         area = max(int(m.sum()), 1)
         half = m.shape[0] // 2  # the centroid sits on row and column ``half``
-        for mirrored, first, second in ((m[::-1, :], np.s_[:half, :], np.s_[half + 1:, :]),
-                                        (m[:, ::-1], np.s_[:, :half], np.s_[:, half + 1:])):
+        for mirrored, first, second in (
+            (m[::-1, :], np.s_[:half, :], np.s_[half + 1 :, :]),
+            (m[:, ::-1], np.s_[:, :half], np.s_[:, half + 1 :]),
+        ):
             colour = _delta_e_halves(img[first], m[first], img[second], m[second])
             out.append((float((m ^ mirrored).sum() / (2 * area)), colour))
     return np.asarray(out, dtype=np.float64)
@@ -289,7 +305,8 @@ def axis_asymmetries(mask: np.ndarray, lab: np.ndarray) -> np.ndarray:
 
 def _delta_e_halves(lab_a: np.ndarray, mask_a: np.ndarray, lab_b: np.ndarray, mask_b: np.ndarray) -> float:
     """CIE76 delta E between the mean colours of two masked regions (0 when either is nearly empty)."""
-    cv2 = _cv2()
+    import cv2
+
     if mask_a.sum() < 3 or mask_b.sum() < 3:
         return 0.0
     mean_a = np.asarray(cv2.mean(np.ascontiguousarray(lab_a), mask=mask_a.astype(np.uint8))[:3])
@@ -316,8 +333,7 @@ def asymmetry(mask: np.ndarray, lab: np.ndarray) -> tuple[int, float, float, flo
     return int(math.floor(index + 0.5)), index, float(axes[:, 0].mean()), float(axes[:, 1].mean())
 
 
-def border_score(mask: np.ndarray, lightness: np.ndarray, field_ok: np.ndarray,
-                 skin_l: float) -> tuple[float, float]:
+def border_score(mask: np.ndarray, lightness: np.ndarray, field_ok: np.ndarray, skin_l: float) -> tuple[float, float]:
     """(border score 0-8, irregularity) of the lesion edge.
 
     Each of the eight 45-degree segments gets an *abruptness* between 0 and 1 from its lightness profile across
@@ -328,7 +344,8 @@ def border_score(mask: np.ndarray, lightness: np.ndarray, field_ok: np.ndarray,
 
     Irregularity is perimeter^2 / (4 pi area) of the mask (1 for a circle, larger for a notched edge).
     """
-    cv2 = _cv2()
+    import cv2
+
     steps = segment_abruptness(mask, lightness, field_ok, skin_l)
     judged = [v for v in steps if v is not None]
     m8 = mask.astype(np.uint8)
@@ -338,8 +355,9 @@ def border_score(mask: np.ndarray, lightness: np.ndarray, field_ok: np.ndarray,
     return (8.0 * sum(judged) / len(judged) if judged else 0.0), float(irregularity)
 
 
-def segment_abruptness(mask: np.ndarray, lightness: np.ndarray, field_ok: np.ndarray,
-                       skin_l: float) -> list[float | None]:
+def segment_abruptness(
+    mask: np.ndarray, lightness: np.ndarray, field_ok: np.ndarray, skin_l: float
+) -> list[float | None]:
     """Per 45-degree segment (from the long axis): the share of the lesion-to-skin lightness step that happens
     within ``BORDER_BAND`` lesion radii, at the steepest place of a band ``BORDER_REACH`` radii either side of
     the mask edge (None where too little of the band is in the field to judge).
@@ -348,14 +366,16 @@ def segment_abruptness(mask: np.ndarray, lightness: np.ndarray, field_ok: np.nda
     step is the outermost minus the innermost bin, at least ``BORDER_MIN_STEP`` and at least the skin-to-core
     difference times ``BORDER_ABRUPT`` (so a faint lesion is not called abrupt by noise).
     """
-    cv2 = _cv2()
+    import cv2
+
     m8 = mask.astype(np.uint8)
     radius = math.sqrt(mask.sum() / math.pi)
     bin_px = max(1.0, BORDER_BAND * radius / 2)
     reach = max(3 * bin_px, BORDER_REACH * radius)
     n_half = int(math.ceil(reach / bin_px))
-    signed = np.clip(cv2.distanceTransform(1 - m8, cv2.DIST_L2, 3) - cv2.distanceTransform(m8, cv2.DIST_L2, 3),
-                     -2 * reach, 2 * reach)
+    signed = np.clip(
+        cv2.distanceTransform(1 - m8, cv2.DIST_L2, 3) - cv2.distanceTransform(m8, cv2.DIST_L2, 3), -2 * reach, 2 * reach
+    )
     bins = np.floor(signed / bin_px).astype(int) + n_half
     usable = (bins >= 0) & (bins < 2 * n_half) & field_ok
     cx, cy, angle = principal_frame(mask)
@@ -389,7 +409,8 @@ def structures(lightness: np.ndarray, mask: np.ndarray) -> list[str]:
     * structureless: at least 10% of the lesion is smooth (local lightness spread below 2 L* units);
     * pigment network: the fine black-hat response (thin dark lines) covers 15-60% of the lesion interior.
     """
-    cv2 = _cv2()
+    import cv2
+
     radius = math.sqrt(mask.sum() / math.pi)
     inside = cv2.erode(mask.astype(np.uint8), _disc(max(1, int(0.1 * radius)))) > 0
     if inside.sum() < 30:
@@ -416,8 +437,9 @@ def structures(lightness: np.ndarray, mask: np.ndarray) -> list[str]:
 
 def _round_spots(candidates: np.ndarray, inside: np.ndarray, max_area: int, min_area: int = 2) -> int:
     """Number of compact candidate blobs within the lesion (elongated ones are hairs or lines)."""
-    cv2 = _cv2()
-    n, labels, stats, _ = cv2.connectedComponentsWithStats((candidates & inside).astype(np.uint8))
+    import cv2
+
+    n, _labels, stats, _ = cv2.connectedComponentsWithStats((candidates & inside).astype(np.uint8))
     count = 0
     for i in range(1, n):
         area, w, h = stats[i, cv2.CC_STAT_AREA], stats[i, cv2.CC_STAT_WIDTH], stats[i, cv2.CC_STAT_HEIGHT]
@@ -434,7 +456,8 @@ def total_dermoscopy_score(a: float, b: float, n_colours: int, n_structures: int
 
 def max_feret(mask: np.ndarray) -> float:
     """Longest distance between two points of the mask (pixels), from its convex hull."""
-    cv2 = _cv2()
+    import cv2
+
     points = cv2.findNonZero(mask.astype(np.uint8))
     if points is None:
         return 0.0

@@ -29,8 +29,9 @@ def describe_spot(turn: Turn) -> Iterator[StepEvent]:
     provider, why_not = turn.provider(MorphologyDescriber, turn.settings.morphology)
     if provider is None:
         if turn.ctx.earlier_image is not None:
-            turn.result.notices.append("The earlier photo could not be compared ("
-                                       f"{turn.for_reader(why_not or 'no describer is configured')}).")
+            turn.result.notices.append(
+                f"The earlier photo could not be compared ({turn.for_reader(why_not or 'no describer is configured')})."
+            )
         if why_not:
             yield StepEvent(step="morphology", kind="skipped", message=why_not)
         return
@@ -46,9 +47,13 @@ def describe_spot(turn: Turn) -> Iterator[StepEvent]:
     _check_consistency(turn, report)
     _flag_change(turn, report)
     triage = turn.result.triage
-    yield turn.done("morphology", provider, outcome,
-                    "Observations and conclusion disagree" if report.disagrees else "Spot described",
-                    {"triage": triage.model_dump()} if triage else {})
+    yield turn.done(
+        "morphology",
+        provider,
+        outcome,
+        "Observations and conclusion disagree" if report.disagrees else "Spot described",
+        {"triage": triage.model_dump()} if triage else {},
+    )
 
 
 def _check_consistency(turn: Turn, report: MorphologyReport) -> None:
@@ -64,8 +69,9 @@ def _check_consistency(turn: Turn, report: MorphologyReport) -> None:
     result.diagnosis = widened(diagnosis, finding)
     if result.triage is not None:
         reason = "the photo's features disagree with a benign top condition (" + "; ".join(finding.features) + ")"
-        result.triage = safety.at_least(result.triage, DISAGREEMENT_TIER, reason,
-                                        drivers=finding.added_to_set or ["melanoma"])
+        result.triage = safety.at_least(
+            result.triage, DISAGREEMENT_TIER, reason, drivers=finding.added_to_set or ["melanoma"]
+        )
     result.notices.append(DISAGREEMENT_NOTICE.format(features=plain_features(report.descriptors)))
 
 
@@ -81,8 +87,9 @@ def _flag_change(turn: Turn, report: MorphologyReport) -> None:
         what.append("changed colour")
     text = " and ".join(what) or "changed"
     if turn.result.triage is not None:
-        turn.result.triage = safety.at_least(turn.result.triage, "urgent",
-                                             f"the spot seems to have {text} since the earlier photo")
+        turn.result.triage = safety.at_least(
+            turn.result.triage, "urgent", f"the spot seems to have {text} since the earlier photo"
+        )
     turn.result.notices.append(CHANGE_NOTICE.format(what=text))
 
 
