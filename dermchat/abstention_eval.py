@@ -66,10 +66,17 @@ def skimage_pictures() -> dict[str, Image.Image]:
     from skimage import data
 
     astronaut = data.astronaut()
-    pictures = {"cat": data.chelsea(), "astronaut": astronaut, "coffee": data.coffee(), "page": data.page(),
-                "face_crop": astronaut[60:220, 150:300]}
-    return {name: Image.fromarray(arr).convert("RGB") if arr.ndim == 3 else Image.fromarray(arr)
-            for name, arr in pictures.items()}
+    pictures = {
+        "cat": data.chelsea(),
+        "astronaut": astronaut,
+        "coffee": data.coffee(),
+        "page": data.page(),
+        "face_crop": astronaut[60:220, 150:300],
+    }
+    return {
+        name: Image.fromarray(arr).convert("RGB") if arr.ndim == 3 else Image.fromarray(arr)
+        for name, arr in pictures.items()
+    }
 
 
 def ham_sample(data_dir: Path, n: int, seed: int = 0) -> list[tuple[str, str, Path]]:
@@ -90,14 +97,20 @@ def _as_png(img: Image.Image) -> bytes:
 
 def _outcome(result: TurnResult) -> dict[str, Any]:
     tier = result.triage.tier if result.triage is not None else None
-    return {"status": result.status, "tier": tier,
-            "dermoscopic": result.quality.dermoscopic if result.quality is not None else None}
+    return {
+        "status": result.status,
+        "tier": tier,
+        "dermoscopic": result.quality.dermoscopic if result.quality is not None else None,
+    }
 
 
 def cases(data_dir: Path, n_ham: int) -> Iterator[tuple[str, str, Image.Image, dict[str, Any]]]:
     """(group, name, image, info) for the whole set."""
     degrade: dict[str, Callable[[Image.Image], Image.Image]] = {
-        "ham_darkened": darkened, "ham_blurred": blurred, "ham_phone_framed": phone_framed}
+        "ham_darkened": darkened,
+        "ham_blurred": blurred,
+        "ham_phone_framed": phone_framed,
+    }
     for image_id, dx, path in ham_sample(data_dir, n_ham):
         with Image.open(path) as im:
             clean = im.convert("RGB")
@@ -137,10 +150,16 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "tiers": dict(Counter(str(r["tier"]) for r in mine)),
         }
     clean = {r["name"]: r for r in rows if r["group"] == "ham_clean"}
-    calmer = [f"{r['group']}:{r['name']}" for r in rows if r.get("dx") == "mel" and r["group"] != "ham_clean"
-              and _order(r) < _order(clean[r["name"]])]
-    return {"groups": groups, "melanoma_degraded_calmer_than_original": calmer,
-            "non_dermoscopic_cases": {r["name"]: r["status"] for r in rows if r["group"] == "non_dermoscopic"}}
+    calmer = [
+        f"{r['group']}:{r['name']}"
+        for r in rows
+        if r.get("dx") == "mel" and r["group"] != "ham_clean" and _order(r) < _order(clean[r["name"]])
+    ]
+    return {
+        "groups": groups,
+        "melanoma_degraded_calmer_than_original": calmer,
+        "non_dermoscopic_cases": {r["name"]: r["status"] for r in rows if r["group"] == "non_dermoscopic"},
+    }
 
 
 def _order(row: dict[str, Any]) -> int:

@@ -59,7 +59,10 @@ def run_bench(runs: int = 10, image: str | None = None) -> dict[str, Any]:
     figures: dict[str, Any] = {
         "image": str(path),
         "runs": runs,
-        "providers": {k: (v.model_dump() if hasattr(v, "model_dump") else [r.model_dump() for r in v]) for k, v in first.providers.items()},
+        "providers": {
+            k: (v.model_dump() if hasattr(v, "model_dump") else [r.model_dump() for r in v])
+            for k, v in first.providers.items()
+        },
         "cold_start_s": {
             "plugins": round(t_plugins - t0, 3),
             "load_models": round(t_loaded - t_plugins, 3),
@@ -69,7 +72,8 @@ def run_bench(runs: int = 10, image: str | None = None) -> dict[str, Any]:
         "warm_up_problems": problems,
         "turn_ms": {"p50": round(statistics.median(totals), 1), "p95": round(percentile(totals, 0.95), 1)},
         "step_ms": {
-            step: {"p50": round(statistics.median(v), 1), "p95": round(percentile(v, 0.95), 1)} for step, v in steps.items()
+            step: {"p50": round(statistics.median(v), 1), "p95": round(percentile(v, 0.95), 1)}
+            for step, v in steps.items()
         },
     }
     plugin_figures: dict[str, Any] = {}

@@ -67,8 +67,10 @@ def loopback_url(url: str) -> str:
     except ValueError:
         loopback = False
     if not loopback:
-        raise BenchServeError(f"--url must be a loopback address (127.0.0.1, ::1 or localhost), not {host!r}: "
-                              "bench-serve only sends photos to this machine")
+        raise BenchServeError(
+            f"--url must be a loopback address (127.0.0.1, ::1 or localhost), not {host!r}: "
+            "bench-serve only sends photos to this machine"
+        )
     return url if url.endswith("/") else url + "/"
 
 
@@ -121,6 +123,7 @@ class _Meter:
             if key not in self._fetched:
                 self._fetched[key] = download(file)
             return self._fetched[key]
+
         return wrapper
 
     def _timed(self, fn: Callable[..., Any], attr: str) -> Callable[..., Any]:
@@ -132,6 +135,7 @@ class _Meter:
                 setattr(self, attr, getattr(self, attr) + time.perf_counter() - start)
                 if attr == "download_s":
                     self.files += 1
+
         return wrapper
 
     def reset(self) -> None:
@@ -159,8 +163,18 @@ def _turn_call(client: Any, photo: str, timeout_s: float, asks: Asks) -> tuple[s
     """One ``/turn`` call; returns (status, engine step timings, server timings)."""
     from gradio_client import handle_file
 
-    job = client.submit(handle_file(photo), QUESTION, "clinician", True, None, "", "", asks.heatmap,
-                        asks.reference_images, api_name="/turn")
+    job = client.submit(
+        handle_file(photo),
+        QUESTION,
+        "clinician",
+        True,
+        None,
+        "",
+        "",
+        asks.heatmap,
+        asks.reference_images,
+        api_name="/turn",
+    )
     final = job.result(timeout=timeout_s)
     result = final.get("result") or {}
     return str(result.get("status", "")), dict(result.get("timings_ms") or {}), dict(final.get("serving_ms") or {})
@@ -171,9 +185,12 @@ def _chat_call(client: Any, photo: str, timeout_s: float, asks: Asks) -> tuple[s
     view, which draws its heat map whatever ``asks`` says)."""
     from gradio_client import handle_file
 
-    history, _box = client.submit([], {"text": QUESTION, "files": [handle_file(photo)]},
-                                  api_name="/add_message").result(timeout=timeout_s)
-    outputs = client.submit(history, "clinician", None, "not given", None, api_name="/respond").result(timeout=timeout_s)
+    history, _box = client.submit(
+        [], {"text": QUESTION, "files": [handle_file(photo)]}, api_name="/add_message"
+    ).result(timeout=timeout_s)
+    outputs = client.submit(history, "clinician", None, "not given", None, api_name="/respond").result(
+        timeout=timeout_s
+    )
     chat = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
     last = chat[-1] if chat else {}
     answered = NOT_A_DIAGNOSIS in _text_of(last)  # every answer carries the notice
@@ -206,9 +223,18 @@ def _timed_call(endpoint: str, client: Any, meter: _Meter, photo: str, timeout_s
     if "started_at" in server:  # the handler's wall-clock start -> ms after this call was sent
         server["started_after"] = round(server.pop("started_at") * 1000 - sent_at * 1000, 1)
     ok = not error and (status in OK_STATUSES if endpoint == "turn" else status == "answered")
-    return Sample(endpoint=endpoint, ok=ok, total_ms=round(total, 1), upload_ms=round(meter.upload_s * 1000, 1),
-                  download_ms=round(meter.download_s * 1000, 1), files=meter.files, status=status,
-                  error=error, steps_ms=steps, server_ms=server)
+    return Sample(
+        endpoint=endpoint,
+        ok=ok,
+        total_ms=round(total, 1),
+        upload_ms=round(meter.upload_s * 1000, 1),
+        download_ms=round(meter.download_s * 1000, 1),
+        files=meter.files,
+        status=status,
+        error=error,
+        steps_ms=steps,
+        server_ms=server,
+    )
 
 
 # -- the load generator (runs in its own process) -------------------------------------------------------------
@@ -246,8 +272,12 @@ def drive(url: str, endpoint: str, plan: list[list[str]], max_seconds: float, as
             thread.join(timeout=2 * max_seconds + 30)
         wall = time.perf_counter() - start
         cpu = time.process_time() - cpu0
-    return {"samples": [asdict(s) for s in samples], "wall_s": wall, "client_cpu_s": cpu,
-            "unfinished_clients": sum(t.is_alive() for t in threads)}
+    return {
+        "samples": [asdict(s) for s in samples],
+        "wall_s": wall,
+        "client_cpu_s": cpu,
+        "unfinished_clients": sum(t.is_alive() for t in threads),
+    }
 
 
 # -- summaries ------------------------------------------------------------------------------------------------
@@ -359,8 +389,13 @@ def start_in_process() -> Server:
     wait_for_page(url)
     page_s = time.perf_counter() - start
     app.wait_until_ready()
-    return Server(url=url, app=app, page_s=round(page_s, 2), models_ready_s=round(time.perf_counter() - start, 2),
-                  close=demo.close)
+    return Server(
+        url=url,
+        app=app,
+        page_s=round(page_s, 2),
+        models_ready_s=round(time.perf_counter() - start, 2),
+        close=demo.close,
+    )
 
 
 def server_peak_rss_mb(url: str) -> float | None:
@@ -405,8 +440,12 @@ def engine_only(app: Any, photos: list[Path], asks: Asks = Asks()) -> dict[str, 
         totals.append((time.perf_counter() - start) * 1000)
         for step, ms in result.timings_ms.items():
             steps.setdefault(step, []).append(ms)
-    return {"turns": len(totals), "p50_ms": _p(totals, 0.5), "p95_ms": _p(totals, 0.95),
-            "step_p50_ms": {step: _p(v, 0.5) for step, v in steps.items()}}
+    return {
+        "turns": len(totals),
+        "p50_ms": _p(totals, 0.5),
+        "p95_ms": _p(totals, 0.95),
+        "step_p50_ms": {step: _p(v, 0.5) for step, v in steps.items()},
+    }
 
 
 def _local_engine() -> Any:
@@ -423,9 +462,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     photos = pick_photos(Path(args.data) if args.data else default_data_dir(), args.clients * args.turns)
     server = Server(url=url) if url else start_in_process()
     asks = Asks(heatmap=args.heatmap, reference_images=args.reference_images)
-    figures: dict[str, Any] = {"url": server.url, "in_process": server.app is not None,
-                               "clients": args.clients, "turns_per_client": args.turns, "asks": asdict(asks),
-                               "launch": {"page_served_s": server.page_s, "models_ready_s": server.models_ready_s}}
+    figures: dict[str, Any] = {
+        "url": server.url,
+        "in_process": server.app is not None,
+        "clients": args.clients,
+        "turns_per_client": args.turns,
+        "asks": asdict(asks),
+        "launch": {"page_served_s": server.page_s, "models_ready_s": server.models_ready_s},
+    }
     spawn = multiprocessing.get_context("spawn")
     try:
         with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
@@ -436,7 +480,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             figures["engine_only"] = engine_only(server.app or _local_engine(), engine_photos, asks)
             single = pool.submit(drive, server.url, "turn", [photos[: args.single]], args.max_seconds, asks).result()
             figures["single_client_turn"] = summarize(single["samples"], single["wall_s"])
-            plan = [photos[i * args.turns:(i + 1) * args.turns] for i in range(args.clients)]
+            plan = [photos[i * args.turns : (i + 1) * args.turns] for i in range(args.clients)]
             figures["endpoints"] = {}
             figures["client_cpu_s"] = {}
             for endpoint in args.endpoints:
@@ -447,7 +491,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         with contextlib.redirect_stdout(sys.stderr):  # Gradio prints "Closing server..."; stdout is the JSON
             server.close()
-    figures["server_peak_rss_mb"] = round(peak_rss_mb(), 1) if server.app is not None else server_peak_rss_mb(server.url)
+    figures["server_peak_rss_mb"] = (
+        round(peak_rss_mb(), 1) if server.app is not None else server_peak_rss_mb(server.url)
+    )
     single_p50 = figures["single_client_turn"]["p50_ms"]
     engine_p50 = figures["engine_only"]["p50_ms"]
     figures["single_turn_overhead_ms"] = round(single_p50 - engine_p50, 1) if single_p50 and engine_p50 else None
@@ -461,15 +507,21 @@ def print_text(figures: dict[str, Any]) -> None:
         print(f"launch: page served after {launch['page_served_s']} s, models ready after {launch['models_ready_s']} s")
     print(f"/turn asks for: {', '.join(k for k, v in figures['asks'].items() if v) or 'the JSON only'}")
     engine = figures["engine_only"]
-    print(f"engine only: p50 {engine['p50_ms']} ms, p95 {engine['p95_ms']} ms over {engine['turns']} turns "
-          f"(steps p50: {json.dumps(engine['step_p50_ms'])})")
+    print(
+        f"engine only: p50 {engine['p50_ms']} ms, p95 {engine['p95_ms']} ms over {engine['turns']} turns "
+        f"(steps p50: {json.dumps(engine['step_p50_ms'])})"
+    )
     single = figures["single_client_turn"]
-    print(f"single client /turn: p50 {single['p50_ms']} ms, p95 {single['p95_ms']} ms "
-          f"(+{figures['single_turn_overhead_ms']} ms over the engine)")
+    print(
+        f"single client /turn: p50 {single['p50_ms']} ms, p95 {single['p95_ms']} ms "
+        f"(+{figures['single_turn_overhead_ms']} ms over the engine)"
+    )
     for endpoint, s in figures["endpoints"].items():
-        print(f"{endpoint} x {figures['clients']} clients: {s['calls']} calls, {s['errors']} errors, "
-              f"p50 {s['p50_ms']} ms, p95 {s['p95_ms']} ms, {s['turns_per_s']} turns/s over {s['wall_s']} s; "
-              f"{s['files_downloaded']} files downloaded; client CPU {figures['client_cpu_s'][endpoint]} s")
+        print(
+            f"{endpoint} x {figures['clients']} clients: {s['calls']} calls, {s['errors']} errors, "
+            f"p50 {s['p50_ms']} ms, p95 {s['p95_ms']} ms, {s['turns_per_s']} turns/s over {s['wall_s']} s; "
+            f"{s['files_downloaded']} files downloaded; client CPU {figures['client_cpu_s'][endpoint]} s"
+        )
         for part, ms in s["where_ms_p50"].items():
             print(f"    {part:<26} p50 {ms} ms")
         for example in s["error_examples"]:
@@ -478,8 +530,10 @@ def print_text(figures: dict[str, Any]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m dermchat bench-serve",
-                                description="the served app under load (loopback only), beside the engine alone")
+    p = argparse.ArgumentParser(
+        prog="python -m dermchat bench-serve",
+        description="the served app under load (loopback only), beside the engine alone",
+    )
     p.add_argument("--clients", type=int, default=8, help="concurrent gradio_client users (default 8)")
     p.add_argument("--turns", type=int, default=5, help="turns per client and endpoint (default 5)")
     p.add_argument("--single", type=int, default=5, help="sequential /turn calls by one client (default 5)")

@@ -38,11 +38,13 @@ class Capability:
 CAPABILITIES: tuple[Capability, ...] = (
     Capability("quality", QualityChecker, "register_quality_checks", "quality", "Checking photo quality"),
     Capability("diagnoser", Diagnoser, "register_diagnosers", "diagnosis", "Looking at the skin"),
-    Capability("morphology", MorphologyDescriber, "register_morphology_describers", "morphology",
-               "Describing the spot"),
+    Capability(
+        "morphology", MorphologyDescriber, "register_morphology_describers", "morphology", "Describing the spot"
+    ),
     Capability("explainer", Explainer, "register_explainers", "explanation", "Looking up trusted sources"),
-    Capability("references", ReferenceGenerator, "register_reference_generators", "references",
-               "Finding reference images"),
+    Capability(
+        "references", ReferenceGenerator, "register_reference_generators", "references", "Finding reference images"
+    ),
 )
 """In pipeline order (quality -> diagnosis -> morphology -> explanation -> references)."""
 

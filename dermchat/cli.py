@@ -28,7 +28,10 @@ EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {
     "captions": ("dermchat.references.captions:main", "write LesionGen-style captions for a HAM-layout folder"),
     "train-lora": ("dermchat.references.train_lora:main", "fine-tune a Stable Diffusion LoRA on captioned images"),
     "eval-redflags": ("dermchat.redflags_eval:main", "sensitivity and false alarms of the red-flag text screen"),
-    "eval-abstention": ("dermchat.abstention_eval:main", "can't-assess outcomes on non-dermoscopic and degraded photos"),
+    "eval-abstention": (
+        "dermchat.abstention_eval:main",
+        "can't-assess outcomes on non-dermoscopic and degraded photos",
+    ),
     "study": ("dermchat.study.cli:main", "user-study tools: export, summary, delete"),
     "feedback": ("dermchat.feedback.cli:main", "answer feedback: export as CSV and JSONL"),
     "serve-openai": ("dermchat.vlm.server:main", "serve a local model through an OpenAI-compatible API"),
@@ -89,8 +92,12 @@ def cmd_turn(args: argparse.Namespace) -> int:
     out_dir = Path(args.out) if args.out else None
     result = None
     request = TurnRequest(
-        image=args.image, question=args.question or "", audience=args.audience, force=args.force,
-        settings_overrides=overrides or None, earlier_image=args.earlier,
+        image=args.image,
+        question=args.question or "",
+        audience=args.audience,
+        force=args.force,
+        settings_overrides=overrides or None,
+        earlier_image=args.earlier,
         patient=PatientDetails(age=args.age, sex=args.sex, body_site=args.site),
         options=heatmap_request(args.audience == "clinician"),  # the clinician view keeps its heat map
     )

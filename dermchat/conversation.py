@@ -183,8 +183,9 @@ class Conversation:
 
 def explainer_history(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
     """The last text messages of the chat (photos left out), as the explainer reads them."""
-    texts = [{"role": m.get("role", ""), "content": m["content"]}
-             for m in messages if isinstance(m.get("content"), str)]
+    texts = [
+        {"role": m.get("role", ""), "content": m["content"]} for m in messages if isinstance(m.get("content"), str)
+    ]
     return texts[-EXPLAINER_HISTORY:]
 
 

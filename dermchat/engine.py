@@ -72,8 +72,10 @@ class DermChat:
                         self.configuration_errors.append(str(exc))
                         log.warning("%s", exc)
             for provider_id in sorted(set(settings.options) - known):  # a typo would otherwise do nothing, silently
-                message = (f"options were given for {provider_id!r}, but no loaded plugin provides it "
-                           f"(known: {', '.join(sorted(known))})")
+                message = (
+                    f"options were given for {provider_id!r}, but no loaded plugin provides it "
+                    f"(known: {', '.join(sorted(known))})"
+                )
                 self.configuration_errors.append(message)
                 log.warning("%s", message)
 
@@ -127,7 +129,11 @@ class DermChat:
     def warm_up(self) -> list[str]:
         """Load the configured providers now (a Space does this at start-up); returns any problems."""
         problems: list[str] = []
-        pairs = [(cap, pid) for cap, ids in self.settings.chosen().items() for pid in (ids if isinstance(ids, list) else [ids])]
+        pairs = [
+            (cap, pid)
+            for cap, ids in self.settings.chosen().items()
+            for pid in (ids if isinstance(ids, list) else [ids])
+        ]
         for capability, provider_id in pairs:
             provider = self.provider(capability, provider_id)
             if provider is None:
@@ -170,8 +176,13 @@ class DermChat:
 
 def _normalised(request: TurnRequest) -> TurnRequest:
     """The request as the turn keeps it: the question trimmed, and its own copies of what steps may change."""
-    return dataclasses.replace(request, question=(request.question or "").strip(), history=request.history or [],
-                               seen_references=set(request.seen_references or ()), options=dict(request.options or {}))
+    return dataclasses.replace(
+        request,
+        question=(request.question or "").strip(),
+        history=request.history or [],
+        seen_references=set(request.seen_references or ()),
+        options=dict(request.options or {}),
+    )
 
 
 def _without_photo(turn: Turn) -> Iterator[StepEvent]:

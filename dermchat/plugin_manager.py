@@ -54,7 +54,8 @@ see a user's turn, so their errors are listed by type and error id, the details 
 _RUNNING_PLUGIN: contextvars.ContextVar[str | None] = contextvars.ContextVar("dermchat_running_plugin", default=None)
 """The plugin whose implementation is running: ``register`` credits a provider to it."""
 _FRESH_ARGUMENTS: contextvars.ContextVar[tuple[str, Callable[[], dict[str, Any]]] | None] = contextvars.ContextVar(
-    "dermchat_fresh_arguments", default=None)
+    "dermchat_fresh_arguments", default=None
+)
 """While ``call_each(hook, fresh=...)`` runs: the hook, and what builds its arguments anew for each implementation
 (a hook an implementation calls in turn gets its arguments as given)."""
 
@@ -221,8 +222,9 @@ class PluginManager:
         self.registry.benchmarks[name] = fn
 
     # -- policy hooks ----------------------------------------------------------------------------------------
-    def call_each(self, hook_name: str, *, fresh: Callable[[], dict[str, Any]] | None = None,
-                  **kwargs: Any) -> list[Any]:
+    def call_each(
+        self, hook_name: str, *, fresh: Callable[[], dict[str, Any]] | None = None, **kwargs: Any
+    ) -> list[Any]:
         """Call a policy hook through pluggy; the answers that are not None, a crashing plugin recorded and skipped.
 
         ``fresh()`` gives arguments built anew for each implementation (copies of the turn's result), so one
@@ -260,8 +262,9 @@ def _trace_before(hook_name: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapp
     log.info("hook %s(%s) -> %s", hook_name, ", ".join(kwargs), order)
 
 
-def _trace_after(outcome: pluggy.Result[object], hook_name: str, impls: Sequence[pluggy.HookImpl],
-                 kwargs: Mapping[str, object]) -> None:
+def _trace_after(
+    outcome: pluggy.Result[object], hook_name: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, object]
+) -> None:
     if outcome.exception is not None:
         log.info("hook %s raised %s", hook_name, type(outcome.exception).__name__)
         return

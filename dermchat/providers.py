@@ -153,4 +153,3 @@ class ReferenceGenerator(Provider):
 
     def references(self, ctx: TurnContext) -> list[Reference]:
         raise NotImplementedError
-

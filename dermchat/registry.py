@@ -19,6 +19,7 @@ from dermchat.providers import Provider
 log = logging.getLogger(__name__)
 MAX_ERRORS = 20  # per plugin in the listing: a plugin failing on every turn must not grow it without bound
 
+
 @dataclass
 class PluginRecord:
     """One plugin as the listing shows it: where it came from, what it registered, and what went wrong."""
@@ -36,8 +37,11 @@ class PluginRecord:
         """A failure while the app runs: listed once with a count and the last error id, at most ``MAX_ERRORS``."""
         count = self._repeats.pop(message, 0) + 1
         self._repeats[message] = count
-        line = f"{message} (error id {error_id})" if count == 1 else (
-            f"{message} ({count} times, last error id {error_id})")
+        line = (
+            f"{message} (error id {error_id})"
+            if count == 1
+            else (f"{message} ({count} times, last error id {error_id})")
+        )
         self.errors = [e for e in self.errors if not e.startswith(f"{message} (")] + [line]
         while len(self.errors) > MAX_ERRORS:
             dropped = self.errors.pop(0)
@@ -89,9 +93,7 @@ class Registry:
             raise ValueError(f"{type(provider).__name__} has no id")
         existing = self.providers[key].get(provider.id)
         if existing is not None and existing is not provider:
-            raise ValueError(
-                f"provider id {provider.id!r} already registered by plugin {self.owners[provider.id]!r}"
-            )
+            raise ValueError(f"provider id {provider.id!r} already registered by plugin {self.owners[provider.id]!r}")
         self.providers[key][provider.id] = provider
         self.owners[provider.id] = plugin.name
         plugin.providers.append(f"{key}:{provider.id}")

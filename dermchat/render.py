@@ -37,19 +37,25 @@ TRIAGE_TEXT: dict[str, dict[str, str]] = {
         "reassure": "benign features predominate",
     },
 }
-TRIAGE_BADGE: dict[str, str] = {"urgent": "Urgent", "cant_assess": "Can't assess", "routine": "Routine",
-                                "reassure": "Low concern"}
+TRIAGE_BADGE: dict[str, str] = {
+    "urgent": "Urgent",
+    "cant_assess": "Can't assess",
+    "routine": "Routine",
+    "reassure": "Low concern",
+}
 """The tier in words on a coloured badge: the colour alone (once an emoji, an empty box without an emoji
 font) never carries the meaning, and the word reads the same to screen readers and in the CLI."""
 SAME_DAY_BADGE = "Urgent today"
 SAME_DAY_TEXT = {"patient": "Please get medical help today", "clinician": "same day — red-flag symptoms"}
-SAME_DAY_NEXT_STEP = ("Get medical help today: an urgent GP appointment, urgent care or the emergency department; "
-                      "call emergency services if you feel very unwell or it is getting worse fast.")
+SAME_DAY_NEXT_STEP = (
+    "Get medical help today: an urgent GP appointment, urgent care or the emergency department; "
+    "call emergency services if you feel very unwell or it is getting worse fast."
+)
 TRIAGE_NEXT_STEP: dict[str, str] = {
     "urgent": "Book an appointment with a doctor or dermatologist within about two weeks — sooner if it is changing, bleeding or painful.",
     "cant_assess": "This photo can't rule anything out, so show the spot to a doctor: within about two weeks if it "
-                   "is new, changing, bleeding or itching, or if you are worried. A sharp, well-lit close-up may be "
-                   "readable, but don't wait for a better photo if the spot is changing.",
+    "is new, changing, bleeding or itching, or if you are worried. A sharp, well-lit close-up may be "
+    "readable, but don't wait for a better photo if the spot is changing.",
     "routine": "Mention it at your next routine visit, or sooner if it changes.",
     "reassure": "Keep an eye on it. If it changes in size, shape or colour, bleeds or itches, get it checked.",
 }
@@ -66,8 +72,9 @@ def likelihood_words(p: float) -> str:
     return "less likely"
 
 
-def render(result: TurnResult, audience: str | None = None, vocab: Vocabulary | None = None, *,
-           html: bool = False) -> str:
+def render(
+    result: TurnResult, audience: str | None = None, vocab: Vocabulary | None = None, *, html: bool = False
+) -> str:
     """The answer as Markdown; ``html=True`` (the web page) draws the triage tier as a coloured badge."""
     audience = audience or result.audience
     vocab = vocab or get_vocabulary()
@@ -87,7 +94,11 @@ def render(result: TurnResult, audience: str | None = None, vocab: Vocabulary | 
     if result.explanation is not None:
         parts.append(render_explanation(result, audience, vocab))
     # A follow-up is about the same photo: its quality table was shown with the first answer already.
-    if result.quality is not None and audience == "clinician" and result.status not in {"retake", "not_skin", "followup"}:
+    if (
+        result.quality is not None
+        and audience == "clinician"
+        and result.status not in {"retake", "not_skin", "followup"}
+    ):
         parts.append(render_quality(result.quality, audience))
     if result.notices:
         parts.append("\n".join(f"> ⚠️ {notice}" for notice in result.notices))
@@ -117,7 +128,9 @@ def render_triage(triage: Triage, audience: str, vocab: Vocabulary, html: bool =
     if audience == "clinician":
         line += f" — {triage.reason}"
         if triage.pathway:
-            line += f"\n\nGuidance: {triage.pathway}" + (" (" + ", ".join(triage.sources) + ")" if triage.sources else "")
+            line += f"\n\nGuidance: {triage.pathway}" + (
+                " (" + ", ".join(triage.sources) + ")" if triage.sources else ""
+            )
         return line
     why = urgent_reason_for_patient(triage.drivers, vocab)
     next_step = SAME_DAY_NEXT_STEP if triage.same_day else (triage.advice or TRIAGE_NEXT_STEP[triage.tier])
@@ -188,10 +201,10 @@ def render_diagnosis(diagnosis: Diagnosis, audience: str, vocab: Vocabulary) -> 
 
 CANT_ASSESS_SCOPE = {
     "patient": "DermChat's image model only knows dermoscope close-ups (photos taken through a skin magnifier) "
-               "of 7 kinds of skin spot, so it gives no list of likely conditions for this photo. That is not a "
-               "sign that all is well.",
+    "of 7 kinds of skin spot, so it gives no list of likely conditions for this photo. That is not a "
+    "sign that all is well.",
     "clinician": "Scope: ham-cnn-type models are trained on HAM10000 dermoscopy (7 pigmented lesion classes); no "
-                 "differential is shown because the model abstained. Judge the lesion clinically.",
+    "differential is shown because the model abstained. Judge the lesion clinically.",
 }
 
 
@@ -203,8 +216,11 @@ def render_cant_assess(diagnosis: Diagnosis, audience: str) -> str:
         text += f"\n\nRationale: {diagnosis.rationale}"
     return text
 
-MORPHOLOGY_CAVEAT = ("This is a computer's description of one photo and can be wrong: light, hair, focus and the "
-                     "camera all change how a spot looks.")
+
+MORPHOLOGY_CAVEAT = (
+    "This is a computer's description of one photo and can be wrong: light, hair, focus and the "
+    "camera all change how a spot looks."
+)
 NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six")
 
 
@@ -252,10 +268,17 @@ def morphology_table(d: dict[str, Any]) -> str:
     mm = f" ({d['diameter_mm']:.1f} mm)" if d.get("diameter_mm") else ""
     veil = f"yes ({d.get('veil_share', 0):.0%} of the lesion)" if d.get("blue_white_veil") else "no"
     rows = [
-        ("Asymmetry (A)", f"{d['asymmetry']} (index {d.get('asymmetry_index', d['asymmetry']):.2f}; shape "
-                          f"{d.get('asymmetry_shape', 0):.2f}, colour ΔE {d.get('asymmetry_colour', 0):.1f})",
-         "0-2 axes"),
-        ("Border (B)", f"{d['border']:.1f} abruptness over 8 segments (irregularity {d.get('border_irregularity', 0):.2f})", "0-8"),
+        (
+            "Asymmetry (A)",
+            f"{d['asymmetry']} (index {d.get('asymmetry_index', d['asymmetry']):.2f}; shape "
+            f"{d.get('asymmetry_shape', 0):.2f}, colour ΔE {d.get('asymmetry_colour', 0):.1f})",
+            "0-2 axes",
+        ),
+        (
+            "Border (B)",
+            f"{d['border']:.1f} abruptness over 8 segments (irregularity {d.get('border_irregularity', 0):.2f})",
+            "0-8",
+        ),
         ("Colours (C)", ", ".join(d.get("colours") or []) or "none ≥ 5%", "1-6"),
         ("Structures (D)", ", ".join(d.get("structures") or []) or "none detected", "1-5"),
         ("Blue-white veil", veil, ""),
@@ -263,8 +286,12 @@ def morphology_table(d: dict[str, Any]) -> str:
         ("Lesion area", f"{d['mask_area_share']:.0%} of the frame", ""),
         ("TDS", f"{d['tds']:.2f} ({d.get('tds_band') or '—'})", "1.3A+0.1B+0.5C+0.5D; >5.45 suspicious of melanoma"),
     ]
-    lines = ["**Morphology (dermoscopic ABCD, automated from the photo)**", "",
-             "| Feature | Value | Scale |", "|---|---|---|"]
+    lines = [
+        "**Morphology (dermoscopic ABCD, automated from the photo)**",
+        "",
+        "| Feature | Value | Scale |",
+        "|---|---|---|",
+    ]
     lines.extend(f"| {name} | {value} | {scale} |" for name, value, scale in rows)
     lines.extend(f"\n<sub>{note}</sub>" for note in d.get("notes") or [])
     return "\n".join(lines)
@@ -274,9 +301,12 @@ def disagreement_line(consistency: dict[str, Any], vocab: Vocabulary) -> str:
     top = consistency.get("top_condition")
     name = vocab.get(top).clinician_name if top and top in vocab else str(top)
     added = ", ".join(vocab.get(c).clinician_name for c in consistency.get("added_to_set") or [] if c in vocab)
-    return (f"**⚠️ Observation–diagnosis disagreement:** benign top condition ({name}) but "
-            + "; ".join(consistency.get("features") or [])
-            + (f". Added to the set: {added}." if added else ".") + " Tier raised to at least urgent review.")
+    return (
+        f"**⚠️ Observation–diagnosis disagreement:** benign top condition ({name}) but "
+        + "; ".join(consistency.get("features") or [])
+        + (f". Added to the set: {added}." if added else ".")
+        + " Tier raised to at least urgent review."
+    )
 
 
 def render_comparison(comparison: dict[str, Any], audience: str) -> str:
@@ -300,8 +330,10 @@ def render_quality(report: QualityReport, audience: str) -> str:
                 f"| {reason.label} | {reason.score:.0f} | {'⚠️' if reason.problem else ''} | {reason.clinician_detail} |"
             )
         brisque = f", BRISQUE {report.brisque:.1f} (lower is better)" if report.brisque is not None else ""
-        head = (f"**Image quality {report.score:.0f}/100, higher is better ({report.band}{brisque}; "
-                f"threshold {report.threshold:.0f})**")
+        head = (
+            f"**Image quality {report.score:.0f}/100, higher is better ({report.band}{brisque}; "
+            f"threshold {report.threshold:.0f})**"
+        )
         kind = f"\n\nDermoscopy check: {report.dermoscopy_detail}" if report.dermoscopy_detail else ""
         return head + "\n\n" + "\n".join(rows) + kind
     tips = [r.patient_tip for r in report.problems(2) if r.patient_tip]
@@ -340,7 +372,11 @@ def render_second_opinion(result: TurnResult, vocab: Vocabulary) -> str:
     second = result.second_opinion
     assert second is not None
     agrees = second.extra.get("agrees_on_top")
-    verdict = {True: "agrees on the top condition", False: "DISAGREES on the top condition", None: "could not be compared"}[agrees]
+    verdict = {
+        True: "agrees on the top condition",
+        False: "DISAGREES on the top condition",
+        None: "could not be compared",
+    }[agrees]
     top = ", ".join(f"{vocab.get(e.condition_id).clinician_name} {e.probability:.0%}" for e in second.top(3))
     return f"**Second opinion ({second.provider_id})** {verdict}: {top or 'no differential'}"
 
@@ -365,8 +401,9 @@ def triage_badge(triage: Triage | None, audience: str) -> str:
     return triage_line(triage.tier, audience, html=True, same_day=triage.same_day) if triage is not None else ""
 
 
-def differential_bars(diagnosis: Diagnosis | None, audience: str,
-                      vocab: Vocabulary | None = None) -> dict[str, float] | None:
+def differential_bars(
+    diagnosis: Diagnosis | None, audience: str, vocab: Vocabulary | None = None
+) -> dict[str, float] | None:
     """The top conditions' calibrated probabilities as labelled bars, the prediction set's marked; None: no bars."""
     if diagnosis is None or not shows_differential(diagnosis):
         return None
@@ -400,15 +437,22 @@ def render_contrast(result: TurnResult, audience: str) -> str:
     gallery = build_gallery(result, reader)
     if not gallery.columns:
         return ""
-    header = "| | " + " | ".join(f"**{col.name}**" + (f" {IN_SET_MARK}" if col.in_prediction_set else "")
-                                  for col in gallery.columns) + " |"
+    header = (
+        "| | "
+        + " | ".join(
+            f"**{col.name}**" + (f" {IN_SET_MARK}" if col.in_prediction_set else "") for col in gallery.columns
+        )
+        + " |"
+    )
     lines = ["**How to tell them apart**", "", header, "|---" * (len(gallery.columns) + 1) + "|"]
     depth = max(len(col.features) for col in gallery.columns)
     for row in range(depth):
         cells = [col.features[row].replace("|", "/") if row < len(col.features) else "" for col in gallery.columns]
         lines.append("| " + ("Looks like" if row == 0 else "") + " | " + " | ".join(cells) + " |")
-    images = [f"{sum(i.kind == 'real' for i in col.items)} real / "
-              f"{sum(i.kind == 'synthetic' for i in col.items)} synthetic" for col in gallery.columns]
+    images = [
+        f"{sum(i.kind == 'real' for i in col.items)} real / {sum(i.kind == 'synthetic' for i in col.items)} synthetic"
+        for col in gallery.columns
+    ]
     lines.append("| Images | " + " | ".join(images) + " |")
     lines.append("")
     lines.append(f"<sub>{gallery.legend}</sub>")

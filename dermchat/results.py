@@ -61,8 +61,10 @@ class QualityReport(BaseModel):
     analysed_size: tuple[int, int] | None = None
     notes: list[str] = Field(default_factory=list)
     dermoscopic: bool | None = Field(
-        None, description="whether the photo looks like a dermoscope close-up (None = not judged); a dermoscopy-only "
-                          "diagnoser abstains on False")
+        None,
+        description="whether the photo looks like a dermoscope close-up (None = not judged); a dermoscopy-only "
+        "diagnoser abstains on False",
+    )
     dermoscopy_score: float | None = Field(None, ge=0, le=1, description="0 ordinary photo .. 1 dermoscopic")
     dermoscopy_detail: str = Field("", description="the cues behind the dermoscopy judgement, for clinicians")
 
@@ -125,8 +127,9 @@ class MorphologyReport(BaseModel):
 class Triage(BaseModel):
     tier: TriageTier
     reason: str
-    drivers: list[str] = Field(default_factory=list,
-                               description="condition ids that made the tier urgent (explained to the user first)")
+    drivers: list[str] = Field(
+        default_factory=list, description="condition ids that made the tier urgent (explained to the user first)"
+    )
     same_day: bool = Field(False, description="a warning sign the user described needs help today, not in weeks")
     pathway: str | None = Field(None, description="the guidance pathway behind the tier (triage_pathways.yaml)")
     advice: str | None = Field(None, description="why this tier, in plain words for patients")
@@ -162,8 +165,11 @@ class ConditionToConsider(BaseModel):
 
 class Explanation(BaseModel):
     provider_id: str
-    lead: str = Field("", description="a follow-up's answer from the turn's own result (tier, likely conditions), "
-                                      "shown before the cited text; not from the sources, so not cited")
+    lead: str = Field(
+        "",
+        description="a follow-up's answer from the turn's own result (tier, likely conditions), "
+        "shown before the cited text; not from the sources, so not cited",
+    )
     text: str
     citations: list[Citation] = Field(default_factory=list)
     conditions_to_consider: list[ConditionToConsider] = Field(default_factory=list)
@@ -173,7 +179,7 @@ class Explanation(BaseModel):
     asked_about: list[str] = Field(
         default_factory=list,
         description="condition ids the user's question names; the answer then says what the image model "
-                    "estimated for each of them (or that it does not assess it)",
+        "estimated for each of them (or that it does not assess it)",
     )
     extra: dict[str, Any] = Field(default_factory=dict)
 

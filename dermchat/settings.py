@@ -52,11 +52,14 @@ class Settings(BaseModel):
     max_upload_mb: float = Field(25.0, gt=0)
     max_image_pixels: int = Field(200_000_000, gt=0, description="largest photo accepted (JPEGs are decoded reduced)")
     retention_minutes: float = Field(
-        60.0, ge=10,
+        60.0,
+        ge=10,
         description="uploads and turn folders unchanged this long are deleted; at least 10 so a slow turn keeps its folder",
     )
     concurrency: int | None = Field(
-        None, ge=1, le=64,
+        None,
+        ge=1,
+        le=64,
         description="turns the web app runs at once; None: 1 on GPU profiles (one model on one GPU), 2 on CPU",
     )
     workdir: str | None = None
@@ -133,9 +136,26 @@ def read_profile(path: Path) -> dict[str, Any]:
 
 
 _ENV_FIELDS = (
-    "profile", "quality", "diagnoser", "second_opinion", "morphology", "explainer", "references", "audience", "quality_gate",
-    "show_references", "show_citations", "references_per_condition", "reference_conditions", "workdir", "study", "study_database_url",
-    "max_upload_mb", "max_image_pixels", "retention_minutes", "concurrency",
+    "profile",
+    "quality",
+    "diagnoser",
+    "second_opinion",
+    "morphology",
+    "explainer",
+    "references",
+    "audience",
+    "quality_gate",
+    "show_references",
+    "show_citations",
+    "references_per_condition",
+    "reference_conditions",
+    "workdir",
+    "study",
+    "study_database_url",
+    "max_upload_mb",
+    "max_image_pixels",
+    "retention_minutes",
+    "concurrency",
 )
 
 
@@ -146,7 +166,12 @@ def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         raw = env.get(f"DERMCHAT_{name.upper()}")
         if raw is None:
             continue
-        out[name] = None if raw.lower() in {"none", "off", ""} and name in {"quality", "explainer", "second_opinion", "morphology", "study", "study_database_url"} else raw
+        out[name] = (
+            None
+            if raw.lower() in {"none", "off", ""}
+            and name in {"quality", "explainer", "second_opinion", "morphology", "study", "study_database_url"}
+            else raw
+        )
     if env.get("DERMCHAT_OPTIONS"):
         try:
             out["options"] = json.loads(env["DERMCHAT_OPTIONS"])

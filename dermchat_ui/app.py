@@ -116,17 +116,25 @@ def build_demo(app: DermChat, study: str | None = None) -> gr.Blocks:
     see references elsewhere, and no other study's pages can be reached with ``?study=``."""
     study = study or app.settings.study
     with gr.Blocks(title="DermChat", delete_cache=(3600, 3600)) as demo:
-        gr.Markdown("# DermChat\nChat about a photo of your skin: attach a photo in the box below and ask a question."
-                    if not study else "# DermChat study", elem_id="page-title")
-        gr.Markdown(f"**Not a diagnosis.** {NOT_A_DIAGNOSIS} In an emergency call your local emergency number.",
-                    elem_id="medical-notice")
+        gr.Markdown(
+            "# DermChat\nChat about a photo of your skin: attach a photo in the box below and ask a question."
+            if not study
+            else "# DermChat study",
+            elem_id="page-title",
+        )
+        gr.Markdown(
+            f"**Not a diagnosis.** {NOT_A_DIAGNOSIS} In an emergency call your local emergency number.",
+            elem_id="medical-notice",
+        )
         build_loading_status(app, demo)
         if study:
             _mount_sealed_study(app, study)
         else:
             _mount_chat(app, demo)
-        gr.Markdown(f"<sub>{HAM_ATTRIBUTION} Photos are stripped of EXIF/GPS data before use; no IP addresses are logged.</sub>",
-                    elem_id="attribution")
+        gr.Markdown(
+            f"<sub>{HAM_ATTRIBUTION} Photos are stripped of EXIF/GPS data before use; no IP addresses are logged.</sub>",
+            elem_id="attribution",
+        )
     return demo
 
 
@@ -189,8 +197,9 @@ def create_app() -> DermChat:
     return DermChat(settings)
 
 
-def launch(host: str, port: int, study: str | None = None, *, app: DermChat | None = None,
-           block: bool = True) -> tuple[DermChat, gr.Blocks]:
+def launch(
+    host: str, port: int, study: str | None = None, *, app: DermChat | None = None, block: bool = True
+) -> tuple[DermChat, gr.Blocks]:
     """Build and serve ``app`` (default: from the settings); with ``block=False`` return once the server listens.
 
     The models load in a background thread (``DermChat.start_warm_up``): the page is served as soon as Gradio
@@ -203,8 +212,16 @@ def launch(host: str, port: int, study: str | None = None, *, app: DermChat | No
     demo = build_demo(app, study)
     demo.queue(default_concurrency_limit=concurrency, max_size=64)
     calm_queue_polling(demo)
-    demo.launch(server_name=host, server_port=port, css=CSS, head=HEAD, footer_links=["api", "settings"],
-                allowed_paths=served_paths(app), prevent_thread_lock=not block, quiet=not block)
+    demo.launch(
+        server_name=host,
+        server_port=port,
+        css=CSS,
+        head=HEAD,
+        footer_links=["api", "settings"],
+        allowed_paths=served_paths(app),
+        prevent_thread_lock=not block,
+        quiet=not block,
+    )
     return app, demo
 
 

@@ -68,58 +68,102 @@ class ChatTab:
                 # The height follows the screen so the message box is in view when the page opens (desktop and
                 # phone); every answer can be rated (thumbs, or flagged as wrong or unsafe).
                 self.chatbot = gr.Chatbot(
-                    label="DermChat", height="min(560px, 42vh)", min_height=220, elem_id="chatbot",
-                    buttons=["copy"], feedback_options=("Like", "Dislike", FLAG_LABEL),
+                    label="DermChat",
+                    height="min(560px, 42vh)",
+                    min_height=220,
+                    elem_id="chatbot",
+                    buttons=["copy"],
+                    feedback_options=("Like", "Dislike", FLAG_LABEL),
                     placeholder="**Attach a close, well-lit photo of the skin below and ask a question.**",
                 )
                 self.message = gr.MultimodalTextbox(
-                    file_types=IMAGE_TYPES, file_count="multiple", sources=["upload"], elem_id="message",
-                    placeholder="Ask a question, attach a photo…", show_label=False,
+                    file_types=IMAGE_TYPES,
+                    file_count="multiple",
+                    sources=["upload"],
+                    elem_id="message",
+                    placeholder="Ask a question, attach a photo…",
+                    show_label=False,
                 )
                 with gr.Group(visible=False, elem_id="feedback-comment") as self.comment_group:
-                    self.comment = gr.Textbox(label="Thanks for rating this answer. Anything to add? (optional)",
-                                              max_lines=4, max_length=2000, elem_id="feedback-comment-text")
+                    self.comment = gr.Textbox(
+                        label="Thanks for rating this answer. Anything to add? (optional)",
+                        max_lines=4,
+                        max_length=2000,
+                        elem_id="feedback-comment-text",
+                    )
                     self.comment_btn = gr.Button("Send comment", size="sm", elem_id="feedback-comment-send")
                 with gr.Row():
                     self.continue_btn = gr.Button("Continue anyway", visible=False, elem_id="continue-anyway")
                     self.clear_btn = gr.Button("New conversation", variant="secondary")
                 with gr.Accordion("About the spot (optional)", open=False, elem_id="patient-details"):
-                    gr.Markdown("Age, sex and where the spot is help the offline model weigh what it sees. "
-                                "Leave any of them empty if you prefer.")
+                    gr.Markdown(
+                        "Age, sex and where the spot is help the offline model weigh what it sees. "
+                        "Leave any of them empty if you prefer."
+                    )
                     with gr.Row():
                         # No minimum/maximum here: Gradio would refuse the whole turn over a typo (age 500) and
                         # leave the message box locked; the core names a detail it cannot use in a notice.
                         self.age = gr.Number(label="Age (years)", precision=0, elem_id="patient-age")
-                        self.sex = gr.Dropdown(["not given", "female", "male"], value="not given", label="Sex",
-                                               elem_id="patient-sex")
-                        self.site = gr.Dropdown(BODY_SITES, value=None, label="Body site", allow_custom_value=True,
-                                                elem_id="patient-site")
+                        self.sex = gr.Dropdown(
+                            ["not given", "female", "male"], value="not given", label="Sex", elem_id="patient-sex"
+                        )
+                        self.site = gr.Dropdown(
+                            BODY_SITES, value=None, label="Body site", allow_custom_value=True, elem_id="patient-site"
+                        )
                 with gr.Accordion("Compare with an earlier photo", open=False, elem_id="compare-earlier"):
-                    gr.Markdown("Add an older photo of the same spot, then send a new one: the answer says whether "
-                                "it grew or changed colour. Take both the same way (distance, angle, light).")
-                    self.earlier = gr.Image(type="filepath", sources=["upload"], label="Earlier photo of the same spot",
-                                            height=160, elem_id="earlier-photo")
+                    gr.Markdown(
+                        "Add an older photo of the same spot, then send a new one: the answer says whether "
+                        "it grew or changed colour. Take both the same way (distance, angle, light)."
+                    )
+                    self.earlier = gr.Image(
+                        type="filepath",
+                        sources=["upload"],
+                        label="Earlier photo of the same spot",
+                        height=160,
+                        elem_id="earlier-photo",
+                    )
             with gr.Column(scale=2):
                 self.triage = gr.Markdown(elem_id="triage-badge")
                 # No heading: Gradio's large top-class title ("Melanoma ✓") reads as a verdict, while the answer
                 # says "likely one of" and the bars already show the ranking.
-                self.differential = gr.Label(label="Differential (calibrated probabilities)", num_top_classes=DIFFERENTIAL_SHOWN,
-                                             elem_id="differential", show_heading=False)
+                self.differential = gr.Label(
+                    label="Differential (calibrated probabilities)",
+                    num_top_classes=DIFFERENTIAL_SHOWN,
+                    elem_id="differential",
+                    show_heading=False,
+                )
                 self.pred_set = gr.Markdown(elem_id="prediction-set")
                 self.quality = gr.Markdown(elem_id="quality-card")
-                self.heatmap = gr.Image(label="What drove the prediction (clinician view)", visible=False, interactive=False)
-                self.gallery = gr.Gallery(label="Reference images", columns=3, height=260, elem_id="references", interactive=False)
+                self.heatmap = gr.Image(
+                    label="What drove the prediction (clinician view)", visible=False, interactive=False
+                )
+                self.gallery = gr.Gallery(
+                    label="Reference images", columns=3, height=260, elem_id="references", interactive=False
+                )
                 self.contrast = gr.Markdown(elem_id="contrast")
                 self.citations = gr.Markdown(elem_id="citations")
-        self.panel = [self.triage, self.differential, self.pred_set, self.quality, self.heatmap, self.gallery,
-                      self.contrast, self.citations, self.continue_btn]
+        self.panel = [
+            self.triage,
+            self.differential,
+            self.pred_set,
+            self.quality,
+            self.heatmap,
+            self.gallery,
+            self.contrast,
+            self.citations,
+            self.continue_btn,
+        ]
 
     def wire(self, settings_state: gr.State | None = None) -> None:
         outputs = [self.chatbot, self.state, *self.panel]
         inputs = [self.chatbot, self.state, self.audience, self.age, self.sex, self.site, self.earlier] + (
-            [settings_state] if settings_state is not None else [])
+            [settings_state] if settings_state is not None else []
+        )
         submitted = self.message.submit(
-            self.add_message, [self.chatbot, self.message, self.state], [self.chatbot, self.message, self.state], queue=False
+            self.add_message,
+            [self.chatbot, self.message, self.state],
+            [self.chatbot, self.message, self.state],
+            queue=False,
         )
         submitted.then(self.respond, inputs, outputs, api_name="respond").then(
             lambda: gr.MultimodalTextbox(value=None, interactive=True), None, [self.message]
@@ -129,16 +173,30 @@ class ChatTab:
         # when the photo still waits for a retake.
         self.message.submit(lambda: gr.Button(visible=False), None, [self.continue_btn], queue=False)
         self.continue_btn.click(self.continue_anyway, inputs, outputs, api_name="continue_anyway")
-        self.chatbot.like(self.on_like, [self.chatbot, self.state], [self.state, self.comment_group, self.comment], queue=False,
-                          api_name=False)
-        self.comment_btn.click(self.on_comment, [self.comment, self.state], [self.state, self.comment_group, self.comment],
-                               queue=False, api_name=False)
+        self.chatbot.like(
+            self.on_like,
+            [self.chatbot, self.state],
+            [self.state, self.comment_group, self.comment],
+            queue=False,
+            api_name=False,
+        )
+        self.comment_btn.click(
+            self.on_comment,
+            [self.comment, self.state],
+            [self.state, self.comment_group, self.comment],
+            queue=False,
+            api_name=False,
+        )
         self.audience.change(self.rerender, [self.chatbot, self.state, self.audience], outputs)
         self.earlier.upload(self.strip_earlier, [self.earlier], [self.earlier], queue=False)
         # A new conversation may be about someone else: the details about the spot start empty too, or the next
         # photo would be weighed with the last person's age, sex and body site without anyone noticing.
-        self.clear_btn.click(lambda: ([], Conversation(), *self.empty_panel(), None, "not given", None, None), None,
-                             [*outputs, self.age, self.sex, self.site, self.earlier], queue=False)
+        self.clear_btn.click(
+            lambda: ([], Conversation(), *self.empty_panel(), None, "not given", None, None),
+            None,
+            [*outputs, self.age, self.sex, self.site, self.earlier],
+            queue=False,
+        )
 
     # -- events --------------------------------------------------------------------------------------------
     def strip_earlier(self, path: str | None) -> str | None:
@@ -150,8 +208,9 @@ class ChatTab:
             gr.Warning(f"The earlier photo can't be used: {error}")
         return clean
 
-    def add_message(self, history: list, message: dict | None,
-                    conversation: Conversation | None) -> tuple[list, Any, Conversation]:
+    def add_message(
+        self, history: list, message: dict | None, conversation: Conversation | None
+    ) -> tuple[list, Any, Conversation]:
         """Show the user's words at once and remember what to run.
 
         The photo is only noted here: stripping it (decode, metadata-free copy) takes seconds for a 12 MP phone
@@ -183,9 +242,17 @@ class ChatTab:
         else:
             conversation.photo_refused(error)
 
-    def respond(self, history: list, conversation: Conversation, audience: str, age: float | None = None,
-                sex: str | None = None, site: str | None = None, earlier: str | None = None,
-                overrides: dict | None = None) -> Iterator[dict]:
+    def respond(
+        self,
+        history: list,
+        conversation: Conversation,
+        audience: str,
+        age: float | None = None,
+        sex: str | None = None,
+        site: str | None = None,
+        earlier: str | None = None,
+        overrides: dict | None = None,
+    ) -> Iterator[dict]:
         conversation = conversation.copy()
         history = list(history)
         for shown in self._read_upload(history, conversation):
@@ -198,20 +265,48 @@ class ChatTab:
         note = conversation.take_note()
         if note:  # several attachments: say which one is used (the note comes from dermchat.intake.choose_image)
             history = list(history) + [{"role": "assistant", "content": note}]
-        yield from self._run(history, conversation, audience, image=conversation.pending.photo,
-                             text=conversation.pending.text, force=False, overrides=overrides,
-                             details=patient_details(age, sex, site), earlier=earlier)
+        yield from self._run(
+            history,
+            conversation,
+            audience,
+            image=conversation.pending.photo,
+            text=conversation.pending.text,
+            force=False,
+            overrides=overrides,
+            details=patient_details(age, sex, site),
+            earlier=earlier,
+        )
 
-    def continue_anyway(self, history: list, conversation: Conversation, audience: str, age: float | None = None,
-                        sex: str | None = None, site: str | None = None, earlier: str | None = None,
-                        overrides: dict | None = None) -> Iterator[dict]:
+    def continue_anyway(
+        self,
+        history: list,
+        conversation: Conversation,
+        audience: str,
+        age: float | None = None,
+        sex: str | None = None,
+        site: str | None = None,
+        earlier: str | None = None,
+        overrides: dict | None = None,
+    ) -> Iterator[dict]:
         if not conversation.photo:
-            yield {self.chatbot: list(history) + [{"role": "assistant", "content": "There is no photo to continue with. Please attach one."}]}
+            yield {
+                self.chatbot: list(history)
+                + [{"role": "assistant", "content": "There is no photo to continue with. Please attach one."}]
+            }
             return
         history = list(history) + [{"role": "user", "content": "Continue anyway with this photo."}]
         yield {self.chatbot: history, self.continue_btn: gr.Button(visible=False)}  # one click, one turn
-        yield from self._run(history, conversation.copy(), audience, image=conversation.photo, text="", force=True,
-                             overrides=overrides, details=patient_details(age, sex, site), earlier=earlier)
+        yield from self._run(
+            history,
+            conversation.copy(),
+            audience,
+            image=conversation.photo,
+            text="",
+            force=True,
+            overrides=overrides,
+            details=patient_details(age, sex, site),
+            earlier=earlier,
+        )
 
     def rerender(self, history: list, conversation: Conversation, audience: str) -> dict:
         """Audience switch: the last answer in the other audience's words, without re-running the image model.
@@ -230,33 +325,60 @@ class ChatTab:
         index = conversation.last_answer_at
         if index is not None and index < len(history):
             history[index] = {"role": "assistant", "content": render(result, audience, html=True)}
-        return {self.chatbot: history, self.state: conversation,
-                **self.panel_updates(conversation.with_subject_references(result), audience)}
+        return {
+            self.chatbot: history,
+            self.state: conversation,
+            **self.panel_updates(conversation.with_subject_references(result), audience),
+        }
 
-    def _explained_for(self, result: TurnResult, conversation: Conversation, history: list, audience: str) -> TurnResult:
+    def _explained_for(
+        self, result: TurnResult, conversation: Conversation, history: list, audience: str
+    ) -> TurnResult:
         """``result`` with its explanation written again for ``audience`` (the rest is kept as it was)."""
         question = result.question or "Explain this result."
-        again = self.app.run_turn_sync(TurnRequest(question=question, audience=audience,
-                                                   previous=conversation.rewrite_subject(),
-                                                   history=explainer_history(history)))
+        again = self.app.run_turn_sync(
+            TurnRequest(
+                question=question,
+                audience=audience,
+                previous=conversation.rewrite_subject(),
+                history=explainer_history(history),
+            )
+        )
         if again.explanation is None:
             return result
         return result.model_copy(update={"explanation": again.explanation, "audience": audience})
 
     # -- the turn --------------------------------------------------------------------------------------------
-    def _run(self, history: list, conversation: Conversation, audience: str, *, image: str | None, text: str,
-             force: bool, overrides: dict | None, details: PatientDetails | None = None,
-             earlier: str | None = None) -> Iterator[dict]:
+    def _run(
+        self,
+        history: list,
+        conversation: Conversation,
+        audience: str,
+        *,
+        image: str | None,
+        text: str,
+        force: bool,
+        overrides: dict | None,
+        details: PatientDetails | None = None,
+        earlier: str | None = None,
+    ) -> Iterator[dict]:
         history = list(history)
         step_index: dict[str, int] = {}
-        events = self.app.run_turn(TurnRequest(
-            image=image, question=text, audience=audience,
-            previous=conversation.follow_up_subject() if image is None else None,
-            history=explainer_history(history), force=force, seen_references=conversation.shown_reference_ids(),
-            settings_overrides=overrides or None, earlier_image=earlier if image else None,
-            patient=details or PatientDetails(),
-            options=heatmap_request(audience == "clinician"),  # only the clinician view shows it (issue 23)
-        ))
+        events = self.app.run_turn(
+            TurnRequest(
+                image=image,
+                question=text,
+                audience=audience,
+                previous=conversation.follow_up_subject() if image is None else None,
+                history=explainer_history(history),
+                force=force,
+                seen_references=conversation.shown_reference_ids(),
+                settings_overrides=overrides or None,
+                earlier_image=earlier if image else None,
+                patient=details or PatientDetails(),
+                options=heatmap_request(audience == "clinician"),  # only the clinician view shows it (issue 23)
+            )
+        )
         for event in events:
             if event.kind == "result" and event.result is not None:
                 result = event.result
@@ -285,8 +407,9 @@ class ChatTab:
             yield {self.chatbot: history}
 
     # -- feedback on answers -----------------------------------------------------------------------------------
-    def on_like(self, history: list, conversation: Conversation | None,
-                data: gr.LikeData) -> tuple[Conversation, Any, Any]:
+    def on_like(
+        self, history: list, conversation: Conversation | None, data: gr.LikeData
+    ) -> tuple[Conversation, Any, Any]:
         """Store a thumbs up / down or a flag for the rated answer and offer the optional comment box."""
         conversation = (conversation or Conversation()).copy()
         target = conversation.rated_answer(history, data.index)

@@ -6,5 +6,18 @@ the same for the chat and the API.
 
 from __future__ import annotations
 
-BODY_SITES = ["face", "scalp", "ear", "neck", "chest", "abdomen", "back", "upper extremity", "hand",
-              "lower extremity", "foot", ("palm or sole", "acral"), "genital"]
+BODY_SITES = [
+    "face",
+    "scalp",
+    "ear",
+    "neck",
+    "chest",
+    "abdomen",
+    "back",
+    "upper extremity",
+    "hand",
+    "lower extremity",
+    "foot",
+    ("palm or sole", "acral"),
+    "genital",
+]

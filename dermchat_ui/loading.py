@@ -16,8 +16,10 @@ def loading_text(app: DermChat) -> str:
     if app.ready:
         return ""
     what = f" ({app.loading})" if app.loading else ""
-    return (f"⏳ **Loading the models{what}…** You can write your message and attach a photo now; "
-            "an answer sent meanwhile starts as soon as they are ready.")
+    return (
+        f"⏳ **Loading the models{what}…** You can write your message and attach a photo now; "
+        "an answer sent meanwhile starts as soon as they are ready."
+    )
 
 
 def build_loading_status(app: DermChat, demo: gr.Blocks) -> None:

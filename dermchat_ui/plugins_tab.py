@@ -17,7 +17,9 @@ def plugins_markdown(app: DermChat) -> str:
     for capability, providers in listing["providers"].items():
         for prov in providers:
             ok = "✅" if prov["available"] else f"✗ {prov['reason']}"
-            lines.append(f"| {capability} | `{prov['id']}` | {prov['label']} | {'yes' if prov['needs_gpu'] else ''} | {ok} |")
+            lines.append(
+                f"| {capability} | `{prov['id']}` | {prov['label']} | {'yes' if prov['needs_gpu'] else ''} | {ok} |"
+            )
     if app.configuration_errors:
         lines += ["", "### Configuration errors", *[f"- {err}" for err in app.configuration_errors]]
     return "\n".join(lines)

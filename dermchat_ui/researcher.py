@@ -67,8 +67,11 @@ def password_ok(candidate: str | None) -> bool:
         PASSWORD_BACKOFF.succeed()
         return True
     locked_for = PASSWORD_BACKOFF.fail()
-    log.warning("failed researcher password attempt (%d in a row)%s", PASSWORD_BACKOFF.failures,
-                f"; the page is locked for {locked_for:.0f} s" if locked_for else "")
+    log.warning(
+        "failed researcher password attempt (%d in a row)%s",
+        PASSWORD_BACKOFF.failures,
+        f"; the page is locked for {locked_for:.0f} s" if locked_for else "",
+    )
     time.sleep(1.0)
     return False
 
@@ -77,8 +80,10 @@ def export_link(zip_bytes: bytes, filename: str) -> str:
     """A download link that carries the zip itself, so no copy of the export exists on the server."""
     data = base64.b64encode(zip_bytes).decode("ascii")
     name = html.escape(filename, quote=True)
-    return (f'<a download="{name}" href="data:application/zip;base64,{data}" id="researcher-export-link">'
-            f"Download {name} ({len(zip_bytes) / 1024:.0f} KB)</a>")
+    return (
+        f'<a download="{name}" href="data:application/zip;base64,{data}" id="researcher-export-link">'
+        f"Download {name} ({len(zip_bytes) / 1024:.0f} KB)</a>"
+    )
 
 
 def purge_saved_exports(study_id: str) -> int:
@@ -108,8 +113,9 @@ def purge_saved_exports(study_id: str) -> int:
 
 
 class ResearcherPage:
-    def __init__(self, studies: dict[str, Study], database_url: str | None = None,
-                 turns_root: Path | None = None) -> None:
+    def __init__(
+        self, studies: dict[str, Study], database_url: str | None = None, turns_root: Path | None = None
+    ) -> None:
         self.studies = studies
         self.database_url = database_url
         self.turns_root = turns_root  # the engine's turn folders: a withdrawn code's ones are deleted too
@@ -150,9 +156,11 @@ class ResearcherPage:
         data = [[row[col] for col in PROGRESS_COLUMNS] for row in rows]
         done = sum(1 for row in rows if row["status"] == "done")
         balance = arm_order_balance(rows)
-        text = (f"**{len(rows)} participant(s), {done} finished.**"
-                + (f"\n\nFinished / started per arm order: {balance}" if balance else "")
-                + f"\n\n```\n{format_table(summarise(self.url_for(study_id), study_id))}\n```")
+        text = (
+            f"**{len(rows)} participant(s), {done} finished.**"
+            + (f"\n\nFinished / started per arm order: {balance}" if balance else "")
+            + f"\n\n```\n{format_table(summarise(self.url_for(study_id), study_id))}\n```"
+        )
         return data, text
 
     def on_export(self, unlocked: bool, study_id: str | None) -> str:
@@ -177,19 +185,31 @@ class ResearcherPage:
         exports = purge_saved_exports(study_id)  # older exports on disk still hold the participant's rows
         if not done.rows:
             return f"No data recorded under {cleaned}." + (f" Deleted {exports} saved export(s)." if exports else "")
-        return (f"Deleted {done.rows} row(s) and {done.folders} turn folder(s) recorded under {cleaned}, "
-                f"and {exports} export(s) saved on disk by earlier versions.")
+        return (
+            f"Deleted {done.rows} row(s) and {done.folders} turn folder(s) recorded under {cleaned}, "
+            f"and {exports} export(s) saved on disk by earlier versions."
+        )
 
     def _wire(self) -> None:
-        self.unlock_btn.click(self.on_unlock, [self.password], [self.unlocked, self.status, self.panel, self.password],
-                              api_name="researcher_unlock")
-        self.refresh_btn.click(self.on_refresh, [self.unlocked, self.study], [self.progress, self.summary],
-                               api_name="researcher_progress")
+        self.unlock_btn.click(
+            self.on_unlock,
+            [self.password],
+            [self.unlocked, self.status, self.panel, self.password],
+            api_name="researcher_unlock",
+        )
+        self.refresh_btn.click(
+            self.on_refresh, [self.unlocked, self.study], [self.progress, self.summary], api_name="researcher_progress"
+        )
         self.study.change(self.on_refresh, [self.unlocked, self.study], [self.progress, self.summary], api_name=False)
-        self.export_btn.click(self.on_export, [self.unlocked, self.study], [self.export_file],
-                              api_name="researcher_export")
-        self.delete_btn.click(self.on_delete, [self.unlocked, self.study, self.delete_code, self.delete_confirm],
-                              [self.delete_result], api_name="researcher_delete")
+        self.export_btn.click(
+            self.on_export, [self.unlocked, self.study], [self.export_file], api_name="researcher_export"
+        )
+        self.delete_btn.click(
+            self.on_delete,
+            [self.unlocked, self.study, self.delete_code, self.delete_confirm],
+            [self.delete_result],
+            api_name="researcher_delete",
+        )
 
 
 def build_researcher_tab(

@@ -49,17 +49,24 @@ def build_settings_panel(app: DermChat) -> gr.State:
             else:
                 current = chosen[capability]
                 dropdowns[capability] = gr.Dropdown(
-                    choices=choices, value=current if current in ids else (ids[0] if ids else None), label=label,
+                    choices=choices,
+                    value=current if current in ids else (ids[0] if ids else None),
+                    label=label,
                     interactive=bool(ids),
                 )
             if greyed:
                 gr.Markdown("<sub>" + "  \n".join(greyed) + "</sub>", elem_classes=["unavailable-providers"])
         gate = gr.Checkbox(value=app.settings.quality_gate, label="Ask for a retake when the photo quality is low")
 
-        def update(quality: str, diagnoser: str, explainer: str, references: list[str], quality_gate: bool) -> dict[str, Any]:
+        def update(
+            quality: str, diagnoser: str, explainer: str, references: list[str], quality_gate: bool
+        ) -> dict[str, Any]:
             return {
-                "quality": quality, "diagnoser": diagnoser, "explainer": explainer,
-                "references": list(references or []), "quality_gate": bool(quality_gate),
+                "quality": quality,
+                "diagnoser": diagnoser,
+                "explainer": explainer,
+                "references": list(references or []),
+                "quality_gate": bool(quality_gate),
             }
 
         inputs = [dropdowns["quality"], dropdowns["diagnoser"], dropdowns["explainer"], dropdowns["references"], gate]

@@ -49,8 +49,9 @@ def _item_component(item: Item, prefix: str) -> gr.components.Component:
         return gr.Radio(item.choices(), label=item.text, elem_id=elem_id)
     if isinstance(item, ChoiceItem):
         return gr.Radio(item.options(), label=item.text, elem_id=elem_id)
-    return gr.Textbox(label=item.text + ("" if item.required else " (optional)"), lines=3, max_length=item.max_chars,
-                      elem_id=elem_id)
+    return gr.Textbox(
+        label=item.text + ("" if item.required else " (optional)"), lines=3, max_length=item.max_chars, elem_id=elem_id
+    )
 
 
 class StudyPage:
@@ -70,8 +71,9 @@ class StudyPage:
             self.stage = gr.Textbox(visible=False, elem_id=f"{sid}-stage")
             with gr.Column(visible=True) as self.consent_col:
                 gr.Markdown(study.consent)
-                self.agree = gr.Checkbox(label="I have read the information above and agree to take part.",
-                                         elem_id=f"{sid}-agree")
+                self.agree = gr.Checkbox(
+                    label="I have read the information above and agree to take part.", elem_id=f"{sid}-agree"
+                )
                 with gr.Row():
                     self.consent_btn = gr.Button("Continue", variant="primary", elem_id=f"{sid}-consent")
                     self.decline_btn = gr.Button("I do not want to take part", elem_id=f"{sid}-decline")
@@ -83,10 +85,14 @@ class StudyPage:
                     "refresh or a lost connection) and lets the researcher delete your data. "
                     "Please never enter your name."
                 )
-                self.new_code_btn = gr.Button("Give me a new participant code", variant="primary",
-                                              elem_id=f"{sid}-new-code")
-                self.code_box = gr.Textbox(label="…or enter the code you were given, or your code to continue",
-                                           placeholder="e.g. K7PQ-4XRM", elem_id=f"{sid}-code")
+                self.new_code_btn = gr.Button(
+                    "Give me a new participant code", variant="primary", elem_id=f"{sid}-new-code"
+                )
+                self.code_box = gr.Textbox(
+                    label="…or enter the code you were given, or your code to continue",
+                    placeholder="e.g. K7PQ-4XRM",
+                    elem_id=f"{sid}-code",
+                )
                 self.code_btn = gr.Button("Continue with this code", elem_id=f"{sid}-enter-code")
             with gr.Column(visible=False) as self.case_col:
                 self.case_header = gr.Markdown(elem_id=f"{sid}-case-header")
@@ -94,16 +100,28 @@ class StudyPage:
                     self.case_image = gr.Image(label="The photo", type="pil", interactive=False, height=300)
                     with gr.Column():
                         self.answer = gr.Markdown("DermChat is looking at the photo…", elem_id=f"{sid}-answer")
-                        self.gallery = gr.Gallery(label="Reference images", columns=3, height=220, visible=False,
-                                                  interactive=False, elem_id=f"{sid}-references")
-                        self.sources = gr.Radio([], label="Sources — choose one to open it", visible=False,
-                                                elem_id=f"{sid}-sources")
+                        self.gallery = gr.Gallery(
+                            label="Reference images",
+                            columns=3,
+                            height=220,
+                            visible=False,
+                            interactive=False,
+                            elem_id=f"{sid}-references",
+                        )
+                        self.sources = gr.Radio(
+                            [], label="Sources — choose one to open it", visible=False, elem_id=f"{sid}-sources"
+                        )
                         self.source_link = gr.Markdown(elem_id=f"{sid}-source-link")
                         with gr.Group(elem_id=f"{sid}-feedback"):
-                            self.rating = gr.Radio(list(STUDY_RATINGS), label="Rate DermChat's answer (optional)",
-                                                   elem_id=f"{sid}-rating")
-                            self.feedback_comment = gr.Textbox(label="Comment on the answer (optional)", max_lines=3,
-                                                               max_length=2000, elem_id=f"{sid}-feedback-comment")
+                            self.rating = gr.Radio(
+                                list(STUDY_RATINGS), label="Rate DermChat's answer (optional)", elem_id=f"{sid}-rating"
+                            )
+                            self.feedback_comment = gr.Textbox(
+                                label="Comment on the answer (optional)",
+                                max_lines=3,
+                                max_length=2000,
+                                elem_id=f"{sid}-feedback-comment",
+                            )
                             self.feedback_btn = gr.Button("Send feedback", size="sm", elem_id=f"{sid}-send-feedback")
                         self.feedback_note = gr.Markdown(elem_id=f"{sid}-feedback-note")
                 self.case_inputs = [_item_component(item, f"{sid}-case") for item in study.case_questions]
@@ -118,8 +136,9 @@ class StudyPage:
                     self.q_inputs[questionnaire.id] = [
                         _item_component(item, f"{sid}-{questionnaire.id}") for item in questionnaire.items
                     ]
-                    self.q_btns[questionnaire.id] = gr.Button("Continue", variant="primary",
-                                                              elem_id=f"{sid}-submit-{questionnaire.id}")
+                    self.q_btns[questionnaire.id] = gr.Button(
+                        "Continue", variant="primary", elem_id=f"{sid}-submit-{questionnaire.id}"
+                    )
                 self.q_cols[questionnaire.id] = col
             with gr.Column(visible=False) as self.done_col:
                 self.done_md = gr.Markdown(elem_id=f"{sid}-done")
@@ -128,10 +147,28 @@ class StudyPage:
     # -- rendering -------------------------------------------------------------------------------------------
     @property
     def page_outputs(self) -> list[Any]:
-        outs: list[Any] = [self.state, self.stage, self.error, self.consent_col, self.declined_col, self.code_col, self.case_col,
-                           self.case_header, self.case_image, self.answer, self.gallery, self.sources,
-                           self.source_link, self.case_btn, self.done_col, self.done_md, self.code_box,
-                           self.rating, self.feedback_comment, self.feedback_note]
+        outs: list[Any] = [
+            self.state,
+            self.stage,
+            self.error,
+            self.consent_col,
+            self.declined_col,
+            self.code_col,
+            self.case_col,
+            self.case_header,
+            self.case_image,
+            self.answer,
+            self.gallery,
+            self.sources,
+            self.source_link,
+            self.case_btn,
+            self.done_col,
+            self.done_md,
+            self.code_box,
+            self.rating,
+            self.feedback_comment,
+            self.feedback_note,
+        ]
         outs += self.case_inputs
         for qid in self.q_cols:
             outs += [self.q_cols[qid], self.q_headers[qid], *self.q_inputs[qid]]
@@ -150,7 +187,9 @@ class StudyPage:
             self.code_col: gr.update(visible=stage == "code"),
             self.case_col: gr.update(visible=stage == "case"),
             self.done_col: gr.update(visible=stage == "done"),
-            self.done_md: f"{self.study.thank_you}\n\nYour participant code: **{state.code}**" if stage == "done" else "",
+            self.done_md: f"{self.study.thank_you}\n\nYour participant code: **{state.code}**"
+            if stage == "done"
+            else "",
             self.code_box: gr.Textbox(value=""),
             self.rating: None,
             self.feedback_comment: "",
@@ -168,8 +207,9 @@ class StudyPage:
             view = self.flow.case_view(state)
             out[self.case_header] = f"### Case {view.position} of {view.total}\n" + (
                 f"Your participant code: **{state.code}**. To continue later, enter this key (shown only now, "
-                f"please write it down): **{state.resume_key}**" if state.resume_key else
-                f"Your participant code: **{state.code}** (write it down to continue later)."
+                f"please write it down): **{state.resume_key}**"
+                if state.resume_key
+                else f"Your participant code: **{state.code}** (write it down to continue later)."
             )
             out[self.case_image] = decode_image(view.image_path).image
             out[self.answer] = "DermChat is looking at the photo…"
@@ -235,8 +275,10 @@ class StudyPage:
             return
         except Exception as exc:  # noqa: BLE001 - the participant gets a message; the log gets the detail
             log.exception("study turn failed")
-            yield {self.answer: "Sorry, something went wrong while preparing this answer. Please tell the researcher.",
-                   self.error: f"⚠️ {type(exc).__name__}"}
+            yield {
+                self.answer: "Sorry, something went wrong while preparing this answer. Please tell the researcher.",
+                self.error: f"⚠️ {type(exc).__name__}",
+            }
             return
         assert result is not None
         yield self._answer_updates(state, result)
@@ -245,13 +287,19 @@ class StudyPage:
         step = state.current
         assert step is not None and step.arm is not None
         arm_settings = self.app.settings_for(self.study.arm(step.arm).settings or None)
-        gallery = [(Image.open(ref.path), reference_caption(ref, audience=result.audience))
-                   for ref in result.references if Path(ref.path).is_file()]
+        gallery = [
+            (Image.open(ref.path), reference_caption(ref, audience=result.audience))
+            for ref in result.references
+            if Path(ref.path).is_file()
+        ]
         citations = result.explanation.citations if result.explanation else []
         titles = [f"{c.marker} {c.title}" for c in citations]
         # Sources are listed as a clickable list below the answer (so opening one can be logged), not as links.
-        shown = result.model_copy(update={"explanation": result.explanation.model_copy(update={"citations": []})}) \
-            if result.explanation else result
+        shown = (
+            result.model_copy(update={"explanation": result.explanation.model_copy(update={"citations": []})})
+            if result.explanation
+            else result
+        )
         return {
             self.answer: render(shown, result.audience, html=True),
             self.gallery: gr.Gallery(value=gallery, visible=arm_settings.show_references and bool(gallery)),
@@ -268,8 +316,12 @@ class StudyPage:
             return
         ref = result.references[index]
         try:
-            self.flow.click(state, "reference", index, {"condition_id": ref.condition_id, "synthetic": ref.synthetic,
-                                                        "provenance": ref.provenance})
+            self.flow.click(
+                state,
+                "reference",
+                index,
+                {"condition_id": ref.condition_id, "synthetic": ref.synthetic, "provenance": ref.provenance},
+            )
         except FlowError:
             return  # the code was deleted meanwhile: the click is simply not recorded
 
@@ -318,16 +370,23 @@ class StudyPage:
         self.decline_btn.click(self.on_decline, [self.state], outs, api_name=f"{sid}_decline")
         then_case(self.new_code_btn.click(self.on_new_code, [self.state], outs, api_name=f"{sid}_new_code"))
         then_case(self.code_btn.click(self.on_code, [self.code_box, self.state], outs, api_name=f"{sid}_enter_code"))
-        then_case(self.case_btn.click(self.on_submit, [self.state, *self.case_inputs], outs,
-                                      api_name=f"{sid}_submit_case"))
+        then_case(
+            self.case_btn.click(self.on_submit, [self.state, *self.case_inputs], outs, api_name=f"{sid}_submit_case")
+        )
         for qid, button in self.q_btns.items():
-            then_case(button.click(self.on_submit, [self.state, *self.q_inputs[qid]], outs,
-                                   api_name=f"{sid}_submit_{qid}"))
+            then_case(
+                button.click(self.on_submit, [self.state, *self.q_inputs[qid]], outs, api_name=f"{sid}_submit_{qid}")
+            )
         self.gallery.select(self.on_reference_click, [self.state], None, api_name=False)
-        self.feedback_btn.click(self.on_feedback, [self.rating, self.feedback_comment, self.state], [self.feedback_note],
-                                api_name=f"{sid}_feedback")
-        self.sources.input(self.on_source_click, [self.sources, self.state], [self.source_link],
-                           api_name=f"{sid}_open_source")
+        self.feedback_btn.click(
+            self.on_feedback,
+            [self.rating, self.feedback_comment, self.state],
+            [self.feedback_note],
+            api_name=f"{sid}_feedback",
+        )
+        self.sources.input(
+            self.on_source_click, [self.sources, self.state], [self.source_link], api_name=f"{sid}_open_source"
+        )
         # For API clients (and tests): run or replay the current case explicitly.
         gr.Button(visible=False).click(self.on_run_case, [self.state], case_outs, api_name=f"{sid}_run_case")
 

@@ -55,9 +55,12 @@ def is_gradio_upload(path: str | Path) -> bool:
     except OSError:
         return False
     folder = candidate.parent
-    return (stat.S_ISREG(info.st_mode) and not folder.is_symlink()
-            and _GRADIO_UPLOAD_FOLDER.fullmatch(folder.name) is not None
-            and folder.parent.resolve() == gradio_cache_dir())
+    return (
+        stat.S_ISREG(info.st_mode)
+        and not folder.is_symlink()
+        and _GRADIO_UPLOAD_FOLDER.fullmatch(folder.name) is not None
+        and folder.parent.resolve() == gradio_cache_dir()
+    )
 
 
 def sanitize_upload(path: str, settings: Settings) -> tuple[str | None, str | None]:

@@ -64,7 +64,9 @@ class DiffusionProvider(ReferenceGenerator):
     version = "1"
     needs_gpu = True
     synthetic = True
-    description = "Illustrations of the top conditions from concept prompts or from your own photo; always labelled synthetic."
+    description = (
+        "Illustrations of the top conditions from concept prompts or from your own photo; always labelled synthetic."
+    )
     Options = DiffusionOptions
 
     def __init__(self) -> None:
@@ -148,8 +150,12 @@ class DiffusionProvider(ReferenceGenerator):
             return callback_kwargs
 
         common = dict(
-            prompt=prompt.prompt, negative_prompt=prompt.negative_prompt, num_inference_steps=opts.steps,
-            guidance_scale=opts.guidance, generator=generator, callback_on_step_end=on_step_end,
+            prompt=prompt.prompt,
+            negative_prompt=prompt.negative_prompt,
+            num_inference_steps=opts.steps,
+            guidance_scale=opts.guidance,
+            generator=generator,
+            callback_on_step_end=on_step_end,
         )
         with torch.inference_mode():
             if init is not None:
@@ -190,14 +196,25 @@ class DiffusionProvider(ReferenceGenerator):
             descriptors = describe_lesion(load_describer(), ctx.image) if top_id else None
             modality = (self.manifest or {}).get("modality") or opts.modality
             return lambda cid, seed: caption_prompt(
-                cid, seed=seed, body_site=ctx.body_site, age=ctx.age, sex=ctx.sex,
-                morphology=descriptors if cid == top_id else None, modality=modality)
+                cid,
+                seed=seed,
+                body_site=ctx.body_site,
+                age=ctx.age,
+                sex=ctx.sex,
+                morphology=descriptors if cid == top_id else None,
+                modality=modality,
+            )
         tone = self._skin_tone(ctx)
         fraction = ctx.quality.lesion_fraction if ctx.quality is not None else None
         vlm_morphology = ctx.diagnosis.morphology
         return lambda cid, seed: build_concept_prompt(
-            cid, morphology=vlm_morphology if cid == top_id else None, skin_tone=tone, lesion_fraction=fraction,
-            body_site=ctx.body_site, modality=opts.modality)
+            cid,
+            morphology=vlm_morphology if cid == top_id else None,
+            skin_tone=tone,
+            lesion_fraction=fraction,
+            body_site=ctx.body_site,
+            modality=opts.modality,
+        )
 
     def references(self, ctx: TurnContext) -> list[Reference]:
         self.load()
@@ -216,22 +233,37 @@ class DiffusionProvider(ReferenceGenerator):
 
             def on_step(step: int, total: int, index: int = index, name: str = condition_id) -> None:
                 label = get_vocabulary().get(name).name(ctx.audience)
-                ctx.progress(f"Drawing an illustration of {label}: step {step}/{total}", (index + step / total) / len(jobs))
+                ctx.progress(
+                    f"Drawing an illustration of {label}: step {step}/{total}", (index + step / total) / len(jobs)
+                )
 
             out.append(self._one(ctx, prompt, seed, init, on_step))
         return out
 
     def _one(
-        self, ctx: TurnContext, prompt: ConceptPrompt, seed: int, init: Image.Image | None,
+        self,
+        ctx: TurnContext,
+        prompt: ConceptPrompt,
+        seed: int,
+        init: Image.Image | None,
         on_step: Callable[[int, int], None],
     ) -> Reference:
         opts = self.opts
         key_parts = {
-            "model": opts.model, "lora": opts.lora, "lora_scale": opts.lora_scale, "scheduler": opts.scheduler,
-            "steps": opts.steps, "guidance": opts.guidance, "size": opts.size, "mode": opts.mode,
-            "strength": opts.strength if init is not None else None, "prompt": prompt.prompt,
-            "negative": prompt.negative_prompt, "seed": seed,
-            "init": ctx.image_sha256 if init is not None else None, "version": self.version,
+            "model": opts.model,
+            "lora": opts.lora,
+            "lora_scale": opts.lora_scale,
+            "scheduler": opts.scheduler,
+            "steps": opts.steps,
+            "guidance": opts.guidance,
+            "size": opts.size,
+            "mode": opts.mode,
+            "strength": opts.strength if init is not None else None,
+            "prompt": prompt.prompt,
+            "negative": prompt.negative_prompt,
+            "seed": seed,
+            "init": ctx.image_sha256 if init is not None else None,
+            "version": self.version,
         }
         key = cache_key(key_parts)
         cached = cache_dir() / "diffusion" / f"{key}.png"
@@ -252,8 +284,10 @@ class DiffusionProvider(ReferenceGenerator):
         target_dir.mkdir(parents=True, exist_ok=True)
         target = target_dir / f"synthetic_{prompt.condition_id}_{opts.mode}_seed{seed}_{key[:8]}.png"
         lora = f" + LoRA {opts.lora}" if opts.lora else ""
-        provenance = (f"{opts.model}{lora}, {opts.mode}, seed {seed}, {opts.steps} steps ({opts.scheduler}); "
-                      f"prompt: {prompt.prompt}")
+        provenance = (
+            f"{opts.model}{lora}, {opts.mode}, seed {seed}, {opts.steps} steps ({opts.scheduler}); "
+            f"prompt: {prompt.prompt}"
+        )
         save_synthetic(image, target, provenance)  # the cache keeps the clean image; the copy shown is marked
         name = get_vocabulary().get(prompt.condition_id).name(ctx.audience)
         extra: dict[str, Any] = {

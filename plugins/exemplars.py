@@ -48,7 +48,9 @@ class ExemplarProvider(ReferenceGenerator):
     label = "Real exemplar images"
     version = "1"
     synthetic = False
-    description = "Real images of the top conditions from an image atlas, matched to the photo's colours, skin tone and site."
+    description = (
+        "Real images of the top conditions from an image atlas, matched to the photo's colours, skin tone and site."
+    )
     Options = ExemplarOptions
 
     def __init__(self) -> None:
@@ -111,7 +113,13 @@ class ExemplarProvider(ReferenceGenerator):
         return out
 
     def _pick(
-        self, atlas: Atlas, ranked: np.ndarray, distances: np.ndarray, k: int, seen: set[str], thumb: np.ndarray,
+        self,
+        atlas: Atlas,
+        ranked: np.ndarray,
+        distances: np.ndarray,
+        k: int,
+        seen: set[str],
+        thumb: np.ndarray,
         features: np.ndarray,
     ) -> list[tuple[int, float]]:
         """The first k rows not seen before, one per lesion, and never the user's own picture."""
@@ -216,9 +224,7 @@ def missing_exemplar_notice(result: TurnResult, covered: set[str], audience: str
 
 
 DARKER_TYPES = {"V", "VI"}
-TONE_NOTICE = (
-    "The example photos are of lighter skin than yours: the same condition can look different on darker skin."
-)
+TONE_NOTICE = "The example photos are of lighter skin than yours: the same condition can look different on darker skin."
 
 
 def skin_tone_notice(result: TurnResult) -> str | None:

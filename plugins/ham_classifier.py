@@ -44,17 +44,21 @@ class HamCnnDiagnoser(Diagnoser):
     label = "HAM10000 CNN (offline, trained in-project)"
     version = "2.0"
     needs_gpu = False
-    description = ("EfficientNet-Lite0 (ImageNet) fine-tuned on HAM10000 dermoscopy; temperature-scaled, "
-                   "conformal sets.")
+    description = "EfficientNet-Lite0 (ImageNet) fine-tuned on HAM10000 dermoscopy; temperature-scaled, conformal sets."
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
         weights_dir: str | None = Field(None, description="folder with model.pt + calibration (default: shipped)")
         coverage: float = Field(0.9, gt=0.5, lt=1.0, description="conformal prediction-set coverage")
-        heatmap: bool = Field(True, description="write a Grad-CAM overlay PNG when the turn asks for one "
-                                                "(the chat's clinician view, /turn with heatmap=true)")
+        heatmap: bool = Field(
+            True,
+            description="write a Grad-CAM overlay PNG when the turn asks for one "
+            "(the chat's clinician view, /turn with heatmap=true)",
+        )
         abstain_on_ood: bool = Field(True, description="abstain when the image looks unlike the training data")
-        use_patient_info: bool = Field(True, description="let the age, sex and body site the user gives inform the model")
+        use_patient_info: bool = Field(
+            True, description="let the age, sex and body site the user gives inform the model"
+        )
 
     def __init__(self) -> None:
         super().__init__()
@@ -97,9 +101,12 @@ class HamCnnDiagnoser(Diagnoser):
         opts: Any = self.options
         base = {"provider_id": self.id, "provider_version": self.version, "coverage": opts.coverage}
         if ctx.quality is not None and not ctx.quality.is_skin:
-            return Diagnosis(**base, abstained=True,
-                             abstain_reason="the photo does not seem to show skin, so the lesion model was not run",
-                             rationale=SCOPE_NOTE)
+            return Diagnosis(
+                **base,
+                abstained=True,
+                abstain_reason="the photo does not seem to show skin, so the lesion model was not run",
+                rationale=SCOPE_NOTE,
+            )
         self.load()
         ctx.progress("running the lesion classifier", 0.2)
         patient = PatientInfo.from_user(ctx.age, ctx.sex, ctx.body_site) if opts.use_patient_info else None
@@ -126,9 +133,14 @@ class HamCnnDiagnoser(Diagnoser):
             "patient_info_used": used,
         }
         if pred.out_of_distribution and opts.abstain_on_ood:
-            return Diagnosis(**base, abstained=True, ood_score=pred.mahalanobis, extra=extra,
-                             abstain_reason=f"the image model is out of its depth: {pred.ood_reason}",
-                             rationale=SCOPE_NOTE)
+            return Diagnosis(
+                **base,
+                abstained=True,
+                ood_score=pred.mahalanobis,
+                extra=extra,
+                abstain_reason=f"the image model is out of its depth: {pred.ood_reason}",
+                rationale=SCOPE_NOTE,
+            )
         prediction_set = [vocab.from_ham_code(code) for code in pred.prediction_set]
         malignant_in_set = [c for c in prediction_set if vocab.get(c).malignant]
         if pred.urgent or malignant_in_set:
@@ -148,9 +160,17 @@ class HamCnnDiagnoser(Diagnoser):
             + (f"The details given ({used}) were weighed in with the image. " if used else "")
             + SCOPE_NOTE
         )
-        return Diagnosis(**base, differential=differential, prediction_set=prediction_set, triage_hint=hint,
-                         triage_reason=why, rationale=rationale, heatmap_path=heatmap_path,
-                         ood_score=pred.mahalanobis, extra=extra)
+        return Diagnosis(
+            **base,
+            differential=differential,
+            prediction_set=prediction_set,
+            triage_hint=hint,
+            triage_reason=why,
+            rationale=rationale,
+            heatmap_path=heatmap_path,
+            ood_score=pred.mahalanobis,
+            extra=extra,
+        )
 
     def _write_heatmap(self, ctx: TurnContext, pred: Any) -> str:
         """Grad-CAM for the top class over the same crop the model saw, at a viewable size."""
@@ -201,9 +221,13 @@ def benchmark(options: dict[str, Any]) -> dict[str, Any]:
             heat.append((time.perf_counter() - t) * 1000)
     finally:
         torch.set_num_threads(previous)
-    return {"cold_load_s": round(cold_s, 3), "threads": 1, "runs": runs,
-            "ms_per_image_median": round(statistics.median(plain), 2),
-            "ms_per_image_with_heatmap_median": round(statistics.median(heat), 2)}
+    return {
+        "cold_load_s": round(cold_s, 3),
+        "threads": 1,
+        "runs": runs,
+        "ms_per_image_median": round(statistics.median(plain), 2),
+        "ms_per_image_with_heatmap_median": round(statistics.median(heat), 2),
+    }
 
 
 @hookimpl

@@ -49,7 +49,9 @@ class KnowledgeExplainer(Explainer):
         grounding_threshold: float = Field(
             0.6, ge=0, le=1, description="min cosine similarity between a generated sentence and its cited passage"
         )
-        grounding_action: Literal["remove", "mark"] = Field("remove", description="what happens to unsupported sentences")
+        grounding_action: Literal["remove", "mark"] = Field(
+            "remove", description="what happens to unsupported sentences"
+        )
         max_new_tokens: int = Field(256, ge=16, le=2048)
         kb_dir: str | None = Field(None, description="knowledge-base folder (default: the packaged one)")
 

@@ -67,13 +67,23 @@ class _VLMDiagnoser(Diagnoser):
         self.load()
         opts = self.options
         return run_vlm_diagnosis(
-            self, ctx, provider_id=self.id, provider_version=self.version,
-            max_new_tokens=opts.max_new_tokens, temperature=opts.temperature,  # type: ignore[attr-defined]
-            grounding_probe=opts.grounding_probe, extra={"model": getattr(opts, "model", "")},  # type: ignore[attr-defined]
+            self,
+            ctx,
+            provider_id=self.id,
+            provider_version=self.version,
+            max_new_tokens=opts.max_new_tokens,
+            temperature=opts.temperature,  # type: ignore[attr-defined]
+            grounding_probe=opts.grounding_probe,
+            extra={"model": getattr(opts, "model", "")},  # type: ignore[attr-defined]
         )
 
     def chat(
-        self, messages: list[dict[str, Any]], image: Image.Image, *, max_new_tokens: int, temperature: float,
+        self,
+        messages: list[dict[str, Any]],
+        image: Image.Image,
+        *,
+        max_new_tokens: int,
+        temperature: float,
         on_text: Callable[[str], None] | None = None,
     ) -> str:
         raise NotImplementedError
@@ -84,7 +94,9 @@ class TransformersVLMDiagnoser(_VLMDiagnoser):
 
     id = "transformers-vlm"
     label = "Vision-language model (local)"
-    description = "A local transformers vision-language model (default MedGemma 4B) asked for a structured differential."
+    description = (
+        "A local transformers vision-language model (default MedGemma 4B) asked for a structured differential."
+    )
 
     class Options(_CommonOptions):
         model: str = Field("google/medgemma-4b-it", description="hub id or local folder")
@@ -106,8 +118,14 @@ class TransformersVLMDiagnoser(_VLMDiagnoser):
 
         o = self.options
         return ModelSpec(
-            model=o.model, revision=o.revision, token=o.token, kind="image-text-to-text", device=o.device,  # type: ignore[attr-defined]
-            dtype=o.dtype, load_in_4bit=o.load_in_4bit, trust_remote_code=o.trust_remote_code,  # type: ignore[attr-defined]
+            model=o.model,
+            revision=o.revision,
+            token=o.token,
+            kind="image-text-to-text",
+            device=o.device,  # type: ignore[attr-defined]
+            dtype=o.dtype,
+            load_in_4bit=o.load_in_4bit,
+            trust_remote_code=o.trust_remote_code,  # type: ignore[attr-defined]
         )
 
     def _source_available(self) -> tuple[bool, str]:
@@ -127,10 +145,17 @@ class TransformersVLMDiagnoser(_VLMDiagnoser):
         self._model = load_model(self._spec())
 
     def chat(
-        self, messages: list[dict[str, Any]], image: Image.Image, *, max_new_tokens: int, temperature: float,
+        self,
+        messages: list[dict[str, Any]],
+        image: Image.Image,
+        *,
+        max_new_tokens: int,
+        temperature: float,
         on_text: Callable[[str], None] | None = None,
     ) -> str:
-        return self._model.generate(messages, [image], max_new_tokens=max_new_tokens, temperature=temperature, on_text=on_text)
+        return self._model.generate(
+            messages, [image], max_new_tokens=max_new_tokens, temperature=temperature, on_text=on_text
+        )
 
 
 class OpenAIVLMDiagnoser(_VLMDiagnoser):
@@ -149,7 +174,9 @@ class OpenAIVLMDiagnoser(_VLMDiagnoser):
         timeout_s: float = Field(120.0, gt=0, le=900)
         retries: int = Field(2, ge=0, le=6)
         stream: bool = True
-        max_image_side: int = Field(1024, ge=64, le=4096, description="longer side is downscaled to this before sending")
+        max_image_side: int = Field(
+            1024, ge=64, le=4096, description="longer side is downscaled to this before sending"
+        )
         jpeg_quality: int = Field(90, ge=30, le=100)
 
     def __init__(self) -> None:
@@ -176,12 +203,21 @@ class OpenAIVLMDiagnoser(_VLMDiagnoser):
         if self._client is not None:
             self._client.close()
         self._client = OpenAIChatClient(
-            o.base_url, o.model, api_key=o.api_key, api_key_env=o.api_key_env,  # type: ignore[attr-defined]
-            timeout_s=o.timeout_s, retries=o.retries,  # type: ignore[attr-defined]
+            o.base_url,
+            o.model,
+            api_key=o.api_key,
+            api_key_env=o.api_key_env,  # type: ignore[attr-defined]
+            timeout_s=o.timeout_s,
+            retries=o.retries,  # type: ignore[attr-defined]
         )
 
     def chat(
-        self, messages: list[dict[str, Any]], image: Image.Image, *, max_new_tokens: int, temperature: float,
+        self,
+        messages: list[dict[str, Any]],
+        image: Image.Image,
+        *,
+        max_new_tokens: int,
+        temperature: float,
         on_text: Callable[[str], None] | None = None,
     ) -> str:
         from dermchat.vlm.openai_client import image_data_url
@@ -191,7 +227,11 @@ class OpenAIVLMDiagnoser(_VLMDiagnoser):
         image = _downscaled(image, o.max_image_side)  # type: ignore[attr-defined]
         payload = to_openai_messages(messages, image_data_url(image, quality=o.jpeg_quality))  # type: ignore[attr-defined]
         return self._client.chat(
-            payload, max_tokens=max_new_tokens, temperature=temperature, stream=o.stream, on_text=on_text,  # type: ignore[attr-defined]
+            payload,
+            max_tokens=max_new_tokens,
+            temperature=temperature,
+            stream=o.stream,
+            on_text=on_text,  # type: ignore[attr-defined]
         )
 
 

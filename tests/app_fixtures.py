@@ -30,8 +30,15 @@ def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ob
     demo = build_demo(app)
     demo.queue(default_concurrency_limit=2)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, css=CSS, head=HEAD,
-                allowed_paths=served_paths(app))
+    demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        css=CSS,
+        head=HEAD,
+        allowed_paths=served_paths(app),
+    )
     try:
         yield f"http://127.0.0.1:{port}/", app
     finally:

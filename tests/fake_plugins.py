@@ -38,11 +38,26 @@ class FakeQuality(QualityChecker):
         uniform = grey.getextrema()[0] == grey.getextrema()[1]
         score = max(0.0, min(100.0, mean / 1.5))
         ctx.progress("measuring brightness", 0.5)
-        reasons = [QualityReason(id="underexposed", label="Under-exposure", score=score, problem=score < 50,
-                                 patient_tip="Take the photo in daylight.", clinician_detail=f"mean {mean:.0f}")]
-        return QualityReport(provider_id=self.id, score=score, acceptable=score >= self.options.threshold,
-                             threshold=self.options.threshold, band="good" if score >= 50 else "poor",
-                             reasons=reasons, is_skin=not uniform, discount=0.7)
+        reasons = [
+            QualityReason(
+                id="underexposed",
+                label="Under-exposure",
+                score=score,
+                problem=score < 50,
+                patient_tip="Take the photo in daylight.",
+                clinician_detail=f"mean {mean:.0f}",
+            )
+        ]
+        return QualityReport(
+            provider_id=self.id,
+            score=score,
+            acceptable=score >= self.options.threshold,
+            threshold=self.options.threshold,
+            band="good" if score >= 50 else "poor",
+            reasons=reasons,
+            is_skin=not uniform,
+            discount=0.7,
+        )
 
 
 class FakeDiagnoser(Diagnoser):
@@ -54,12 +69,19 @@ class FakeDiagnoser(Diagnoser):
         assert ctx.image is not None
         r, g, b = ctx.image.resize((1, 1)).getpixel((0, 0))
         dark = (r + g + b) / 3 < 100
-        probs = {"melanoma": 0.6, "melanocytic_nevus": 0.3, "benign_keratosis": 0.1} if dark else {
-            "melanocytic_nevus": 0.85, "benign_keratosis": 0.1, "dermatofibroma": 0.05}
+        probs = (
+            {"melanoma": 0.6, "melanocytic_nevus": 0.3, "benign_keratosis": 0.1}
+            if dark
+            else {"melanocytic_nevus": 0.85, "benign_keratosis": 0.1, "dermatofibroma": 0.05}
+        )
         ranked = sorted(probs, key=probs.get, reverse=True)  # type: ignore[arg-type]
-        return Diagnosis(provider_id=self.id, provider_version=self.version,
-                         differential=[DifferentialEntry(condition_id=c, probability=p) for c, p in probs.items()],
-                         prediction_set=ranked[:1] if not dark else ranked[:2], coverage=0.9)
+        return Diagnosis(
+            provider_id=self.id,
+            provider_version=self.version,
+            differential=[DifferentialEntry(condition_id=c, probability=p) for c, p in probs.items()],
+            prediction_set=ranked[:1] if not dark else ranked[:2],
+            coverage=0.9,
+        )
 
 
 class FakeExplainer(Explainer):
@@ -69,8 +91,13 @@ class FakeExplainer(Explainer):
     def explain(self, ctx: TurnContext) -> Explanation:
         top = ctx.top_conditions[:1]
         text = f"About {top[0]}: see the source [1]." if top else f"You asked: {ctx.question}"
-        return Explanation(provider_id=self.id, text=text, citations=[
-            Citation(marker="[1]", source_id="nhs", title="NHS", url="https://www.nhs.uk/conditions/moles/")])
+        return Explanation(
+            provider_id=self.id,
+            text=text,
+            citations=[
+                Citation(marker="[1]", source_id="nhs", title="NHS", url="https://www.nhs.uk/conditions/moles/")
+            ],
+        )
 
 
 class FakeReferences(ReferenceGenerator):
@@ -84,8 +111,17 @@ class FakeReferences(ReferenceGenerator):
             path = ctx.workdir / f"ref{i}.png"
             assert ctx.image is not None
             ctx.image.save(path)
-            out.append(Reference(path=str(path), condition_id=cid, caption=cid, provenance="test", synthetic=True,
-                                 provider_id=self.id, verified=(i == 0)))
+            out.append(
+                Reference(
+                    path=str(path),
+                    condition_id=cid,
+                    caption=cid,
+                    provenance="test",
+                    synthetic=True,
+                    provider_id=self.id,
+                    verified=(i == 0),
+                )
+            )
         return out
 
 
@@ -110,5 +146,8 @@ class FakePlugin:
 
 
 FAKE_SETTINGS: dict[str, Any] = {
-    "quality": "fake-quality", "diagnoser": "fake-dx", "explainer": "fake-explainer", "references": ["fake-refs"],
+    "quality": "fake-quality",
+    "diagnoser": "fake-dx",
+    "explainer": "fake-explainer",
+    "references": ["fake-refs"],
 }

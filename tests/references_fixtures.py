@@ -75,17 +75,26 @@ def make_ctx(
     progress: Any = None,
 ) -> TurnContext:
     ctx = TurnContext(
-        image=image.convert("RGB"), settings=settings or Settings(), workdir=workdir,
+        image=image.convert("RGB"),
+        settings=settings or Settings(),
+        workdir=workdir,
         request=TurnRequest(patient=PatientDetails(body_site=body_site), seen_references=set(seen or ())),
-        result=TurnResult(turn_id="test", image_sha256="0" * 64, audience=audience,  # type: ignore[arg-type]
-                          diagnosis=dx, quality=quality),
+        result=TurnResult(
+            turn_id="test",
+            image_sha256="0" * 64,
+            audience=audience,  # type: ignore[arg-type]
+            diagnosis=dx,
+            quality=quality,
+        ),
     )
     if progress is not None:
         ctx.progress = progress
     return ctx
 
 
-def write_lora(pipe_dir: Path, out_dir: Path, *, rank: int = 2, zero: bool = False, seed: int = 0, scale: float = 1.0) -> Path:
+def write_lora(
+    pipe_dir: Path, out_dir: Path, *, rank: int = 2, zero: bool = False, seed: int = 0, scale: float = 1.0
+) -> Path:
     """A LoRA for the tiny pipeline's UNet attention projections, in diffusers' (peft-style) file format:
     ``unet.<module>.lora_A.weight`` (rank x in) and ``lora_B.weight`` (out x rank) in
     ``pytorch_lora_weights.safetensors``. ``zero`` gives B = 0, i.e. a LoRA that changes nothing."""
@@ -99,7 +108,11 @@ def write_lora(pipe_dir: Path, out_dir: Path, *, rank: int = 2, zero: bool = Fal
     for name, module in unet.named_modules():
         if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] in {"to_q", "to_k", "to_v"}:
             down = torch.randn(rank, module.in_features, generator=generator) * scale
-            up = torch.zeros(module.out_features, rank) if zero else torch.randn(module.out_features, rank, generator=generator) * scale
+            up = (
+                torch.zeros(module.out_features, rank)
+                if zero
+                else torch.randn(module.out_features, rank, generator=generator) * scale
+            )
             tensors[f"unet.{name}.lora_A.weight"] = down.contiguous()
             tensors[f"unet.{name}.lora_B.weight"] = up.contiguous()
     out_dir.mkdir(parents=True, exist_ok=True)

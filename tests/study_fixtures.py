@@ -44,8 +44,13 @@ class PixelDiagnoser(Diagnoser):
         total = sum(weights)
         entries = [DifferentialEntry(condition_id=c, probability=w / total) for c, w in zip(CONDITIONS, weights)]
         top = max(entries, key=lambda e: e.probability)
-        return Diagnosis(provider_id=self.id, provider_version=self.version, differential=entries,
-                         prediction_set=[top.condition_id], coverage=0.9)
+        return Diagnosis(
+            provider_id=self.id,
+            provider_version=self.version,
+            differential=entries,
+            prediction_set=[top.condition_id],
+            coverage=0.9,
+        )
 
 
 class CitingExplainer(Explainer):
@@ -58,8 +63,15 @@ class CitingExplainer(Explainer):
         return Explanation(
             provider_id=self.id,
             text=f"The features discussed for {top.replace('_', ' ')} are summarised by the sources below [1].",
-            citations=[Citation(marker="[1]", source_id="dermnet", title="DermNet overview",
-                                url="https://dermnetnz.org/", condition_id=top)],
+            citations=[
+                Citation(
+                    marker="[1]",
+                    source_id="dermnet",
+                    title="DermNet overview",
+                    url="https://dermnetnz.org/",
+                    condition_id=top,
+                )
+            ],
         )
 
 
@@ -73,8 +85,18 @@ class HamExemplars(ReferenceGenerator):
     def references(self, ctx: Any) -> list[Reference]:
         images = sorted((default_data_dir() / "images").glob("ISIC_00243*.jpg"))[:2]
         top = ctx.top_conditions[0]
-        return [Reference(path=str(p), condition_id=top, caption=f"Example {i + 1}", provenance=f"HAM10000 {p.stem}",
-                          synthetic=False, provider_id=self.id, license="CC BY-NC 4.0") for i, p in enumerate(images)]
+        return [
+            Reference(
+                path=str(p),
+                condition_id=top,
+                caption=f"Example {i + 1}",
+                provenance=f"HAM10000 {p.stem}",
+                synthetic=False,
+                provider_id=self.id,
+                license="CC BY-NC 4.0",
+            )
+            for i, p in enumerate(images)
+        ]
 
 
 class StudyTestPlugin:
@@ -94,8 +116,13 @@ class StudyTestPlugin:
 def make_app(workdir: Path) -> DermChat:
     plugins = PluginManager(load_entry_points=False)
     plugins.register(StudyTestPlugin(), name="study-test")
-    settings = Settings(quality=None, diagnoser=PixelDiagnoser.id, explainer=CitingExplainer.id,
-                        references=[HamExemplars.id], workdir=str(workdir))
+    settings = Settings(
+        quality=None,
+        diagnoser=PixelDiagnoser.id,
+        explainer=CitingExplainer.id,
+        references=[HamExemplars.id],
+        workdir=str(workdir),
+    )
     return DermChat(settings=settings, plugins=plugins)
 
 
@@ -109,8 +136,9 @@ def answer_for(item: Item, participant_index: int = 0) -> Any:
     return f"comment {participant_index}"
 
 
-def run_participant(flow: StudyFlow, app: DermChat, index: int = 0, code: str | None = None,
-                    stop_after: int | None = None) -> ParticipantState:
+def run_participant(
+    flow: StudyFlow, app: DermChat, index: int = 0, code: str | None = None, stop_after: int | None = None
+) -> ParticipantState:
     """Consent, code, every case (real pipeline) and questionnaire; optionally stop after ``stop_after`` steps."""
     state = flow.enter_code(flow.consent(flow.start(), True), code)
     done = 0

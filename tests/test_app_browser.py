@@ -16,8 +16,16 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parent.parent
 # The README's screenshot is refreshed only on request, so a test run leaves the checkout clean.
 SCREENSHOT = REPO / ("docs" if os.environ.get("DERMCHAT_UPDATE_SCREENSHOT") else "tests/artifacts") / "screenshot.png"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +53,8 @@ def test_upload_switch_audience_and_read_the_answer(page, ham_image: Path) -> No
     notice = "not a diagnosis"
     page.wait_for_function(
         "(t) => document.querySelector('#chatbot') && document.querySelector('#chatbot').innerText.toLowerCase().includes(t)",
-        arg=notice, timeout=240_000,
+        arg=notice,
+        timeout=240_000,
     )
     chat_text = page.inner_text("#chatbot")
     assert "Checking photo quality" in chat_text
@@ -54,9 +63,7 @@ def test_upload_switch_audience_and_read_the_answer(page, ham_image: Path) -> No
     assert page.locator("#differential meter").count() >= 2
     assert page.locator("#differential [data-testid=label-output-value]").count() == 0
     page.get_by_role("radio", name="clinician").check()
-    page.wait_for_function(
-        "() => document.querySelector('#chatbot').innerText.includes('Probability')", timeout=30_000
-    )
+    page.wait_for_function("() => document.querySelector('#chatbot').innerText.includes('Probability')", timeout=30_000)
     assert "Probability" in page.inner_text("#chatbot")
     page.wait_for_timeout(1000)
     SCREENSHOT.parent.mkdir(exist_ok=True)
@@ -137,8 +144,11 @@ def serious_axe_violations(page) -> list[str]:
     from axe_playwright_python.sync_playwright import Axe
 
     response = Axe().run(page).response
-    return [f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes'][:3]]}"
-            for v in response["violations"] if v["impact"] in {"serious", "critical"}]
+    return [
+        f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes'][:3]]}"
+        for v in response["violations"]
+        if v["impact"] in {"serious", "critical"}
+    ]
 
 
 def ask_about(page, image: Path, question: str = "Should I worry?") -> None:
@@ -148,7 +158,8 @@ def ask_about(page, image: Path, question: str = "Should I worry?") -> None:
     page.keyboard.press("Enter")
     page.wait_for_function(
         "() => document.querySelector('#triage-badge .triage-badge') && "
-        "!document.querySelector('#message textarea').disabled", timeout=240_000,
+        "!document.querySelector('#message textarea').disabled",
+        timeout=240_000,
     )
     page.wait_for_timeout(800)
 
@@ -185,7 +196,8 @@ def test_the_answer_reads_well_and_passes_axe(page, ham_dir: Path, viewport: dic
     captions = page.eval_on_selector_all(
         "#references .caption-label",
         "els => els.map(e => ({text: e.innerText, cut: e.scrollWidth > e.clientWidth + 1, "
-        "right: e.getBoundingClientRect().right}))")
+        "right: e.getBoundingClientRect().right}))",
+    )
     assert captions, "no reference captions"
     for caption in captions:
         assert " — " in caption["text"] and caption["text"].split(" — ")[1].lower().startswith(("real", "synthetic"))
@@ -213,7 +225,8 @@ def test_the_scroll_arrow_sits_beside_the_answer_text(page) -> None:
     page.wait_for_selector("#chatbot .scroll-down-button-container button", state="visible", timeout=10_000)
     arrow = page.locator("#chatbot .scroll-down-button-container").bounding_box()
     texts = page.eval_on_selector_all(
-        "#chatbot .message-row .prose", "els => els.map(e => e.getBoundingClientRect().right)")
+        "#chatbot .message-row .prose", "els => els.map(e => e.getBoundingClientRect().right)"
+    )
     page.set_viewport_size({"width": 1400, "height": 1100})
     assert arrow is not None and texts and arrow["x"] >= max(texts) - 1, (arrow, max(texts))
 

@@ -33,8 +33,9 @@ def tab(live_app) -> ChatTab:  # noqa: F811
     return chat
 
 
-def send(tab: ChatTab, history: list, state: Conversation, text: str, files: tuple[str, ...] = (),
-         audience: str = "patient") -> tuple[list, Conversation, dict[Any, Any]]:
+def send(
+    tab: ChatTab, history: list, state: Conversation, text: str, files: tuple[str, ...] = (), audience: str = "patient"
+) -> tuple[list, Conversation, dict[Any, Any]]:
     """One chat turn: (history, state, the merged panel updates) after the last streamed update."""
     history, _, state = tab.add_message(history, {"text": text, "files": list(files)}, state)
     final: dict[Any, Any] = {}
@@ -59,8 +60,9 @@ def blurred(ham_dir: Path, tmp_path: Path) -> str:
     return str(path)
 
 
-def test_the_words_show_at_once_and_the_photo_is_read_as_a_visible_step(tab: ChatTab, ham_image: Path,
-                                                                        tmp_path: Path) -> None:
+def test_the_words_show_at_once_and_the_photo_is_read_as_a_visible_step(
+    tab: ChatTab, ham_image: Path, tmp_path: Path
+) -> None:
     from dermchat_ui.uploads import gradio_cache_dir
 
     data = ham_image.read_bytes()  # Gradio's cached copy, at <cache>/<sha256>/<name>: the stripping deletes it
@@ -78,8 +80,9 @@ def test_the_words_show_at_once_and_the_photo_is_read_as_a_visible_step(tab: Cha
     assert not upload.exists()
 
 
-def test_a_question_after_a_retake_is_not_answered_about_the_earlier_photo(tab: ChatTab, ham_image: Path,
-                                                                          blurred: str) -> None:
+def test_a_question_after_a_retake_is_not_answered_about_the_earlier_photo(
+    tab: ChatTab, ham_image: Path, blurred: str
+) -> None:
     history, state, _ = send(tab, [], Conversation(), QUESTION, (str(ham_image),))
     assert state.about.triage.tier == "reassure"
     history, state, panel = send(tab, history, state, "And this other spot?", (blurred,))
@@ -127,7 +130,9 @@ def test_switching_audience_rewrites_the_explanation_for_the_new_reader(tab: Cha
     image = ham_dir / "images" / "ISIC_0027190.jpg"  # a melanoma: the clinician text talks of referral pathways
     history, state, _ = send(tab, [], Conversation(), QUESTION, (str(image),), audience="clinician")
     clinician_text = state.last.explanation.text
-    patient_text = tab.app.run_turn_sync(TurnRequest(image=str(image), question=QUESTION, audience="patient")).explanation.text
+    patient_text = tab.app.run_turn_sync(
+        TurnRequest(image=str(image), question=QUESTION, audience="patient")
+    ).explanation.text
     assert clinician_text != patient_text
     update = tab.rerender(history, state, "patient")
     answer = update[tab.chatbot][state.last_answer_at]["content"]
@@ -144,8 +149,14 @@ def test_a_reference_caption_names_the_condition_in_full_then_real_or_synthetic(
     """A grid that cuts captions showed "Real imag…" for every image, and "Real image: Mela…" could be melanoma
     or a mole: the condition's full name comes first, then whether the image is real or synthetic."""
     long_name = "Basal cell carcinoma (a common, slow-growing skin cancer)"
-    synthetic = Reference(path="x.png", condition_id="basal_cell_carcinoma", provenance="model, seed 1",
-                          caption=f"{long_name} — synthetic", synthetic=True, provider_id="sd-diffusion")
+    synthetic = Reference(
+        path="x.png",
+        condition_id="basal_cell_carcinoma",
+        provenance="model, seed 1",
+        caption=f"{long_name} — synthetic",
+        synthetic=True,
+        provider_id="sd-diffusion",
+    )
     real = synthetic.model_copy(update={"synthetic": False, "caption": f"{long_name} — real image"})
     mole = real.model_copy(update={"condition_id": "melanocytic_nevus"})
     vocab = get_vocabulary()
@@ -155,8 +166,9 @@ def test_a_reference_caption_names_the_condition_in_full_then_real_or_synthetic(
     assert reference_caption(mole, audience="clinician").startswith(vocab.get("melanocytic_nevus").clinician_name)
 
 
-def test_rating_an_answer_stores_one_row_that_follows_the_latest_rating(ham_image: Path, tmp_path: Path,
-                                                                          live_app) -> None:  # noqa: F811
+def test_rating_an_answer_stores_one_row_that_follows_the_latest_rating(
+    ham_image: Path, tmp_path: Path, live_app
+) -> None:  # noqa: F811
     """Gradio reports the first message of the rated group (a step note); the rating belongs to its answer."""
     from dermchat.feedback.store import FeedbackStore
 

@@ -23,8 +23,9 @@ def test_turn_endpoint_streams_steps_and_returns_the_structured_result(client, h
     from gradio_client import handle_file
 
     question = "Should I worry about this mole?"
-    job = client.submit(handle_file(str(ham_image)), question, "clinician", False, None, "", "",
-                        True, True, api_name="/turn")  # with the heat map and the reference images as files
+    job = client.submit(
+        handle_file(str(ham_image)), question, "clinician", False, None, "", "", True, True, api_name="/turn"
+    )  # with the heat map and the reference images as files
     partials = [update for update in job]
     final = job.result()
     assert len(partials) >= 2, "the endpoint should stream intermediate step events"

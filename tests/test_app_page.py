@@ -29,7 +29,9 @@ def test_the_triage_tier_is_words_on_a_badge_never_an_emoji(tier: str, audience:
 
 def test_settings_tell_patients_plainly_and_the_plugins_tab_keeps_the_reason(live_app) -> None:  # noqa: F811
     _, app = live_app
-    lines = [line for cap in ("quality", "diagnoser", "explainer", "references") for line in provider_choices(app, cap)[1]]
+    lines = [
+        line for cap in ("quality", "diagnoser", "explainer", "references") for line in provider_choices(app, cap)[1]
+    ]
     assert lines, "the offline profile has unavailable providers (hub models, an OpenAI server)"
     technical = ("base_url", "HF_HUB_OFFLINE", "option", "=", "`", "Error")
     assert all(line.endswith(UNAVAILABLE) and not any(t in line for t in technical) for line in lines), lines
@@ -46,8 +48,9 @@ def labels(demo: gr.Blocks) -> set[str]:
     return {c.get("props", {}).get("label") for c in demo.config["components"] if c.get("type") == "tabitem"}
 
 
-def test_study_mode_seals_the_page_to_the_study_flow(tmp_path: Path, ham_dir: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_study_mode_seals_the_page_to_the_study_flow(
+    tmp_path: Path, ham_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from dermchat_ui.app import build_demo
 
     monkeypatch.setenv("DERMCHAT_STUDY_DIR", str(tmp_path / "studies"))

@@ -31,7 +31,7 @@ def test_bias_corrected_temperature_undoes_a_prior_shift() -> None:
     shift = np.array([0.0, 1.0, -1.0, 0.5])  # what a class-weighted loss does to the logits
     t, bias = C.fit_bias_temperature((true_logits + shift) * 2.0, labels)
     assert t == pytest.approx(2.0, rel=0.1)
-    assert np.allclose(bias, -(shift - shift[0]) , atol=0.15)
+    assert np.allclose(bias, -(shift - shift[0]), atol=0.15)
 
 
 def test_conformal_threshold_gives_the_promised_coverage_on_fresh_data() -> None:

@@ -12,8 +12,30 @@ def _train(ham_dir: Path, out: Path, seed: int, lr: str, split_seed: int | None 
     from dermchat.classifier.train import main
 
     extra = ["--split-seed", str(split_seed)] if split_seed is not None else []
-    rc = main(["--data", str(ham_dir), "--out", str(out), "--limit", "64", "--epochs", "1", "--max-batches", "2",
-               "--batch-size", "16", "--threads", "1", "--seed", str(seed), "--lr", lr, "--no-calibrate", *extra])
+    rc = main(
+        [
+            "--data",
+            str(ham_dir),
+            "--out",
+            str(out),
+            "--limit",
+            "64",
+            "--epochs",
+            "1",
+            "--max-batches",
+            "2",
+            "--batch-size",
+            "16",
+            "--threads",
+            "1",
+            "--seed",
+            str(seed),
+            "--lr",
+            lr,
+            "--no-calibrate",
+            *extra,
+        ]
+    )
     assert rc == 0
     return out
 
@@ -34,8 +56,14 @@ def test_ensemble_command_averages_members_and_calibrates(ham_dir: Path, members
 
     out = tmp_path / "ens"
     assert main(["--members", *map(str, members), "--out", str(out), "--data", str(ham_dir), "--threads", "1"]) == 0
-    for name in ("model.pt", "split.json", "calibration.json", "ood_stats.npz", "member1_training_log.txt",
-                 "member2_training_summary.json"):
+    for name in (
+        "model.pt",
+        "split.json",
+        "calibration.json",
+        "ood_stats.npz",
+        "member1_training_log.txt",
+        "member2_training_summary.json",
+    ):
         assert (out / name).is_file(), name
     ensemble, extra = load_model(out / "model.pt")
     assert isinstance(ensemble, Ensemble) and [m["folder"] for m in extra["members"]] == list(map(str, members))
@@ -56,8 +84,9 @@ def test_ensemble_command_averages_members_and_calibrates(ham_dir: Path, members
     assert heat.shape == (96, 128) and 0.0 <= heat.min() and heat.max() <= 1.0
 
 
-def test_members_from_different_splits_are_refused(ham_dir: Path, members: list[Path], tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_members_from_different_splits_are_refused(
+    ham_dir: Path, members: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from dermchat.classifier.ensemble import main
 
     other = _train(ham_dir, tmp_path / "c", 1, "3e-3")  # --seed 1 alone also moves the split

@@ -10,13 +10,29 @@ import pytest
 from classifier_fixtures import weights_dir_or_skip
 
 
-def test_eval_prints_all_figures_and_writes_plots(ham_dir: Path, tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_prints_all_figures_and_writes_plots(
+    ham_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from dermchat.classifier.evaluate import main
 
     weights = weights_dir_or_skip()
-    rc = main(["--data", str(ham_dir), "--weights", str(weights), "--json", "--plots", str(tmp_path),
-               "--limit", "120", "--timing-images", "3", "--threads", "1"])
+    rc = main(
+        [
+            "--data",
+            str(ham_dir),
+            "--weights",
+            str(weights),
+            "--json",
+            "--plots",
+            str(tmp_path),
+            "--limit",
+            "120",
+            "--timing-images",
+            "3",
+            "--threads",
+            "1",
+        ]
+    )
     assert rc == 0
     figures = json.loads(capsys.readouterr().out)
     assert figures["n_images"] == 120 and "validation" in figures["evaluated_on"]
@@ -34,8 +50,9 @@ def test_eval_prints_all_figures_and_writes_plots(ham_dir: Path, tmp_path: Path,
     assert (tmp_path / "confusion_matrix.png").stat().st_size > 1000
 
 
-def test_eval_on_a_folder_without_weights_fails_clearly(ham_dir: Path, tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_on_a_folder_without_weights_fails_clearly(
+    ham_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from dermchat.classifier.evaluate import main
 
     assert main(["--data", str(ham_dir), "--weights", str(tmp_path)]) == 2
@@ -43,12 +60,24 @@ def test_eval_on_a_folder_without_weights_fails_clearly(ham_dir: Path, tmp_path:
 
 
 def test_eval_image_only_ignores_the_details_and_matches_the_image_only_block(
-        ham_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ham_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from dermchat.classifier.evaluate import main
 
     weights = weights_dir_or_skip()
-    common = ["--data", str(ham_dir), "--weights", str(weights), "--json", "--limit", "60", "--timing-images", "1",
-              "--threads", "1"]
+    common = [
+        "--data",
+        str(ham_dir),
+        "--weights",
+        str(weights),
+        "--json",
+        "--limit",
+        "60",
+        "--timing-images",
+        "1",
+        "--threads",
+        "1",
+    ]
     assert main(common) == 0
     with_details = json.loads(capsys.readouterr().out)
     assert main(common + ["--image-only"]) == 0
@@ -59,16 +88,39 @@ def test_eval_image_only_ignores_the_details_and_matches_the_image_only_block(
 
 
 def test_eval_writes_isic_submission_and_truth_files_one_row_per_image(
-        ham_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ham_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import csv
 
     from dermchat.classifier.evaluate import main
 
     weights = weights_dir_or_skip()
     pred, truth = tmp_path / "pred.csv", tmp_path / "truth.csv"
-    assert main(["--data", str(ham_dir), "--weights", str(weights), "--json", "--limit", "30", "--timing-images",
-                 "1", "--threads", "1", "--heatmap-images", "0", "--image-only",
-                 "--predictions-csv", str(pred), "--truth-csv", str(truth)]) == 0
+    assert (
+        main(
+            [
+                "--data",
+                str(ham_dir),
+                "--weights",
+                str(weights),
+                "--json",
+                "--limit",
+                "30",
+                "--timing-images",
+                "1",
+                "--threads",
+                "1",
+                "--heatmap-images",
+                "0",
+                "--image-only",
+                "--predictions-csv",
+                str(pred),
+                "--truth-csv",
+                str(truth),
+            ]
+        )
+        == 0
+    )
     figures = json.loads(capsys.readouterr().out)
     header = ["image", "MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
     with pred.open() as fh:

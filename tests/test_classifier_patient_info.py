@@ -22,11 +22,23 @@ from dermchat.classifier.patient_info import (
 from dermchat.request import PatientDetails, TurnRequest
 
 
-@pytest.mark.parametrize("text, site", [
-    ("left forearm", "upper extremity"), ("Upper extremity", "upper extremity"), ("earlobe", "ear"),
-    ("back of the neck", "neck"), ("lower back", "back"), ("thigh", "lower extremity"), ("fingers", "hand"),
-    ("sole of the foot", "acral"), ("FACE", "face"), ("somewhere", None), ("", None), (None, None),
-])
+@pytest.mark.parametrize(
+    "text, site",
+    [
+        ("left forearm", "upper extremity"),
+        ("Upper extremity", "upper extremity"),
+        ("earlobe", "ear"),
+        ("back of the neck", "neck"),
+        ("lower back", "back"),
+        ("thigh", "lower extremity"),
+        ("fingers", "hand"),
+        ("sole of the foot", "acral"),
+        ("FACE", "face"),
+        ("somewhere", None),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_everyday_body_site_words_map_to_the_training_sites(text: str | None, site: str | None) -> None:
     assert normalise_site(text) == site
 
@@ -35,7 +47,8 @@ def test_unusable_details_count_as_not_given() -> None:
     info = PatientInfo.from_user(age="abc", sex="prefer not to say", site="somewhere")
     assert ignored_details("abc", "prefer not to say", "somewhere") == [
         "age 'abc' (expected a number of years from 0 to 120)",
-        "body site 'somewhere' (not recognised; for example 'back', 'left forearm', 'scalp')"]
+        "body site 'somewhere' (not recognised; for example 'back', 'left forearm', 'scalp')",
+    ]
     assert ignored_details("45", "F", "left forearm") == []
     assert not info.given and not features(info).any()
     assert PatientInfo.from_user(age=150).age is None and PatientInfo.from_user(age=float("nan")).age is None
@@ -53,8 +66,9 @@ def train_records(ham_dir: Path) -> list:
     return [r for r in records if r.image_id in train]
 
 
-def test_prior_learns_who_gets_which_lesion_and_says_nothing_without_details(train_records: list,
-                                                                             tmp_path: Path) -> None:
+def test_prior_learns_who_gets_which_lesion_and_says_nothing_without_details(
+    train_records: list, tmp_path: Path
+) -> None:
     prior = PatientPrior.fit(infos_from_records(train_records), np.array([r.label for r in train_records]))
     prior.weight = 0.5
     old_face = PatientInfo(age=78, sex="male", site="face")
@@ -104,12 +118,29 @@ def test_turn_passes_the_details_to_the_diagnoser(ham_dir: Path, tmp_path: Path)
     weights_dir_or_skip()
     app = DermChat()
     image = ham_dir / "images" / "ISIC_0027419.jpg"
-    result = app.run_turn_sync(TurnRequest(image=str(image), question="what is this?", audience="clinician", workdir=tmp_path, settings_overrides={"diagnoser": "ham-cnn"}, patient=PatientDetails(age=80, sex="male", body_site="scalp")))
+    result = app.run_turn_sync(
+        TurnRequest(
+            image=str(image),
+            question="what is this?",
+            audience="clinician",
+            workdir=tmp_path,
+            settings_overrides={"diagnoser": "ham-cnn"},
+            patient=PatientDetails(age=80, sex="male", body_site="scalp"),
+        )
+    )
     assert result.diagnosis is not None and not result.diagnosis.abstained
     assert result.diagnosis.extra["patient_info_used"] == "age 80, male, scalp"
     assert "age 80, male, scalp" in result.diagnosis.rationale
     assert not any(n.startswith("Not taken into account") for n in result.notices)
-    typo = app.run_turn_sync(TurnRequest(image=str(image), question="what is this?", workdir=tmp_path, settings_overrides={"diagnoser": "ham-cnn", "explainer": None, "references": []}, patient=PatientDetails(age="500", sex="x", body_site="zzz")))
+    typo = app.run_turn_sync(
+        TurnRequest(
+            image=str(image),
+            question="what is this?",
+            workdir=tmp_path,
+            settings_overrides={"diagnoser": "ham-cnn", "explainer": None, "references": []},
+            patient=PatientDetails(age="500", sex="x", body_site="zzz"),
+        )
+    )
     assert typo.diagnosis is not None and typo.diagnosis.extra["patient_info_used"] is None
     note = next(n for n in typo.notices if n.startswith("Not taken into account"))
     assert "age '500'" in note and "sex 'x'" in note and "body site 'zzz'" in note

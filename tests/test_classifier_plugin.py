@@ -20,8 +20,15 @@ from dermchat.results import QualityReport, TurnResult
 from dermchat.settings import Settings
 from dermchat.vocabulary import get_vocabulary
 
-HAM_IDS = {"melanocytic_nevus", "melanoma", "benign_keratosis", "basal_cell_carcinoma", "actinic_keratosis",
-           "vascular_lesion", "dermatofibroma"}
+HAM_IDS = {
+    "melanocytic_nevus",
+    "melanoma",
+    "benign_keratosis",
+    "basal_cell_carcinoma",
+    "actinic_keratosis",
+    "vascular_lesion",
+    "dermatofibroma",
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +47,17 @@ def diagnoser(registry: Registry) -> ham_plugin.HamCnnDiagnoser:
     return provider
 
 
-def make_ctx(image: Image.Image, registry: Registry, workdir: Path, quality: QualityReport | None = None,
-             heatmap: bool = False) -> TurnContext:
+def make_ctx(
+    image: Image.Image, registry: Registry, workdir: Path, quality: QualityReport | None = None, heatmap: bool = False
+) -> TurnContext:
     sha = hashlib.sha256(image.tobytes()).hexdigest()
-    return TurnContext(image=image, settings=Settings(), workdir=workdir,
-                       request=TurnRequest(question="what is this?", options={HEATMAP_OPTION: True} if heatmap else {}),
-                       result=TurnResult(turn_id="test", image_sha256=sha, audience="clinician", quality=quality))
+    return TurnContext(
+        image=image,
+        settings=Settings(),
+        workdir=workdir,
+        request=TurnRequest(question="what is this?", options={HEATMAP_OPTION: True} if heatmap else {}),
+        result=TurnResult(turn_id="test", image_sha256=sha, audience="clinician", quality=quality),
+    )
 
 
 def test_weights_load_through_the_plugin(diagnoser: ham_plugin.HamCnnDiagnoser) -> None:
@@ -93,8 +105,9 @@ def test_the_heat_map_is_drawn_only_when_the_turn_asks_for_it(
     assert asked.differential == plain.differential  # the heat map explains the answer, it never changes it
 
 
-def test_known_melanoma_is_flagged_urgent(diagnoser: ham_plugin.HamCnnDiagnoser, registry: Registry,
-                                          ham_dir: Path, tmp_path: Path) -> None:
+def test_known_melanoma_is_flagged_urgent(
+    diagnoser: ham_plugin.HamCnnDiagnoser, registry: Registry, ham_dir: Path, tmp_path: Path
+) -> None:
     """Held-out (validation-split) melanomas come out 'urgent' (the threshold targets 90% sensitivity)."""
     split = json.loads((diagnoser.weights_dir() / "split.json").read_text())
     held_out = set(split["val"])
@@ -109,18 +122,23 @@ def test_known_melanoma_is_flagged_urgent(diagnoser: ham_plugin.HamCnnDiagnoser,
     assert urgent / len(mel) >= 0.75
 
 
-@pytest.mark.parametrize("make_image", [document_image, flat_wall_image, random_pattern_image],
-                         ids=["document", "flat-wall", "random-pattern"])
-def test_obviously_non_skin_images_abstain(diagnoser: ham_plugin.HamCnnDiagnoser, registry: Registry,
-                                           tmp_path: Path, make_image) -> None:
+@pytest.mark.parametrize(
+    "make_image",
+    [document_image, flat_wall_image, random_pattern_image],
+    ids=["document", "flat-wall", "random-pattern"],
+)
+def test_obviously_non_skin_images_abstain(
+    diagnoser: ham_plugin.HamCnnDiagnoser, registry: Registry, tmp_path: Path, make_image
+) -> None:
     dx = diagnoser.diagnose(make_ctx(make_image(), registry, tmp_path))
     assert dx.abstained, dx.extra
     assert "out of its depth" in (dx.abstain_reason or "")
     assert not dx.differential and not dx.prediction_set
 
 
-def test_quality_step_saying_not_skin_makes_it_abstain(diagnoser: ham_plugin.HamCnnDiagnoser, registry: Registry,
-                                                       ham_image: Path, tmp_path: Path) -> None:
+def test_quality_step_saying_not_skin_makes_it_abstain(
+    diagnoser: ham_plugin.HamCnnDiagnoser, registry: Registry, ham_image: Path, tmp_path: Path
+) -> None:
     report = QualityReport(provider_id="test", score=80, acceptable=True, threshold=50, band="good", is_skin=False)
     with Image.open(ham_image) as im:
         dx = diagnoser.diagnose(make_ctx(im.convert("RGB"), registry, tmp_path, quality=report))

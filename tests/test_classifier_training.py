@@ -18,7 +18,9 @@ def test_split_is_by_lesion_seeded_and_stratified(ham_dir: Path) -> None:
     assert split != split_by_lesion(records, seed=1)
     lesion_of = {r.image_id: r.lesion_id for r in records}
     parts = {name: {lesion_of[i] for i in ids} for name, ids in split.items()}
-    assert not parts["train"] & parts["val"] and not parts["train"] & parts["calib"] and not parts["val"] & parts["calib"]
+    assert (
+        not parts["train"] & parts["val"] and not parts["train"] & parts["calib"] and not parts["val"] & parts["calib"]
+    )
     assert sum(len(v) for v in split.values()) == len(records)
     for name, share in (("train", 0.70), ("val", 0.15), ("calib", 0.15)):
         mel = sum(1 for i in split[name] if i in {r.image_id for r in records if r.dx == "mel"})
@@ -52,8 +54,9 @@ def test_augmentation_keeps_shapes_and_moves_the_mask_with_the_image() -> None:
     assert torch.allclose((warped[:, :1] > 0.5).float(), (warped_mask > 0.5).float())
 
 
-def test_train_command_fine_tunes_the_imagenet_backbone_end_to_end_on_a_tiny_subset(ham_dir: Path,
-                                                                                 tmp_path: Path) -> None:
+def test_train_command_fine_tunes_the_imagenet_backbone_end_to_end_on_a_tiny_subset(
+    ham_dir: Path, tmp_path: Path
+) -> None:
     import torch
 
     from dermchat.classifier.lite import imagenet_weights_path
@@ -62,8 +65,24 @@ def test_train_command_fine_tunes_the_imagenet_backbone_end_to_end_on_a_tiny_sub
     from dermchat.classifier.train import main
 
     out = tmp_path / "weights"
-    rc = main(["--data", str(ham_dir), "--out", str(out), "--limit", "64", "--epochs", "1", "--max-batches", "2",
-               "--batch-size", "16", "--threads", "1"])
+    rc = main(
+        [
+            "--data",
+            str(ham_dir),
+            "--out",
+            str(out),
+            "--limit",
+            "64",
+            "--epochs",
+            "1",
+            "--max-batches",
+            "2",
+            "--batch-size",
+            "16",
+            "--threads",
+            "1",
+        ]
+    )
     assert rc == 0
     model, _ = load_model(out / "model.pt")
     assert model.config.backbone == "efficientnet-lite0" and model.config.input_size == (200, 150)
@@ -72,8 +91,15 @@ def test_train_command_fine_tunes_the_imagenet_backbone_end_to_end_on_a_tiny_sub
     trained_stem = model.state_dict()["net._conv_stem.weight"].float()
     assert torch.allclose(trained_stem, imagenet_stem, atol=0.05)
     assert "ImageNet weights" in (out / "training_log.txt").read_text()
-    for name in ("model.pt", "split.json", "training_log.txt", "training_summary.json", "calibration.json",
-                 "ood_stats.npz", "patient_prior.json"):
+    for name in (
+        "model.pt",
+        "split.json",
+        "training_log.txt",
+        "training_summary.json",
+        "calibration.json",
+        "ood_stats.npz",
+        "patient_prior.json",
+    ):
         assert (out / name).is_file(), name
     summary = json.loads((out / "training_summary.json").read_text())
     assert summary["images"] == 64 and summary["epochs_run"] == 1
@@ -86,14 +112,28 @@ def test_train_command_fine_tunes_the_imagenet_backbone_end_to_end_on_a_tiny_sub
 
 
 def test_an_interrupted_run_resumes_where_it_stopped_and_ends_like_an_uninterrupted_one(
-        ham_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ham_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import torch
 
     from dermchat.classifier.model import load_model
     from dermchat.classifier.train import main
 
-    tiny = ["--data", str(ham_dir), "--limit", "48", "--max-batches", "2", "--batch-size", "8", "--threads", "1",
-            "--no-calibrate", "--seed", "2"]
+    tiny = [
+        "--data",
+        str(ham_dir),
+        "--limit",
+        "48",
+        "--max-batches",
+        "2",
+        "--batch-size",
+        "8",
+        "--threads",
+        "1",
+        "--no-calibrate",
+        "--seed",
+        "2",
+    ]
     straight, split_run = tmp_path / "straight", tmp_path / "resumed"
     assert main([*tiny, "--out", str(straight), "--epochs", "2"]) == 0
     # the same run stopped after its first epoch (as a kill would), then resumed for the second
@@ -126,19 +166,51 @@ def test_train_command_reports_a_bad_data_folder(tmp_path: Path, capsys: pytest.
     assert "metadata.csv is missing" in capsys.readouterr().err
 
 
-def test_warm_start_continues_from_a_finished_run_on_the_same_split(ham_dir: Path, tmp_path: Path,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_warm_start_continues_from_a_finished_run_on_the_same_split(
+    ham_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import torch
 
     from dermchat.classifier.model import load_model
     from dermchat.classifier.train import main
 
-    tiny = ["--data", str(ham_dir), "--limit", "64", "--epochs", "1", "--max-batches", "1", "--batch-size", "16",
-            "--threads", "1", "--no-calibrate", "--backbone", "dermnet"]
+    tiny = [
+        "--data",
+        str(ham_dir),
+        "--limit",
+        "64",
+        "--epochs",
+        "1",
+        "--max-batches",
+        "1",
+        "--batch-size",
+        "16",
+        "--threads",
+        "1",
+        "--no-calibrate",
+        "--backbone",
+        "dermnet",
+    ]
     first, second = tmp_path / "first", tmp_path / "second"
     assert main([*tiny, "--out", str(first)]) == 0
-    assert main([*tiny, "--out", str(second), "--init-from", str(first), "--seed", "3", "--split-seed", "0",
-                 "--lr", "1e-12"]) == 0
+    assert (
+        main(
+            [
+                *tiny,
+                "--out",
+                str(second),
+                "--init-from",
+                str(first),
+                "--seed",
+                "3",
+                "--split-seed",
+                "0",
+                "--lr",
+                "1e-12",
+            ]
+        )
+        == 0
+    )
     assert "warm start from" in (second / "training_log.txt").read_text()
     start, _ = load_model(first / "model.pt")
     after, _ = load_model(second / "model.pt")
@@ -160,8 +232,22 @@ def test_a_finished_network_fine_tunes_at_a_larger_input_size(ham_dir: Path, tmp
     from dermchat.classifier.predictor import Predictor
     from dermchat.classifier.train import main
 
-    tiny = ["--data", str(ham_dir), "--limit", "64", "--epochs", "1", "--max-batches", "1", "--batch-size", "16",
-            "--threads", "1", "--backbone", "dermnet"]
+    tiny = [
+        "--data",
+        str(ham_dir),
+        "--limit",
+        "64",
+        "--epochs",
+        "1",
+        "--max-batches",
+        "1",
+        "--batch-size",
+        "16",
+        "--threads",
+        "1",
+        "--backbone",
+        "dermnet",
+    ]
     first, second = tmp_path / "first", tmp_path / "second"
     assert main([*tiny, "--out", str(first), "--no-calibrate"]) == 0
     assert main([*tiny, "--out", str(second), "--init-from", str(first), "--input-size", "160x120"]) == 0
@@ -191,8 +277,25 @@ def test_mixup_blends_pairs_and_changes_what_is_learnt(ham_dir: Path, tmp_path: 
     from dermchat.classifier.model import load_model
     from dermchat.classifier.train import main
 
-    tiny = ["--data", str(ham_dir), "--limit", "64", "--epochs", "1", "--max-batches", "2", "--batch-size", "16",
-            "--threads", "1", "--no-calibrate", "--seed", "0", "--backbone", "dermnet"]
+    tiny = [
+        "--data",
+        str(ham_dir),
+        "--limit",
+        "64",
+        "--epochs",
+        "1",
+        "--max-batches",
+        "2",
+        "--batch-size",
+        "16",
+        "--threads",
+        "1",
+        "--no-calibrate",
+        "--seed",
+        "0",
+        "--backbone",
+        "dermnet",
+    ]
     assert main([*tiny, "--out", str(tmp_path / "plain")]) == 0
     assert main([*tiny, "--out", str(tmp_path / "again")]) == 0
     assert main([*tiny, "--out", str(tmp_path / "mixed"), "--mixup", "0.4"]) == 0

@@ -15,8 +15,9 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO
 
 
 def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "dermchat", *args], cwd=REPO, env=ENV, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "dermchat", *args], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_plugins_json_lists_builtin_plugins_and_providers() -> None:
@@ -43,8 +44,23 @@ def test_turn_on_unreadable_input_exits_2_with_a_message(tmp_path: Path) -> None
 
 def test_turn_writes_references_and_manifest(tmp_path: Path, ham_image: Path) -> None:
     out = tmp_path / "out"
-    proc = run_cli("turn", str(ham_image), "--question", "what is it?", "--audience", "clinician",
-                   "--out", str(out), "--json", "--age", "60", "--sex", "female", "--site", "upper back")
+    proc = run_cli(
+        "turn",
+        str(ham_image),
+        "--question",
+        "what is it?",
+        "--audience",
+        "clinician",
+        "--out",
+        str(out),
+        "--json",
+        "--age",
+        "60",
+        "--sex",
+        "female",
+        "--site",
+        "upper back",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     assert result["status"] in {"ok", "abstained"}
@@ -64,24 +80,44 @@ def test_unknown_command_is_an_argparse_error() -> None:
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
 
 
-@pytest.mark.parametrize("variable, value, expected", [
-    ("DERMCHAT_PROFILE", "nope", "unknown profile 'nope'"),
-    ("DERMCHAT_OPTIONS", "{bad", "DERMCHAT_OPTIONS is not valid JSON"),
-    ("DERMCHAT_CONFIG", "/nonexistent.yaml", "/nonexistent.yaml does not exist"),
-    ("DERMCHAT_REFERENCES_PER_CONDITION", "abc", "DERMCHAT_REFERENCES_PER_CONDITION: input should be a valid integer"),
-])
-def test_configuration_mistakes_print_one_line_not_a_traceback(ham_image: Path, variable: str, value: str,
-                                                               expected: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "dermchat", "turn", str(ham_image)], cwd=REPO,
-                          env={**ENV, variable: value}, capture_output=True, text=True, timeout=120)
+@pytest.mark.parametrize(
+    "variable, value, expected",
+    [
+        ("DERMCHAT_PROFILE", "nope", "unknown profile 'nope'"),
+        ("DERMCHAT_OPTIONS", "{bad", "DERMCHAT_OPTIONS is not valid JSON"),
+        ("DERMCHAT_CONFIG", "/nonexistent.yaml", "/nonexistent.yaml does not exist"),
+        (
+            "DERMCHAT_REFERENCES_PER_CONDITION",
+            "abc",
+            "DERMCHAT_REFERENCES_PER_CONDITION: input should be a valid integer",
+        ),
+    ],
+)
+def test_configuration_mistakes_print_one_line_not_a_traceback(
+    ham_image: Path, variable: str, value: str, expected: str
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "dermchat", "turn", str(ham_image)],
+        cwd=REPO,
+        env={**ENV, variable: value},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]  # exactly one line
     assert proc.stderr.startswith("error: ") and expected in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_app_reports_a_configuration_mistake_in_one_line() -> None:
-    proc = subprocess.run([sys.executable, "app.py"], cwd=REPO, env={**ENV, "DERMCHAT_PROFILE": "nope"},
-                          capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=REPO,
+        env={**ENV, "DERMCHAT_PROFILE": "nope"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: DERMCHAT_PROFILE: unknown profile 'nope'")
 
@@ -90,8 +126,14 @@ def test_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     """``python -m dermchat turn IMG | head -1``: the reader leaves before the output is written."""
     bad = tmp_path / "photo.jpg"
     bad.write_text("not a jpeg")
-    proc = subprocess.Popen([sys.executable, "-m", "dermchat", "turn", str(bad), "--json", "--quiet"], cwd=REPO,
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dermchat", "turn", str(bad), "--json", "--quiet"],
+        cwd=REPO,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()  # like `head` exiting: every later write gets EPIPE
     stderr = proc.stderr.read()

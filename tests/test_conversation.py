@@ -13,10 +13,23 @@ from dermchat.results import Diagnosis, DifferentialEntry, Reference, TurnResult
 
 
 def diagnosed(turn_id: str = "t1", image_ids: tuple[str, ...] = ()) -> TurnResult:
-    diagnosis = Diagnosis(provider_id="fake", prediction_set=["melanoma"],
-                          differential=[DifferentialEntry(condition_id="melanoma", probability=1.0)])
-    references = [Reference(path=f"{i}.png", condition_id="melanoma", caption="", provenance="atlas", synthetic=False,
-                            provider_id="atlas", extra={"image_id": i}) for i in image_ids]
+    diagnosis = Diagnosis(
+        provider_id="fake",
+        prediction_set=["melanoma"],
+        differential=[DifferentialEntry(condition_id="melanoma", probability=1.0)],
+    )
+    references = [
+        Reference(
+            path=f"{i}.png",
+            condition_id="melanoma",
+            caption="",
+            provenance="atlas",
+            synthetic=False,
+            provider_id="atlas",
+            extra={"image_id": i},
+        )
+        for i in image_ids
+    ]
     return TurnResult(turn_id=turn_id, diagnosis=diagnosis, references=references)
 
 
@@ -91,15 +104,19 @@ def test_a_copy_leaves_the_kept_conversation_as_it_was() -> None:
 
 def test_a_rating_belongs_to_the_answer_after_its_step_notes_and_one_row_follows_it() -> None:
     conversation = Conversation()
-    history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "", "metadata": {}},
-               {"role": "assistant", "content": "answer"}]
+    history = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "", "metadata": {}},
+        {"role": "assistant", "content": "answer"},
+    ]
     conversation.remember(diagnosed(), "first.png", 2)
     assert conversation.rated_answer(history, [1]) == "2" and conversation.rated_answer(history, 0) is None
     store = FakeStore()
     conversation.rate(store, "2", "dislike")
     conversation.rate(store, "2", "flag")
-    assert list(store.rows.values()) == [{"result_id": "t1", "providers": {}, "tier": "", "rating": "flag",
-                                          "comment": None}]
+    assert list(store.rows.values()) == [
+        {"result_id": "t1", "providers": {}, "tier": "", "rating": "flag", "comment": None}
+    ]
     assert conversation.add_comment(store, "missed the bleeding") and not conversation.add_comment(store, "again")
     conversation.rate(store, "2", None)
     assert store.rows == {} and conversation.commenting_on is None
@@ -107,7 +124,8 @@ def test_a_rating_belongs_to_the_answer_after_its_step_notes_and_one_row_follows
 
 def test_the_explainer_reads_the_last_ten_text_messages() -> None:
     messages = [{"role": "user", "content": {"path": "photo.png"}}] + [
-        {"role": "user", "content": f"message {i}"} for i in range(12)]
+        {"role": "user", "content": f"message {i}"} for i in range(12)
+    ]
     history = explainer_history(messages)
     assert len(history) == 10 and history[-1] == {"role": "user", "content": "message 11"}
 

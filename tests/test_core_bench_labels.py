@@ -21,6 +21,8 @@ def test_feature_cache_build_time_is_labelled_by_where_it_came_from(tmp_path: Pa
     assert not cached.built_in_this_process and cached.built_at == built.built_at
     figures = feature_cache_figures(cached)
     assert "feature_cache_build_s" not in figures
-    assert figures == {"feature_cache_build_s_when_built": round(built.build_seconds or 0.0, 1),
-                       "feature_cache_built_at": built.built_at}
+    assert figures == {
+        "feature_cache_build_s_when_built": round(built.build_seconds or 0.0, 1),
+        "feature_cache_built_at": built.built_at,
+    }
     clear_memory_cache()

@@ -113,7 +113,9 @@ def test_black_and_white_upload_ends_the_turn_as_invalid_input(tmp_path: Path, h
     from core_helpers import fake_app
 
     Image.open(ham_image).convert("L").save(tmp_path / "grey.jpg")
-    events = list(fake_app(tmp_path / "turns").run_turn(TurnRequest(image=str(tmp_path / "grey.jpg"), question="what is this?")))
+    events = list(
+        fake_app(tmp_path / "turns").run_turn(TurnRequest(image=str(tmp_path / "grey.jpg"), question="what is this?"))
+    )
     result = events[-1].result
     assert result is not None and result.status == "invalid_input"
     assert "black and white" in (result.message or "") and result.diagnosis is None
@@ -140,10 +142,13 @@ def test_webp_and_heic(tmp_path: Path) -> None:
     assert decoded.image.size == (32, 24) and decoded.original_format == "HEIF"
 
 
-@pytest.mark.parametrize("content, expected", [
-    (b"", "empty"),
-    (b"%PDF-1.4 not a photo", "doesn't look like a photo"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"", "empty"),
+        (b"%PDF-1.4 not a photo", "doesn't look like a photo"),
+    ],
+)
 def test_bad_files_raise_friendly_errors(tmp_path: Path, content: bytes, expected: str) -> None:
     path = tmp_path / "upload.png"
     path.write_bytes(content)
@@ -163,8 +168,10 @@ def test_truncated_upload(tmp_path: Path, fmt: str) -> None:
 def _phone_jpeg(path: Path, size: tuple[int, int], orientation: int | None = None) -> Path:
     """A smooth skin-coloured gradient at phone resolution (cheap to encode: flat 8x8 blocks)."""
     ramp = Image.linear_gradient("L").resize((size[0] // 10, size[1] // 10))
-    small = Image.merge("RGB", [ramp.point(lambda v: 150 + v // 3), ramp.point(lambda v: 100 + v // 4),
-                                ramp.point(lambda v: 80 + v // 5)])
+    small = Image.merge(
+        "RGB",
+        [ramp.point(lambda v: 150 + v // 3), ramp.point(lambda v: 100 + v // 4), ramp.point(lambda v: 80 + v // 5)],
+    )
     exif = Image.Exif()
     if orientation:
         exif[0x0112] = orientation
@@ -179,8 +186,9 @@ def _spy_on_draft(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
     decoded_at: list[tuple[int, int]] = []
     original = JpegImagePlugin.JpegImageFile.draft
 
-    def draft(self: JpegImagePlugin.JpegImageFile, mode: str | None,
-              size: tuple[int, int] | None) -> tuple[str, tuple[int, int, float, float]] | None:
+    def draft(
+        self: JpegImagePlugin.JpegImageFile, mode: str | None, size: tuple[int, int] | None
+    ) -> tuple[str, tuple[int, int, float, float]] | None:
         result = original(self, mode, size)
         decoded_at.append(self.size)
         return result
@@ -253,13 +261,12 @@ def _jpeg_with_header_size(path: Path, size: tuple[int, int]) -> Path:
     Image.new("RGB", (64, 48), (190, 140, 120)).save(buf, format="JPEG", quality=80)
     data = bytearray(buf.getvalue())
     sof = data.index(b"\xff\xc0")
-    data[sof + 5:sof + 9] = size[1].to_bytes(2, "big") + size[0].to_bytes(2, "big")
+    data[sof + 5 : sof + 9] = size[1].to_bytes(2, "big") + size[0].to_bytes(2, "big")
     path.write_bytes(bytes(data))
     return path
 
 
-def test_jpeg_over_pillows_own_cap_is_read_without_touching_it(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_jpeg_over_pillows_own_cap_is_read_without_touching_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Pillow refuses headers over 2x ``MAX_IMAGE_PIXELS`` (179 MP); a 192 MP JPEG must still reach the reduced
     decoder, and Pillow's process-wide cap, which other threads rely on, must never be switched off to do it."""
     from PIL import JpegImagePlugin

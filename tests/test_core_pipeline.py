@@ -54,16 +54,25 @@ def test_malignant_class_forces_urgent_even_when_provider_hints_reassure(tmp_pat
 
         def diagnose(self, ctx):
             from dermchat.results import Diagnosis, DifferentialEntry
-            return Diagnosis(provider_id=self.id, triage_hint="reassure", prediction_set=["melanoma"],
-                             differential=[DifferentialEntry(condition_id="melanoma", probability=0.5),
-                                           DifferentialEntry(condition_id="melanocytic_nevus", probability=0.5)])
+
+            return Diagnosis(
+                provider_id=self.id,
+                triage_hint="reassure",
+                prediction_set=["melanoma"],
+                differential=[
+                    DifferentialEntry(condition_id="melanoma", probability=0.5),
+                    DifferentialEntry(condition_id="melanocytic_nevus", probability=0.5),
+                ],
+            )
 
     class Plugin:
         @hookimpl
         def register_diagnosers(self, register):
             register(Reassuring())
 
-    result = fake_app(tmp_path, [(Plugin(), "reassuring")], diagnoser="reassuring").run_turn_sync(TurnRequest(image=dark, force=True))
+    result = fake_app(tmp_path, [(Plugin(), "reassuring")], diagnoser="reassuring").run_turn_sync(
+        TurnRequest(image=dark, force=True)
+    )
     assert result.triage.tier == "urgent"
 
 
@@ -92,11 +101,19 @@ def test_quality_discount_retires_a_hint_made_for_the_narrower_set(hint: str, ke
     from dermchat.results import Diagnosis, DifferentialEntry
     from dermchat.safety import discount_confidence
 
-    before = Diagnosis(provider_id="p", triage_hint=hint, triage_reason="single benign condition",
-                       prediction_set=["melanocytic_nevus"], coverage=0.9, rationale="Top class nevus (80%).",
-                       extra={"probabilities": [0.8, 0.2]},
-                       differential=[DifferentialEntry(condition_id="melanocytic_nevus", probability=0.8),
-                                     DifferentialEntry(condition_id="melanoma", probability=0.2)])
+    before = Diagnosis(
+        provider_id="p",
+        triage_hint=hint,
+        triage_reason="single benign condition",
+        prediction_set=["melanocytic_nevus"],
+        coverage=0.9,
+        rationale="Top class nevus (80%).",
+        extra={"probabilities": [0.8, 0.2]},
+        differential=[
+            DifferentialEntry(condition_id="melanocytic_nevus", probability=0.8),
+            DifferentialEntry(condition_id="melanoma", probability=0.2),
+        ],
+    )
     after = discount_confidence(before, 0.5, "blur")
     assert after.prediction_set == ["melanocytic_nevus", "melanoma"]  # widened
     assert after.triage_hint == kept
@@ -110,8 +127,11 @@ def test_quality_discount_retires_a_hint_made_for_the_narrower_set(hint: str, ke
 
 def _diagnoser_plugin(provider_id: str, diagnose: Any) -> tuple[object, str]:
     """A plugin registering one diagnoser whose `diagnose(ctx)` is `diagnose`."""
-    provider = type(provider_id.title().replace("-", ""), (Diagnoser,), {
-        "id": provider_id, "label": provider_id, "diagnose": lambda self, ctx: diagnose(ctx)})()
+    provider = type(
+        provider_id.title().replace("-", ""),
+        (Diagnoser,),
+        {"id": provider_id, "label": provider_id, "diagnose": lambda self, ctx: diagnose(ctx)},
+    )()
 
     class Plugin:
         @hookimpl
@@ -124,13 +144,19 @@ def _diagnoser_plugin(provider_id: str, diagnose: Any) -> tuple[object, str]:
 def _dx(provider_id: str, probs: dict[str, float], prediction_set: list[str], **kw: Any) -> Any:
     from dermchat.results import Diagnosis, DifferentialEntry
 
-    return Diagnosis(provider_id=provider_id, prediction_set=prediction_set, coverage=0.9, **kw,
-                     differential=[DifferentialEntry(condition_id=c, probability=p) for c, p in probs.items()])
+    return Diagnosis(
+        provider_id=provider_id,
+        prediction_set=prediction_set,
+        coverage=0.9,
+        **kw,
+        differential=[DifferentialEntry(condition_id=c, probability=p) for c, p in probs.items()],
+    )
 
 
 def test_a_second_opinion_that_suspects_malignancy_makes_the_turn_urgent(tmp_path: Path, bright: Path) -> None:
-    alarmed = _diagnoser_plugin("alarmed", lambda ctx: _dx("alarmed", {"melanoma": 0.6, "melanocytic_nevus": 0.4},
-                                                           ["melanoma"]))
+    alarmed = _diagnoser_plugin(
+        "alarmed", lambda ctx: _dx("alarmed", {"melanoma": 0.6, "melanocytic_nevus": 0.4}, ["melanoma"])
+    )
     unsure = _diagnoser_plugin("unsure", lambda ctx: _dx("unsure", {}, [], abstained=True))
     alone = fake_app(tmp_path).run_turn_sync(TurnRequest(image=bright))
     assert alone.triage.tier == "reassure"  # the lead (fake) model sees a benign mole
@@ -159,9 +185,16 @@ def test_patients_are_told_which_condition_makes_a_visit_urgent(tmp_path: Path, 
     from dermchat.render import render
     from dermchat.vocabulary import get_vocabulary
 
-    cautious = _diagnoser_plugin("cautious", lambda ctx: _dx(
-        "cautious", {"melanocytic_nevus": 0.9, "melanoma": 0.1}, ["melanocytic_nevus"], triage_hint="urgent",
-        triage_reason="melanoma probability 0.10 is above the high-sensitivity threshold 0.06"))
+    cautious = _diagnoser_plugin(
+        "cautious",
+        lambda ctx: _dx(
+            "cautious",
+            {"melanocytic_nevus": 0.9, "melanoma": 0.1},
+            ["melanocytic_nevus"],
+            triage_hint="urgent",
+            triage_reason="melanoma probability 0.10 is above the high-sensitivity threshold 0.06",
+        ),
+    )
     result = fake_app(tmp_path, [cautious], diagnoser="cautious").run_turn_sync(TurnRequest(image=bright))
     assert result.triage.tier == "urgent" and result.triage.drivers == ["melanoma"]
     name = get_vocabulary().get("melanoma").patient_name
@@ -177,10 +210,13 @@ def test_not_skin_stops_before_diagnosis(tmp_path: Path) -> None:
     assert "doesn't seem to show skin" in result.message
 
 
-@pytest.mark.parametrize("content, expected", [
-    (b"", "empty"),
-    (b"this is not an image", "doesn't look like a photo"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"", "empty"),
+        (b"this is not an image", "doesn't look like a photo"),
+    ],
+)
 def test_bad_uploads_get_plain_messages(tmp_path: Path, content: bytes, expected: str) -> None:
     bad = tmp_path / "upload.jpg"
     bad.write_bytes(content)
@@ -223,7 +259,9 @@ def test_crashing_explainer_degrades_the_turn_only(tmp_path: Path, bright: Path)
         def register_explainers(self, register):
             register(Broken())
 
-    result = fake_app(tmp_path, [(Plugin(), "broken")], explainer="broken-explainer").run_turn_sync(TurnRequest(image=bright))
+    result = fake_app(tmp_path, [(Plugin(), "broken")], explainer="broken-explainer").run_turn_sync(
+        TurnRequest(image=bright)
+    )
     assert result.status == "ok" and result.diagnosis is not None and result.references
     assert result.errors[0].step == "explanation" and "(RuntimeError) (error id " in result.errors[0].message
     assert "index corrupt" not in result.errors[0].message  # the details are in the server log only
@@ -258,10 +296,15 @@ def test_unknown_labels_are_dropped_and_probabilities_renormalised(tmp_path: Pat
 
         def diagnose(self, ctx):
             from dermchat.results import Diagnosis, DifferentialEntry
-            return Diagnosis(provider_id=self.id, differential=[
-                DifferentialEntry(condition_id="not_a_condition", probability=0.5),
-                DifferentialEntry(condition_id="psoriasis", probability=0.25),
-                DifferentialEntry(condition_id="atopic_eczema", probability=0.25)])
+
+            return Diagnosis(
+                provider_id=self.id,
+                differential=[
+                    DifferentialEntry(condition_id="not_a_condition", probability=0.5),
+                    DifferentialEntry(condition_id="psoriasis", probability=0.25),
+                    DifferentialEntry(condition_id="atopic_eczema", probability=0.25),
+                ],
+            )
 
     class Plugin:
         @hookimpl

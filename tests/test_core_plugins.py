@@ -25,13 +25,16 @@ def _manager_with(plugin: object, name: str = "inline") -> PluginManager:
     return pm
 
 
-@pytest.mark.parametrize("hook, provider_cls, capability", [
-    ("register_quality_checks", FakeQuality, "quality"),
-    ("register_diagnosers", FakeDiagnoser, "diagnoser"),
-    ("register_explainers", FakeExplainer, "explainer"),
-    ("register_reference_generators", FakeReferences, "references"),
-    ("register_morphology_describers", ClassicMorphology, "morphology"),
-])
+@pytest.mark.parametrize(
+    "hook, provider_cls, capability",
+    [
+        ("register_quality_checks", FakeQuality, "quality"),
+        ("register_diagnosers", FakeDiagnoser, "diagnoser"),
+        ("register_explainers", FakeExplainer, "explainer"),
+        ("register_reference_generators", FakeReferences, "references"),
+        ("register_morphology_describers", ClassicMorphology, "morphology"),
+    ],
+)
 def test_register_hooks_add_providers_by_id(hook: str, provider_cls: type, capability: str) -> None:
     plugin = type("Inline", (), {hook: hookimpl(lambda self, register: register(provider_cls()))})()
     pm = _manager_with(plugin)
@@ -190,8 +193,11 @@ def test_policy_hooks_run_through_pluggy_in_its_order_and_a_crash_skips_only_tha
 
         return type(name, (), {"extra_notices": staticmethod(hookimpl(**marks)(extra_notices))})()
 
-    plugins = [(notices_from("early", tryfirst=True), "early"), (notices_from("late"), "late"),
-               (notices_from("broken", crash=True), "broken")]
+    plugins = [
+        (notices_from("early", tryfirst=True), "early"),
+        (notices_from("late"), "late"),
+        (notices_from("broken", crash=True), "broken"),
+    ]
     app = fake_app(tmp_path, plugins)
     result = app.run_turn_sync(TurnRequest(image=solid_image(tmp_path / "a.png", (200, 160, 140))))
     assert order == ["early", "broken", "late"]
@@ -216,8 +222,9 @@ def test_each_implementation_gets_its_own_copy_of_the_result() -> None:
     assert seen == [["original"], ["original"]]
 
 
-def test_tracing_logs_every_hook_call_without_argument_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_tracing_logs_every_hook_call_without_argument_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     class Policy:
         @hookimpl
         def extra_notices(self, result: Any, audience: str) -> list[str]:
@@ -226,7 +233,9 @@ def test_tracing_logs_every_hook_call_without_argument_values(tmp_path: Path, mo
     monkeypatch.setenv("DERMCHAT_TRACE_PLUGINS", "1")
     caplog.set_level(logging.INFO, logger="dermchat.plugin_manager")
     app = fake_app(tmp_path, [(Policy(), "policy")])
-    app.run_turn_sync(TurnRequest(image=solid_image(tmp_path / "a.png", (200, 160, 140)), question="is this SECRET-QUESTION serious?"))
+    app.run_turn_sync(
+        TurnRequest(image=solid_image(tmp_path / "a.png", (200, 160, 140)), question="is this SECRET-QUESTION serious?")
+    )
     lines = [r.getMessage() for r in caplog.records if r.name == "dermchat.plugin_manager"]
     assert "hook register_diagnosers(register) -> fakes" in lines
     assert "hook extra_notices(audience, result) -> policy" in lines
@@ -235,8 +244,9 @@ def test_tracing_logs_every_hook_call_without_argument_values(tmp_path: Path, mo
     assert not any("SECRET-QUESTION" in line for line in lines)
 
 
-def test_without_tracing_hook_calls_are_not_logged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_without_tracing_hook_calls_are_not_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.delenv("DERMCHAT_TRACE_PLUGINS", raising=False)
     caplog.set_level(logging.INFO, logger="dermchat.plugin_manager")
     fake_app(tmp_path).plugins.collect()
@@ -314,7 +324,8 @@ def test_options_for_an_unknown_provider_are_reported(tmp_path: Path) -> None:
     app = fake_app(tmp_path, options={"fake-qualty": {"threshold": 10}, "fake-dx": {}})
     assert app.configuration_errors == [
         "options were given for 'fake-qualty', but no loaded plugin provides it "
-        "(known: fake-dx, fake-explainer, fake-quality, fake-refs)"]
+        "(known: fake-dx, fake-explainer, fake-quality, fake-refs)"
+    ]
 
 
 EXAMPLE_PLUGIN = Path(__file__).parent / "example_plugin"
@@ -327,9 +338,22 @@ def installed_example_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
     target = tmp_path / "site"
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         "--target", str(target), str(EXAMPLE_PLUGIN)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(target),
+            str(EXAMPLE_PLUGIN),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     if proc.returncode != 0:
         pytest.fail(f"pip could not install the example plugin:\n{proc.stderr[-2000:]}")
@@ -341,7 +365,9 @@ def installed_example_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     sys.modules.pop("dermchat_example_plugin", None)
 
 
-def test_example_plugin_package_is_found_by_entry_point(installed_example_plugin: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_example_plugin_package_is_found_by_entry_point(
+    installed_example_plugin: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pm = PluginManager()
     record = pm.records.get("example")
     assert record is not None and record.loaded, pm.records
@@ -362,20 +388,24 @@ def test_broken_entry_point_is_listed_not_fatal(tmp_path: Path, monkeypatch: pyt
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-dermchat-plugin\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text("[dermchat]\nbroken = broken_dermchat_plugin\n")
-    (site / "broken_dermchat_plugin.py").write_text(textwrap.dedent("""
+    (site / "broken_dermchat_plugin.py").write_text(
+        textwrap.dedent("""
         raise ImportError("needs a library that is not installed")
-    """))
+    """)
+    )
     good = site / "good_dermchat_plugin-1.0.dist-info"
     good.mkdir()
     (good / "METADATA").write_text("Metadata-Version: 2.1\nName: good-dermchat-plugin\nVersion: 1.0\n")
     (good / "entry_points.txt").write_text("[dermchat]\ngood = good_dermchat_plugin\n")
-    (site / "good_dermchat_plugin.py").write_text(textwrap.dedent("""
+    (site / "good_dermchat_plugin.py").write_text(
+        textwrap.dedent("""
         from dermchat.hookspecs import hookimpl
 
         @hookimpl
         def register_benchmarks(register):
             register("good", lambda options: {"ok": True})
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(site))
     pm = PluginManager()
     assert not pm.records["broken"].loaded
@@ -408,5 +438,7 @@ def test_a_builtin_plugin_added_after_an_editable_install_still_loads(monkeypatc
     monkeypatch.setattr(plugins_module, "_dermchat_installed", lambda: True)
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kwargs: stale)
     pm = PluginManager()
-    assert pm.records["morphology"].loaded and "missing from the installed entry points" in pm.records["morphology"].source
+    assert (
+        pm.records["morphology"].loaded and "missing from the installed entry points" in pm.records["morphology"].source
+    )
     assert "classic-morphology" in pm.collect().providers["morphology"]

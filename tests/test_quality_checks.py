@@ -18,8 +18,17 @@ from dermchat.results import QualityReport
 # images (how often each reason is named) are the benchmark's job: python -m dermchat bench-quality.
 CLEAN_IDS = ("ISIC_0025261", "ISIC_0028088")
 SEED = 1  # picks the random parts of a distortion (noise, motion direction, cast hue, shift direction)
-MONOTONE_DISTORTIONS = ("gaussian_blur", "motion_blur", "noise", "darken", "brighten", "jpeg", "downscale",
-                        "colour_cast", "glare")
+MONOTONE_DISTORTIONS = (
+    "gaussian_blur",
+    "motion_blur",
+    "noise",
+    "darken",
+    "brighten",
+    "jpeg",
+    "downscale",
+    "colour_cast",
+    "glare",
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +55,22 @@ def test_clean_photos_are_acceptable_skin_with_no_problem(clean_reports: dict[st
         x0, y0, x1, y1 = report.lesion_bbox  # type: ignore[misc]
         assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1
         assert {r.id for r in report.reasons} >= {
-            "focus", "underexposed", "overexposed", "glare", "noise", "color_cast", "low_resolution", "framing",
+            "focus",
+            "underexposed",
+            "overexposed",
+            "glare",
+            "noise",
+            "color_cast",
+            "low_resolution",
+            "framing",
             "not_skin",
         }
 
 
 @pytest.mark.parametrize("name", sorted(DISTORTIONS))
-def test_each_reason_fires_on_its_distortion(name: str, clean_images: dict[str, np.ndarray],
-                                             clean_reports: dict[str, QualityReport]) -> None:
+def test_each_reason_fires_on_its_distortion(
+    name: str, clean_images: dict[str, np.ndarray], clean_reports: dict[str, QualityReport]
+) -> None:
     dist = DISTORTIONS[name]
     for image_id, rgb in clean_images.items():
         clean = clean_reports[image_id]
@@ -74,8 +91,9 @@ def test_motion_blur_is_named_in_the_clinician_detail(clean_images: dict[str, np
 
 
 @pytest.mark.parametrize("name", MONOTONE_DISTORTIONS)
-def test_score_never_rises_with_severity(name: str, clean_images: dict[str, np.ndarray],
-                                         clean_reports: dict[str, QualityReport]) -> None:
+def test_score_never_rises_with_severity(
+    name: str, clean_images: dict[str, np.ndarray], clean_reports: dict[str, QualityReport]
+) -> None:
     dist = DISTORTIONS[name]
     image_id = CLEAN_IDS[0]
     rgb = clean_images[image_id]
@@ -161,8 +179,9 @@ def test_framing_value_weighs_offset_over_cut_and_forgives_frame_filling_lesions
 
 
 @pytest.mark.parametrize("peak", [238.0, 255.0])
-def test_glare_needs_a_clipped_centre(peak: float, clean_images: dict[str, np.ndarray],
-                                      clean_reports: dict[str, QualityReport]) -> None:
+def test_glare_needs_a_clipped_centre(
+    peak: float, clean_images: dict[str, np.ndarray], clean_reports: dict[str, QualityReport]
+) -> None:
     """Near-white but unclipped spots (pale structures, a white veil) are not reflections; clipped ones are."""
     image_id = CLEAN_IDS[0]
     rgb = clean_images[image_id].astype(np.float32)
@@ -176,7 +195,8 @@ def test_glare_needs_a_clipped_centre(peak: float, clean_images: dict[str, np.nd
 
 
 def test_brisque_speaks_for_focus_only_when_noise_and_compression_are_quiet(
-        clean_images: dict[str, np.ndarray]) -> None:
+    clean_images: dict[str, np.ndarray],
+) -> None:
     """A high BRISQUE adds to the focus value of a clean-looking photo, but not of a noisy or blocky one (there
     the noise / compression reasons explain it, and naming 'focus' would give the wrong retake tip)."""
     from dermchat.quality.assess import brisque_blur

@@ -41,8 +41,9 @@ def compression(report: QualityReport):  # noqa: ANN201 - QualityReason
 
 
 @pytest.mark.parametrize("size", PHONE_SIZES)
-def test_phone_size_photo_at_quality_5_is_refused_with_the_compression_advice(ham_dir: Path,
-                                                                               size: tuple[int, int]) -> None:
+def test_phone_size_photo_at_quality_5_is_refused_with_the_compression_advice(
+    ham_dir: Path, size: tuple[int, int]
+) -> None:
     report = assess_image(phone_photo(ham_dir, size, 5))
     assert not report.acceptable, (size, report.score)
     worst = report.problems(1)

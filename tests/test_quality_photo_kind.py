@@ -19,8 +19,20 @@ from dermchat.quality.assess import assess_array, assess_image
 from dermchat.render import render_quality
 
 # Nevi, melanomas, BCCs, keratoses and a vascular lesion from across the metadata (several with hair).
-HAM_IDS = ("ISIC_0024307", "ISIC_0027419", "ISIC_0025030", "ISIC_0026769", "ISIC_0025661", "ISIC_0031023",
-           "ISIC_0028155", "ISIC_0029417", "ISIC_0024345", "ISIC_0032404", "ISIC_0025964", "ISIC_0030877")
+HAM_IDS = (
+    "ISIC_0024307",
+    "ISIC_0027419",
+    "ISIC_0025030",
+    "ISIC_0026769",
+    "ISIC_0025661",
+    "ISIC_0031023",
+    "ISIC_0028155",
+    "ISIC_0029417",
+    "ISIC_0024345",
+    "ISIC_0032404",
+    "ISIC_0025964",
+    "ISIC_0030877",
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +52,9 @@ def test_real_dermoscopic_photos_are_judged_dermoscopic(ham: dict[str, np.ndarra
 
 
 @pytest.mark.parametrize("name", ["face_crop", "astronaut", "drawn_spot", "phone_framed"])
-def test_ordinary_photos_of_skin_are_judged_not_dermoscopic(name: str, pictures: dict[str, Image.Image],
-                                                           ham: dict[str, np.ndarray]) -> None:
+def test_ordinary_photos_of_skin_are_judged_not_dermoscopic(
+    name: str, pictures: dict[str, Image.Image], ham: dict[str, np.ndarray]
+) -> None:
     if name == "drawn_spot":
         img = drawn_spot(0)
     elif name == "phone_framed":
@@ -60,8 +73,9 @@ def test_a_cat_or_a_cup_never_passes_as_a_dermoscopic_skin_photo(name: str, pict
     assert not report.is_skin or report.dermoscopic is False
 
 
-def test_a_greyscale_document_is_not_told_to_turn_off_a_filter(tmp_path: Path, pictures: dict[str, Image.Image],
-                                                               ham_image: Path) -> None:
+def test_a_greyscale_document_is_not_told_to_turn_off_a_filter(
+    tmp_path: Path, pictures: dict[str, Image.Image], ham_image: Path
+) -> None:
     pictures["page"].save(tmp_path / "page.png")
     with pytest.raises(ImageInputError) as info:
         decode_image(tmp_path / "page.png")

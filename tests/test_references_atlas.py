@@ -45,7 +45,9 @@ def test_dx_is_resolved_through_the_vocabulary_and_bad_rows_are_counted(tmp_path
     assert describe(atlas)["per_condition"] == {"melanocytic_nevus": 3}
 
 
-def test_features_are_cached_on_disk_and_rebuilt_when_metadata_changes(tmp_path: Path, ham_dir: Path, private_cache: Path) -> None:
+def test_features_are_cached_on_disk_and_rebuilt_when_metadata_changes(
+    tmp_path: Path, ham_dir: Path, private_cache: Path
+) -> None:
     rows = [{"image_id": r["image_id"], "dx": r["dx"]} for r in ham_rows(ham_dir, "bkl", 4)]
     root = build_atlas(tmp_path / "atlas", ham_dir, rows)
     calls: list[tuple[int, int]] = []
@@ -85,15 +87,24 @@ def test_not_an_atlas_is_explained(tmp_path: Path, ham_dir: Path) -> None:
     (tmp_path / "half" / "images").mkdir(parents=True)
     with pytest.raises(AtlasError, match="metadata.csv"):
         load_atlas(tmp_path / "half")
-    root = build_atlas(tmp_path / "nodx", ham_dir, [{"image_id": ham_rows(ham_dir, "nv", 1)[0]["image_id"], "diagnosis": "nv"}])
+    root = build_atlas(
+        tmp_path / "nodx", ham_dir, [{"image_id": ham_rows(ham_dir, "nv", 1)[0]["image_id"], "diagnosis": "nv"}]
+    )
     with pytest.raises(AtlasError, match="no 'dx' column"):
         load_atlas(root)
 
 
 @pytest.mark.parametrize(
     ("site", "group"),
-    [("upper extremity", "upper extremity"), ("Left forearm", "upper extremity"), ("cheek", "head and neck"),
-     ("lower_extremity", "lower extremity"), ("sole", "acral"), ("unknown", ""), ("", "")],
+    [
+        ("upper extremity", "upper extremity"),
+        ("Left forearm", "upper extremity"),
+        ("cheek", "head and neck"),
+        ("lower_extremity", "lower extremity"),
+        ("sole", "acral"),
+        ("unknown", ""),
+        ("", ""),
+    ],
 )
 def test_body_sites_group_into_regions(site: str, group: str) -> None:
     assert site_group(site) == group

@@ -67,7 +67,9 @@ def test_availability_is_fast_and_explained(tmp_path: Path, tiny_sd: Path) -> No
     assert DiffusionProvider.needs_gpu and DiffusionProvider.synthetic
 
 
-def test_txt2img_references_are_labelled_seeded_cached_and_report_progress(tiny_sd: Path, photo: Image.Image, tmp_path: Path) -> None:
+def test_txt2img_references_are_labelled_seeded_cached_and_report_progress(
+    tiny_sd: Path, photo: Image.Image, tmp_path: Path
+) -> None:
     provider = generator(tiny_sd, seed=7)
     events: list[tuple[str, float | None]] = []
     ctx = make_ctx(photo, tmp_path / "t1", diagnosis(*DIFFERENTIAL), progress=lambda m, f=None: events.append((m, f)))
@@ -91,9 +93,13 @@ def test_txt2img_references_are_labelled_seeded_cached_and_report_progress(tiny_
     for first, second in zip(refs, again):
         np.testing.assert_array_equal(pixels(first.path), pixels(second.path))
 
-    fresh = generator(tiny_sd, seed=7, cache=False).references(make_ctx(photo, tmp_path / "t3", diagnosis(*DIFFERENTIAL)))
+    fresh = generator(tiny_sd, seed=7, cache=False).references(
+        make_ctx(photo, tmp_path / "t3", diagnosis(*DIFFERENTIAL))
+    )
     np.testing.assert_array_equal(pixels(fresh[0].path), pixels(refs[0].path))  # a seed reproduces its image
-    other = generator(tiny_sd, seed=8, cache=False).references(make_ctx(photo, tmp_path / "t4", diagnosis(*DIFFERENTIAL)))
+    other = generator(tiny_sd, seed=8, cache=False).references(
+        make_ctx(photo, tmp_path / "t4", diagnosis(*DIFFERENTIAL))
+    )
     assert np.abs(pixels(other[0].path) - pixels(refs[0].path)).mean() > 1.0
 
 
@@ -111,7 +117,9 @@ def test_lesion_crop_keeps_the_lesion_in_view() -> None:
 
 def test_img2img_starts_from_the_users_photo(tiny_sd: Path, photo: Image.Image, tmp_path: Path) -> None:
     provider = generator(tiny_sd, mode="img2img", strength=0.5, steps=4)
-    quality = QualityReport(provider_id="q", score=80, acceptable=True, threshold=50, band="good", lesion_bbox=(0.3, 0.3, 0.7, 0.7))
+    quality = QualityReport(
+        provider_id="q", score=80, acceptable=True, threshold=50, band="good", lesion_bbox=(0.3, 0.3, 0.7, 0.7)
+    )
     ctx = make_ctx(photo, tmp_path / "i2i", diagnosis(("melanocytic_nevus", 1.0)), quality=quality)
     ref = provider.references(ctx)[0]
     assert ref.extra["mode"] == "img2img" and ref.extra["strength"] == 0.5
@@ -128,7 +136,9 @@ def test_lora_weights_change_the_pipeline(tiny_sd: Path, photo: Image.Image, tmp
 
     def image(**options: Any) -> tuple[np.ndarray, DiffusionProvider]:
         provider = generator(tiny_sd, cache=False, **options)
-        ref = provider.references(make_ctx(photo, tmp_path / str(len(options)) / str(options.get("lora")), diagnosis(("melanoma", 1.0))))[0]
+        ref = provider.references(
+            make_ctx(photo, tmp_path / str(len(options)) / str(options.get("lora")), diagnosis(("melanoma", 1.0)))
+        )[0]
         return pixels(ref.path), provider
 
     base, plain = image()
@@ -163,8 +173,13 @@ class RankingDiagnoser(Diagnoser):
         assert ctx.image is not None and ctx.diagnosis is None
         self.seen_sizes.append(ctx.image.size)
         n = len(self.ranking)
-        return Diagnosis(provider_id=self.id, differential=[
-            DifferentialEntry(condition_id=c, probability=(n - i) / (n * (n + 1) / 2)) for i, c in enumerate(self.ranking)])
+        return Diagnosis(
+            provider_id=self.id,
+            differential=[
+                DifferentialEntry(condition_id=c, probability=(n - i) / (n * (n + 1) / 2))
+                for i, c in enumerate(self.ranking)
+            ],
+        )
 
 
 class Illustrator(ReferenceGenerator):
@@ -182,8 +197,14 @@ class Illustrator(ReferenceGenerator):
         for condition_id in self.conditions:
             image = Image.new("RGB", (64, 64), (150, 100, 90))
             image.save(ctx.workdir / f"{condition_id}.png")
-            ref = Reference(path=str(ctx.workdir / f"{condition_id}.png"), condition_id=condition_id, caption=condition_id,
-                            provenance="test", synthetic=True, provider_id=self.id)
+            ref = Reference(
+                path=str(ctx.workdir / f"{condition_id}.png"),
+                condition_id=condition_id,
+                caption=condition_id,
+                provenance="test",
+                synthetic=True,
+                provider_id=self.id,
+            )
             ref.await_check(image, self.verifier_id)
             out.append(ref)
         return out
@@ -212,7 +233,8 @@ def _verified(tmp_path: Path, photo: Path, conditions: list[str], verifier: Diag
 
     plugin = Providers(Illustrator(conditions, verifier_id), *([verifier] if verifier else []))
     return fake_app(tmp_path, [(plugin, "verifying")], references=["illustrator"]).run_turn_sync(
-        TurnRequest(image=photo, force=True))
+        TurnRequest(image=photo, force=True)
+    )
 
 
 def test_top_three_rule(tmp_path: Path) -> None:
@@ -241,7 +263,9 @@ def test_conditions_outside_the_classifiers_classes_are_not_verified(photo: Imag
     assert why_unchecked(ham, "ham-cnn", "melanoma") is None
 
 
-def test_engine_shows_verified_and_hides_unrecognised_illustrations(tiny_sd: Path, ham_image: Path, tmp_path: Path) -> None:
+def test_engine_shows_verified_and_hides_unrecognised_illustrations(
+    tiny_sd: Path, ham_image: Path, tmp_path: Path
+) -> None:
     """Through the real engine: the fake colour-rule diagnoser verifies each generated image."""
     import plugins.diffusion
     from core_helpers import fake_app
@@ -249,8 +273,19 @@ def test_engine_shows_verified_and_hides_unrecognised_illustrations(tiny_sd: Pat
     from fake_plugins import FakeDiagnoser
 
     app = fake_app(
-        tmp_path, plugins=[(plugins.diffusion, "diffusion")], references=["sd-diffusion"],
-        options={"sd-diffusion": {"model": str(tiny_sd), "steps": 2, "size": 64, "scheduler": "ddim", "device": "cpu", "verifier": "fake-dx"}},
+        tmp_path,
+        plugins=[(plugins.diffusion, "diffusion")],
+        references=["sd-diffusion"],
+        options={
+            "sd-diffusion": {
+                "model": str(tiny_sd),
+                "steps": 2,
+                "size": 64,
+                "scheduler": "ddim",
+                "device": "cpu",
+                "verifier": "fake-dx",
+            }
+        },
     )
     result = app.run_turn_sync(TurnRequest(image=ham_image, force=True))
     assert result.status == "ok", result.errors
@@ -291,7 +326,10 @@ def test_real_classifier_recognises_real_images(ham_dir: Path, tmp_path: Path) -
         ctx.result.diagnosis = None  # the image alone, as the engine's check sees it
         return judge(ham.diagnose(ctx), condition_id, "ham-cnn")[0]
 
-    images = [Image.open(ham_dir / "images" / f"{r['image_id']}.jpg").convert("RGB") for r in ham_rows(ham_dir, "nv", 8, skip=40)]
+    images = [
+        Image.open(ham_dir / "images" / f"{r['image_id']}.jpg").convert("RGB")
+        for r in ham_rows(ham_dir, "nv", 8, skip=40)
+    ]
     as_nevus = [verdict(img, "melanocytic_nevus") for img in images]
     as_vascular = [verdict(img, "vascular_lesion") for img in images]
     assert None not in as_nevus
@@ -306,11 +344,15 @@ def test_unchecked_illustrations_get_a_notice(tiny_sd: Path, ham_image: Path, tm
     from dermchat.results import TurnResult
 
     app = fake_app(  # the default verifier, ham-cnn, is not installed here
-        tmp_path, plugins=[(plugins.diffusion, "diffusion")], references=["sd-diffusion"],
+        tmp_path,
+        plugins=[(plugins.diffusion, "diffusion")],
+        references=["sd-diffusion"],
         options={"sd-diffusion": {"model": str(tiny_sd), "steps": 2, "size": 64, "scheduler": "ddim", "device": "cpu"}},
     )
     result = app.run_turn_sync(TurnRequest(image=ham_image, force=True))
-    notice = "Some generated illustrations were not checked by the image model: the image model 'ham-cnn' is not installed."
+    notice = (
+        "Some generated illustrations were not checked by the image model: the image model 'ham-cnn' is not installed."
+    )
     assert result.references and all(r.verified is None for r in result.references) and notice in result.notices
     assert plugins.diffusion.extra_notices(result=result, audience="patient") == [notice]
     assert plugins.diffusion.extra_notices(result=TurnResult(turn_id="t"), audience="patient") is None

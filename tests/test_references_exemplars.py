@@ -58,7 +58,9 @@ def ranking_atlas(root: Path, ham_dir: Path, sites: list[str], tones: list[str])
     return build_atlas(root, ham_dir, rows)
 
 
-def rank_by_site(root: Path, ham_dir: Path, user_photo: Image.Image, sites: list[str], body_site: str) -> tuple[np.ndarray, np.ndarray]:
+def rank_by_site(
+    root: Path, ham_dir: Path, user_photo: Image.Image, sites: list[str], body_site: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Atlas rows (one per site, same tone) ranked for a photo taken at `body_site`, with a strong site weight."""
     atlas = load_atlas(ranking_atlas(root, ham_dir, sites, [""] * len(sites)))
     provider = provider_for(atlas.root, site_weight=10.0)
@@ -69,7 +71,9 @@ def rank_by_site(root: Path, ham_dir: Path, user_photo: Image.Image, sites: list
 @pytest.mark.parametrize(
     ("body_site", "expected"), [("back", 0), ("cheek", 1), ("left forearm", 3), ("lower_extremity", 2)]
 )
-def test_ranking_prefers_the_users_body_site(tmp_path: Path, ham_dir: Path, user_photo: Image.Image, body_site: str, expected: int) -> None:
+def test_ranking_prefers_the_users_body_site(
+    tmp_path: Path, ham_dir: Path, user_photo: Image.Image, body_site: str, expected: int
+) -> None:
     sites = ["back", "face", "lower extremity", "upper extremity"]
     ranked, distances = rank_by_site(tmp_path / "a", ham_dir, user_photo, sites, body_site)
     assert ranked[0] == expected
@@ -77,14 +81,20 @@ def test_ranking_prefers_the_users_body_site(tmp_path: Path, ham_dir: Path, user
 
 
 @pytest.mark.parametrize(("body_site", "expected"), [("left forearm", 2), ("Upper Extremity", 2), ("right palm", 0)])
-def test_everyday_site_words_match_the_ham_site_they_name(tmp_path: Path, ham_dir: Path, user_photo: Image.Image, body_site: str, expected: int) -> None:
+def test_everyday_site_words_match_the_ham_site_they_name(
+    tmp_path: Path, ham_dir: Path, user_photo: Image.Image, body_site: str, expected: int
+) -> None:
     """'left forearm' is HAM's 'upper extremity' exactly, not merely a site in the same region as 'hand'."""
-    ranked, _ = rank_by_site(tmp_path / "a", ham_dir, user_photo, ["acral", "hand", "upper extremity", "hand"], body_site)
+    ranked, _ = rank_by_site(
+        tmp_path / "a", ham_dir, user_photo, ["acral", "hand", "upper extremity", "hand"], body_site
+    )
     assert ranked[0] == expected
 
 
 @pytest.mark.parametrize("matching_row", [1, 3])
-def test_ranking_prefers_the_users_skin_tone(tmp_path: Path, ham_dir: Path, user_photo: Image.Image, matching_row: int) -> None:
+def test_ranking_prefers_the_users_skin_tone(
+    tmp_path: Path, ham_dir: Path, user_photo: Image.Image, matching_row: int
+) -> None:
     features, fitz, _ = user_features(user_photo, None)
     far = "VI" if fitz <= 3 else "I"
     tones = [FITZPATRICK_TYPES[fitz - 1] if i == matching_row else far for i in range(4)]
@@ -95,7 +105,9 @@ def test_ranking_prefers_the_users_skin_tone(tmp_path: Path, ham_dir: Path, user
     assert ranked[0] == matching_row
 
 
-def test_references_are_real_labelled_and_copied_into_the_turn_folder(atlas_dir: Path, user_photo: Image.Image, turn_workdir: Path) -> None:
+def test_references_are_real_labelled_and_copied_into_the_turn_folder(
+    atlas_dir: Path, user_photo: Image.Image, turn_workdir: Path
+) -> None:
     provider = provider_for(atlas_dir)
     assert provider.available() == (True, "")
     progress: list[float | None] = []
@@ -164,7 +176,9 @@ def test_a_full_turn_writes_exemplars_with_a_manifest(atlas_dir: Path, ham_dir: 
     from dermchat.cli import write_turn_files
 
     app = fake_app(
-        tmp_path, plugins=[(plugins.exemplars, "exemplars")], references=["ham-exemplars"],
+        tmp_path,
+        plugins=[(plugins.exemplars, "exemplars")],
+        references=["ham-exemplars"],
         options={"ham-exemplars": {"atlas_dir": str(atlas_dir)}},
     )
     image = ham_dir / "images" / f"{ham_rows(ham_dir, 'nv', 1, skip=20)[0]['image_id']}.jpg"
@@ -175,4 +189,6 @@ def test_a_full_turn_writes_exemplars_with_a_manifest(atlas_dir: Path, ham_dir: 
     write_turn_files(result, out)
     manifest = json.loads((out / "references.json").read_text())
     assert [m["extra"]["image_id"] for m in manifest] == [r.extra["image_id"] for r in result.references]
-    assert all(Path(m["path"]).parent == out and Path(m["path"]).is_file() and m["synthetic"] is False for m in manifest)
+    assert all(
+        Path(m["path"]).parent == out and Path(m["path"]).is_file() and m["synthetic"] is False for m in manifest
+    )

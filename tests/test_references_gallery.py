@@ -13,9 +13,13 @@ from references_fixtures import diagnosis
 
 def ref(condition_id: str, synthetic: bool, verified: bool | None = None, **extra: object) -> Reference:
     return Reference(
-        path=f"/tmp/{condition_id}-{synthetic}.png", condition_id=condition_id,
-        caption=f"{condition_id} — {SYNTHETIC_LABEL if synthetic else 'real image'}", provenance="test",
-        synthetic=synthetic, provider_id="sd-diffusion" if synthetic else "ham-exemplars", verified=verified,
+        path=f"/tmp/{condition_id}-{synthetic}.png",
+        condition_id=condition_id,
+        caption=f"{condition_id} — {SYNTHETIC_LABEL if synthetic else 'real image'}",
+        provenance="test",
+        synthetic=synthetic,
+        provider_id="sd-diffusion" if synthetic else "ham-exemplars",
+        verified=verified,
         extra=dict(extra),
     )
 
@@ -23,9 +27,12 @@ def ref(condition_id: str, synthetic: bool, verified: bool | None = None, **extr
 def result_with_references() -> TurnResult:
     dx = diagnosis(("melanoma", 0.5), ("melanocytic_nevus", 0.3), ("benign_keratosis", 0.15), ("dermatofibroma", 0.05))
     return TurnResult(
-        turn_id="t", audience="patient", diagnosis=dx,
+        turn_id="t",
+        audience="patient",
+        diagnosis=dx,
         references=[
-            ref("melanoma", True, True), ref("melanoma", False, image_id="ISIC_1"),
+            ref("melanoma", True, True),
+            ref("melanoma", False, image_id="ISIC_1"),
             ref("melanocytic_nevus", True, None, verification_notice="This illustration was not checked: no model."),
             ref("dermatofibroma", False, image_id="ISIC_9"),
         ],

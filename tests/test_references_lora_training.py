@@ -25,10 +25,31 @@ from dermchat.references.captions import (
 from dermchat.registry import PluginRecord, Registry
 from dermchat.request import PatientDetails, TurnRequest
 
-DESCRIPTORS = {"asymmetry": 2, "border": 7, "colours": ["light brown", "dark brown", "blue-grey"],
-               "blue_white_veil": True, "diameter_px": 120, "tds": 6.1, "mask_area_share": 0.31}
-HAM_SITES = {"abdomen", "acral", "back", "chest", "ear", "face", "foot", "genital", "hand", "lower extremity",
-             "neck", "scalp", "trunk", "upper extremity"}
+DESCRIPTORS = {
+    "asymmetry": 2,
+    "border": 7,
+    "colours": ["light brown", "dark brown", "blue-grey"],
+    "blue_white_veil": True,
+    "diameter_px": 120,
+    "tds": 6.1,
+    "mask_area_share": 0.31,
+}
+HAM_SITES = {
+    "abdomen",
+    "acral",
+    "back",
+    "chest",
+    "ear",
+    "face",
+    "foot",
+    "genital",
+    "hand",
+    "lower extremity",
+    "neck",
+    "scalp",
+    "trunk",
+    "upper extremity",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -74,10 +95,43 @@ def fake_registry() -> Registry:
 def train(tiny_sd: Path, atlas: Path, captions: Path, out: Path, *extra: str) -> dict[str, Any]:
     from dermchat.references.train_lora import REPORT, main
 
-    argv = ["--data", str(atlas), "--captions", str(captions), "--base", str(tiny_sd), "--out", str(out),
-            "--resolution", "64", "--rank", "4", "--steps", "4", "--batch-size", "2", "--grad-accum", "2",
-            "--lr", "1e-2", "--seed", "5", "--device", "cpu", "--sample-every", "2", "--sample-steps", "2",
-            "--checkpoint-every", "2", "--verify-per-class", "1", "--verifier", "fake-dx", *extra]
+    argv = [
+        "--data",
+        str(atlas),
+        "--captions",
+        str(captions),
+        "--base",
+        str(tiny_sd),
+        "--out",
+        str(out),
+        "--resolution",
+        "64",
+        "--rank",
+        "4",
+        "--steps",
+        "4",
+        "--batch-size",
+        "2",
+        "--grad-accum",
+        "2",
+        "--lr",
+        "1e-2",
+        "--seed",
+        "5",
+        "--device",
+        "cpu",
+        "--sample-every",
+        "2",
+        "--sample-steps",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--verify-per-class",
+        "1",
+        "--verifier",
+        "fake-dx",
+        *extra,
+    ]
     assert main(argv, registry=fake_registry()) == 0
     return json.loads((out / REPORT).read_text())
 
@@ -124,12 +178,20 @@ def ham_rows_of(atlas: Path) -> list[dict[str, str]]:
 def test_caption_with_descriptors_patient_and_every_template() -> None:
     seen = set()
     for seed in range(40):
-        caption = build_caption(LesionFacts("melanoma", site="back", age=57, sex="female", morphology=DESCRIPTORS),
-                                seed=seed, key="ISIC_1")
+        caption = build_caption(
+            LesionFacts("melanoma", site="back", age=57, sex="female", morphology=DESCRIPTORS), seed=seed, key="ISIC_1"
+        )
         seen.add(caption.template)
         text = caption.text.lower()
-        for words in ("cutaneous melanoma", "back", "a woman in her 50s", "asymmetric along both axes",
-                      "an abrupt border", "light brown, dark brown and blue-grey colours", "a blue-white veil"):
+        for words in (
+            "cutaneous melanoma",
+            "back",
+            "a woman in her 50s",
+            "asymmetric along both axes",
+            "an abrupt border",
+            "light brown, dark brown and blue-grey colours",
+            "a blue-white veil",
+        ):
             assert words in text, (words, text)
         assert "none" not in text and len(text.split()) < 50
     assert seen == {0, 1, 2, 3}
@@ -169,8 +231,24 @@ def test_caption_command_errors_are_one_line(tmp_path: Path, capsys: pytest.Capt
     assert "metadata.csv is missing" in capsys.readouterr().err
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"file": "images/x.jpg"}\n')
-    assert main(["train-lora", "--data", str(tmp_path), "--captions", str(bad), "--base", "x", "--out",
-                 str(tmp_path / "o"), "--steps", "1"]) == 2
+    assert (
+        main(
+            [
+                "train-lora",
+                "--data",
+                str(tmp_path),
+                "--captions",
+                str(bad),
+                "--base",
+                "x",
+                "--out",
+                str(tmp_path / "o"),
+                "--steps",
+                "1",
+            ]
+        )
+        == 2
+    )
     assert "not a caption record" in capsys.readouterr().err
 
 
@@ -212,8 +290,18 @@ def test_resume_continues_exactly(tiny_sd: Path, atlas: Path, captions: Path, tm
     straight = tmp_path / "straight"
     train(tiny_sd, atlas, captions, straight, "--verify-per-class", "0", "--sample-every", "0")
     resumed = tmp_path / "resumed"
-    report = train(tiny_sd, atlas, captions, resumed, "--verify-per-class", "0", "--sample-every", "0",
-                   "--resume", str(straight / "checkpoints" / "step-000002"))
+    report = train(
+        tiny_sd,
+        atlas,
+        captions,
+        resumed,
+        "--verify-per-class",
+        "0",
+        "--sample-every",
+        "0",
+        "--resume",
+        str(straight / "checkpoints" / "step-000002"),
+    )
     assert report["resumed_from"] == 2 and len(report["loss_log"]) == 2
     a, b = load_file(str(straight / WEIGHTS)), load_file(str(resumed / WEIGHTS))
     assert a.keys() == b.keys()
@@ -223,13 +311,33 @@ def test_resume_continues_exactly(tiny_sd: Path, atlas: Path, captions: Path, tm
     assert any(not np.allclose(first[k].numpy(), a[k].numpy()) for k in a)  # steps 3-4 did change it
 
 
-def test_resume_refuses_a_checkpoint_of_other_settings(tiny_sd: Path, atlas: Path, captions: Path, trained: Path,
-                                                       tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_refuses_a_checkpoint_of_other_settings(
+    tiny_sd: Path, atlas: Path, captions: Path, trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from dermchat.references.train_lora import main
 
-    code = main(["--data", str(atlas), "--captions", str(captions), "--base", str(tiny_sd), "--out", str(tmp_path / "o"),
-                 "--resolution", "64", "--rank", "8", "--steps", "4", "--device", "cpu",
-                 "--resume", str(trained / "checkpoints" / "step-000002")])
+    code = main(
+        [
+            "--data",
+            str(atlas),
+            "--captions",
+            str(captions),
+            "--base",
+            str(tiny_sd),
+            "--out",
+            str(tmp_path / "o"),
+            "--resolution",
+            "64",
+            "--rank",
+            "8",
+            "--steps",
+            "4",
+            "--device",
+            "cpu",
+            "--resume",
+            str(trained / "checkpoints" / "step-000002"),
+        ]
+    )
     assert code == 2 and "rank 4 (now 8)" in capsys.readouterr().err
 
 
@@ -238,8 +346,9 @@ def generated(tiny_sd: Path, workdir: Path, photo: Image.Image, **options: Any) 
     from plugins.diffusion import DiffusionProvider
 
     provider = DiffusionProvider()
-    provider.configure({"model": str(tiny_sd), "steps": 2, "size": 64, "scheduler": "ddim", "device": "cpu",
-                        "cache": False, **options})
+    provider.configure(
+        {"model": str(tiny_sd), "steps": 2, "size": 64, "scheduler": "ddim", "device": "cpu", "cache": False, **options}
+    )
     ctx = make_ctx(photo, workdir, diagnosis(("melanoma", 0.7), ("melanocytic_nevus", 0.3)), body_site="upper back")
     ctx.request.patient = PatientDetails(age=47.0, sex="male", body_site="upper back")
     return provider.references(ctx)
@@ -253,11 +362,14 @@ def test_the_trained_lora_changes_sd_diffusion_and_is_prompted_with_captions(
     with_lora = generated(tiny_sd, tmp_path / "lora", photo, lora=str(trained))
     stock_words = generated(tiny_sd, tmp_path / "same-prompt", photo, prompts="caption", modality="dermoscopic image")
     assert base[0].extra["prompt_style"] == "concept" and with_lora[0].extra["prompt_style"] == "caption"
-    expected = caption_prompt("melanoma", seed=0, body_site="upper back", age=47.0, sex="male",
-                              modality="dermoscopic image", morphology=None)
+    expected = caption_prompt(
+        "melanoma", seed=0, body_site="upper back", age=47.0, sex="male", modality="dermoscopic image", morphology=None
+    )
     if load_describer() is None:  # the photo's descriptors join the top condition's caption once issue 21 lands
         assert with_lora[0].extra["prompt"] == expected.prompt
-    assert "cutaneous melanoma" in with_lora[0].extra["prompt"].lower() and "back" in with_lora[0].extra["prompt"].lower()
+    assert (
+        "cutaneous melanoma" in with_lora[0].extra["prompt"].lower() and "back" in with_lora[0].extra["prompt"].lower()
+    )
     assert "a man in his 40s" in with_lora[1].extra["prompt"]
     for ref in with_lora:
         assert ref.synthetic and ref.caption.endswith(SYNTHETIC_LABEL) and ref.extra["lora"] == str(trained)
@@ -268,16 +380,28 @@ def test_the_trained_lora_changes_sd_diffusion_and_is_prompted_with_captions(
     assert np.abs(changed - same).mean() > 1.0
 
 
-def test_a_turn_with_the_trained_lora_labels_and_verifies_its_images(tiny_sd: Path, trained: Path, ham_image: Path,
-                                                                      tmp_path: Path) -> None:
+def test_a_turn_with_the_trained_lora_labels_and_verifies_its_images(
+    tiny_sd: Path, trained: Path, ham_image: Path, tmp_path: Path
+) -> None:
     from core_helpers import fake_app
 
     import plugins.diffusion
 
     app = fake_app(
-        tmp_path, plugins=[(plugins.diffusion, "diffusion")], references=["sd-diffusion"],
-        options={"sd-diffusion": {"model": str(tiny_sd), "lora": str(trained), "steps": 2, "size": 64,
-                                  "scheduler": "ddim", "device": "cpu", "verifier": "fake-dx"}},
+        tmp_path,
+        plugins=[(plugins.diffusion, "diffusion")],
+        references=["sd-diffusion"],
+        options={
+            "sd-diffusion": {
+                "model": str(tiny_sd),
+                "lora": str(trained),
+                "steps": 2,
+                "size": 64,
+                "scheduler": "ddim",
+                "device": "cpu",
+                "verifier": "fake-dx",
+            }
+        },
     )
     result = app.run_turn_sync(TurnRequest(image=ham_image, force=True))
     assert result.status == "ok", result.errors

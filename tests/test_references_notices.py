@@ -35,8 +35,14 @@ def loaded_provider(tmp_path: Path, ham_dir: Path, monkeypatch: pytest.MonkeyPat
 
 def _result(*pairs: tuple[str, float], shown: tuple[str, ...], ran: bool = True) -> TurnResult:
     refs = [
-        Reference(path=f"/tmp/{c}.jpg", condition_id=c, caption=c, provenance="test", synthetic=False,
-                  provider_id=ExemplarProvider.id)
+        Reference(
+            path=f"/tmp/{c}.jpg",
+            condition_id=c,
+            caption=c,
+            provenance="test",
+            synthetic=False,
+            provider_id=ExemplarProvider.id,
+        )
         for c in shown
     ]
     providers = {"references": [ProviderRef(id=ExemplarProvider.id, version="1")]} if ran else {}
@@ -44,8 +50,9 @@ def _result(*pairs: tuple[str, float], shown: tuple[str, ...], ran: bool = True)
 
 
 def test_a_top_condition_without_atlas_photos_is_named(loaded_provider: ExemplarProvider) -> None:
-    result = _result(("psoriasis", 0.5), ("melanocytic_nevus", 0.3), ("atopic_eczema", 0.2),
-                     shown=("melanocytic_nevus",))
+    result = _result(
+        ("psoriasis", 0.5), ("melanocytic_nevus", 0.3), ("atopic_eczema", 0.2), shown=("melanocytic_nevus",)
+    )
     notices = plugin.extra_notices(result=result, audience="patient")
     assert notices and len(notices) == 1, notices
     assert "Psoriasis" in notices[0] and "eczema" in notices[0].lower(), notices
@@ -66,8 +73,12 @@ def test_no_notice_when_every_condition_is_covered_or_references_did_not_run(
 
 def _exemplar(condition_id: str, user_type: str, skin_type: str, source: str) -> Reference:
     return Reference(
-        path=f"/tmp/{condition_id}.jpg", condition_id=condition_id, caption=condition_id, provenance="test",
-        synthetic=False, provider_id=ExemplarProvider.id,
+        path=f"/tmp/{condition_id}.jpg",
+        condition_id=condition_id,
+        caption=condition_id,
+        provenance="test",
+        synthetic=False,
+        provider_id=ExemplarProvider.id,
         extra={"user_skin_type": user_type, "skin_type": skin_type, "skin_type_source": source},
     )
 

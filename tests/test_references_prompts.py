@@ -54,7 +54,9 @@ def test_how_it_looks_reads_the_audiences_subsection_and_cleans_markdown(tmp_pat
 def test_odd_or_missing_kb_files_give_empty_features(tmp_path: Path) -> None:
     kb = write_kb(tmp_path, "dermatofibroma", KB_TEXT)
     assert how_it_looks("melanoma", "patient", kb) == []  # no file for it
-    kb = write_kb(tmp_path, "lipoma", "---\nid: lipoma\n---\n## How It Looks\nSoft, rubbery lump under the skin.\n## Next\nx")
+    kb = write_kb(
+        tmp_path, "lipoma", "---\nid: lipoma\n---\n## How It Looks\nSoft, rubbery lump under the skin.\n## Next\nx"
+    )
     assert how_it_looks("lipoma", "clinician", kb) == ["Soft, rubbery lump under the skin."]
     assert section_sources("lipoma", "patient", kb) == []  # uncited text has no sources
     write_kb(tmp_path, "broken", "no front matter, no headings, just text")
@@ -64,7 +66,9 @@ def test_odd_or_missing_kb_files_give_empty_features(tmp_path: Path) -> None:
 def test_prompt_combines_kb_morphology_colour_size_site_and_skin_tone(tmp_path: Path) -> None:
     kb = write_kb(tmp_path, "dermatofibroma", KB_TEXT)
     tone = SkinTone(ita=20.0, category="tan", fitzpatrick="IV", lightness=55.0, b=15.0, pixels=500)
-    prompt = build_concept_prompt("dermatofibroma", skin_tone=tone, lesion_fraction=0.2, body_site="Lower leg", kb_dir=kb)
+    prompt = build_concept_prompt(
+        "dermatofibroma", skin_tone=tone, lesion_fraction=0.2, body_site="Lower leg", kb_dir=kb
+    )
     assert prompt.prompt.startswith("close-up clinical photograph of dermatofibroma")
     assert "Firm dermal papule with a positive dimple sign" in prompt.prompt
     assert "brown and pink" in prompt.prompt  # patient wording names the everyday colours, in order
@@ -77,7 +81,9 @@ def test_prompt_combines_kb_morphology_colour_size_site_and_skin_tone(tmp_path: 
 def test_vlm_morphology_wins_and_vocabulary_is_the_last_resort(tmp_path: Path) -> None:
     empty = tmp_path / "empty-kb"
     vlm = build_concept_prompt(
-        "melanoma", morphology={"shape": "asymmetric plaque, irregular border", "colour": "black and blue"}, kb_dir=empty
+        "melanoma",
+        morphology={"shape": "asymmetric plaque, irregular border", "colour": "black and blue"},
+        kb_dir=empty,
     )
     assert vlm.concepts["morphology_source"] == "vision-language model"
     assert "asymmetric plaque, irregular border" in vlm.prompt and "black and blue" in vlm.prompt

@@ -30,8 +30,14 @@ def lightness_for(ita: float, b: float = 15.0) -> float:
 
 @pytest.mark.parametrize(
     ("ita", "category", "fitzpatrick"),
-    [(62, "very light", "I"), (48, "light", "II"), (34, "intermediate", "III"), (19, "tan", "IV"),
-     (-10, "brown", "V"), (-45, "dark", "VI")],
+    [
+        (62, "very light", "I"),
+        (48, "light", "II"),
+        (34, "intermediate", "III"),
+        (19, "tan", "IV"),
+        (-10, "brown", "V"),
+        (-45, "dark", "VI"),
+    ],
 )
 def test_known_ita_patches_land_in_their_band(ita: float, category: str, fitzpatrick: str) -> None:
     patch = lab_patch(lightness_for(ita), 8.0, 15.0)
@@ -74,7 +80,18 @@ def test_colour_conversion_matches_scikit_image() -> None:
 
 @pytest.mark.parametrize(
     ("cell", "expected"),
-    [("III", 3), ("type 5", 5), ("FST2", 2), ("6", 6), ("tan", 4), ("35°", 3), ("ITA -40", 6), ("unknown", None), ("", None), ("purple", None)],
+    [
+        ("III", 3),
+        ("type 5", 5),
+        ("FST2", 2),
+        ("6", 6),
+        ("tan", 4),
+        ("35°", 3),
+        ("ITA -40", 6),
+        ("unknown", None),
+        ("", None),
+        ("purple", None),
+    ],
 )
 def test_skin_tone_column_values(cell: str, expected: int | None) -> None:
     assert parse_fitzpatrick(cell) == expected

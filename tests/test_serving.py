@@ -143,14 +143,24 @@ def test_the_page_is_served_while_models_load_and_an_early_api_turn_waits(slow, 
 
 
 # -- bench-serve's own logic ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("url", ["http://127.0.0.1:7860", "http://localhost:7860/", "http://[::1]:7860/",
-                                 "http://127.0.0.2:8000/"])
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:7860", "http://localhost:7860/", "http://[::1]:7860/", "http://127.0.0.2:8000/"]
+)
 def test_loopback_urls_are_accepted(url: str) -> None:
     assert bench_serve.loopback_url(url).endswith("/")
 
 
-@pytest.mark.parametrize("url", ["http://10.0.0.5:7860/", "https://example.org/", "http://0.0.0.0:7860/",
-                                 "http://192.168.1.20:7860", "ftp://127.0.0.1/", "127.0.0.1:7860"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://10.0.0.5:7860/",
+        "https://example.org/",
+        "http://0.0.0.0:7860/",
+        "http://192.168.1.20:7860",
+        "ftp://127.0.0.1/",
+        "127.0.0.1:7860",
+    ],
+)
 def test_other_urls_are_refused_before_anything_is_sent(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(bench_serve.BenchServeError):
         bench_serve.loopback_url(url)
@@ -166,10 +176,18 @@ def test_photos_are_distinct_real_files_spread_over_the_folder(ham_dir: Path) ->
 
 def test_summary_counts_errors_and_splits_the_time() -> None:
     def sample(total: float, ok: bool = True, status: str = "ok") -> dict[str, Any]:
-        return {"endpoint": "turn", "ok": ok, "total_ms": total, "upload_ms": 10.0, "download_ms": 20.0, "files": 6,
-                "status": status, "error": "" if ok else "TimeoutError: 180 s",
-                "steps_ms": {"quality": 15.0, "diagnosis": 30.0},
-                "server_ms": {"strip": 5.0, "engine": 60.0, "encode": 2.0, "stream": 8.0, "handler": 75.0}}
+        return {
+            "endpoint": "turn",
+            "ok": ok,
+            "total_ms": total,
+            "upload_ms": 10.0,
+            "download_ms": 20.0,
+            "files": 6,
+            "status": status,
+            "error": "" if ok else "TimeoutError: 180 s",
+            "steps_ms": {"quality": 15.0, "diagnosis": 30.0},
+            "server_ms": {"strip": 5.0, "engine": 60.0, "encode": 2.0, "stream": 8.0, "handler": 75.0},
+        }
 
     samples = [sample(t) for t in (200.0, 300.0, 400.0)] + [sample(900.0, ok=False, status="error")]
     summary = bench_serve.summarize(samples, wall_s=2.0)

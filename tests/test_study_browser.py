@@ -22,8 +22,16 @@ from dermchat_ui.study import build_study_tab
 
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SID = "reference_images_within"
 
 
@@ -52,7 +60,8 @@ def wait_text(page: Any, selector: str, text: str, timeout: int = 60_000) -> Non
     """Wait until ``selector`` exists and its text contains ``text`` (case-insensitive)."""
     page.wait_for_function(
         "([sel, t]) => ((document.querySelector(sel) || {}).innerText || '').toLowerCase().includes(t)",
-        arg=[selector, text.lower()], timeout=timeout,
+        arg=[selector, text.lower()],
+        timeout=timeout,
     )
 
 
@@ -61,8 +70,9 @@ def test_study_url_parameter_consent_case_and_clicks(live: tuple[str, StudyStore
 
     url, store = live
     with sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
-        context = pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, args=ARGS, headless=True,
-                                                        viewport={"width": 1300, "height": 1400})
+        context = pw.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, args=ARGS, headless=True, viewport={"width": 1300, "height": 1400}
+        )
         page: Any = context.new_page()
         page.goto(f"{url}?study={SID}", wait_until="load")
         page.wait_for_selector(f"#study-{SID}", state="visible", timeout=60_000)
@@ -120,8 +130,9 @@ def test_study_mode_offers_only_the_study(tmp_path: Path, ham_dir: Path, monkeyp
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, css=CSS)
     try:
         with sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
-            context = pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, args=ARGS,
-                                                            headless=True, viewport={"width": 390, "height": 844})
+            context = pw.chromium.launch_persistent_context(
+                profile, executable_path=CHROMIUM, args=ARGS, headless=True, viewport={"width": 390, "height": 844}
+            )
             page: Any = context.new_page()
             page.goto(f"{url}?study=citations_between", wait_until="load")
             page.wait_for_selector(f"#study-{SID}", state="visible", timeout=60_000)

@@ -69,23 +69,45 @@ def test_good_file_loads(tmp_path: Path, ham_dir: Path) -> None:
         ("    settings: {show_references: true}", "    settings: {show_referencs: true}", 7, "not a DermChat setting"),
         ("      show_references: false", "      show_references: maybe", 10, "show_references"),
         ("    settings: {show_references: true}", "    settings: {study: other}", 7, "may not change"),
-        ("    - {id: c2, image: ISIC_0025964.jpg, ground_truth: mel}",
-         "    - {id: c2, image: NOPE.jpg, ground_truth: mel}", 15, "image not found"),
-        ("    - {id: c2, image: ISIC_0025964.jpg, ground_truth: mel}",
-         "    - {id: c2, image: ISIC_0025964.jpg, ground_truth: sunburnt toast}", 15, "unknown condition"),
-        ("    - {id: c2, image: ISIC_0025964.jpg, ground_truth: mel}",
-         "    - {id: c1, image: ISIC_0025964.jpg, ground_truth: mel}", 15, "duplicate case id"),
-        ("      - {id: trust, kind: likert, text: I trust it, scale: 7, anchors: [Disagree, Agree]}",
-         "      - {id: trust, kind: slider, text: I trust it}", 22, "kind must be one of"),
-        ("      - {id: trust, kind: likert, text: I trust it, scale: 7, anchors: [Disagree, Agree]}",
-         "      - {id: trust, kind: likert, text: I trust it, scale: 70}", 22, "scale"),
+        (
+            "    - {id: c2, image: ISIC_0025964.jpg, ground_truth: mel}",
+            "    - {id: c2, image: NOPE.jpg, ground_truth: mel}",
+            15,
+            "image not found",
+        ),
+        (
+            "    - {id: c2, image: ISIC_0025964.jpg, ground_truth: mel}",
+            "    - {id: c2, image: ISIC_0025964.jpg, ground_truth: sunburnt toast}",
+            15,
+            "unknown condition",
+        ),
+        (
+            "    - {id: c2, image: ISIC_0025964.jpg, ground_truth: mel}",
+            "    - {id: c1, image: ISIC_0025964.jpg, ground_truth: mel}",
+            15,
+            "duplicate case id",
+        ),
+        (
+            "      - {id: trust, kind: likert, text: I trust it, scale: 7, anchors: [Disagree, Agree]}",
+            "      - {id: trust, kind: slider, text: I trust it}",
+            22,
+            "kind must be one of",
+        ),
+        (
+            "      - {id: trust, kind: likert, text: I trust it, scale: 7, anchors: [Disagree, Agree]}",
+            "      - {id: trust, kind: likert, text: I trust it, scale: 70}",
+            22,
+            "scale",
+        ),
         ("design: within", "design: crossover", 4, "design"),
         ("design: within", "design: within\ntitle: again", 5, "duplicate key"),
         ("  - id: q", "  - id: q\n    colour: red", 20, "unknown field"),
         ("    - {id: c1, image: ISIC_0024698.jpg, ground_truth: nv}", "    - {id: c1, image: [unclosed", 14, "YAML"),
     ],
 )
-def test_malformed_file_names_the_line(tmp_path: Path, ham_dir: Path, old: str, new: str, line: int, words: str) -> None:
+def test_malformed_file_names_the_line(
+    tmp_path: Path, ham_dir: Path, old: str, new: str, line: int, words: str
+) -> None:
     assert old in GOOD
     error = rejected(tmp_path, GOOD.replace(old, new))
     assert error.first_line == line, str(error)

@@ -21,7 +21,10 @@ def test_sigkill_mid_run_loses_nothing_committed(tmp_path: Path, ham_dir: Path) 
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [sys.executable, str(FIXTURES), "crash-worker", to_url(db), str(tmp_path / "turns")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     committed: list[tuple[str, int]] = []
     enrolled: list[str] = []

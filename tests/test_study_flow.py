@@ -79,9 +79,7 @@ def test_full_participant_logs_every_turn_with_arm(flow: StudyFlow, store: Study
     assert store.counts()["images"] == 0  # the study did not opt in to storing images
 
 
-def test_resume_after_interruption_continues_where_it_stopped(
-    store: StudyStore, app: DermChat, ham_dir: Path
-) -> None:
+def test_resume_after_interruption_continues_where_it_stopped(store: StudyStore, app: DermChat, ham_dir: Path) -> None:
     first = StudyFlow(load(), store)
     stopped = run_participant(first, app, stop_after=2)
     assert stopped.step == 2
@@ -177,8 +175,9 @@ def test_export_round_trip_and_summary(tmp_path: Path, store: StudyStore, app: D
     assert low == pytest.approx(2.5 - 3.182446 * 1.290994 / 2, abs=1e-4)  # t(0.975, 3) * sd / sqrt(n)
 
 
-def test_cli_summary_and_delete(tmp_path: Path, store: StudyStore, app: DermChat, ham_dir: Path,
-                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_summary_and_delete(
+    tmp_path: Path, store: StudyStore, app: DermChat, ham_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     flow = StudyFlow(load(), store)
     keep, gone = run_participant(flow, app, 0), run_participant(flow, app, 1)
     db = str(tmp_path / "study.sqlite")
@@ -193,11 +192,17 @@ def test_cli_summary_and_delete(tmp_path: Path, store: StudyStore, app: DermChat
     assert study_cli(["summary", "--db", str(tmp_path / "missing.sqlite")]) == 2
 
 
-def test_sqlite_is_in_wal_mode_and_stores_no_ip(tmp_path: Path, store: StudyStore, app: DermChat, ham_dir: Path) -> None:
+def test_sqlite_is_in_wal_mode_and_stores_no_ip(
+    tmp_path: Path, store: StudyStore, app: DermChat, ham_dir: Path
+) -> None:
     run_participant(StudyFlow(load(), store), app)
     with sqlite3.connect(tmp_path / "study.sqlite") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        columns = {row[1] for table in ("participants", "events", "answers") for row in conn.execute(f"PRAGMA table_info({table})")}
+        columns = {
+            row[1]
+            for table in ("participants", "events", "answers")
+            for row in conn.execute(f"PRAGMA table_info({table})")
+        }
     assert not {"ip", "ip_address", "host", "client_host"} & columns
     assert all(p["user_agent"] is None for p in store.participants())
 
@@ -211,15 +216,21 @@ def test_between_study_with_opt_in_images(tmp_path: Path, app: DermChat, ham_dir
         exif = Image.Exif()
         exif[0x010F] = "SecretCam"  # Make
         exif[0x8825] = {2: (51.0, 30.0, 0.0)}  # GPSInfo: latitude
-        Image.open(ham_dir / "images" / case.image).save(tmp_path / "images" / case.image, exif=exif,
-                                                               comment=b"clinic room 4")
+        Image.open(ham_dir / "images" / case.image).save(
+            tmp_path / "images" / case.image, exif=exif, comment=b"clinic room 4"
+        )
         assert b"SecretCam" in (tmp_path / "images" / case.image).read_bytes()
     study = load_study(BETWEEN, data_dir=tmp_path)
     study = study.model_copy(update={"privacy": study.privacy.model_copy(update={"store_images": True})})
     store = StudyStore(tmp_path / "between.sqlite")
     flow = StudyFlow(study, store)
     states = [run_participant(flow, app, i) for i in range(4)]
-    assert sorted(s.steps[0].arm for s in states) == ["with_citations", "with_citations", "without_citations", "without_citations"]
+    assert sorted(s.steps[0].arm for s in states) == [
+        "with_citations",
+        "with_citations",
+        "without_citations",
+        "without_citations",
+    ]
     for state in states:
         for turn in (e for e in store.events(code=state.code) if e["type"] == "turn"):
             assert (turn["payload"]["shown"]["citations"] > 0) == (turn["arm"] == "with_citations")
@@ -229,8 +240,9 @@ def test_between_study_with_opt_in_images(tmp_path: Path, app: DermChat, ham_dir
     assert jpeg[:2] == b"\xff\xd8" and b"Exif" not in jpeg and b"SecretCam" not in jpeg and b"clinic" not in jpeg
 
 
-def test_the_flow_is_the_one_writer_of_study_turns(store: StudyStore, flow: StudyFlow, app: DermChat,
-                                                    ham_dir: Path) -> None:
+def test_the_flow_is_the_one_writer_of_study_turns(
+    store: StudyStore, flow: StudyFlow, app: DermChat, ham_dir: Path
+) -> None:
     """With the study plugin installed too, a case is stored once, and an ordinary chat turn not at all."""
     app.plugins.register(study_plugin, name="study")
     app.run_turn_sync(TurnRequest(image=str(ham_dir / "images" / "ISIC_0024698.jpg")))  # an ordinary chat turn
@@ -242,8 +254,9 @@ def test_the_flow_is_the_one_writer_of_study_turns(store: StudyStore, flow: Stud
     assert turns[0]["payload"]["input_sha256"] == shown[0].image_sha256
 
 
-def test_clicks_are_logged_and_counted_in_the_export(tmp_path: Path, store: StudyStore, flow: StudyFlow,
-                                                      app: DermChat) -> None:
+def test_clicks_are_logged_and_counted_in_the_export(
+    tmp_path: Path, store: StudyStore, flow: StudyFlow, app: DermChat
+) -> None:
     from dermchat.study.export import tables
 
     state = flow.enter_code(flow.consent(flow.start(), True), None)
@@ -257,8 +270,9 @@ def test_clicks_are_logged_and_counted_in_the_export(tmp_path: Path, store: Stud
     assert {(e["case_id"], e["arm"]) for e in clicks} == {(state.steps[0].ref, state.steps[0].arm)}
 
 
-def test_a_withdrawn_participant_cannot_add_data_from_an_open_page(flow: StudyFlow, store: StudyStore,
-                                                                     app: DermChat) -> None:
+def test_a_withdrawn_participant_cannot_add_data_from_an_open_page(
+    flow: StudyFlow, store: StudyStore, app: DermChat
+) -> None:
     """The researcher deletes a code while the participant's page is still open: nothing may reappear under it."""
     state = flow.enter_code(flow.consent(flow.start(), True), None)
     list(flow.run_case(state, app))
@@ -274,8 +288,9 @@ def test_a_withdrawn_participant_cannot_add_data_from_an_open_page(flow: StudyFl
     assert store.events(code=state.code) == [] and store.answers(code=state.code) == []
 
 
-def test_resume_refuses_a_schedule_that_changed_since_enrolment(store: StudyStore, app: DermChat,
-                                                                 ham_dir: Path) -> None:
+def test_resume_refuses_a_schedule_that_changed_since_enrolment(
+    store: StudyStore, app: DermChat, ham_dir: Path
+) -> None:
     """Editing the cases mid-study shifts step numbers: a returning participant must not be silently re-mapped."""
     study = load()
     stopped = run_participant(StudyFlow(study, store), app, stop_after=2)
@@ -289,8 +304,9 @@ def test_resume_refuses_a_schedule_that_changed_since_enrolment(store: StudyStor
     assert again.enter_code(again.consent(again.start(), True), stopped.code).step == 2
 
 
-def test_export_times_each_answer_from_when_the_answer_was_last_shown(store: StudyStore, app: DermChat,
-                                                                       ham_dir: Path) -> None:
+def test_export_times_each_answer_from_when_the_answer_was_last_shown(
+    store: StudyStore, app: DermChat, ham_dir: Path
+) -> None:
     """Response time is a core trust measure: after a resume it must not include the time the participant was away."""
     from dermchat.study.export import CASE_COLUMNS, tables
 
@@ -320,8 +336,9 @@ def test_export_times_each_answer_from_when_the_answer_was_last_shown(store: Stu
         assert row["response_ms"] == pytest.approx(spent.total_seconds() * 1000, abs=0.1) and row["response_ms"] >= 0
 
 
-def test_deleted_data_does_not_linger_in_the_sqlite_files(tmp_path: Path, store: StudyStore, flow: StudyFlow,
-                                                           app: DermChat) -> None:
+def test_deleted_data_does_not_linger_in_the_sqlite_files(
+    tmp_path: Path, store: StudyStore, flow: StudyFlow, app: DermChat
+) -> None:
     """Withdrawal means erasure: a copy of the database file handed on later must not hold the deleted rows."""
     state = flow.enter_code(flow.consent(flow.start(), True), None)
     list(flow.run_case(state, app))
@@ -349,8 +366,9 @@ def test_a_user_agent_recorded_by_opt_in_reaches_the_export(store: StudyStore) -
     assert [row["user_agent"] for row in rows] == [agent, ""]
 
 
-def test_withdrawal_also_deletes_the_turn_folders_named_after_the_code(tmp_path: Path, store: StudyStore,
-                                                                      app: DermChat, ham_dir: Path) -> None:
+def test_withdrawal_also_deletes_the_turn_folders_named_after_the_code(
+    tmp_path: Path, store: StudyStore, app: DermChat, ham_dir: Path
+) -> None:
     """Rows are not all: each study turn leaves a ``<study>-<code>-<step>`` folder (derived images) on disk."""
     from dermchat.engine import turns_dir
     from dermchat.study.withdraw import turn_folders, withdraw
@@ -369,7 +387,10 @@ def test_withdrawal_also_deletes_the_turn_folders_named_after_the_code(tmp_path:
 def test_arm_order_balance_counts_finished_of_started() -> None:
     from dermchat.study.summary import arm_order_balance
 
-    rows = [{"arm_order": "a|b", "status": "done"}, {"arm_order": "a|b", "status": "active"},
-            {"arm_order": "b|a", "status": "done"}]
+    rows = [
+        {"arm_order": "a|b", "status": "done"},
+        {"arm_order": "a|b", "status": "active"},
+        {"arm_order": "b|a", "status": "done"},
+    ]
     assert arm_order_balance(rows) == "`a → b` 1 / 2 · `b → a` 1 / 1"
     assert arm_order_balance([]) == ""

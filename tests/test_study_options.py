@@ -15,8 +15,15 @@ from dermchat.vocabulary import get_vocabulary
 from study_fixtures import BETWEEN, WITHIN, load, make_app
 from test_study_definition import GOOD, rejected, write
 
-HAM_TYPES = {"melanocytic_nevus", "melanoma", "benign_keratosis", "basal_cell_carcinoma", "actinic_keratosis",
-             "dermatofibroma", "vascular_lesion"}
+HAM_TYPES = {
+    "melanocytic_nevus",
+    "melanoma",
+    "benign_keratosis",
+    "basal_cell_carcinoma",
+    "actinic_keratosis",
+    "dermatofibroma",
+    "vascular_lesion",
+}
 
 
 def names(ids: set[str]) -> set[str]:
@@ -34,11 +41,14 @@ def test_default_options_are_the_conditions_the_cases_can_be(tmp_path: Path, ham
     assert set(study.case_questions[0].options()) == names({"melanocytic_nevus", "melanoma"}) | {"I don't know"}
 
 
-@pytest.mark.parametrize(("conditions", "words"), [
-    ("[nv, mel, not_a_condition]", "unknown condition 'not_a_condition'"),
-    ("[nv, bcc]", "'mel' is not among the study's conditions"),
-    ("[nv, mel, melanoma]", "listed twice"),
-])
+@pytest.mark.parametrize(
+    ("conditions", "words"),
+    [
+        ("[nv, mel, not_a_condition]", "unknown condition 'not_a_condition'"),
+        ("[nv, bcc]", "'mel' is not among the study's conditions"),
+        ("[nv, mel, melanoma]", "listed twice"),
+    ],
+)
 def test_bad_answer_options_are_rejected_at_load(tmp_path: Path, ham_dir: Path, conditions: str, words: str) -> None:
     error = rejected(tmp_path, GOOD.replace("case_questions:", f"conditions: {conditions}\ncase_questions:"))
     assert words in str(error) and error.first_line is not None

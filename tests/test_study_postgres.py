@@ -40,8 +40,13 @@ def _ensure_installed() -> Path:
     if bin_dir is None and (os.environ.get("CI") or os.environ.get("DERMCHAT_INSTALL_POSTGRES") == "1"):
         if os.geteuid() == 0 and shutil.which("apt-get"):
             subprocess.run(["apt-get", "update"], check=False, capture_output=True, timeout=300)
-            subprocess.run(["apt-get", "install", "-y", "postgresql"], check=False, capture_output=True, timeout=600,
-                           env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+            subprocess.run(
+                ["apt-get", "install", "-y", "postgresql"],
+                check=False,
+                capture_output=True,
+                timeout=600,
+                env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
+            )
             bin_dir = _pg_bin()
     if bin_dir is None:
         pytest.skip(f"PostgreSQL not installed: run `{APT_LINE}` (or set DERMCHAT_INSTALL_POSTGRES=1)")
@@ -71,8 +76,19 @@ def pg_url() -> Iterator[str]:
 
     try:
         run(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync")
-        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(base / "server.log"), "-w", "-t", "90",
-            "-o", f"-p {port} -h 127.0.0.1 -k {base} -F", "start")
+        run(
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(base / "server.log"),
+            "-w",
+            "-t",
+            "90",
+            "-o",
+            f"-p {port} -h 127.0.0.1 -k {base} -F",
+            "start",
+        )
     except subprocess.CalledProcessError as exc:
         log = (base / "server.log").read_text() if (base / "server.log").exists() else ""
         shutil.rmtree(base, ignore_errors=True)
@@ -84,8 +100,11 @@ def pg_url() -> Iterator[str]:
             conn.execute("CREATE DATABASE dermchat_test")
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/dermchat_test"
     finally:
-        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-                       capture_output=True, timeout=120)
+        subprocess.run(
+            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+            capture_output=True,
+            timeout=120,
+        )
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -151,6 +170,13 @@ def test_a_nul_character_in_a_text_answer_is_stored_like_on_sqlite(pg_url: str, 
 
     for store in (StudyStore(pg_url), StudyStore(tmp_path / "same.sqlite")):
         store.enrol("nul_check", "NUL-0001", lambda seq: ["a"])
-        store.save_answers("nul_check", "NUL-0001", 0, [AnswerRow("comments", "text", "fine\x00 thanks", None)],
-                           case_id=None, questionnaire_id="final", arm=None)
+        store.save_answers(
+            "nul_check",
+            "NUL-0001",
+            0,
+            [AnswerRow("comments", "text", "fine\x00 thanks", None)],
+            case_id=None,
+            questionnaire_id="final",
+            arm=None,
+        )
         assert [a["value"] for a in store.answers("nul_check")] == ["fine thanks"], store.url

@@ -176,8 +176,14 @@ def test_researcher_page_needs_the_password(server: Server, tmp_path: Path) -> N
     payload = re.search(r"data:application/zip;base64,([A-Za-z0-9+/=]+)", link)  # the zip itself, not a file URL
     assert payload is not None
     with zipfile.ZipFile(io.BytesIO(base64.b64decode(payload.group(1)))) as zf:
-        assert set(zf.namelist()) == {"participants.csv", "case_answers.csv", "questionnaire_answers.csv",
-                                      "turns.csv", "feedback.csv", "events.jsonl"}
+        assert set(zf.namelist()) == {
+            "participants.csv",
+            "case_answers.csv",
+            "questionnaire_answers.csv",
+            "turns.csv",
+            "feedback.csv",
+            "events.jsonl",
+        }
         assert len(zf.read("participants.csv").decode().splitlines()) == len(codes) + 1
     victim = sorted(codes)[0]
     message = client.predict("reference_images_within", victim, False, api_name="/researcher_delete")

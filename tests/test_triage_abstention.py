@@ -58,12 +58,22 @@ def test_a_darkened_or_phone_framed_melanoma_never_comes_out_calmer(app, ham_dir
     for image_id, dx, path in [s for s in ham_sample(ham_dir, 6) if s[1] == "mel"]:
         with Image.open(path) as im:
             clean = im.convert("RGB")
-        for group, img in (("ham_clean", clean), ("ham_darkened", darkened(clean)),
-                           ("ham_phone_framed", phone_framed(clean))):
+        for group, img in (
+            ("ham_clean", clean),
+            ("ham_darkened", darkened(clean)),
+            ("ham_phone_framed", phone_framed(clean)),
+        ):
             result = _turn(app, img)
-            rows.append({"group": group, "name": image_id, "dx": dx, "status": result.status,
-                         "tier": result.triage.tier if result.triage else None,
-                         "dermoscopic": result.quality.dermoscopic if result.quality else None})
+            rows.append(
+                {
+                    "group": group,
+                    "name": image_id,
+                    "dx": dx,
+                    "status": result.status,
+                    "tier": result.triage.tier if result.triage else None,
+                    "dermoscopic": result.quality.dermoscopic if result.quality else None,
+                }
+            )
     report = summarise(rows)
     assert report["melanoma_degraded_calmer_than_original"] == [], rows
     assert report["groups"]["ham_clean"]["judged_not_dermoscopic"] == 0

@@ -16,11 +16,19 @@ from dermchat.render import render
 from dermchat.request import TurnRequest
 
 
-@pytest.mark.parametrize("question, intent", [
-    ("What should I do next?", "what_next"), ("how urgent is this?", "how_urgent"), ("is it cancer?", "is_cancer"),
-    ("is it contagious?", "contagious"), ("can I treat it myself?", "self_treat"),
-    ("will it go away on its own?", "go_away"), ("what is this?", "what_is"), ("tell me a joke", None),
-])
+@pytest.mark.parametrize(
+    "question, intent",
+    [
+        ("What should I do next?", "what_next"),
+        ("how urgent is this?", "how_urgent"),
+        ("is it cancer?", "is_cancer"),
+        ("is it contagious?", "contagious"),
+        ("can I treat it myself?", "self_treat"),
+        ("will it go away on its own?", "go_away"),
+        ("what is this?", "what_is"),
+        ("tell me a joke", None),
+    ],
+)
 def test_common_follow_up_intents_are_recognised(question: str, intent: str | None) -> None:
     assert detect_intent(question) == intent
 
@@ -46,24 +54,35 @@ def test_off_topic_question_without_a_photo_gets_a_short_reply(tmp_path: Path) -
     assert not result.explanation.conditions_to_consider
 
 
-@pytest.mark.parametrize("text, code", [
-    ("¿Es contagioso el eccema que tengo en las manos?", "es"), ("Est-ce que ce grain de beauté est dangereux ?", "fr"),
-    ("Ist dieser Leberfleck gefährlich?", "de"), ("这个痣危险吗？我很担心", "zh-cn"),
-    ("Is melanoma contagious?", None), ("urticaria after penicillin", None), ("what is this?", None),
-])
+@pytest.mark.parametrize(
+    "text, code",
+    [
+        ("¿Es contagioso el eccema que tengo en las manos?", "es"),
+        ("Est-ce que ce grain de beauté est dangereux ?", "fr"),
+        ("Ist dieser Leberfleck gefährlich?", "de"),
+        ("这个痣危险吗？我很担心", "zh-cn"),
+        ("Is melanoma contagious?", None),
+        ("urticaria after penicillin", None),
+        ("what is this?", None),
+    ],
+)
 def test_language_is_detected_offline_and_english_medical_terms_stay_english(text: str, code: str | None) -> None:
     assert detect(text) == code
 
 
 def test_a_question_in_another_language_gets_a_notice_in_that_language(tmp_path: Path) -> None:
-    result = knowledge_app(tmp_path).run_turn_sync(TurnRequest(image=None, question="¿Es contagioso el eccema que tengo en las manos?"))
+    result = knowledge_app(tmp_path).run_turn_sync(
+        TurnRequest(image=None, question="¿Es contagioso el eccema que tengo en las manos?")
+    )
     assert result.language == "es" and NOTICES["es"] in result.notices
     assert "inglés" in render(result, "patient")
 
 
 def test_a_red_flag_message_without_a_photo_gets_no_reassurance(tmp_path: Path) -> None:
     # "I have a mole ... bleeding" used to get "A mole is a harmless group of cells ... stay harmless for life".
-    result = knowledge_app(tmp_path).run_turn_sync(TurnRequest(image=None, question="I have a mole on my back that has started bleeding and it itches"))
+    result = knowledge_app(tmp_path).run_turn_sync(
+        TurnRequest(image=None, question="I have a mole on my back that has started bleeding and it itches")
+    )
     text = render(result, "patient")
     assert result.triage.tier == "urgent" and "see a doctor soon" in text.lower()
     assert "harmless" not in text.lower() and result.explanation.conditions_to_consider

@@ -33,8 +33,12 @@ def bright(tmp_path: Path) -> Path:
 
 
 def _dx(probs: dict[str, float], prediction_set: list[str], **kw: Any) -> Diagnosis:
-    return Diagnosis(provider_id="t", differential=[DifferentialEntry(condition_id=c, probability=p)
-                                                    for c, p in probs.items()], prediction_set=prediction_set, **kw)
+    return Diagnosis(
+        provider_id="t",
+        differential=[DifferentialEntry(condition_id=c, probability=p) for c, p in probs.items()],
+        prediction_set=prediction_set,
+        **kw,
+    )
 
 
 def _with_diagnoser(tmp_path: Path, diagnosis: Diagnosis):  # noqa: ANN202 - a configured DermChat
@@ -54,19 +58,29 @@ def _with_diagnoser(tmp_path: Path, diagnosis: Diagnosis):  # noqa: ANN202 - a c
 
 
 # -- item 1: red flags in the user's words -----------------------------------------------------------------------
-@pytest.mark.parametrize("text, rule", [
-    (ISSUE_MESSAGE, "bleeding_lesion"),
-    ("my moel is bleading", "bleeding_lesion"),  # misspellings
-    ("I have shingels near my eye", "eye_involvement"),
-    ("tiny purpel spots that don't fade when I press a glass on them", "non_blanching"),
-    ("a sore on my nose that wont heal", "nonhealing_sore"),
-])
+@pytest.mark.parametrize(
+    "text, rule",
+    [
+        (ISSUE_MESSAGE, "bleeding_lesion"),
+        ("my moel is bleading", "bleeding_lesion"),  # misspellings
+        ("I have shingels near my eye", "eye_involvement"),
+        ("tiny purpel spots that don't fade when I press a glass on them", "non_blanching"),
+        ("a sore on my nose that wont heal", "nonhealing_sore"),
+    ],
+)
 def test_red_flags_are_found_in_the_users_words_and_misspellings(text: str, rule: str) -> None:
     assert rule in [hit.id for hit in screen(text)]
 
 
-@pytest.mark.parametrize("text", ["my mole is not bleeding and hasn't changed", "no fever and no swelling",
-                                  "what is a mole?", "my cold sore is healing nicely"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my mole is not bleeding and hasn't changed",
+        "no fever and no swelling",
+        "what is a mole?",
+        "my cold sore is healing nicely",
+    ],
+)
 def test_negated_or_plain_messages_raise_no_red_flag(text: str) -> None:
     assert screen(text) == []
 
@@ -89,7 +103,9 @@ def test_text_only_red_flag_gets_a_tier_and_a_see_a_doctor_notice(tmp_path: Path
 
 
 def test_same_day_red_flag_says_now_not_in_two_weeks(tmp_path: Path) -> None:
-    result = fake_app(tmp_path).run_turn_sync(TurnRequest(image=None, question="I have a fever and the redness on my leg is spreading"))
+    result = fake_app(tmp_path).run_turn_sync(
+        TurnRequest(image=None, question="I have a fever and the redness on my leg is spreading")
+    )
     assert result.triage.same_day and result.triage.tier == "urgent"
     text = render(result, "patient")
     assert "help today" in text and "within about two weeks" not in text
@@ -99,9 +115,13 @@ def test_red_flag_in_a_follow_up_overrides_a_calm_photo(tmp_path: Path, bright: 
     app = fake_app(tmp_path)
     first = app.run_turn_sync(TurnRequest(image=bright, question=""))
     assert first.triage.tier == "reassure"
-    follow = app.run_turn_sync(TurnRequest(image=None, question="it has started bleeding since yesterday", previous=first))
+    follow = app.run_turn_sync(
+        TurnRequest(image=None, question="it has started bleeding since yesterday", previous=first)
+    )
     assert follow.status == "followup" and follow.triage.tier == "urgent"
-    again = app.run_turn_sync(TurnRequest(image=None, question="ok thanks", previous=follow))  # the warning sign is not forgotten
+    again = app.run_turn_sync(
+        TurnRequest(image=None, question="ok thanks", previous=follow)
+    )  # the warning sign is not forgotten
     assert again.triage.tier == "urgent" and any("bleeds" in n for n in again.notices)
 
 
@@ -113,20 +133,32 @@ def test_red_flag_with_a_photo_sets_the_tier_whatever_the_photo_says(tmp_path: P
 
 def test_turn_without_a_photo_runs_from_the_command_line(tmp_path: Path) -> None:
     env = {**os.environ, "DERMCHAT_WORKDIR": str(tmp_path)}
-    run = subprocess.run([sys.executable, "-m", "dermchat", "turn", "--question", ISSUE_MESSAGE, "--json"],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    run = subprocess.run(
+        [sys.executable, "-m", "dermchat", "turn", "--question", ISSUE_MESSAGE, "--json"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout)
     assert out["triage"]["tier"] == "urgent" and out["red_flags"][0]["id"] == "bleeding_lesion"
     assert "[quality] skipped" in run.stderr and "[diagnosis] skipped" in run.stderr
-    empty = subprocess.run([sys.executable, "-m", "dermchat", "turn"], cwd=REPO, env=env, capture_output=True,
-                           text=True, timeout=60)
+    empty = subprocess.run(
+        [sys.executable, "-m", "dermchat", "turn"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
     assert empty.returncode == 2 and "give a photo, a --question, or both" in empty.stderr
 
 
 def test_eval_redflags_reports_sensitivity_and_false_alarms() -> None:
-    run = subprocess.run([sys.executable, "-m", "dermchat", "eval-redflags", "--json"], cwd=REPO,
-                         capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-m", "dermchat", "eval-redflags", "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stderr
     figures = json.loads(run.stdout)
     assert {"dev", "heldout"} <= set(figures) and figures["dev"]["n"] >= 60
@@ -150,8 +182,9 @@ def test_an_abstention_is_its_own_tier_and_never_reads_as_routine(tmp_path: Path
 
 def test_an_abstention_that_still_flags_melanoma_stays_urgent() -> None:
     # What the model saw before abstaining (its own melanoma threshold fired) must not be calmed by the abstention.
-    dx = Diagnosis(provider_id="ham-cnn", abstained=True,
-                   extra={"melanoma_probability": 0.4, "melanoma_threshold": 0.2})
+    dx = Diagnosis(
+        provider_id="ham-cnn", abstained=True, extra={"melanoma_probability": 0.4, "melanoma_threshold": 0.2}
+    )
     triage = decide_triage(dx, get_vocabulary())
     assert triage.tier == "urgent" and triage.drivers == ["melanoma"]
 
@@ -163,20 +196,31 @@ def test_every_condition_has_a_pathway_with_a_source() -> None:
     assert all(p.source.startswith("https://") and p.reason and p.pathway for p in pathways.values())
 
 
-@pytest.mark.parametrize("condition, tier", [
-    ("melanoma", "urgent"), ("squamous_cell_carcinoma", "urgent"), ("basal_cell_carcinoma", "routine"),
-    ("actinic_keratosis", "routine"), ("melanocytic_nevus", "reassure"),
-])
+@pytest.mark.parametrize(
+    "condition, tier",
+    [
+        ("melanoma", "urgent"),
+        ("squamous_cell_carcinoma", "urgent"),
+        ("basal_cell_carcinoma", "routine"),
+        ("actinic_keratosis", "routine"),
+        ("melanocytic_nevus", "reassure"),
+    ],
+)
 def test_tier_follows_the_nice_pathway(condition: str, tier: str) -> None:
     triage = decide_triage(_dx({condition: 1.0}, [condition]), get_vocabulary())
     assert triage.tier == tier and triage.sources and triage.pathway
 
 
 def test_bcc_with_the_models_urgent_hint_is_a_routine_referral_that_still_says_see_a_doctor(
-        tmp_path: Path, bright: Path) -> None:
+    tmp_path: Path, bright: Path
+) -> None:
     # ham-cnn hints "urgent" whenever a malignant label is in its set; NICE NG12 refers suspected BCC routinely.
-    dx = _dx({"basal_cell_carcinoma": 0.8, "melanocytic_nevus": 0.2}, ["basal_cell_carcinoma"],
-             triage_hint="urgent", extra={"melanoma_probability": 0.01, "melanoma_threshold": 0.2})
+    dx = _dx(
+        {"basal_cell_carcinoma": 0.8, "melanocytic_nevus": 0.2},
+        ["basal_cell_carcinoma"],
+        triage_hint="urgent",
+        extra={"melanoma_probability": 0.01, "melanoma_threshold": 0.2},
+    )
     result = _with_diagnoser(tmp_path, dx).run_turn_sync(TurnRequest(image=bright, question=""))
     assert result.triage.tier == "routine" and "NG12" in (result.triage.pathway or "")
     assert SEE_CLINICIAN_ROUTINE in result.notices

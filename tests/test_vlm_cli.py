@@ -26,16 +26,34 @@ def test_serve_openai_command_serves_a_model_and_logs_no_client_address(tiny_lla
     port = _free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1", "SERVE_KEY": "k1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dermchat", "serve-openai", "--model", str(tiny_llama_dir), "--port", str(port),
-         "--name", "tiny-llama", "--api-key-env", "SERVE_KEY"],
-        cwd=REPO_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "dermchat",
+            "serve-openai",
+            "--model",
+            str(tiny_llama_dir),
+            "--port",
+            str(port),
+            "--name",
+            "tiny-llama",
+            "--api-key-env",
+            "SERVE_KEY",
+        ],
+        cwd=REPO_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], 240)  # a hang fails the test instead of blocking it
         assert ready, "serve-openai printed nothing within 240 s"
         banner = proc.stdout.readline()  # printed once the model is loaded and the port is bound
-        assert banner.strip() == f"serving tiny-llama (text-generation) at http://127.0.0.1:{port}/v1", proc.stderr.read() if proc.poll() is not None else banner
+        assert banner.strip() == f"serving tiny-llama (text-generation) at http://127.0.0.1:{port}/v1", (
+            proc.stderr.read() if proc.poll() is not None else banner
+        )
         client = OpenAIChatClient(f"http://127.0.0.1:{port}/v1", "tiny-llama", api_key="k1", api_key_env=None)
         assert client.models() == ["tiny-llama"]
         chunks: list[str] = []

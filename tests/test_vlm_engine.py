@@ -46,27 +46,42 @@ def test_falls_back_to_the_offline_classifier_when_the_vlm_is_unavailable(tmp_pa
     fallback = [n for n in result.notices if "Using the offline image model instead" in n]
     assert fallback and "is unavailable" in fallback[0]
     assert "local cache" not in fallback[0]  # a patient is told what is missing, not how to download it
-    clinician = app.run_turn_sync(TurnRequest(image=lesion_photo(), question="What is this?", audience="clinician", workdir=tmp_path))
-    assert any("is unavailable: model google/medgemma-4b-it is not in the local cache" in n and
-               "Using the offline image model instead" in n for n in clinician.notices)
+    clinician = app.run_turn_sync(
+        TurnRequest(image=lesion_photo(), question="What is this?", audience="clinician", workdir=tmp_path)
+    )
+    assert any(
+        "is unavailable: model google/medgemma-4b-it is not in the local cache" in n
+        and "Using the offline image model instead" in n
+        for n in clinician.notices
+    )
 
 
 def test_without_any_diagnoser_the_turn_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DERMCHAT_PLUGINS_DENY", "ham_classifier")
-    app = DermChat(settings=Settings(quality=None, explainer=None, references=[], diagnoser="transformers-vlm",
-                                     options=OFFLINE_HUB_VLM), plugins=PluginManager())
+    app = DermChat(
+        settings=Settings(
+            quality=None, explainer=None, references=[], diagnoser="transformers-vlm", options=OFFLINE_HUB_VLM
+        ),
+        plugins=PluginManager(),
+    )
     result, _ = run(app, tmp_path)
     assert result.status == "diagnosis_failed"
     assert "not in the local cache and the hub is offline" in result.message
 
 
-def test_server_vlm_turn_streams_rationale_with_local_vlm_as_second_opinion(tmp_path: Path, tiny_gemma3_dir: Path) -> None:
+def test_server_vlm_turn_streams_rationale_with_local_vlm_as_second_opinion(
+    tmp_path: Path, tiny_gemma3_dir: Path
+) -> None:
     running, _ = start_recorded_server([(200, sse_body(STRUCTURED_CHUNKS), "text/event-stream")])
     try:
         app = app_with(
-            diagnoser="openai-vlm", second_opinion="transformers-vlm", audience="clinician",
-            options={"openai-vlm": {"base_url": running.base_url, "model": "medgemma", "api_key_env": None, "retries": 0},
-                     "transformers-vlm": {"model": str(tiny_gemma3_dir), "max_new_tokens": 16}},
+            diagnoser="openai-vlm",
+            second_opinion="transformers-vlm",
+            audience="clinician",
+            options={
+                "openai-vlm": {"base_url": running.base_url, "model": "medgemma", "api_key_env": None, "retries": 0},
+                "transformers-vlm": {"model": str(tiny_gemma3_dir), "max_new_tokens": 16},
+            },
         )
         result, events = run(app, tmp_path)
     finally:
@@ -90,7 +105,9 @@ def test_second_opinion_against_the_offline_classifier_compares_top_conditions(t
     running, _ = start_recorded_server([(200, sse_body(STRUCTURED_CHUNKS), "text/event-stream")])
     try:
         app = app_with(
-            diagnoser="openai-vlm", second_opinion="ham-cnn", audience="clinician",
+            diagnoser="openai-vlm",
+            second_opinion="ham-cnn",
+            audience="clinician",
             options={"openai-vlm": {"base_url": running.base_url, "model": "medgemma", "api_key_env": None}},
         )
         ham = app.provider("diagnoser", "ham-cnn")

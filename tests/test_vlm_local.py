@@ -23,8 +23,10 @@ from tests.vlm_fixtures import assert_diagnosis_contract, make_ctx, tiny_gemma3_
 
 @pytest.mark.parametrize(
     ("fixture", "model_class", "processor_class"),
-    [("tiny_gemma3_dir", "Gemma3ForConditionalGeneration", "Gemma3Processor"),
-     ("tiny_llava_dir", "LlavaForConditionalGeneration", "LlavaProcessor")],
+    [
+        ("tiny_gemma3_dir", "Gemma3ForConditionalGeneration", "Gemma3Processor"),
+        ("tiny_llava_dir", "LlavaForConditionalGeneration", "LlavaProcessor"),
+    ],
 )
 def test_tiny_vlm_diagnoses_through_the_hub_code_path(
     request: pytest.FixtureRequest, tmp_path: Path, fixture: str, model_class: str, processor_class: str
@@ -37,11 +39,15 @@ def test_tiny_vlm_diagnoses_through_the_hub_code_path(
     loaded = provider._model
     assert type(loaded.model).__name__ == model_class and type(loaded.processor).__name__ == processor_class
     assert (loaded.device, str(loaded.dtype)) == ("cpu", "torch.float32")
-    ctx, shown = make_ctx(tmp_path, history=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello"}])
+    ctx, shown = make_ctx(
+        tmp_path, history=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello"}]
+    )
     chunks: list[str] = []
     text = loaded.generate(
-        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "describe"}]}], [ctx.image],
-        max_new_tokens=8, on_text=chunks.append,
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "describe"}]}],
+        [ctx.image],
+        max_new_tokens=8,
+        on_text=chunks.append,
     )
     assert text and "".join(chunks) == text
     diagnosis = provider.diagnose(ctx)
@@ -54,14 +60,20 @@ def test_history_reaches_the_rendered_prompt(tiny_gemma3_dir: Path) -> None:
     from dermchat.vlm.prompt import build_messages
     from dermchat.vocabulary import get_vocabulary
 
-    messages = build_messages(get_vocabulary(), "patient", "Has it grown?", [
-        {"role": "user", "content": "Is my mole dangerous?"}, {"role": "assistant", "content": "It looks regular."}])
+    messages = build_messages(
+        get_vocabulary(),
+        "patient",
+        "Has it grown?",
+        [{"role": "user", "content": "Is my mole dangerous?"}, {"role": "assistant", "content": "It looks regular."}],
+    )
     prompt = loaded.render_prompt(messages)
     assert prompt.index("Is my mole dangerous?") < prompt.index("It looks regular.") < prompt.index("Has it grown?")
     assert prompt.count("<start_of_image>") == 1 and prompt.rstrip().endswith("<start_of_turn>model")
 
 
-def test_hub_id_offline_is_unavailable_without_touching_the_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hub_id_offline_is_unavailable_without_touching_the_network(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-cache"))
@@ -97,7 +109,10 @@ def test_hub_id_with_unreachable_hub_is_unavailable(tmp_path: Path, monkeypatch:
 
 
 def test_local_folder_problems_and_wrong_model_kind(tmp_path: Path, tiny_llama_dir: Path) -> None:
-    assert local.check_model_source(str(tmp_path / "nope")) == (False, f"the model folder {tmp_path / 'nope'} does not exist")
+    assert local.check_model_source(str(tmp_path / "nope")) == (
+        False,
+        f"the model folder {tmp_path / 'nope'} does not exist",
+    )
     ok, reason = local.check_model_source(str(tmp_path))
     assert not ok and "no config.json" in reason
     provider = TransformersVLMDiagnoser()
@@ -137,6 +152,7 @@ def test_zero_gpu_wraps_generation_with_spaces_gpu(monkeypatch: pytest.MonkeyPat
         def wrap(fn):
             seen.append(duration)
             return lambda *a, **k: ("on-gpu", fn(*a, **k))
+
         return wrap
 
     fake.GPU = gpu  # type: ignore[attr-defined]
@@ -158,7 +174,9 @@ def test_grounding_probe_flags_answers_that_ignore_the_image(tiny_gemma3_dir: Pa
     flagged = apply_grounding_probe(base, (200, 150), same_answer)
     assert NOT_GROUNDED_NOTICE in flagged.notices and asked == [(200, 150), (200, 150)]
     other = Diagnosis(provider_id="p", differential=[DifferentialEntry(condition_id="psoriasis", probability=1.0)])
-    kept = apply_grounding_probe(base, (200, 150), lambda image: other if image.getpixel((0, 0)) == (128, 128, 128) else base)
+    kept = apply_grounding_probe(
+        base, (200, 150), lambda image: other if image.getpixel((0, 0)) == (128, 128, 128) else base
+    )
     assert NOT_GROUNDED_NOTICE not in kept.notices and kept.extra["grounding"]["image_used"] is True
     # Through the provider with a random model: no structured answer, so nothing to compare (and it says so).
     provider = TransformersVLMDiagnoser()
@@ -177,7 +195,8 @@ def test_local_text_generator_streams(request: pytest.FixtureRequest, fixture: s
     chunks: list[str] = []
     text = generator.generate(
         [{"role": "system", "content": "Answer from the passages."}, {"role": "user", "content": "What is a mole?"}],
-        max_new_tokens=12, on_text=chunks.append,
+        max_new_tokens=12,
+        on_text=chunks.append,
     )
     assert isinstance(text, str) and "".join(chunks) == text
     with pytest.raises(ValueError, match="unknown option"):

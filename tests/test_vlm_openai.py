@@ -56,7 +56,9 @@ def test_server_lists_its_model(openai_vlm_server: RunningServer) -> None:
 
 
 @pytest.mark.parametrize("stream", [True, False])
-def test_openai_vlm_diagnoses_through_the_local_server(openai_vlm_server: RunningServer, tmp_path: Path, stream: bool) -> None:
+def test_openai_vlm_diagnoses_through_the_local_server(
+    openai_vlm_server: RunningServer, tmp_path: Path, stream: bool
+) -> None:
     provider = vlm_provider(openai_vlm_server.base_url, "tiny-gemma3", stream=stream)
     assert provider.available() == (True, "")
     ctx, _ = make_ctx(tmp_path)
@@ -67,7 +69,12 @@ def test_openai_vlm_diagnoses_through_the_local_server(openai_vlm_server: Runnin
 
 def test_stream_and_non_stream_give_the_same_greedy_answer(openai_vlm_server: RunningServer) -> None:
     client = OpenAIChatClient(openai_vlm_server.base_url, "tiny-gemma3", api_key_env=None)
-    messages = [{"role": "user", "content": [*USER_PARTS, {"type": "image_url", "image_url": {"url": image_data_url(lesion_photo())}}]}]
+    messages = [
+        {
+            "role": "user",
+            "content": [*USER_PARTS, {"type": "image_url", "image_url": {"url": image_data_url(lesion_photo())}}],
+        }
+    ]
     chunks: list[str] = []
     streamed = client.chat(messages, max_tokens=12, stream=True, on_text=chunks.append)
     whole = client.chat(messages, max_tokens=12, stream=False)
@@ -79,13 +86,24 @@ def test_server_protocol_errors_are_clear(openai_vlm_server: RunningServer, open
     with pytest.raises(ProviderError, match=r"does not know model 'gpt-4o'.*HTTP 404"):
         wrong_model.chat([{"role": "user", "content": "hi"}], stream=False)
     text_only = OpenAIChatClient(openai_text_server.base_url, "tiny-llama", api_key_env=None)
-    image_message = [{"role": "user", "content": [*USER_PARTS, {"type": "image_url", "image_url": {"url": image_data_url(lesion_photo())}}]}]
+    image_message = [
+        {
+            "role": "user",
+            "content": [*USER_PARTS, {"type": "image_url", "image_url": {"url": image_data_url(lesion_photo())}}],
+        }
+    ]
     with pytest.raises(ProviderError, match=r"refused the request \(HTTP 400: model 'tiny-llama' is text-only"):
         text_only.chat(image_message, stream=True)
-    remote_image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/a.jpg"}}]}]
+    remote_image = [
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/a.jpg"}}]}
+    ]
     with pytest.raises(ProviderError, match="only data: image URLs"):
         text_only.chat(remote_image, stream=False)
-    raw = httpx.post(openai_vlm_server.base_url + "/chat/completions", content=b"{not json", headers={"Content-Type": "application/json"})
+    raw = httpx.post(
+        openai_vlm_server.base_url + "/chat/completions",
+        content=b"{not json",
+        headers={"Content-Type": "application/json"},
+    )
     assert raw.status_code == 400 and "not valid JSON" in raw.json()["error"]["message"]
 
 
@@ -129,13 +147,21 @@ def test_structured_streamed_answer_and_exif_free_image(tmp_path: Path, monkeypa
         diagnosis = provider.diagnose(ctx)
     finally:
         running.close()
-    assert [(e.condition_id, round(e.probability, 2)) for e in diagnosis.differential] == [("melanocytic_nevus", 0.7), ("melanoma", 0.3)]
-    assert diagnosis.triage_hint == "routine" and diagnosis.morphology == {"primary_lesion": "macule", "colour": "brown"}
+    assert [(e.condition_id, round(e.probability, 2)) for e in diagnosis.differential] == [
+        ("melanocytic_nevus", 0.7),
+        ("melanoma", 0.3),
+    ]
+    assert diagnosis.triage_hint == "routine" and diagnosis.morphology == {
+        "primary_lesion": "macule",
+        "colour": "brown",
+    }
     assert diagnosis.rationale == "The spot is evenly brown with a smooth, regular border."
     assert shown[-1] == diagnosis.rationale  # streamed into the chat, JSON never shown
     request = record.requests[0]
     assert request["path"] == "/v1/chat/completions" and request["body"]["stream"] is True
-    assert {k.lower(): v for k, v in request["headers"].items()}["authorization"] == "Bearer EMPTY"  # no key configured: the placeholder, never "None"
+    assert {k.lower(): v for k, v in request["headers"].items()}[
+        "authorization"
+    ] == "Bearer EMPTY"  # no key configured: the placeholder, never "None"
     assert request["body"]["model"] == "medgemma" and request["body"]["max_tokens"] == 24
     parts = request["body"]["messages"][-1]["content"]
     url = next(p["image_url"]["url"] for p in parts if p["type"] == "image_url")
@@ -150,7 +176,9 @@ SOON = {"Retry-After": "0.01"}  # the server's own delay before a retry (honoure
 
 def test_retries_transient_errors_then_succeeds() -> None:
     overloaded = (503, json.dumps({"error": {"message": "overloaded"}}), "application/json", SOON)
-    running, record = start_recorded_server([overloaded, overloaded, (200, chat_completion_body("ok"), "application/json")])
+    running, record = start_recorded_server(
+        [overloaded, overloaded, (200, chat_completion_body("ok"), "application/json")]
+    )
     try:
         client = OpenAIChatClient(running.base_url, "m", api_key_env=None, retries=2)
         assert client.chat([{"role": "user", "content": "hi"}], stream=False) == "ok"
@@ -164,8 +192,13 @@ def test_retries_transient_errors_then_succeeds() -> None:
     [
         (503, '{"error": {"message": "overloaded"}}', False, r"failed \(HTTP 503: overloaded\) after 3 attempt", 3),
         (500, "Internal Server Error", True, r"failed \(HTTP 500: Internal Server Error\) after 3 attempt", 3),
-        (400, '{"error": {"message": "image too large", "type": "invalid_request_error"}}', True,
-         r"refused the request \(HTTP 400: image too large\)", 1),
+        (
+            400,
+            '{"error": {"message": "image too large", "type": "invalid_request_error"}}',
+            True,
+            r"refused the request \(HTTP 400: image too large\)",
+            1,
+        ),
         (422, '{"detail": "messages: field required"}', False, r"HTTP 422: messages: field required", 1),
     ],
 )
@@ -181,7 +214,9 @@ def test_http_errors_give_clear_messages(status: int, body: str, stream: bool, p
 
 
 def test_error_event_inside_a_stream_is_reported() -> None:
-    body = 'data: {"choices": [{"delta": {"content": "The"}}]}\n\ndata: {"error": {"message": "CUDA out of memory"}}\n\n'
+    body = (
+        'data: {"choices": [{"delta": {"content": "The"}}]}\n\ndata: {"error": {"message": "CUDA out of memory"}}\n\n'
+    )
     running, _ = start_recorded_server([(200, body, "text/event-stream")])
     try:
         client = OpenAIChatClient(running.base_url, "m", api_key_env=None)

@@ -36,31 +36,47 @@ def test_valid_json_answer_maps_ids_and_keeps_fields(lexical: ConditionMapper) -
     answer = (
         "The spot is evenly brown with a regular border, which usually points to a harmless mole.\n\n"
         "```json\n"
-        + json.dumps({
-            "morphology": {"primary_lesion": "macule", "colour": "uniform brown", "border": "regular",
-                           "surface": "smooth", "distribution": "solitary"},
-            "differential": [{"condition": "melanocytic_nevus", "likelihood": 0.7},
-                             {"condition": "melanoma", "likelihood": 0.2},
-                             {"condition": "benign_keratosis", "likelihood": 0.1}],
-            "triage": "routine",
-            "rationale": "Even colour and border.",
-        })
+        + json.dumps(
+            {
+                "morphology": {
+                    "primary_lesion": "macule",
+                    "colour": "uniform brown",
+                    "border": "regular",
+                    "surface": "smooth",
+                    "distribution": "solitary",
+                },
+                "differential": [
+                    {"condition": "melanocytic_nevus", "likelihood": 0.7},
+                    {"condition": "melanoma", "likelihood": 0.2},
+                    {"condition": "benign_keratosis", "likelihood": 0.1},
+                ],
+                "triage": "routine",
+                "rationale": "Even colour and border.",
+            }
+        )
         + "\n```"
     )
     d = parse_response(answer, provider_id=PID, provider_version="m", mapper=lexical)
     assert _probs(d) == {"melanocytic_nevus": 0.7, "melanoma": 0.2, "benign_keratosis": 0.1}
     assert d.prediction_set == ["melanocytic_nevus", "melanoma"]  # 0.7 + 0.2 reaches 0.9
     assert d.triage_hint == "routine"
-    assert d.morphology == {"primary_lesion": "macule", "colour": "uniform brown", "border": "regular",
-                            "surface": "smooth", "distribution": "solitary"}
+    assert d.morphology == {
+        "primary_lesion": "macule",
+        "colour": "uniform brown",
+        "border": "regular",
+        "surface": "smooth",
+        "distribution": "solitary",
+    }
     assert d.rationale.startswith("The spot is evenly brown")  # the streamed prose, not the JSON field
     assert NO_STRUCTURED_NOTICE not in d.notices
     assert d.extra["parsed_json"] is True
 
 
 def test_json_only_answer_takes_the_rationale_field(lexical: ConditionMapper) -> None:
-    answer = '```json\n{"differential": [{"condition": "Psoriasis", "likelihood": 1}], "triage": "routine", ' \
-             '"rationale": "Silvery scale on a well demarcated pink plaque."}\n```'
+    answer = (
+        '```json\n{"differential": [{"condition": "Psoriasis", "likelihood": 1}], "triage": "routine", '
+        '"rationale": "Silvery scale on a well demarcated pink plaque."}\n```'
+    )
     d = parse_response(answer, provider_id=PID, mapper=lexical)
     assert _probs(d) == {"psoriasis": 1.0}
     assert d.rationale == "Silvery scale on a well demarcated pink plaque."
@@ -90,8 +106,8 @@ def test_unquoted_keys_bare_words_and_dict_shaped_differential(lexical: Conditio
 
 def test_truncated_json_keeps_complete_entries(lexical: ConditionMapper) -> None:
     answer = (
-        "Irregular pigment network.\n```json\n{\"differential\": [{\"condition\": \"melanoma\", \"likelihood\": 0.5}, "
-        "{\"condition\": \"melanocytic_nevus\", \"likelihood\": 0.3}, {\"condition\": \"derma"
+        'Irregular pigment network.\n```json\n{"differential": [{"condition": "melanoma", "likelihood": 0.5}, '
+        '{"condition": "melanocytic_nevus", "likelihood": 0.3}, {"condition": "derma'
     )
     d = parse_response(answer, provider_id=PID, mapper=lexical)
     assert _probs(d) == {"melanoma": 0.625, "melanocytic_nevus": 0.375}
@@ -136,8 +152,15 @@ def test_parse_likelihood(raw: object, expected: float | None) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("urgent", "urgent"), ("Non-urgent", "routine"), ("see a GP for a routine check", "routine"),
-     ("reassure", "reassure"), ("same-day review", "urgent"), ("", None), ("banana", None)],
+    [
+        ("urgent", "urgent"),
+        ("Non-urgent", "routine"),
+        ("see a GP for a routine check", "routine"),
+        ("reassure", "reassure"),
+        ("same-day review", "urgent"),
+        ("", None),
+        ("banana", None),
+    ],
 )
 def test_parse_triage(raw: str, expected: str | None) -> None:
     assert parse_triage(raw) == expected
@@ -145,7 +168,10 @@ def test_parse_triage(raw: str, expected: str | None) -> None:
 
 def test_repair_handles_trailing_commas_quotes_and_python_literals() -> None:
     assert loads_lenient("{'a': True, 'b': None, 'c': [1, 2,],}") == {"a": True, "b": None, "c": [1, 2]}
-    assert loads_lenient("{'note': \"Bowen's disease\", 'x': 'it isn't'}") == {"note": "Bowen's disease", "x": "it isn't"}
+    assert loads_lenient("{'note': \"Bowen's disease\", 'x': 'it isn't'}") == {
+        "note": "Bowen's disease",
+        "x": "it isn't",
+    }
     assert loads_lenient("nothing here") is None
 
 
@@ -157,7 +183,8 @@ def test_json_repair_alone_swallows_an_apostrophe_that_ends_an_object() -> None:
     raw = json_repair.loads(answer)
     assert raw["differential"][0]["condition"] != "Bowen's disease"  # the library alone mis-closes the string
     assert loads_lenient(answer)["differential"] == [
-        {"likelihood": 0.6, "condition": "Bowen's disease"}, {"likelihood": 0.4, "condition": "psoriasis"},
+        {"likelihood": 0.6, "condition": "Bowen's disease"},
+        {"likelihood": 0.4, "condition": "psoriasis"},
     ]
 
 
@@ -165,13 +192,19 @@ def test_json_repair_alone_swallows_an_apostrophe_that_ends_an_object() -> None:
     ("answer", "expected"),
     [
         # missing commas between entries and unescaped quotes inside a string: the hand-written repair gave up here
-        ('{"differential": [{"condition": "acne" "likelihood": 0.6} {"condition": "rosacea", "likelihood": 0.4}]}',
-         {"differential": [{"condition": "acne", "likelihood": 0.6}, {"condition": "rosacea", "likelihood": 0.4}]}),
-        ('{"rationale": "a "target" lesion", "differential": ["nevus"]}',
-         {"rationale": 'a "target" lesion', "differential": ["nevus"]}),
+        (
+            '{"differential": [{"condition": "acne" "likelihood": 0.6} {"condition": "rosacea", "likelihood": 0.4}]}',
+            {"differential": [{"condition": "acne", "likelihood": 0.6}, {"condition": "rosacea", "likelihood": 0.4}]},
+        ),
+        (
+            '{"rationale": "a "target" lesion", "differential": ["nevus"]}',
+            {"rationale": 'a "target" lesion', "differential": ["nevus"]},
+        ),
         # an example object first, then the answer: the larger object is the answer
-        ('Format: ```json\n{"a": 1}\n```\nAnswer:\n```json\n{"differential": ["acne"], "triage": "routine"}\n```',
-         {"differential": ["acne"], "triage": "routine"}),
+        (
+            'Format: ```json\n{"a": 1}\n```\nAnswer:\n```json\n{"differential": ["acne"], "triage": "routine"}\n```',
+            {"differential": ["acne"], "triage": "routine"},
+        ),
     ],
 )
 def test_repair_of_other_common_model_mistakes(answer: str, expected: dict[str, object]) -> None:
@@ -215,7 +248,7 @@ def test_prompt_lists_vocabulary_carries_history_and_converts_to_openai() -> Non
 def test_rationale_stream_shows_prose_then_stops_at_json() -> None:
     shown: list[str] = []
     stream = RationaleStream(lambda msg, frac: shown.append(msg), min_interval_s=0)
-    for chunk in ["The lesion ", "is brown", " and even.\n```json\n{\"differential\"", ": []}\n```"]:
+    for chunk in ["The lesion ", "is brown", ' and even.\n```json\n{"differential"', ": []}\n```"]:
         stream.add(chunk)
     full = stream.finish()
     assert shown == ["The lesion", "The lesion is brown", "The lesion is brown and even."]

@@ -17,8 +17,16 @@ from typing import Any, Iterator
 import pytest
 
 SPECIAL_TOKENS = [
-    "<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>",
-    "<start_of_image>", "<end_of_image>", "<image_soft_token>", "<image>",
+    "<pad>",
+    "<eos>",
+    "<bos>",
+    "<unk>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<start_of_image>",
+    "<end_of_image>",
+    "<image_soft_token>",
+    "<image>",
 ]
 _CORPUS = [
     '{"morphology": {"primary_lesion": "macule", "colour": "brown"}, "differential": '
@@ -34,13 +42,18 @@ def _chat_template(image_text: str) -> str:
         "{{ bos_token }}{% for message in messages %}<start_of_turn>"
         "{{ 'model' if message['role'] == 'assistant' else message['role'] }}\n"
         "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-        "{% for item in message['content'] %}{% if item['type'] == 'image' %}" + image_text +
-        "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}"
+        "{% for item in message['content'] %}{% if item['type'] == 'image' %}"
+        + image_text
+        + "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}"
         "<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
     )
 
 
-GEMMA3_IMAGE_TOKENS = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
+GEMMA3_IMAGE_TOKENS = {
+    "boi_token": "<start_of_image>",
+    "eoi_token": "<end_of_image>",
+    "image_token": "<image_soft_token>",
+}
 LLAVA_IMAGE_TOKENS = {"image_token": "<image>"}
 
 
@@ -53,12 +66,18 @@ def build_tokenizer(image_text: str = "<start_of_image>", image_tokens: dict[str
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=400,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(_CORPUS * 10, trainer)
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>",
+        tokenizer_object=tok,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
         extra_special_tokens=dict(GEMMA3_IMAGE_TOKENS if image_tokens is None else image_tokens),
     )
     fast.chat_template = _chat_template(image_text)
@@ -68,22 +87,46 @@ def build_tokenizer(image_text: str = "<start_of_image>", image_tokens: dict[str
 def build_tiny_gemma3(path: Path) -> Path:
     """A random ``Gemma3ForConditionalGeneration`` (MedGemma's architecture) with processor and chat template."""
     import torch
-    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor, Gemma3TextConfig, SiglipVisionConfig
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3Processor,
+        Gemma3TextConfig,
+        SiglipVisionConfig,
+    )
     from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
 
     tokenizer = build_tokenizer("<start_of_image>")
     ids = tokenizer.convert_tokens_to_ids
     text = Gemma3TextConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16, sliding_window=64, max_position_embeddings=4096,
-        pad_token_id=ids("<pad>"), eos_token_id=ids("<eos>"), bos_token_id=ids("<bos>"),
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        query_pre_attn_scalar=16,
+        sliding_window=64,
+        max_position_embeddings=4096,
+        pad_token_id=ids("<pad>"),
+        eos_token_id=ids("<eos>"),
+        bos_token_id=ids("<bos>"),
     )
     vision = SiglipVisionConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
     )
     config = Gemma3Config(
-        text_config=text, vision_config=vision, mm_tokens_per_image=4,
-        boi_token_index=ids("<start_of_image>"), eoi_token_index=ids("<end_of_image>"),
+        text_config=text,
+        vision_config=vision,
+        mm_tokens_per_image=4,
+        boi_token_index=ids("<start_of_image>"),
+        eoi_token_index=ids("<end_of_image>"),
         image_token_index=ids("<image_soft_token>"),
     )
     torch.manual_seed(0)
@@ -92,7 +135,10 @@ def build_tiny_gemma3(path: Path) -> Path:
     model.generation_config.pad_token_id = ids("<pad>")
     image_processor = Gemma3ImageProcessorPil(size={"height": 32, "width": 32})
     processor = Gemma3Processor(
-        image_processor=image_processor, tokenizer=tokenizer, chat_template=tokenizer.chat_template, image_seq_length=4,
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        chat_template=tokenizer.chat_template,
+        image_seq_length=4,
     )
     model.save_pretrained(path)
     processor.save_pretrained(path)
@@ -108,16 +154,31 @@ def build_tiny_llava(path: Path) -> Path:
     tokenizer = build_tokenizer("<image>", LLAVA_IMAGE_TOKENS)
     ids = tokenizer.convert_tokens_to_ids
     text = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, max_position_embeddings=4096,
-        pad_token_id=ids("<pad>"), eos_token_id=ids("<eos>"), bos_token_id=ids("<bos>"),
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=4096,
+        pad_token_id=ids("<pad>"),
+        eos_token_id=ids("<eos>"),
+        bos_token_id=ids("<bos>"),
     )
     vision = CLIPVisionConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
         projection_dim=32,
     )
     config = LlavaConfig(
-        vision_config=vision, text_config=text, image_token_index=ids("<image>"), vision_feature_layer=-1,
+        vision_config=vision,
+        text_config=text,
+        image_token_index=ids("<image>"),
+        vision_feature_layer=-1,
         vision_feature_select_strategy="default",
     )
     torch.manual_seed(0)
@@ -126,8 +187,13 @@ def build_tiny_llava(path: Path) -> Path:
     model.generation_config.pad_token_id = ids("<pad>")
     image_processor = LlavaImageProcessorPil(size={"height": 32, "width": 32}, crop_size={"height": 32, "width": 32})
     processor = LlavaProcessor(
-        image_processor=image_processor, tokenizer=tokenizer, patch_size=8, vision_feature_select_strategy="default",
-        num_additional_image_tokens=1, chat_template=tokenizer.chat_template, image_token="<image>",
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=tokenizer.chat_template,
+        image_token="<image>",
     )
     model.save_pretrained(path)
     processor.save_pretrained(path)
@@ -142,9 +208,16 @@ def build_tiny_llama(path: Path) -> Path:
     tokenizer = build_tokenizer(image_tokens={})
     ids = tokenizer.convert_tokens_to_ids
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, max_position_embeddings=4096,
-        pad_token_id=ids("<pad>"), eos_token_id=ids("<eos>"), bos_token_id=ids("<bos>"),
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=4096,
+        pad_token_id=ids("<pad>"),
+        eos_token_id=ids("<eos>"),
+        bos_token_id=ids("<bos>"),
     )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).eval()
@@ -271,7 +344,9 @@ def start_recorded_server(replies: list[Reply]) -> tuple[RunningServer, Recorded
 # An answer in the shape the prompt asks for (prose rationale, then fenced JSON with a synonym and percentages),
 # split into stream chunks the way servers deliver it.
 STRUCTURED_CHUNKS = [
-    "The spot is evenly ", "brown with a smooth, regular border.", "\n```json\n",
+    "The spot is evenly ",
+    "brown with a smooth, regular border.",
+    "\n```json\n",
     '{"morphology": {"primary_lesion": "macule", "colour": "brown"}, "differential": [',
     '{"condition": "nevus", "likelihood": "70%"}, {"condition": "melanoma", "likelihood": "30%"}], "triage": "routine"}',
     "\n```",
@@ -282,10 +357,15 @@ def chat_completion_body(content: str) -> str:
     """A non-streamed chat-completions body as OpenAI-compatible servers send it."""
     import json
 
-    return json.dumps({
-        "id": "chatcmpl-rec", "object": "chat.completion", "created": 0, "model": "recorded",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-    })
+    return json.dumps(
+        {
+            "id": "chatcmpl-rec",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "recorded",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        }
+    )
 
 
 def sse_body(chunks: list[str]) -> str:
@@ -308,7 +388,9 @@ def lesion_photo() -> Any:
     return img
 
 
-def make_ctx(tmp_path: Path, question: str = "What is this spot?", history: list[dict[str, str]] | None = None) -> tuple[Any, list[str]]:
+def make_ctx(
+    tmp_path: Path, question: str = "What is this spot?", history: list[dict[str, str]] | None = None
+) -> tuple[Any, list[str]]:
     """A ``TurnContext`` with the drawn photo, and the list its progress messages land in."""
     from dermchat.context import TurnContext
     from dermchat.request import TurnRequest
@@ -317,7 +399,9 @@ def make_ctx(tmp_path: Path, question: str = "What is this spot?", history: list
 
     shown: list[str] = []
     ctx = TurnContext(
-        image=lesion_photo(), settings=Settings(), workdir=tmp_path,
+        image=lesion_photo(),
+        settings=Settings(),
+        workdir=tmp_path,
         request=TurnRequest(question=question, history=history or []),
         result=TurnResult(turn_id="test", image_sha256="x", audience="patient", question=question),
         progress=lambda message, fraction=None: shown.append(message),

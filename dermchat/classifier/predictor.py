@@ -72,7 +72,9 @@ class Prediction:
 class Predictor:
     """Lazily loads the weights folder; thread-safe; torch is imported only on load."""
 
-    def __init__(self, weights_dir: Path | str | None = None, coverage: float | None = None, tta: bool | None = None) -> None:
+    def __init__(
+        self, weights_dir: Path | str | None = None, coverage: float | None = None, tta: bool | None = None
+    ) -> None:
         self.weights_dir = Path(weights_dir) if weights_dir else default_weights_dir()
         self.requested_coverage = coverage
         self.tta = tta
@@ -110,7 +112,9 @@ class Predictor:
             with np.load(self.weights_dir / OOD_FILE) as z:
                 self._maha = Mahalanobis(z["maha_means"].astype(np.float64), z["maha_precision"].astype(np.float64))
                 self._scores = z["conformal_scores"].astype(np.float64)
-                patient_scores = z["conformal_scores_patient"].astype(np.float64) if "conformal_scores_patient" in z else None
+                patient_scores = (
+                    z["conformal_scores_patient"].astype(np.float64) if "conformal_scores_patient" in z else None
+                )
             self.coverage = self.requested_coverage or float(self.calibration["conformal"]["coverage"])
             self.conformal_threshold = conformal_threshold(self._scores, self.coverage)
             prior = PatientPrior.load(self.weights_dir)
@@ -161,8 +165,9 @@ class Predictor:
         thresholds = np.full(len(probs), float(block["melanoma"]["threshold"]))
         return probs, prediction_sets(probs, threshold), mel_flag, thresholds
 
-    def analyse(self, logits: np.ndarray, embeddings: np.ndarray,
-                patients: "list[PatientInfo] | None" = None) -> dict[str, np.ndarray]:
+    def analyse(
+        self, logits: np.ndarray, embeddings: np.ndarray, patients: "list[PatientInfo] | None" = None
+    ) -> dict[str, np.ndarray]:
         """Calibrated probabilities, sets, OOD scores/flags and melanoma flags for arrays of outputs.
 
         Rows whose `patients` entry gives any detail use the patient-details shift and its own calibration;
@@ -188,14 +193,25 @@ class Predictor:
         ood_maha = m > ood_cfg["mahalanobis_threshold"]
         malignant_cols = [HAM_CLASSES.index(c) for c in sorted(MALIGNANT_CODES)]
         urgent = mel_flag | sets[:, malignant_cols].any(axis=1)
-        return {"raw_probs": softmax(logits), "probs": probs, "sets": sets, "energy": e, "mahalanobis": m,
-                "ood_energy": ood_energy, "ood_mahalanobis": ood_maha, "ood": ood_energy | ood_maha,
-                "melanoma_flag": mel_flag, "melanoma_threshold": mel_thr, "urgent": urgent,
-                "with_patient_info": with_info}
+        return {
+            "raw_probs": softmax(logits),
+            "probs": probs,
+            "sets": sets,
+            "energy": e,
+            "mahalanobis": m,
+            "ood_energy": ood_energy,
+            "ood_mahalanobis": ood_maha,
+            "ood": ood_energy | ood_maha,
+            "melanoma_flag": mel_flag,
+            "melanoma_threshold": mel_thr,
+            "urgent": urgent,
+            "with_patient_info": with_info,
+        }
 
     # -- single image API (the chat plugin) ---------------------------------------------------------------
-    def predict_image(self, image: "Image.Image", heatmap: bool = False,
-                      patient: PatientInfo | None = None) -> Prediction:
+    def predict_image(
+        self, image: "Image.Image", heatmap: bool = False, patient: PatientInfo | None = None
+    ) -> Prediction:
         from dermchat.classifier.data import to_model_frame
 
         frame = to_model_frame(image, self.input_size)
@@ -215,8 +231,9 @@ class Predictor:
             malignant = [c for c in in_set if c in MALIGNANT_CODES]
             parts = []
             if a["melanoma_flag"][0]:
-                parts.append(f"melanoma probability {mel_p:.2f} is above the high-sensitivity threshold "
-                             f"{mel_threshold:.2f}")
+                parts.append(
+                    f"melanoma probability {mel_p:.2f} is above the high-sensitivity threshold {mel_threshold:.2f}"
+                )
             if malignant:
                 parts.append("the prediction set contains " + ", ".join(malignant))
             urgent_reason = "; ".join(parts)
@@ -236,8 +253,10 @@ class Predictor:
             urgent=bool(a["urgent"][0]),
             urgent_reason=urgent_reason,
             heatmap=cam,
-            extra={"raw_probabilities": {c: float(p) for c, p in zip(HAM_CLASSES, a["raw_probs"][0])},
-                   "patient_info_used": patient.describe() if a["with_patient_info"][0] and patient else None},
+            extra={
+                "raw_probabilities": {c: float(p) for c, p in zip(HAM_CLASSES, a["raw_probs"][0])},
+                "patient_info_used": patient.describe() if a["with_patient_info"][0] and patient else None,
+            },
         )
 
     def heatmap(self, frame: np.ndarray, class_index: int) -> np.ndarray:

@@ -27,8 +27,12 @@ def bench_context(image: Image.Image, workdir: Path) -> TurnContext:
         provider_id="bench",
         differential=[DifferentialEntry(condition_id=c, probability=p) for c, p in BENCH_DIFFERENTIAL],
     )
-    return TurnContext(image=image, settings=Settings(), workdir=workdir,
-                       result=TurnResult(turn_id="bench", audience="patient", diagnosis=diagnosis))
+    return TurnContext(
+        image=image,
+        settings=Settings(),
+        workdir=workdir,
+        result=TurnResult(turn_id="bench", audience="patient", diagnosis=diagnosis),
+    )
 
 
 def configured(provider: Any) -> Any:
@@ -104,7 +108,9 @@ def diffusion_step_time(provider: Any, options: dict[str, Any]) -> dict[str, Any
             figure, runs = "per_step_ms", 1
         else:
             model = build_tiny_sd(Path(tmp) / "tiny-sd")
-            generator.configure(base | {"model": str(model), "lora": None, "size": TINY_SAMPLE_SIZE, "steps": 10, "device": "cpu"})
+            generator.configure(
+                base | {"model": str(model), "lora": None, "size": TINY_SAMPLE_SIZE, "steps": 10, "device": "cpu"}
+            )
             figure, runs = TINY_FIGURE, 3
         started = time.perf_counter()
         generator.load()

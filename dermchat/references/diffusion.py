@@ -51,8 +51,10 @@ class DiffusionOptions(BaseModel):
     per_condition: int = Field(1, ge=1, le=4, description="images per condition")
     modality: str = Field("close-up clinical photograph", description="first words of the prompt")
     prompts: Literal["auto", "concept", "caption"] = Field(
-        "auto", description="concept: LesionGen concept prompts for a stock model; caption: the caption builder "
-        "that train-lora's captions use; auto: caption when the LoRA was trained by DermChat (has dermchat_lora.json)")
+        "auto",
+        description="concept: LesionGen concept prompts for a stock model; caption: the caption builder "
+        "that train-lora's captions use; auto: caption when the LoRA was trained by DermChat (has dermchat_lora.json)",
+    )
     verify: bool = Field(True, description="check each image with the diagnosis model before it is shown")
     verifier: str = DEFAULT_VERIFIER
     cache: bool = True

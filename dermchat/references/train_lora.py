@@ -67,9 +67,13 @@ def read_captions(data_dir: Path, captions: Path) -> list[Example]:
             row = json.loads(line)
             example = Example(data_dir / row["file"], str(row["caption"]), str(row["condition_id"]))
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise TrainError(f"{captions}:{number}: not a caption record with file, caption and condition_id ({exc})") from None
+            raise TrainError(
+                f"{captions}:{number}: not a caption record with file, caption and condition_id ({exc})"
+            ) from None
         if not example.path.is_file():
-            raise TrainError(f"{captions}:{number}: image {example.path} not found (is --data the folder the captions were made from?)")
+            raise TrainError(
+                f"{captions}:{number}: image {example.path} not found (is --data the folder the captions were made from?)"
+            )
         examples.append(example)
     if not examples:
         raise TrainError(f"{captions} holds no captions")
@@ -106,8 +110,9 @@ def load_pipeline(base: str, device: str, precision: str) -> Any:
         raise TrainError(reason)
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
     try:
-        pipe = StableDiffusionPipeline.from_pretrained(base, safety_checker=None, requires_safety_checker=False,
-                                                       dtype=dtype)
+        pipe = StableDiffusionPipeline.from_pretrained(
+            base, safety_checker=None, requires_safety_checker=False, dtype=dtype
+        )
     except (OSError, ValueError) as exc:
         raise TrainError(f"the base model {base!r} could not be loaded as a Stable Diffusion pipeline: {exc}") from exc
     for module in (pipe.vae, pipe.text_encoder, pipe.unet):
@@ -145,8 +150,12 @@ def trained_modules(pipe: Any, text_encoder: bool) -> list[Any]:
 
 def trainable_state(pipe: Any, text_encoder: bool) -> dict[str, Any]:
     """The adapter weights by parameter name (what a checkpoint stores; the frozen base is never copied)."""
-    return {f"{i}.{name}": p.detach().cpu().clone() for i, module in enumerate(trained_modules(pipe, text_encoder))
-            for name, p in module.named_parameters() if p.requires_grad}
+    return {
+        f"{i}.{name}": p.detach().cpu().clone()
+        for i, module in enumerate(trained_modules(pipe, text_encoder))
+        for name, p in module.named_parameters()
+        if p.requires_grad
+    }
 
 
 def load_trainable_state(pipe: Any, text_encoder: bool, state: dict[str, Any]) -> None:
@@ -167,9 +176,13 @@ def save_lora(pipe: Any, out_dir: Path, text_encoder: bool) -> Path:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     unet_layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.unet))
-    text_layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.text_encoder)) if text_encoder else None
+    text_layers = (
+        convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.text_encoder)) if text_encoder else None
+    )
     StableDiffusionPipeline.save_lora_weights(
-        save_directory=str(out_dir), unet_lora_layers=unet_layers, text_encoder_lora_layers=text_layers,
+        save_directory=str(out_dir),
+        unet_lora_layers=unet_layers,
+        text_encoder_lora_layers=text_layers,
         safe_serialization=True,
         unet_lora_adapter_metadata=pipe.unet.peft_config["default"].to_dict(),
         text_encoder_lora_adapter_metadata=pipe.text_encoder.peft_config["default"].to_dict() if text_encoder else None,
@@ -219,25 +232,42 @@ def micro_batch(examples: list[Example], index: int, batch_size: int, seed: int)
 
 
 # -- one step ----------------------------------------------------------------------------------------------------
-def diffusion_loss(pipe: Any, noise_scheduler: Any, batch: list[Example], args: argparse.Namespace,
-                   generator: Any, device: str, precision: str) -> Any:
+def diffusion_loss(
+    pipe: Any,
+    noise_scheduler: Any,
+    batch: list[Example],
+    args: argparse.Namespace,
+    generator: Any,
+    device: str,
+    precision: str,
+) -> Any:
     """The denoising loss of one micro-batch (the standard epsilon / v-prediction MSE)."""
     import torch
     import torch.nn.functional as F
 
-    pixels = torch.stack([image_tensor(e.path, args.resolution, generator, args.random_crop, not args.no_flip)
-                          for e in batch]).to(device, dtype=pipe.vae.dtype)
-    autocast = torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16 if precision == "bf16" else torch.float16,
-                              enabled=precision in {"fp16", "bf16"})
+    pixels = torch.stack(
+        [image_tensor(e.path, args.resolution, generator, args.random_crop, not args.no_flip) for e in batch]
+    ).to(device, dtype=pipe.vae.dtype)
+    autocast = torch.autocast(
+        device_type=device.split(":")[0],
+        dtype=torch.bfloat16 if precision == "bf16" else torch.float16,
+        enabled=precision in {"fp16", "bf16"},
+    )
     with autocast:
         with torch.no_grad():
             latents = pipe.vae.encode(pixels).latent_dist.sample(generator=generator) * pipe.vae.config.scaling_factor
         noise = torch.randn(latents.shape, generator=generator).to(device, latents.dtype)
-        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],),
-                                  generator=generator).to(device)
+        timesteps = torch.randint(
+            0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator
+        ).to(device)
         noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-        ids = pipe.tokenizer([e.caption for e in batch], padding="max_length", truncation=True,
-                             max_length=pipe.tokenizer.model_max_length, return_tensors="pt").input_ids.to(device)
+        ids = pipe.tokenizer(
+            [e.caption for e in batch],
+            padding="max_length",
+            truncation=True,
+            max_length=pipe.tokenizer.model_max_length,
+            return_tensors="pt",
+        ).input_ids.to(device)
         states = pipe.text_encoder(ids, return_dict=False)[0]
         if noise_scheduler.config.prediction_type == "v_prediction":
             target = noise_scheduler.get_velocity(latents, noise, timesteps)
@@ -260,9 +290,15 @@ def generate(pipe: Any, prompt: str, seed: int, args: argparse.Namespace) -> Any
 
     generator = torch.Generator("cpu").manual_seed(seed)
     with torch.no_grad():
-        return pipe(prompt=prompt, negative_prompt=NEGATIVE_PROMPT, num_inference_steps=args.sample_steps,
-                    guidance_scale=args.guidance, height=args.resolution, width=args.resolution,
-                    generator=generator).images[0]
+        return pipe(
+            prompt=prompt,
+            negative_prompt=NEGATIVE_PROMPT,
+            num_inference_steps=args.sample_steps,
+            guidance_scale=args.guidance,
+            height=args.resolution,
+            width=args.resolution,
+            generator=generator,
+        ).images[0]
 
 
 def write_samples(pipe: Any, classes: list[str], step: int, args: argparse.Namespace) -> Path:
@@ -278,7 +314,9 @@ def write_samples(pipe: Any, classes: list[str], step: int, args: argparse.Names
     return folder
 
 
-def verification_report(pipe: Any, classes: list[str], args: argparse.Namespace, registry: Any = None) -> dict[str, Any]:
+def verification_report(
+    pipe: Any, classes: list[str], args: argparse.Namespace, registry: Any = None
+) -> dict[str, Any]:
     """Per class: how many generated images the image classifier ranks as the intended condition.
 
     SkinGEN and LesionGen judge their generators with a classifier; here it is the configured diagnoser
@@ -310,12 +348,17 @@ def verification_report(pipe: Any, classes: list[str], args: argparse.Namespace,
                 row["top1"] += int(details.get("target_rank") == 1)
         per_class[condition_id] = row
     checked = sum(r["generated"] - r["unchecked"] for r in per_class.values())
-    return {"verifier": args.verifier, "per_class": per_class,
-            "top3_rate": round(sum(r["top3"] for r in per_class.values()) / checked, 3) if checked else None,
-            "top1_rate": round(sum(r["top1"] for r in per_class.values()) / checked, 3) if checked else None}
+    return {
+        "verifier": args.verifier,
+        "per_class": per_class,
+        "top3_rate": round(sum(r["top3"] for r in per_class.values()) / checked, 3) if checked else None,
+        "top1_rate": round(sum(r["top1"] for r in per_class.values()) / checked, 3) if checked else None,
+    }
 
 
-def _image_check(registry: Any, verifier_id: str, workdir: Path) -> Callable[[Any, str], tuple[bool | None, dict[str, Any]]]:
+def _image_check(
+    registry: Any, verifier_id: str, workdir: Path
+) -> Callable[[Any, str], tuple[bool | None, dict[str, Any]]]:
     """``check(image, condition_id)``: the verifier's verdict on one generated image, as the engine's references
     step reaches it (``None`` with the reason when the image model cannot judge it)."""
     from dermchat.context import TurnContext
@@ -332,26 +375,38 @@ def _image_check(registry: Any, verifier_id: str, workdir: Path) -> Callable[[An
         if verifier is None or reason is not None:
             return None, {"verifier": verifier_id, "reason": reason}
         verifier.load()
-        ctx = TurnContext(settings=Settings(), workdir=workdir, image=image,  # the generated image, as a turn of its own
-                          result=TurnResult(turn_id="verification", image_sha256=verify.image_sha256(image)))
+        ctx = TurnContext(
+            settings=Settings(),
+            workdir=workdir,
+            image=image,  # the generated image, as a turn of its own
+            result=TurnResult(turn_id="verification", image_sha256=verify.image_sha256(image)),
+        )
         return verify.judge(verifier.diagnose(ctx), condition_id, verifier_id)
 
     return check
 
 
 # -- checkpoints -------------------------------------------------------------------------------------------------
-def save_checkpoint(pipe: Any, optimizer: Any, lr_schedule: Any, scaler: Any, generator: Any, step: int,
-                    args: argparse.Namespace) -> Path:
+def save_checkpoint(
+    pipe: Any, optimizer: Any, lr_schedule: Any, scaler: Any, generator: Any, step: int, args: argparse.Namespace
+) -> Path:
     """Adapter weights, optimiser, schedule and RNG state (never the frozen base) under checkpoints/step-N."""
     import torch
 
     folder: Path = args.out / "checkpoints" / f"step-{step:06d}"
     folder.mkdir(parents=True, exist_ok=True)
-    torch.save({
-        "step": step, "trainable": trainable_state(pipe, args.train_text_encoder), "optimizer": optimizer.state_dict(),
-        "lr_schedule": lr_schedule.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
-        "generator": generator.get_state(), "settings": resume_settings(args),
-    }, folder / "training_state.pt")
+    torch.save(
+        {
+            "step": step,
+            "trainable": trainable_state(pipe, args.train_text_encoder),
+            "optimizer": optimizer.state_dict(),
+            "lr_schedule": lr_schedule.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "generator": generator.get_state(),
+            "settings": resume_settings(args),
+        },
+        folder / "training_state.pt",
+    )
     save_lora(pipe, folder, args.train_text_encoder)  # a checkpoint is also a usable LoRA
     old = sorted((args.out / "checkpoints").glob("step-*"))[: -args.keep_checkpoints] if args.keep_checkpoints else []
     for stale in old:
@@ -361,8 +416,14 @@ def save_checkpoint(pipe: Any, optimizer: Any, lr_schedule: Any, scaler: Any, ge
 
 def resume_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The options a resumed run must share with the one it continues (else the state would not fit)."""
-    return {"base": args.base, "rank": args.rank, "train_text_encoder": args.train_text_encoder,
-            "batch_size": args.batch_size, "seed": args.seed, "resolution": args.resolution}
+    return {
+        "base": args.base,
+        "rank": args.rank,
+        "train_text_encoder": args.train_text_encoder,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "resolution": args.resolution,
+    }
 
 
 def find_checkpoint(choice: str, out: Path) -> Path:
@@ -377,15 +438,20 @@ def find_checkpoint(choice: str, out: Path) -> Path:
     return path
 
 
-def restore(checkpoint: Path, pipe: Any, optimizer: Any, lr_schedule: Any, scaler: Any, generator: Any,
-            args: argparse.Namespace) -> int:
+def restore(
+    checkpoint: Path, pipe: Any, optimizer: Any, lr_schedule: Any, scaler: Any, generator: Any, args: argparse.Namespace
+) -> int:
     import torch
 
     state = torch.load(checkpoint / "training_state.pt", map_location="cpu", weights_only=False)
-    differs = {k: (v, state["settings"].get(k)) for k, v in resume_settings(args).items() if state["settings"].get(k) != v}
+    differs = {
+        k: (v, state["settings"].get(k)) for k, v in resume_settings(args).items() if state["settings"].get(k) != v
+    }
     if differs:
-        raise TrainError("--resume: the checkpoint was made with other settings: " + ", ".join(
-            f"{k} {old!r} (now {new!r})" for k, (new, old) in differs.items()))
+        raise TrainError(
+            "--resume: the checkpoint was made with other settings: "
+            + ", ".join(f"{k} {old!r} (now {new!r})" for k, (new, old) in differs.items())
+        )
     load_trainable_state(pipe, args.train_text_encoder, state["trainable"])
     optimizer.load_state_dict(state["optimizer"])
     lr_schedule.load_state_dict(state["lr_schedule"])
@@ -399,9 +465,16 @@ def restore(checkpoint: Path, pipe: Any, optimizer: Any, lr_schedule: Any, scale
 def write_manifest(args: argparse.Namespace, classes: list[str], captions_sha: str) -> None:
     """What ``sd-diffusion`` reads to prompt this LoRA in its own words (caption version and modality)."""
     manifest = {
-        "format": "dermchat-lora-1", "base_model": args.base, "caption_version": CAPTION_VERSION,
-        "modality": args.modality, "classes": classes, "rank": args.rank, "resolution": args.resolution,
-        "train_text_encoder": args.train_text_encoder, "steps": args.steps, "captions_sha256": captions_sha,
+        "format": "dermchat-lora-1",
+        "base_model": args.base,
+        "caption_version": CAPTION_VERSION,
+        "modality": args.modality,
+        "classes": classes,
+        "rank": args.rank,
+        "resolution": args.resolution,
+        "train_text_encoder": args.train_text_encoder,
+        "steps": args.steps,
+        "captions_sha256": captions_sha,
     }
     (args.out / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
 
@@ -409,10 +482,13 @@ def write_manifest(args: argparse.Namespace, classes: list[str], captions_sha: s
 def model_card(args: argparse.Namespace, report: dict[str, Any], per_class: Counter[str], argv: Sequence[str]) -> str:
     """README.md next to the weights: what it is, what it was trained on and how, what it may be used for."""
     verification = report.get("verification") or {}
-    rows = "\n".join(
-        f"| {cid} | {r['generated']} | {r['top1']} | {r['top3']} | {r['unchecked']} |"
-        for cid, r in (verification.get("per_class") or {}).items()
-    ) or "| (not run) | | | | |"
+    rows = (
+        "\n".join(
+            f"| {cid} | {r['generated']} | {r['top1']} | {r['top3']} | {r['unchecked']} |"
+            for cid, r in (verification.get("per_class") or {}).items()
+        )
+        or "| (not run) | | | | |"
+    )
     counts = ", ".join(f"{cid} {n}" for cid, n in sorted(per_class.items()))
     command = "python -m dermchat train-lora " + " ".join(shlex.quote(a) for a in argv)
     return f"""---
@@ -430,13 +506,13 @@ images of skin lesions for DermChat's reference gallery, in the style of SkinGEN
 a PNG text label, the `synthetic` flag); it must never be presented as a photo of a real patient.
 
 ## Training data
-{report['images']} images from a HAM10000-layout folder (`{args.data}`), per class: {counts}.
+{report["images"]} images from a HAM10000-layout folder (`{args.data}`), per class: {counts}.
 HAM10000: Tschandl P., Rosendahl C., Kittler H., *Scientific Data* 5, 180161 (2018),
 doi:10.1038/sdata.2018.161, licensed **CC BY-NC 4.0**; these weights are derived from it and inherit the
 non-commercial terms. The base model's own licence applies as well.
 
 ## Captions
-`{args.captions.name}` (sha256 `{report['captions_sha256'][:16]}…`), written by `python -m dermchat captions`
+`{args.captions.name}` (sha256 `{report["captions_sha256"][:16]}…`), written by `python -m dermchat captions`
 in version `{CAPTION_VERSION}` (LesionGen-style: diagnosis, body site, age band and sex, ABCD morphology
 descriptors when available; templates documented in `dermchat/references/captions.py`). Modality words:
 "{args.modality}". DermChat prompts this LoRA with the same caption builder (see `{MANIFEST}`).
@@ -444,14 +520,14 @@ descriptors when available; templates documented in `dermchat/references/caption
 ## Training
 Command: `{command}`
 
-Rank {args.rank} (alpha {args.lora_alpha or args.rank}), UNet attention projections{' and text encoder' if args.train_text_encoder else ''};
-{report['steps']} optimiser steps, batch {args.batch_size} x {args.grad_accum} accumulation, learning rate {args.lr}
+Rank {args.rank} (alpha {args.lora_alpha or args.rank}), UNet attention projections{" and text encoder" if args.train_text_encoder else ""};
+{report["steps"]} optimiser steps, batch {args.batch_size} x {args.grad_accum} accumulation, learning rate {args.lr}
 ({args.lr_schedule}, {args.warmup} warm-up steps), AdamW, seed {args.seed}, resolution {args.resolution},
-mixed precision `{report['precision']}`, device `{report['device']}`; {report['seconds']:.0f} s
-({report['seconds_per_step']:.3f} s/step), final loss {report['final_loss']}.
+mixed precision `{report["precision"]}`, device `{report["device"]}`; {report["seconds"]:.0f} s
+({report["seconds_per_step"]:.3f} s/step), final loss {report["final_loss"]}.
 
 ## Verification by the image classifier
-Generated images per class ranked by `{verification.get('verifier', args.verifier)}` (top-1 / top-3 = the
+Generated images per class ranked by `{verification.get("verifier", args.verifier)}` (top-1 / top-3 = the
 intended condition first / among the first three; unchecked = the classifier could not judge it):
 
 | condition | generated | top-1 | top-3 | unchecked |
@@ -474,7 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m dermchat train-lora", description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, required=True, help="HAM-layout folder the captions refer to")
     p.add_argument("--captions", type=Path, required=True, help="JSON Lines from python -m dermchat captions")
-    p.add_argument("--base", required=True, help="diffusers Stable Diffusion 1.x/2.x folder or hub id (in the local cache)")
+    p.add_argument(
+        "--base", required=True, help="diffusers Stable Diffusion 1.x/2.x folder or hub id (in the local cache)"
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder (weights, model card, samples, checkpoints)")
     p.add_argument("--resolution", type=int, default=512, help="square training size in pixels (multiple of 8)")
     p.add_argument("--rank", type=int, default=8, help="LoRA rank")
@@ -488,18 +566,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=0, help="learning-rate warm-up steps")
     p.add_argument("--max-grad-norm", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--mixed-precision", choices=["auto", "no", "fp16", "bf16"], default="auto",
-                   help="auto: bf16 (or fp16) on a CUDA GPU, full precision on CPU")
+    p.add_argument(
+        "--mixed-precision",
+        choices=["auto", "no", "fp16", "bf16"],
+        default="auto",
+        help="auto: bf16 (or fp16) on a CUDA GPU, full precision on CPU",
+    )
     p.add_argument("--gradient-checkpointing", action="store_true", help="less GPU memory, about 20%% slower")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--random-crop", action="store_true", help="random instead of centre square crops")
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     p.add_argument("--modality", default=DEFAULT_MODALITY, help="modality words of the sample and chat prompts")
-    p.add_argument("--checkpoint-every", type=int, default=500, help="save a resumable checkpoint every N steps (0: off)")
+    p.add_argument(
+        "--checkpoint-every", type=int, default=500, help="save a resumable checkpoint every N steps (0: off)"
+    )
     p.add_argument("--keep-checkpoints", type=int, default=3, help="keep the newest N checkpoints (0: all)")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT|latest", help="continue from a checkpoint folder")
-    p.add_argument("--sample-every", type=int, default=250, help="sample images per class every N steps (0: only at the end)")
+    p.add_argument(
+        "--sample-every", type=int, default=250, help="sample images per class every N steps (0: only at the end)"
+    )
     p.add_argument("--sample-steps", type=int, default=25, help="denoising steps of samples and verification images")
     p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance of samples")
     p.add_argument("--verify-per-class", type=int, default=8, help="images per class judged by the classifier (0: off)")
@@ -555,17 +641,30 @@ def train(args: argparse.Namespace, argv: Sequence[str], registry: Any = None) -
         pipe.unet.enable_gradient_checkpointing()
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2)
-    lr_schedule = get_scheduler(args.lr_schedule, optimizer, num_warmup_steps=args.warmup, num_training_steps=args.steps)
+    lr_schedule = get_scheduler(
+        args.lr_schedule, optimizer, num_warmup_steps=args.warmup, num_training_steps=args.steps
+    )
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
     generator = torch.Generator("cpu").manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    start = restore(find_checkpoint(args.resume, args.out), pipe, optimizer, lr_schedule, scaler, generator, args) if args.resume else 0
+    start = (
+        restore(find_checkpoint(args.resume, args.out), pipe, optimizer, lr_schedule, scaler, generator, args)
+        if args.resume
+        else 0
+    )
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     losses: list[float] = []
     started = time.perf_counter()
-    bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="train-lora", unit="step",
-               file=sys.stderr, mininterval=2)
+    bar = tqdm(
+        range(start, args.steps),
+        initial=start,
+        total=args.steps,
+        desc="train-lora",
+        unit="step",
+        file=sys.stderr,
+        mininterval=2,
+    )
     for step in bar:
         pipe.unet.train()
         step_loss = 0.0
@@ -603,16 +702,26 @@ def train(args: argparse.Namespace, argv: Sequence[str], registry: Any = None) -
     samples = write_samples(pipe, classes, args.steps, args)
     trained = max(1, args.steps - start)
     report: dict[str, Any] = {
-        "weights": str(weights), "images": len(examples), "classes": classes, "steps": args.steps,
-        "resumed_from": start or None, "device": device, "precision": precision, "seconds": round(seconds, 2),
-        "seconds_per_step": round(seconds / trained, 4), "final_loss": round(float(sum(losses[-10:]) / max(1, len(losses[-10:]))), 5) if losses else None,
-        "peak_memory_mb": _peak_memory_mb(device), "captions_sha256": captions_sha, "samples": str(samples),
+        "weights": str(weights),
+        "images": len(examples),
+        "classes": classes,
+        "steps": args.steps,
+        "resumed_from": start or None,
+        "device": device,
+        "precision": precision,
+        "seconds": round(seconds, 2),
+        "seconds_per_step": round(seconds / trained, 4),
+        "final_loss": round(float(sum(losses[-10:]) / max(1, len(losses[-10:]))), 5) if losses else None,
+        "peak_memory_mb": _peak_memory_mb(device),
+        "captions_sha256": captions_sha,
+        "samples": str(samples),
         "loss_log": [round(v, 5) for v in losses],
     }
     report["verification"] = verification_report(pipe, classes, args, registry) if args.verify_per_class else None
     (args.out / REPORT).write_text(json.dumps(report, indent=2), encoding="utf-8")
-    (args.out / "README.md").write_text(model_card(args, report, Counter(e.condition_id for e in examples), argv),
-                                        encoding="utf-8")
+    (args.out / "README.md").write_text(
+        model_card(args, report, Counter(e.condition_id for e in examples), argv), encoding="utf-8"
+    )
     return report
 
 

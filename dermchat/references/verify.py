@@ -45,8 +45,10 @@ def why_unchecked(verifier: Provider | None, verifier_id: str, condition_id: str
         return f"the image model {verifier_id!r} is unavailable ({why})"
     cond = get_vocabulary().get(condition_id)
     if verifier_id == DEFAULT_VERIFIER and cond.ham_code is None:
-        return (f"{cond.clinician_name} is outside the image model's seven HAM10000 classes, so it cannot judge "
-                "an illustration of it")
+        return (
+            f"{cond.clinician_name} is outside the image model's seven HAM10000 classes, so it cannot judge "
+            "an illustration of it"
+        )
     return None
 
 

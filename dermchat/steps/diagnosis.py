@@ -65,7 +65,11 @@ def _configured_or_offline(turn: Turn) -> Diagnoser | None:
 
 
 def _run(turn: Turn, provider: Diagnoser) -> Generator[StepEvent, None, StepOutcome[Diagnosis]]:
-    return (yield from turn.call("diagnosis", provider, lambda: outside_scope(turn, provider) or provider.diagnose(turn.ctx)))
+    return (
+        yield from turn.call(
+            "diagnosis", provider, lambda: outside_scope(turn, provider) or provider.diagnose(turn.ctx)
+        )
+    )
 
 
 def _fall_back(turn: Turn, failed: Diagnoser, error: BaseException) -> StepEvent:
@@ -98,9 +102,13 @@ def outside_scope(turn: Turn, provider: Diagnoser) -> Diagnosis | None:
     if not dermoscopy_only or report is None or report.dermoscopic is not False:
         return None
     return Diagnosis(
-        provider_id=provider.id, provider_version=provider.version, abstained=True,
-        abstain_reason=("this looks like an ordinary photo, not a dermoscope close-up, and the image model only "
-                        "knows dermoscope close-ups of 7 kinds of skin spot"),
+        provider_id=provider.id,
+        provider_version=provider.version,
+        abstained=True,
+        abstain_reason=(
+            "this looks like an ordinary photo, not a dermoscope close-up, and the image model only "
+            "knows dermoscope close-ups of 7 kinds of skin spot"
+        ),
         rationale=f"Not run: the quality step judged the photo non-dermoscopic ({report.dermoscopy_detail}).",
     )
 
@@ -130,9 +138,7 @@ def _in_vocabulary(turn: Turn, diagnosis: Diagnosis) -> Diagnosis:
     out = diagnosis.model_copy(deep=True)
     if dropped:
         out.notices.append(f"{dropped} label(s) from the model were not in DermChat's vocabulary and were left out.")
-    out.differential = [
-        e.model_copy(update={"probability": e.probability / total}) for e in kept
-    ] if total > 0 else []
+    out.differential = [e.model_copy(update={"probability": e.probability / total}) for e in kept] if total > 0 else []
     out.differential.sort(key=lambda e: e.probability, reverse=True)
     out.prediction_set = [c for c in out.prediction_set if c in vocab]
     return out
@@ -168,9 +174,13 @@ def _second_opinion(turn: Turn, first_id: str) -> Iterator[StepEvent]:
     if before is not None:
         turn.result.triage = safety.escalate_for_second_opinion(before, second, turn.vocabulary)
         if turn.result.triage is not before:  # the diagnosis "done" event carried the earlier tier
-            yield StepEvent(step="diagnosis", kind="progress", provider_id=provider.id,
-                            message="The second opinion raised the triage to urgent",
-                            data={"triage": turn.result.triage.model_dump()})
+            yield StepEvent(
+                step="diagnosis",
+                kind="progress",
+                provider_id=provider.id,
+                message="The second opinion raised the triage to urgent",
+                data={"triage": turn.result.triage.model_dump()},
+            )
 
 
 def _compare(first: Diagnosis | None, second: Diagnosis) -> None:

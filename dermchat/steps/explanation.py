@@ -10,8 +10,9 @@ from dermchat.steps.turn import Turn
 
 
 def explain(turn: Turn) -> Iterator[StepEvent]:
-    provider, _ = turn.provider_or_notice(Explainer, turn.settings.explainer, "No explanation this time ({why}).",
-                                          technical=True)
+    provider, _ = turn.provider_or_notice(
+        Explainer, turn.settings.explainer, "No explanation this time ({why}).", technical=True
+    )
     if provider is None:
         return
     yield turn.start("explanation", provider)

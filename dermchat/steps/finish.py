@@ -35,8 +35,9 @@ def _all_notices(turn: Turn) -> list[str]:
         notices.extend(result.explanation.notices)
         notices.extend(safety.asked_about_notices(result, vocab))
     # Hooks get copies (one each): a plugin can add notices, never change the result or what others see.
-    for extra in turn.app.plugins.call_each("extra_notices", audience=result.audience,
-                                            fresh=lambda: {"result": result.model_copy(deep=True)}):
+    for extra in turn.app.plugins.call_each(
+        "extra_notices", audience=result.audience, fresh=lambda: {"result": result.model_copy(deep=True)}
+    ):
         notices.extend(str(item) for item in extra)
     return list(dict.fromkeys(n for n in notices if n))
 
@@ -46,7 +47,9 @@ def _observer_copies(turn: Turn) -> dict[str, TurnResult | TurnContext]:
     the study logger reads ``options`` after other observers have run."""
     result = turn.result.model_copy(deep=True)
     request = dataclasses.replace(
-        turn.request, options=copy.deepcopy(turn.request.options), history=copy.deepcopy(turn.request.history),
+        turn.request,
+        options=copy.deepcopy(turn.request.options),
+        history=copy.deepcopy(turn.request.history),
         seen_references=set(turn.request.seen_references),
         previous=turn.request.previous.model_copy(deep=True) if turn.request.previous is not None else None,
     )

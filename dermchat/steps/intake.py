@@ -20,15 +20,17 @@ def wait_for_models(turn: Turn) -> Iterator[StepEvent]:
     start = time.perf_counter()
     while not app.wait_until_ready(timeout=1.0):
         yield StepEvent(step="turn", kind="progress", message=f"Loading {app.loading or 'the models'}…")
-    yield StepEvent(step="turn", kind="done", message="Models loaded",
-                    elapsed_ms=round((time.perf_counter() - start) * 1000, 1))
+    yield StepEvent(
+        step="turn", kind="done", message="Models loaded", elapsed_ms=round((time.perf_counter() - start) * 1000, 1)
+    )
 
 
 def read_photo(turn: Turn, image: ImageSource) -> bool:
     """Decode the photo (metadata dropped, size capped); an unreadable one ends the turn with the reason."""
     try:
-        decoded = decode_image(image, max_bytes=turn.settings.max_upload_bytes,
-                               max_pixels=turn.settings.max_image_pixels)
+        decoded = decode_image(
+            image, max_bytes=turn.settings.max_upload_bytes, max_pixels=turn.settings.max_image_pixels
+        )
     except ImageInputError as exc:
         turn.result.status = "invalid_input"
         turn.result.message = str(exc)
@@ -43,8 +45,9 @@ def read_photo(turn: Turn, image: ImageSource) -> bool:
 def read_earlier_photo(turn: Turn, image: ImageSource) -> None:
     """Decode the earlier photo the same way (metadata dropped); an unreadable one is named, not fatal."""
     try:
-        decoded = decode_image(image, max_bytes=turn.settings.max_upload_bytes,
-                               max_pixels=turn.settings.max_image_pixels)
+        decoded = decode_image(
+            image, max_bytes=turn.settings.max_upload_bytes, max_pixels=turn.settings.max_image_pixels
+        )
     except ImageInputError as exc:
         turn.result.notices.append(f"The earlier photo could not be used for a comparison: {exc}")
         return

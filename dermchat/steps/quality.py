@@ -11,8 +11,9 @@ from dermchat.steps.turn import Turn
 
 def check_quality(turn: Turn) -> Generator[StepEvent, None, bool]:
     """Returns whether the turn goes on to diagnosis."""
-    provider, why_not = turn.provider_or_notice(QualityChecker, turn.settings.quality,
-                                                "Photo quality was not checked ({why}).")
+    provider, why_not = turn.provider_or_notice(
+        QualityChecker, turn.settings.quality, "Photo quality was not checked ({why})."
+    )
     if provider is None:
         if why_not:
             yield StepEvent(step="quality", kind="skipped", message=why_not)
@@ -27,8 +28,13 @@ def check_quality(turn: Turn) -> Generator[StepEvent, None, bool]:
     assert report is not None
     turn.note_provider(provider)
     turn.result.quality = report
-    yield turn.done("quality", provider, outcome, f"Photo quality {report.score:.0f}/100 ({report.band})",
-                    {"quality": report.model_dump()})
+    yield turn.done(
+        "quality",
+        provider,
+        outcome,
+        f"Photo quality {report.score:.0f}/100 ({report.band})",
+        {"quality": report.model_dump()},
+    )
     return _passes_gate(turn, report)
 
 

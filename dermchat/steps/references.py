@@ -36,7 +36,9 @@ def find_references(turn: Turn) -> Iterator[StepEvent]:
 
 
 def _from_provider(turn: Turn, provider_id: str) -> Iterator[StepEvent]:
-    provider, _ = turn.provider_or_notice(ReferenceGenerator, provider_id, "Some reference images are not shown ({why}).")
+    provider, _ = turn.provider_or_notice(
+        ReferenceGenerator, provider_id, "Some reference images are not shown ({why})."
+    )
     if provider is None:
         return
     yield turn.start("references", provider)
@@ -75,11 +77,16 @@ def _verdict(turn: Turn, image: Any, condition_id: str, verifier_id: str) -> Gen
     if verifier is None or reason is not None:
         return None, {"verifier": verifier_id, "reason": reason}
     name = turn.vocabulary.get(condition_id).name(turn.result.audience)
-    yield StepEvent(step="references", kind="progress", provider_id=verifier.id,
-                    message=f"Checking the illustration of {name} with the image model")
+    yield StepEvent(
+        step="references",
+        kind="progress",
+        provider_id=verifier.id,
+        message=f"Checking the illustration of {name} with the image model",
+    )
     probe = _probe(turn, image)
-    outcome = yield from turn.call("references", verifier,
-                                   lambda: verifier.diagnose(dataclasses.replace(probe, progress=turn.ctx.progress)))
+    outcome = yield from turn.call(
+        "references", verifier, lambda: verifier.diagnose(dataclasses.replace(probe, progress=turn.ctx.progress))
+    )
     if outcome.error is not None:
         yield turn.fail("references", verifier.id, outcome.error, "Checking a generated image failed.")
         return None
@@ -90,10 +97,13 @@ def _verdict(turn: Turn, image: Any, condition_id: str, verifier_id: str) -> Gen
 def _probe(turn: Turn, image: Any) -> TurnContext:
     """The generated image as a turn of its own: the same person's details, none of the user's photo's findings."""
     return TurnContext(
-        settings=turn.settings, workdir=turn.workdir, image=image,
+        settings=turn.settings,
+        workdir=turn.workdir,
+        image=image,
         request=TurnRequest(patient=turn.request.patient, options=turn.request.options),
-        result=TurnResult(turn_id=turn.result.turn_id, audience=turn.result.audience,
-                          image_sha256=verify.image_sha256(image)),
+        result=TurnResult(
+            turn_id=turn.result.turn_id, audience=turn.result.audience, image_sha256=verify.image_sha256(image)
+        ),
     )
 
 

@@ -103,8 +103,9 @@ class Turn:
             return None, f"{provider.label or provider_id} is unavailable: {reason}"
         return provider, None
 
-    def provider_or_notice(self, kind: type[P], provider_id: str | None, notice: str,
-                           technical: bool = False) -> tuple[P | None, str | None]:
+    def provider_or_notice(
+        self, kind: type[P], provider_id: str | None, notice: str, technical: bool = False
+    ) -> tuple[P | None, str | None]:
         """``provider()``, and when the provider is missing the ``notice`` (with ``{why}``: the reason, as
         ``for_reader`` shows it unless ``technical``) tells the user what the answer lacks."""
         provider, why_not = self.provider(kind, provider_id)
@@ -127,7 +128,9 @@ class Turn:
         else:
             self.result.providers[provider.capability] = ref
 
-    def call(self, step: StepName, provider: Provider, fn: Callable[[], T]) -> Generator[StepEvent, None, StepOutcome[T]]:
+    def call(
+        self, step: StepName, provider: Provider, fn: Callable[[], T]
+    ) -> Generator[StepEvent, None, StepOutcome[T]]:
         """Load (lazily) and call a provider in a worker thread, streaming its progress; the step's time adds up."""
 
         def call(progress: Callable[[str, float | None], None]) -> T:
@@ -145,15 +148,28 @@ class Turn:
         """Details (which may hold paths or tokens) go to the server log only; the result keeps an error id
         (and a ``ProviderError``'s message, which is written for users)."""
         error_id = report_failure(log, f"step {step} ({provider_id})", exc)
-        self.result.errors.append(StepError(step=step, provider_id=provider_id,
-                                            message=f"{friendly_error(exc)} (error id {error_id})"))
+        self.result.errors.append(
+            StepError(step=step, provider_id=provider_id, message=f"{friendly_error(exc)} (error id {error_id})")
+        )
         return StepEvent(step=step, kind="error", message=message, provider_id=provider_id)
 
     def start(self, step: StepName, provider: Provider) -> StepEvent:
         return StepEvent(step=step, kind="start", message=STEP_TITLES[step], provider_id=provider.id)
 
-    def done(self, step: StepName, provider: Provider, outcome: StepOutcome[T], message: str,
-             data: dict[str, object] | None = None) -> StepEvent:
+    def done(
+        self,
+        step: StepName,
+        provider: Provider,
+        outcome: StepOutcome[T],
+        message: str,
+        data: dict[str, object] | None = None,
+    ) -> StepEvent:
         """The step's "done" event, with the provider and the time its call took."""
-        return StepEvent(step=step, kind="done", provider_id=provider.id, elapsed_ms=outcome.elapsed_ms,
-                         message=message, data=data or {})
+        return StepEvent(
+            step=step,
+            kind="done",
+            provider_id=provider.id,
+            elapsed_ms=outcome.elapsed_ms,
+            message=message,
+            data=data or {},
+        )

@@ -39,11 +39,15 @@ if TYPE_CHECKING:
 Stage = Literal["consent", "code", "case", "questionnaire", "done", "declined"]
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: codes are read aloud and typed
 CODE_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9-]{2,22}[A-Z0-9]$")
-WITHDRAWN = ("The data recorded under this participant code has been deleted, so nothing more can be recorded "
-             "under it. Thank you for your time; please contact the researcher if this is unexpected.")
+WITHDRAWN = (
+    "The data recorded under this participant code has been deleted, so nothing more can be recorded "
+    "under it. Thank you for your time; please contact the researcher if this is unexpected."
+)
 CHANGED = "This code belongs to an earlier version of the study; please contact the researcher."
-TAKEN = ("This code is already in use. If it is yours, enter the key to continue that you were shown when you "
-         "started; otherwise leave the field empty to get a new code.")
+TAKEN = (
+    "This code is already in use. If it is yours, enter the key to continue that you were shown when you "
+    "started; otherwise leave the field empty to get a new code."
+)
 GENERATED_ONLY = "This study only accepts codes it generated. Leave the field empty to get a new code."
 CODE_GROUPS = 3  # XXXX-XXXX-XXXX: 12 random characters
 MIN_RESUMABLE = 10  # characters (hyphens aside) a code of an earlier version needs to resume by itself
@@ -92,7 +96,7 @@ def generate_code() -> str:
     while True:
         raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(4 * CODE_GROUPS))
         if any(ch.isdigit() for ch in raw):
-            return "-".join(raw[i:i + 4] for i in range(0, len(raw), 4))
+            return "-".join(raw[i : i + 4] for i in range(0, len(raw), 4))
 
 
 def _key_digest(study_id: str, key: str) -> str:
@@ -103,10 +107,12 @@ def normalise_code(code: str) -> str:
     """Upper-case and check the shape; a code must contain a digit so that a name cannot pass as one."""
     cleaned = re.sub(r"\s+", "", code or "").upper()
     if not CODE_PATTERN.match(cleaned) or not any(ch.isdigit() for ch in cleaned):
-        raise FlowError([
-            "A participant code is 4-24 letters and digits (at least one digit), for example K7PQ-4XRM. "
-            "Please do not enter your name."
-        ])
+        raise FlowError(
+            [
+                "A participant code is 4-24 letters and digits (at least one digit), for example K7PQ-4XRM. "
+                "Please do not enter your name."
+            ]
+        )
     return cleaned
 
 
@@ -136,7 +142,9 @@ class StudyFlow:
             return replace(state, stage="declined")
         return replace(state, stage="code", consented_at=now_iso())
 
-    def enter_code(self, state: ParticipantState, code: str | None = None, *, user_agent: str | None = None) -> ParticipantState:
+    def enter_code(
+        self, state: ParticipantState, code: str | None = None, *, user_agent: str | None = None
+    ) -> ParticipantState:
         """Start (new code) or resume (a generated code, or the resume key of a typed one). ``code=None``
         generates one. A typed code never resumes a session it did not generate (``TAKEN``)."""
         self._expect(state, "code")
@@ -213,7 +221,9 @@ class StudyFlow:
         """The participant's schedule and the cases' ground truth: the export needs nothing but the database."""
         assignment = assign(self.study, seq)
         return {
-            "seq": seq, "arm_order": assignment.arm_order, "steps": [s.as_dict() for s in assignment.steps],
+            "seq": seq,
+            "arm_order": assignment.arm_order,
+            "steps": [s.as_dict() for s in assignment.steps],
             "ground_truth": {case.id: self.study.ground_truth_id(case) for case in self.study.cases.items},
         }
 
@@ -268,8 +278,12 @@ class StudyFlow:
         case = self.study.case(step.ref)
         case_steps = [s for s in state.steps if s.kind == "case"]
         return CaseView(
-            case_id=case.id, arm=step.arm, image_path=self.study.image_path(case),
-            position=case_steps.index(step) + 1, total=len(case_steps), question=case.question,
+            case_id=case.id,
+            arm=step.arm,
+            image_path=self.study.image_path(case),
+            position=case_steps.index(step) + 1,
+            total=len(case_steps),
+            question=case.question,
         )
 
     def shown_turn(self, state: ParticipantState) -> TurnResult | None:
@@ -288,17 +302,29 @@ class StudyFlow:
             if self._first_display_since_resume(state.code, state.step):
                 # Logged so that the export times the answer from this display, not from before the break.
                 with self._writing():
-                    self.store.log(self.study.id, state.code, "turn_replayed", {"turn_id": previous.turn_id},
-                                   step=state.step, case_id=view.case_id, arm=view.arm)
-            yield StepEvent(step="turn", kind="result", message=previous.message, result=previous, data={"replayed": True})
+                    self.store.log(
+                        self.study.id,
+                        state.code,
+                        "turn_replayed",
+                        {"turn_id": previous.turn_id},
+                        step=state.step,
+                        case_id=view.case_id,
+                        arm=view.arm,
+                    )
+            yield StepEvent(
+                step="turn", kind="result", message=previous.message, result=previous, data={"replayed": True}
+            )
             return
         if self.store.participant(self.study.id, state.code) is None:
             raise FlowError([WITHDRAWN])  # before spending a pipeline run on a turn that cannot be stored
         arm = self.study.arm(view.arm)
         tag = turn_tag(self.study, state.code, state.step, view.case_id, arm, self.store.url)
-        request = TurnRequest(image=str(view.image_path), question=view.question,
-                              settings_overrides=arm.settings or None,
-                              turn_id=f"{self.study.id}-{state.code}-{state.step}")
+        request = TurnRequest(
+            image=str(view.image_path),
+            question=view.question,
+            settings_overrides=arm.settings or None,
+            turn_id=f"{self.study.id}-{state.code}-{state.step}",
+        )
         result: TurnResult | None = None
         for event in app.run_turn(request):
             if event.kind == "result":
@@ -312,7 +338,9 @@ class StudyFlow:
         if self.study.privacy.store_images and result.image_sha256:
             from dermchat.intake import decode_image, to_jpeg_bytes
 
-            self.store.store_image(self.study.id, result.image_sha256, to_jpeg_bytes(decode_image(view.image_path).image))
+            self.store.store_image(
+                self.study.id, result.image_sha256, to_jpeg_bytes(decode_image(view.image_path).image)
+            )
 
     def _first_display_since_resume(self, code: str, step: int) -> bool:
         """Whether a replay shows the answer again after a break (the page also re-renders it after, e.g., a
@@ -323,14 +351,23 @@ class StudyFlow:
         displays = [self.store.last_event(self.study.id, code, kind, step) for kind in ("turn", "turn_replayed")]
         return all(d is None or d["created_at"] < resumed["created_at"] for d in displays)
 
-    def click(self, state: ParticipantState, target: Literal["reference", "citation"], index: int, detail: dict[str, Any]) -> None:
+    def click(
+        self, state: ParticipantState, target: Literal["reference", "citation"], index: int, detail: dict[str, Any]
+    ) -> None:
         """Log a click on a reference image or a cited source of the current case's answer."""
         self._expect(state, "case")
         step = state.current
         assert state.code is not None and step is not None
         with self._writing():
-            self.store.log(self.study.id, state.code, f"{target}_click", {"index": index, **detail},
-                           step=state.step, case_id=step.ref, arm=step.arm)
+            self.store.log(
+                self.study.id,
+                state.code,
+                f"{target}_click",
+                {"index": index, **detail},
+                step=state.step,
+                case_id=step.ref,
+                arm=step.arm,
+            )
 
     def feedback(self, state: ParticipantState, rating: str, comment: str | None = None) -> None:
         """Log the participant's rating of the current case's answer (thumbs up / down, or flagged as wrong or
@@ -348,14 +385,17 @@ class StudyFlow:
         except FeedbackError as exc:
             raise FlowError([str(exc)]) from None
         with self._writing():
-            self.store.log(self.study.id, state.code, "feedback", payload, step=state.step, case_id=step.ref,
-                           arm=step.arm)
+            self.store.log(
+                self.study.id, state.code, "feedback", payload, step=state.step, case_id=step.ref, arm=step.arm
+            )
 
     def items(self, state: ParticipantState) -> list[Item]:
         step = state.current
         if step is None:
             return []
-        return list(self.study.case_questions) if step.kind == "case" else list(self.study.questionnaire(step.ref).items)
+        return (
+            list(self.study.case_questions) if step.kind == "case" else list(self.study.questionnaire(step.ref).items)
+        )
 
     def submit(self, state: ParticipantState, values: dict[str, Any]) -> ParticipantState:
         """Validate and save the answers of the current step, mark it done and move on."""
@@ -380,7 +420,10 @@ class StudyFlow:
             raise FlowError(problems)
         with self._writing():
             self.store.save_answers(
-                self.study.id, state.code, state.step, rows,
+                self.study.id,
+                state.code,
+                state.step,
+                rows,
                 case_id=step.ref if step.kind == "case" else None,
                 questionnaire_id=step.ref if step.kind == "questionnaire" else None,
                 arm=step.arm,

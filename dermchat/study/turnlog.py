@@ -16,8 +16,13 @@ from dermchat.study.store import StudyStore
 def turn_tag(study: Study, code: str, step: int, case_id: str, arm: Arm, db_url: str) -> dict[str, Any]:
     """The study information stored with a turn: study, participant, step, case, arm and where it is stored."""
     return {
-        "study_id": study.id, "participant": code, "step": step, "case_id": case_id, "arm": arm.id,
-        "arm_settings": dict(arm.settings), "db_url": db_url,
+        "study_id": study.id,
+        "participant": code,
+        "step": step,
+        "case_id": case_id,
+        "arm": arm.id,
+        "arm_settings": dict(arm.settings),
+        "db_url": db_url,
     }
 
 
@@ -46,10 +51,13 @@ def log_turn(store: StudyStore, tag: dict[str, Any], result: TurnResult) -> int:
         "input_sha256": result.image_sha256,
         "arm_settings": tag.get("arm_settings", {}),
         "shown": shown_summary(result),
-        "providers": {k: (v.model_dump() if not isinstance(v, list) else [r.model_dump() for r in v])
-                      for k, v in result.providers.items()},
+        "providers": {
+            k: (v.model_dump() if not isinstance(v, list) else [r.model_dump() for r in v])
+            for k, v in result.providers.items()
+        },
         "timings_ms": dict(result.timings_ms),
         "result": result.model_dump(mode="json"),
     }
-    return store.log(tag["study_id"], tag["participant"], "turn", payload,
-                     step=tag["step"], case_id=tag["case_id"], arm=tag["arm"])
+    return store.log(
+        tag["study_id"], tag["participant"], "turn", payload, step=tag["step"], case_id=tag["case_id"], arm=tag["arm"]
+    )
