@@ -17,8 +17,9 @@ import io
 import json
 import random
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter

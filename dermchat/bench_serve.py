@@ -32,10 +32,11 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from dermchat.bench import peak_rss_mb, percentile
 from dermchat.cli_output import emit, fail
@@ -117,8 +118,8 @@ class _Meter:
             endpoint._upload_file = self._timed(endpoint._upload_file, "upload_s")
             endpoint._download_file = self._cached(self._timed(endpoint._download_file, "download_s"))
 
-    def _cached(self, download: Callable[[dict], Any]) -> Callable[[dict], Any]:
-        def wrapper(file: dict) -> Any:
+    def _cached(self, download: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+        def wrapper(file: dict[str, Any]) -> Any:
             key = str(file.get("url") or file.get("path"))
             if key not in self._fetched:
                 self._fetched[key] = download(file)
@@ -159,7 +160,9 @@ class Asks:
     reference_images: bool = False
 
 
-def _turn_call(client: Any, photo: str, timeout_s: float, asks: Asks) -> tuple[str, dict, dict]:
+def _turn_call(
+    client: Any, photo: str | Path, timeout_s: float, asks: Asks
+) -> tuple[str, dict[str, float], dict[str, float]]:
     """One ``/turn`` call; returns (status, engine step timings, server timings)."""
     from gradio_client import handle_file
 
@@ -180,7 +183,9 @@ def _turn_call(client: Any, photo: str, timeout_s: float, asks: Asks) -> tuple[s
     return str(result.get("status", "")), dict(result.get("timings_ms") or {}), dict(final.get("serving_ms") or {})
 
 
-def _chat_call(client: Any, photo: str, timeout_s: float, asks: Asks) -> tuple[str, dict, dict]:
+def _chat_call(
+    client: Any, photo: str | Path, timeout_s: float, asks: Asks
+) -> tuple[str, dict[str, float], dict[str, float]]:
     """One chat turn as the browser sends it: the message with its photo, then the streamed answer (the clinician
     view, which draws its heat map whatever ``asks`` says)."""
     from gradio_client import handle_file
@@ -207,10 +212,13 @@ def _text_of(message: Any) -> str:
     return ""
 
 
-CALLS: dict[str, Callable[[Any, str, float, Asks], tuple[str, dict, dict]]] = {"turn": _turn_call, "chat": _chat_call}
+CALLS: dict[str, Callable[[Any, str | Path, float, Asks], tuple[str, dict[str, float], dict[str, float]]]] = {
+    "turn": _turn_call,
+    "chat": _chat_call,
+}
 
 
-def _timed_call(endpoint: str, client: Any, meter: _Meter, photo: str, timeout_s: float, asks: Asks) -> Sample:
+def _timed_call(endpoint: str, client: Any, meter: _Meter, photo: str | Path, timeout_s: float, asks: Asks) -> Sample:
     meter.reset()
     sent_at = time.time()  # wall clock: the server's handler start is compared with it (same machine)
     start = time.perf_counter()
@@ -238,7 +246,9 @@ def _timed_call(endpoint: str, client: Any, meter: _Meter, photo: str, timeout_s
 
 
 # -- the load generator (runs in its own process) -------------------------------------------------------------
-def drive(url: str, endpoint: str, plan: list[list[str]], max_seconds: float, asks: Asks = Asks()) -> dict[str, Any]:
+def drive(
+    url: str, endpoint: str, plan: Sequence[Sequence[str | Path]], max_seconds: float, asks: Asks = Asks()
+) -> dict[str, Any]:
     """Each inner list is one client's photos, sent one after the other; all clients start together.
 
     No new turn starts after ``max_seconds``; a call still running then may take ``max_seconds`` more.
@@ -352,7 +362,7 @@ def free_port() -> int:
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 def wait_for_page(url: str, timeout_s: float = 120.0) -> float:
@@ -360,7 +370,7 @@ def wait_for_page(url: str, timeout_s: float = 120.0) -> float:
     start = time.perf_counter()
     while time.perf_counter() - start < timeout_s:
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback only, checked
+            with urllib.request.urlopen(url, timeout=5) as response:  # loopback only, checked
                 if response.status == 200:
                     return time.perf_counter() - start
         except OSError:

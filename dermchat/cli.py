@@ -12,8 +12,9 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from dermchat.request import PatientDetails, TurnRequest
 

@@ -116,7 +116,7 @@ class DermChat:
                 self.warm_up_problems = self.warm_up()
                 for problem in self.warm_up_problems:
                     log.warning("provider not ready: %s", problem)
-            except Exception:  # noqa: BLE001 - a turn will load (or fail on) the provider itself, per step
+            except Exception:  # a turn will load (or fail on) the provider itself, per step
                 log.exception("model warm-up failed")
             finally:
                 self.loading = ""

@@ -23,7 +23,8 @@ import importlib
 import importlib.metadata
 import logging
 import os
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import pluggy
 
@@ -121,7 +122,7 @@ class PluginManager:
             callers = self.pm.get_hookcallers(plugin) or []
             self._isolate_implementations(plugin, callers)
             record.hooks = [caller.name for caller in callers]
-        except Exception as exc:  # noqa: BLE001 - one broken plugin never stops the app
+        except Exception as exc:  # one broken plugin never stops the app
             record.loaded = False
             record.errors.append(f"load failed: {describe_exception(exc)}")
             log.warning("plugin %s failed to load: %s", name, exc)
@@ -176,7 +177,7 @@ class PluginManager:
             running = _RUNNING_PLUGIN.set(plugin_name)
             try:
                 return function(*_fresh_arguments(hook_name, argnames, args), **kwargs)
-            except Exception as exc:  # noqa: BLE001 - one plugin's bug never stops the others
+            except Exception as exc:  # one plugin's bug never stops the others
                 self._note_failure(plugin_name, hook_name, exc)
                 if strict_mode():
                     raise

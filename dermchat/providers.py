@@ -11,7 +11,8 @@ registers it, its registry key (the ``capability`` class attribute) and the engi
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from dermchat import capabilities
 from dermchat.providers import Provider

@@ -316,10 +316,18 @@ def render_comparison(comparison: dict[str, Any], audience: str) -> str:
         return head + str(comparison.get("summary", ""))
     rows = ["| | Then | Now |", "|---|---|---|"]
     for key, (then, now) in (comparison.get("then_vs_now") or {}).items():
-        fmt = (lambda v: ", ".join(v) or "—") if isinstance(then, list) else (lambda v: f"{v}")
-        rows.append(f"| {key.replace('_', ' ')} | {fmt(then)} | {fmt(now)} |")
+        as_list = isinstance(then, list)
+        rows.append(
+            f"| {key.replace('_', ' ')} | {_comparison_cell(then, as_list)} | {_comparison_cell(now, as_list)} |"
+        )
     change = f"area {comparison.get('area_change', 0):+.0%}"
     return head + f"{change}. {comparison.get('summary', '')}\n\n" + "\n".join(rows)
+
+
+def _comparison_cell(value: Any, as_list: bool) -> str:
+    """One then/now cell. Whether a row is a list is decided by its "then" value, for both cells, so the two
+    columns of a row are always written the same way."""
+    return (", ".join(value) or "—") if as_list else f"{value}"
 
 
 def render_quality(report: QualityReport, audience: str) -> str:

@@ -6,7 +6,7 @@ so every field here is plain data: no images in memory, no model objects.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr
@@ -225,7 +225,7 @@ class TurnResult(BaseModel):
     """Everything one turn produced; rendered for patients and clinicians, logged by study mode."""
 
     turn_id: str
-    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     status: TurnStatus = "ok"
     audience: Audience = "patient"
     question: str = ""

@@ -19,17 +19,17 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 if os.environ.get("SPACES_ZERO_GPU"):
     import spaces  # noqa: F401  - ZeroGPU wants `spaces` imported before torch
 
-import gradio as gr  # noqa: E402
+import gradio as gr
 
-from dermchat.engine import DermChat, turns_dir  # noqa: E402
-from dermchat.safety import NOT_A_DIAGNOSIS  # noqa: E402
-from dermchat.settings import SettingsError, load_settings  # noqa: E402
-from dermchat_ui.api import build_api  # noqa: E402
-from dermchat_ui.chat import ChatTab  # noqa: E402
-from dermchat_ui.loading import build_loading_status  # noqa: E402
-from dermchat_ui.plugins_tab import build_plugins_tab  # noqa: E402
-from dermchat_ui.settings_panel import build_settings_panel  # noqa: E402
-from dermchat_ui.uploads import upload_dir  # noqa: E402
+from dermchat.engine import DermChat, turns_dir
+from dermchat.safety import NOT_A_DIAGNOSIS
+from dermchat.settings import SettingsError, load_settings
+from dermchat_ui.api import build_api
+from dermchat_ui.chat import ChatTab
+from dermchat_ui.loading import build_loading_status
+from dermchat_ui.plugins_tab import build_plugins_tab
+from dermchat_ui.settings_panel import build_settings_panel
+from dermchat_ui.uploads import upload_dir
 
 log = logging.getLogger("dermchat.app")
 

@@ -8,7 +8,8 @@ text is rendered by ``dermchat.render``: this module only lays out and wires.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import gradio as gr
 
@@ -30,7 +31,7 @@ from dermchat.render import (
     triage_badge,
 )
 from dermchat.request import PatientDetails, TurnRequest
-from dermchat.results import TurnResult
+from dermchat.results import Audience, TurnResult
 from dermchat.vocabulary import get_vocabulary
 from dermchat_ui.details import BODY_SITES
 from dermchat_ui.uploads import sanitize_upload
@@ -178,14 +179,14 @@ class ChatTab:
             [self.chatbot, self.state],
             [self.state, self.comment_group, self.comment],
             queue=False,
-            api_name=False,
+            api_visibility="private",
         )
         self.comment_btn.click(
             self.on_comment,
             [self.comment, self.state],
             [self.state, self.comment_group, self.comment],
             queue=False,
-            api_name=False,
+            api_visibility="private",
         )
         self.audience.change(self.rerender, [self.chatbot, self.state, self.audience], outputs)
         self.earlier.upload(self.strip_earlier, [self.earlier], [self.earlier], queue=False)
@@ -246,7 +247,7 @@ class ChatTab:
         self,
         history: list,
         conversation: Conversation,
-        audience: str,
+        audience: Audience,
         age: float | None = None,
         sex: str | None = None,
         site: str | None = None,
@@ -259,12 +260,12 @@ class ChatTab:
             yield {self.chatbot: shown}
         refusal = conversation.take_refusal()
         if refusal:
-            history = list(history) + [{"role": "assistant", "content": refusal}]
+            history = [*history, {"role": "assistant", "content": refusal}]
             yield {self.chatbot: history, self.state: conversation, **dict(zip(self.panel, self.empty_panel()))}
             return
         note = conversation.take_note()
         if note:  # several attachments: say which one is used (the note comes from dermchat.intake.choose_image)
-            history = list(history) + [{"role": "assistant", "content": note}]
+            history = [*history, {"role": "assistant", "content": note}]
         yield from self._run(
             history,
             conversation,
@@ -281,7 +282,7 @@ class ChatTab:
         self,
         history: list,
         conversation: Conversation,
-        audience: str,
+        audience: Audience,
         age: float | None = None,
         sex: str | None = None,
         site: str | None = None,
@@ -290,11 +291,13 @@ class ChatTab:
     ) -> Iterator[dict]:
         if not conversation.photo:
             yield {
-                self.chatbot: list(history)
-                + [{"role": "assistant", "content": "There is no photo to continue with. Please attach one."}]
+                self.chatbot: [
+                    *history,
+                    {"role": "assistant", "content": "There is no photo to continue with. Please attach one."},
+                ]
             }
             return
-        history = list(history) + [{"role": "user", "content": "Continue anyway with this photo."}]
+        history = [*history, {"role": "user", "content": "Continue anyway with this photo."}]
         yield {self.chatbot: history, self.continue_btn: gr.Button(visible=False)}  # one click, one turn
         yield from self._run(
             history,
@@ -308,31 +311,31 @@ class ChatTab:
             earlier=earlier,
         )
 
-    def rerender(self, history: list, conversation: Conversation, audience: str) -> dict:
+    def rerender(self, history: list, conversation: Conversation, audience: Audience) -> dict:
         """Audience switch: the last answer in the other audience's words, without re-running the image model.
 
         The explanation is the one part written for one audience (a clinician's reads "sentinel node biopsy"),
         so it alone is asked for again, through a follow-up turn about the same result.
         """
-        if conversation.last is None:
+        changed = conversation.copy()
+        result = changed.last
+        if result is None:
             return {self.state: conversation}  # nothing answered yet (an empty dict would be an error in Gradio)
-        conversation = conversation.copy()
-        result = conversation.last
-        if conversation.written_for_another_audience(audience):
-            result = self._explained_for(result, conversation, history, audience)
-            conversation.replace_last(result)
+        if changed.written_for_another_audience(audience):
+            result = self._explained_for(result, changed, history, audience)
+            changed.replace_last(result)
         history = list(history)
-        index = conversation.last_answer_at
+        index = changed.last_answer_at
         if index is not None and index < len(history):
             history[index] = {"role": "assistant", "content": render(result, audience, html=True)}
         return {
             self.chatbot: history,
-            self.state: conversation,
-            **self.panel_updates(conversation.with_subject_references(result), audience),
+            self.state: changed,
+            **self.panel_updates(changed.with_subject_references(result), audience),
         }
 
     def _explained_for(
-        self, result: TurnResult, conversation: Conversation, history: list, audience: str
+        self, result: TurnResult, conversation: Conversation, history: list, audience: Audience
     ) -> TurnResult:
         """``result`` with its explanation written again for ``audience`` (the rest is kept as it was)."""
         question = result.question or "Explain this result."
@@ -353,7 +356,7 @@ class ChatTab:
         self,
         history: list,
         conversation: Conversation,
-        audience: str,
+        audience: Audience,
         *,
         image: str | None,
         text: str,

@@ -6,7 +6,8 @@ the same for the chat and the API.
 
 from __future__ import annotations
 
-BODY_SITES = [
+# A plain site is its own label; a (label, value) pair shows the patient's words and sends the dataset's site.
+BODY_SITES: list[str | tuple[str, str]] = [
     "face",
     "scalp",
     "ear",

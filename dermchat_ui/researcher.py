@@ -14,8 +14,9 @@ on disk are deleted when a participant is withdrawn.
 from __future__ import annotations
 
 import base64
-import html
+import contextlib
 import hmac
+import html
 import io
 import logging
 import os
@@ -23,7 +24,7 @@ import re
 import stat
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,7 @@ def purge_saved_exports(study_id: str) -> int:
     Only files named as the researcher page named them (``<study>-export-<UTC stamp>.zip``), owned by this
     user, in the folders it used: its ``dermchat-export-*`` temp folders and Gradio's per-file cache folders.
     """
-    folders = [p for p in Path(tempfile.gettempdir()).glob("dermchat-export-*")]
+    folders = list(Path(tempfile.gettempdir()).glob("dermchat-export-*"))
     cache = gradio_cache_dir()
     folders += [p for p in cache.glob("*") if re.fullmatch(r"[0-9a-f]{64}", p.name)] if cache.is_dir() else []
     removed = 0
@@ -105,10 +106,8 @@ def purge_saved_exports(study_id: str) -> int:
                 path.unlink()
                 removed += 1
         if folder.name.startswith("dermchat-export-") and not any(folder.iterdir()):
-            try:
+            with contextlib.suppress(OSError):  # something was just written there: not ours to remove
                 folder.rmdir()
-            except OSError:
-                pass  # something was just written there: not ours to remove
     return removed
 
 
@@ -167,7 +166,7 @@ class ResearcherPage:
         """The export as a download link holding the zip: sent to this unlocked session only, never on disk."""
         if not unlocked or study_id not in self.studies:
             raise gr.Error(LOCKED if not unlocked else "Choose a study.")
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         buffer = io.BytesIO()
         export_zip(self.url_for(study_id), buffer, study_id)
         return export_link(buffer.getvalue(), f"{study_id}-export-{stamp}.zip")
@@ -200,7 +199,9 @@ class ResearcherPage:
         self.refresh_btn.click(
             self.on_refresh, [self.unlocked, self.study], [self.progress, self.summary], api_name="researcher_progress"
         )
-        self.study.change(self.on_refresh, [self.unlocked, self.study], [self.progress, self.summary], api_name=False)
+        self.study.change(
+            self.on_refresh, [self.unlocked, self.study], [self.progress, self.summary], api_visibility="private"
+        )
         self.export_btn.click(
             self.on_export, [self.unlocked, self.study], [self.export_file], api_name="researcher_export"
         )

@@ -39,12 +39,12 @@ def build_settings_panel(app: DermChat) -> gr.State:
     overrides = gr.State({})
     chosen = app.settings.chosen()
     with gr.Accordion("Settings", open=False, elem_id="settings"):
-        dropdowns: dict[str, gr.components.Component] = {}
+        dropdowns: dict[str, gr.Dropdown | gr.CheckboxGroup] = {}
         for capability, label in CAPABILITY_LABELS.items():
             choices, greyed = provider_choices(app, capability)
             ids = [pid for _, pid in choices]
             if capability == "references":
-                value = [pid for pid in chosen["references"] or [] if pid in ids]  # type: ignore[union-attr]
+                value = [pid for pid in chosen["references"] or [] if pid in ids]
                 dropdowns[capability] = gr.CheckboxGroup(choices=choices, value=value, label=label)
             else:
                 current = chosen[capability]

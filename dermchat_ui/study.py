@@ -9,9 +9,11 @@ declares it): no IP address ever reaches the store.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import gradio as gr
 from gradio.context import Context
@@ -273,7 +275,7 @@ class StudyPage:
         except FlowError as exc:  # e.g. the code was deleted while this page was open
             yield {self.answer: "", self.error: f"⚠️ {' '.join(exc.messages)}"}
             return
-        except Exception as exc:  # noqa: BLE001 - the participant gets a message; the log gets the detail
+        except Exception as exc:  # the participant gets a message; the log gets the detail
             log.exception("study turn failed")
             yield {
                 self.answer: "Sorry, something went wrong while preparing this answer. Please tell the researcher.",
@@ -332,10 +334,8 @@ class StudyPage:
         citations = result.explanation.citations if result and result.explanation else []
         for index, cite in enumerate(citations):
             if f"{cite.marker} {cite.title}" == choice:
-                try:
+                with contextlib.suppress(FlowError):  # the code was deleted meanwhile: show the source, record nothing
                     self.flow.click(state, "citation", index, {"source_id": cite.source_id, "url": cite.url})
-                except FlowError:
-                    pass  # the code was deleted meanwhile: show the source, record nothing
                 return f"Open the source: [{cite.title}]({cite.url})"
         return ""
 
@@ -364,7 +364,7 @@ class StudyPage:
         case_outs = [self.answer, self.gallery, self.sources, self.case_btn, self.error]
 
         def then_case(dep: Any) -> None:
-            dep.then(self.on_run_case, [self.state], case_outs, api_name=False)
+            dep.then(self.on_run_case, [self.state], case_outs, api_visibility="private")
 
         self.consent_btn.click(self.on_consent, [self.agree, self.state], outs, api_name=f"{sid}_consent")
         self.decline_btn.click(self.on_decline, [self.state], outs, api_name=f"{sid}_decline")
@@ -377,7 +377,7 @@ class StudyPage:
             then_case(
                 button.click(self.on_submit, [self.state, *self.q_inputs[qid]], outs, api_name=f"{sid}_submit_{qid}")
             )
-        self.gallery.select(self.on_reference_click, [self.state], None, api_name=False)
+        self.gallery.select(self.on_reference_click, [self.state], None, api_visibility="private")
         self.feedback_btn.click(
             self.on_feedback,
             [self.rating, self.feedback_comment, self.state],
@@ -444,7 +444,7 @@ def build_study_tab(
 
     root = Context.root_block
     if root is not None and pages:
-        root.load(choose, None, [none_md, *(p.root for p in pages.values())], api_name=False)
+        root.load(choose, None, [none_md, *(p.root for p in pages.values())], api_visibility="private")
     return pages
 
 

@@ -14,6 +14,7 @@ deleted by ``dermchat.retention``, only in a folder the app made.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import stat
@@ -23,6 +24,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from gradio.utils import get_upload_folder
+from PIL import Image
 
 from dermchat.intake import ImageInputError, decode_image
 from dermchat.retention import app_dir, prune_expired
@@ -114,13 +116,11 @@ def _remember(key: str, clean: str) -> None:
 
 
 def _refresh(target: Path) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.utime(target)
-    except FileNotFoundError:
-        pass
 
 
-def _write_private_png(image, target: Path) -> None:  # noqa: ANN001 - a PIL image
+def _write_private_png(image: Image.Image, target: Path) -> None:
     """Write under a temporary name (created 0600) and rename into place: readers never see half a file."""
     fd, staging = tempfile.mkstemp(dir=target.parent, prefix=".upload-", suffix=".png")
     try:
@@ -138,7 +138,5 @@ def _remove_cached_original(path: str) -> None:
     """Delete Gradio's cached copy of this upload, and nothing else (never a user's or caller's own file)."""
     if not is_gradio_upload(path):
         return
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(path)  # its folder stays: an identical upload may be renaming into it right now
-    except OSError:
-        pass

@@ -25,7 +25,8 @@ import importlib.util
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -95,7 +96,7 @@ class DiffusionProvider(ReferenceGenerator):
 
     def _load(self) -> None:
         if os.environ.get("SPACES_ZERO_GPU"):
-            import spaces  # noqa: F401 - must be imported before torch initialises CUDA on ZeroGPU
+            import spaces  # must be imported before torch initialises CUDA on ZeroGPU
         import torch
         from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image
 
@@ -106,7 +107,7 @@ class DiffusionProvider(ReferenceGenerator):
         dtype = torch.float16 if device == "cuda" else torch.float32
         try:
             pipe = AutoPipelineForText2Image.from_pretrained(opts.model, dtype=dtype)
-        except (OSError, ValueError, EnvironmentError) as exc:
+        except (OSError, ValueError) as exc:
             raise ProviderError(f"the diffusion model {opts.model!r} could not be loaded: {exc}") from exc
         if opts.scheduler != "default":
             import diffusers

@@ -11,8 +11,9 @@ torch is imported only when the model loads, so registering this plugin costs no
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,7 +21,7 @@ from dermchat.classifier.patient_info import PatientInfo, ignored_details
 from dermchat.context import TurnContext
 from dermchat.hookspecs import hookimpl
 from dermchat.providers import Diagnoser, ProviderError
-from dermchat.results import Diagnosis, DifferentialEntry
+from dermchat.results import Diagnosis, DifferentialEntry, TriageTier
 from dermchat.vocabulary import get_vocabulary
 
 PROVIDER_ID = "ham-cnn"
@@ -64,9 +65,15 @@ class HamCnnDiagnoser(Diagnoser):
         super().__init__()
         self._predictor: Any = None
 
+    @property
+    def opts(self) -> HamCnnDiagnoser.Options:
+        """The options, typed: ``configure`` always builds them from ``Options``."""
+        assert isinstance(self.options, HamCnnDiagnoser.Options)
+        return self.options
+
     def weights_dir(self) -> Path:
-        opts = self.options
-        return Path(opts.weights_dir) if getattr(opts, "weights_dir", None) else _default_weights_dir()
+        opts = self.opts
+        return Path(opts.weights_dir) if opts.weights_dir else _default_weights_dir()
 
     def available(self) -> tuple[bool, str]:
         from dermchat.classifier.predictor import missing_weight_files
@@ -86,7 +93,7 @@ class HamCnnDiagnoser(Diagnoser):
         ok, reason = self.available()
         if not ok:
             raise ProviderError(reason)
-        predictor = Predictor(self.weights_dir(), coverage=self.options.coverage)  # type: ignore[attr-defined]
+        predictor = Predictor(self.weights_dir(), coverage=self.opts.coverage)
         predictor.load()
         self._predictor = predictor
 
@@ -98,8 +105,9 @@ class HamCnnDiagnoser(Diagnoser):
     def diagnose(self, ctx: TurnContext) -> Diagnosis:
         if ctx.image is None:
             raise ProviderError("the image model needs a photo")
-        opts: Any = self.options
-        base = {"provider_id": self.id, "provider_version": self.version, "coverage": opts.coverage}
+        opts = self.opts
+        # the fields every answer of this provider carries
+        base: dict[str, Any] = {"provider_id": self.id, "provider_version": self.version, "coverage": opts.coverage}
         if ctx.quality is not None and not ctx.quality.is_skin:
             return Diagnosis(
                 **base,
@@ -143,6 +151,7 @@ class HamCnnDiagnoser(Diagnoser):
             )
         prediction_set = [vocab.from_ham_code(code) for code in pred.prediction_set]
         malignant_in_set = [c for c in prediction_set if vocab.get(c).malignant]
+        hint: TriageTier
         if pred.urgent or malignant_in_set:
             hint, why = "urgent", f"see a clinician: {pred.urgent_reason}"
         elif len(prediction_set) > 1:

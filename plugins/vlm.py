@@ -8,7 +8,8 @@ back to the offline classifier instead of failing again.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,6 +54,12 @@ class _VLMDiagnoser(Diagnoser):
             self._load_error = str(exc)
             raise
 
+    @property
+    def opts(self) -> _CommonOptions:
+        """The options, typed: ``configure`` always builds them from this class's ``Options``."""
+        assert isinstance(self.options, _CommonOptions)
+        return self.options
+
     def _source_available(self) -> tuple[bool, str]:
         raise NotImplementedError
 
@@ -65,16 +72,16 @@ class _VLMDiagnoser(Diagnoser):
         from dermchat.vlm.diagnose import run_vlm_diagnosis
 
         self.load()
-        opts = self.options
+        opts = self.opts
         return run_vlm_diagnosis(
             self,
             ctx,
             provider_id=self.id,
             provider_version=self.version,
             max_new_tokens=opts.max_new_tokens,
-            temperature=opts.temperature,  # type: ignore[attr-defined]
+            temperature=opts.temperature,
             grounding_probe=opts.grounding_probe,
-            extra={"model": getattr(opts, "model", "")},  # type: ignore[attr-defined]
+            extra={"model": getattr(opts, "model", "")},
         )
 
     def chat(
@@ -111,33 +118,38 @@ class TransformersVLMDiagnoser(_VLMDiagnoser):
     def __init__(self) -> None:
         super().__init__()
         self._model: Any = None
-        self.version = self.options.model  # type: ignore[attr-defined]
+        self.version = self.opts.model
+
+    @property
+    def opts(self) -> TransformersVLMDiagnoser.Options:
+        assert isinstance(self.options, TransformersVLMDiagnoser.Options)
+        return self.options
 
     def _spec(self) -> Any:
         from dermchat.vlm.local import ModelSpec
 
-        o = self.options
+        o = self.opts
         return ModelSpec(
             model=o.model,
             revision=o.revision,
             token=o.token,
             kind="image-text-to-text",
-            device=o.device,  # type: ignore[attr-defined]
+            device=o.device,
             dtype=o.dtype,
             load_in_4bit=o.load_in_4bit,
-            trust_remote_code=o.trust_remote_code,  # type: ignore[attr-defined]
+            trust_remote_code=o.trust_remote_code,
         )
 
     def _source_available(self) -> tuple[bool, str]:
         from dermchat.vlm.local import check_model_source
 
-        o = self.options
-        if o.require_gpu:  # type: ignore[attr-defined]
+        o = self.opts
+        if o.require_gpu:
             import torch
 
             if not torch.cuda.is_available():
                 return False, "no CUDA GPU here and require_gpu is set"
-        return check_model_source(o.model, o.revision)  # type: ignore[attr-defined]
+        return check_model_source(o.model, o.revision)
 
     def _load(self) -> None:
         from dermchat.vlm.local import load_model
@@ -184,31 +196,36 @@ class OpenAIVLMDiagnoser(_VLMDiagnoser):
         self._client: Any = None
         self.version = "unset"
 
+    @property
+    def opts(self) -> OpenAIVLMDiagnoser.Options:
+        assert isinstance(self.options, OpenAIVLMDiagnoser.Options)
+        return self.options
+
     def _source_available(self) -> tuple[bool, str]:
         from dermchat.vlm.openai_client import server_reachable
 
-        o = self.options
-        if not o.base_url:  # type: ignore[attr-defined]
+        o = self.opts
+        if not o.base_url:
             return False, "no server address configured (set the 'base_url' option)"
-        if not o.model:  # type: ignore[attr-defined]
+        if not o.model:
             return False, "no model name configured (set the 'model' option)"
-        if not server_reachable(o.base_url):  # type: ignore[attr-defined]
-            return False, f"the model server at {o.base_url} cannot be reached"  # type: ignore[attr-defined]
+        if not server_reachable(o.base_url):
+            return False, f"the model server at {o.base_url} cannot be reached"
         return True, ""
 
     def _load(self) -> None:
         from dermchat.vlm.openai_client import OpenAIChatClient
 
-        o = self.options
+        o = self.opts
         if self._client is not None:
             self._client.close()
         self._client = OpenAIChatClient(
             o.base_url,
             o.model,
             api_key=o.api_key,
-            api_key_env=o.api_key_env,  # type: ignore[attr-defined]
+            api_key_env=o.api_key_env,
             timeout_s=o.timeout_s,
-            retries=o.retries,  # type: ignore[attr-defined]
+            retries=o.retries,
         )
 
     def chat(
@@ -223,15 +240,15 @@ class OpenAIVLMDiagnoser(_VLMDiagnoser):
         from dermchat.vlm.openai_client import image_data_url
         from dermchat.vlm.prompt import to_openai_messages
 
-        o = self.options
-        image = _downscaled(image, o.max_image_side)  # type: ignore[attr-defined]
-        payload = to_openai_messages(messages, image_data_url(image, quality=o.jpeg_quality))  # type: ignore[attr-defined]
+        o = self.opts
+        image = _downscaled(image, o.max_image_side)
+        payload = to_openai_messages(messages, image_data_url(image, quality=o.jpeg_quality))
         return self._client.chat(
             payload,
             max_tokens=max_new_tokens,
             temperature=temperature,
             stream=o.stream,
-            on_text=on_text,  # type: ignore[attr-defined]
+            on_text=on_text,
         )
 
 

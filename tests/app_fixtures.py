@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -21,9 +21,9 @@ def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ob
 
     os.environ.setdefault("DERMCHAT_UPLOAD_DIR", str(tmp_path_factory.mktemp("uploads")))
     os.environ.setdefault("DERMCHAT_FEEDBACK_DB", str(tmp_path_factory.mktemp("feedback") / "feedback.sqlite"))
-    from dermchat_ui.app import CSS, HEAD, build_demo, served_paths
     from dermchat.engine import DermChat
     from dermchat.settings import load_settings
+    from dermchat_ui.app import CSS, HEAD, build_demo, served_paths
 
     settings = load_settings(environ={}, overrides={"workdir": str(tmp_path_factory.mktemp("turns"))})
     app = DermChat(settings)

@@ -15,11 +15,11 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
-from dermchat.paths import default_data_dir  # noqa: E402
+from dermchat.paths import default_data_dir
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fake_plugins import FAKE_SETTINGS, FakePlugin
 from PIL import Image
 
 from dermchat.engine import DermChat
 from dermchat.plugin_manager import PluginManager
 from dermchat.settings import Settings
-from fake_plugins import FAKE_SETTINGS, FakePlugin
 
 
 def fake_app(tmp_path: Path, plugins: list[tuple[object, str]] | None = None, **overrides: Any) -> DermChat:

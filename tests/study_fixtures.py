@@ -15,15 +15,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dermchat.engine import DermChat  # noqa: E402
-from dermchat.hookspecs import hookimpl  # noqa: E402
-from dermchat.paths import default_data_dir  # noqa: E402
-from dermchat.plugin_manager import PluginManager  # noqa: E402
-from dermchat.providers import Diagnoser, Explainer, ReferenceGenerator  # noqa: E402
-from dermchat.results import Citation, Diagnosis, DifferentialEntry, Explanation, Reference  # noqa: E402
-from dermchat.settings import Settings  # noqa: E402
-from dermchat.study.definition import ChoiceItem, Item, LikertItem, Study, load_study  # noqa: E402
-from dermchat.study.session import ParticipantState, StudyFlow  # noqa: E402
+from dermchat.engine import DermChat
+from dermchat.hookspecs import hookimpl
+from dermchat.paths import default_data_dir
+from dermchat.plugin_manager import PluginManager
+from dermchat.providers import Diagnoser, Explainer, ReferenceGenerator
+from dermchat.results import Citation, Diagnosis, DifferentialEntry, Explanation, Reference
+from dermchat.settings import Settings
+from dermchat.study.definition import ChoiceItem, Item, LikertItem, Study, load_study
+from dermchat.study.session import ParticipantState, StudyFlow
 
 REPO = Path(__file__).resolve().parent.parent
 WITHIN = REPO / "studies" / "reference_images_within.yaml"

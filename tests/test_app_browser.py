@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from app_fixtures import live_app  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.browser
@@ -29,7 +28,7 @@ ARGS = [
 
 
 @pytest.fixture(scope="module")
-def page(live_app):  # noqa: F811
+def page(live_app):
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian chromium is not installed (make test installs it: apt-get install chromium)")
     playwright_api = pytest.importorskip("playwright.sync_api")
@@ -174,7 +173,7 @@ def test_a_first_time_visitor_sees_what_to_do_and_where_to_type(page, viewport: 
     assert box is not None and box["y"] + box["height"] <= viewport["height"], f"message box below the fold: {box}"
     assert "attach a photo" in page.inner_text("#page-title").lower()
     chat = page.locator("#chatbot").bounding_box()
-    assert chat is not None and chat["width"] >= 0.8 * (viewport["width"] - 40) or viewport["width"] > 800, chat
+    assert (chat is not None and chat["width"] >= 0.8 * (viewport["width"] - 40)) or viewport["width"] > 800, chat
     prompt = page.locator("#chatbot").inner_text().lower()
     assert "photo" in prompt and "question" in prompt  # the empty chat says what to do
     page.set_viewport_size({"width": 1400, "height": 1100})

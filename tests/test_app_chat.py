@@ -11,9 +11,9 @@ from typing import Any
 
 import gradio as gr
 import pytest
+from app_fixtures import live_app  # noqa: F401 - fixture
 from PIL import Image, ImageFilter
 
-from app_fixtures import live_app  # noqa: F401 - fixture
 from dermchat.conversation import Conversation
 from dermchat.render import reference_caption
 from dermchat.request import TurnRequest
@@ -25,7 +25,7 @@ QUESTION = "Should I worry about this?"
 
 
 @pytest.fixture(scope="module")
-def tab(live_app) -> ChatTab:  # noqa: F811
+def tab(live_app) -> ChatTab:
     _, app = live_app
     with gr.Blocks():
         chat = ChatTab(app)
@@ -74,7 +74,7 @@ def test_the_words_show_at_once_and_the_photo_is_read_as_a_visible_step(
     updates = tab.respond(history, state, "patient")
     first = next(updates)[tab.chatbot]
     assert first[-1]["metadata"] == {"title": "Reading your photo", "status": "pending"}
-    final = [update for update in updates][-1][tab.chatbot]
+    final = list(updates)[-1][tab.chatbot]
     photo, words = final[0]["content"], final[1]["content"]
     assert Path(photo["path"]).suffix == ".png" and words == QUESTION  # the stripped copy, above the words
     assert not upload.exists()
@@ -168,7 +168,7 @@ def test_a_reference_caption_names_the_condition_in_full_then_real_or_synthetic(
 
 def test_rating_an_answer_stores_one_row_that_follows_the_latest_rating(
     ham_image: Path, tmp_path: Path, live_app
-) -> None:  # noqa: F811
+) -> None:
     """Gradio reports the first message of the rated group (a step note); the rating belongs to its answer."""
     from dermchat.feedback.store import FeedbackStore
 

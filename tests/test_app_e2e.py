@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from app_fixtures import live_app  # noqa: F401 - fixture
+
 from dermchat.safety import NOT_A_DIAGNOSIS
 from dermchat.vocabulary import get_vocabulary
 
 
 @pytest.fixture(scope="module")
-def client(live_app):  # noqa: F811
+def client(live_app):
     from gradio_client import Client
 
     url, _ = live_app
@@ -26,7 +26,7 @@ def test_turn_endpoint_streams_steps_and_returns_the_structured_result(client, h
     job = client.submit(
         handle_file(str(ham_image)), question, "clinician", False, None, "", "", True, True, api_name="/turn"
     )  # with the heat map and the reference images as files
-    partials = [update for update in job]
+    partials = list(job)
     final = job.result()
     assert len(partials) >= 2, "the endpoint should stream intermediate step events"
     steps = [e["step"] for e in final["events"] if e["kind"] == "start"]

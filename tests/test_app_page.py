@@ -6,11 +6,11 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
-
 from app_fixtures import live_app  # noqa: F401 - fixture
+from study_fixtures import make_app
+
 from dermchat.render import TRIAGE_BADGE, render, triage_line
 from dermchat.results import Triage, TurnResult
-from study_fixtures import make_app
 from dermchat_ui.plugins_tab import plugins_markdown
 from dermchat_ui.settings_panel import UNAVAILABLE, provider_choices
 
@@ -27,7 +27,7 @@ def test_the_triage_tier_is_words_on_a_badge_never_an_emoji(tier: str, audience:
     assert not any(e in html + plain for e in EMOJI)
 
 
-def test_settings_tell_patients_plainly_and_the_plugins_tab_keeps_the_reason(live_app) -> None:  # noqa: F811
+def test_settings_tell_patients_plainly_and_the_plugins_tab_keeps_the_reason(live_app) -> None:
     _, app = live_app
     lines = [
         line for cap in ("quality", "diagnoser", "explainer", "references") for line in provider_choices(app, cap)[1]

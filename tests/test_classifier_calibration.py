@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from classifier_fixtures import weights_dir_or_skip
+
 from dermchat.classifier import HAM_CLASSES
 from dermchat.classifier import calibrate as C
 from dermchat.classifier import metrics as M

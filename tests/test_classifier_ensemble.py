@@ -81,7 +81,7 @@ def test_ensemble_command_averages_members_and_calibrates(ham_dir: Path, members
     probs = predictor.analyse(logits, emb)["probs"]
     assert np.allclose(probs.sum(axis=1), 1.0)
     heat = predictor.heatmap(frames[0], int(np.argmax(probs[0])))
-    assert heat.shape == (96, 128) and 0.0 <= heat.min() and heat.max() <= 1.0
+    assert heat.shape == (96, 128) and heat.min() >= 0.0 and heat.max() <= 1.0
 
 
 def test_members_from_different_splits_are_refused(

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from classifier_fixtures import weights_dir_or_skip
 
 
@@ -80,7 +79,7 @@ def test_eval_image_only_ignores_the_details_and_matches_the_image_only_block(
     ]
     assert main(common) == 0
     with_details = json.loads(capsys.readouterr().out)
-    assert main(common + ["--image-only"]) == 0
+    assert main([*common, "--image-only"]) == 0
     alone = json.loads(capsys.readouterr().out)
     assert not alone["patient_info"]["used"] and "image_only" not in alone
     for key in ("accuracy", "balanced_accuracy", "macro_auc_ovr"):

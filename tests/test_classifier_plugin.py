@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
+from classifier_fixtures import document_image, flat_wall_image, random_pattern_image, weights_dir_or_skip
 from PIL import Image
 
 import plugins.ham_classifier as ham_plugin
-from classifier_fixtures import document_image, flat_wall_image, random_pattern_image, weights_dir_or_skip
 from dermchat.context import HEATMAP_OPTION, TurnContext
 from dermchat.plugin_manager import PluginManager
 from dermchat.registry import Registry

@@ -29,7 +29,7 @@ def test_split_is_by_lesion_seeded_and_stratified(ham_dir: Path) -> None:
 
 
 def test_bad_data_folder_gives_a_clear_message(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="metadata.csv is missing"):
+    with pytest.raises(DataError, match=r"metadata\.csv is missing"):
         read_metadata(tmp_path)
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from references_fixtures import build_atlas, ham_rows
+
 from dermchat.references.atlas import clear_memory_cache, load_atlas
 from dermchat.references.bench import feature_cache_figures
-from references_fixtures import build_atlas, ham_rows
 
 
 def test_feature_cache_build_time_is_labelled_by_where_it_came_from(tmp_path: Path, ham_dir: Path) -> None:

@@ -125,7 +125,7 @@ def test_animated_gif_uses_first_frame(tmp_path: Path) -> None:
     frames = [Image.new("RGB", (10, 10), c) for c in [(255, 0, 0), (0, 0, 255)]]
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
     decoded = decode_image(tmp_path / "anim.gif")
-    r, g, b = decoded.image.getpixel((5, 5))
+    r, _g, b = decoded.image.getpixel((5, 5))
     assert r > 200 and b < 50 and any("first frame" in n for n in decoded.notes)
 
 
@@ -224,14 +224,14 @@ def test_absurd_sizes_are_refused_with_what_to_do(tmp_path: Path, monkeypatch: p
         decode_image(jpeg, max_pixels=5_000_000)
     monkeypatch.setattr(intake, "FULL_DECODE_MAX_PIXELS", 1_000_000)  # PNG cannot be decoded reduced
     Image.new("RGB", (1500, 1000), (200, 120, 100)).save(tmp_path / "bomb.png")
-    with pytest.raises(ImageInputError, match="limit for a PNG file is 1\\b.*resize it below 1 megapixels"):
+    with pytest.raises(ImageInputError, match=r"limit for a PNG file is 1\b.*resize it below 1 megapixels"):
         decode_image(tmp_path / "bomb.png")
     assert decode_image(jpeg).image.size == (3000, 2000)  # the same cap does not apply to a JPEG
 
 
 def test_size_and_pixel_caps(tmp_path: Path) -> None:
     Image.new("RGB", (3000, 3000)).save(tmp_path / "big.png")
-    with pytest.raises(ImageInputError, match="too many pixels|too large"):
+    with pytest.raises(ImageInputError, match=r"too many pixels|too large"):
         decode_image(tmp_path / "big.png", max_pixels=1_000_000)
     with pytest.raises(ImageInputError, match="too large"):
         decode_image(tmp_path / "big.png", max_bytes=1000)
@@ -286,7 +286,7 @@ def test_jpeg_over_pillows_own_cap_is_read_without_touching_it(tmp_path: Path, m
     assert decoded_at == [(8000, 6000)]  # past every size check, to the half-scale decoder
     assert decoded.original_size == (16000, 12000) and decoded.image.size == (WORKING_MAX_SIDE, 3072)
     assert seen_caps and all(cap == pillow_cap for cap in seen_caps)
-    assert Image.MAX_IMAGE_PIXELS == pillow_cap
+    assert pillow_cap == Image.MAX_IMAGE_PIXELS
     with pytest.raises(ImageInputError, match=r"20000x15000 pixels \(300 megapixels; the limit is 200\)"):
         decode_image(_jpeg_with_header_size(tmp_path / "absurd.jpg", (20000, 15000)))
 

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from core_helpers import fake_app, solid_image
+from fake_plugins import FakeDiagnoser, FakeExplainer, FakeQuality, FakeReferences
+
 from dermchat.hookspecs import hookimpl
 from dermchat.plugin_manager import PluginManager
 from dermchat.providers import Diagnoser, Explainer, QualityChecker, ReferenceGenerator
 from dermchat.request import TurnRequest
-from fake_plugins import FakeDiagnoser, FakeExplainer, FakeQuality, FakeReferences
 from plugins.morphology import ClassicMorphology
 
 
@@ -371,7 +371,7 @@ def test_example_plugin_package_is_found_by_entry_point(
     pm = PluginManager()
     record = pm.records.get("example")
     assert record is not None and record.loaded, pm.records
-    assert "entry point (dermchat-example-plugin)" == record.source
+    assert record.source == "entry point (dermchat-example-plugin)"
     provider = pm.collect().get("explainer", "echo-explainer")
     assert provider.label.startswith("Echo")
     monkeypatch.setenv("DERMCHAT_PLUGINS_DENY", "example")

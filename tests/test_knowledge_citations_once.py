@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
-from dermchat.knowledge.answer import answer, diagnosis_focus
-from dermchat.render import source_links
 from knowledge_fixtures import kb_index  # noqa: F401 - pytest fixture
 from test_knowledge_answers import SENTENCE_WITH_MARKERS, cited_sentences, diagnosis
 
+from dermchat.knowledge.answer import answer, diagnosis_focus
+from dermchat.render import source_links
 
-def test_one_source_per_page_and_one_citation_per_claim(kb_index: Any) -> None:  # noqa: F811
+
+def test_one_source_per_page_and_one_citation_per_claim(kb_index: Any) -> None:
     dx = diagnosis({"melanocytic_nevus": 0.6, "melanoma": 0.4}, ["melanocytic_nevus", "melanoma"])
     explanation = answer(kb_index, "", "patient", dx, focus=diagnosis_focus(dx))
     urls = [c.url for c in explanation.citations]
@@ -21,7 +23,7 @@ def test_one_source_per_page_and_one_citation_per_claim(kb_index: Any) -> None: 
     cited_sentences(explanation)  # every sentence still ends in (or belongs to a run ending in) markers
     for paragraph in explanation.text.split("\n\n"):
         groups = [tuple(re.findall(r"\[\d+\]", piece)) for piece in SENTENCE_WITH_MARKERS.findall(paragraph)]
-        repeats = [a for a, b in zip(groups, groups[1:]) if a == b]
+        repeats = [a for a, b in itertools.pairwise(groups) if a == b]
         assert not repeats, f"the same markers on consecutive sentences: {paragraph!r}"
     # Merging runs keeps the sentences: the overview still has several of them.
     assert len(re.findall(r"[.!?](?:\s|$)", explanation.text)) >= 4

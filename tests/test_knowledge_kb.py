@@ -102,7 +102,7 @@ def test_validation_names_each_problem(tmp_path: Path) -> None:
 def test_unreadable_file_raises_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "x.md"
     path.write_text("---\nid: [unclosed\n---\n## What it is\n", encoding="utf-8")
-    with pytest.raises(KBError, match="x.md: front matter is not valid YAML"):
+    with pytest.raises(KBError, match=r"x\.md: front matter is not valid YAML"):
         parse_kb_file(path)
 
 

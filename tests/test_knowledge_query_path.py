@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from knowledge_fixtures import kb_index  # noqa: F401 - pytest fixture
 
 from dermchat.knowledge import embeddings
 from dermchat.knowledge.evaluate import DEFAULT_QUESTIONS, HELDOUT_QUESTIONS, load_questions
 from dermchat.knowledge.query import tokenize
-from knowledge_fixtures import kb_index  # noqa: F401 - pytest fixture
 
 QUESTIONS = [q.question for q in load_questions(DEFAULT_QUESTIONS)[::4]] + [
     "ECZEMA?? on my baby's cheeks!!",

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from knowledge_fixtures import kb_index  # noqa: F401 - pytest fixture
 
 LAY_PHRASINGS = [

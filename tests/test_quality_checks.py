@@ -3,16 +3,17 @@ scores fall with severity, odd inputs are handled, non-skin is flagged, and resu
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
+from core_helpers import ham_arrays
 from PIL import Image
 
-from core_helpers import ham_arrays
 from dermchat.quality.assess import assess_array, assess_image
 from dermchat.quality.distortions import DISTORTIONS
-from dermchat.results import QualityReport
+from dermchat.results import QualityReason, QualityReport
 
 # Real photos that are clean and acceptable (in focus, evenly lit, lesion centred). Rates over hundreds of
 # images (how often each reason is named) are the benchmark's job: python -m dermchat bench-quality.
@@ -41,7 +42,7 @@ def clean_reports(clean_images: dict[str, np.ndarray]) -> dict[str, QualityRepor
     return {k: assess_array(v) for k, v in clean_images.items()}
 
 
-def reason(report: QualityReport, reason_id: str):  # noqa: ANN201 - QualityReason
+def reason(report: QualityReport, reason_id: str) -> QualityReason:
     return next(r for r in report.reasons if r.id == reason_id)
 
 
@@ -99,7 +100,7 @@ def test_score_never_rises_with_severity(
     rgb = clean_images[image_id]
     scores = [clean_reports[image_id].score]
     scores += [assess_array(dist.apply(rgb, level, SEED)).score for level in dist.severities]
-    assert all(b <= a + 1e-6 for a, b in zip(scores, scores[1:])), (name, scores)
+    assert all(b <= a + 1e-6 for a, b in itertools.pairwise(scores)), (name, scores)
     assert scores[-1] < 30, (name, scores)
 
 

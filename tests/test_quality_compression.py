@@ -9,6 +9,7 @@ benchmark's job (python -m dermchat bench-quality); these tests pin the behaviou
 from __future__ import annotations
 
 import io
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from dermchat.quality import tips
 from dermchat.quality.assess import COMPRESSION_SHRUNK, RAMPS, assess_array, assess_image, compression_ramp
 from dermchat.quality.imageprep import COMPRESSION_CROP_SIDE, compression_crop
 from dermchat.quality.measures import blockiness
-from dermchat.results import QualityReport
+from dermchat.results import QualityReason, QualityReport
 
 PHOTO_ID = "ISIC_0025261"  # a clean, acceptable HAM10000 photo (see test_quality_checks.CLEAN_IDS)
 PHONE_SIZES = ((800, 600), (1600, 1200))
@@ -36,7 +37,7 @@ def phone_photo(ham_dir: Path, size: tuple[int, int], quality: int) -> Image.Ima
         return decoded.convert("RGB")
 
 
-def compression(report: QualityReport):  # noqa: ANN201 - QualityReason
+def compression(report: QualityReport) -> QualityReason:
     return next(r for r in report.reasons if r.id == "compression")
 
 
@@ -61,7 +62,7 @@ def test_same_photo_at_quality_90_passes_with_full_compression_marks(ham_dir: Pa
 
 def test_compression_score_falls_with_jpeg_quality_on_a_phone_size_photo(ham_dir: Path) -> None:
     scores = [compression(assess_image(phone_photo(ham_dir, (800, 600), q))).score for q in (90, 50, 20, 5)]
-    assert all(b <= a for a, b in zip(scores, scores[1:])), scores
+    assert all(b <= a for a, b in itertools.pairwise(scores)), scores
     assert scores[0] == 100.0 and scores[-1] < 50.0, scores
 
 
@@ -99,5 +100,5 @@ def test_compression_limit_moves_smoothly_from_own_size_to_shrunk_photos() -> No
     limits = [limit(side) for side in (200, 320, 400, 480, 560, 640, 800, 4032)]
     assert limits[0] == limits[1] == RAMPS["compression"].limit
     assert limits[-1] == limits[-2] == limits[-3] == COMPRESSION_SHRUNK.limit
-    assert all(b >= a for a, b in zip(limits, limits[1:])), limits
-    assert max(b - a for a, b in zip(limits, limits[1:])) < 0.5 * (COMPRESSION_SHRUNK.limit - limits[0]), limits
+    assert all(b >= a for a, b in itertools.pairwise(limits)), limits
+    assert max(b - a for a, b in itertools.pairwise(limits)) < 0.5 * (COMPRESSION_SHRUNK.limit - limits[0]), limits

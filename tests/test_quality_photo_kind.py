@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from core_helpers import ham_arrays
 from PIL import Image, ImageDraw
 
-from core_helpers import ham_arrays
 from dermchat.abstention_eval import drawn_spot, phone_framed, skimage_pictures
 from dermchat.intake import ImageInputError, decode_image
 from dermchat.quality.assess import assess_array, assess_image

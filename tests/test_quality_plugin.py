@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from core_helpers import fake_app
 from PIL import Image
 
-from core_helpers import fake_app
+from dermchat.engine import DermChat
 from dermchat.plugin_manager import PluginManager
 from dermchat.quality.distortions import gaussian_blur
 from dermchat.request import TurnRequest
@@ -35,7 +36,7 @@ def test_options_are_validated() -> None:
         provider.configure({"no_such_option": 1})
 
 
-def _app(tmp_path: Path):  # noqa: ANN202 - DermChat
+def _app(tmp_path: Path) -> DermChat:
     return fake_app(tmp_path, plugins=[(quality_plugin, "quality")], quality="classic-quality")
 
 

@@ -67,7 +67,7 @@ def test_small_lesions_are_not_grown_into_their_surroundings(ham_dir: Path) -> N
 
 
 def test_masks_scale_with_the_image(ham_dir: Path) -> None:
-    rgb, truth = _load(ham_dir, _sample(ham_dir)[0])
+    rgb, _truth = _load(ham_dir, _sample(ham_dir)[0])
     big = np.asarray(Image.fromarray(rgb).resize((800, 600), Image.Resampling.BILINEAR))
     mask = lesion_mask(big)
     assert mask.shape == (600, 800)

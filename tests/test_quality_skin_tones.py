@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from core_helpers import ham_arrays
+
 from dermchat.quality.assess import assess_array
 from dermchat.quality.distortions import darken
-from dermchat.results import QualityReport
+from dermchat.results import QualityReason, QualityReport
 
 # Monk Skin Tone scale swatches (Google, CC BY 4.0), sRGB: the darker half of the scale.
 MONK_SWATCHES: dict[str, tuple[int, int, int]] = {
@@ -51,7 +51,7 @@ def photos(ham_dir: Path) -> dict[str, np.ndarray]:
     return ham_arrays(ham_dir, IMAGE_IDS)
 
 
-def _reason(report: QualityReport, reason_id: str):  # noqa: ANN202 - QualityReason
+def _reason(report: QualityReport, reason_id: str) -> QualityReason:
     return next(r for r in report.reasons if r.id == reason_id)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from references_fixtures import build_atlas, ham_rows
 
 from dermchat.references.atlas import (
     FEATURE_NAMES,
@@ -15,7 +16,6 @@ from dermchat.references.atlas import (
     load_atlas,
     site_group,
 )
-from references_fixtures import build_atlas, ham_rows
 
 
 @pytest.fixture(autouse=True)
@@ -85,7 +85,7 @@ def test_not_an_atlas_is_explained(tmp_path: Path, ham_dir: Path) -> None:
     with pytest.raises(AtlasError, match="no image atlas"):
         load_atlas(tmp_path / "nowhere")
     (tmp_path / "half" / "images").mkdir(parents=True)
-    with pytest.raises(AtlasError, match="metadata.csv"):
+    with pytest.raises(AtlasError, match=r"metadata\.csv"):
         load_atlas(tmp_path / "half")
     root = build_atlas(
         tmp_path / "nodx", ham_dir, [{"image_id": ham_rows(ham_dir, "nv", 1)[0]["image_id"], "diagnosis": "nv"}]

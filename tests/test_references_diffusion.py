@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from references_fixtures import diagnosis, ham_rows, make_ctx, write_lora
 
 from dermchat.context import TurnContext
 from dermchat.hookspecs import hookimpl
@@ -21,7 +22,6 @@ from dermchat.request import TurnRequest
 from dermchat.results import Diagnosis, DifferentialEntry, QualityReport, Reference
 from dermchat.settings import Settings
 from plugins.diffusion import DiffusionProvider
-from references_fixtures import diagnosis, ham_rows, make_ctx, write_lora
 
 pytest.importorskip("diffusers")
 DIFFERENTIAL = (("melanocytic_nevus", 0.6), ("melanoma", 0.3), ("benign_keratosis", 0.1))
@@ -267,10 +267,11 @@ def test_engine_shows_verified_and_hides_unrecognised_illustrations(
     tiny_sd: Path, ham_image: Path, tmp_path: Path
 ) -> None:
     """Through the real engine: the fake colour-rule diagnoser verifies each generated image."""
-    import plugins.diffusion
     from core_helpers import fake_app
-    from dermchat.cli import write_turn_files
     from fake_plugins import FakeDiagnoser
+
+    import plugins.diffusion
+    from dermchat.cli import write_turn_files
 
     app = fake_app(
         tmp_path,

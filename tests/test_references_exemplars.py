@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from references_fixtures import build_atlas, diagnosis, ham_rows, make_ctx
 
 from dermchat.references.atlas import clear_memory_cache, load_atlas
 from dermchat.references.exemplars import rank_candidates, user_features
 from dermchat.references.skintone import FITZPATRICK_TYPES
 from dermchat.request import TurnRequest
 from plugins.exemplars import ExemplarProvider
-from references_fixtures import build_atlas, diagnosis, ham_rows, make_ctx
 
 DIFFERENTIAL = (("melanocytic_nevus", 0.6), ("melanoma", 0.3), ("benign_keratosis", 0.1))
 
@@ -171,8 +171,9 @@ def test_unavailable_without_an_atlas(tmp_path: Path) -> None:
 
 def test_a_full_turn_writes_exemplars_with_a_manifest(atlas_dir: Path, ham_dir: Path, tmp_path: Path) -> None:
     """Through the real engine (fake quality/diagnosis plugins) and ``dermchat turn --out``'s writer."""
-    import plugins.exemplars
     from core_helpers import fake_app
+
+    import plugins.exemplars
     from dermchat.cli import write_turn_files
 
     app = fake_app(

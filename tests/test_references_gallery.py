@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from references_fixtures import diagnosis
+
 from dermchat.references import SYNTHETIC_LABEL
 from dermchat.references.gallery import REAL_BADGE, SYNTHETIC_BADGE, build_gallery
 from dermchat.results import Reference, TurnResult
-from references_fixtures import diagnosis
 
 
 def ref(condition_id: str, synthetic: bool, verified: bool | None = None, **extra: object) -> Reference:

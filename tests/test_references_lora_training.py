@@ -415,8 +415,8 @@ def test_a_turn_with_the_trained_lora_labels_and_verifies_its_images(
 def test_the_gpu_profile_names_a_trained_lora(tiny_sd: Path, trained: Path) -> None:
     """DERMCHAT_OPTIONS merges into gpu-hub's sd-diffusion options: the profile's model, the trained LoRA."""
     from dermchat.references.diffusion import lora_manifest
-    from plugins.diffusion import DiffusionProvider
     from dermchat.settings import load_settings
+    from plugins.diffusion import DiffusionProvider
 
     env = {"DERMCHAT_PROFILE": "gpu-hub", "DERMCHAT_OPTIONS": json.dumps({"sd-diffusion": {"lora": str(trained)}})}
     provider = DiffusionProvider()

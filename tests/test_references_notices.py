@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from references_fixtures import build_atlas, diagnosis, ham_rows
 
 from dermchat.references.atlas import clear_memory_cache
 from dermchat.results import ProviderRef, Reference, TurnResult
 from plugins import exemplars as plugin
 from plugins.exemplars import ExemplarProvider
-from references_fixtures import build_atlas, diagnosis, ham_rows
 
 
 @pytest.fixture()

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
+from study_fixtures import load, make_app
 
 from dermchat.study.session import CODE_ALPHABET, FlowError, StudyFlow, generate_code
 from dermchat.study.store import AnswerRow, StudyStore
-from study_fixtures import load, make_app
 
 SID = "reference_images_within"
 PASSWORD = "correct horse battery staple"

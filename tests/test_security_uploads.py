@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from dermchat.settings import load_settings
 from dermchat.request import TurnRequest
+from dermchat.settings import load_settings
 
 HOUR = 3600.0
 SHA_DIR = "5f" * 32  # what Gradio names the folder of one upload: the sha256 of the bytes (64 hex characters)
@@ -84,6 +84,7 @@ def _gradio_upload(cache: Path, source: Path, name: str = "photo.jpg") -> Path:
 # -- item 1: only Gradio's own cached copy is ever deleted --------------------------------------------------------
 def test_a_clone_under_the_temp_dir_keeps_every_file_of_shared(temp_root: Path, settings, ham_dir: Path) -> None:
     from core_helpers import fake_app
+
     from dermchat_ui.uploads import sanitize_upload
 
     clone_parent = temp_root / "ci-clone"
@@ -209,6 +210,7 @@ def test_planted_links_at_the_fixed_temp_paths_are_not_followed(
     tmp_path: Path, temp_root: Path, settings, ham_image: Path
 ) -> None:
     from core_helpers import fake_app
+
     from dermchat.engine import turns_dir
     from dermchat_ui.uploads import gradio_cache_dir, sanitize_upload, upload_dir
 
@@ -218,7 +220,7 @@ def test_planted_links_at_the_fixed_temp_paths_are_not_followed(
     (temp_root / "dermchat-uploads").symlink_to(elsewhere, target_is_directory=True)
     app = fake_app(tmp_path, workdir=None)
     result = app.run_turn_sync(TurnRequest(image=str(ham_image)))
-    clean, error = sanitize_upload(str(_gradio_upload(gradio_cache_dir(), ham_image)), settings)
+    _clean, error = sanitize_upload(str(_gradio_upload(gradio_cache_dir(), ham_image)), settings)
     assert error is None and result.status in {"ok", "abstained"}
     assert list(elsewhere.iterdir()) == []  # nothing written through the planted links
     for folder in (turns_dir(app.settings), upload_dir()):
@@ -230,6 +232,7 @@ def test_uploads_turn_files_and_study_databases_are_private(
     tmp_path: Path, temp_root: Path, settings, ham_image: Path
 ) -> None:
     from core_helpers import fake_app
+
     from dermchat.study.store import StudyStore
     from dermchat_ui.uploads import gradio_cache_dir, sanitize_upload
 
@@ -256,9 +259,9 @@ def test_the_turn_endpoint_leaves_no_empty_temp_files_in_gradios_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ham_image: Path
 ) -> None:
     import gradio as gr
+    from core_helpers import fake_app
     from gradio.data_classes import FileData
 
-    from core_helpers import fake_app
     from dermchat_ui.api import build_api
 
     cache = tmp_path / "gradio-cache"

@@ -231,8 +231,8 @@ def test_load_generator_drives_both_endpoints_of_a_live_app(slow, ham_dir: Path)
 
 
 def test_concurrency_comes_from_the_settings_with_a_default_per_profile(tmp_path: Path) -> None:
-    from dermchat_ui import app as gradio_app
     from dermchat.settings import load_settings
+    from dermchat_ui import app as gradio_app
 
     assert load_settings(environ={"DERMCHAT_CONCURRENCY": "3"}).concurrency == 3
     cpu = fake_app(tmp_path)

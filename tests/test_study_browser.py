@@ -10,14 +10,15 @@ from __future__ import annotations
 import shutil
 import socket
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import gradio as gr
 import pytest
+from study_fixtures import BETWEEN, load, make_app
 
 from dermchat.study.store import StudyStore
-from study_fixtures import BETWEEN, load, make_app
 from dermchat_ui.study import build_study_tab
 
 pytestmark = pytest.mark.browser

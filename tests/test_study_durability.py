@@ -9,9 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+from study_fixtures import answer_for, load, make_app
+
 from dermchat.study.session import StudyFlow
 from dermchat.study.store import StudyStore, to_url
-from study_fixtures import answer_for, load, make_app
 
 FIXTURES = Path(__file__).resolve().parent / "study_fixtures.py"
 

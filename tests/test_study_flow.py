@@ -18,7 +18,7 @@ from dermchat.study.assignment import assign
 from dermchat.study.cli import main as study_cli
 from dermchat.study.definition import load_study
 from dermchat.study.session import FlowError, StudyFlow, normalise_code
-from dermchat.study.store import StudyStore, to_url
+from dermchat.study.store import StudyStore
 from dermchat.study.summary import summarise, t_interval
 from plugins import study as study_plugin
 

@@ -6,14 +6,14 @@ import csv
 from pathlib import Path
 
 import pytest
+from study_fixtures import BETWEEN, WITHIN, load, make_app
+from test_study_definition import GOOD, rejected, write
 
-from dermchat.study.definition import LikertItem, StudyDefinitionError, load_study
+from dermchat.study.definition import LikertItem, load_study
 from dermchat.study.export import export
 from dermchat.study.session import FlowError, StudyFlow
 from dermchat.study.store import StudyStore
 from dermchat.vocabulary import get_vocabulary
-from study_fixtures import BETWEEN, WITHIN, load, make_app
-from test_study_definition import GOOD, rejected, write
 
 HAM_TYPES = {
     "melanocytic_nevus",

@@ -16,15 +16,15 @@ import socket
 import subprocess
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
+from study_fixtures import load, make_app, run_participant
 
 from dermchat.study.export import export
 from dermchat.study.session import StudyFlow
 from dermchat.study.store import ParticipantNotFound, StudyStore
-from study_fixtures import load, make_app, run_participant
 
 pytestmark = pytest.mark.postgres
 APT_LINE = "apt-get install -y postgresql"
@@ -37,17 +37,17 @@ def _pg_bin() -> Path | None:
 
 def _ensure_installed() -> Path:
     bin_dir = _pg_bin()
-    if bin_dir is None and (os.environ.get("CI") or os.environ.get("DERMCHAT_INSTALL_POSTGRES") == "1"):
-        if os.geteuid() == 0 and shutil.which("apt-get"):
-            subprocess.run(["apt-get", "update"], check=False, capture_output=True, timeout=300)
-            subprocess.run(
-                ["apt-get", "install", "-y", "postgresql"],
-                check=False,
-                capture_output=True,
-                timeout=600,
-                env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
-            )
-            bin_dir = _pg_bin()
+    may_install = os.environ.get("CI") or os.environ.get("DERMCHAT_INSTALL_POSTGRES") == "1"
+    if bin_dir is None and may_install and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update"], check=False, capture_output=True, timeout=300)
+        subprocess.run(
+            ["apt-get", "install", "-y", "postgresql"],
+            check=False,
+            capture_output=True,
+            timeout=600,
+            env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
+        )
+        bin_dir = _pg_bin()
     if bin_dir is None:
         pytest.skip(f"PostgreSQL not installed: run `{APT_LINE}` (or set DERMCHAT_INSTALL_POSTGRES=1)")
     return bin_dir

@@ -12,16 +12,18 @@ import os
 import re
 import socket
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import gradio as gr
 import pytest
 from gradio_client import Client
+from gradio_client.exceptions import AppError
+from study_fixtures import load, make_app
 
 from dermchat.study.definition import ChoiceItem, LikertItem
 from dermchat.study.store import StudyStore
-from study_fixtures import load, make_app
 from dermchat_ui.researcher import PASSWORD_ENV, build_researcher_tab
 from dermchat_ui.study import StudyPage, build_study_tab
 
@@ -164,7 +166,7 @@ def test_researcher_page_needs_the_password(server: Server, tmp_path: Path) -> N
     assert status == "Wrong password."
     rows, text = client.predict("reference_images_within", api_name="/researcher_progress")
     assert "password" in text and not rows["data"]
-    with pytest.raises(Exception):
+    with pytest.raises(AppError):
         client.predict("reference_images_within", api_name="/researcher_export")
 
     client.predict(PASSWORD, api_name="/researcher_unlock")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from PIL import Image
@@ -21,12 +22,16 @@ from dermchat.abstention_eval import (
 from dermchat.render import render
 from dermchat.request import TurnRequest
 
+if TYPE_CHECKING:  # the engine is imported by the fixture, after the torch check
+    from dermchat.engine import DermChat
+    from dermchat.results import TurnResult
+
 pytest.importorskip("torch", reason="the offline classifier needs torch")
 OVERRIDES = {"explainer": None, "references": [], "second_opinion": None}
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - the real app, default offline profile
+def app(tmp_path_factory: pytest.TempPathFactory) -> DermChat:  # the real app, default offline profile
     from dermchat.engine import DermChat
     from dermchat.settings import load_settings
 
@@ -37,12 +42,12 @@ def app(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - the real ap
     return chat
 
 
-def _turn(app, img: Image.Image):  # noqa: ANN001, ANN202
+def _turn(app: DermChat, img: Image.Image) -> TurnResult:
     return app.run_turn_sync(TurnRequest(image=_as_png(img), question="", force=True, settings_overrides=OVERRIDES))
 
 
 @pytest.mark.parametrize("name", ["drawn_spot", "face_crop", "cat", "coffee"])
-def test_ordinary_pictures_get_cant_assess_never_a_confident_answer(app, name: str) -> None:  # noqa: ANN001
+def test_ordinary_pictures_get_cant_assess_never_a_confident_answer(app: DermChat, name: str) -> None:
     # A drawn dark spot on plain skin came back "Mole 96%, probably harmless".
     img = drawn_spot(0) if name == "drawn_spot" else skimage_pictures()[name]
     result = _turn(app, img)
@@ -53,7 +58,7 @@ def test_ordinary_pictures_get_cant_assess_never_a_confident_answer(app, name: s
         assert "can't be assessed" in text.lower() and "likely one of" not in text
 
 
-def test_a_darkened_or_phone_framed_melanoma_never_comes_out_calmer(app, ham_dir: Path) -> None:  # noqa: ANN001
+def test_a_darkened_or_phone_framed_melanoma_never_comes_out_calmer(app: DermChat, ham_dir: Path) -> None:
     rows = []
     for image_id, dx, path in [s for s in ham_sample(ham_dir, 6) if s[1] == "mel"]:
         with Image.open(path) as im:

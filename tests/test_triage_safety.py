@@ -6,12 +6,15 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from core_helpers import fake_app, solid_image
 
+from dermchat.context import TurnContext
+from dermchat.engine import DermChat
 from dermchat.hookspecs import hookimpl
 from dermchat.pathways import get_pathways
 from dermchat.providers import Diagnoser
@@ -41,17 +44,17 @@ def _dx(probs: dict[str, float], prediction_set: list[str], **kw: Any) -> Diagno
     )
 
 
-def _with_diagnoser(tmp_path: Path, diagnosis: Diagnosis):  # noqa: ANN202 - a configured DermChat
+def _with_diagnoser(tmp_path: Path, diagnosis: Diagnosis) -> DermChat:
     class Fixed(Diagnoser):
         id = "fixed"
         label = "fixed answer"
 
-        def diagnose(self, ctx):  # noqa: ANN001, ANN202
+        def diagnose(self, ctx: TurnContext) -> Diagnosis:
             return diagnosis
 
     class Plugin:
         @hookimpl
-        def register_diagnosers(self, register):  # noqa: ANN001, ANN202
+        def register_diagnosers(self, register: Callable[[Diagnoser], None]) -> None:
             register(Fixed())
 
     return fake_app(tmp_path, [(Plugin(), "fixed")], diagnoser="fixed")

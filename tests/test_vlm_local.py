@@ -39,7 +39,7 @@ def test_tiny_vlm_diagnoses_through_the_hub_code_path(
     loaded = provider._model
     assert type(loaded.model).__name__ == model_class and type(loaded.processor).__name__ == processor_class
     assert (loaded.device, str(loaded.dtype)) == ("cpu", "torch.float32")
-    ctx, shown = make_ctx(
+    ctx, _shown = make_ctx(
         tmp_path, history=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello"}]
     )
     chunks: list[str] = []

@@ -11,8 +11,9 @@ fixtures you need (pytest picks up fixtures imported into a test module).
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -319,10 +320,10 @@ def start_recorded_server(replies: list[Reply]) -> tuple[RunningServer, Recorded
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.0"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
             record.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})

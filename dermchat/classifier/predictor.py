@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dermchat.classifier import HAM_CLASSES, MALIGNANT_CODES
-from dermchat.classifier.patient_info import PatientInfo, PatientPrior
 from dermchat.classifier.calibrate import (
     CALIBRATION_FILE,
     DEFAULT_COVERAGE,
@@ -28,6 +27,7 @@ from dermchat.classifier.calibrate import (
     prediction_sets,
     softmax,
 )
+from dermchat.classifier.patient_info import PatientInfo, PatientPrior
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -166,7 +166,7 @@ class Predictor:
         return probs, prediction_sets(probs, threshold), mel_flag, thresholds
 
     def analyse(
-        self, logits: np.ndarray, embeddings: np.ndarray, patients: "list[PatientInfo] | None" = None
+        self, logits: np.ndarray, embeddings: np.ndarray, patients: list[PatientInfo] | None = None
     ) -> dict[str, np.ndarray]:
         """Calibrated probabilities, sets, OOD scores/flags and melanoma flags for arrays of outputs.
 
@@ -210,7 +210,7 @@ class Predictor:
 
     # -- single image API (the chat plugin) ---------------------------------------------------------------
     def predict_image(
-        self, image: "Image.Image", heatmap: bool = False, patient: PatientInfo | None = None
+        self, image: Image.Image, heatmap: bool = False, patient: PatientInfo | None = None
     ) -> Prediction:
         from dermchat.classifier.data import to_model_frame
 

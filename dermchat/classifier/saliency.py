@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from dermchat.classifier.model import Classifier
 
 
-def grad_cam(model: "Classifier", x: "torch.Tensor", class_index: int) -> np.ndarray:
+def grad_cam(model: Classifier, x: torch.Tensor, class_index: int) -> np.ndarray:
     """Grad-CAM map (H, W) in [0, 1] at the input resolution for one image `x` (1, 3, H, W)."""
     import torch
     from torch.nn import functional as F

@@ -29,9 +29,10 @@ import shutil
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from dermchat.references.captions import CAPTION_VERSION, DEFAULT_MODALITY, LesionFacts, build_caption
 

@@ -19,10 +19,11 @@ import hashlib
 import math
 import re
 import secrets
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from dermchat.ratelimit import Backoff
 from dermchat.request import TurnRequest
