@@ -26,7 +26,7 @@ from dermchat.context import heatmap_request
 from dermchat.conversation import patient_details
 from dermchat.engine import DermChat
 from dermchat.request import TurnRequest
-from dermchat.results import TurnResult
+from dermchat.results import Audience, TurnResult
 from dermchat_ui.uploads import sanitize_upload
 
 
@@ -121,7 +121,7 @@ def build_api(app: DermChat) -> None:
     def turn(
         image_path: str | None,
         question_text: str,
-        audience_value: str,
+        audience_value: Audience,
         force_value: bool,
         age_value: float | None = None,
         sex_value: str | None = None,
