@@ -71,10 +71,13 @@ def test_upload_switch_audience_and_read_the_answer(page, ham_image: Path) -> No
 
 
 def test_details_about_the_spot_reach_the_model(page, ham_dir: Path) -> None:
-    page.get_by_role("button", name="New conversation").click()
-    page.wait_for_timeout(1000)  # the reset also clears these fields: let it land before typing into them
     if not page.locator("#patient-age input").is_visible():  # an earlier test may have left it open
         page.get_by_text("About the spot (optional)").click()
+    # The reset also clears these fields, and under load it can land seconds after the click: type a value it must
+    # clear, and wait until it has, so the reset cannot wipe the details typed below.
+    page.fill("#patient-age input", "1")
+    page.get_by_role("button", name="New conversation").click()
+    page.wait_for_function("() => document.querySelector('#patient-age input').value === ''", timeout=30_000)
     page.fill("#patient-age input", "80")
     page.click("#patient-sex input")
     page.get_by_role("option", name="male", exact=True).click()
