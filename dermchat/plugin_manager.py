@@ -44,7 +44,6 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "knowledge": "plugins.knowledge",
     "exemplars": "plugins.exemplars",
     "diffusion": "plugins.diffusion",
-    "study": "plugins.study",
 }
 
 

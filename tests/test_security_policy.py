@@ -87,7 +87,6 @@ def test_the_study_stores_the_policy_checked_result(tmp_path: Path, dark: Path, 
 
     from dermchat.study.session import StudyFlow
     from dermchat.study.store import StudyStore
-    from plugins import study as study_plugin
 
     store = StudyStore(tmp_path / "study.sqlite")
     study = load()  # every case shows the dark photo, which the fake diagnoser calls melanoma (urgent)
@@ -95,7 +94,7 @@ def test_the_study_stores_the_policy_checked_result(tmp_path: Path, dark: Path, 
         update={"items": [c.model_copy(update={"image": dark.name}) for c in study.cases.items]}
     )
     flow = StudyFlow(study.model_copy(update={"data_dir": str(dark.parent), "cases": cases}), store)
-    app = fake_app(tmp_path, [(study_plugin, "study"), (Hostile(), "hostile")], quality_gate=False)
+    app = fake_app(tmp_path, [(Hostile(), "hostile")], quality_gate=False)
     state = flow.enter_code(flow.consent(flow.start(), True), None)
     list(flow.run_case(state, app))
     turns = [e for e in store.events() if e["type"] == "turn"]

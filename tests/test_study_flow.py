@@ -20,7 +20,6 @@ from dermchat.study.definition import load_study
 from dermchat.study.session import FlowError, StudyFlow, normalise_code
 from dermchat.study.store import StudyStore
 from dermchat.study.summary import summarise, t_interval
-from plugins import study as study_plugin
 
 
 @pytest.fixture()
@@ -243,8 +242,7 @@ def test_between_study_with_opt_in_images(tmp_path: Path, app: DermChat, ham_dir
 def test_the_flow_is_the_one_writer_of_study_turns(
     store: StudyStore, flow: StudyFlow, app: DermChat, ham_dir: Path
 ) -> None:
-    """With the study plugin installed too, a case is stored once, and an ordinary chat turn not at all."""
-    app.plugins.register(study_plugin, name="study")
+    """A case is stored once, by the flow, and an ordinary chat turn not at all."""
     app.run_turn_sync(TurnRequest(image=str(ham_dir / "images" / "ISIC_0024698.jpg")))  # an ordinary chat turn
     assert store.events() == []
     state = flow.enter_code(flow.consent(flow.start(), True), None)
