@@ -24,6 +24,7 @@ EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {
     "bench-quality": ("dermchat.quality.bench:main", "benchmark the image-quality check on distorted images"),
     "describe": ("dermchat.morphology.cli:describe_main", "dermoscopic ABCD descriptors of the lesion in a photo"),
     "compare": ("dermchat.morphology.cli:compare_main", "compare an earlier and a later photo of the same spot"),
+    "train-segmenter": ("dermchat.morphology.train_segmenter:main", "train the lesion-outline U-Net on HAM10000 masks"),
     "bench-morphology": ("dermchat.morphology.bench:main", "validate the morphology descriptors on HAM10000"),
     "eval-rag": ("dermchat.knowledge.evaluate:main", "evaluate knowledge-base retrieval"),
     "captions": ("dermchat.references.captions:main", "write LesionGen-style captions for a HAM-layout folder"),

@@ -262,7 +262,7 @@ def describe_for_patient(d: dict[str, Any]) -> str:
 
 
 def morphology_table(d: dict[str, Any]) -> str:
-    """The dermoscopic ABCD descriptors with their scales, and Stolz's TDS."""
+    """The dermoscopic ABCD descriptors with their scales, the TDS-style score and Stolz's TDS."""
     if not d.get("lesion_found"):
         return "**Morphology (ABCD)** — no distinct lesion found in the photo; nothing measured."
     mm = f" ({d['diameter_mm']:.1f} mm)" if d.get("diameter_mm") else ""
@@ -284,7 +284,16 @@ def morphology_table(d: dict[str, Any]) -> str:
         ("Blue-white veil", veil, ""),
         ("Longest diameter", f"{d['diameter_px']:.0f} px{mm}", ""),
         ("Lesion area", f"{d['mask_area_share']:.0%} of the frame", ""),
-        ("TDS", f"{d['tds']:.2f} ({d.get('tds_band') or '—'})", "1.3A+0.1B+0.5C+0.5D; >5.45 suspicious of melanoma"),
+        (
+            "TDS-style score",
+            f"{d['tds']:.2f} ({d.get('tds_band') or '—'})",
+            "0.38+0.37A+0.57B+0.12C+0.50D (re-fitted); >4.6 highly suspicious",
+        ),
+        (
+            "Stolz TDS",
+            f"{d.get('tds_stolz', 0):.2f} ({d.get('tds_stolz_band') or '—'})",
+            "1.3A+0.1B+0.5C+0.5D; >5.45 highly suspicious",
+        ),
     ]
     lines = [
         "**Morphology (dermoscopic ABCD, automated from the photo)**",

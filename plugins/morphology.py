@@ -1,14 +1,16 @@
 """The morphology describer `classic-morphology`: Stolz's ABCD descriptors of the lesion in the photo.
 
-Classical image analysis (numpy, OpenCV, scikit-image) on the lesion mask the quality check estimates; the
-measuring code lives in :mod:`dermchat.morphology`, this module adapts it to the provider contract. The engine
+Classical image analysis (numpy, OpenCV, scikit-image) on the lesion outline: by default the tiny U-Net trained on
+the HAM10000 expert masks (``dermchat/weights/lesion_unet``), or the quality check's mask refined by colour
+(``outline: classical``). The measuring code lives in :mod:`dermchat.morphology`, this module adapts it to the
+provider contract. The engine
 runs it after the diagnosis and checks the descriptors against it (``dermchat.morphology.check_consistency``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,7 +27,7 @@ class ClassicMorphology(MorphologyDescriber):
 
     id = PROVIDER_ID
     label = "Dermoscopic ABCD descriptors (CPU)"
-    version = "1.1"
+    version = "1.2"
     needs_gpu = False
     description = (
         "What the photo shows: asymmetry (0-2), border abruptness (0-8), dermoscopic colours, blue-white "
@@ -37,22 +39,45 @@ class ClassicMorphology(MorphologyDescriber):
         mm_per_px: float | None = Field(
             None, gt=0, description="millimetres per pixel when the photos' scale is known (adds diameter in mm)"
         )
+        outline: Literal["learned", "classical"] = Field(
+            "learned",
+            description="lesion outline: the U-Net trained on HAM10000 expert masks, or the classical colour threshold",
+        )
+
+    @property
+    def opts(self) -> ClassicMorphology.Options:
+        """The validated options, typed."""
+        assert isinstance(self.options, ClassicMorphology.Options)
+        return self.options
 
     def _load(self) -> None:
         import dermchat.morphology.describe  # noqa: F401 - the numeric stack, off the first turn's path
+
+        if self.opts.outline == "learned":
+            from dermchat.morphology.segmenter import default_segmenter
+
+            if default_segmenter() is None:
+                raise ProviderError(
+                    "The lesion-outline weights (dermchat/weights/lesion_unet) could not be loaded; "
+                    "set the classic-morphology option outline to 'classical'."
+                )
 
     def describe(self, ctx: TurnContext) -> MorphologyReport:
         if ctx.image is None:
             raise ProviderError("No photo to describe.")
         from dermchat.morphology import compare_descriptors, describe
 
-        mm_per_px = self.options.mm_per_px  # type: ignore[attr-defined]
-        ctx.progress("Measuring shape, border and colours", 0.3)
-        now = describe(ctx.image, mm_per_px=mm_per_px)
+        mm_per_px, outline = self.opts.mm_per_px, self.opts.outline
+
+        def measured(image: Any) -> Any:
+            return describe(image, mm_per_px=mm_per_px, outline=outline)
+
+        ctx.progress("Outlining the spot and measuring shape, border and colours", 0.3)
+        now = measured(ctx.image)
         report = MorphologyReport(provider_id=self.id, descriptors=now.as_dict())
         if ctx.earlier_image is not None:
             ctx.progress("Comparing with the earlier photo", 0.7)
-            earlier = describe(ctx.earlier_image, mm_per_px=mm_per_px)
+            earlier = measured(ctx.earlier_image)
             report.comparison = compare_descriptors(earlier, now).as_dict()
         return report
 

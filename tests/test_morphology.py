@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from core_helpers import soft_edged
 from PIL import Image
 
 from dermchat.morphology import Morphology, check_consistency, compare, describe
@@ -20,7 +21,7 @@ from dermchat.morphology.bench import (
     validation_lesions,
 )
 from dermchat.morphology.compare import compare_descriptors
-from dermchat.morphology.describe import TDS_WEIGHTS
+from dermchat.morphology.describe import TDS_OFFSET, TDS_WEIGHTS
 from dermchat.morphology.outline import lesion_outline
 from dermchat.quality.bench import auc
 from dermchat.results import Diagnosis, DifferentialEntry
@@ -44,13 +45,15 @@ def _drawn(paint: dict[str, tuple[int, int, int]], size: tuple[int, int] = (200,
     """Skin with a little noise and painted regions: 'disc' (round, centred), 'left'/'right' halves of an oval."""
     rng = np.random.default_rng(0)
     w, h = size
-    rgb = np.clip(np.array(SKIN, float) + rng.normal(0, 3, (h, w, 3)), 0, 255)
+    skin = np.clip(np.array(SKIN, float) + rng.normal(0, 3, (h, w, 3)), 0, 255)
+    rgb = skin.copy()
     yy, xx = np.mgrid[0:h, 0:w]
     disc = (xx - w / 2) ** 2 + (yy - h / 2) ** 2 <= 35**2
     oval = ((xx - w / 2) / 45) ** 2 + ((yy - h / 2) / 30) ** 2 <= 1  # a long axis, so the principal axes are defined
     regions = {"disc": disc, "left": oval & (xx < w / 2), "right": oval & (xx >= w / 2)}
     for name, colour in paint.items():
         rgb[regions[name]] = np.array(colour) + rng.normal(0, 2, (int(regions[name].sum()), 3))
+    rgb = soft_edged(skin, rgb, np.any([regions[name] for name in paint], axis=0))
     return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
 
 
@@ -74,12 +77,15 @@ def test_describe_returns_the_documented_keys_and_ranges_on_real_photos(ham_dir:
         assert isinstance(d["blue_white_veil"], bool)
         assert 0 < d["mask_area_share"] <= 1 and d["diameter_px"] > 0
         expected = (
-            TDS_WEIGHTS["A"] * d["asymmetry_index"]
+            TDS_OFFSET
+            + TDS_WEIGHTS["A"] * d["asymmetry_index"]
             + TDS_WEIGHTS["B"] * d["border"]
             + TDS_WEIGHTS["C"] * max(1, len(d["colours"]))
             + TDS_WEIGHTS["D"] * max(1, len(d["structures"]))
         )
         assert d["tds"] == pytest.approx(expected, abs=0.02)
+        stolz = 1.3 * d["asymmetry_index"] + 0.1 * d["border"] + 0.5 * max(1, len(d["colours"]))
+        assert d["tds_stolz"] == pytest.approx(stolz + 0.5 * max(1, len(d["structures"])), abs=0.02)
 
 
 def test_a_round_one_colour_spot_is_symmetric_with_one_colour() -> None:
@@ -194,7 +200,7 @@ def _morphology(**changes: object) -> Morphology:
 @pytest.mark.parametrize(
     "changes, feature",
     [
-        ({"tds": 5.9}, "TDS 5.90 > 5.45"),
+        ({"tds": 5.9}, "TDS 5.90 > 5.0"),
         ({"blue_white_veil": True, "veil_share": 0.2}, "blue-white veil"),
         ({"colours": ["red", "light brown", "dark brown", "blue-grey", "black"]}, "5 colours"),
     ],
@@ -209,7 +215,7 @@ def test_benign_top_with_high_risk_features_disagrees_and_widens_the_set(changes
 @pytest.mark.parametrize(
     "changes",
     [
-        {"tds": 5.4},
+        {"tds": 4.9},
         {"blue_white_veil": True, "veil_share": 0.12},
         {"colours": ["light brown", "dark brown", "blue-grey", "black"]},
     ],

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from core_helpers import fake_app
+from core_helpers import fake_app, soft_edged
 from PIL import Image
 
 import plugins.morphology as morphology_plugin
@@ -26,11 +26,13 @@ def _spot(path: Path, halves: tuple[tuple[int, int, int], tuple[int, int, int]],
     """A drawn spot on skin (left and right halves may differ in colour); bright enough for the fake's "nevus"."""
     rng = np.random.default_rng(1)
     h, w = 150, 200
-    rgb = np.clip(np.array(SKIN, float) + rng.normal(0, 3, (h, w, 3)), 0, 255)
+    skin = np.clip(np.array(SKIN, float) + rng.normal(0, 3, (h, w, 3)), 0, 255)
     yy, xx = np.mgrid[0:h, 0:w]
     disc = (xx - w / 2) ** 2 + (yy - h / 2) ** 2 <= radius**2
-    rgb[disc & (xx < w / 2)] = halves[0]
-    rgb[disc & (xx >= w / 2)] = halves[1]
+    painted = skin.copy()
+    painted[disc & (xx < w / 2)] = halves[0]
+    painted[disc & (xx >= w / 2)] = halves[1]
+    rgb = soft_edged(skin, painted, disc)
     Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(path)
     return path
 
@@ -53,7 +55,12 @@ def test_turn_carries_the_descriptors_and_renders_them_for_both_audiences(tmp_pa
     patient = render(result, "patient")
     assert "What the photo shows:" in patient and "one colour: light brown" in patient and "can be wrong" in patient
     clinician = render(result, "clinician")
-    assert "| TDS |" in clinician and "1.3A+0.1B+0.5C+0.5D" in clinician and "disagreement" not in clinician
+    assert (
+        "| TDS-style score |" in clinician
+        and "| Stolz TDS |" in clinician
+        and "1.3A+0.1B+0.5C+0.5D" in clinician
+        and "disagreement" not in clinician
+    )
 
 
 def test_benign_conclusion_with_high_risk_features_is_flagged_widened_and_raised(tmp_path: Path, ham_dir: Path) -> None:

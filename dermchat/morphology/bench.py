@@ -71,7 +71,9 @@ def validation_lesions(data: Path, split_file: Path = SPLIT_FILE) -> list[tuple[
     return sorted(out)
 
 
-def mask_figures(data: Path, lesions: list[tuple[str, str]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def mask_figures(
+    data: Path, lesions: list[tuple[str, str]], outline_method: str = "auto"
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Agreement of descriptors from estimated vs expert masks, TDS AUC, and the per-lesion records."""
     from dermchat.morphology import describe
     from dermchat.morphology.outline import lesion_outline
@@ -79,7 +81,7 @@ def mask_figures(data: Path, lesions: list[tuple[str, str]]) -> tuple[dict[str, 
     records: list[dict[str, Any]] = []
     for image_id, dx in lesions:
         rgb = _rgb(data / "images" / f"{image_id}.jpg")
-        truth, outline = _truth(data / "masks" / f"{image_id}.png"), lesion_outline(rgb)
+        truth, outline = _truth(data / "masks" / f"{image_id}.png"), lesion_outline(rgb, outline_method)
         records.append(
             {
                 "image_id": image_id,
@@ -293,7 +295,7 @@ CHANGED: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 }
 
 
-def compare_figures(data: Path, image_ids: list[str]) -> dict[str, Any]:
+def compare_figures(data: Path, image_ids: list[str], outline_method: str = "auto") -> dict[str, Any]:
     """Share of "no clear change" per invariance and of "changed" per synthetic change."""
     from dermchat.morphology import describe
     from dermchat.morphology.compare import compare_descriptors
@@ -303,13 +305,14 @@ def compare_figures(data: Path, image_ids: list[str]) -> dict[str, Any]:
     used = 0
     for image_id in image_ids:
         rgb = _rgb(data / "images" / f"{image_id}.jpg")
-        mask = lesion_outline(rgb)
+        mask = lesion_outline(rgb, outline_method)
         if mask.sum() < 50:
             continue
         used += 1
         before = describe(rgb, mask)
         for name, transform in {**INVARIANT, **CHANGED}.items():
-            changed = compare_descriptors(before, describe(transform(rgb, mask))).changed
+            after = describe(transform(rgb, mask), outline=outline_method)
+            changed = compare_descriptors(before, after).changed
             outcome[name].append(changed if name in CHANGED else not changed)
     return {
         "n": used,
@@ -318,7 +321,7 @@ def compare_figures(data: Path, image_ids: list[str]) -> dict[str, Any]:
     }
 
 
-def describe_timing(paths: list[Path], repeats: int = 5) -> dict[str, Any]:
+def describe_timing(paths: list[Path], repeats: int = 5, outline_method: str = "auto") -> dict[str, Any]:
     """ms per ``describe`` with the mask estimated (median over photos of the best of ``repeats``)."""
     from dermchat.morphology import describe
 
@@ -326,11 +329,11 @@ def describe_timing(paths: list[Path], repeats: int = 5) -> dict[str, Any]:
     for path in paths:
         with Image.open(path) as im:
             image = im.convert("RGB")
-        describe(image)  # warm imports and caches
+        describe(image, outline=outline_method)  # warm imports and caches
         best = float("inf")
         for _ in range(repeats):
             t0 = time.perf_counter()
-            describe(image)
+            describe(image, outline=outline_method)
             best = min(best, time.perf_counter() - t0)
         per_image.append(best * 1000)
     return {
@@ -341,13 +344,16 @@ def describe_timing(paths: list[Path], repeats: int = 5) -> dict[str, Any]:
     }
 
 
-def run(data: Path, limit: int | None, compare_n: int, diagnoser: str | None, progress: bool) -> dict[str, Any]:
+def run(
+    data: Path, limit: int | None, compare_n: int, diagnoser: str | None, progress: bool, outline: str = "auto"
+) -> dict[str, Any]:
     lesions = validation_lesions(data)[: limit or None]
     t0 = time.perf_counter()
-    figures, records = mask_figures(data, lesions)
+    figures, records = mask_figures(data, lesions, outline)
     out: dict[str, Any] = {
         "data": str(data),
         "split": "validation lesions of dermchat/weights/ham_cnn/split.json",
+        "outline": _outline_name(outline),
         "mask_agreement": figures,
     }
     if progress:
@@ -356,9 +362,18 @@ def run(data: Path, limit: int | None, compare_n: int, diagnoser: str | None, pr
         out["consistency_check"] = consistency_figures(data, records, diagnoser)
         if progress:
             print(f"consistency: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-    out["compare"] = compare_figures(data, [image_id for image_id, _ in lesions[:compare_n]])
-    out["timing"] = describe_timing([data / "images" / f"{i}.jpg" for i, _ in lesions[:20]])
+    out["compare"] = compare_figures(data, [image_id for image_id, _ in lesions[:compare_n]], outline)
+    out["timing"] = describe_timing([data / "images" / f"{i}.jpg" for i, _ in lesions[:20]], outline_method=outline)
     return out
+
+
+def _outline_name(method: str) -> str:
+    """Which outline ``method`` resolves to here (``auto`` depends on whether the segmenter's weights load)."""
+    from dermchat.morphology.segmenter import default_segmenter
+
+    if method == "classical" or (method == "auto" and default_segmenter() is None):
+        return "classical (colour-refined darkness threshold)"
+    return "learned (U-Net, dermchat/weights/lesion_unet)"
 
 
 def _print_human(figures: dict[str, Any]) -> None:
@@ -367,6 +382,7 @@ def _print_human(figures: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dermchat.morphology.outline import OUTLINE_METHODS
     from dermchat.paths import default_data_dir
 
     parser = argparse.ArgumentParser(prog="python -m dermchat bench-morphology", description=__doc__.split("\n")[0])
@@ -374,13 +390,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="at most this many validation lesions (default: all)")
     parser.add_argument("--compare-n", type=int, default=100, help="lesions used for the compare tests")
     parser.add_argument("--diagnoser", default="ham-cnn", help="diagnoser for the consistency figures ('' to skip)")
+    parser.add_argument(
+        "--outline",
+        choices=OUTLINE_METHODS,
+        default="auto",
+        help="lesion outline to measure (default: learned if present)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     data = Path(args.data) if args.data else default_data_dir()
     if not (data / "masks").is_dir():
         return fail(f"{data / 'masks'} not found: --data must be a HAM-layout folder with expert masks")
     try:
-        figures = run(data, args.limit, args.compare_n, args.diagnoser or None, progress=not args.json)
+        figures = run(data, args.limit, args.compare_n, args.diagnoser or None, not args.json, args.outline)
     except (FileNotFoundError, RuntimeError, KeyError) as exc:
         return fail(exc)
     return emit(figures, args.json, _print_human)

@@ -1,4 +1,8 @@
-"""The lesion outline the descriptors are measured on: the quality check's mask, refined by colour and smoothed.
+"""The lesion outline the descriptors are measured on: the learned U-Net's mask when its weights load
+(:mod:`dermchat.morphology.segmenter`), otherwise the quality check's mask refined by colour and smoothed.
+
+``lesion_outline(rgb, method)`` picks: ``"auto"`` (learned, falling back to classical), ``"learned"`` or
+``"classical"``. The rest of this docstring is about the classical outline.
 
 Why a second pass: :func:`dermchat.quality.segmentation.lesion_mask` thresholds *darkness* (green + blue and a
 red ratio), which is what a quality check needs (is there a spot, is it centred), but its edge lands inside
@@ -53,8 +57,32 @@ def distance_outside(mask: np.ndarray) -> np.ndarray:
     return np.asarray(cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 3))
 
 
-def lesion_outline(rgb: np.ndarray) -> np.ndarray:
-    """Boolean HxW lesion mask for measuring shape, border and size (all False when no spot is found)."""
+OUTLINE_METHODS = ("auto", "learned", "classical")
+
+
+def lesion_outline(rgb: np.ndarray, method: str = "auto") -> np.ndarray:
+    """Boolean HxW lesion mask for measuring shape, border and size (all False when no spot is found).
+
+    ``method="learned"`` raises ``RuntimeError`` when the segmenter's weights cannot be loaded; ``"auto"`` then
+    falls back to the classical outline (logged once by :func:`~dermchat.morphology.segmenter.default_segmenter`).
+    """
+    from dermchat.morphology.segmenter import WEIGHTS_DIR, default_segmenter
+    from dermchat.quality.segmentation import to_rgb_uint8
+
+    if method not in OUTLINE_METHODS:
+        raise ValueError(f"unknown outline method {method!r}; choose one of {', '.join(OUTLINE_METHODS)}")
+    rgb = to_rgb_uint8(rgb)
+    if method != "classical":
+        segmenter = default_segmenter()
+        if segmenter is not None:
+            return segmenter.mask(rgb)
+        if method == "learned":
+            raise RuntimeError(f"the lesion segmenter's weights could not be loaded from {WEIGHTS_DIR}")
+    return classical_outline(rgb)
+
+
+def classical_outline(rgb: np.ndarray) -> np.ndarray:
+    """The quality check's darkness mask, refined by colour distance from the skin and smoothed."""
     from dermchat.quality.segmentation import lesion_mask, to_rgb_uint8
 
     rgb = to_rgb_uint8(rgb)
