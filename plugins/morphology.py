@@ -31,7 +31,7 @@ class ClassicMorphology(MorphologyDescriber):
     needs_gpu = False
     description = (
         "What the photo shows: asymmetry (0-2), border abruptness (0-8), dermoscopic colours, blue-white "
-        "veil, structures, diameter and Stolz's Total Dermoscopy Score; compares with an earlier photo."
+        "veil, structures, diameter and a TDS-style score (plus Stolz's TDS); compares with an earlier photo."
     )
 
     class Options(BaseModel):

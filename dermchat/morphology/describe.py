@@ -1,8 +1,9 @@
 """What the photo shows: Stolz's dermoscopic ABCD descriptors measured on the lesion mask and its pixels.
 
 Why classical image analysis: every number can be traced to a mask and a colour rule, runs in milliseconds on
-a CPU, and needs no weights. The lesion mask is the quality check's estimate refined by colour and smoothed
-(:func:`dermchat.morphology.outline.lesion_outline`); an expert mask can be passed instead (the benchmark does).
+a CPU, and needs no weights beyond the outline's. The lesion mask comes from
+:func:`dermchat.morphology.outline.lesion_outline` (the learned U-Net outline, or the classical one); an expert mask
+can be passed instead (the benchmark does).
 
 Scores (Stolz W. et al., "ABCD rule of dermatoscopy", Eur J Dermatol 1994; Nachbar et al., JAAD 1994):
 
