@@ -201,7 +201,7 @@ def test_compare_with_an_earlier_photo_says_the_spot_grew(tab: ChatTab, ham_imag
     import numpy as np
 
     from dermchat.morphology.bench import grow
-    from dermchat.quality.segmentation import lesion_mask
+    from dermchat.morphology.outline import lesion_outline
 
     rgb = np.asarray(Image.open(ham_image).convert("RGB"))
     upload = tmp_path / "earlier.jpg"  # stands for Gradio's cached copy of the earlier photo
@@ -209,7 +209,7 @@ def test_compare_with_an_earlier_photo_says_the_spot_grew(tab: ChatTab, ham_imag
     earlier = tab.strip_earlier(str(upload))
     assert earlier is not None and earlier.endswith(".png")  # the stripped copy, not the upload
     later = tmp_path / "later.png"
-    Image.fromarray(grow(rgb, lesion_mask(rgb))).save(later)
+    Image.fromarray(grow(rgb, lesion_outline(rgb))).save(later)
     history, _, state = tab.add_message([], {"text": QUESTION, "files": [str(later)]}, Conversation())
     final: dict[Any, Any] = {}
     for update in tab.respond(history, state, "patient", earlier=earlier):
