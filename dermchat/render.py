@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dermchat.morphology.describe import stolz_asymmetry
 from dermchat.references.gallery import build_gallery
 from dermchat.results import (
     Audience,
@@ -242,7 +243,7 @@ def describe_for_patient(d: dict[str, Any]) -> str:
     """One or two plain sentences: shape, edge, colours ("uneven in shape and has three colours: ...")."""
     if not d.get("lesion_found"):
         return "I couldn't make out a distinct spot in this photo to describe."
-    shape = ["fairly even in shape", "a little uneven in shape", "uneven in shape"][min(int(d.get("asymmetry", 0)), 2)]
+    shape = ["fairly even in shape", "a little uneven in shape", "uneven in shape"][min(stolz_asymmetry(d), 2)]
     colours = list(d.get("colours") or [])
     if colours:
         listed = colours[0] if len(colours) == 1 else ", ".join(colours[:-1]) + " and " + colours[-1]
@@ -270,7 +271,7 @@ def morphology_table(d: dict[str, Any]) -> str:
     rows = [
         (
             "Asymmetry (A)",
-            f"{d['asymmetry']} (index {d.get('asymmetry_index', d['asymmetry']):.2f}; shape "
+            f"{float(d['asymmetry']):.2f} (Stolz score {stolz_asymmetry(d)}; shape "
             f"{d.get('asymmetry_shape', 0):.2f}, colour ΔE {d.get('asymmetry_colour', 0):.1f})",
             "0-2 axes",
         ),

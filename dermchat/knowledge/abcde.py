@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from dermchat.knowledge.kb import KnowledgeBase, Statement
+from dermchat.morphology.describe import stolz_asymmetry
 from dermchat.results import Citation, Explanation
 
 ABCDE_CONDITION = "melanoma"
@@ -35,8 +36,8 @@ def shown_features(descriptors: dict[str, Any] | None, audience: str) -> list[st
         return []
     clinician = audience == "clinician"
     out = []
-    if descriptors.get("asymmetry", 0) >= 1:
-        out.append(f"asymmetry (A {descriptors['asymmetry']})" if clinician else "an uneven shape (A)")
+    if stolz_asymmetry(descriptors) >= 1:
+        out.append(f"asymmetry (A {stolz_asymmetry(descriptors)})" if clinician else "an uneven shape (A)")
     if descriptors.get("border", 0) >= ABRUPT_BORDER:
         out.append(
             f"an abrupt border (B {descriptors['border']:.1f}/8)"

@@ -104,6 +104,7 @@ def mask_figures(
         "estimated_mask_found": round(len(both) / max(len(records), 1), 4),
         "mask_iou_median": round(float(np.median([r["iou"] for r in records])), 4) if records else None,
         "spearman_asymmetry": rho(lambda m: m.asymmetry),
+        "spearman_asymmetry_score": rho(lambda m: m.asymmetry_score),
         "spearman_asymmetry_index": rho(lambda m: m.asymmetry_index),
         "spearman_asymmetry_shape": rho(lambda m: m.asymmetry_shape),
         "spearman_border": rho(lambda m: m.border),

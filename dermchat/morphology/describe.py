@@ -10,9 +10,10 @@ Scores (Stolz W. et al., "ABCD rule of dermatoscopy", Eur J Dermatol 1994; Nachb
 * **A, asymmetry 0-2**: the mask is mirrored about a pair of perpendicular axes through its centroid, turned
   in six 15-degree steps from the long (principal) axis; an axis is asymmetric when the mirrored halves differ
   in *shape* (the non-overlapping share of the mask, ``ASYM_SHAPE``) or in *colour* (CIE76 delta E between the
-  mean colours of the two halves, ``ASYM_COLOUR``), with a linear ramp around the thresholds. The continuous
-  ``asymmetry_index`` is the mean number of asymmetric axes of the pair; the score A is that index rounded
-  (see :func:`asymmetry` for why averaged over orientations).
+  mean colours of the two halves, ``ASYM_COLOUR``), with a linear ramp around the thresholds. ``asymmetry`` (and
+  its older name ``asymmetry_index``) is the continuous mean number of asymmetric axes of the pair, 0-2; Stolz's
+  integer score A is that value rounded, ``asymmetry_score`` (see :func:`asymmetry` for why averaged over
+  orientations, and why continuous: rounding flips whole points on small outline differences).
 * **B, border 0-8** (a documented continuous score): the lesion is cut into eight 45-degree pie segments
   starting at its long axis; each segment scores the share of its lesion-to-skin lightness step that happens
   within a thin band (``BORDER_BAND`` of the lesion radius) at the steepest place near the mask edge, so an
@@ -43,6 +44,7 @@ millimetres when the caller knows the scale (``mm_per_px``).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -99,7 +101,7 @@ class Morphology:
     """The descriptors of one lesion. ``as_dict()`` is what the CLI prints and the turn result carries."""
 
     lesion_found: bool
-    asymmetry: int
+    asymmetry: float
     asymmetry_index: float
     asymmetry_shape: float
     asymmetry_colour: float
@@ -116,6 +118,7 @@ class Morphology:
     tds: float
     skin_lightness: float
     tds_stolz: float = 0.0
+    asymmetry_score: int = 0
     skin_rgb: list[float] = field(default_factory=list)
     frame_size: tuple[int, int] = (0, 0)
     centre_offset: float = 0.0
@@ -150,6 +153,14 @@ class Morphology:
 TDS_FORMULA = (
     "0.38 + 0.37*A + 0.57*B + 0.12*C + 0.50*D (weights re-fitted on HAM10000 training lesions; A: asymmetry_index)"
 )
+
+
+def stolz_asymmetry(descriptors: Mapping[str, Any]) -> int:
+    """Stolz's integer A (0-2) from ``Morphology.as_dict()``, also from dicts written before ``asymmetry_score``
+    existed (when ``asymmetry`` was that integer)."""
+    if descriptors.get("asymmetry_score") is not None:
+        return int(descriptors["asymmetry_score"])
+    return int(math.floor(float(descriptors.get("asymmetry") or 0) + 0.5))
 
 
 def _band(score: float, suspicious: float, cutoff: float) -> str:
@@ -208,7 +219,7 @@ def _shrunk(rgb: np.ndarray, mask: np.ndarray, scale: float) -> tuple[np.ndarray
 def _nothing_found(mask: np.ndarray, mm_per_px: float | None) -> Morphology:
     return Morphology(
         lesion_found=False,
-        asymmetry=0,
+        asymmetry=0.0,
         asymmetry_index=0.0,
         asymmetry_shape=0.0,
         asymmetry_colour=0.0,
@@ -253,7 +264,8 @@ def _measure(rgb: np.ndarray, mask: np.ndarray, full_mask: np.ndarray, mm_per_px
         notes.append("the spot reaches the edge of the photo: its size and shape are only partly seen")
     return Morphology(
         lesion_found=True,
-        asymmetry=a_score,
+        asymmetry=round(a_index, 3),
+        asymmetry_score=a_score,
         asymmetry_index=round(a_index, 3),
         asymmetry_shape=round(a_shape, 4),
         asymmetry_colour=round(a_colour, 2),

@@ -142,7 +142,9 @@ def morphology_phrase(descriptors: Mapping[str, Any] | None, rng: random.Random 
     """The ABCD descriptors (``Morphology.as_dict()``) in words; ``rng`` varies the order of the features."""
     if not descriptors:
         return None
-    shape = ASYMMETRY_WORDS.get(int(descriptors["asymmetry"])) if descriptors.get("asymmetry") is not None else None
+    from dermchat.morphology.describe import stolz_asymmetry
+
+    shape = ASYMMETRY_WORDS.get(stolz_asymmetry(descriptors)) if descriptors.get("asymmetry") is not None else None
     features = [
         p
         for p in (

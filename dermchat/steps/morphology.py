@@ -9,7 +9,7 @@ from typing import Any
 from dermchat import safety
 from dermchat.morphology.consistency import MIN_TIER as DISAGREEMENT_TIER
 from dermchat.morphology.consistency import check_consistency, widened
-from dermchat.morphology.describe import Morphology
+from dermchat.morphology.describe import Morphology, stolz_asymmetry
 from dermchat.providers import MorphologyDescriber
 from dermchat.results import MorphologyReport, StepEvent
 from dermchat.steps.turn import Turn
@@ -101,6 +101,6 @@ def plain_features(descriptors: dict[str, Any]) -> str:
         bits.append(f"{len(colours)} colours")
     if descriptors.get("blue_white_veil"):
         bits.append("a bluish-white haze")
-    if descriptors.get("asymmetry", 0) >= 2:
+    if stolz_asymmetry(descriptors) >= 2:
         bits.append("an uneven shape")
     return ", ".join(bits) or "several warning signs of the ABCD checklist"
