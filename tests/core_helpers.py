@@ -33,13 +33,21 @@ def solid_image(path: Path, colour: tuple[int, int, int], size: tuple[int, int] 
     return path
 
 
+def ham_photo(ham_dir: Path, image_id: str) -> np.ndarray:
+    """One real HAM10000 photo as an HxWx3 uint8 array."""
+    with Image.open(ham_dir / "images" / f"{image_id}.jpg") as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def ham_expert_mask(ham_dir: Path, image_id: str) -> np.ndarray:
+    """The HAM10000 expert lesion mask of one photo, as a boolean HxW array."""
+    with Image.open(ham_dir / "masks" / f"{image_id}.png") as im:
+        return np.asarray(im.convert("L")) > 127
+
+
 def ham_arrays(ham_dir: Path, image_ids: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Real HAM10000 photos as HxWx3 uint8 arrays, by image id (what the quality measures take)."""
-    out = {}
-    for image_id in image_ids:
-        with Image.open(ham_dir / "images" / f"{image_id}.jpg") as im:
-            out[image_id] = np.asarray(im.convert("RGB"))
-    return out
+    return {image_id: ham_photo(ham_dir, image_id) for image_id in image_ids}
 
 
 def soft_edged(skin: np.ndarray, painted: np.ndarray, region: np.ndarray, sigma: float = 4.0) -> np.ndarray:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from core_helpers import soft_edged
+from core_helpers import ham_expert_mask, ham_photo, soft_edged
 from PIL import Image
 
 from dermchat.morphology import Morphology, check_consistency, compare, describe
@@ -29,16 +29,6 @@ from dermchat.vocabulary import get_vocabulary
 
 REQUIRED = {"asymmetry", "border", "colours", "blue_white_veil", "diameter_px", "tds", "mask_area_share"}
 SKIN = (208, 162, 172)
-
-
-def _photo(ham_dir: Path, image_id: str) -> np.ndarray:
-    with Image.open(ham_dir / "images" / f"{image_id}.jpg") as im:
-        return np.asarray(im.convert("RGB"))
-
-
-def _expert(ham_dir: Path, image_id: str) -> np.ndarray:
-    with Image.open(ham_dir / "masks" / f"{image_id}.png") as im:
-        return np.asarray(im.convert("L")) > 127
 
 
 def _drawn(paint: dict[str, tuple[int, int, int]], size: tuple[int, int] = (200, 150)) -> Image.Image:
@@ -130,8 +120,8 @@ def test_estimated_and_expert_masks_give_agreeing_descriptors(ham_dir: Path, val
 
     pairs = []
     for image_id, _dx in val_lesions[:40]:
-        rgb = _photo(ham_dir, image_id)
-        pairs.append((describe(rgb, _expert(ham_dir, image_id)), describe(rgb, lesion_outline(rgb))))
+        rgb = ham_photo(ham_dir, image_id)
+        pairs.append((describe(rgb, ham_expert_mask(ham_dir, image_id)), describe(rgb, lesion_outline(rgb))))
     within = np.mean([abs(b.mask_area_share / a.mask_area_share - 1) <= 0.15 for a, b in pairs])
     assert within >= 0.5
     assert spearman([a.tds for a, _ in pairs], [b.tds for _, b in pairs]) >= 0.5
@@ -144,7 +134,7 @@ def test_tds_alone_separates_melanoma_from_nevus(ham_dir: Path, val_lesions: lis
     small changes of the descriptors, which is sampling noise, not a change of how well the TDS separates them."""
     mel = [i for i, dx in val_lesions if dx == "mel"]
     nv = [i for i, dx in val_lesions if dx == "nv"]
-    scores = {i: describe(_photo(ham_dir, i), _expert(ham_dir, i)).tds for i in mel + nv}
+    scores = {i: describe(ham_photo(ham_dir, i), ham_expert_mask(ham_dir, i)).tds for i in mel + nv}
     assert auc([scores[i] for i in mel], [scores[i] for i in nv]) >= 0.7
 
 
@@ -155,7 +145,7 @@ def test_compare_says_no_clear_change_for_the_same_spot_turned_resized_or_relit(
 ) -> None:
     transform = INVARIANT[name]
     for image_id, _dx in val_lesions[:6]:
-        rgb = _photo(ham_dir, image_id)
+        rgb = ham_photo(ham_dir, image_id)
         mask = lesion_outline(rgb)
         before = describe(rgb, mask)
         result = compare_descriptors(before, describe(transform(rgb, mask)))
@@ -165,7 +155,7 @@ def test_compare_says_no_clear_change_for_the_same_spot_turned_resized_or_relit(
 
 def test_compare_sees_growth_and_a_new_dark_brown_patch(ham_dir: Path, val_lesions: list) -> None:
     for image_id, _dx in val_lesions[:6]:
-        rgb = _photo(ham_dir, image_id)
+        rgb = ham_photo(ham_dir, image_id)
         mask = lesion_outline(rgb)
         grown = compare(rgb, grow(rgb, mask))
         assert grown.grew and grown.red_flag and "bigger" in grown.summary, (image_id, grown.area_change)
@@ -175,7 +165,7 @@ def test_compare_sees_growth_and_a_new_dark_brown_patch(ham_dir: Path, val_lesio
 
 
 def test_compare_warns_when_the_lighting_visibly_differs(ham_dir: Path, val_lesions: list) -> None:
-    rgb = _photo(ham_dir, val_lesions[0][0])
+    rgb = ham_photo(ham_dir, val_lesions[0][0])
     result = compare(rgb, INVARIANT["relit"](rgb, lesion_outline(rgb)))
     assert any("lighting" in w.lower() for w in result.warnings)
     assert not compare(rgb, rgb).warnings

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from core_helpers import ham_expert_mask, ham_photo
 from PIL import Image
 
 from dermchat.morphology import describe
@@ -15,16 +16,6 @@ from dermchat.morphology import segmenter as seg
 from dermchat.morphology.bench import validation_lesions
 from dermchat.morphology.outline import classical_outline, lesion_outline
 from dermchat.quality.bench import iou
-
-
-def _photo(ham_dir: Path, image_id: str) -> np.ndarray:
-    with Image.open(ham_dir / "images" / f"{image_id}.jpg") as im:
-        return np.asarray(im.convert("RGB"))
-
-
-def _expert(ham_dir: Path, image_id: str) -> np.ndarray:
-    with Image.open(ham_dir / "masks" / f"{image_id}.png") as im:
-        return np.asarray(im.convert("L")) > 127
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +38,7 @@ def test_learned_outline_follows_the_expert_mask_better_than_the_classical_one(
 ) -> None:
     learned, classical = [], []
     for image_id in held_out:
-        rgb, truth = _photo(ham_dir, image_id), _expert(ham_dir, image_id)
+        rgb, truth = ham_photo(ham_dir, image_id), ham_expert_mask(ham_dir, image_id)
         learned.append(iou(truth, lesion_outline(rgb, "learned")))
         classical.append(iou(truth, classical_outline(rgb)))
     assert np.median(learned) >= 0.85
@@ -57,7 +48,7 @@ def test_learned_outline_follows_the_expert_mask_better_than_the_classical_one(
 def test_portrait_and_resized_photos_get_the_same_outline(ham_dir: Path, held_out: list[str]) -> None:
     """Portrait photos are transposed for the landscape network and the mask transposed back; a larger photo is
     measured at the network's size and the probability map scaled up, so both outlines match the original's."""
-    rgb = _photo(ham_dir, held_out[0])
+    rgb = ham_photo(ham_dir, held_out[0])
     mask = lesion_outline(rgb, "learned")
     portrait = lesion_outline(np.ascontiguousarray(np.rot90(rgb)), "learned")
     assert portrait.shape == (rgb.shape[1], rgb.shape[0])
@@ -82,7 +73,7 @@ def test_without_weights_auto_falls_back_to_classical_and_learned_says_why(
     monkeypatch.setattr(seg, "WEIGHTS_DIR", tmp_path)
     monkeypatch.setattr(seg, "_default", None)
     monkeypatch.setattr(seg, "_failed", False)
-    rgb = _photo(ham_dir, held_out[0])
+    rgb = ham_photo(ham_dir, held_out[0])
     assert np.array_equal(lesion_outline(rgb), classical_outline(rgb))
     with pytest.raises(RuntimeError, match="could not be loaded"):
         lesion_outline(rgb, "learned")
