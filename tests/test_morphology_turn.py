@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from core_helpers import fake_app, soft_edged
 from PIL import Image
 
@@ -132,3 +133,17 @@ def test_bench_morphology_runs_on_a_few_lesions(ham_dir: Path) -> None:
     assert figures["mask_agreement"]["n"] == 6 and "spearman_border" in figures["mask_agreement"]
     assert set(figures["compare"]["no_clear_change"]) == {"rotated_90", "rescaled_0.9", "rescaled_1.1", "relit"}
     assert figures["timing"]["describe_ms_median"] > 0
+
+
+def test_without_outline_weights_the_describer_says_why_and_the_turn_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dermchat.morphology import segmenter
+
+    monkeypatch.setattr(segmenter, "WEIGHTS_DIR", tmp_path / "no-weights")
+    monkeypatch.setattr(segmenter, "_default", None)
+    monkeypatch.setattr(segmenter, "_failed", False)
+    result = _app(tmp_path).run_turn_sync(TurnRequest(image=_spot(tmp_path / "calm.png", (BROWN, BROWN))))
+    assert result.status == "ok" and result.morphology is None and result.diagnosis is not None
+    [error] = [e for e in result.errors if e.step == "morphology"]
+    assert error.provider_id == "classic-morphology" and "option outline to 'classical'" in error.message
