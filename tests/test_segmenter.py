@@ -96,3 +96,18 @@ def test_train_segmenter_runs_end_to_end_and_resumes(ham_dir: Path, tmp_path: Pa
     prob = seg.LesionSegmenter(out).probability(np.zeros((150, 200, 3), np.uint8))
     assert prob.shape == (150, 200) and 0 <= prob.min() <= prob.max() <= 1
     assert main([*common, "--epochs", "2", "--resume", "--lr", "0.1"]) == 2  # a different experiment is refused
+
+
+@pytest.mark.parametrize("method", ["learned", "classical"])
+def test_a_phone_size_photo_gets_the_same_descriptors_as_its_thumbnail(
+    ham_dir: Path, held_out: list[str], method: str
+) -> None:
+    """The outline is drawn at a working size and scaled back, so 12 megapixels measure like 200x150 (they
+    used to be outlined pixel by pixel: over a minute for the classical outline)."""
+    rgb = ham_photo(ham_dir, held_out[1])
+    big = np.asarray(Image.fromarray(rgb).resize((4000, 3000), Image.Resampling.BICUBIC))
+    small, large = describe(rgb, outline=method), describe(big, outline=method)
+    assert large.frame_size == (4000, 3000) and large.lesion_found
+    assert abs(large.mask_area_share - small.mask_area_share) <= 0.03
+    assert large.diameter_px == pytest.approx(20 * small.diameter_px, rel=0.08)
+    assert set(large.colours) == set(small.colours)
