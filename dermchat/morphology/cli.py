@@ -49,16 +49,19 @@ def describe_main(argv: list[str]) -> int:
     parser.add_argument("image")
     parser.add_argument("--mask", help="lesion mask (white = lesion, same size as the photo); default: estimated")
     parser.add_argument("--mm-per-px", type=float, help="scale of the photo, adds the diameter in mm")
+    _outline_option(parser)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.mm_per_px is not None and args.mm_per_px <= 0:
         return fail("--mm-per-px must be a positive number of millimetres per pixel")
     try:
-        result = describe(_decode(args.image), _mask(args.mask), mm_per_px=args.mm_per_px).as_dict()
-    except (ImageInputError, ValueError) as exc:
+        result = describe(_decode(args.image), _mask(args.mask), mm_per_px=args.mm_per_px, outline=args.outline)
+    except (ImageInputError, ValueError, RuntimeError) as exc:
         return fail(exc)
     return emit(
-        result, args.json, lambda d: print(f"{describe_for_patient(d)} {MORPHOLOGY_CAVEAT}\n\n{morphology_table(d)}")
+        result.as_dict(),
+        args.json,
+        lambda d: print(f"{describe_for_patient(d)} {MORPHOLOGY_CAVEAT}\n\n{morphology_table(d)}"),
     )
 
 
@@ -72,10 +75,22 @@ def compare_main(argv: list[str]) -> int:
     )
     parser.add_argument("earlier")
     parser.add_argument("later")
+    _outline_option(parser)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     try:
-        result = compare(_decode(args.earlier), _decode(args.later)).as_dict()
-    except (ImageInputError, ValueError) as exc:
+        result = compare(_decode(args.earlier), _decode(args.later), outline=args.outline).as_dict()
+    except (ImageInputError, ValueError, RuntimeError) as exc:
         return fail(exc)
     return emit(result, args.json, lambda d: print(render_comparison(d, "clinician")))
+
+
+def _outline_option(parser: argparse.ArgumentParser) -> None:
+    from dermchat.morphology.outline import OUTLINE_METHODS
+
+    parser.add_argument(
+        "--outline",
+        choices=OUTLINE_METHODS,
+        default="auto",
+        help="lesion outline when no --mask is given: the learned U-Net (auto: if its weights load) or classical",
+    )

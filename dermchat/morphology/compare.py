@@ -88,9 +88,10 @@ def then_vs_now(earlier: Morphology, later: Morphology) -> dict[str, list[Any]]:
     return {key: [getattr(earlier, key), getattr(later, key)] for key in keys}
 
 
-def compare(earlier: Image.Image | np.ndarray, later: Image.Image | np.ndarray) -> Comparison:
-    """Describe both photos (masks estimated) and compare them; raises ``ValueError`` for unusable input."""
-    return compare_descriptors(describe(earlier), describe(later))
+def compare(earlier: Image.Image | np.ndarray, later: Image.Image | np.ndarray, outline: str = "auto") -> Comparison:
+    """Describe both photos (masks estimated with ``outline``) and compare them; raises ``ValueError`` for
+    unusable input."""
+    return compare_descriptors(describe(earlier, outline=outline), describe(later, outline=outline))
 
 
 def compare_descriptors(earlier: Morphology, later: Morphology) -> Comparison:
