@@ -122,6 +122,8 @@ def test_describe_and_compare_commands_print_json(ham_image: Path, tmp_path: Pat
     for args in (("describe", str(bad)), ("compare", str(ham_image), str(tmp_path / "missing.jpg"))):
         proc = _cli(*args)
         assert proc.returncode == 2 and proc.stderr.startswith("error:"), proc.stderr
+    classical = json.loads(_cli("describe", str(ham_image), "--outline", "classical", "--json").stdout)
+    assert set(classical) == set(d) and classical["mask_area_share"] != d["mask_area_share"]  # another outline
 
 
 def test_bench_morphology_runs_on_a_few_lesions(ham_dir: Path) -> None:
@@ -131,6 +133,7 @@ def test_bench_morphology_runs_on_a_few_lesions(ham_dir: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     figures = json.loads(proc.stdout)
     assert figures["mask_agreement"]["n"] == 6 and "spearman_border" in figures["mask_agreement"]
+    assert figures["outline"].startswith("learned")
     assert set(figures["compare"]["no_clear_change"]) == {"rotated_90", "rescaled_0.9", "rescaled_1.1", "relit"}
     assert figures["timing"]["describe_ms_median"] > 0
 
