@@ -166,9 +166,11 @@ def test_train_command_reports_a_bad_data_folder(tmp_path: Path, capsys: pytest.
     assert "metadata.csv is missing" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("backbone", ["dermnet", "efficientnet-lite0"])
 def test_warm_start_continues_from_a_finished_run_on_the_same_split(
-    ham_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ham_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], backbone: str
 ) -> None:
+    """Both backbones (the Lite0 one was refused as "an ensemble" until this test covered it)."""
     import torch
 
     from dermchat.classifier.model import load_model
@@ -189,7 +191,7 @@ def test_warm_start_continues_from_a_finished_run_on_the_same_split(
         "1",
         "--no-calibrate",
         "--backbone",
-        "dermnet",
+        backbone,
     ]
     first, second = tmp_path / "first", tmp_path / "second"
     assert main([*tiny, "--out", str(first)]) == 0

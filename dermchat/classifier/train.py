@@ -209,7 +209,7 @@ def lr_factor(progress: float, warmup: float = 0.03) -> float:
 
 def warm_start(folder: Path, split: dict[str, list[str]], log: TrainLog) -> Any:
     """The single network saved in `folder`, in training mode, after checking it shares `split`."""
-    from dermchat.classifier.model import DermNet, load_model
+    from dermchat.classifier.model import Ensemble, load_model
 
     model_path, split_path = folder / MODEL_FILE, folder / SPLIT_FILE
     if not model_path.is_file() or not split_path.is_file():
@@ -220,7 +220,7 @@ def warm_start(folder: Path, split: dict[str, list[str]], log: TrainLog) -> Any:
             "(and --limit), or its weights will have seen this run's held-out lesions"
         )
     model, extra = load_model(model_path)
-    if not isinstance(model, DermNet):
+    if isinstance(model, Ensemble):
         raise DataError(f"--init-from {folder} holds an ensemble; start from one member's folder")
     log(f"warm start from {model_path} (its epoch {extra.get('epoch', '?')})")
     return model.train()
