@@ -13,13 +13,14 @@ classical outline.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from dermchat.morphology.outline import MIN_PIXELS
 
 log = logging.getLogger(__name__)
 
@@ -31,19 +32,9 @@ INPUT_SIZE = (128, 96)
 THRESHOLD = 0.5
 """Lesion probability above which a pixel is lesion (after the map is scaled back to the photo's size)."""
 
-MIN_PIXELS = 12
-
-
-def to_input(rgb: np.ndarray) -> np.ndarray:
-    """HxWx3 uint8 -> 1x3xhxw float32 at ``INPUT_SIZE``, pixels scaled to [-1, 1] (landscape photos only)."""
-    import cv2
-
-    small = cv2.resize(rgb, INPUT_SIZE, interpolation=cv2.INTER_AREA)
-    return ((small.astype(np.float32) - 127.5) / 127.5).transpose(2, 0, 1)[None]
-
 
 def scale_pixels(batch: Any) -> Any:
-    """uint8 N x H x W x 3 tensor -> float N x 3 x H x W in [-1, 1]: the training side of :func:`to_input`."""
+    """uint8 N x H x W x 3 tensor -> float N x 3 x H x W in [-1, 1], what the network reads (training and use)."""
     return (batch.permute(0, 3, 1, 2).float() - 127.5) / 127.5
 
 
@@ -88,8 +79,9 @@ class LesionSegmenter:
         self.load()
         portrait = rgb.shape[0] > rgb.shape[1]
         landscape = np.ascontiguousarray(rgb.transpose(1, 0, 2)) if portrait else rgb
+        small = cv2.resize(landscape, INPUT_SIZE, interpolation=cv2.INTER_AREA)
         with torch.inference_mode():
-            logits = self._net(torch.from_numpy(to_input(landscape)))
+            logits = self._net(scale_pixels(torch.from_numpy(small[None])))
         prob = torch.sigmoid(logits)[0, 0].numpy()
         h, w = landscape.shape[:2]
         prob = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -138,9 +130,3 @@ def default_segmenter() -> LesionSegmenter | None:
                 log.exception("the lesion segmenter could not be loaded: using the classical outline")
             _failed = _default is None
     return _default
-
-
-def model_card_figures(folder: Path = WEIGHTS_DIR) -> dict[str, Any]:
-    """The training summary saved beside the weights (empty when absent)."""
-    path = folder / "training_summary.json"
-    return dict(json.loads(path.read_text())) if path.is_file() else {}

@@ -28,17 +28,15 @@ import numpy as np
 from dermchat.classifier.data import DataError, default_data_dir, load_pixels, read_split
 from dermchat.classifier.train import Checkpoint, TrainLog, lr_factor, resumable_args
 from dermchat.cli_output import fail
-from dermchat.morphology.segmenter import INPUT_SIZE, MODEL_FILE, WEIGHTS_DIR, scale_pixels
-
-SHIPPED_SPLIT = WEIGHTS_DIR.parent / "ham_cnn" / "split.json"
-AREA_TOLERANCE = 0.15
+from dermchat.morphology.bench import AREA_TOLERANCE, SPLIT_FILE
+from dermchat.morphology.segmenter import INPUT_SIZE, MODEL_FILE, scale_pixels
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dermchat train-segmenter", description=__doc__.split("\n")[0])
     p.add_argument("--data", help="HAM-layout folder with images/ and masks/ (default: DERMCHAT_DATA_DIR or ../shared)")
     p.add_argument("--out", required=True, help="run folder (weights, log, summary, checkpoint)")
-    p.add_argument("--split", default=str(SHIPPED_SPLIT), help="lesion split JSON (default: the shipped classifier's)")
+    p.add_argument("--split", default=str(SPLIT_FILE), help="lesion split JSON (default: the shipped classifier's)")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
