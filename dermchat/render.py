@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from dermchat.morphology.describe import stolz_asymmetry
+from dermchat.morphology.describe import (
+    STOLZ_CUTOFFS,
+    STOLZ_WEIGHTS,
+    TDS_CUTOFF,
+    TDS_OFFSET,
+    TDS_WEIGHTS,
+    formula,
+    stolz_asymmetry,
+)
 from dermchat.references.gallery import build_gallery
 from dermchat.results import (
     Audience,
@@ -288,12 +296,12 @@ def morphology_table(d: dict[str, Any]) -> str:
         (
             "TDS-style score",
             f"{d['tds']:.2f} ({d.get('tds_band') or '—'})",
-            "0.38+0.37A+0.57B+0.12C+0.50D (re-fitted); >4.6 highly suspicious",
+            f"{formula(TDS_WEIGHTS, TDS_OFFSET, '.2f')} (re-fitted); >{TDS_CUTOFF:g} highly suspicious",
         ),
         (
             "Stolz TDS",
             f"{d.get('tds_stolz', 0):.2f} ({d.get('tds_stolz_band') or '—'})",
-            "1.3A+0.1B+0.5C+0.5D; >5.45 highly suspicious",
+            f"{formula(STOLZ_WEIGHTS, 0.0, 'g')}; >{STOLZ_CUTOFFS[1]:g} highly suspicious",
         ),
     ]
     lines = [

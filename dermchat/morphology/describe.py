@@ -145,14 +145,20 @@ class Morphology:
         out["tds_band"] = self.tds_band if self.lesion_found else None
         out["tds_stolz_band"] = self.tds_stolz_band if self.lesion_found else None
         out["border_scale"] = "abruptness of the edge summed over 8 segments, 0-8"
-        out["tds_formula"] = TDS_FORMULA
-        out["tds_stolz_formula"] = "1.3*A + 0.1*B + 0.5*C + 0.5*D (Stolz 1994; A: asymmetry_index)"
+        out["tds_formula"] = (
+            formula(TDS_WEIGHTS, TDS_OFFSET, ".2f", " + ", "*")
+            + " (weights re-fitted on HAM10000 training lesions; A: asymmetry_index)"
+        )
+        out["tds_stolz_formula"] = formula(STOLZ_WEIGHTS, 0.0, "g", " + ", "*") + " (Stolz 1994; A: asymmetry_index)"
         return out
 
 
-TDS_FORMULA = (
-    "0.38 + 0.37*A + 0.57*B + 0.12*C + 0.50*D (weights re-fitted on HAM10000 training lesions; A: asymmetry_index)"
-)
+def formula(weights: dict[str, float], offset: float, number: str, plus: str = "+", times: str = "") -> str:
+    """A TDS formula written from its weights, e.g. ``0.38+0.37A+...`` (so no copy of the numbers can drift)."""
+    terms = ([format(offset, number)] if offset else []) + [
+        f"{format(w, number)}{times}{k}" for k, w in weights.items()
+    ]
+    return plus.join(terms)
 
 
 def stolz_asymmetry(descriptors: Mapping[str, Any]) -> int:
