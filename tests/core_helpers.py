@@ -57,3 +57,13 @@ def soft_edged(skin: np.ndarray, painted: np.ndarray, region: np.ndarray, sigma:
 
     alpha = cv2.GaussianBlur(region.astype(np.float32), (0, 0), sigma)[..., None]
     return np.asarray(skin * (1 - alpha) + painted * alpha)
+
+
+def without_segmenter_weights(monkeypatch: Any, folder: Path) -> None:
+    """Point the shipped lesion segmenter at ``folder`` (no weights there) and forget the loaded one; pytest's
+    ``monkeypatch`` restores both after the test."""
+    from dermchat.morphology import segmenter
+
+    monkeypatch.setattr(segmenter, "WEIGHTS_DIR", folder)
+    monkeypatch.setattr(segmenter, "_default", None)
+    monkeypatch.setattr(segmenter, "_failed", False)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from core_helpers import fake_app, soft_edged
+from core_helpers import fake_app, soft_edged, without_segmenter_weights
 from PIL import Image
 
 import plugins.morphology as morphology_plugin
@@ -141,11 +141,7 @@ def test_bench_morphology_runs_on_a_few_lesions(ham_dir: Path) -> None:
 def test_without_outline_weights_the_describer_says_why_and_the_turn_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dermchat.morphology import segmenter
-
-    monkeypatch.setattr(segmenter, "WEIGHTS_DIR", tmp_path / "no-weights")
-    monkeypatch.setattr(segmenter, "_default", None)
-    monkeypatch.setattr(segmenter, "_failed", False)
+    without_segmenter_weights(monkeypatch, tmp_path / "no-weights")
     result = _app(tmp_path).run_turn_sync(TurnRequest(image=_spot(tmp_path / "calm.png", (BROWN, BROWN))))
     assert result.status == "ok" and result.morphology is None and result.diagnosis is not None
     [error] = [e for e in result.errors if e.step == "morphology"]

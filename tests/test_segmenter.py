@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from core_helpers import ham_expert_mask, ham_photo
+from core_helpers import ham_expert_mask, ham_photo, without_segmenter_weights
 from PIL import Image
 
 from dermchat.morphology import describe
@@ -70,9 +70,7 @@ def test_plain_skin_gives_no_spot() -> None:
 def test_without_weights_auto_falls_back_to_classical_and_learned_says_why(
     ham_dir: Path, held_out: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(seg, "WEIGHTS_DIR", tmp_path)
-    monkeypatch.setattr(seg, "_default", None)
-    monkeypatch.setattr(seg, "_failed", False)
+    without_segmenter_weights(monkeypatch, tmp_path)
     rgb = ham_photo(ham_dir, held_out[0])
     assert np.array_equal(lesion_outline(rgb), classical_outline(rgb))
     with pytest.raises(RuntimeError, match="could not be loaded"):
