@@ -67,3 +67,13 @@ def without_segmenter_weights(monkeypatch: Any, folder: Path) -> None:
     monkeypatch.setattr(segmenter, "WEIGHTS_DIR", folder)
     monkeypatch.setattr(segmenter, "_default", None)
     monkeypatch.setattr(segmenter, "_failed", False)
+
+
+def tiny_training_args(
+    ham_dir: Path, *, limit: int = 64, max_batches: int = 1, batch_size: int = 16, epochs: int | None = 1
+) -> list[str]:
+    """``train-classifier`` arguments for a run of a few batches on a small subset, on one thread (``epochs=None``
+    leaves ``--epochs`` to the caller)."""
+    args = ["--data", str(ham_dir), "--limit", str(limit), "--max-batches", str(max_batches)]
+    args += ["--batch-size", str(batch_size), "--threads", "1"]
+    return args + (["--epochs", str(epochs)] if epochs is not None else [])

@@ -6,36 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from core_helpers import tiny_training_args
 
 
 def _train(ham_dir: Path, out: Path, seed: int, lr: str, split_seed: int | None = None) -> Path:
     from dermchat.classifier.train import main
 
     extra = ["--split-seed", str(split_seed)] if split_seed is not None else []
-    rc = main(
-        [
-            "--data",
-            str(ham_dir),
-            "--out",
-            str(out),
-            "--limit",
-            "64",
-            "--epochs",
-            "1",
-            "--max-batches",
-            "2",
-            "--batch-size",
-            "16",
-            "--threads",
-            "1",
-            "--seed",
-            str(seed),
-            "--lr",
-            lr,
-            "--no-calibrate",
-            *extra,
-        ]
-    )
+    tiny = tiny_training_args(ham_dir, max_batches=2)
+    rc = main([*tiny, "--out", str(out), "--seed", str(seed), "--lr", lr, "--no-calibrate", *extra])
     assert rc == 0
     return out
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from core_helpers import tiny_training_args
 
 from dermchat.classifier.data import DataError, read_metadata, split_by_lesion
 
@@ -65,24 +66,7 @@ def test_train_command_fine_tunes_the_imagenet_backbone_end_to_end_on_a_tiny_sub
     from dermchat.classifier.train import main
 
     out = tmp_path / "weights"
-    rc = main(
-        [
-            "--data",
-            str(ham_dir),
-            "--out",
-            str(out),
-            "--limit",
-            "64",
-            "--epochs",
-            "1",
-            "--max-batches",
-            "2",
-            "--batch-size",
-            "16",
-            "--threads",
-            "1",
-        ]
-    )
+    rc = main([*tiny_training_args(ham_dir, max_batches=2), "--out", str(out)])
     assert rc == 0
     model, _ = load_model(out / "model.pt")
     assert model.config.backbone == "efficientnet-lite0" and model.config.input_size == (200, 150)
@@ -119,21 +103,8 @@ def test_an_interrupted_run_resumes_where_it_stopped_and_ends_like_an_uninterrup
     from dermchat.classifier.model import load_model
     from dermchat.classifier.train import main
 
-    tiny = [
-        "--data",
-        str(ham_dir),
-        "--limit",
-        "48",
-        "--max-batches",
-        "2",
-        "--batch-size",
-        "8",
-        "--threads",
-        "1",
-        "--no-calibrate",
-        "--seed",
-        "2",
-    ]
+    tiny = [*tiny_training_args(ham_dir, limit=48, max_batches=2, batch_size=8, epochs=None), "--no-calibrate"]
+    tiny += ["--seed", "2"]
     straight, split_run = tmp_path / "straight", tmp_path / "resumed"
     assert main([*tiny, "--out", str(straight), "--epochs", "2"]) == 0
     # the same run stopped after its first epoch (as a kill would), then resumed for the second
@@ -176,23 +147,7 @@ def test_warm_start_continues_from_a_finished_run_on_the_same_split(
     from dermchat.classifier.model import load_model
     from dermchat.classifier.train import main
 
-    tiny = [
-        "--data",
-        str(ham_dir),
-        "--limit",
-        "64",
-        "--epochs",
-        "1",
-        "--max-batches",
-        "1",
-        "--batch-size",
-        "16",
-        "--threads",
-        "1",
-        "--no-calibrate",
-        "--backbone",
-        backbone,
-    ]
+    tiny = [*tiny_training_args(ham_dir), "--no-calibrate", "--backbone", backbone]
     first, second = tmp_path / "first", tmp_path / "second"
     assert main([*tiny, "--out", str(first)]) == 0
     assert (
@@ -234,22 +189,7 @@ def test_a_finished_network_fine_tunes_at_a_larger_input_size(ham_dir: Path, tmp
     from dermchat.classifier.predictor import Predictor
     from dermchat.classifier.train import main
 
-    tiny = [
-        "--data",
-        str(ham_dir),
-        "--limit",
-        "64",
-        "--epochs",
-        "1",
-        "--max-batches",
-        "1",
-        "--batch-size",
-        "16",
-        "--threads",
-        "1",
-        "--backbone",
-        "dermnet",
-    ]
+    tiny = [*tiny_training_args(ham_dir), "--backbone", "dermnet"]
     first, second = tmp_path / "first", tmp_path / "second"
     assert main([*tiny, "--out", str(first), "--no-calibrate"]) == 0
     assert main([*tiny, "--out", str(second), "--init-from", str(first), "--input-size", "160x120"]) == 0
@@ -279,25 +219,7 @@ def test_mixup_blends_pairs_and_changes_what_is_learnt(ham_dir: Path, tmp_path: 
     from dermchat.classifier.model import load_model
     from dermchat.classifier.train import main
 
-    tiny = [
-        "--data",
-        str(ham_dir),
-        "--limit",
-        "64",
-        "--epochs",
-        "1",
-        "--max-batches",
-        "2",
-        "--batch-size",
-        "16",
-        "--threads",
-        "1",
-        "--no-calibrate",
-        "--seed",
-        "0",
-        "--backbone",
-        "dermnet",
-    ]
+    tiny = [*tiny_training_args(ham_dir, max_batches=2), "--no-calibrate", "--seed", "0", "--backbone", "dermnet"]
     assert main([*tiny, "--out", str(tmp_path / "plain")]) == 0
     assert main([*tiny, "--out", str(tmp_path / "again")]) == 0
     assert main([*tiny, "--out", str(tmp_path / "mixed"), "--mixup", "0.4"]) == 0
