@@ -85,9 +85,48 @@ def build_tokenizer(image_text: str = "<start_of_image>", image_tokens: dict[str
     return fast
 
 
+TINY_VISION: dict[str, Any] = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "image_size": 32,
+    "patch_size": 8,
+}
+"""A 32x32-pixel vision tower of 16 patches: small enough for CPU tests, real enough for ``from_pretrained``."""
+
+
+def tiny_text_options(tokenizer: Any) -> dict[str, Any]:
+    """Config options of a two-layer text decoder over ``tokenizer`` (special token ids included)."""
+    ids = tokenizer.convert_tokens_to_ids
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "max_position_embeddings": 4096,
+        "pad_token_id": ids("<pad>"),
+        "eos_token_id": ids("<eos>"),
+        "bos_token_id": ids("<bos>"),
+    }
+
+
+def seeded_model(model_class: Any, config: Any, tokenizer: Any) -> Any:
+    """``model_class(config)`` with seed-0 random weights, in eval mode, generating until the tokenizer's <eos>."""
+    import torch
+
+    ids = tokenizer.convert_tokens_to_ids
+    torch.manual_seed(0)
+    model = model_class(config).eval()
+    model.generation_config.eos_token_id = ids("<eos>")
+    model.generation_config.pad_token_id = ids("<pad>")
+    return model
+
+
 def build_tiny_gemma3(path: Path) -> Path:
     """A random ``Gemma3ForConditionalGeneration`` (MedGemma's architecture) with processor and chat template."""
-    import torch
     from transformers import (
         Gemma3Config,
         Gemma3ForConditionalGeneration,
@@ -99,29 +138,8 @@ def build_tiny_gemma3(path: Path) -> Path:
 
     tokenizer = build_tokenizer("<start_of_image>")
     ids = tokenizer.convert_tokens_to_ids
-    text = Gemma3TextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=16,
-        query_pre_attn_scalar=16,
-        sliding_window=64,
-        max_position_embeddings=4096,
-        pad_token_id=ids("<pad>"),
-        eos_token_id=ids("<eos>"),
-        bos_token_id=ids("<bos>"),
-    )
-    vision = SiglipVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-    )
+    text = Gemma3TextConfig(**tiny_text_options(tokenizer), head_dim=16, query_pre_attn_scalar=16, sliding_window=64)
+    vision = SiglipVisionConfig(**TINY_VISION)
     config = Gemma3Config(
         text_config=text,
         vision_config=vision,
@@ -130,10 +148,7 @@ def build_tiny_gemma3(path: Path) -> Path:
         eoi_token_index=ids("<end_of_image>"),
         image_token_index=ids("<image_soft_token>"),
     )
-    torch.manual_seed(0)
-    model = Gemma3ForConditionalGeneration(config).eval()
-    model.generation_config.eos_token_id = ids("<eos>")
-    model.generation_config.pad_token_id = ids("<pad>")
+    model = seeded_model(Gemma3ForConditionalGeneration, config, tokenizer)
     image_processor = Gemma3ImageProcessorPil(size={"height": 32, "width": 32})
     processor = Gemma3Processor(
         image_processor=image_processor,
@@ -148,33 +163,13 @@ def build_tiny_gemma3(path: Path) -> Path:
 
 def build_tiny_llava(path: Path) -> Path:
     """A random ``LlavaForConditionalGeneration`` (CLIP tower + Llama) with processor and chat template."""
-    import torch
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
     from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 
     tokenizer = build_tokenizer("<image>", LLAVA_IMAGE_TOKENS)
     ids = tokenizer.convert_tokens_to_ids
-    text = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=4096,
-        pad_token_id=ids("<pad>"),
-        eos_token_id=ids("<eos>"),
-        bos_token_id=ids("<bos>"),
-    )
-    vision = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-        projection_dim=32,
-    )
+    text = LlamaConfig(**tiny_text_options(tokenizer))
+    vision = CLIPVisionConfig(**TINY_VISION, projection_dim=32)
     config = LlavaConfig(
         vision_config=vision,
         text_config=text,
@@ -182,10 +177,7 @@ def build_tiny_llava(path: Path) -> Path:
         vision_feature_layer=-1,
         vision_feature_select_strategy="default",
     )
-    torch.manual_seed(0)
-    model = LlavaForConditionalGeneration(config).eval()
-    model.generation_config.eos_token_id = ids("<eos>")
-    model.generation_config.pad_token_id = ids("<pad>")
+    model = seeded_model(LlavaForConditionalGeneration, config, tokenizer)
     image_processor = LlavaImageProcessorPil(size={"height": 32, "width": 32}, crop_size={"height": 32, "width": 32})
     processor = LlavaProcessor(
         image_processor=image_processor,
@@ -203,27 +195,11 @@ def build_tiny_llava(path: Path) -> Path:
 
 def build_tiny_llama(path: Path) -> Path:
     """A random ``LlamaForCausalLM`` text-generation model with tokenizer and chat template."""
-    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = build_tokenizer(image_tokens={})
-    ids = tokenizer.convert_tokens_to_ids
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=4096,
-        pad_token_id=ids("<pad>"),
-        eos_token_id=ids("<eos>"),
-        bos_token_id=ids("<bos>"),
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config).eval()
-    model.generation_config.eos_token_id = ids("<eos>")
-    model.generation_config.pad_token_id = ids("<pad>")
+    config = LlamaConfig(**tiny_text_options(tokenizer))
+    model = seeded_model(LlamaForCausalLM, config, tokenizer)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
