@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 from collections.abc import Iterator
 
 import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+"""The browser the UI tests drive (through Playwright); they skip when it is missing."""
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+"""Headless and offline: no GPU, no background fetches, nothing the sandbox of a CI machine refuses."""
 
 
 def free_port() -> int:

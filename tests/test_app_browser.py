@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
-from app_fixtures import live_app  # noqa: F401 - fixture
+from app_fixtures import CHROMIUM, CHROMIUM_ARGS, live_app  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.browser
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parent.parent
 # The README's screenshot is refreshed only on request, so a test run leaves the checkout clean.
 SCREENSHOT = REPO / ("docs" if os.environ.get("DERMCHAT_UPDATE_SCREENSHOT") else "tests/artifacts") / "screenshot.png"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +23,11 @@ def page(live_app):
     url, _ = live_app
     with playwright_api.sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
         context = pw.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, args=ARGS, headless=True, viewport={"width": 1400, "height": 1100}
+            profile,
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1400, "height": 1100},
         )
         page = context.new_page()
         page.goto(url, wait_until="load")

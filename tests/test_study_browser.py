@@ -7,7 +7,6 @@ source are logged.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -16,23 +15,13 @@ from typing import Any
 
 import gradio as gr
 import pytest
+from app_fixtures import CHROMIUM, CHROMIUM_ARGS
 from study_fixtures import BETWEEN, load, make_app
 
 from dermchat.study.store import StudyStore
 from dermchat_ui.study import build_study_tab
 
 pytestmark = pytest.mark.browser
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SID = "reference_images_within"
 
 
@@ -72,7 +61,11 @@ def test_study_url_parameter_consent_case_and_clicks(live: tuple[str, StudyStore
     url, store = live
     with sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
         context = pw.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, args=ARGS, headless=True, viewport={"width": 1300, "height": 1400}
+            profile,
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1300, "height": 1400},
         )
         page: Any = context.new_page()
         page.goto(f"{url}?study={SID}", wait_until="load")
@@ -132,7 +125,11 @@ def test_study_mode_offers_only_the_study(tmp_path: Path, ham_dir: Path, monkeyp
     try:
         with sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
             context = pw.chromium.launch_persistent_context(
-                profile, executable_path=CHROMIUM, args=ARGS, headless=True, viewport={"width": 390, "height": 844}
+                profile,
+                executable_path=CHROMIUM,
+                args=CHROMIUM_ARGS,
+                headless=True,
+                viewport={"width": 390, "height": 844},
             )
             page: Any = context.new_page()
             page.goto(f"{url}?study=citations_between", wait_until="load")
