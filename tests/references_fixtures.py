@@ -118,3 +118,19 @@ def write_lora(
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out_dir / "pytorch_lora_weights.safetensors"))
     return out_dir
+
+
+def diffusion_app(tmp_path: Path, tiny_sd: Path, **options: Any) -> Any:
+    """The engine with the fake plugins and ``sd-diffusion`` on the tiny pipeline: two DDIM steps at 64 px on the
+    CPU, each generated image verified by the fake colour-rule diagnoser (``options`` add to or replace these)."""
+    from core_helpers import fake_app
+
+    import plugins.diffusion
+
+    sd = {"model": str(tiny_sd), "steps": 2, "size": 64, "scheduler": "ddim", "device": "cpu", "verifier": "fake-dx"}
+    return fake_app(
+        tmp_path,
+        plugins=[(plugins.diffusion, "diffusion")],
+        references=["sd-diffusion"],
+        options={"sd-diffusion": {**sd, **options}},
+    )

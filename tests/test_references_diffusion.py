@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from references_fixtures import diagnosis, ham_rows, make_ctx, write_lora
+from references_fixtures import diagnosis, diffusion_app, ham_rows, make_ctx, write_lora
 
 from dermchat.context import TurnContext
 from dermchat.hookspecs import hookimpl
@@ -267,27 +267,11 @@ def test_engine_shows_verified_and_hides_unrecognised_illustrations(
     tiny_sd: Path, ham_image: Path, tmp_path: Path
 ) -> None:
     """Through the real engine: the fake colour-rule diagnoser verifies each generated image."""
-    from core_helpers import fake_app
     from fake_plugins import FakeDiagnoser
 
-    import plugins.diffusion
     from dermchat.cli import write_turn_files
 
-    app = fake_app(
-        tmp_path,
-        plugins=[(plugins.diffusion, "diffusion")],
-        references=["sd-diffusion"],
-        options={
-            "sd-diffusion": {
-                "model": str(tiny_sd),
-                "steps": 2,
-                "size": 64,
-                "scheduler": "ddim",
-                "device": "cpu",
-                "verifier": "fake-dx",
-            }
-        },
-    )
+    app = diffusion_app(tmp_path, tiny_sd)
     result = app.run_turn_sync(TurnRequest(image=ham_image, force=True))
     assert result.status == "ok", result.errors
     shown, hidden = result.references, result.hidden_references

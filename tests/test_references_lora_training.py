@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from references_fixtures import build_atlas, diagnosis, ham_rows, make_ctx
+from references_fixtures import build_atlas, diagnosis, diffusion_app, ham_rows, make_ctx
 
 from dermchat.classifier.patient_info import SITES
 from dermchat.references import SYNTHETIC_LABEL
@@ -368,26 +368,7 @@ def test_the_trained_lora_changes_sd_diffusion_and_is_prompted_with_captions(
 def test_a_turn_with_the_trained_lora_labels_and_verifies_its_images(
     tiny_sd: Path, trained: Path, ham_image: Path, tmp_path: Path
 ) -> None:
-    from core_helpers import fake_app
-
-    import plugins.diffusion
-
-    app = fake_app(
-        tmp_path,
-        plugins=[(plugins.diffusion, "diffusion")],
-        references=["sd-diffusion"],
-        options={
-            "sd-diffusion": {
-                "model": str(tiny_sd),
-                "lora": str(trained),
-                "steps": 2,
-                "size": 64,
-                "scheduler": "ddim",
-                "device": "cpu",
-                "verifier": "fake-dx",
-            }
-        },
-    )
+    app = diffusion_app(tmp_path, tiny_sd, lora=str(trained))
     result = app.run_turn_sync(TurnRequest(image=ham_image, force=True))
     assert result.status == "ok", result.errors
     refs = result.references + result.hidden_references
