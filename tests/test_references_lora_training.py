@@ -77,20 +77,17 @@ def fake_registry() -> Registry:
     return registry
 
 
+def inputs(tiny_sd: Path, atlas: Path, captions: Path, out: Path) -> list[str]:
+    """What every ``train-lora`` run here reads and writes: the atlas, its captions, the tiny base, 64 px."""
+    paths = ["--data", str(atlas), "--captions", str(captions), "--base", str(tiny_sd), "--out", str(out)]
+    return [*paths, "--resolution", "64"]
+
+
 def train(tiny_sd: Path, atlas: Path, captions: Path, out: Path, *extra: str) -> dict[str, Any]:
     from dermchat.references.train_lora import REPORT, main
 
     argv = [
-        "--data",
-        str(atlas),
-        "--captions",
-        str(captions),
-        "--base",
-        str(tiny_sd),
-        "--out",
-        str(out),
-        "--resolution",
-        "64",
+        *inputs(tiny_sd, atlas, captions, out),
         "--rank",
         "4",
         "--steps",
@@ -303,16 +300,7 @@ def test_resume_refuses_a_checkpoint_of_other_settings(
 
     code = main(
         [
-            "--data",
-            str(atlas),
-            "--captions",
-            str(captions),
-            "--base",
-            str(tiny_sd),
-            "--out",
-            str(tmp_path / "o"),
-            "--resolution",
-            "64",
+            *inputs(tiny_sd, atlas, captions, tmp_path / "o"),
             "--rank",
             "8",
             "--steps",
