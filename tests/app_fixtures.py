@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +25,32 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 """Headless and offline: no GPU, no background fetches, nothing the sandbox of a CI machine refuses."""
+
+
+def require_chromium() -> None:
+    """Skip the calling test when Debian's chromium or Playwright is missing (``make test`` installs both)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (make test installs it: apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api")
+
+
+@contextmanager
+def chromium_page(width: int, height: int) -> Iterator[Any]:
+    """A page in a fresh headless Chromium profile with a ``width`` x ``height`` viewport, closed afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
+        context = pw.chromium.launch_persistent_context(
+            profile,
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": width, "height": height},
+        )
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
 
 
 def free_port() -> int:

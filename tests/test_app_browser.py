@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
-from app_fixtures import CHROMIUM, CHROMIUM_ARGS, live_app  # noqa: F401 - fixture
+from app_fixtures import chromium_page, live_app, require_chromium  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parent.parent
@@ -17,23 +16,12 @@ SCREENSHOT = REPO / ("docs" if os.environ.get("DERMCHAT_UPDATE_SCREENSHOT") else
 
 @pytest.fixture(scope="module")
 def page(live_app):
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (make test installs it: apt-get install chromium)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
+    require_chromium()
     url, _ = live_app
-    with playwright_api.sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
-        context = pw.chromium.launch_persistent_context(
-            profile,
-            executable_path=CHROMIUM,
-            args=CHROMIUM_ARGS,
-            headless=True,
-            viewport={"width": 1400, "height": 1100},
-        )
-        page = context.new_page()
+    with chromium_page(1400, 1100) as page:
         page.goto(url, wait_until="load")
         page.wait_for_selector("#message textarea", timeout=60_000)
         yield page
-        context.close()
 
 
 def test_upload_switch_audience_and_read_the_answer(page, ham_image: Path) -> None:

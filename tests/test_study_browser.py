@@ -8,14 +8,13 @@ source are logged.
 from __future__ import annotations
 
 import socket
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pytest
-from app_fixtures import CHROMIUM, CHROMIUM_ARGS
+from app_fixtures import chromium_page, require_chromium
 from study_fixtures import BETWEEN, load, make_app
 
 from dermchat.study.store import StudyStore
@@ -27,9 +26,7 @@ SID = "reference_images_within"
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, ham_dir: Path) -> Iterator[tuple[str, StudyStore]]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
-    pytest.importorskip("playwright.sync_api")
+    require_chromium()
     tmp = tmp_path_factory.mktemp("study-browser")
     db = f"sqlite:///{tmp / 'browser.sqlite'}"
     studies = {s.id: s for s in (load(), load(BETWEEN))}
@@ -56,18 +53,8 @@ def wait_text(page: Any, selector: str, text: str, timeout: int = 60_000) -> Non
 
 
 def test_study_url_parameter_consent_case_and_clicks(live: tuple[str, StudyStore]) -> None:
-    from playwright.sync_api import sync_playwright
-
     url, store = live
-    with sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
-        context = pw.chromium.launch_persistent_context(
-            profile,
-            executable_path=CHROMIUM,
-            args=CHROMIUM_ARGS,
-            headless=True,
-            viewport={"width": 1300, "height": 1400},
-        )
-        page: Any = context.new_page()
+    with chromium_page(1300, 1400) as page:
         page.goto(f"{url}?study={SID}", wait_until="load")
         page.wait_for_selector(f"#study-{SID}", state="visible", timeout=60_000)
         assert not page.is_visible("#study-citations_between")  # the URL parameter beat the default study
@@ -101,7 +88,6 @@ def test_study_url_parameter_consent_case_and_clicks(live: tuple[str, StudyStore
         wait_text(page, f"#{SID}-feedback-note", "feedback was saved")
         page.click(f"#{SID}-next-case")
         wait_text(page, f"#{SID}-case-header", "case 2 of 6")
-        context.close()
     types = [e["type"] for e in store.events(code=code)]
     assert {"reference_click", "citation_click", "step_completed", "turn", "feedback"} <= set(types)
     answers = {a["question_id"]: a["value"] for a in store.answers(code=code)}
@@ -112,31 +98,19 @@ def test_study_url_parameter_consent_case_and_clicks(live: tuple[str, StudyStore
 
 def test_study_mode_offers_only_the_study(tmp_path: Path, ham_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``python app.py --study ID``: no Chat or Plugins tab to click mid-study, even with ``?study=`` of another."""
-    from playwright.sync_api import sync_playwright
-
     from dermchat_ui.app import CSS, build_demo
 
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
+    require_chromium()
     monkeypatch.setenv("DERMCHAT_STUDY_DATABASE_URL", f"sqlite:///{tmp_path / 'sealed.sqlite'}")
     demo = build_demo(make_app(tmp_path / "turns"), SID)
     demo.queue()
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, css=CSS)
     try:
-        with sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
-            context = pw.chromium.launch_persistent_context(
-                profile,
-                executable_path=CHROMIUM,
-                args=CHROMIUM_ARGS,
-                headless=True,
-                viewport={"width": 390, "height": 844},
-            )
-            page: Any = context.new_page()
+        with chromium_page(390, 844) as page:
             page.goto(f"{url}?study=citations_between", wait_until="load")
             page.wait_for_selector(f"#study-{SID}", state="visible", timeout=60_000)
             tabs = page.get_by_role("tab").all_inner_texts()
             assert not page.is_visible("#study-citations_between") and not page.is_visible("#chatbot")
-            context.close()
     finally:
         demo.close()
     assert [t.strip() for t in tabs] == ["Study", "Researcher"], tabs
