@@ -9,29 +9,19 @@ import pytest
 from classifier_fixtures import weights_dir_or_skip
 
 
+def eval_args(ham_dir: Path, limit: int, timing_images: int = 1) -> list[str]:
+    """``eval`` of the shipped weights (skipping without them) on ``limit`` images, JSON out, one thread."""
+    weights = weights_dir_or_skip()
+    data = ["--data", str(ham_dir), "--weights", str(weights), "--json", "--limit", str(limit)]
+    return [*data, "--timing-images", str(timing_images), "--threads", "1"]
+
+
 def test_eval_prints_all_figures_and_writes_plots(
     ham_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from dermchat.classifier.evaluate import main
 
-    weights = weights_dir_or_skip()
-    rc = main(
-        [
-            "--data",
-            str(ham_dir),
-            "--weights",
-            str(weights),
-            "--json",
-            "--plots",
-            str(tmp_path),
-            "--limit",
-            "120",
-            "--timing-images",
-            "3",
-            "--threads",
-            "1",
-        ]
-    )
+    rc = main([*eval_args(ham_dir, limit=120, timing_images=3), "--plots", str(tmp_path)])
     assert rc == 0
     figures = json.loads(capsys.readouterr().out)
     assert figures["n_images"] == 120 and "validation" in figures["evaluated_on"]
@@ -63,20 +53,7 @@ def test_eval_image_only_ignores_the_details_and_matches_the_image_only_block(
 ) -> None:
     from dermchat.classifier.evaluate import main
 
-    weights = weights_dir_or_skip()
-    common = [
-        "--data",
-        str(ham_dir),
-        "--weights",
-        str(weights),
-        "--json",
-        "--limit",
-        "60",
-        "--timing-images",
-        "1",
-        "--threads",
-        "1",
-    ]
+    common = eval_args(ham_dir, limit=60)
     assert main(common) == 0
     with_details = json.loads(capsys.readouterr().out)
     assert main([*common, "--image-only"]) == 0
@@ -93,22 +70,11 @@ def test_eval_writes_isic_submission_and_truth_files_one_row_per_image(
 
     from dermchat.classifier.evaluate import main
 
-    weights = weights_dir_or_skip()
     pred, truth = tmp_path / "pred.csv", tmp_path / "truth.csv"
     assert (
         main(
             [
-                "--data",
-                str(ham_dir),
-                "--weights",
-                str(weights),
-                "--json",
-                "--limit",
-                "30",
-                "--timing-images",
-                "1",
-                "--threads",
-                "1",
+                *eval_args(ham_dir, limit=30),
                 "--heatmap-images",
                 "0",
                 "--image-only",
