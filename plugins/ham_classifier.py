@@ -43,7 +43,7 @@ class HamCnnDiagnoser(Diagnoser):
 
     id = PROVIDER_ID
     label = "HAM10000 CNN (offline, trained in-project)"
-    version = "2.0"
+    version = "2.1"
     needs_gpu = False
     description = "EfficientNet-Lite0 (ImageNet) fine-tuned on HAM10000 dermoscopy; temperature-scaled, conformal sets."
 
