@@ -5,7 +5,9 @@ vocabulary, a conformal prediction set ("the answer is likely one of ..."), a tr
 turn asks for one (the clinician view), a Grad-CAM heat map. It abstains rather than guess when the photo is
 not skin (the quality step says so) or does not look like the dermoscopic images it was trained on.
 
-torch is imported only when the model loads, so registering this plugin costs nothing.
+torch is imported only when the model loads, so registering this plugin costs nothing. The forward pass runs on
+ONNX Runtime when the weights folder has a matching `model.onnx` (`export-onnx`), else on torch; the heat map
+always needs torch.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class HamCnnDiagnoser(Diagnoser):
 
     id = PROVIDER_ID
     label = "HAM10000 CNN (offline, trained in-project)"
-    version = "2.1"
+    version = "2.2"
     needs_gpu = False
     description = "EfficientNet-Lite0 (ImageNet) fine-tuned on HAM10000 dermoscopy; temperature-scaled, conformal sets."
 
@@ -232,6 +234,7 @@ def benchmark(options: dict[str, Any]) -> dict[str, Any]:
         torch.set_num_threads(previous)
     return {
         "cold_load_s": round(cold_s, 3),
+        "runtime": predictor.runtime,
         "threads": 1,
         "runs": runs,
         "ms_per_image_median": round(statistics.median(plain), 2),

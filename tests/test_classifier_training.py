@@ -83,13 +83,16 @@ def test_train_command_fine_tunes_the_imagenet_backbone_end_to_end_on_a_tiny_sub
         "calibration.json",
         "ood_stats.npz",
         "patient_prior.json",
+        "model.onnx",  # the folder is ready to ship: the chat path's export was written and checked against torch
     ):
         assert (out / name).is_file(), name
     summary = json.loads((out / "training_summary.json").read_text())
     assert summary["images"] == 64 and summary["epochs_run"] == 1
     assert "--limit 64" in summary["command"]
     assert "epoch 1:" in (out / "training_log.txt").read_text()
+    assert "ONNX Runtime export: wrote" in (out / "training_log.txt").read_text()
     predictor = Predictor(out)
+    assert predictor.runtime == "onnxruntime", predictor.runtime_note
     frames = np.zeros((2, 150, 200, 3), dtype=np.uint8)
     probs = predictor.analyse(*predictor.forward_frames(frames))["probs"]
     assert np.allclose(probs.sum(axis=1), 1.0)

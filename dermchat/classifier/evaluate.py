@@ -240,13 +240,17 @@ def non_lesion_abstention(predictor: Any) -> dict[str, Any]:
 
 def time_single_thread(
     predictor: Any, data_dir: Path, records: list[Record], n: int, with_details: bool = False
-) -> dict[str, float]:
-    """ms per image on one thread through the chat path: JPEG decode, crop/resize, flip-TTA forward,
+) -> dict[str, Any]:
+    """ms per image on one thread through the chat path: JPEG decode, crop/resize, forward (ONNX Runtime or torch),
     calibration (with the patient details when `with_details`), set, OOD gate (no heat map), and
     separately the Grad-CAM heat map."""
     import torch
     from PIL import Image
 
+    from dermchat.classifier.predictor import Predictor
+
+    # The chat plugin's own configuration: ONNX Runtime (where the folder has a matching model.onnx) on one thread.
+    predictor = Predictor(predictor.weights_dir, coverage=predictor.requested_coverage, tta=predictor.tta, threads=1)
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -271,6 +275,7 @@ def time_single_thread(
     finally:
         torch.set_num_threads(previous)
     return {
+        "runtime": predictor.runtime,
         "images": len(times),
         "ms_per_image_median": round(float(np.median(times)), 2),
         "ms_per_image_p95": round(float(np.percentile(times, 95)), 2),
@@ -285,7 +290,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
     torch.set_num_threads(max(1, args.threads))
     data_dir = Path(args.data) if args.data else default_data_dir()
-    predictor = Predictor(args.weights, coverage=args.coverage)
+    predictor = Predictor(args.weights, coverage=args.coverage, threads=max(1, args.threads))
     ok, reason = predictor.available()
     if not ok:
         raise DataError(reason)

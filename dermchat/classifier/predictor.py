@@ -32,6 +32,8 @@ from dermchat.classifier.patient_info import PatientInfo, PatientPrior
 if TYPE_CHECKING:
     from PIL import Image
 
+    from dermchat.classifier.onnx_runtime import OnnxForward
+
 MODEL_FILE = "model.pt"
 
 
@@ -73,13 +75,20 @@ class Predictor:
     """Lazily loads the weights folder; thread-safe; torch is imported only on load."""
 
     def __init__(
-        self, weights_dir: Path | str | None = None, coverage: float | None = None, tta: bool | None = None
+        self,
+        weights_dir: Path | str | None = None,
+        coverage: float | None = None,
+        tta: bool | None = None,
+        threads: int = 1,
     ) -> None:
         self.weights_dir = Path(weights_dir) if weights_dir else default_weights_dir()
         self.requested_coverage = coverage
         self.tta = tta
+        self.threads = threads  # ONNX Runtime's threads (torch's are the caller's `torch.set_num_threads`)
         self._lock = threading.RLock()
         self._model: Any = None
+        self._onnx: OnnxForward | None = None
+        self.runtime_note = ""
         self.calibration: dict[str, Any] = {}
         self._maha: Mahalanobis | None = None
         self._scores: np.ndarray | None = None
@@ -121,7 +130,23 @@ class Predictor:
             if prior is not None and patient_scores is not None and "with_patient_info" in self.calibration:
                 self.patient_prior = prior
                 self.patient_conformal_threshold = conformal_threshold(patient_scores, self.coverage)
+            self._onnx, self.runtime_note = self._matching_onnx(model)
             self._model = model
+
+    def _matching_onnx(self, model: Any) -> tuple[OnnxForward | None, str]:
+        """The exported graph has no flip averaging: use it only when this predictor does not average flips."""
+        from dermchat.classifier.onnx_runtime import open_matching
+
+        tta = self.tta if self.tta is not None else getattr(model, "prefers_tta", True)
+        if tta:
+            return None, "flip test-time averaging runs in torch"
+        return open_matching(self.weights_dir, threads=self.threads)
+
+    @property
+    def runtime(self) -> str:
+        """Which library runs the forward pass: "onnxruntime" (model.onnx) or "torch" (model.pt)."""
+        self.load()
+        return "onnxruntime" if self._onnx is not None else "torch"
 
     @property
     def model(self) -> Any:
@@ -149,6 +174,9 @@ class Predictor:
         """Logits and embeddings for uint8 NHWC model frames."""
         from dermchat.classifier.model import batched_inference
 
+        self.load()
+        if self._onnx is not None:
+            return self._onnx.run(frames, batch_size=batch_size)
         out = batched_inference(self.model, frames, batch_size=batch_size, tta=self.tta)
         return out["logits"].numpy().astype(np.float64), out["embedding"].numpy().astype(np.float64)
 

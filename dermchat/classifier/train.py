@@ -546,9 +546,20 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             f"conformal threshold {cal['conformal']['threshold']:.4f}, "
             f"melanoma threshold {cal['melanoma']['threshold']:.4f}"
         )
+        log(export_for_chat(out))
     log(f"done in {(time.time() - started) / 60:.1f} min; weights in {out / MODEL_FILE}")
     log.close()
     return 0
+
+
+def export_for_chat(out: Path) -> str:
+    """model.onnx beside model.pt, so the folder is ready to ship; a failed export leaves the torch path serving."""
+    try:
+        from dermchat.classifier.onnx_runtime import export_checked
+
+        return "ONNX Runtime export: " + export_checked(out)[1]
+    except Exception as exc:  # noqa: BLE001 - the weights are trained and calibrated; only the speed-up is missing
+        return f"ONNX Runtime export failed ({exc}); run `python -m dermchat export-onnx --weights {out}` later"
 
 
 if __name__ == "__main__":

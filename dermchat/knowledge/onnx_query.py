@@ -19,19 +19,17 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dermchat.knowledge.embeddings import word_piece_ids
+from dermchat.onnx_support import OPSET, cpu_session, export_atomically
 
 if TYPE_CHECKING:
     import numpy as np
 
     from dermchat.knowledge.embeddings import QueryEncoder
 
-OPSET = 17
 log = logging.getLogger(__name__)
 
 
@@ -69,26 +67,11 @@ def export_graph(encoder: QueryEncoder, path: Path) -> Path:
         def forward(self, ids: torch.Tensor) -> torch.Tensor:
             return encoder.embed_ids(ids)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     example = torch.tensor(encoder.token_ids("what is this spot?"))
-    try:
-        # the tracer warns that the question length becomes a graph input; that is what the dynamic axis asks for
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                OneQuestion().eval(),
-                (example,),
-                str(partial),
-                input_names=["ids"],
-                output_names=["vector"],
-                dynamic_axes={"ids": {0: "n"}},
-                opset_version=OPSET,
-                dynamo=False,
-            )
-        partial.replace(path)  # another process may export at the same time: each file is whole
-    finally:
-        partial.unlink(missing_ok=True)
+    # another process may export at the same time: each file is whole
+    export_atomically(
+        OneQuestion(), (example,), path, input_names=["ids"], output_names=["vector"], dynamic_axes={"ids": {0: "n"}}
+    )
     log.info("exported the question encoder to %s", path)
     return path
 
@@ -97,24 +80,20 @@ class OnnxQueryEncoder:
     """``text -> vector`` like :class:`QueryEncoder` (same tokenizer, same weights), run by ONNX Runtime."""
 
     def __init__(self, encoder: QueryEncoder, threads: int | None = None) -> None:
-        import onnxruntime as ort
         import torch
 
         self.tokenizer, self.max_tokens = encoder.tokenizer, encoder.max_tokens
-        options = ort.SessionOptions()
         # follow torch's thread setting so `--threads` and the app's own setting mean the same thing
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        threads = threads or torch.get_num_threads()
         path = graph_path()
         if not path.exists():
             export_graph(encoder, path)
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.session = cpu_session(path, threads)
         except Exception as exc:  # noqa: BLE001 - a damaged cache file: export it again, once
             log.warning("re-exporting the question encoder (%s could not be loaded: %s)", path, exc)
             export_graph(encoder, path)
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.session = cpu_session(path, threads)
 
     def token_ids(self, text: str) -> list[int]:
         return word_piece_ids(self.tokenizer, text, self.max_tokens)
