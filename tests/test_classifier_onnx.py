@@ -13,9 +13,10 @@ from classifier_fixtures import weights_dir_or_skip
 from PIL import Image
 
 from dermchat.classifier import HAM_CLASSES
-from dermchat.classifier.model import load_model, save_model
-from dermchat.classifier.onnx_runtime import ONNX_FILE, SOURCE_KEY, OnnxForward, file_sha256, main
+from dermchat.classifier.model import load_model, save_model, uint8_to_input
+from dermchat.classifier.onnx_runtime import ONNX_FILE, SOURCE_KEY, OnnxForward, main
 from dermchat.classifier.predictor import MODEL_FILE, Predictor
+from dermchat.paths import file_sha256
 
 WEIGHT_FILES = ("model.pt", "calibration.json", "ood_stats.npz", "patient_prior.json", "split.json")
 
@@ -52,7 +53,7 @@ def test_export_records_its_source_and_matches_torch_on_real_frames(exported: Pa
     frames = np.random.default_rng(0).integers(0, 256, size=(3, height, width, 3), dtype=np.uint8)
     logits, embedding = forward.run(frames)
     with torch.no_grad():
-        reference = model.forward_all(torch.as_tensor(frames).permute(0, 3, 1, 2).float() / 255.0)
+        reference = model.forward_all(uint8_to_input(frames))
     assert logits.shape == (3, len(HAM_CLASSES))
     assert np.abs(logits - reference["logits"].numpy()).max() < 1e-3
     assert np.abs(embedding - reference["embedding"].numpy()).max() < 1e-3

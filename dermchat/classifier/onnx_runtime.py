@@ -14,7 +14,6 @@ exported from; a stale export (weights retrained, ONNX not) is ignored and the p
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,19 +22,12 @@ from typing import Any
 import numpy as np
 
 from dermchat.onnx_support import cpu_session, export_atomically
+from dermchat.paths import file_sha256
 
 ONNX_FILE = "model.onnx"
 SOURCE_KEY = "dermchat_model_pt_sha256"
 INPUT_NAME = "frames_uint8_nhwc"
 OUTPUT_NAMES = ("logits", "embedding")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def export_onnx(weights_dir: Path, out: Path | None = None) -> Path:
@@ -46,7 +38,7 @@ def export_onnx(weights_dir: Path, out: Path | None = None) -> Path:
     """
     import torch
 
-    from dermchat.classifier.model import load_model
+    from dermchat.classifier.model import load_model, uint8_to_input
     from dermchat.classifier.predictor import MODEL_FILE
 
     source = Path(weights_dir) / MODEL_FILE
@@ -59,8 +51,7 @@ def export_onnx(weights_dir: Path, out: Path | None = None) -> Path:
             self.model = model
 
         def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            x = frames.permute(0, 3, 1, 2).float() / 255.0
-            out = self.model.forward_all(x)
+            out = self.model.forward_all(uint8_to_input(frames))
             return out["logits"], out["embedding"]
 
     target = Path(out) if out else Path(weights_dir) / ONNX_FILE
@@ -154,8 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--weights", type=Path, required=True, help="folder with model.pt (train-classifier --out)")
     p.add_argument("--check-images", type=int, default=64, help="random frames to compare with torch (0 = skip)")
     args = p.parse_args(argv)
-    if not (args.weights / "model.pt").is_file():
-        print(f"error: no model.pt in {args.weights}", file=sys.stderr)
+    from dermchat.classifier.predictor import MODEL_FILE
+
+    if not (args.weights / MODEL_FILE).is_file():
+        print(f"error: no {MODEL_FILE} in {args.weights}", file=sys.stderr)
         return 2
     target, line = export_checked(args.weights, args.check_images)
     print(line, file=sys.stdout if target else sys.stderr)

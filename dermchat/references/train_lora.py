@@ -21,7 +21,6 @@ with the verification of generated images by the project's image classifier, per
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import resource
 import shlex
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dermchat.paths import file_sha256
 from dermchat.references.captions import CAPTION_VERSION, DEFAULT_MODALITY, LesionFacts, build_caption
 
 MANIFEST = "dermchat_lora.json"
@@ -79,10 +79,6 @@ def read_captions(data_dir: Path, captions: Path) -> list[Example]:
     if not examples:
         raise TrainError(f"{captions} holds no captions")
     return examples
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def resolve_precision(choice: str, device: str) -> str:
@@ -698,7 +694,7 @@ def train(args: argparse.Namespace, argv: Sequence[str], registry: Any = None) -
     weights = save_lora(pipe, args.out, args.train_text_encoder)
     if args.checkpoint_every:
         save_checkpoint(pipe, optimizer, lr_schedule, scaler, generator, args.steps, args)
-    captions_sha = sha256_file(args.captions)
+    captions_sha = file_sha256(args.captions)
     write_manifest(args, classes, captions_sha)
     samples = write_samples(pipe, classes, args.steps, args)
     trained = max(1, args.steps - start)
