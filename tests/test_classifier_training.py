@@ -171,7 +171,9 @@ def test_warm_start_continues_from_a_finished_run_on_the_same_split(
         )
         == 0
     )
-    assert "warm start from" in (second / "training_log.txt").read_text()
+    log = (second / "training_log.txt").read_text()
+    assert "warm start from" in log
+    assert f"{backbone} weights from {first}" in log  # not the from-scratch CNN's widths, which mean nothing here
     start, _ = load_model(first / "model.pt")
     after, _ = load_model(second / "model.pt")
     conv = [k for k, v in start.state_dict().items() if v.ndim == 4]

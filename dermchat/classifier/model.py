@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dermchat.classifier import BACKBONES, HAM_CLASSES, LITE0
+from dermchat.classifier import BACKBONES, HAM_CLASSES, LITE_BACKBONES
 
 
 @dataclass
@@ -43,7 +43,7 @@ class ModelConfig:
     """(width, height) of the frames the network was trained on and expects; weights saved before this field
     existed were all 128x96, the default."""
     backbone: str = "dermnet"
-    """"dermnet" (from scratch; files saved before this field existed) or "efficientnet-lite0" (ImageNet)."""
+    """"dermnet" (from scratch; files saved before this field existed) or "efficientnet-lite0/1/2" (ImageNet)."""
 
     @classmethod
     def for_backbone(cls, backbone: str, **overrides: Any) -> ModelConfig:
@@ -51,7 +51,7 @@ class ModelConfig:
         scaling ((x - 127) / 128), the from-scratch CNN its own 128x96 with dataset statistics."""
         if backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
-        if backbone == LITE0:
+        if backbone in LITE_BACKBONES:
             base: dict[str, Any] = {
                 "mean": (127 / 255,) * 3,
                 "std": (128 / 255,) * 3,
@@ -134,7 +134,7 @@ class DermNet(nn.Module):
 
 
 class LiteNet(nn.Module):
-    """EfficientNet-Lite0 (ImageNet weights at the start of training) with a 7-class head and the auxiliary
+    """EfficientNet-Lite (Lite0 by default; ImageNet weights at the start of training) with a 7-class head and the auxiliary
     lesion-mask head on its 1/8-resolution block (training signal about where the lesion is).
 
     `features` is the 1280-channel map of the last conv block (Grad-CAM), `embedding` its global average (the
@@ -147,16 +147,15 @@ class LiteNet(nn.Module):
 
     def __init__(self, config: ModelConfig, imagenet: bool = False) -> None:
         super().__init__()
-        from dermchat.classifier.lite import LITE0_STAGES, MASK_TAP_BLOCK, EfficientNetLite0, load_imagenet
+        from dermchat.classifier.lite import EfficientNetLite, load_imagenet
 
         self.config = config
         self.register_buffer("mean", torch.tensor(config.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(config.std).view(1, 3, 1, 1))
-        self.net = EfficientNetLite0(num_classes=config.num_classes)
+        self.net = EfficientNetLite(config.backbone, num_classes=config.num_classes)
         if imagenet:
             load_imagenet(self.net)
-        tap_channels = [c_out for reps, *_, c_out in LITE0_STAGES for _ in range(reps)][MASK_TAP_BLOCK]
-        self.mask_head = nn.Conv2d(tap_channels, 1, 1)
+        self.mask_head = nn.Conv2d(self.net.tap_channels, 1, 1)
         self.dropout = nn.Dropout(config.dropout)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
@@ -177,9 +176,9 @@ Network = DermNet | LiteNet
 
 
 def build_model(config: ModelConfig | None = None, imagenet: bool = False) -> Network:
-    """The network `config.backbone` names; `imagenet=True` starts Lite0 from the ImageNet checkpoint."""
+    """The network `config.backbone` names; `imagenet=True` starts a Lite size from its ImageNet checkpoint."""
     config = config or ModelConfig()
-    if config.backbone == LITE0:
+    if config.backbone in LITE_BACKBONES:
         return LiteNet(config, imagenet=imagenet)
     if config.backbone != "dermnet":
         raise ValueError(f"unknown backbone {config.backbone!r}; choose one of {', '.join(BACKBONES)}")

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from dermchat.classifier import BACKBONES, HAM_CLASSES, LITE0
+from dermchat.classifier import BACKBONES, HAM_CLASSES, LITE0, LITE_BACKBONES
 from dermchat.classifier.data import (
     DEFAULT_FRACTIONS,
     DataError,
@@ -69,7 +69,7 @@ AUGMENTATIONS: dict[str, dict[str, Any]] = {
 }
 """`--augment` choices, as AugmentConfig overrides (augment.py imports torch, so the config is built in the run)."""
 BACKBONE_DEFAULTS: dict[str, dict[str, float]] = {
-    LITE0: {"lr": 6e-4, "batch_size": 32},
+    **{name: {"lr": 6e-4, "batch_size": 32} for name in LITE_BACKBONES},
     "dermnet": {"lr": 3e-3, "batch_size": 64},
 }
 
@@ -104,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--backbone",
         choices=BACKBONES,
         default=LITE0,
-        help="network: efficientnet-lite0 (ImageNet weights, fine-tuned; the default) or dermnet "
-        "(the small from-scratch CNN)",
+        help="network: efficientnet-lite0 (ImageNet weights, fine-tuned; the default), the larger "
+        "efficientnet-lite1/-lite2 (ImageNet weights from requirements-dev.txt; tried, not better in an hour on "
+        "2 CPU cores, see the model card) or dermnet (the small from-scratch CNN)",
     )
     p.add_argument(
         "--resume",
@@ -336,8 +337,8 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     if init is not None:
         model = init
         model.config.input_size = size  # fully convolutional with global pooling: any size fine-tunes
-    elif backbone == LITE0:
-        model = build_model(ModelConfig.for_backbone(LITE0, input_size=size), imagenet=True)
+    elif backbone in LITE_BACKBONES:
+        model = build_model(ModelConfig.for_backbone(backbone, input_size=size), imagenet=True)
     else:
         train_px = pixels[tr]
         red, green, blue = (float(x) for x in train_px.reshape(-1, 3).mean(axis=0) / 255.0)
@@ -347,9 +348,12 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
-    shape = (
-        "ImageNet weights" if backbone == LITE0 and init is None else f"widths {config.widths}, blocks {config.blocks}"
-    )
+    if init is not None:
+        shape = f"{config.backbone} weights from {args.init_from}"
+    elif backbone in LITE_BACKBONES:
+        shape = "ImageNet weights"
+    else:
+        shape = f"widths {config.widths}, blocks {config.blocks}"
     log(
         f"model {backbone}: {count_parameters(model)} parameters, {shape}, input {size[0]}x{size[1]}, "
         f"batch {batch_size}, peak lr {lr_peak:g}"
