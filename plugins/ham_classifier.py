@@ -45,7 +45,7 @@ class HamCnnDiagnoser(Diagnoser):
 
     id = PROVIDER_ID
     label = "HAM10000 CNN (offline, trained in-project)"
-    version = "2.2"
+    version = "2.3"
     needs_gpu = False
     description = "EfficientNet-Lite0 (ImageNet) fine-tuned on HAM10000 dermoscopy; temperature-scaled, conformal sets."
 
