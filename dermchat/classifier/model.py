@@ -134,8 +134,9 @@ class DermNet(nn.Module):
 
 
 class LiteNet(nn.Module):
-    """EfficientNet-Lite (Lite0 by default; ImageNet weights at the start of training) with a 7-class head and the auxiliary
-    lesion-mask head on its 1/8-resolution block (training signal about where the lesion is).
+    """EfficientNet-Lite (the size `config.backbone` names; ImageNet weights at the start of training) with a
+    7-class head and the auxiliary lesion-mask head on its 1/8-resolution block (training signal about where the
+    lesion is).
 
     `features` is the 1280-channel map of the last conv block (Grad-CAM), `embedding` its global average (the
     OOD gate's Mahalanobis space: ImageNet-trained features separate "not a dermoscopic lesion" far better than
