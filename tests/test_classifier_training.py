@@ -236,3 +236,76 @@ def test_mixup_blends_pairs_and_changes_what_is_learnt(ham_dir: Path, tmp_path: 
     # same seed, same batches: only the blending differs, so the learnt weights do too
     assert not all(torch.allclose(plain.state_dict()[k], mixed.state_dict()[k]) for k in conv)
     assert "--mixup 0.4" in (tmp_path / "mixed" / "training_log.txt").read_text()
+
+
+def test_distillation_loss_is_zero_at_the_teacher_and_pulls_the_student_towards_it() -> None:
+    import torch
+
+    from dermchat.classifier.distill import distillation_loss
+
+    torch.manual_seed(0)
+    teacher = torch.randn(8, 7) * 3
+    soft = torch.softmax(teacher / 2.0, dim=1)
+    weights = torch.rand(8) + 0.5
+    assert float(distillation_loss(teacher, soft, 2.0, weights)) == pytest.approx(0.0, abs=1e-5)
+    student = torch.randn(8, 7, requires_grad=True)
+    before = distillation_loss(student, soft, 2.0, weights)
+    assert float(before.detach()) > 0.1
+    before.backward()
+    assert student.grad is not None
+    with torch.no_grad():
+        stepped = student - 5.0 * student.grad
+    assert float(distillation_loss(stepped, soft, 2.0, weights)) < float(before.detach())
+
+
+def test_distillation_from_a_finished_run_caches_the_teacher_and_resumes(
+    ham_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    from dermchat.classifier.data import read_split
+    from dermchat.classifier.model import batched_inference, load_model
+    from dermchat.classifier.train import main
+
+    tiny = [*tiny_training_args(ham_dir, epochs=None), "--no-calibrate", "--backbone", "dermnet", "--split-seed", "0"]
+    teacher, student = tmp_path / "teacher", tmp_path / "student"
+    assert main([*tiny, "--epochs", "1", "--out", str(teacher)]) == 0
+    distill = ["--distill-from", str(teacher), "--distill-weight", "0.7", "--seed", "5", "--out", str(student)]
+    assert main([*tiny, "--epochs", "2", "--stop-after", "1", *distill]) == 0
+    log = (student / "training_log.txt").read_text()
+    assert "distilling from 1 teacher(s) (weight 0.7, temperature 2)" in log
+    with np.load(student / "teacher_logits.npz") as z:
+        cached_ids, cached = list(z["image_ids"]), z["logits"]
+    train_ids = read_split(student / "split.json")["train"]
+    assert sorted(cached_ids) == sorted(train_ids) and cached.shape == (len(train_ids), 7)
+    # the cache holds the teacher's flip-averaged logits for those training images, not anything else
+    from dermchat.classifier.data import load_pixels, read_metadata
+
+    model, _ = load_model(teacher / "model.pt")
+    ids = [r.image_id for r in read_metadata(ham_dir)]
+    pixels, _ = load_pixels(ham_dir, ids, use_cache=False, size=model.config.input_size)
+    rows = [ids.index(i) for i in cached_ids[:8]]
+    expected = batched_inference(model, pixels[rows], tta=True)["logits"]
+    assert torch.allclose(torch.as_tensor(cached[:8]), expected, atol=1e-4)
+    # the resumed sitting reuses the cached logits instead of running the teacher again
+    assert main([*tiny, "--epochs", "2", "--resume", *distill]) == 0
+    assert "teacher logits from" in (student / "training_log.txt").read_text()
+    # a teacher that saw this run's held-out lesions is refused
+    other = tmp_path / "other-split"
+    assert (
+        main(
+            [
+                *tiny_training_args(ham_dir),
+                "--no-calibrate",
+                "--backbone",
+                "dermnet",
+                "--split-seed",
+                "1",
+                "--out",
+                str(other),
+            ]
+        )
+        == 0
+    )
+    assert main([*tiny, "--epochs", "1", "--out", str(tmp_path / "x"), "--distill-from", str(other)]) == 2
+    assert "--distill-from" in capsys.readouterr().err

@@ -162,6 +162,30 @@ def build_parser() -> argparse.ArgumentParser:
         "a regulariser for long runs that otherwise over-fit",
     )
     p.add_argument(
+        "--distill-from",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="teacher(s): train-classifier output folders on the same lesion split whose flip-averaged soft "
+        "probabilities the network also learns (knowledge distillation; logits computed once, kept in "
+        "<out>/teacher_logits.npz)",
+    )
+    p.add_argument(
+        "--distill-weight",
+        type=float,
+        default=0.5,
+        metavar="W",
+        help="share of the classification loss given to the teacher's probabilities (default 0.5)",
+    )
+    p.add_argument(
+        "--distill-temperature",
+        type=float,
+        default=2.0,
+        metavar="T",
+        help="softening temperature of teacher and student in the distillation loss (default 2)",
+    )
+    p.add_argument(
         "--init-from",
         type=Path,
         default=None,
@@ -208,18 +232,25 @@ def lr_factor(progress: float, warmup: float = 0.03) -> float:
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * p))
 
 
+def finished_run(folder: Path, split: dict[str, list[str]], option: str) -> Path:
+    """The model.pt of the train-classifier output `folder`, after checking that it was trained on `split`: a network
+    from another split has seen this run's validation and calibration lesions (`option` names the flag at fault)."""
+    model_path, split_path = folder / MODEL_FILE, folder / SPLIT_FILE
+    if not model_path.is_file() or not split_path.is_file():
+        raise DataError(f"{option} {folder}: expected {MODEL_FILE} and {SPLIT_FILE} from a train-classifier run")
+    if not same_split(read_split(split_path), split):
+        raise DataError(
+            f"{option} {folder} was trained on a different lesion split; use the same --split-seed "
+            "(and --limit), or its weights will have seen this run's held-out lesions"
+        )
+    return model_path
+
+
 def warm_start(folder: Path, split: dict[str, list[str]], log: TrainLog) -> Any:
     """The single network saved in `folder`, in training mode, after checking it shares `split`."""
     from dermchat.classifier.model import Ensemble, load_model
 
-    model_path, split_path = folder / MODEL_FILE, folder / SPLIT_FILE
-    if not model_path.is_file() or not split_path.is_file():
-        raise DataError(f"--init-from {folder}: expected {MODEL_FILE} and {SPLIT_FILE} from a train-classifier run")
-    if not same_split(read_split(split_path), split):
-        raise DataError(
-            f"--init-from {folder} was trained on a different lesion split; use the same --split-seed "
-            "(and --limit), or its weights will have seen this run's held-out lesions"
-        )
+    model_path = finished_run(folder, split, "--init-from")
     model, extra = load_model(model_path)
     if isinstance(model, Ensemble):
         raise DataError(f"--init-from {folder} holds an ensemble; start from one member's folder")
@@ -227,9 +258,18 @@ def warm_start(folder: Path, split: dict[str, list[str]], log: TrainLog) -> Any:
     return model.train()
 
 
+def plain(value: Any) -> Any:
+    """An argument value as JSON (and `torch.load(weights_only=True)`) can hold it: paths become strings."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
 def resumable_args(args: argparse.Namespace) -> dict[str, Any]:
     """The arguments that define the experiment (a resumed run must repeat them), as plain JSON values."""
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in sorted(vars(args).items()) if k not in RESUME_IGNORED}
+    return {k: plain(v) for k, v in sorted(vars(args).items()) if k not in RESUME_IGNORED}
 
 
 class Checkpoint:
@@ -268,7 +308,10 @@ class Checkpoint:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    parser = build_parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    if not 0.0 <= args.distill_weight <= 1.0 or args.distill_temperature <= 0:
+        parser.error("--distill-weight must lie in [0, 1] and --distill-temperature be positive")
     try:
         return _train(args, argv)
     except DataError as exc:
@@ -362,6 +405,26 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     weights = class_weights(labels_all[tr], len(HAM_CLASSES))
     log("class weights: " + ", ".join(f"{c} {w:.2f}" for c, w in zip(HAM_CLASSES, weights)))
     weight_t = torch.tensor(weights, dtype=torch.float32)
+    teacher_probs: torch.Tensor | None = None
+    if args.distill_from:
+        from dermchat.classifier.distill import TEACHER_FILE, distillation_loss, teacher_logits
+
+        def frames(frame_size: tuple[int, int]) -> np.ndarray:
+            if tuple(frame_size) == tuple(size):
+                return pixels[tr]
+            return load_pixels(data_dir, ids, with_masks=True, use_cache=not args.limit, size=frame_size)[0][tr]
+
+        t0 = time.time()
+        logits_tr = teacher_logits(args.distill_from, split, [ids[i] for i in tr], frames, out / TEACHER_FILE, log)
+        soft = torch.zeros((len(ids), len(HAM_CLASSES)))
+        soft[torch.as_tensor(tr)] = torch.softmax(torch.as_tensor(logits_tr) / args.distill_temperature, dim=1)
+        teacher_probs = soft
+        agree = float((logits_tr.argmax(1) == labels_all[tr]).mean())
+        log(
+            f"distilling from {len(args.distill_from)} teacher(s) (weight {args.distill_weight:g}, temperature "
+            f"{args.distill_temperature:g}); teacher accuracy on the training images {agree:.3f} "
+            f"({time.time() - t0:.0f}s)"
+        )
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
     for p in model.parameters():
@@ -435,6 +498,14 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             if partner is not None:
                 cls_loss = mix * cls_loss + (1 - mix) * F.cross_entropy(
                     outp["logits"], y[partner], weight=weight_t, label_smoothing=0.05
+                )
+            if teacher_probs is not None:
+                soft_target, sample_w = teacher_probs[batch], weight_t[y]
+                if partner is not None:
+                    soft_target = mix * soft_target + (1 - mix) * soft_target[partner]
+                    sample_w = mix * sample_w + (1 - mix) * sample_w[partner]
+                cls_loss = (1 - args.distill_weight) * cls_loss + args.distill_weight * distillation_loss(
+                    outp["logits"], soft_target, args.distill_temperature, sample_w
                 )
             target = F.adaptive_avg_pool2d(m, outp["mask_logits"].shape[-2:])
             seg_loss = F.binary_cross_entropy_with_logits(outp["mask_logits"], target)
@@ -520,7 +591,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         "data_dir": str(data_dir),
         "seed": args.seed,
         "split_seed": split_seed,
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "args": {k: plain(v) for k, v in vars(args).items()},
         "images": len(records),
         "split_counts": {k: len(v) for k, v in split.items()},
         "backbone": backbone,
