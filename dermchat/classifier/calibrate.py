@@ -294,7 +294,7 @@ def calibrate_dir(
         ids = used_ids[name] = [i for i in split[name] if i in index]
         if not ids:
             raise ValueError(f"no {name} images of {weights_dir / SPLIT_FILE} found in {data_dir}")
-        out = batched_inference(model, pixels[[index[i] for i in ids]])
+        out = batched_inference(model, pixels[[index[i] for i in ids]], progress=f"calibration: {name} images")
         parts[name] = (
             out["logits"].numpy().astype(np.float64),
             out["embedding"].numpy().astype(np.float64),

@@ -22,8 +22,6 @@ Choices:
 
 from __future__ import annotations
 
-import hashlib
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,15 +29,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dermchat.classifier.train import finished_run
+from dermchat.paths import file_sha256
 
 if TYPE_CHECKING:
     import torch
 
 TEACHER_FILE = "teacher_logits.npz"
-
-
-def _file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def teacher_logits(
@@ -55,13 +50,10 @@ def teacher_logits(
 
     `frames(size)` returns the uint8 frames of `image_ids` at a (width, height): the training run passes its own
     decoded array when a teacher reads the same size, so nothing is decoded twice."""
-    import torch
-    from tqdm import tqdm
-
     from dermchat.classifier.model import batched_inference, load_model
 
     paths = [finished_run(Path(f), split, "--distill-from") for f in folders]
-    hashes = np.array([_file_hash(p) for p in paths])
+    hashes = np.array([file_sha256(p) for p in paths])
     ids = np.array(list(image_ids))
     if cache.is_file():
         with np.load(cache) as z:
@@ -69,21 +61,14 @@ def teacher_logits(
                 log(f"teacher logits from {cache}")
                 return np.asarray(z["logits"], dtype=np.float32)
         log(f"{cache} was made for other images or teachers: recomputing")
-    total = np.zeros((len(ids), 0), dtype=np.float32)
+    per_teacher = []
     for path in paths:
         model, _ = load_model(path)
         size = (int(model.config.input_size[0]), int(model.config.input_size[1]))
-        pixels = frames(size)
-        chunks = range(0, len(pixels), 256)
-        with torch.no_grad():
-            parts = [
-                batched_inference(model, pixels[i : i + 256], batch_size=64, tta=True)["logits"].numpy()
-                for i in tqdm(chunks, desc=f"teacher {path.parent.name}", mininterval=10, file=sys.stderr, leave=False)
-            ]
-        logits = np.concatenate(parts)
-        total = logits if total.shape[1] == 0 else total + logits
+        out = batched_inference(model, frames(size), batch_size=64, tta=True, progress=f"teacher {path.parent.name}")
+        per_teacher.append(out["logits"].numpy())
         log(f"teacher {path}: logits for {len(ids)} training images at {size[0]}x{size[1]} (flip-averaged)")
-    mean = (total / len(paths)).astype(np.float32)
+    mean: np.ndarray = np.mean(per_teacher, axis=0).astype(np.float32)
     tmp = cache.with_suffix(".tmp.npz")
     np.savez(tmp, logits=mean, image_ids=ids, teachers=hashes)
     tmp.replace(cache)

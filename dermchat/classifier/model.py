@@ -15,6 +15,8 @@ convolutional with global pooling, so a trained network can be fine-tuned at ano
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -299,12 +301,18 @@ def uint8_to_input(pixels: torch.Tensor | np.ndarray) -> torch.Tensor:
 
 @torch.no_grad()
 def batched_inference(
-    model: Classifier, pixels: Any, batch_size: int = 256, tta: bool | None = None
+    model: Classifier, pixels: Any, batch_size: int = 256, tta: bool | None = None, progress: str | None = None
 ) -> dict[str, torch.Tensor]:
-    """Logits and pooled embeddings for a whole uint8 NHWC array, batch by batch."""
+    """Logits and pooled embeddings for a whole uint8 NHWC array, batch by batch (a progress bar on stderr titled
+    `progress` when given: a pass over thousands of frames takes minutes on two cores)."""
     model.eval()
     logits, embeddings = [], []
-    for start in range(0, len(pixels), batch_size):
+    starts: Iterable[int] = range(0, len(pixels), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc=progress, mininterval=10, file=sys.stderr, leave=False)
+    for start in starts:
         out = predict_logits(model, uint8_to_input(pixels[start : start + batch_size]), tta=tta)
         logits.append(out["logits"])
         embeddings.append(out["embedding"])

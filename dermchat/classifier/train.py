@@ -416,9 +416,8 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
 
         t0 = time.time()
         logits_tr = teacher_logits(args.distill_from, split, [ids[i] for i in tr], frames, out / TEACHER_FILE, log)
-        soft = torch.zeros((len(ids), len(HAM_CLASSES)))
-        soft[torch.as_tensor(tr)] = torch.softmax(torch.as_tensor(logits_tr) / args.distill_temperature, dim=1)
-        teacher_probs = soft
+        teacher_probs = torch.zeros((len(ids), len(HAM_CLASSES)))  # rows by image index, as `batch` holds
+        teacher_probs[torch.as_tensor(tr)] = torch.softmax(torch.as_tensor(logits_tr) / args.distill_temperature, 1)
         agree = float((logits_tr.argmax(1) == labels_all[tr]).mean())
         log(
             f"distilling from {len(args.distill_from)} teacher(s) (weight {args.distill_weight:g}, temperature "
