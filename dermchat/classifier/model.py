@@ -240,7 +240,10 @@ Classifier = DermNet | LiteNet | Ensemble
 def _half_state(model: Network) -> dict[str, Any]:
     """float16 weights (negligible loss for inference; halves the committed file); BatchNorm running
     statistics stay float32."""
-    return {k: v.half() if v.is_floating_point() and "running" not in k else v for k, v in model.state_dict().items()}
+    return {
+        k: (v.half() if v.is_floating_point() and "running" not in k else v).cpu()
+        for k, v in model.state_dict().items()
+    }
 
 
 def _member_blob(model: Network) -> dict[str, Any]:
@@ -303,9 +306,11 @@ def uint8_to_input(pixels: torch.Tensor | np.ndarray) -> torch.Tensor:
 def batched_inference(
     model: Classifier, pixels: Any, batch_size: int = 256, tta: bool | None = None, progress: str | None = None
 ) -> dict[str, torch.Tensor]:
-    """Logits and pooled embeddings for a whole uint8 NHWC array, batch by batch (a progress bar on stderr titled
-    `progress` when given: a pass over thousands of frames takes minutes on two cores)."""
+    """Logits and pooled embeddings (on the CPU) for a whole uint8 NHWC array, batch by batch, on whichever device the
+    model's weights are (a progress bar on stderr titled `progress` when given: a pass over thousands of frames takes
+    minutes on two cores, seconds on a GPU)."""
     model.eval()
+    device = next(model.parameters()).device
     logits, embeddings = [], []
     starts: Iterable[int] = range(0, len(pixels), batch_size)
     if progress:
@@ -313,7 +318,7 @@ def batched_inference(
 
         starts = tqdm(starts, desc=progress, mininterval=10, file=sys.stderr, leave=False)
     for start in starts:
-        out = predict_logits(model, uint8_to_input(pixels[start : start + batch_size]), tta=tta)
-        logits.append(out["logits"])
-        embeddings.append(out["embedding"])
+        out = predict_logits(model, uint8_to_input(pixels[start : start + batch_size]).to(device), tta=tta)
+        logits.append(out["logits"].float().cpu())
+        embeddings.append(out["embedding"].float().cpu())
     return {"logits": torch.cat(logits), "embedding": torch.cat(embeddings)}

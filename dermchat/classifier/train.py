@@ -22,7 +22,16 @@ Choices that matter on two CPU cores:
 - optional warm start (`--init-from`): a second cosine cycle from a finished run's weights. A
   wall-clock-capped run whose best epoch is its last is still learning; restarting from it is
   cheaper than a longer run from scratch. The previous run must share the lesion split, or its
-  weights would already have seen this run's validation and calibration lesions (checked).
+  weights would already have seen this run's validation and calibration lesions (checked);
+- channels-last tensors and bfloat16 autocast (`--precision`, default: bfloat16 where the hardware runs it natively,
+  as CUDA GPUs and CPUs with AVX512-BF16 or AMX do): on two cores of an AVX512-BF16 EPYC, a Lite0 epoch at 320x240
+  (185 steps of 32, then the validation pass) took 11.2-12 min in float32 and 9.2 min channels-last in bfloat16.
+  The weights, the optimiser and the EMA stay float32; only the passes' arithmetic is bfloat16, and calibration
+  runs in float32 like the shipped ONNX model;
+- on a CUDA GPU (`--device`, default: the GPU when there is one) the decoded frames and masks are staged on the card
+  once and augmentation runs there too: an epoch that takes minutes on two CPU cores takes seconds, so the schedule
+  can run for dozens of epochs. Random draws stay on the CPU generator, so a seed means the same augmentations on
+  either device.
 """
 
 from __future__ import annotations
@@ -60,9 +69,9 @@ LOG_FILE = "training_log.txt"
 SUMMARY_FILE = "training_summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 """Written after every epoch for `--resume`; not needed to use the model (do not ship it)."""
-RESUME_IGNORED = {"resume", "max_minutes", "epochs", "threads", "no_calibrate", "stop_after"}
-"""Arguments a resumed run may change: more epochs or minutes, other threads. Anything else would make the resumed
-run a different experiment from the one it continues."""
+RESUME_IGNORED = {"resume", "max_minutes", "epochs", "threads", "no_calibrate", "stop_after", "device"}
+"""Arguments a resumed run may change: more epochs or minutes, other threads, another device. Anything else would make
+the resumed run a different experiment from the one it continues."""
 AUGMENTATIONS: dict[str, dict[str, Any]] = {
     "full": {},
     "light": {"max_rotation_deg": 0.0, "scale_range": (1.0, 1.0), "max_translate": 0.0},
@@ -128,6 +137,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--patience", type=int, default=15, help="early stopping: epochs without a better val score")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where to train: auto (default) takes the CUDA GPU when torch sees one, else the CPU",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="arithmetic of the forward and backward passes: bf16 autocast (weights stay float32) or fp32; auto "
+        "(default) is bf16 on a CUDA GPU or a CPU with native bfloat16, else fp32",
+    )
     p.add_argument("--max-batches", type=int, default=None, help="stop each epoch after N batches (CI)")
     p.add_argument("--no-calibrate", action="store_true", help="skip the calibration step at the end")
     p.add_argument(
@@ -307,6 +329,44 @@ class Checkpoint:
         return state
 
 
+def training_device(choice: str) -> Any:
+    """The torch device for `--device`: 'auto' is the GPU when torch sees one; asking for 'cuda' without one is an
+    error (a silent fall-back would turn a minutes-long run into a days-long one)."""
+    import torch
+
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise DataError("--device cuda: torch sees no CUDA GPU here (use --device cpu or auto)")
+    return torch.device(choice)
+
+
+def native_bf16(device: Any) -> bool:
+    """Whether `device` does bfloat16 arithmetic natively (CUDA from Ampere on; on the CPU, oneDNN's own check for
+    AVX512-BF16 or AMX). Emulated bfloat16 is slower than float32, so without it `--precision auto` stays fp32."""
+    import torch
+
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def update_ema(ema: Any, model: Any, decay: float) -> None:
+    """ema = decay x ema + (1 - decay) x model for the weights (one fused call per list, not one kernel pair per
+    tensor: on a GPU the per-tensor loop cost as much as the step); BatchNorm statistics are copied."""
+    import torch
+
+    with torch.no_grad():
+        ema_params = list(ema.parameters())
+        torch._foreach_mul_(ema_params, decay)
+        torch._foreach_add_(ema_params, [p.detach() for p in model.parameters()], alpha=1 - decay)
+        for be, bm in zip(ema.buffers(), model.buffers()):
+            be.copy_(bm)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
@@ -332,7 +392,6 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         build_model,
         count_parameters,
         save_model,
-        uint8_to_input,
     )
 
     started = time.time()
@@ -345,7 +404,14 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     log = TrainLog(out / LOG_FILE)
     command = "python -m dermchat train-classifier " + " ".join(list(argv) if argv is not None else sys.argv[1:])
     log(f"command: {command}")
-    log(f"torch {torch.__version__}, {torch.get_num_threads()} threads, python {platform.python_version()}")
+    device = training_device(args.device)
+    on_gpu = device.type == "cuda"
+    bf16 = args.precision == "bf16" or (args.precision == "auto" and native_bf16(device))
+    where = torch.cuda.get_device_name(device) if on_gpu else f"{torch.get_num_threads()} CPU threads"
+    log(
+        f"torch {torch.__version__} on {where}, {'bfloat16 autocast' if bf16 else 'float32'}, "
+        f"python {platform.python_version()}"
+    )
 
     records = read_metadata(data_dir)
     split_seed = args.seed if args.split_seed is None else args.split_seed
@@ -388,6 +454,9 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         red_sd, green_sd, blue_sd = (float(x) for x in train_px.reshape(-1, 3).std(axis=0) / 255.0)
         model = build_model(ModelConfig(mean=(red, green, blue), std=(red_sd, green_sd, blue_sd), input_size=size))
     config = model.config
+    if on_gpu:
+        torch.backends.cudnn.benchmark = True
+    model.to(device, memory_format=torch.channels_last)
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
@@ -404,7 +473,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
 
     weights = class_weights(labels_all[tr], len(HAM_CLASSES))
     log("class weights: " + ", ".join(f"{c} {w:.2f}" for c, w in zip(HAM_CLASSES, weights)))
-    weight_t = torch.tensor(weights, dtype=torch.float32)
+    weight_t = torch.tensor(weights, dtype=torch.float32, device=device)
     teacher_probs: torch.Tensor | None = None
     if args.distill_from:
         from dermchat.classifier.distill import TEACHER_FILE, distillation_loss, teacher_logits
@@ -415,9 +484,12 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             return load_pixels(data_dir, ids, with_masks=True, use_cache=not args.limit, size=frame_size)[0][tr]
 
         t0 = time.time()
-        logits_tr = teacher_logits(args.distill_from, split, [ids[i] for i in tr], frames, out / TEACHER_FILE, log)
+        logits_tr = teacher_logits(
+            args.distill_from, split, [ids[i] for i in tr], frames, out / TEACHER_FILE, log, device=str(device)
+        )
         teacher_probs = torch.zeros((len(ids), len(HAM_CLASSES)))  # rows by image index, as `batch` holds
         teacher_probs[torch.as_tensor(tr)] = torch.softmax(torch.as_tensor(logits_tr) / args.distill_temperature, 1)
+        teacher_probs = teacher_probs.to(device)
         agree = float((logits_tr.argmax(1) == labels_all[tr]).mean())
         log(
             f"distilling from {len(args.distill_from)} teacher(s) (weight {args.distill_weight:g}, temperature "
@@ -459,6 +531,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         first_epoch = state["epoch"] + 1
         log(f"resumed after epoch {state['epoch']} (step {step}, {elapsed_before / 60:.1f} min of training so far)")
     loop_start: float = time.time() - elapsed_before
+    staged = FrameSource(pixels, masks, device)
 
     def progress(step: int) -> float:
         p: float = step / total_steps
@@ -469,7 +542,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     for epoch in range(first_epoch, args.epochs + 1):
         model.train()
         order = rng.permutation(tr)
-        running, seen = 0.0, 0
+        running_t, seen = torch.zeros((), device=device), 0
         bar = tqdm(
             range(steps_per_epoch), desc=f"epoch {epoch}/{args.epochs}", mininterval=10, file=sys.stderr, leave=False
         )
@@ -480,19 +553,21 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             lr = lr_peak * lr_factor(progress(step))
             for group in opt.param_groups:
                 group["lr"] = lr
-            x = uint8_to_input(pixels[batch])
-            m = torch.as_tensor(masks[batch]).unsqueeze(1).float().div_(255.0)
-            y = torch.as_tensor(labels_all[batch])
+            x, m = staged.batch(batch)
+            y = torch.as_tensor(labels_all[batch], device=device)
             x, m = augment_batch(x, m, aug_cfg, gen)
             mix, partner = 1.0, None
             if args.mixup > 0:
                 mix = float(rng.beta(args.mixup, args.mixup))
-                partner = torch.randperm(len(batch), generator=gen)
+                partner = torch.randperm(len(batch), generator=gen).to(device)
                 x = mix * x + (1 - mix) * x[partner]
                 m = mix * m + (1 - mix) * m[partner]
             if progress(step) < args.low_res_until:
                 x = F.interpolate(x, scale_factor=0.75, mode="bilinear", antialias=True, align_corners=False)
-            outp = model.forward_all(x)
+            x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                outp = model.forward_all(x)
+            outp = {k: v.float() for k, v in outp.items()}
             cls_loss = F.cross_entropy(outp["logits"], y, weight=weight_t, label_smoothing=0.05)
             if partner is not None:
                 cls_loss = mix * cls_loss + (1 - mix) * F.cross_entropy(
@@ -513,19 +588,17 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             loss.backward()
             opt.step()
             step += 1
-            ema_decay = min(0.998, (1 + step) / (10 + step))
-            with torch.no_grad():
-                for pe, pm in zip(ema.parameters(), model.parameters()):
-                    pe.mul_(ema_decay).add_(pm.detach(), alpha=1 - ema_decay)
-                for be, bm in zip(ema.buffers(), model.buffers()):
-                    be.copy_(bm)
-            running += float(cls_loss.detach()) * len(batch)
+            update_ema(ema, model, min(0.998, (1 + step) / (10 + step)))
+            running_t += cls_loss.detach() * len(batch)  # summed on the device: no GPU sync per step
             seen += len(batch)
-            bar.set_postfix(loss=f"{running / max(seen, 1):.3f}", lr=f"{lr:.2e}", refresh=False)
+            if b % 20 == 0:
+                bar.set_postfix(loss=f"{float(running_t) / max(seen, 1):.3f}", lr=f"{lr:.2e}", refresh=False)
             if budget_s and time.time() - loop_start > budget_s:
                 break
         bar.close()
-        out_v = batched_inference(ema, pixels[va])
+        running = float(running_t)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):  # selection only: half the time
+            out_v = batched_inference(ema, pixels[va])
         probs = torch.softmax(out_v["logits"], dim=1).numpy()
         val = metrics.summary(probs, labels_all[va])
         val["nll"] = float(F.cross_entropy(out_v["logits"], torch.as_tensor(labels_all[va])))
@@ -604,6 +677,8 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         "training_loop_minutes": round(train_s / 60, 2),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name(device) if on_gpu else "cpu",
+        "precision": "bf16" if bf16 else "fp32",
         "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "history": history,
     }
@@ -614,7 +689,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         from dermchat.classifier.calibrate import calibrate_dir
 
         t0 = time.time()
-        cal = calibrate_dir(out, data_dir, pixels=pixels, image_ids=ids)
+        cal = calibrate_dir(out, data_dir, pixels=pixels, image_ids=ids, device=str(device))
         log(
             f"calibrated in {time.time() - t0:.1f}s: temperature {cal['temperature']:.3f}, "
             f"conformal threshold {cal['conformal']['threshold']:.4f}, "
@@ -624,6 +699,35 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     log(f"done in {(time.time() - started) / 60:.1f} min; weights in {out / MODEL_FILE}")
     log.close()
     return 0
+
+
+class FrameSource:
+    """Training batches (frames NCHW float in [0, 1], masks N1HW float) from the decoded uint8 arrays. On a GPU both
+    arrays are copied to the card once (about 2 GB at 320x240), so a step moves no pixels over the bus; on the CPU
+    batches are sliced from the arrays as they are."""
+
+    def __init__(self, pixels: np.ndarray, masks: np.ndarray, device: Any) -> None:
+        import torch
+
+        self.device = device
+        self.on_gpu = device.type == "cuda"
+        self.pixels: Any
+        self.masks: Any
+        if self.on_gpu:
+            self.pixels = torch.from_numpy(np.array(pixels)).to(device)
+            self.masks = torch.from_numpy(np.array(masks)).to(device)
+        else:
+            self.pixels, self.masks = pixels, masks
+
+    def batch(self, rows: np.ndarray) -> tuple[Any, Any]:
+        import torch
+
+        from dermchat.classifier.model import uint8_to_input
+
+        if self.on_gpu:
+            index = torch.as_tensor(rows, device=self.device)
+            return uint8_to_input(self.pixels[index]), self.masks[index].unsqueeze(1).float().div_(255.0)
+        return uint8_to_input(self.pixels[rows]), torch.as_tensor(self.masks[rows]).unsqueeze(1).float().div_(255.0)
 
 
 def export_for_chat(out: Path) -> str:
