@@ -101,7 +101,7 @@ train --out $R/tD --input-size $S1 --seed 24 --device $DEV --threads $TH --no-ca
 wait
 TEACHERS=""
 for t in tA tB tC tD; do
-  grep -h "best epoch\|error\|Error" $R/$t/training_log.txt $R/$t.log 2>/dev/null | tail -2 | sed "s/^/$t: /"
+  grep -h "best epoch\|error\|Error" $R/$t.log 2>/dev/null | tail -2 | sed "s/^/$t: /"  # the run's stdout: log + tracebacks
   [ -f $R/$t/model.pt ] && TEACHERS="$TEACHERS $R/$t"
 done
 (cd $R && tar cf $OUT/teachers_AB.tar --exclude=checkpoint.pt tA tB tA.log tB.log 2>/dev/null)
@@ -115,7 +115,7 @@ train --out $R/s2 --input-size $S2 --mixup 0.2 --seed 32 --device $DEV --threads
   --distill-from $TEACHERS --distill-weight 0.7 >$R/s2.log 2>&1 &
 wait
 for s in s1 s2; do
-  grep -h "teacher accuracy\|best epoch\|calibrated\|ONNX\|error\|Error" $R/$s/training_log.txt $R/$s.log 2>/dev/null | tail -5 | sed "s/^/$s: /"
+  tr '\r' '\n' <$R/$s.log | grep "teacher accuracy\|best epoch\|calibrated\|ONNX\|error\|Error" | tail -5 | sed "s/^/$s: /"
   (cd $R && tar cf $OUT/student_$s.tar --exclude=checkpoint.pt --exclude=model.onnx $s $s.log 2>/dev/null)
 done
 ls -la $OUT
