@@ -362,3 +362,15 @@ def test_training_says_which_device_and_precision_it_runs_and_refuses_a_missing_
     if not torch.cuda.is_available():
         assert main([*tiny_training_args(ham_dir, limit=32), "--device", "cuda", "--out", str(tmp_path / "gpu")]) == 2
         assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def test_per_sitting_settings_do_not_block_a_resume() -> None:
+    """The device, thread count and cuDNN autotuning may change between the sittings of one run."""
+    from dermchat.classifier.train import build_parser, resumable_args
+
+    base = ["--out", "run", "--epochs", "3"]
+    plain = build_parser().parse_args(base)
+    assert plain.cudnn_benchmark is False  # measured: a minute of autotuning per process, no faster epochs
+    changed = build_parser().parse_args([*base, "--cudnn-benchmark", "--device", "cpu", "--threads", "4"])
+    assert resumable_args(changed) == resumable_args(plain)
+    assert resumable_args(build_parser().parse_args([*base, "--seed", "9"])) != resumable_args(plain)
