@@ -2,7 +2,7 @@
 # One GPU sitting for the HAM10000 diagnoser, sized for the workplace's `device` tool (an H200 lent for 15 minutes to
 # some sessions; the call's working tree must stay under 64 MiB and nothing can be downloaded there).
 #
-#   bash tools/gpu_sitting.sh pack       # here: builds .gpu/ (ignored; ~55 MB): the HAM images and the masks re-saved
+#   bash tools/gpu_sitting.sh pack       # here: builds .gpu/ (ignored; ~57 MB): the HAM images and the masks re-saved
 #                                        # as 1-bit PNGs (lossless: they are 0/255) in one .tar.gz (the tool counts each
 #                                        # small file's disk blocks), Lite0/1/2's ImageNet weights in fp16 without the
 #                                        # 1000-class head, and untracks the shipped ham_cnn weights for the call
@@ -66,6 +66,14 @@ mkdir -p "$OUT" "$R"
 T0=$(date +%s)
 say() { echo "[$(($(date +%s) - T0))s] $*"; }
 train() { timeout $STAGE_S $PY -m dermchat.classifier.train --data $D --split-seed 0 --patience 100 "$@"; }
+decode() {  # fills the decoded-frame cache for one WxH, so the parallel runs after it start from the cache
+  $PY -c "
+from dermchat.classifier.data import load_pixels, read_metadata
+ids = [r.image_id for r in read_metadata('$D')]
+w, h = (int(v) for v in '$1'.split('x'))
+px, _ = load_pixels('$D', ids, with_masks=True, size=(w, h))
+print('$1', px.shape)"
+}
 if [ "$MODE" = rehearse ]; then
   DEV=cpu; TH=1; SIZES="160x120 224x168"; S1=160x120; S2=224x168; S3=224x168
   TEACH="--limit 120 --max-batches 2 --batch-size 8 --epochs 2 --max-minutes 0.3"
@@ -73,21 +81,19 @@ if [ "$MODE" = rehearse ]; then
   STAGE_S=200
 else
   DEV=cuda; TH=3; SIZES="320x240 384x288 448x336"; S1=320x240; S2=384x288; S3=448x336
-  TEACH="--batch-size 64 --lr 1e-3 --epochs 60 --max-minutes 3.2"
-  STUD="--batch-size 64 --lr 1e-3 --epochs 60 --max-minutes 2.3"
+  GPU_RUN="--batch-size 64 --lr 1e-3 --epochs 60"
+  TEACH="$GPU_RUN --max-minutes 3.2"
+  STUD="$GPU_RUN --max-minutes 2.3"
   STAGE_S=280
 fi
 
 if [ "$MODE" = probe ]; then  # the first sitting's epoch 1 took 1.4 min (then 10 s): cuDNN autotuning? (yes: 1.3 vs 0.5 min)
   say "probe: decoding $S1"
-  $PY -c "
-from dermchat.classifier.data import load_pixels, read_metadata
-ids = [r.image_id for r in read_metadata('$D')]
-print(load_pixels('$D', ids, with_masks=True, size=(320, 240))[0].shape)"
+  decode $S1
   for b in on off; do
     flag=""; [ $b = on ] && flag=--cudnn-benchmark
-    train --out $OUT/p_$b --input-size $S1 --mixup 0.2 --seed 41 --device cuda --threads 6 --no-calibrate \
-      --batch-size 64 --lr 1e-3 --epochs 60 --max-minutes ${PROBE_MIN:-2.0} $flag >$R/p_$b.log 2>&1 &
+    train --out $OUT/p_$b --input-size $S1 --mixup 0.2 --seed 41 --device $DEV --threads 6 --no-calibrate \
+      $GPU_RUN --max-minutes ${PROBE_MIN:-2.0} $flag >$R/p_$b.log 2>&1 &
   done
   wait
   for b in on off; do rm -f $OUT/p_$b/checkpoint.pt $OUT/p_$b/split.json; grep -h "epoch\|rror" $OUT/p_$b/training_log.txt $R/p_$b.log | tail -4; done
@@ -105,14 +111,7 @@ grep -h "torch\|calibrated\|ONNX\|done" $R/smoke/training_log.txt
 
 if [ "$MODE" != rehearse ]; then
   say "decoding frames at $SIZES"
-  for s in $SIZES; do
-    $PY -c "
-from dermchat.classifier.data import load_pixels, read_metadata
-ids = [r.image_id for r in read_metadata('$D')]
-w, h = (int(v) for v in '$s'.split('x'))
-px, _ = load_pixels('$D', ids, with_masks=True, size=(w, h))
-print('$s', px.shape)" &
-  done
+  for s in $SIZES; do decode $s & done
   wait
 fi
 
