@@ -121,3 +121,30 @@ def test_the_heat_map_lights_the_lesion_not_the_skin_around_it(ham_dir: Path) ->
     assert share["images"] == 24
     assert share["heat_inside_mask_mean"] > share["mask_area_share_mean"] + 0.1
     assert share["heat_inside_mask_mean"] > 0.5
+
+
+def test_eval_scores_only_lesions_the_network_never_trained_on(ham_dir: Path, tmp_path: Path) -> None:
+    """A --fold-in-val network has seen the validation lesions: `auto` moves to the calibration split, and asking
+    for the validation split anyway is labelled in-sample."""
+    from dermchat.classifier.data import DataError, read_metadata, split_by_lesion, write_split
+    from dermchat.classifier.evaluate import select_records
+
+    records = read_metadata(ham_dir)
+    split = split_by_lesion(records, seed=0)
+    plain, folded = tmp_path / "plain.json", tmp_path / "folded.json"
+    write_split(plain, split, 0, (0.7, 0.15, 0.15))
+    write_split(folded, split, 0, (0.7, 0.15, 0.15), trained_on=("train", "val"))
+
+    chosen, why = select_records(records, plain, "auto")
+    assert {r.image_id for r in chosen} == set(split["val"]) and "never trained on" in why
+    chosen, why = select_records(records, folded, "auto")
+    assert {r.image_id for r in chosen} == set(split["calib"]) and "only lesions never trained on" in why
+    _, why = select_records(records, folded, "val")
+    assert "in-sample" in why and "NOT an estimate" in why
+    _, why = select_records(records, plain, "train")
+    assert "in-sample" in why
+    unseen = [r for r in records if r.image_id in set(split["val"])]
+    chosen, why = select_records(unseen, plain, "auto")  # a folder of lesions outside this network's training data
+    assert len(chosen) == len(unseen) and "no overlap" in why
+    with pytest.raises(DataError, match="none of the calib split images"):  # the folded network has seen them all
+        select_records(unseen, folded, "auto")

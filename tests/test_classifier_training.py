@@ -374,3 +374,24 @@ def test_per_sitting_settings_do_not_block_a_resume() -> None:
     changed = build_parser().parse_args([*base, "--cudnn-benchmark", "--device", "cpu", "--threads", "4"])
     assert resumable_args(changed) == resumable_args(plain)
     assert resumable_args(build_parser().parse_args([*base, "--seed", "9"])) != resumable_args(plain)
+
+
+def test_fold_in_val_trains_on_the_validation_lesions_keeps_the_last_epoch_and_says_so(
+    ham_dir: Path, tmp_path: Path
+) -> None:
+    from dermchat.classifier.data import read_split, read_trained_on
+    from dermchat.classifier.train import main
+
+    out = tmp_path / "final"
+    tiny = [*tiny_training_args(ham_dir, epochs=3), "--backbone", "dermnet", "--no-calibrate", "--patience", "1"]
+    assert main([*tiny, "--out", str(out), "--fold-in-val"]) == 0
+    split = read_split(out / "split.json")
+    assert read_trained_on(out / "split.json") == ("train", "val")
+    log = (out / "training_log.txt").read_text()
+    assert f"training on {len(split['train']) + len(split['val'])} images (train + val)" in log
+    summary = json.loads((out / "training_summary.json").read_text())
+    # in-sample validation figures choose nothing: every epoch replaces the last, and none stops the run early
+    assert summary["epochs_run"] == 3 and summary["best_epoch"] == 3
+    plain = tmp_path / "plain"
+    assert main([*tiny, "--out", str(plain)]) == 0
+    assert read_trained_on(plain / "split.json") == ("train",)

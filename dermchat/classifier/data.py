@@ -129,12 +129,20 @@ def split_by_lesion(
     return {name: sorted(ids) for name, ids in split.items()}
 
 
-def write_split(path: Path, split: dict[str, list[str]], seed: int, fractions: Sequence[float]) -> None:
-    """Write the split down (image ids per part) so calibration and evaluation reuse it exactly."""
+def write_split(
+    path: Path,
+    split: dict[str, list[str]],
+    seed: int,
+    fractions: Sequence[float],
+    trained_on: Sequence[str] = ("train",),
+) -> None:
+    """Write the split down (image ids per part, and which parts the network was trained on) so calibration and
+    evaluation reuse it exactly and know which figures are in-sample."""
     payload = {
         "method": "stratified by dx, grouped by lesion_id",
         "seed": seed,
         "fractions": list(fractions),
+        "trained_on": list(trained_on),
         "counts": {name: len(ids) for name, ids in split.items()},
         **split,
     }
@@ -144,6 +152,11 @@ def write_split(path: Path, split: dict[str, list[str]], seed: int, fractions: S
 def read_split(path: Path) -> dict[str, list[str]]:
     payload = json.loads(Path(path).read_text())
     return {name: list(payload[name]) for name in SPLIT_NAMES}
+
+
+def read_trained_on(path: Path) -> tuple[str, ...]:
+    """The split parts the network was trained on (files written before `--fold-in-val` existed: train only)."""
+    return tuple(json.loads(Path(path).read_text()).get("trained_on", ["train"]))
 
 
 def subsample(records: Sequence[Record], limit: int, seed: int) -> list[Record]:

@@ -7,7 +7,9 @@
 On a folder that shares images with the training data (the shipped split.json says which), only
 the held-out split is evaluated (`val` by default: lesions never trained on; the `calib` split was
 used to fit temperature, conformal threshold and the melanoma threshold, so its coverage figures
-would be in-sample). On any other folder in the HAM layout (such as unseen lesions) every image is used.
+would be in-sample). A network trained with `--fold-in-val` has seen `val`: `auto` then scores
+`calib`, the only lesions it never trained on. On any other folder in the HAM layout (such as
+unseen lesions) every image is used.
 """
 
 from __future__ import annotations
@@ -22,7 +24,16 @@ import numpy as np
 
 from dermchat.classifier import HAM_CLASSES, MALIGNANT_CODES
 from dermchat.classifier import metrics as M
-from dermchat.classifier.data import DataError, Record, default_data_dir, load_pixels, read_metadata, read_split
+from dermchat.classifier.data import (
+    SPLIT_NAMES,
+    DataError,
+    Record,
+    default_data_dir,
+    load_pixels,
+    read_metadata,
+    read_split,
+    read_trained_on,
+)
 from dermchat.classifier.patient_info import infos_from_records
 from dermchat.cli_output import emit, fail
 
@@ -95,24 +106,29 @@ def select_records(records: list[Record], split_file: Path, choice: str) -> tupl
     if choice == "all":
         return records, "all images in the folder"
     split = read_split(split_file) if split_file.is_file() else None
+    trained_on = read_trained_on(split_file) if split is not None else ()
     if choice == "auto":
         if split is None:
             return records, "all images in the folder (no split file next to the weights)"
-        train_ids = set(split["train"]) | set(split["calib"])
-        if not any(r.image_id in train_ids for r in records):
+        held_out = "calib" if "val" in trained_on else "val"
+        seen = {i for part in SPLIT_NAMES if part != held_out for i in split[part]}
+        if not any(r.image_id in seen for r in records):
             return records, "all images in the folder (no overlap with the training/calibration images)"
-        choice = "val"
+        choice = held_out
     if split is None:
         raise DataError(f"--split {choice} needs {split_file}")
     wanted = set(split[choice])
     chosen = [r for r in records if r.image_id in wanted]
     if not chosen:
         raise DataError(f"none of the {choice} split images of {split_file} are in this folder")
+    if choice in trained_on:
+        return chosen, f"{choice} split (in-sample: this network was trained on it; NOT an estimate of performance)"
     notes = {
         "val": "held-out validation split (lesions never trained on; used only for checkpoint selection)",
         "calib": "calibration split (in-sample for temperature, conformal and melanoma thresholds)",
-        "train": "training split (in-sample: NOT an estimate of performance)",
     }
+    if "val" in trained_on:
+        notes["calib"] = "calibration split (the only lesions never trained on; in-sample for the thresholds)"
     return chosen, notes[choice]
 
 

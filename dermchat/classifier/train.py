@@ -23,6 +23,10 @@ Choices that matter on two CPU cores:
   wall-clock-capped run whose best epoch is its last is still learning; restarting from it is
   cheaper than a longer run from scratch. The previous run must share the lesion split, or its
   weights would already have seen this run's validation and calibration lesions (checked);
+- optional final fit (`--fold-in-val`): the validation lesions join the training set (7,193 images instead of
+  5,918), the last epoch is kept (in-sample figures can choose nothing), calibration still uses the untouched
+  calibration lesions, and split.json records `trained_on` so `eval` scores only lesions the network never saw.
+  Tried on 2.3: 21% more lesions moved nothing beyond noise (model card);
 - channels-last tensors and bfloat16 autocast (`--precision`, default: bfloat16 where the hardware runs it natively,
   as CUDA GPUs and CPUs with AVX512-BF16 or AMX do): on two cores of an AVX512-BF16 EPYC, a Lite0 epoch at 320x240
   (185 steps of 32, then the validation pass) took 11.2-12 min in float32 and 8.4-10.2 min (mean 9.1) channels-last
@@ -231,6 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="start from the weights in this train-classifier output folder (same lesion split "
         "required) instead of a random initialisation",
     )
+    p.add_argument(
+        "--fold-in-val",
+        action="store_true",
+        help="final fit: train on the validation lesions too. Nothing is held back to choose an epoch, so the "
+        "last one is kept and the per-epoch validation figures are in-sample; the calibration lesions stay "
+        "untouched and are the only honest estimate (eval --split calib)",
+    )
     return p
 
 
@@ -435,7 +446,8 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     if args.limit:
         records = subsample(records, args.limit, split_seed)
     split = split_by_lesion(records, split_seed, DEFAULT_FRACTIONS)
-    write_split(out / SPLIT_FILE, split, split_seed, DEFAULT_FRACTIONS)
+    trained_on = ("train", "val") if args.fold_in_val else ("train",)
+    write_split(out / SPLIT_FILE, split, split_seed, DEFAULT_FRACTIONS, trained_on=trained_on)
     log(
         f"data {data_dir}: {len(records)} images; split by lesion (seed {split_seed}): "
         + ", ".join(f"{k} {len(v)}" for k, v in split.items())
@@ -455,8 +467,10 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     log(f"pixels ready in {time.time() - t0:.1f}s: {pixels.shape}")
     index = {image_id: i for i, image_id in enumerate(ids)}
     labels_all = np.array([r.label for r in records], dtype=np.int64)
-    tr = np.array([index[i] for i in split["train"]], dtype=np.int64)
+    tr = np.array([index[i] for part in trained_on for i in split[part]], dtype=np.int64)
     va = np.array([index[i] for i in split["val"]], dtype=np.int64)
+    if args.fold_in_val:
+        log(f"--fold-in-val: training on {len(tr)} images (train + val); the last epoch is kept")
     if len(va) == 0:  # tiny smoke subsets: validate on the training images rather than crash
         va = tr
 
@@ -631,7 +645,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
                 **val,
             }
         )
-        improved = score > best_score
+        improved = score > best_score or args.fold_in_val  # in-sample figures choose nothing
         if improved:
             best_score, best_epoch, best_metrics = score, epoch, val
             save_model(ema, out / MODEL_FILE, extra={"epoch": epoch, "val": val, "seed": args.seed})
