@@ -120,7 +120,14 @@ def select_records(records: list[Record], split_file: Path, choice: str) -> tupl
     wanted = set(split[choice])
     chosen = [r for r in records if r.image_id in wanted]
     if not chosen:
-        raise DataError(f"none of the {choice} split images of {split_file} are in this folder")
+        present = {r.image_id for r in records}
+        others = [part for part in SPLIT_NAMES if part != choice and present & set(split[part])]
+        hint = (
+            f"; it holds {', '.join(others)} images: pass --split {others[0]} (in-sample if trained on)"
+            if others
+            else ""
+        )
+        raise DataError(f"none of the {choice} split images of {split_file} are in this folder{hint}")
     if choice in trained_on:
         return chosen, f"{choice} split (in-sample: this network was trained on it; NOT an estimate of performance)"
     notes = {
