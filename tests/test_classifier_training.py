@@ -389,9 +389,11 @@ def test_fold_in_val_trains_on_the_validation_lesions_keeps_the_last_epoch_and_s
     assert read_trained_on(out / "split.json") == ("train", "val")
     log = (out / "training_log.txt").read_text()
     assert f"training on {len(split['train']) + len(split['val'])} images (train + val)" in log
+    assert "epoch 1: train loss" in log and "val (in-sample) acc" in log and "(val (in-sample) score" in log
     summary = json.loads((out / "training_summary.json").read_text())
     # in-sample validation figures choose nothing: every epoch replaces the last, and none stops the run early
     assert summary["epochs_run"] == 3 and summary["best_epoch"] == 3
     plain = tmp_path / "plain"
     assert main([*tiny, "--out", str(plain)]) == 0
     assert read_trained_on(plain / "split.json") == ("train",)
+    assert "in-sample" not in (plain / "training_log.txt").read_text()
