@@ -187,7 +187,9 @@ def test_warm_start_continues_from_a_finished_run_on_the_same_split(
     assert "different lesion split" in capsys.readouterr().err
 
 
-def test_a_finished_network_fine_tunes_at_a_larger_input_size(ham_dir: Path, tmp_path: Path) -> None:
+def test_a_finished_network_fine_tunes_at_a_larger_input_size_and_with_colour_constancy(
+    ham_dir: Path, tmp_path: Path
+) -> None:
     from PIL import Image
 
     from dermchat.classifier.model import load_model
@@ -197,10 +199,15 @@ def test_a_finished_network_fine_tunes_at_a_larger_input_size(ham_dir: Path, tmp
     tiny = [*tiny_training_args(ham_dir), "--backbone", "dermnet"]
     first, second = tmp_path / "first", tmp_path / "second"
     assert main([*tiny, "--out", str(first), "--no-calibrate"]) == 0
-    assert main([*tiny, "--out", str(second), "--init-from", str(first), "--input-size", "160x120"]) == 0
-    assert "input 160x120" in (second / "training_log.txt").read_text()
+    resize = ["--init-from", str(first), "--input-size", "160x120", "--colour-constancy", "6"]
+    assert main([*tiny, "--out", str(second), *resize]) == 0
+    log = (second / "training_log.txt").read_text()
+    assert "input 160x120" in log and "Shades-of-Gray white balance p=6" in log
+    assert "Shades-of-Gray" not in (first / "training_log.txt").read_text()
     assert load_model(first / "model.pt")[0].config.input_size == (128, 96)
+    assert load_model(first / "model.pt")[0].config.colour_constancy == 0
     assert load_model(second / "model.pt")[0].config.input_size == (160, 120)
+    assert load_model(second / "model.pt")[0].config.colour_constancy == 6  # saved, so inference corrects too
     predictor = Predictor(second)  # calibrated, and predicting, at the size it was fine-tuned at
     assert predictor.input_size == (160, 120)
     photo = next((ham_dir / "images").glob("*.jpg"))

@@ -46,6 +46,10 @@ class ModelConfig:
     existed were all 128x96, the default."""
     backbone: str = "dermnet"
     """"dermnet" (from scratch; files saved before this field existed) or "efficientnet-lite0/1/2" (ImageNet)."""
+    colour_constancy: float = 0.0
+    """Minkowski norm p of the Shades-of-Gray white balance the network applies to each frame before anything
+    else (`shades_of_gray`); 0 (the default, and every file saved before this field existed) leaves colours as
+    they are."""
 
     @classmethod
     def for_backbone(cls, backbone: str, **overrides: Any) -> ModelConfig:
@@ -67,6 +71,29 @@ class ModelConfig:
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
         return cls(**fields)
+
+
+def shades_of_gray(x: torch.Tensor, p: float) -> torch.Tensor:
+    """White-balance each image of an NCHW batch in [0, 1] so its illuminant estimate is grey.
+
+    Why: HAM10000 comes from two clinics with different dermatoscopes and lighting, and a phone photo has its own
+    white balance; the same lesion arrives in different casts. Shades of Gray (Finlayson & Trezzi 2004) estimates
+    the light as the per-channel Minkowski p-norm of the pixels (p=1 is grey-world, p=inf is max-RGB; p=6 is the
+    usual choice in the ISIC challenge entries) and rescales each channel so the estimate is neutral, keeping the
+    mean brightness. It is part of the network's forward pass, so training, ONNX, Grad-CAM and the chat all see
+    the same correction.
+    """
+    x32 = x.float()
+    illuminant = x32.clamp(min=1e-6).pow(p).mean(dim=(2, 3), keepdim=True).pow(1.0 / p)  # N,3,1,1
+    gain = illuminant.mean(dim=1, keepdim=True) / illuminant.clamp(min=1e-6)
+    return (x32 * gain).clamp(0.0, 1.0).to(x.dtype)
+
+
+def normalise_input(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, colour_constancy: float) -> torch.Tensor:
+    """The input scaling every network shares: optional white balance, then (x - mean) / std."""
+    if colour_constancy > 0:
+        x = shades_of_gray(x, colour_constancy)
+    return (x - mean) / std
 
 
 class BasicBlock(nn.Module):
@@ -115,9 +142,9 @@ class DermNet(nn.Module):
         self.head = nn.Linear(c_in, config.num_classes)
         self.mask_head = nn.Conv2d(config.widths[1], 1, 1)
 
-    def normalise(self, x_uint8_like: torch.Tensor) -> torch.Tensor:
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """Input is float in [0, 1], NCHW."""
-        return (x_uint8_like - self.mean) / self.std
+        return normalise_input(x, self.mean, self.std, self.config.colour_constancy)
 
     def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         h = self.stem(self.normalise(x))
@@ -163,7 +190,7 @@ class LiteNet(nn.Module):
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """Input is float in [0, 1], NCHW."""
-        return (x - self.mean) / self.std
+        return normalise_input(x, self.mean, self.std, self.config.colour_constancy)
 
     def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         features, tap = self.net.forward_features(self.normalise(x))

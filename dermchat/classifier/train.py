@@ -27,6 +27,8 @@ Choices that matter on two CPU cores:
   5,918), the last epoch is kept (in-sample figures can choose nothing), calibration still uses the untouched
   calibration lesions, and split.json records `trained_on` so `eval` scores only lesions the network never saw.
   Tried on 2.3: 21% more lesions moved nothing beyond noise (model card);
+- optional colour constancy (`--colour-constancy 6`): a Shades-of-Gray white balance inside the network, saved
+  with the weights. Tried on 2.3: lower accuracy on both held-out splits, no gain elsewhere (model card);
 - channels-last tensors and bfloat16 autocast (`--precision`, default: bfloat16 where the hardware runs it natively,
   as CUDA GPUs and CPUs with AVX512-BF16 or AMX do): on two cores of an AVX512-BF16 EPYC, a Lite0 epoch at 320x240
   (185 steps of 32, then the validation pass) took 11.2-12 min in float32 and 8.4-10.2 min (mean 9.1) channels-last
@@ -188,6 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="frame size the network reads, e.g. 160x120 (default 200x150 for efficientnet-lite0, "
         "128x96 for dermnet, or the --init-from network's; a larger size with --init-from "
         "fine-tunes that network at the new size)",
+    )
+    p.add_argument(
+        "--colour-constancy",
+        type=float,
+        default=None,
+        metavar="P",
+        help="white-balance every frame inside the network with Shades of Gray of norm P (6 is usual; 0 turns "
+        "it off). Default: the --init-from network's setting, else off. Saved with the weights, so inference "
+        "applies the same correction. On HAM10000 alone it measured no gain (model card)",
     )
     p.add_argument(
         "--augment",
@@ -485,6 +496,8 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         red, green, blue = (float(x) for x in train_px.reshape(-1, 3).mean(axis=0) / 255.0)
         red_sd, green_sd, blue_sd = (float(x) for x in train_px.reshape(-1, 3).std(axis=0) / 255.0)
         model = build_model(ModelConfig(mean=(red, green, blue), std=(red_sd, green_sd, blue_sd), input_size=size))
+    if args.colour_constancy is not None:
+        model.config.colour_constancy = max(0.0, float(args.colour_constancy))
     config = model.config
     if on_gpu:
         torch.backends.cudnn.benchmark = args.cudnn_benchmark
@@ -501,6 +514,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     log(
         f"model {backbone}: {count_parameters(model)} parameters, {shape}, input {size[0]}x{size[1]}, "
         f"batch {batch_size}, peak lr {lr_peak:g}"
+        + (f", Shades-of-Gray white balance p={config.colour_constancy:g}" if config.colour_constancy else "")
     )
 
     weights = class_weights(labels_all[tr], len(HAM_CLASSES))
