@@ -21,6 +21,10 @@ from dermchat.request import PatientDetails, TurnRequest
 EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {
     "train-classifier": ("dermchat.classifier.train:main", "train the offline HAM10000 classifier"),
     "eval": ("dermchat.classifier.evaluate:main", "evaluate the offline classifier on a HAM-layout folder"),
+    "eval-paired": (
+        "dermchat.classifier.paired:main",
+        "is one classifier better than another? paired lesion bootstrap of two eval prediction CSVs",
+    ),
     "export-onnx": ("dermchat.classifier.onnx_runtime:main", "export classifier weights to ONNX (the chat runtime)"),
     "bench-quality": ("dermchat.quality.bench:main", "benchmark the image-quality check on distorted images"),
     "describe": ("dermchat.morphology.cli:describe_main", "dermoscopic ABCD descriptors of the lesion in a photo"),

@@ -28,7 +28,7 @@ Choices that matter on two CPU cores:
   calibration lesions, and split.json records `trained_on` so `eval` scores only lesions the network never saw.
   Tried on 2.3: 21% more lesions moved nothing beyond noise (model card);
 - optional colour constancy (`--colour-constancy 6`): a Shades-of-Gray white balance inside the network, saved
-  with the weights. Tried on 2.3: lower accuracy on both held-out splits, no gain elsewhere (model card);
+  with the weights. Tried on 2.3: lower accuracy on both held-out splits, no gain anywhere (model card);
 - channels-last tensors and bfloat16 autocast (`--precision`, default: bfloat16 where the hardware runs it natively,
   as CUDA GPUs and CPUs with AVX512-BF16 or AMX do): on two cores of an AVX512-BF16 EPYC, a Lite0 epoch at 320x240
   (185 steps of 32, then the validation pass) took 11.2-12 min in float32 and 8.4-10.2 min (mean 9.1) channels-last
