@@ -168,19 +168,20 @@ ISIC_COLUMNS: tuple[tuple[str, str], ...] = (
     ("VASC", "vasc"),
 )
 """ISIC 2018 task 3 column names, in the challenge's order, and the HAM code each one is."""
+ISIC_TO_HAM: tuple[int, ...] = tuple(HAM_CLASSES.index(code) for _, code in ISIC_COLUMNS)
+"""For each ISIC column in file order, its index in HAM_CLASSES (the writer's and the reader's one mapping)."""
 
 
 def write_isic_csv(path: Path, records: Sequence[Record], rows: np.ndarray) -> None:
     """`rows` in HAM_CLASSES order -> the challenge's column order; probabilities or one-hot truth."""
     import csv
 
-    order = [HAM_CLASSES.index(code) for _, code in ISIC_COLUMNS]
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["image", *(name for name, _ in ISIC_COLUMNS)])
         for record, row in zip(records, rows):
-            writer.writerow([record.image_id, *(f"{float(row[k]):.6f}" for k in order)])
+            writer.writerow([record.image_id, *(f"{float(row[k]):.6f}" for k in ISIC_TO_HAM)])
 
 
 def heatmap_mask_share(predictor: Any, data_dir: Path, records: list[Record], n: int) -> dict[str, Any]:

@@ -28,7 +28,7 @@ import numpy as np
 from dermchat.classifier import HAM_CLASSES
 from dermchat.classifier import metrics as M
 from dermchat.classifier.data import DataError, default_data_dir, read_metadata
-from dermchat.classifier.evaluate import ISIC_COLUMNS
+from dermchat.classifier.evaluate import ISIC_COLUMNS, ISIC_TO_HAM, nan_to_none
 from dermchat.cli_output import emit, fail
 
 FIGURES: tuple[str, ...] = ("accuracy", "balanced_accuracy", "macro_auc", "melanoma_auc")
@@ -73,8 +73,7 @@ def read_isic_csv(path: Path) -> IsicTable:
         raise DataError(f"{path} lists some images twice")
     in_file_order = np.asarray(values, dtype=np.float64)
     rows = np.empty_like(in_file_order)
-    for column, (_, code) in enumerate(ISIC_COLUMNS):
-        rows[:, HAM_CLASSES.index(code)] = in_file_order[:, column]
+    rows[:, list(ISIC_TO_HAM)] = in_file_order
     return IsicTable(path, ids, rows)
 
 
@@ -125,8 +124,9 @@ def paired_bootstrap(
 ) -> dict[str, Any]:
     """Each model's figures, and each later model minus the first on the same resampled lesions."""
     names = list(models)
+    whole = {n: headline_figures(models[n], labels) for n in names}  # on every image, once per model
     report: dict[str, Any] = {
-        "figures": {n: dict(zip(FIGURES, map(rounded, headline_figures(models[n], labels)))) for n in names},
+        "figures": {n: dict(zip(FIGURES, map(nan_to_none, whole[n]))) for n in names},
         "differences": {},
     }
     rng = np.random.default_rng(seed)
@@ -138,16 +138,11 @@ def paired_bootstrap(
             draws[n].append(headline_figures(models[n][rows], labels[rows]) - base)
     for n in names[1:]:
         d = np.array(draws[n])
-        point = headline_figures(models[n], labels) - headline_figures(models[names[0]], labels)
+        point = whole[n] - whole[names[0]]
         report["differences"][f"{n} - {names[0]}"] = {
             figure: interval(float(point[i]), d[:, i]) for i, figure in enumerate(FIGURES)
         }
     return report
-
-
-def rounded(value: float) -> float | None:
-    """JSON has no NaN: a figure that cannot be measured (a class absent from the images) is null."""
-    return None if np.isnan(value) else round(float(value), 4)
 
 
 def interval(point: float, draws: np.ndarray) -> dict[str, Any]:
