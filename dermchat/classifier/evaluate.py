@@ -308,6 +308,7 @@ def time_single_thread(
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """Every figure of `eval` for the chosen split, as one JSON-ready dict (sections built by the helpers below)."""
     import torch
 
     from dermchat.classifier.predictor import Predictor
@@ -329,24 +330,19 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     batch_s = time.perf_counter() - t0
     patients = None if args.image_only or not predictor.uses_patient_info else infos_from_records(records)
     a = predictor.analyse(logits, emb, patients)
-    probs, raw, sets = a["probs"], a["raw_probs"], a["sets"]
+    probs, raw = a["probs"], a["raw_probs"]
     preds = probs.argmax(axis=1)
     k = len(HAM_CLASSES)
     cm = M.confusion(labels, preds, k)
-    sens, spec, aucs = M.per_class_sensitivity(cm), M.per_class_specificity(cm), M.per_class_auc(probs, labels)
-    mel = HAM_CLASSES.index("mel")
-    is_mel = labels == mel
-    malignant = malignant_rows(labels)
-    covered = sets[np.arange(len(labels)), labels]
-    kept = ~a["ood"]
     head = headline(a, labels)
+    with_details = bool(a["with_patient_info"].any())
     figures: dict[str, Any] = {
         "data_dir": str(data_dir),
         "weights_dir": str(predictor.weights_dir),
         "evaluated_on": which,
         "n_images": len(labels),
         "patient_info": {
-            "used": bool(a["with_patient_info"].any()),
+            "used": with_details,
             "images_with_details": int(a["with_patient_info"].sum()),
             "weight": predictor.patient_prior.weight if predictor.patient_prior else None,
         },
@@ -356,50 +352,11 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "macro_f1": nan_to_none(M.macro_f1(labels, preds, k)),
         "macro_auc_ovr": head["macro_auc_ovr"],
         "melanoma_auc": head["melanoma_auc"],
-        "per_class": {
-            c: {
-                "n": int((labels == i).sum()),
-                "sensitivity": nan_to_none(sens[i]),
-                "specificity": nan_to_none(spec[i]),
-                "auc": nan_to_none(aucs[i]),
-            }
-            for i, c in enumerate(HAM_CLASSES)
-        },
-        "melanoma_urgent_threshold": {
-            "threshold": round(float(np.median(a["melanoma_threshold"])), 4),
-            "sensitivity": head["melanoma_sensitivity"],
-            "specificity": nan_to_none((~a["melanoma_flag"][~is_mel]).mean() if (~is_mel).any() else np.nan),
-            "urgent_tier_sensitivity_melanoma": nan_to_none(a["urgent"][is_mel].mean() if is_mel.any() else np.nan),
-            "urgent_tier_sensitivity_malignant": nan_to_none(
-                a["urgent"][malignant].mean() if malignant.any() else np.nan
-            ),
-            "urgent_tier_rate_benign": nan_to_none(a["urgent"][~malignant].mean() if (~malignant).any() else np.nan),
-        },
-        "calibration": {
-            "temperature": round(predictor.temperature, 4),
-            "temperature_with_patient_info": (
-                round(float(predictor.calibration["with_patient_info"]["temperature"]), 4)
-                if a["with_patient_info"].any()
-                else None
-            ),
-            "ece_before": nan_to_none(M.expected_calibration_error(raw, labels)),
-            "ece_after": head["ece_after"],
-            "nll_before": nan_to_none(-np.log(np.clip(raw[np.arange(len(labels)), labels], 1e-12, 1)).mean()),
-            "nll_after": nan_to_none(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean()),
-        },
-        "conformal": {
-            "target_coverage": predictor.coverage,
-            "coverage": head["coverage"],
-            "mean_set_size": head["mean_set_size"],
-            "coverage_non_abstained": nan_to_none(covered[kept].mean() if kept.any() else np.nan),
-            "set_size_histogram": {str(s): int((sets.sum(axis=1) == s).sum()) for s in range(1, k + 1)},
-        },
-        "abstention": {
-            "rate": nan_to_none(a["ood"].mean()),
-            "by_energy": nan_to_none(a["ood_energy"].mean()),
-            "by_mahalanobis": nan_to_none(a["ood_mahalanobis"].mean()),
-            "accuracy_non_abstained": nan_to_none(M.accuracy(labels[kept], preds[kept]) if kept.any() else np.nan),
-        },
+        "per_class": per_class_figures(cm, probs, labels),
+        "melanoma_urgent_threshold": urgent_figures(a, labels, head),
+        "calibration": calibration_figures(predictor, a, labels, head),
+        "conformal": conformal_figures(predictor, a, labels, head),
+        "abstention": abstention_figures(a, labels, preds),
         "subgroups_balanced_accuracy": {
             key: subgroup_balanced_accuracy(records, labels, preds, key) for key in ("sex", "age_band", "site")
         },
@@ -407,7 +364,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "speed": {
             "batch_pass_s": round(batch_s, 2),
             "batch_threads": int(torch.get_num_threads()),
-            **time_single_thread(predictor, data_dir, records, args.timing_images, bool(a["with_patient_info"].any())),
+            **time_single_thread(predictor, data_dir, records, args.timing_images, with_details),
         },
         "reliability_after": M.reliability_bins(probs, labels),
     }
@@ -420,11 +377,84 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if args.truth_csv:
         write_isic_csv(Path(args.truth_csv), records, np.eye(k)[labels])
         figures["truth_csv"] = str(args.truth_csv)
-    if a["with_patient_info"].any():
+    if with_details:
         figures["image_only"] = headline(predictor.analyse(logits, emb), labels)
     if args.plots:
         figures["plots"] = write_plots(Path(args.plots), raw, probs, labels, cm)
     return figures
+
+
+def mean_where(values: np.ndarray, rows: np.ndarray) -> float | None:
+    """Mean of `values` over the boolean `rows`; None (not NaN, which JSON cannot hold) when no row is chosen."""
+    return nan_to_none(values[rows].mean() if rows.any() else np.nan)
+
+
+def per_class_figures(cm: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> dict[str, dict[str, Any]]:
+    sens, spec, aucs = M.per_class_sensitivity(cm), M.per_class_specificity(cm), M.per_class_auc(probs, labels)
+    return {
+        c: {
+            "n": int((labels == i).sum()),
+            "sensitivity": nan_to_none(sens[i]),
+            "specificity": nan_to_none(spec[i]),
+            "auc": nan_to_none(aucs[i]),
+        }
+        for i, c in enumerate(HAM_CLASSES)
+    }
+
+
+def urgent_figures(a: dict[str, Any], labels: np.ndarray, head: dict[str, Any]) -> dict[str, Any]:
+    """The high-sensitivity melanoma threshold and the urgent tier it feeds: who is sent to a doctor soon."""
+    is_mel = labels == HAM_CLASSES.index("mel")
+    malignant = malignant_rows(labels)
+    return {
+        "threshold": round(float(np.median(a["melanoma_threshold"])), 4),
+        "sensitivity": head["melanoma_sensitivity"],
+        "specificity": mean_where(~a["melanoma_flag"], ~is_mel),
+        "urgent_tier_sensitivity_melanoma": mean_where(a["urgent"], is_mel),
+        "urgent_tier_sensitivity_malignant": mean_where(a["urgent"], malignant),
+        "urgent_tier_rate_benign": mean_where(a["urgent"], ~malignant),
+    }
+
+
+def calibration_figures(predictor: Any, a: dict[str, Any], labels: np.ndarray, head: dict[str, Any]) -> dict[str, Any]:
+    """Temperature, and ECE and negative log-likelihood before and after it."""
+    raw, probs, rows = a["raw_probs"], a["probs"], np.arange(len(labels))
+    return {
+        "temperature": round(predictor.temperature, 4),
+        "temperature_with_patient_info": (
+            round(float(predictor.calibration["with_patient_info"]["temperature"]), 4)
+            if a["with_patient_info"].any()
+            else None
+        ),
+        "ece_before": nan_to_none(M.expected_calibration_error(raw, labels)),
+        "ece_after": head["ece_after"],
+        "nll_before": nan_to_none(-np.log(np.clip(raw[rows, labels], 1e-12, 1)).mean()),
+        "nll_after": nan_to_none(-np.log(np.clip(probs[rows, labels], 1e-12, 1)).mean()),
+    }
+
+
+def conformal_figures(predictor: Any, a: dict[str, Any], labels: np.ndarray, head: dict[str, Any]) -> dict[str, Any]:
+    """How often the prediction sets hold the true class, and how large they are."""
+    sets = a["sets"]
+    covered = sets[np.arange(len(labels)), labels]
+    return {
+        "target_coverage": predictor.coverage,
+        "coverage": head["coverage"],
+        "mean_set_size": head["mean_set_size"],
+        "coverage_non_abstained": mean_where(covered, ~a["ood"]),
+        "set_size_histogram": {str(s): int((sets.sum(axis=1) == s).sum()) for s in range(1, len(HAM_CLASSES) + 1)},
+    }
+
+
+def abstention_figures(a: dict[str, Any], labels: np.ndarray, preds: np.ndarray) -> dict[str, Any]:
+    """How many held-out lesions the OOD gate turns away (each test alone), and the accuracy on the rest."""
+    kept = ~a["ood"]
+    return {
+        "rate": nan_to_none(a["ood"].mean()),
+        "by_energy": nan_to_none(a["ood_energy"].mean()),
+        "by_mahalanobis": nan_to_none(a["ood_mahalanobis"].mean()),
+        "accuracy_non_abstained": nan_to_none(M.accuracy(labels[kept], preds[kept]) if kept.any() else np.nan),
+    }
 
 
 def nan_to_none(x: float | None) -> float | None:
