@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import zipfile
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -122,23 +123,69 @@ def _response_ms(shown_at: str, answered_at: str) -> float | str:
 def tables(store: StudyStore, study_id: str | None = None) -> dict[str, list[dict[str, Any]]]:
     """The export as rows per file name, before writing (the researcher page shows parts of it)."""
     events = store.events(study_id)
-    answers = store.answers(study_id)
     people = store.participants(study_id)
     schedules = _schedules(events)
+    seen = EventIndex.of(events)
     seq_of = {(p["study_id"], p["code"]): p["seq"] for p in people}
-    done: dict[tuple[str, str], set[int]] = {}
-    clicks: dict[tuple[str, str, int, str], int] = {}
-    displays: dict[tuple[str, str, int], list[str]] = {}
-    for e in events:
-        key = (e["study_id"], e["participant_code"])
-        if e["type"] in {"turn", "turn_replayed"}:
-            displays.setdefault((*key, e["step"]), []).append(e["created_at"])
-        if e["type"] == "step_completed":
-            done.setdefault(key, set()).add(e["step"])
-        if e["type"] in {"reference_click", "citation_click"}:
-            ckey = (*key, e["step"], e["type"])
-            clicks[ckey] = clicks.get(ckey, 0) + 1
+    case_rows, questionnaire_rows = _answer_rows(store.answers(study_id), schedules, seq_of, seen)
+    return {
+        "participants.csv": _participant_rows(people, schedules, seen),
+        "case_answers.csv": case_rows,
+        "questionnaire_answers.csv": questionnaire_rows,
+        "turns.csv": _turn_rows(events, seen),
+        "feedback.csv": _feedback_rows(events),
+        "events.jsonl": events,
+    }
 
+
+Participant = tuple[str, str]
+"""(study id, participant code)."""
+TURN_FIELDS = (
+    "status",
+    "audience",
+    "top_condition",
+    "top_probability",
+    "triage",
+    "references",
+    "synthetic_references",
+    "citations",
+    "total_ms",
+)
+"""What the participant was shown in a turn (the ``shown`` part of a ``turn`` event), copied to turns.csv."""
+FEEDBACK_FIELDS = ("result_id", "providers", "tier", "rating", "comment")
+
+
+@dataclass
+class EventIndex:
+    """What the event log says per participant: when each step's answer was displayed, which steps were completed,
+    and how many reference and citation clicks each step had."""
+
+    displays: dict[tuple[str, str, int], list[str]] = field(default_factory=dict)
+    done: dict[Participant, set[int]] = field(default_factory=dict)
+    clicks: dict[tuple[str, str, int, str], int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, events: list[dict[str, Any]]) -> EventIndex:
+        index = cls()
+        for e in events:
+            key = (e["study_id"], e["participant_code"])
+            if e["type"] in {"turn", "turn_replayed"}:
+                index.displays.setdefault((*key, e["step"]), []).append(e["created_at"])
+            if e["type"] == "step_completed":
+                index.done.setdefault(key, set()).add(e["step"])
+            if e["type"] in {"reference_click", "citation_click"}:
+                ckey = (*key, e["step"], e["type"])
+                index.clicks[ckey] = index.clicks.get(ckey, 0) + 1
+        return index
+
+
+def _answer_rows(
+    answers: list[dict[str, Any]],
+    schedules: dict[Participant, dict[str, Any]],
+    seq_of: dict[Participant, Any],
+    seen: EventIndex,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Answers about a case (with its position, ground truth and response time) and questionnaire answers."""
     case_rows: list[dict[str, Any]] = []
     questionnaire_rows: list[dict[str, Any]] = []
     for a in answers:
@@ -159,32 +206,35 @@ def tables(store: StudyStore, study_id: str | None = None) -> dict[str, list[dic
             "value_numeric": a["value_numeric"] if a["value_numeric"] is not None else "",
             "answered_at": a["created_at"],
         }
-        if a["case_id"]:
-            case_steps = [i for i, s in enumerate(steps) if s.get("kind") == "case"]
-            position = case_steps.index(a["step"]) + 1 if a["step"] in case_steps else ""
-            truth = schedule.get("ground_truth", {}).get(a["case_id"]) or ""
-            shown_at = _shown_at(displays.get((*key, a["step"]), []), a["created_at"])
-            case_rows.append(
-                {
-                    **common,
-                    "case_id": a["case_id"],
-                    "case_position": position,
-                    "ground_truth": truth,
-                    "shown_at": shown_at,
-                    "response_ms": _response_ms(shown_at, a["created_at"]),
-                }
-            )
-        else:
+        if not a["case_id"]:
             questionnaire_rows.append({**common, "questionnaire_id": a["questionnaire_id"]})
+            continue
+        case_steps = [i for i, s in enumerate(steps) if s.get("kind") == "case"]
+        shown_at = _shown_at(seen.displays.get((*key, a["step"]), []), a["created_at"])
+        case_rows.append(
+            {
+                **common,
+                "case_id": a["case_id"],
+                "case_position": case_steps.index(a["step"]) + 1 if a["step"] in case_steps else "",
+                "ground_truth": schedule.get("ground_truth", {}).get(a["case_id"]) or "",
+                "shown_at": shown_at,
+                "response_ms": _response_ms(shown_at, a["created_at"]),
+            }
+        )
+    return case_rows, questionnaire_rows
 
-    participant_rows = [
+
+def _participant_rows(
+    people: list[dict[str, Any]], schedules: dict[Participant, dict[str, Any]], seen: EventIndex
+) -> list[dict[str, Any]]:
+    return [
         {
             "study_id": p["study_id"],
             "participant": p["code"],
             "seq": p["seq"],
             "arm_order": "|".join(p["arm_order"]),
             "status": p["status"],
-            "steps_done": len(done.get((p["study_id"], p["code"]), set())),
+            "steps_done": len(seen.done.get((p["study_id"], p["code"]), set())),
             "steps_total": len(schedules.get((p["study_id"], p["code"]), {}).get("steps", [])),
             "user_agent": p.get("user_agent") or "",
             "created_at": p["created_at"],
@@ -193,13 +243,16 @@ def tables(store: StudyStore, study_id: str | None = None) -> dict[str, list[dic
         for p in people
     ]
 
-    turn_rows: list[dict[str, Any]] = []
+
+def _turn_rows(events: list[dict[str, Any]], seen: EventIndex) -> list[dict[str, Any]]:
+    """One row per answer shown: what was on screen, how it was clicked, how long each step took."""
+    rows: list[dict[str, Any]] = []
     for e in events:
         if e["type"] != "turn":
             continue
         shown = e["payload"].get("shown", {})
         turn_key = (e["study_id"], e["participant_code"], e["step"])
-        turn_rows.append(
+        rows.append(
             {
                 "study_id": e["study_id"],
                 "participant": e["participant_code"],
@@ -207,49 +260,32 @@ def tables(store: StudyStore, study_id: str | None = None) -> dict[str, list[dic
                 "case_id": e["case_id"],
                 "arm": e["arm"],
                 "input_sha256": e["payload"].get("input_sha256") or "",
-                **{
-                    k: shown.get(k, "")
-                    for k in (
-                        "status",
-                        "audience",
-                        "top_condition",
-                        "top_probability",
-                        "triage",
-                        "references",
-                        "synthetic_references",
-                        "citations",
-                        "total_ms",
-                    )
-                },
+                **{k: shown.get(k, "") for k in TURN_FIELDS},
                 "prediction_set": "|".join(shown.get("prediction_set", [])),
-                "reference_clicks": clicks.get((*turn_key, "reference_click"), 0),
-                "citation_clicks": clicks.get((*turn_key, "citation_click"), 0),
+                "reference_clicks": seen.clicks.get((*turn_key, "reference_click"), 0),
+                "citation_clicks": seen.clicks.get((*turn_key, "citation_click"), 0),
                 "timings_ms": json.dumps(e["payload"].get("timings_ms", {}), sort_keys=True),
                 "providers": json.dumps(e["payload"].get("providers", {}), sort_keys=True),
                 "created_at": e["created_at"],
             }
         )
-    feedback_rows = [
+    return rows
+
+
+def _feedback_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
         {
             "study_id": e["study_id"],
             "participant": e["participant_code"],
             "step": e["step"],
             "case_id": e["case_id"],
             "arm": e["arm"],
-            **{k: e["payload"].get(k, "") for k in ("result_id", "providers", "tier", "rating", "comment")},
+            **{k: e["payload"].get(k, "") for k in FEEDBACK_FIELDS},
             "created_at": e["created_at"],
         }
         for e in events
         if e["type"] == "feedback"
     ]
-    return {
-        "participants.csv": participant_rows,
-        "case_answers.csv": case_rows,
-        "questionnaire_answers.csv": questionnaire_rows,
-        "turns.csv": turn_rows,
-        "feedback.csv": feedback_rows,
-        "events.jsonl": events,
-    }
 
 
 COLUMNS = {
