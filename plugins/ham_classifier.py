@@ -152,14 +152,7 @@ class HamCnnDiagnoser(Diagnoser):
                 rationale=SCOPE_NOTE,
             )
         prediction_set = [vocab.from_ham_code(code) for code in pred.prediction_set]
-        malignant_in_set = [c for c in prediction_set if vocab.get(c).malignant]
-        hint: TriageTier
-        if pred.urgent or malignant_in_set:
-            hint, why = "urgent", f"see a clinician: {pred.urgent_reason}"
-        elif len(prediction_set) > 1:
-            hint, why = "routine", "several benign conditions remain possible"
-        else:
-            hint, why = "reassure", "the prediction set holds a single benign condition"
+        hint, why = triage_hint(pred, prediction_set)
         heatmap_path = None
         if opts.heatmap and ctx.wants_heatmap:  # never unasked: see HEATMAP_OPTION
             ctx.progress("drawing the heat map", 0.7)
@@ -250,3 +243,17 @@ def register_diagnosers(register: Callable[[Diagnoser], None]) -> None:
 @hookimpl
 def register_benchmarks(register: Callable[[str, Callable[[dict[str, Any]], dict[str, Any]]], None]) -> None:
     register("ham-cnn", benchmark)
+
+
+def triage_hint(pred: Any, prediction_set: list[str]) -> tuple[TriageTier, str]:
+    """The provider's triage hint and its reason. Urgent when the high-sensitivity melanoma threshold fires or any
+    malignant condition is in the prediction set; reassuring only when the set holds a single benign condition;
+    routine otherwise. It is a hint: `dermchat.safety` sets the tier, e.g. it reads an urgent hint raised only by
+    conditions with a routine referral pathway (basal cell carcinoma under NICE NG12) as routine, unless the melanoma
+    flag is up."""
+    vocab = get_vocabulary()
+    if pred.urgent or any(vocab.get(c).malignant for c in prediction_set):
+        return "urgent", f"see a clinician: {pred.urgent_reason}"
+    if len(prediction_set) > 1:
+        return "routine", "several benign conditions remain possible"
+    return "reassure", "the prediction set holds a single benign condition"
