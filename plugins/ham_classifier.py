@@ -24,7 +24,7 @@ from dermchat.context import TurnContext
 from dermchat.hookspecs import hookimpl
 from dermchat.providers import Diagnoser, ProviderError
 from dermchat.results import Diagnosis, DifferentialEntry, TriageTier
-from dermchat.vocabulary import get_vocabulary
+from dermchat.vocabulary import Vocabulary, get_vocabulary
 
 PROVIDER_ID = "ham-cnn"
 SCOPE_NOTE = (
@@ -152,7 +152,7 @@ class HamCnnDiagnoser(Diagnoser):
                 rationale=SCOPE_NOTE,
             )
         prediction_set = [vocab.from_ham_code(code) for code in pred.prediction_set]
-        hint, why = triage_hint(pred, prediction_set)
+        hint, why = triage_hint(pred, prediction_set, vocab)
         heatmap_path = None
         if opts.heatmap and ctx.wants_heatmap:  # never unasked: see HEATMAP_OPTION
             ctx.progress("drawing the heat map", 0.7)
@@ -245,13 +245,12 @@ def register_benchmarks(register: Callable[[str, Callable[[dict[str, Any]], dict
     register("ham-cnn", benchmark)
 
 
-def triage_hint(pred: Any, prediction_set: list[str]) -> tuple[TriageTier, str]:
+def triage_hint(pred: Any, prediction_set: list[str], vocab: Vocabulary) -> tuple[TriageTier, str]:
     """The provider's triage hint and its reason. Urgent when the high-sensitivity melanoma threshold fires or any
     malignant condition is in the prediction set; reassuring only when the set holds a single benign condition;
     routine otherwise. It is a hint: `dermchat.safety` sets the tier, e.g. it reads an urgent hint raised only by
     conditions with a routine referral pathway (basal cell carcinoma under NICE NG12) as routine, unless the melanoma
     flag is up."""
-    vocab = get_vocabulary()
     if pred.urgent or any(vocab.get(c).malignant for c in prediction_set):
         return "urgent", f"see a clinician: {pred.urgent_reason}"
     if len(prediction_set) > 1:

@@ -453,7 +453,7 @@ def abstention_figures(a: dict[str, Any], labels: np.ndarray, preds: np.ndarray)
         "rate": nan_to_none(a["ood"].mean()),
         "by_energy": nan_to_none(a["ood_energy"].mean()),
         "by_mahalanobis": nan_to_none(a["ood_mahalanobis"].mean()),
-        "accuracy_non_abstained": nan_to_none(M.accuracy(labels[kept], preds[kept]) if kept.any() else np.nan),
+        "accuracy_non_abstained": nan_to_none(M.accuracy(labels[kept], preds[kept])),  # NaN (None) when all abstain
     }
 
 

@@ -226,7 +226,7 @@ class EpochLoop:
         return min(p, 1.0)
 
     def out_of_time(self) -> bool:
-        return bool(self.budget_s) and time.time() - self.loop_start > (self.budget_s or 0.0)
+        return self.budget_s is not None and time.time() - self.loop_start > self.budget_s
 
     def run(self) -> Outcome:
         self.loop_start = time.time() - self.state.elapsed_before

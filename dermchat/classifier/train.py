@@ -439,10 +439,9 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     plan = plan_split(args, data_dir, out, log)
     init = warm_start(Path(args.init_from), plan.split, log) if args.init_from else None
     setup = choose_setup(args, init)
-    ids = [r.image_id for r in plan.records]
-    data = decode_frames(args, data_dir, plan, ids, setup.size, log)
+    data = decode_frames(args, data_dir, plan, setup.size, log)
     model = build_network(args, init, setup, data, device, log)
-    recipe = make_recipe(args, setup, plan, data, ids, data_dir, out, device, log)
+    recipe = make_recipe(args, setup, plan, data, data_dir, out, device, log)
     loop = EpochLoop(
         args,
         model,
@@ -491,7 +490,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     if outcome.paused:
         log("not calibrating a paused run: resume it to finish the schedule")
     elif not args.no_calibrate:
-        calibrate_and_export(out, data_dir, data.pixels, ids, device, log)
+        calibrate_and_export(out, data_dir, data.pixels, plan.image_ids, device, log)
     log(f"done in {(time.time() - started) / 60:.1f} min; weights in {out / MODEL_FILE}")
     log.close()
     return 0
@@ -505,6 +504,11 @@ class SplitPlan:
     split: dict[str, list[str]]
     split_seed: int
     trained_on: tuple[str, ...]
+
+    @property
+    def image_ids(self) -> list[str]:
+        """In `records` order: row i of the decoded frames is image_ids[i]."""
+        return [r.image_id for r in self.records]
 
 
 def plan_split(args: argparse.Namespace, data_dir: Path, out: Path, log: TrainLog) -> SplitPlan:
@@ -548,11 +552,12 @@ def choose_setup(args: argparse.Namespace, init: Any) -> Setup:
 
 
 def decode_frames(
-    args: argparse.Namespace, data_dir: Path, plan: SplitPlan, ids: list[str], size: tuple[int, int], log: TrainLog
+    args: argparse.Namespace, data_dir: Path, plan: SplitPlan, size: tuple[int, int], log: TrainLog
 ) -> TrainingData:
     """Every image decoded once at the network's input size (cached across runs) and the rows of each part."""
     from dermchat.classifier.fit import TrainingData
 
+    ids = plan.image_ids
     t0 = time.time()
     pixels, masks = load_pixels(data_dir, ids, with_masks=True, use_cache=not args.limit, size=size)
     assert masks is not None
@@ -621,7 +626,6 @@ def make_recipe(
     setup: Setup,
     plan: SplitPlan,
     data: TrainingData,
-    ids: list[str],
     data_dir: Path,
     out: Path,
     device: Any,
@@ -640,7 +644,7 @@ def make_recipe(
         return recipe
     from dermchat.classifier.distill import TEACHER_FILE, teacher_logits
 
-    tr = data.train_rows
+    ids, tr = plan.image_ids, data.train_rows
 
     def frames(frame_size: tuple[int, int]) -> np.ndarray:
         if tuple(frame_size) == tuple(setup.size):
