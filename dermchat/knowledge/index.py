@@ -371,64 +371,12 @@ class KnowledgeIndex:
         keyword = self._bm25_ranking(f"{analysis.corrected} {expansion}".strip(), CANDIDATES)
         mark = _lap(timings, "bm25", mark)
         allowed = set(restrict_to) if restrict_to is not None else None
-        section_filter = set(sections) if sections is not None else None
         dense_rank = {cid: r for r, cid in enumerate(dense)}
         bm25_rank = {cid: r for r, cid in enumerate(keyword)}
-        candidates = set(dense) | set(keyword)
-        for cond in analysis.mentioned:  # a named condition's chunks are always candidates
-            candidates.update(self._by_condition.get(cond, ()))
-        if allowed is not None:
-            for cond in allowed:
-                candidates.update(self._by_condition.get(cond, ()))
-        mentioned = set(analysis.mentioned)
-        # 1) evidence per chunk from the two rankings (reciprocal rank fusion)
-        base: dict[str, float] = {}
-        for chunk_id in candidates:
-            chunk = self.chunk(chunk_id)
-            if allowed is not None and chunk.condition_id not in allowed:
-                continue
-            if section_filter is not None and chunk.section not in section_filter:
-                continue
-            score = 0.0
-            if chunk_id in dense_rank:
-                score += W_DENSE / (RRF_K + dense_rank[chunk_id] + 1)
-            if chunk_id in bm25_rank:
-                score += W_BM25 / (RRF_K + bm25_rank[chunk_id] + 1)
-            base[chunk_id] = score
-        # 2) evidence per condition: its best chunks, plus what the question and the differential say
-        per_condition: dict[str, list[float]] = {}
-        for chunk_id, score in base.items():
-            per_condition.setdefault(self.chunk(chunk_id).condition_id, []).append(score)
-        condition_score: dict[str, float] = {}
-        for cond, values in per_condition.items():
-            values.sort(reverse=True)
-            score = values[0] + SECOND_CHUNK * (values[1] if len(values) > 1 else 0.0)
-            if cond in mentioned:
-                score += BOOST_MENTIONED
-            if differential:
-                score += BOOST_DIFFERENTIAL * float(differential.get(cond, 0.0))
-            condition_score[cond] = score
-        # 3) chunk order: the condition's standing, then the chunk's own fit (section asked about, audience).
-        # Each condition's best-fitting chunk scores exactly the condition's score, so the section asked about
-        # picks *which* passage of a condition comes first but never which condition comes first.
-        fit: dict[str, float] = {}
-        for chunk_id, score in base.items():
-            chunk = self.chunk(chunk_id)
-            value = score + BOOST_SECTION * analysis.sections.get(chunk.section, 0.0)
-            if audience and chunk.audience == audience:
-                value += BOOST_AUDIENCE
-            elif audience and chunk.audience not in ("all", audience):
-                value -= BOOST_AUDIENCE
-            fit[chunk_id] = value
-        best_fit: dict[str, float] = {}
-        for chunk_id, value in fit.items():
-            cond = self.chunk(chunk_id).condition_id
-            best_fit[cond] = max(best_fit.get(cond, value), value)
-        scores = {
-            chunk_id: condition_score[self.chunk(chunk_id).condition_id]
-            + CHUNK_WEIGHT * (value - best_fit[self.chunk(chunk_id).condition_id])
-            for chunk_id, value in fit.items()
-        }
+        candidates = self._candidates(dense, keyword, analysis.mentioned, allowed)
+        base = self._fused_evidence(candidates, dense_rank, bm25_rank, allowed, sections)
+        condition_score = self._condition_scores(base, set(analysis.mentioned), differential)
+        scores = self._chunk_scores(base, condition_score, analysis, audience)
         ranked = sorted(scores, key=lambda cid: (-scores[cid], cid))[:k]
         hits = [
             Hit(chunk=self.chunk(cid), score=scores[cid], dense_rank=dense_rank.get(cid), bm25_rank=bm25_rank.get(cid))
@@ -442,6 +390,93 @@ class KnowledgeIndex:
             timings=timings,
             top_similarity=top_similarity,
         )
+
+    def _candidates(
+        self, dense: list[str], keyword: list[str], mentioned: list[str], allowed: set[str] | None
+    ) -> set[str]:
+        """Chunk ids worth scoring: both retrievers' lists, plus every chunk of a condition the question names or
+        the follow-up is restricted to (so a named condition can never be missing from the answer)."""
+        candidates = set(dense) | set(keyword)
+        for cond in [*mentioned, *(allowed or ())]:
+            candidates.update(self._by_condition.get(cond, ()))
+        return candidates
+
+    def _fused_evidence(
+        self,
+        candidates: set[str],
+        dense_rank: dict[str, int],
+        bm25_rank: dict[str, int],
+        allowed: set[str] | None,
+        sections: Iterable[str] | None,
+    ) -> dict[str, float]:
+        """Stage 1, evidence per chunk: reciprocal rank fusion of the two rankings, after the condition and
+        section filters."""
+        section_filter = set(sections) if sections is not None else None
+        base: dict[str, float] = {}
+        for chunk_id in candidates:
+            chunk = self.chunk(chunk_id)
+            if allowed is not None and chunk.condition_id not in allowed:
+                continue
+            if section_filter is not None and chunk.section not in section_filter:
+                continue
+            score = 0.0
+            if chunk_id in dense_rank:
+                score += W_DENSE / (RRF_K + dense_rank[chunk_id] + 1)
+            if chunk_id in bm25_rank:
+                score += W_BM25 / (RRF_K + bm25_rank[chunk_id] + 1)
+            base[chunk_id] = score
+        return base
+
+    def _condition_scores(
+        self, base: dict[str, float], mentioned: set[str], differential: dict[str, float] | None
+    ) -> dict[str, float]:
+        """Stage 2, evidence per condition: its best chunks, plus what the question (a condition it names) and the
+        differential (the photo's probabilities) say."""
+        per_condition: dict[str, list[float]] = {}
+        for chunk_id, score in base.items():
+            per_condition.setdefault(self.chunk(chunk_id).condition_id, []).append(score)
+        condition_score: dict[str, float] = {}
+        for cond, values in per_condition.items():
+            values.sort(reverse=True)
+            score = values[0] + SECOND_CHUNK * (values[1] if len(values) > 1 else 0.0)
+            if cond in mentioned:
+                score += BOOST_MENTIONED
+            if differential:
+                score += BOOST_DIFFERENTIAL * float(differential.get(cond, 0.0))
+            condition_score[cond] = score
+        return condition_score
+
+    def _chunk_scores(
+        self,
+        base: dict[str, float],
+        condition_score: dict[str, float],
+        analysis: QueryAnalysis,
+        audience: str | None,
+    ) -> dict[str, float]:
+        """Stage 3, the final score of each chunk: its condition's standing, then its own fit (the section asked
+        about, the reader). Each condition's best-fitting chunk scores exactly the condition's score, so the section
+        asked about picks *which* passage of a condition comes first but never which condition comes first."""
+        fit = {chunk_id: self._fit(score, self.chunk(chunk_id), analysis, audience) for chunk_id, score in base.items()}
+        best_fit: dict[str, float] = {}
+        for chunk_id, value in fit.items():
+            cond = self.chunk(chunk_id).condition_id
+            best_fit[cond] = max(best_fit.get(cond, value), value)
+        return {
+            chunk_id: condition_score[self.chunk(chunk_id).condition_id]
+            + CHUNK_WEIGHT * (value - best_fit[self.chunk(chunk_id).condition_id])
+            for chunk_id, value in fit.items()
+        }
+
+    @staticmethod
+    def _fit(score: float, chunk: Chunk, analysis: QueryAnalysis, audience: str | None) -> float:
+        """A passage's evidence plus how well it fits the question beyond its topic: the section asked about, and
+        its reader (a passage for this reader up, one for the other reader down, one for all neutral)."""
+        value = score + BOOST_SECTION * analysis.sections.get(chunk.section, 0.0)
+        if audience and chunk.audience == audience:
+            value += BOOST_AUDIENCE
+        elif audience and chunk.audience not in ("all", audience):
+            value -= BOOST_AUDIENCE
+        return value
 
     def as_retriever(self, **search_kwargs: Any) -> Any:
         """A langchain ``BaseRetriever`` over this index (for chains and agents)."""
