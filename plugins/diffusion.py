@@ -26,6 +26,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -249,49 +250,86 @@ class DiffusionProvider(ReferenceGenerator):
         init: Image.Image | None,
         on_step: Callable[[int, int], None],
     ) -> Reference:
-        opts = self.opts
-        key_parts = {
-            "model": opts.model,
-            "lora": opts.lora,
-            "lora_scale": opts.lora_scale,
-            "scheduler": opts.scheduler,
-            "steps": opts.steps,
-            "guidance": opts.guidance,
-            "size": opts.size,
-            "mode": opts.mode,
-            "strength": opts.strength if init is not None else None,
-            "prompt": prompt.prompt,
-            "negative": prompt.negative_prompt,
-            "seed": seed,
-            "init": ctx.image_sha256 if init is not None else None,
-            "version": self.version,
-        }
-        key = cache_key(key_parts)
-        cached = cache_dir() / "diffusion" / f"{key}.png"
+        """One illustration: from the cache or the pipeline, saved marked synthetic in the turn's folder, and sent
+        to the image check (or recorded as unchecked) before it can be shown."""
+        key = self._cache_key(ctx, prompt, seed, init)
         started = time.perf_counter()
-        hit = opts.cache and cached.exists()
-        if hit:
-            image = Image.open(cached).convert("RGB")
-            step_ms: list[float] = []
-        else:
-            assert self._run is not None
-            with self._generate_lock:
-                image, step_ms = self._run(prompt, seed, init, on_step)
-            if opts.cache:
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                image.save(cached)
+        image, step_ms, hit = self._cached_or_generated(key, prompt, seed, init, on_step)
         seconds = time.perf_counter() - started
         target_dir = ctx.workdir / "references"
         target_dir.mkdir(parents=True, exist_ok=True)
-        target = target_dir / f"synthetic_{prompt.condition_id}_{opts.mode}_seed{seed}_{key[:8]}.png"
-        lora = f" + LoRA {opts.lora}" if opts.lora else ""
-        provenance = (
-            f"{opts.model}{lora}, {opts.mode}, seed {seed}, {opts.steps} steps ({opts.scheduler}); "
+        target = target_dir / f"synthetic_{prompt.condition_id}_{self.opts.mode}_seed{seed}_{key[:8]}.png"
+        save_synthetic(image, target, self._provenance(prompt, seed))  # the cache keeps the clean image
+        run = {
+            "cached": hit,
+            "cache_key": key,
+            "generation_s": round(seconds, 3),
+            "step_ms": [round(v, 2) for v in step_ms],
+        }
+        ref = self._reference(ctx, target, prompt, seed, extra={**self._settings(prompt, seed, init), **run})
+        if self.opts.verify:  # the engine runs the image model on the clean image before the reference is shown
+            ref.await_check(image, self.opts.verifier)
+        else:
+            record(ref, None, {"reason": "verification switched off in the options"})
+        return ref
+
+    def _cache_key(self, ctx: TurnContext, prompt: ConceptPrompt, seed: int, init: Image.Image | None) -> str:
+        """Everything that changes the pixels: model, LoRA, sampler settings, prompt, seed and the input photo."""
+        opts = self.opts
+        return cache_key(
+            {
+                "model": opts.model,
+                "lora": opts.lora,
+                "lora_scale": opts.lora_scale,
+                "scheduler": opts.scheduler,
+                "steps": opts.steps,
+                "guidance": opts.guidance,
+                "size": opts.size,
+                "mode": opts.mode,
+                "strength": opts.strength if init is not None else None,
+                "prompt": prompt.prompt,
+                "negative": prompt.negative_prompt,
+                "seed": seed,
+                "init": ctx.image_sha256 if init is not None else None,
+                "version": self.version,
+            }
+        )
+
+    def _cached_or_generated(
+        self,
+        key: str,
+        prompt: ConceptPrompt,
+        seed: int,
+        init: Image.Image | None,
+        on_step: Callable[[int, int], None],
+    ) -> tuple[Image.Image, list[float], bool]:
+        """The clean image, the milliseconds of each denoising step (none from the cache), and whether it came from
+        the cache. One generation at a time: the pipeline is not safe to run from two threads."""
+        cached = cache_dir() / "diffusion" / f"{key}.png"
+        if self.opts.cache and cached.exists():
+            return Image.open(cached).convert("RGB"), [], True
+        assert self._run is not None
+        with self._generate_lock:
+            image, step_ms = self._run(prompt, seed, init, on_step)
+        if self.opts.cache:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            image.save(cached)
+        return image, step_ms, False
+
+    def _lora_words(self) -> str:
+        return f" + LoRA {self.opts.lora}" if self.opts.lora else ""
+
+    def _provenance(self, prompt: ConceptPrompt, seed: int) -> str:
+        opts = self.opts
+        return (
+            f"{opts.model}{self._lora_words()}, {opts.mode}, seed {seed}, {opts.steps} steps ({opts.scheduler}); "
             f"prompt: {prompt.prompt}"
         )
-        save_synthetic(image, target, provenance)  # the cache keeps the clean image; the copy shown is marked
-        name = get_vocabulary().get(prompt.condition_id).name(ctx.audience)
-        extra: dict[str, Any] = {
+
+    def _settings(self, prompt: ConceptPrompt, seed: int, init: Image.Image | None) -> dict[str, Any]:
+        """How the image was made, for the clinician view, the study log and reproduction."""
+        opts = self.opts
+        return {
             "kind": "synthetic",
             "label": SYNTHETIC_LABEL,
             "model": opts.model,
@@ -309,27 +347,23 @@ class DiffusionProvider(ReferenceGenerator):
             "negative_prompt": prompt.negative_prompt,
             "concepts": prompt.concepts,
             "prompt_style": self.prompt_style,
-            "cached": hit,
-            "cache_key": key,
-            "generation_s": round(seconds, 3),
-            "step_ms": [round(v, 2) for v in step_ms],
         }
-        ref = Reference(
+
+    def _reference(
+        self, ctx: TurnContext, target: Path, prompt: ConceptPrompt, seed: int, extra: dict[str, Any]
+    ) -> Reference:
+        name = get_vocabulary().get(prompt.condition_id).name(ctx.audience)
+        return Reference(
             path=str(target),
             condition_id=prompt.condition_id,
             caption=f"{name} — {SYNTHETIC_LABEL}",
-            provenance=provenance,
+            provenance=self._provenance(prompt, seed),
             synthetic=True,
             provider_id=self.id,
             license=None,
-            attribution=f"generated by DermChat with {opts.model}{lora}",
+            attribution=f"generated by DermChat with {self.opts.model}{self._lora_words()}",
             extra=extra,
         )
-        if opts.verify:  # the engine runs the image model on the clean image before the reference is shown
-            ref.await_check(image, opts.verifier)
-        else:
-            record(ref, None, {"reason": "verification switched off in the options"})
-        return ref
 
 
 @hookimpl
