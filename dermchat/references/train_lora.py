@@ -383,28 +383,107 @@ def _image_check(
     return check
 
 
+# -- the run -----------------------------------------------------------------------------------------------------
+@dataclass
+class LoraRun:
+    """The pipeline with its adapters and what a step and a checkpoint need beside it, in one object."""
+
+    args: argparse.Namespace
+    pipe: Any
+    params: list[Any]
+    """The adapter weights: the only ones the optimiser moves."""
+    noise_scheduler: Any
+    optimizer: Any
+    lr_schedule: Any
+    scaler: Any
+    """A GradScaler under fp16, else None."""
+    generator: Any
+    """The one CPU generator of every random draw (order, crops, flips, noise, timesteps): saved in checkpoints."""
+    device: str
+    precision: str
+
+
+def start_run(args: argparse.Namespace) -> LoraRun:
+    """Load the base pipeline, add the adapters and build the optimiser, schedule and generator (seeded)."""
+    import torch
+    from diffusers import DDPMScheduler
+    from diffusers.optimization import get_scheduler
+
+    from dermchat.references.diffusion import resolve_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    precision = resolve_precision(args.mixed_precision, device)
+    torch.manual_seed(args.seed)
+    pipe = load_pipeline(args.base, device, precision)
+    params = add_adapters(pipe, args.rank, args.lora_alpha or args.rank, args.train_text_encoder)
+    if args.gradient_checkpointing:
+        pipe.unet.enable_gradient_checkpointing()
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2)
+    return LoraRun(
+        args=args,
+        pipe=pipe,
+        params=params,
+        noise_scheduler=DDPMScheduler.from_config(pipe.scheduler.config),
+        optimizer=optimizer,
+        lr_schedule=get_scheduler(
+            args.lr_schedule, optimizer, num_warmup_steps=args.warmup, num_training_steps=args.steps
+        ),
+        scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None,
+        generator=torch.Generator("cpu").manual_seed(args.seed),
+        device=device,
+        precision=precision,
+    )
+
+
+def optimiser_step(run: LoraRun, examples: list[Example], step: int) -> float:
+    """Gradient accumulation over `--grad-accum` micro-batches, clipping, one update; returns the step's loss."""
+    import torch
+
+    args = run.args
+    run.pipe.unet.train()
+    step_loss = 0.0
+    for micro in range(args.grad_accum):
+        batch = micro_batch(examples, step * args.grad_accum + micro, args.batch_size, args.seed)
+        loss = diffusion_loss(run.pipe, run.noise_scheduler, batch, args, run.generator, run.device, run.precision)
+        loss = loss / args.grad_accum
+        (run.scaler.scale(loss) if run.scaler is not None else loss).backward()
+        step_loss += float(loss.detach())
+    if run.scaler is not None:
+        run.scaler.unscale_(run.optimizer)
+    torch.nn.utils.clip_grad_norm_(run.params, args.max_grad_norm)
+    if run.scaler is not None:
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        run.optimizer.step()
+    run.lr_schedule.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return step_loss
+
+
 # -- checkpoints -------------------------------------------------------------------------------------------------
-def save_checkpoint(
-    pipe: Any, optimizer: Any, lr_schedule: Any, scaler: Any, generator: Any, step: int, args: argparse.Namespace
-) -> Path:
+def save_checkpoint(run: LoraRun, step: int) -> Path:
     """Adapter weights, optimiser, schedule and RNG state (never the frozen base) under checkpoints/step-N."""
     import torch
 
+    args = run.args
     folder: Path = args.out / "checkpoints" / f"step-{step:06d}"
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(
         {
             "step": step,
-            "trainable": trainable_state(pipe, args.train_text_encoder),
-            "optimizer": optimizer.state_dict(),
-            "lr_schedule": lr_schedule.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "generator": generator.get_state(),
+            "trainable": trainable_state(run.pipe, args.train_text_encoder),
+            "optimizer": run.optimizer.state_dict(),
+            "lr_schedule": run.lr_schedule.state_dict(),
+            "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+            "generator": run.generator.get_state(),
             "settings": resume_settings(args),
         },
         folder / "training_state.pt",
     )
-    save_lora(pipe, folder, args.train_text_encoder)  # a checkpoint is also a usable LoRA
+    save_lora(run.pipe, folder, args.train_text_encoder)  # a checkpoint is also a usable LoRA
     old = sorted((args.out / "checkpoints").glob("step-*"))[: -args.keep_checkpoints] if args.keep_checkpoints else []
     for stale in old:
         shutil.rmtree(stale)
@@ -435,11 +514,11 @@ def find_checkpoint(choice: str, out: Path) -> Path:
     return path
 
 
-def restore(
-    checkpoint: Path, pipe: Any, optimizer: Any, lr_schedule: Any, scaler: Any, generator: Any, args: argparse.Namespace
-) -> int:
+def restore(checkpoint: Path, run: LoraRun) -> int:
+    """Load a checkpoint into the run (refusing one made with other settings); returns the step it was saved at."""
     import torch
 
+    args = run.args
     state = torch.load(checkpoint / "training_state.pt", map_location="cpu", weights_only=False)
     differs = {
         k: (v, state["settings"].get(k)) for k, v in resume_settings(args).items() if state["settings"].get(k) != v
@@ -449,12 +528,12 @@ def restore(
             "--resume: the checkpoint was made with other settings: "
             + ", ".join(f"{k} {old!r} (now {new!r})" for k, (new, old) in differs.items())
         )
-    load_trainable_state(pipe, args.train_text_encoder, state["trainable"])
-    optimizer.load_state_dict(state["optimizer"])
-    lr_schedule.load_state_dict(state["lr_schedule"])
-    if scaler is not None and state["scaler"] is not None:
-        scaler.load_state_dict(state["scaler"])
-    generator.set_state(state["generator"])
+    load_trainable_state(run.pipe, args.train_text_encoder, state["trainable"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.lr_schedule.load_state_dict(state["lr_schedule"])
+    if run.scaler is not None and state["scaler"] is not None:
+        run.scaler.load_state_dict(state["scaler"])
+    run.generator.set_state(state["generator"])
     return int(state["step"])
 
 
@@ -617,39 +696,18 @@ def main(argv: Sequence[str] | None = None, registry: Any = None) -> int:
 
 
 def train(args: argparse.Namespace, argv: Sequence[str], registry: Any = None) -> dict[str, Any]:
+    """Train, checkpoint and sample as asked, then write the weights, manifest, samples, report and model card."""
     examples = read_captions(args.data, args.captions)  # before the heavy imports: bad input fails fast
-    import torch
-    from diffusers import DDPMScheduler
-    from diffusers.optimization import get_scheduler
     from tqdm import tqdm
-
-    from dermchat.references.diffusion import resolve_device
 
     vocabulary_order = {cid: i for i, cid in enumerate(_vocabulary_ids())}
     classes = sorted({e.condition_id for e in examples}, key=lambda c: vocabulary_order.get(c, len(vocabulary_order)))
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    precision = resolve_precision(args.mixed_precision, device)
-    torch.manual_seed(args.seed)
-    pipe = load_pipeline(args.base, device, precision)
-    params = add_adapters(pipe, args.rank, args.lora_alpha or args.rank, args.train_text_encoder)
-    if args.gradient_checkpointing:
-        pipe.unet.enable_gradient_checkpointing()
-    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2)
-    lr_schedule = get_scheduler(
-        args.lr_schedule, optimizer, num_warmup_steps=args.warmup, num_training_steps=args.steps
-    )
-    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
-    generator = torch.Generator("cpu").manual_seed(args.seed)
+    run = start_run(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    start = (
-        restore(find_checkpoint(args.resume, args.out), pipe, optimizer, lr_schedule, scaler, generator, args)
-        if args.resume
-        else 0
-    )
-    if device == "cuda":
+    start = restore(find_checkpoint(args.resume, args.out), run) if args.resume else 0
+    if run.device == "cuda":
+        import torch
+
         torch.cuda.reset_peak_memory_stats()
     losses: list[float] = []
     started = time.perf_counter()
@@ -663,37 +721,34 @@ def train(args: argparse.Namespace, argv: Sequence[str], registry: Any = None) -
         mininterval=2,
     )
     for step in bar:
-        pipe.unet.train()
-        step_loss = 0.0
-        for micro in range(args.grad_accum):
-            batch = micro_batch(examples, step * args.grad_accum + micro, args.batch_size, args.seed)
-            loss = diffusion_loss(pipe, noise_scheduler, batch, args, generator, device, precision) / args.grad_accum
-            (scaler.scale(loss) if scaler is not None else loss).backward()
-            step_loss += float(loss.detach())
-        if scaler is not None:
-            scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        lr_schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(step_loss)
+        losses.append(optimiser_step(run, examples, step))
         done = step + 1
-        bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr_schedule.get_last_lr()[0]:.2e}")
+        bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{run.lr_schedule.get_last_lr()[0]:.2e}")
         if args.checkpoint_every and done % args.checkpoint_every == 0 and done < args.steps:
-            save_checkpoint(pipe, optimizer, lr_schedule, scaler, generator, done, args)
+            save_checkpoint(run, done)
         if args.sample_every and done % args.sample_every == 0 and done < args.steps:
-            pipe.unet.eval()
-            write_samples(pipe, classes, done, args)
+            run.pipe.unet.eval()
+            write_samples(run.pipe, classes, done, args)
     bar.close()
-    seconds = time.perf_counter() - started
+    return finish(run, examples, classes, losses, start, time.perf_counter() - started, argv, registry)
+
+
+def finish(
+    run: LoraRun,
+    examples: list[Example],
+    classes: list[str],
+    losses: list[float],
+    start: int,
+    seconds: float,
+    argv: Sequence[str],
+    registry: Any,
+) -> dict[str, Any]:
+    """The trained run's outputs: weights, last checkpoint, manifest, samples, verification, report, model card."""
+    args, pipe = run.args, run.pipe
     pipe.unet.eval()
     weights = save_lora(pipe, args.out, args.train_text_encoder)
     if args.checkpoint_every:
-        save_checkpoint(pipe, optimizer, lr_schedule, scaler, generator, args.steps, args)
+        save_checkpoint(run, args.steps)
     captions_sha = file_sha256(args.captions)
     write_manifest(args, classes, captions_sha)
     samples = write_samples(pipe, classes, args.steps, args)
@@ -704,12 +759,12 @@ def train(args: argparse.Namespace, argv: Sequence[str], registry: Any = None) -
         "classes": classes,
         "steps": args.steps,
         "resumed_from": start or None,
-        "device": device,
-        "precision": precision,
+        "device": run.device,
+        "precision": run.precision,
         "seconds": round(seconds, 2),
         "seconds_per_step": round(seconds / trained, 4),
         "final_loss": round(float(sum(losses[-10:]) / max(1, len(losses[-10:]))), 5) if losses else None,
-        "peak_memory_mb": _peak_memory_mb(device),
+        "peak_memory_mb": _peak_memory_mb(run.device),
         "captions_sha256": captions_sha,
         "samples": str(samples),
         "loss_log": [round(v, 5) for v in losses],
