@@ -20,6 +20,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,19 +129,19 @@ def predict(net: Any, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, INPUT_SIZE[1], INPUT_SIZE[0]), np.float32)
 
 
-def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
-    import torch
-    from tqdm import tqdm
+@dataclass
+class SegmenterData:
+    """Photos and expert masks (uint8, at the network's size) of the training and the selection lesions."""
 
-    from dermchat.morphology.unet import TinyUNet
+    train_px: np.ndarray
+    train_masks: np.ndarray
+    select_px: np.ndarray
+    select_masks: np.ndarray
 
-    started = time.time()
-    torch.set_num_threads(max(1, args.threads))
-    data_dir = Path(args.data) if args.data else default_data_dir()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    log = TrainLog(out / "training_log.txt")
-    log("command: python -m dermchat train-segmenter " + " ".join(list(argv) if argv is not None else sys.argv[1:]))
+
+def _load_data(args: argparse.Namespace, data_dir: Path, log: TrainLog) -> SegmenterData:
+    """Training lesions from the split's training part, selection lesions from its calibration part (`--limit`
+    trims both, and skips the pixel cache so a smoke test never writes one)."""
     if not (data_dir / "masks").is_dir():
         raise DataError(f"{data_dir / 'masks'} not found: --data must be a HAM-layout folder with expert masks")
     split = read_split(Path(args.split))
@@ -150,63 +151,109 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     select_px, select_masks = load_pixels(data_dir, select_ids, size=INPUT_SIZE, use_cache=not args.limit)
     assert train_masks is not None and select_masks is not None
     log(f"data {data_dir}: {len(train_ids)} training and {len(select_ids)} selection (calibration) images")
+    return SegmenterData(train_px, train_masks, select_px, select_masks)
 
-    generator = torch.Generator().manual_seed(args.seed)
-    torch.manual_seed(args.seed)
-    net = TinyUNet(base=args.base)
-    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
-    checkpoint = Checkpoint(out / "checkpoint.pt", resumable_args(args))
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"score": -1.0}
-    first_epoch = 0
-    if args.resume:
-        state = checkpoint.load()
-        net.load_state_dict(state["net"])
-        opt.load_state_dict(state["opt"])
-        generator.set_state(state["generator"])
-        history, best, first_epoch = json.loads(state["history"]), json.loads(state["best"]), int(state["epoch"])
-        log(f"resumed after epoch {first_epoch}")
-    steps_per_epoch = max(1, math.ceil(len(train_ids) / args.batch_size))
-    target_all = torch.from_numpy(train_masks)
-    pixels_all = torch.from_numpy(train_px)
-    for epoch in range(first_epoch, args.epochs):
-        order = torch.randperm(len(train_ids), generator=generator)
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{args.epochs}", file=sys.stderr, leave=False)
+
+class SegmenterRun:
+    """The network, optimiser, generator and history of one `train-segmenter` run, and its checkpoint."""
+
+    def __init__(self, args: argparse.Namespace, out: Path, data: SegmenterData, log: TrainLog) -> None:
+        import torch
+
+        from dermchat.morphology.unet import TinyUNet
+
+        self.args, self.out, self.data, self.log = args, out, data, log
+        self.generator = torch.Generator().manual_seed(args.seed)
+        torch.manual_seed(args.seed)
+        self.net = TinyUNet(base=args.base)
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=args.lr, weight_decay=1e-4)
+        self.checkpoint = Checkpoint(out / "checkpoint.pt", resumable_args(args))
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] = {"score": -1.0}
+        self.first_epoch = 0
+        self.steps_per_epoch: int = max(1, math.ceil(len(data.train_px) / args.batch_size))
+
+    def resume(self) -> None:
+        state = self.checkpoint.load()
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["opt"])
+        self.generator.set_state(state["generator"])
+        self.history, self.best = json.loads(state["history"]), json.loads(state["best"])
+        self.first_epoch = int(state["epoch"])
+        self.log(f"resumed after epoch {self.first_epoch}")
+
+    def train_epoch(self, epoch: int) -> float:
+        """One shuffled pass with the annealed learning rate; returns the mean loss."""
+        import torch
+        from tqdm import tqdm
+
+        args, steps = self.args, self.steps_per_epoch
+        pixels_all, target_all = torch.from_numpy(self.data.train_px), torch.from_numpy(self.data.train_masks)
+        order = torch.randperm(len(pixels_all), generator=self.generator)
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{args.epochs}", file=sys.stderr, leave=False)
         total = 0.0
         for step in bar:
-            for group in opt.param_groups:
-                group["lr"] = args.lr * lr_factor((epoch * steps_per_epoch + step) / (args.epochs * steps_per_epoch))
+            for group in self.opt.param_groups:
+                group["lr"] = args.lr * lr_factor((epoch * steps + step) / (args.epochs * steps))
             idx = order[step * args.batch_size : (step + 1) * args.batch_size]
             images = scale_pixels(pixels_all[idx])
             masks = target_all[idx].float()[:, None] / 255.0
-            images, masks = augment(images, masks, generator)
-            loss = loss_fn(net(images), masks)
-            opt.zero_grad()
+            images, masks = augment(images, masks, self.generator)
+            loss = loss_fn(self.net(images), masks)
+            self.opt.zero_grad()
             loss.backward()
-            opt.step()
+            self.opt.step()
             total += loss.item()
             bar.set_postfix(loss=f"{total / (step + 1):.3f}")
-        figures = agreement(predict(net, select_px), select_masks > 127)
-        history.append({"epoch": epoch + 1, "loss": round(total / steps_per_epoch, 4), **figures})
-        log(f"epoch {epoch + 1}: loss {total / steps_per_epoch:.4f}, calibration lesions {figures}")
+        return total / steps
+
+    def end_epoch(self, epoch: int, loss: float) -> None:
+        """Score the selection lesions, keep the best weights (mean IoU + area agreement), write the checkpoint."""
+        figures = agreement(predict(self.net, self.data.select_px), self.data.select_masks > 127)
+        self.history.append({"epoch": epoch + 1, "loss": round(loss, 4), **figures})
+        self.log(f"epoch {epoch + 1}: loss {loss:.4f}, calibration lesions {figures}")
         score = figures["iou_mean"] + figures["area_within_15pct"]
-        if score > best["score"]:
-            best = {"score": score, "epoch": epoch + 1, **figures}
-            _save(out / MODEL_FILE, net, args, best)
-        checkpoint.save(
+        if score > self.best["score"]:
+            self.best = {"score": score, "epoch": epoch + 1, **figures}
+            _save(self.out / MODEL_FILE, self.net, self.args, self.best)
+        self.checkpoint.save(
             {
-                "net": net.state_dict(),
-                "opt": opt.state_dict(),
-                "generator": generator.get_state(),
-                "history": json.dumps(history),
-                "best": json.dumps(best),
+                "net": self.net.state_dict(),
+                "opt": self.opt.state_dict(),
+                "generator": self.generator.get_state(),
+                "history": json.dumps(self.history),
+                "best": json.dumps(self.best),
                 "epoch": epoch + 1,
             }
         )
+
+
+def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    import torch
+
+    started = time.time()
+    torch.set_num_threads(max(1, args.threads))
+    data_dir = Path(args.data) if args.data else default_data_dir()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = TrainLog(out / "training_log.txt")
+    log("command: python -m dermchat train-segmenter " + " ".join(list(argv) if argv is not None else sys.argv[1:]))
+    data = _load_data(args, data_dir, log)
+    run = SegmenterRun(args, out, data, log)
+    if args.resume:
+        run.resume()
+    for epoch in range(run.first_epoch, args.epochs):
+        run.end_epoch(epoch, run.train_epoch(epoch))
         if args.max_minutes and time.time() - started > 60 * args.max_minutes:
             log(f"stopping after {args.max_minutes} minutes (resume with --resume --epochs {args.epochs})")
             break
-    summary = {"best": best, "history": history, "train_images": len(train_ids), "selection_images": len(select_ids)}
+    best = run.best
+    summary = {
+        "best": best,
+        "history": run.history,
+        "train_images": len(data.train_px),
+        "selection_images": len(data.select_px),
+    }
     (out / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     log(f"best epoch {best.get('epoch')}: {best}; weights in {out / MODEL_FILE}")
     return 0
