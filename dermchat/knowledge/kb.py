@@ -308,58 +308,70 @@ def parse_kb_file(path: Path) -> KBEntry:
     )
     if not entry.condition_id:
         problems.append(f"{path.name}: front matter has no 'id'")
-    section: str | None = None
-    audience: PassageAudience = "all"
-    lines: list[str] = []
-
-    def close() -> None:
-        if section is None:
-            if any(line.strip() for line in lines):
+    for block in _headed_blocks(body, path, entry.section_order, problems):
+        if block.section is None:
+            if any(line.strip() for line in block.lines):
                 problems.append(f"{path.name}: text before the first '## ' section is ignored")
-            return
-        default_audience: PassageAudience = "clinician" if section == "clinician_notes" else "all"
-        for text, is_item in _blocks(lines):
-            statements = parse_statements(text)
-            if statements:
-                entry.passages.append(
-                    Passage(
-                        condition_id=entry.condition_id,
-                        section=section,
-                        audience=audience if audience != "all" else default_audience,
-                        statements=tuple(statements),
-                        is_list_item=is_item,
-                    )
-                )
+            continue
+        entry.passages.extend(_passages(entry.condition_id, block))
+    return entry
 
+
+@dataclass
+class _HeadedBlock:
+    """The lines under one heading: their section (None before the first known '## ') and their reader."""
+
+    section: str | None
+    audience: PassageAudience
+    lines: list[str] = field(default_factory=list)
+
+
+def _headed_blocks(body: str, path: Path, section_order: list[str], problems: list[str]) -> Iterator[_HeadedBlock]:
+    """The body cut at its '## ' (section) and '### ' (For patients / For clinicians) headings, in order.
+
+    A block is yielded when the next heading starts, before that heading's own problems are recorded, so problems
+    come in the order of the file. Known sections are appended to ``section_order``. A '# ' title line is skipped.
+    """
+    block = _HeadedBlock(None, "all")
     for line in body.splitlines():
         if line.startswith("## "):
-            close()
-            lines = []
-            audience = "all"
+            yield block
             heading = line[3:].strip()
             section = section_id(heading)
             if section is None:
                 problems.append(f"{path.name}: unknown section heading {heading!r}")
-            elif section in entry.section_order:
+            elif section in section_order:
                 problems.append(f"{path.name}: section {heading!r} appears twice")
             else:
-                entry.section_order.append(section)
+                section_order.append(section)
+            block = _HeadedBlock(section, "all")
         elif line.startswith("### "):
-            close()
-            lines = []
-            heading = line[4:].strip().lower()
-            if heading in AUDIENCE_HEADINGS:
-                audience = AUDIENCE_HEADINGS[heading]
-            else:
-                problems.append(
-                    f"{path.name}: unknown sub-heading {line[4:].strip()!r} (use 'For patients' / 'For clinicians')"
-                )
-        elif line.startswith("# "):
-            continue  # an optional title line
-        else:
-            lines.append(line)
-    close()
-    return entry
+            yield block
+            heading = line[4:].strip()
+            audience = AUDIENCE_HEADINGS.get(heading.lower())
+            if audience is None:
+                problems.append(f"{path.name}: unknown sub-heading {heading!r} (use 'For patients' / 'For clinicians')")
+            block = _HeadedBlock(block.section, audience or block.audience)
+        elif not line.startswith("# "):
+            block.lines.append(line)
+    yield block
+
+
+def _passages(condition_id: str, block: _HeadedBlock) -> Iterator[Passage]:
+    """One passage per paragraph or list item with statements; clinician notes are for clinicians unless a
+    sub-heading says otherwise."""
+    default_audience: PassageAudience = "clinician" if block.section == "clinician_notes" else "all"
+    assert block.section is not None
+    for text, is_item in _blocks(block.lines):
+        statements = parse_statements(text)
+        if statements:
+            yield Passage(
+                condition_id=condition_id,
+                section=block.section,
+                audience=block.audience if block.audience != "all" else default_audience,
+                statements=tuple(statements),
+                is_list_item=is_item,
+            )
 
 
 def kb_files(kb_dir: Path | None = None) -> list[Path]:
