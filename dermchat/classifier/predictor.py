@@ -170,14 +170,14 @@ class Predictor:
         width, height = self.model.config.input_size
         return width, height
 
-    def forward_frames(self, frames: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-        """Logits and embeddings for uint8 NHWC model frames."""
+    def forward_frames(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Logits and embeddings for uint8 NHWC model frames (in batches: each runtime's own size)."""
         from dermchat.classifier.model import batched_inference
 
         self.load()
         if self._onnx is not None:
-            return self._onnx.run(frames, batch_size=batch_size)
-        out = batched_inference(self.model, frames, batch_size=batch_size, tta=self.tta)
+            return self._onnx.run(frames)
+        out = batched_inference(self.model, frames, tta=self.tta)
         return out["logits"].numpy().astype(np.float64), out["embedding"].numpy().astype(np.float64)
 
     @property
