@@ -25,6 +25,10 @@ EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {
         "dermchat.classifier.paired:main",
         "is one classifier better than another? paired lesion bootstrap of two eval prediction CSVs",
     ),
+    "refit-head": (
+        "dermchat.classifier.refit_head:main",
+        "learn the classifier's last layer again on its frozen features, chosen on the validation lesions",
+    ),
     "export-onnx": ("dermchat.classifier.onnx_runtime:main", "export classifier weights to ONNX (the chat runtime)"),
     "bench-quality": ("dermchat.quality.bench:main", "benchmark the image-quality check on distorted images"),
     "describe": ("dermchat.morphology.cli:describe_main", "dermoscopic ABCD descriptors of the lesion in a photo"),

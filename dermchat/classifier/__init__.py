@@ -2,7 +2,8 @@
 
 Sub-modules are small on purpose: `data` reads the HAM layout and splits it, `model` the networks (`lite` is
 the ImageNet EfficientNet-Lite0 they fine-tune),
-`augment` the tensor augmentations, `train` the training command, `calibrate` the post-hoc
+`augment` the tensor augmentations, `train` the training command (`fit` its epoch loop), `refit_head` the
+last layer learnt again on frozen features, `calibrate` the post-hoc
 calibration (temperature, conformal sets, melanoma threshold, out-of-distribution gate),
 `predictor` the inference entry point used by the plugin, `saliency` the Grad-CAM heat map and
 `evaluate` the evaluation command. torch is only imported by the modules that need it, so

@@ -22,6 +22,7 @@ import json
 import math
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -291,30 +292,48 @@ def calibrate_dir(
         image_ids = [r.image_id for r in records]
         pixels, _ = load_pixels(data_dir, image_ids, with_masks=True, size=model.config.input_size)
     index = {i: n for n, i in enumerate(image_ids)}
-    parts, used_ids = {}, {}
+    parts: dict[str, ModelOutputs] = {}
     for name in ("train", "calib"):
-        ids = used_ids[name] = [i for i in split[name] if i in index]
+        ids = [i for i in split[name] if i in index]
         if not ids:
             raise ValueError(f"no {name} images of {weights_dir / SPLIT_FILE} found in {data_dir}")
         out = batched_inference(model, pixels[[index[i] for i in ids]], progress=f"calibration: {name} images")
-        parts[name] = (
+        parts[name] = ModelOutputs(
+            ids,
             out["logits"].numpy().astype(np.float64),
             out["embedding"].numpy().astype(np.float64),
             np.array([by_id[i].label for i in ids]),
         )
+    return write_calibration(weights_dir, parts, split, by_id, coverage, class_bias)
+
+
+@dataclass
+class ModelOutputs:
+    """The network's logits and pooled features for some images of one split part, with their labels."""
+
+    ids: list[str]
+    logits: np.ndarray
+    embeddings: np.ndarray
+    labels: np.ndarray
+
+
+def write_calibration(
+    weights_dir: Path,
+    parts: dict[str, ModelOutputs],
+    split: dict[str, list[str]],
+    by_id: dict[str, Any],
+    coverage: float = DEFAULT_COVERAGE,
+    class_bias: bool = False,
+) -> dict[str, Any]:
+    """Calibrate from the outputs on the training (OOD statistics) and calibration parts, and write calibration.json,
+    the OOD arrays and the patient prior (fitted on the split's training rows) into `weights_dir`."""
+    train, calib = parts["train"], parts["calib"]
     prior = fit_patient_prior([by_id[i] for i in split["train"] if i in by_id])
     log_ratio = None
-    if prior is not None:  # row for row with the calibration logits above
-        log_ratio = prior.log_ratio(infos_from_records([by_id[i] for i in used_ids["calib"]]))
+    if prior is not None:  # row for row with the calibration logits
+        log_ratio = prior.log_ratio(infos_from_records([by_id[i] for i in calib.ids]))
     cal, arrays = calibrate_arrays(
-        parts["calib"][0],
-        parts["calib"][2],
-        parts["calib"][1],
-        parts["train"][1],
-        parts["train"][2],
-        coverage,
-        class_bias,
-        log_ratio,
+        calib.logits, calib.labels, calib.embeddings, train.embeddings, train.labels, coverage, class_bias, log_ratio
     )
     (weights_dir / CALIBRATION_FILE).write_text(json.dumps(cal, indent=1))
     # numpy's stub matches the **arrays keywords against its own `allow_pickle: bool`

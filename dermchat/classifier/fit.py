@@ -365,5 +365,4 @@ class EpochLoop:
         labels = self.data.labels[rows]
         val = metrics.summary(torch.softmax(out_v["logits"], dim=1).numpy(), labels)
         val["nll"] = float(F.cross_entropy(out_v["logits"], torch.as_tensor(labels)))
-        score = float(np.nanmean([val["accuracy"], val["balanced_accuracy"], val["macro_auc"]]))
-        return val, score
+        return val, metrics.selection_score(val)

@@ -118,3 +118,10 @@ def summary(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         "macro_f1": macro_f1(labels, preds, k),
         "macro_auc": macro_auc(probs, labels),
     }
+
+
+def selection_score(figures: dict[str, float]) -> float:
+    """What chooses between candidates on the validation lesions (the epoch in training, the last layer in
+    `refit-head`): the mean of accuracy, balanced accuracy and macro AUC, so neither the common nor the rare
+    classes nor the ranking alone decide."""
+    return float(np.nanmean([figures["accuracy"], figures["balanced_accuracy"], figures["macro_auc"]]))

@@ -227,30 +227,13 @@ class PatientPrior:
     @classmethod
     def fit(cls, infos: Sequence[PatientInfo], labels: np.ndarray, l2: float = 1.0) -> PatientPrior:
         """L2-penalised maximum likelihood with L-BFGS (deterministic; no sklearn needed)."""
-        from scipy.optimize import minimize
-        from scipy.special import log_softmax, softmax
+        from dermchat.classifier.softmax_regression import fit_softmax_regression
 
         rows = [v for info in infos for v in _hidden_variants(info)]
         y = np.repeat(np.asarray(labels, dtype=int), 8)
         x = np.stack([features(r) for r in rows])
-        n, d = x.shape
-        k = len(HAM_CLASSES)
-        onehot = np.eye(k)[y]
-
-        def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
-            w = theta[: d * k].reshape(d, k)
-            b = theta[d * k :]
-            z = x @ w + b
-            nll = -(onehot * log_softmax(z, axis=1)).sum() / n + 0.5 * l2 * (w * w).sum() / len(infos)
-            g = (softmax(z, axis=1) - onehot) / n
-            return float(nll), np.concatenate([(x.T @ g + l2 * w / len(infos)).ravel(), g.sum(axis=0)])
-
-        res = minimize(loss, np.zeros(d * k + k), jac=True, method="L-BFGS-B", options={"maxiter": 500})
-        return cls(
-            res.x[: d * k].reshape(d, k),
-            res.x[d * k :],
-            meta={"rows": len(infos), "l2": l2, "converged": bool(res.success)},
-        )
+        fit = fit_softmax_regression(x, y, len(HAM_CLASSES), l2, penalty_rows=len(infos))
+        return cls(fit.coef, fit.intercept, meta={"rows": len(infos), "l2": l2, "converged": fit.converged})
 
     def log_ratio(self, infos: Sequence[PatientInfo]) -> np.ndarray:
         """(N, classes) log p(dx | details) - log p(dx | nothing given); all zero for a row with no details."""
