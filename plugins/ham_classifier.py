@@ -131,17 +131,7 @@ class HamCnnDiagnoser(Diagnoser):
             for code, p in sorted(pred.as_dict().items(), key=lambda kv: kv[1], reverse=True)
         ]
         # Probabilities are made to sum to exactly one in one place, the engine's diagnosis step (steps/diagnosis.py).
-        extra = {
-            "ham_probabilities": pred.as_dict(),
-            "uncalibrated_probabilities": pred.extra["raw_probabilities"],
-            "temperature": self._predictor.temperature,
-            "energy": pred.energy,
-            "mahalanobis": pred.mahalanobis,
-            "melanoma_probability": pred.melanoma_probability,
-            "melanoma_threshold": pred.melanoma_threshold,
-            "prediction_set_ham": pred.prediction_set,
-            "patient_info_used": used,
-        }
+        extra = self._measurements(pred, used)
         if pred.out_of_distribution and opts.abstain_on_ood:
             return Diagnosis(
                 **base,
@@ -157,23 +147,39 @@ class HamCnnDiagnoser(Diagnoser):
         if opts.heatmap and ctx.wants_heatmap:  # never unasked: see HEATMAP_OPTION
             ctx.progress("drawing the heat map", 0.7)
             heatmap_path = self._write_heatmap(ctx, pred)
-        top = differential[0]
-        rationale = (
-            f"Top class {vocab.get(top.condition_id).clinician_name} ({top.probability:.0%}); "
-            f"{len(prediction_set)} condition(s) in the {opts.coverage:.0%} prediction set. "
-            + (f"The details given ({used}) were weighed in with the image. " if used else "")
-            + SCOPE_NOTE
-        )
         return Diagnosis(
             **base,
             differential=differential,
             prediction_set=prediction_set,
             triage_hint=hint,
             triage_reason=why,
-            rationale=rationale,
+            rationale=self._rationale(differential[0], len(prediction_set), used),
             heatmap_path=heatmap_path,
             ood_score=pred.mahalanobis,
             extra=extra,
+        )
+
+    def _measurements(self, pred: Any, used: Any) -> dict[str, Any]:
+        """What the clinician view, the study log and the consistency checks read beside the differential."""
+        return {
+            "ham_probabilities": pred.as_dict(),
+            "uncalibrated_probabilities": pred.extra["raw_probabilities"],
+            "temperature": self._predictor.temperature,
+            "energy": pred.energy,
+            "mahalanobis": pred.mahalanobis,
+            "melanoma_probability": pred.melanoma_probability,
+            "melanoma_threshold": pred.melanoma_threshold,
+            "prediction_set_ham": pred.prediction_set,
+            "patient_info_used": used,
+        }
+
+    def _rationale(self, top: DifferentialEntry, set_size: int, used: Any) -> str:
+        """One line for clinicians: the top class, the size of the prediction set, the details used, the scope."""
+        return (
+            f"Top class {get_vocabulary().get(top.condition_id).clinician_name} ({top.probability:.0%}); "
+            f"{set_size} condition(s) in the {self.opts.coverage:.0%} prediction set. "
+            + (f"The details given ({used}) were weighed in with the image. " if used else "")
+            + SCOPE_NOTE
         )
 
     def _write_heatmap(self, ctx: TurnContext, pred: Any) -> str:
