@@ -26,7 +26,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -92,7 +92,16 @@ def _rgb(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
-Outcome = tuple[float, float | None, str | None, bool, bool, dict[str, float]]
+class Outcome(NamedTuple):
+    """What the quality check said about one image."""
+
+    score: float
+    brisque: float | None
+    worst: str | None
+    """Id of the reason with the lowest score."""
+    acceptable: bool
+    is_skin: bool
+    per_reason: dict[str, float]
 
 
 def _all_known(values: list[float | None]) -> list[float] | None:
@@ -102,13 +111,15 @@ def _all_known(values: list[float | None]) -> list[float] | None:
 
 
 def _evaluate(rgb: np.ndarray, threshold: float) -> Outcome:
-    """(overall score, BRISQUE, worst reason id, acceptable, is_skin, score per reason) for one array."""
+    """The quality check's verdict on one array."""
     from dermchat.quality.assess import assess_array
 
     report = assess_array(rgb, threshold=threshold)
     worst = min(report.reasons, key=lambda r: r.score) if report.reasons else None
     per_reason = {r.id: r.score for r in report.reasons}
-    return report.score, report.brisque, worst.id if worst else None, report.acceptable, report.is_skin, per_reason
+    return Outcome(
+        report.score, report.brisque, worst.id if worst else None, report.acceptable, report.is_skin, per_reason
+    )
 
 
 def distortion_figures(
@@ -118,67 +129,15 @@ def distortion_figures(
     from dermchat.quality.distortions import DISTORTIONS
 
     clean = [_evaluate(rgb, threshold) for rgb in images]
-    clean_scores = [c[0] for c in clean]
-    clean_brisque = _all_known([c[1] for c in clean])
-    rejected = [c for c in clean if not c[3]]
-    reject_reasons: dict[str, int] = {}
-    for c in rejected:
-        key = "not_skin" if not c[4] else str(c[2])
-        reject_reasons[key] = reject_reasons.get(key, 0) + 1
-    clean_fig = {
-        "n": len(images),
-        "score_median": round(statistics.median(clean_scores), 1),
-        "score_p10": round(float(np.percentile(clean_scores, 10)), 1),
-        "false_reject_rate": round(len(rejected) / len(images), 4),
-        "not_skin_rate": round(sum(1 for c in clean if not c[4]) / len(images), 4),
-        "false_reject_reasons": reject_reasons,
-        "brisque_median": None if clean_brisque is None else round(statistics.median(clean_brisque), 1),
-    }
     figures: dict[str, Any] = {}
     for name, dist in DISTORTIONS.items():
         t0 = time.perf_counter()
-        per_level: list[list[Outcome]] = []
-        for level in dist.severities:
-            per_level.append([_evaluate(dist.apply(rgb, level, k), threshold) for k, rgb in enumerate(images)])
-        moderate = per_level[dist.moderate_index]
-        rho_plugin, rho_brisque, monotone = [], [], 0
-        for k in range(len(images)):
-            sev = list(range(len(dist.severities) + 1))
-            scores = [clean[k][0]] + [lvl[k][0] for lvl in per_level]
-            rho_plugin.append(spearman(sev, [-s for s in scores]))
-            monotone += all(b <= a + 1e-9 for a, b in itertools.pairwise(scores))
-            bq = _all_known([clean[k][1]] + [lvl[k][1] for lvl in per_level])
-            if bq is not None:
-                rho_brisque.append(spearman(sev, bq))
-        moderate_brisque = _all_known([m[1] for m in moderate])
-        figures[name] = {
-            "severities": list(dist.severities),
-            "unit": dist.unit,
-            "moderate": dist.moderate,
-            "expected_reason": dist.expected_reason,
-            "auc_plugin": round(auc(clean_scores, [m[0] for m in moderate]), 4),
-            "auc_brisque": round(auc([-b for b in clean_brisque], [-m for m in moderate_brisque]), 4)
-            if clean_brisque is not None and moderate_brisque is not None
-            else None,
-            # the expected reason's own score: what the detector sees, without other reasons' false alarms
-            "auc_expected_reason": round(
-                auc(
-                    [c[5].get(dist.expected_reason, 100.0) for c in clean],
-                    [m[5].get(dist.expected_reason, 100.0) for m in moderate],
-                ),
-                4,
-            ),
-            "spearman_plugin": round(float(np.nanmean(rho_plugin)), 4),
-            "spearman_brisque": round(float(np.nanmean(rho_brisque)), 4) if rho_brisque else None,
-            "monotone_share": round(monotone / len(images), 4),
-            "top_reason_accuracy": round(sum(1 for m in moderate if m[2] == dist.expected_reason) / len(images), 4),
-            "top_reasons_named": _counts([m[2] for m in moderate]),
-            "rejected_share_moderate": round(sum(1 for m in moderate if not m[3]) / len(images), 4),
-            "score_median_by_severity": [round(statistics.median(clean_scores), 1)]
-            + [round(statistics.median([x[0] for x in lvl]), 1) for lvl in per_level],
-        }
+        per_level = [
+            [_evaluate(dist.apply(rgb, level, k), threshold) for k, rgb in enumerate(images)]
+            for level in dist.severities
+        ]
+        figures[name] = f = _one_distortion(dist, clean, per_level)
         if progress:
-            f = figures[name]
             print(
                 f"  {name:<17} AUC {f['auc_plugin']:.3f} (BRISQUE {f['auc_brisque']}) rho {f['spearman_plugin']:.3f} "
                 f"(BRISQUE {f['spearman_brisque']}) reason {f['top_reason_accuracy']:.2f}  "
@@ -186,7 +145,69 @@ def distortion_figures(
                 file=sys.stderr,
                 flush=True,
             )
-    return figures, clean_fig
+    return figures, _clean_figures(clean)
+
+
+def _clean_figures(clean: list[Outcome]) -> dict[str, Any]:
+    """How the undistorted photos fare: score spread, and how many are wrongly rejected and why."""
+    scores = [c.score for c in clean]
+    brisque = _all_known([c.brisque for c in clean])
+    rejected = [c for c in clean if not c.acceptable]
+    return {
+        "n": len(clean),
+        "score_median": round(statistics.median(scores), 1),
+        "score_p10": round(float(np.percentile(scores, 10)), 1),
+        "false_reject_rate": round(len(rejected) / len(clean), 4),
+        "not_skin_rate": round(sum(1 for c in clean if not c.is_skin) / len(clean), 4),
+        "false_reject_reasons": _counts(["not_skin" if not c.is_skin else c.worst for c in rejected]),
+        "brisque_median": None if brisque is None else round(statistics.median(brisque), 1),
+    }
+
+
+def _one_distortion(dist: Any, clean: list[Outcome], per_level: list[list[Outcome]]) -> dict[str, Any]:
+    """One distortion's figures: detection at the moderate level (overall score, BRISQUE, the expected reason),
+    rank correlation with severity, monotonicity and which reason is named."""
+    n = len(clean)
+    clean_scores = [c.score for c in clean]
+    clean_brisque = _all_known([c.brisque for c in clean])
+    moderate = per_level[dist.moderate_index]
+    moderate_brisque = _all_known([m.brisque for m in moderate])
+    rho_plugin, rho_brisque, monotone = [], [], 0
+    severity = list(range(len(dist.severities) + 1))
+    for k in range(n):
+        scores = [clean[k].score] + [lvl[k].score for lvl in per_level]
+        rho_plugin.append(spearman(severity, [-s for s in scores]))
+        monotone += all(b <= a + 1e-9 for a, b in itertools.pairwise(scores))
+        bq = _all_known([clean[k].brisque] + [lvl[k].brisque for lvl in per_level])
+        if bq is not None:
+            rho_brisque.append(spearman(severity, bq))
+    expected = dist.expected_reason
+    return {
+        "severities": list(dist.severities),
+        "unit": dist.unit,
+        "moderate": dist.moderate,
+        "expected_reason": expected,
+        "auc_plugin": round(auc(clean_scores, [m.score for m in moderate]), 4),
+        "auc_brisque": round(auc([-b for b in clean_brisque], [-m for m in moderate_brisque]), 4)
+        if clean_brisque is not None and moderate_brisque is not None
+        else None,
+        # the expected reason's own score: what the detector sees, without other reasons' false alarms
+        "auc_expected_reason": round(
+            auc(
+                [c.per_reason.get(expected, 100.0) for c in clean],
+                [m.per_reason.get(expected, 100.0) for m in moderate],
+            ),
+            4,
+        ),
+        "spearman_plugin": round(float(np.nanmean(rho_plugin)), 4),
+        "spearman_brisque": round(float(np.nanmean(rho_brisque)), 4) if rho_brisque else None,
+        "monotone_share": round(monotone / n, 4),
+        "top_reason_accuracy": round(sum(1 for m in moderate if m.worst == expected) / n, 4),
+        "top_reasons_named": _counts([m.worst for m in moderate]),
+        "rejected_share_moderate": round(sum(1 for m in moderate if not m.acceptable) / n, 4),
+        "score_median_by_severity": [round(statistics.median(clean_scores), 1)]
+        + [round(statistics.median([x.score for x in lvl]), 1) for lvl in per_level],
+    }
 
 
 def _counts(values: list[str | None]) -> dict[str, int]:
