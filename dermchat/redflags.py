@@ -36,6 +36,10 @@ NOW_NOTICE = (
 
 _LESION = r"(?:mole|moles|spot|spots|freckle|mark|lesion|growth|lump|bump|patch|it)"
 _WORDS_BETWEEN = r"(?:\W+\w+){0,8}?\W+"  # up to eight words between a lesion word and its warning sign
+_TURNED_DARK = (  # "went from light brown to black", "has turned black", "has gone really dark"
+    r"(?:went|gone|turned|turning|turns|became|become|becoming|going) (?:from (?:\w+ ){1,2}to |(?:very|really|much|"
+    r"quite|completely|all|more) )?(?:black\w*|dark\w*|blue\w*|grey\w*|gray\w*)\b"
+)
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,8 @@ RULES: tuple[Rule, ...] = (
         _rx(
             rf"\b(?:mole|moles|freckle|spot|mark|birthmark)\b{_WORDS_BETWEEN}(?:chang\w*|grow\w*|getting (?:bigger|"
             rf"darker|larger|raised)|got (?:bigger|darker|larger)|bigger|darker|larger|spread\w*|new colou?rs?|"
-            rf"raised now|different (?:colou?r|shape))|\b(?:changing|changed|growing|evolving) (?:mole|spot|freckle)"
+            rf"raised now|different (?:colou?r|shape)|{_TURNED_DARK})|\b(?:changing|changed|growing|evolving) "
+            rf"(?:mole|spot|freckle)"
         ),
     ),
     Rule(
@@ -312,6 +317,7 @@ KEY_WORDS = (
     "rapidly",
     "eyelid",
     "freckle",
+    "freckles",  # a known word, so the plural is not "corrected" to one freckle: many darkening in summer is normal
     "blanching",
     "petechiae",
     "wheezing",

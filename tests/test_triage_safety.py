@@ -69,6 +69,9 @@ def _with_diagnoser(tmp_path: Path, diagnosis: Diagnosis) -> DermChat:
         ("I have shingels near my eye", "eye_involvement"),
         ("tiny purpel spots that don't fade when I press a glass on them", "non_blanching"),
         ("a sore on my nose that wont heal", "nonhealing_sore"),
+        # a colour change told as a story, the lesion word ten words before the itch (found by a chat session)
+        ("a freckle on my back went from light brown to black and itches now", "changing_mole"),
+        ("my mole has turned black", "changing_mole"),
     ],
 )
 def test_red_flags_are_found_in_the_users_words_and_misspellings(text: str, rule: str) -> None:
@@ -82,6 +85,8 @@ def test_red_flags_are_found_in_the_users_words_and_misspellings(text: str, rule
         "no fever and no swelling",
         "what is a mole?",
         "my cold sore is healing nicely",
+        "my freckles get darker every summer",  # many freckles darkening in the sun is normal
+        "my tan went darker on holiday",
     ],
 )
 def test_negated_or_plain_messages_raise_no_red_flag(text: str) -> None:
