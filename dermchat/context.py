@@ -117,6 +117,11 @@ class TurnContext:
         return report.descriptors if report is not None else None
 
     @property
+    def red_flag_conditions(self) -> list[str]:
+        """Knowledge-base conditions whose warning signs the user described, most urgent first, each once."""
+        return list(dict.fromkeys(hit.source for hit in self.result.red_flags))
+
+    @property
     def top_conditions(self) -> list[str]:
         """Vocabulary ids of the current differential, most likely first (empty when there is none)."""
         if self.diagnosis is None:

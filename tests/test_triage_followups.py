@@ -86,3 +86,15 @@ def test_a_red_flag_message_without_a_photo_gets_no_reassurance(tmp_path: Path) 
     text = render(result, "patient")
     assert result.triage.tier == "urgent" and "see a doctor soon" in text.lower()
     assert "harmless" not in text.lower() and result.explanation.conditions_to_consider
+
+
+def test_a_warning_sign_told_as_a_story_leads_the_list_with_the_entry_that_states_it(tmp_path: Path) -> None:
+    # It got no tier, and pityriasis versicolor ("lighter or darker patches") led the conditions to consider.
+    story = "a freckle on my back went from light brown to black and itches now"
+    result = knowledge_app(tmp_path).run_turn_sync(TurnRequest(image=None, question=story))
+    assert result.triage is not None and result.triage.tier == "urgent"
+    assert [hit.id for hit in result.red_flags] == ["changing_mole"]
+    considered = result.explanation.conditions_to_consider
+    assert considered[0].condition_id == result.red_flags[0].source == "melanocytic_nevus"
+    assert any("colour" in flag for flag in considered[0].red_flags)
+    assert "pityriasis_versicolor" in [c.condition_id for c in considered[1:]]  # what the words match still follows

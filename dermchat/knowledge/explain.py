@@ -105,7 +105,9 @@ def _explain(ctx: TurnContext, index: KnowledgeIndex, settings: AnswerSettings, 
             extra={"mode": "off_topic", "off_topic": True},
         )
     ctx.progress("Matching your description to the knowledge base", 0.3)
-    explanation = intake_explanation(index, question, ctx.history, ctx.audience, abstained=abstained, urgent=urgent)
+    explanation = intake_explanation(
+        index, question, ctx.history, ctx.audience, abstained=abstained, urgent=urgent, leading=ctx.red_flag_conditions
+    )
     if looks_like_injection(question):
         explanation.notices.append(INJECTION_NOTICE)
     return explanation

@@ -130,10 +130,13 @@ def conditions_to_consider(
     *,
     limit: int = MAX_CONDITIONS,
     urgent: bool = False,
+    leading: Sequence[str] = (),
 ) -> list[ConditionToConsider]:
     """Conditions whose KB text best matches the description, each with a cited 'why' and its red flags.
 
     ``urgent``: the turn says "see a doctor" (a red flag in the user's words), so reassuring sentences are left out.
+    ``leading``: conditions listed first whatever the match, because the user described one of their warning signs
+    (a story such as "my freckle went from light brown to black" matches pale patches better than it matches moles).
     """
 
     def fits(statement: object) -> bool:
@@ -143,7 +146,8 @@ def conditions_to_consider(
         return []
     result = index.search(text, k=40, audience=audience)
     out: list[ConditionToConsider] = []
-    for condition_id in result.conditions()[:limit]:
+    known = [c for c in leading if c in index.kb]
+    for condition_id in list(dict.fromkeys([*known, *result.conditions()]))[:limit]:
         hits = [
             h
             for h in result.hits
@@ -209,11 +213,12 @@ def intake_explanation(
     *,
     abstained: bool = False,
     urgent: bool = False,
+    leading: Sequence[str] = (),
 ) -> Explanation:
-    """Intake questions plus conditions to consider, as one structured explanation."""
+    """Intake questions plus conditions to consider (``leading`` ones first), as one structured explanation."""
     text = user_text(question, history)
     book = CitationBook(index.kb)
-    considered = conditions_to_consider(index, text, audience, book, urgent=urgent)
+    considered = conditions_to_consider(index, text, audience, book, urgent=urgent, leading=leading)
     if considered:
         intro = (INTRO_ABSTAINED if abstained else INTRO)[audience]
     else:
