@@ -5,7 +5,7 @@ Why: a text-only message such as "I have a mole on my back that has started blee
 image model. Warning signs are in the user's words, so they are screened in the user's words: each rule below
 restates one warning sign from a knowledge-base "Red flags" section (``source`` names the file in
 ``dermchat/data/kb``), in plain patient phrasing, after common misspellings are corrected against the rules'
-own key words. A hit sets the triage tier (``safety.with_red_flags``) and adds a plain "see a doctor soon" or
+own key words (a real English word is never "corrected": ``data/redflag_real_words.txt``). A hit sets the triage tier (``safety.with_red_flags``) and adds a plain "see a doctor soon" or
 "get help now" notice whatever the photo says.
 
 It is a deliberately simple, auditable screen (regular expressions, no model): it errs towards flagging, a
@@ -37,8 +37,8 @@ NOW_NOTICE = (
 _LESION = r"(?:mole|moles|spot|spots|freckle|mark|lesion|growth|lump|bump|patch|it)"
 _WORDS_BETWEEN = r"(?:\W+\w+){0,8}?\W+"  # up to eight words between a lesion word and its warning sign
 _TURNED_DARK = (  # "went from light brown to black", "has turned black", "has gone really dark"
-    r"(?:went|gone|turned|turning|turns|became|become|becoming|going) (?:from (?:\w+ ){1,2}to |(?:very|really|much|"
-    r"quite|completely|all|more) )?(?:black\w*|dark\w*|blue\w*|grey\w*|gray\w*)\b"
+    r"(?:went|gone|turned|turning|turns|became|become|becoming|going) (?:from (?:\w+ ){1,2}to )?(?:(?:very|really|much|"
+    r"quite|completely|all|more|almost|nearly|pretty|a lot) )?(?:black\w*|dark\w*|blue\w*|grey\w*|gray\w*)\b"
 )
 
 
@@ -77,18 +77,20 @@ RULES: tuple[Rule, ...] = (
         _rx(
             rf"\b(?:mole|moles|freckle|spot|mark|birthmark)\b{_WORDS_BETWEEN}(?:chang\w*|grow\w*|getting (?:bigger|"
             rf"darker|larger|raised)|got (?:bigger|darker|larger)|bigger|darker|larger|spread\w*|new colou?rs?|"
-            rf"raised now|different (?:colou?r|shape)|{_TURNED_DARK})|\b(?:changing|changed|growing|evolving) "
+            rf"raised now|different (?:colou?r|shape)|{_TURNED_DARK}|twice (?:the|its) size|doubled|(?:now|become|became|"
+            rf"gone|got|getting) (?:\w+ )?(?:raised|lumpy|bumpy)|(?:irregular|ragged|jagged|uneven|blurr\w*|fuzzy) "
+            rf"(?:edges?|borders?|outline))|\b(?:changing|changed|growing|evolving) "
             rf"(?:mole|spot|freckle)"
         ),
     ),
     Rule(
         "itchy_mole",
         "soon",
-        "a mole that itches or crusts",
+        "a mole that itches, crusts or hurts",
         "melanoma",
         _rx(
-            rf"\b(?:mole|moles|freckle)\b{_WORDS_BETWEEN}(?:itch\w*|crust\w*|scab\w*|ooz\w*)\b|\b(?:itchy|crusty|"
-            rf"crusting) (?:mole|freckle)"
+            rf"\b(?:mole|moles|freckle|birthmark)\b{_WORDS_BETWEEN}(?:itch\w*|crust\w*|scab\w*|ooz\w*|hurts?|hurting|"
+            rf"painful|tender|sore)\b|\b(?:itchy|crusty|crusting|painful|sore|tender) (?:mole|freckle|birthmark)"
         ),
     ),
     Rule(
@@ -108,7 +110,8 @@ RULES: tuple[Rule, ...] = (
         "melanoma",
         _rx(
             r"\b(?:looks?|is) (?:different|unlike) (?:from |to |than )?(?:all )?(?:my |the )?other (?:moles|spots)\b|"
-            r"\b(?:several|many|multiple|different) colou?rs\b|\b(?:black and blue|blue[- ]black)\b"
+            r"\b(?:several|many|multiple|different) colou?rs\b|\b(?:black and blue|blue[- ]black)\b|"
+            rf"\b(?:mole|freckle|spot|birthmark)\b{_WORDS_BETWEEN}(?:two|three|2|3) (?:\w+ )?colou?rs\b"
         ),
     ),
     Rule(
@@ -119,7 +122,9 @@ RULES: tuple[Rule, ...] = (
         _rx(
             r"\b(?:won'?t|will not|doesn'?t|does not|didn'?t|did not|hasn'?t|has not|not|never|isn'?t|is not) "
             r"(?:\w+ )?heal(?:ed|ing)?\b|\b(?:keeps|keep) (?:coming back|scabbing|opening|breaking open)\b|"
-            r"\bnon[- ]?healing\b"
+            r"\bnon[- ]?healing\b|\b(?:sore|scab|ulcer|wound)s?\b(?:\W+\w+){0,6}?\W+(?:(?:been )?there|had it|lasted|for) "
+            r"(?:for |over )?(?:\d+|three|four|five|six|eight|several|many) (?:weeks|months)\b|\b(?:sore|scab|ulcer|wound)s?"
+            r"\b(?:\W+\w+){0,4}?\W+(?:never|won'?t|doesn'?t|does not|will not) (?:go|goes|going) away\b"
         ),
         negatable=False,
     ),
@@ -140,7 +145,8 @@ RULES: tuple[Rule, ...] = (
         "a dark line in a nail",
         "melanoma",
         _rx(
-            r"\b(?:dark|black|brown) (?:line|streak|stripe|band)\b(?:\W+\w+){0,4}?\W+(?:nail|nails|fingernail|toenail)"
+            r"\b(?:dark|black|brown) (?:line|streak|stripe|band)\b(?:\W+\w+){0,4}?\W+(?:nail|nails|fingernail|toenail|"
+            r"thumbnail|thumb nail)"
         ),
     ),
     Rule(
@@ -338,15 +344,25 @@ KEY_WORDS = (
     "pressure",
 )
 MIN_FUZZY_LENGTH = 5
+REAL_WORDS_FILE = "redflag_real_words.txt"
 FUZZY_CUTOFF = 0.8
 
 
 @functools.lru_cache(maxsize=4096)
+@functools.cache
+def real_words() -> frozenset[str]:
+    """Common English words close to a key word: never "corrected" (``data/redflag_real_words.txt`` says why)."""
+    from dermchat.paths import DATA_PACKAGE_DIR
+
+    lines = (DATA_PACKAGE_DIR / REAL_WORDS_FILE).read_text(encoding="utf-8").splitlines()
+    return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
 def _fix_word(word: str) -> str:
     lower = word.lower()
     if lower in SHORT_FIXES:
         return SHORT_FIXES[lower]
-    if len(lower) < MIN_FUZZY_LENGTH or lower in KEY_WORDS:
+    if len(lower) < MIN_FUZZY_LENGTH or lower in KEY_WORDS or lower in real_words():
         return word
     close = difflib.get_close_matches(lower, KEY_WORDS, n=1, cutoff=FUZZY_CUTOFF)
     return close[0] if close else word

@@ -87,10 +87,34 @@ def test_red_flags_are_found_in_the_users_words_and_misspellings(text: str, rule
         "my cold sore is healing nicely",
         "my freckles get darker every summer",  # many freckles darkening in the sun is normal
         "my tan went darker on holiday",
+        # real words the spelling fixer used to turn into key words: "every" and "never" became "fever" (a
+        # get-help-now flag for an ordinary rash), "unchanged" became "changed"
+        "every day I get a rash on my arm",
+        "I never get a rash in the sun",
+        "my mole is unchanged",
+        "I'm feeling fine, it is just a dry patch",
     ],
 )
 def test_negated_or_plain_messages_raise_no_red_flag(text: str) -> None:
     assert screen(text) == []
+
+
+def test_no_common_english_word_is_corrected_into_a_key_word() -> None:
+    """Every whole word of the MiniLM vocabulary (about 22,000 common English words) that the spelling fixer would
+    match to a key word is on the protected list, so adding a key word cannot bring "never" -> "fever" back."""
+    import difflib
+
+    from dermchat.knowledge.embeddings import common_words
+    from dermchat.redflags import FUZZY_CUTOFF, KEY_WORDS, MIN_FUZZY_LENGTH, normalise, real_words
+
+    vocabulary = common_words()  # the same list keeps the retrieval's spelling fixer off real words
+    if not vocabulary:
+        pytest.skip("the MiniLM package (its vocab.txt) is not installed")
+    words = {w for w in vocabulary if len(w) >= MIN_FUZZY_LENGTH and w not in KEY_WORDS}
+    colliding = {w for w in words if difflib.get_close_matches(w, KEY_WORDS, n=1, cutoff=FUZZY_CUTOFF)}
+    assert len(colliding) > 100 and colliding <= real_words()
+    assert normalise("never every feeling unchanged single") == "never every feeling unchanged single"
+    assert normalise("my moel is bleading") == "my mole is bleeding"  # real misspellings are still fixed
 
 
 def test_phrasing_sets_are_large_enough_and_the_screen_meets_its_figures() -> None:
