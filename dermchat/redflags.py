@@ -155,9 +155,9 @@ RULES: tuple[Rule, ...] = (
         "fever with red, hot or spreading skin",
         "cellulitis",
         _rx(
-            r"\b(?:fever\w*|high temperature|temperature|shiver\w*|chills|rigors)\b(?:\W+\w+){0,12}?\W+(?:red\w*|hot|"
+            r"\b(?:(?<!hay )fever\w*|high temperature|temperature|shiver\w*|chills|rigors)\b(?:\W+\w+){0,12}?\W+(?:red\w*|hot|"
             r"swell\w*|swollen|spread\w*|rash|blister\w*|pus|sores?)\b|\b(?:red\w*|hot|swollen|spread\w*|rash|"
-            r"blister\w*|pus|sores?)\b(?:\W+\w+){0,12}?\W+(?:fever\w*|high temperature|shiver\w*|chills|rigors)\b"
+            r"blister\w*|pus|sores?)\b(?:\W+\w+){0,12}?\W+(?:(?<!hay )fever\w*|high temperature|shiver\w*|chills|rigors)\b"
         ),
     ),
     Rule(
@@ -167,7 +167,8 @@ RULES: tuple[Rule, ...] = (
         "cellulitis",
         _rx(
             r"\b(?:red\w*|swelling|infection|rash)\b(?:\W+\w+){0,4}?\W+spread\w* (?:fast|quickly|rapidly|up|"
-            r"every hour|by the hour)|\b(?:red (?:line|streak)s?)\b"
+            r"every hour|by the hour)|\b(?:red (?:line|streak)s?)\b|\b(?:red\w*|swelling|infection)\b(?:\W+\w+){0,6}?\W+"
+            r"(?:getting (?:bigger|larger|wider)|growing|spreading) (?:by the hour|every hour|fast|quickly|rapidly)\b"
         ),
     ),
     Rule(
@@ -189,7 +190,7 @@ RULES: tuple[Rule, ...] = (
         "herpes_zoster",
         _rx(
             r"\b(?:shingles|blisters?|rash|sores?|cold sores?|spots)\b(?:\W+\w+){0,5}?\W+(?:near|around|on|by|next to|"
-            r"close to|in)\W+(?:\w+\W+){0,2}(?:eye|eyes|eyelids?|tip of (?:my |the )?nose)\b|\b(?:shingles|rash)\b(?:\W+\w+)"
+            r"close to|in)\W+(?:\w+\W+){0,4}(?:eye|eyes|eyelids?|tip of (?:my |the )?nose)\b|\b(?:shingles|rash)\b(?:\W+\w+)"
             r"{0,8}?\W+(?:eye|vision|sight)\b(?:\W+\w+){0,3}?\W+(?:hurts?|painful|red|sore|blurr\w*|chang\w*)"
         ),
     ),
@@ -200,7 +201,8 @@ RULES: tuple[Rule, ...] = (
         "urticaria",
         _rx(
             r"\b(?:lips?|tongue|throat|face|eyes?)\b(?:\W+\w+){0,3}?\W+(?:swell\w*|swollen|puff\w*)|\b(?:swell\w*|swollen)"
-            r"\W+(?:\w+\W+){0,2}(?:lips?|tongue|throat|face)\b|\b(?:trouble|difficulty|hard|struggling|can'?t|cannot) "
+            r"\W+(?:\w+\W+){0,2}(?:lips?|tongue|throat|face)\b|\bthroat (?:feels |is |getting |gets )?(?:tight\w*|"
+            r"closing)|\btight\w* (?:in )?(?:my |the )?throat\b|\b(?:trouble|difficulty|hard|struggling|can'?t|cannot) "
             r"(?:to )?breath\w*|\bwheez\w*|\b(?:fainted|fainting|feel\w* faint|collapsed|collapsing)\b"
         ),
     ),
@@ -212,7 +214,9 @@ RULES: tuple[Rule, ...] = (
         _rx(
             r"\bskin (?:is )?(?:peeling|coming) off\b|\b(?:peeling|blistering) (?:skin )?all over\b|\bblisters? "
             r"(?:all over|everywhere|spreading)\b|\b(?:blisters?|sores?) (?:in|inside) (?:my |the )?(?:mouth|eyes)\b|"
-            r"\b(?:mouth|eyes|lips) (?:and \w+ )?(?:are |is )?(?:sore|blistered|peeling)\b(?:\W+\w+){0,8}?\W+rash\b"
+            r"\b(?:mouth|eyes|lips) (?:and \w+ )?(?:are |is )?(?:sore|blistered|peeling)\b(?:\W+\w+){0,8}?\W+rash\b|"
+            r"\bblister\w* and peeling\b|\bpeeling and blister\w*|\b(?:whole|entire) body\b(?:\W+\w+){0,3}?\W+(?:red|"
+            r"peeling|blister\w*)\b"
         ),
     ),
     Rule(
@@ -241,10 +245,18 @@ RULES: tuple[Rule, ...] = (
         "now",
         "a baby with a rash and a fever, or blisters",
         "hand_foot_mouth",
+        _rx(r"\b(?:newborn|baby|infant)\b(?:\W+\w+){0,10}?\W+(?:fever|temperature|blisters?|floppy)\b"),
+    ),
+    Rule(
+        "baby_not_feeding",
+        "now",
+        "a baby or young child who is not feeding or drinking",
+        "hand_foot_mouth",
         _rx(
-            r"\b(?:newborn|baby|infant)\b(?:\W+\w+){0,10}?\W+(?:fever|temperature|blisters?|floppy|not feeding|"
-            r"not drinking)\b"
+            r"\b(?:newborn|baby|infant|toddler|child)\b(?:\W+\w+){0,10}?\W+(?:(?:is |has )?(?:not|isn'?t|won'?t|stopped|"
+            r"refus\w*)(?: to)? (?:feed\w*|drink\w*)|off (?:his|her|their) feeds?)\b"
         ),
+        negatable=False,
     ),
 )
 

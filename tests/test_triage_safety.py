@@ -72,6 +72,8 @@ def _with_diagnoser(tmp_path: Path, diagnosis: Diagnosis) -> DermChat:
         # a colour change told as a story, the lesion word ten words before the itch (found by a chat session)
         ("a freckle on my back went from light brown to black and itches now", "changing_mole"),
         ("my mole has turned black", "changing_mole"),
+        ("my newborn has spots and is not feeding", "baby_not_feeding"),  # a sign that is itself a negation
+        ("my throat feels tight and I have hives everywhere", "anaphylaxis"),
     ],
 )
 def test_red_flags_are_found_in_the_users_words_and_misspellings(text: str, rule: str) -> None:
@@ -93,6 +95,7 @@ def test_red_flags_are_found_in_the_users_words_and_misspellings(text: str, rule
         "I never get a rash in the sun",
         "my mole is unchanged",
         "I'm feeling fine, it is just a dry patch",
+        "my eye is red from hay fever",  # used to ask for medical help now
     ],
 )
 def test_negated_or_plain_messages_raise_no_red_flag(text: str) -> None:
