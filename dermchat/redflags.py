@@ -89,8 +89,10 @@ RULES: tuple[Rule, ...] = (
         "a mole that itches, crusts or hurts",
         "melanoma",
         _rx(
-            rf"\b(?:mole|moles|freckle|birthmark)\b{_WORDS_BETWEEN}(?:itch\w*|crust\w*|scab\w*|ooz\w*|hurts?|hurting|"
-            rf"painful|tender|sore)\b|\b(?:itchy|crusty|crusting|painful|sore|tender) (?:mole|freckle|birthmark)"
+            rf"\b(?:mole|moles|freckle|birthmark)\b{_WORDS_BETWEEN}(?:itch\w*|crust\w*|scab\w*|ooz\w*)\b|"
+            # pain only close to the lesion word: sore muscles or a sore throat later in the message are not the mole
+            r"\b(?:mole|freckle|birthmark)\b(?:\W+\w+){0,4}?\W+(?:hurts?|hurting|painful|tender|sore)\b|"
+            r"\b(?:itchy|crusty|crusting|painful|sore|tender) (?:mole|freckle|birthmark)"
         ),
     ),
     Rule(
