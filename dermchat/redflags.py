@@ -79,7 +79,9 @@ RULES: tuple[Rule, ...] = (
             rf"darker|larger|raised)|got (?:bigger|darker|larger)|bigger|darker|larger|spread\w*|new colou?rs?|"
             rf"raised now|different (?:colou?r|shape)|{_TURNED_DARK}|twice (?:the|its) size|doubled|(?:now|become|became|"
             rf"gone|got|getting) (?:\w+ )?(?:raised|lumpy|bumpy)|(?:irregular|ragged|jagged|uneven|blurr\w*|fuzzy) "
-            rf"(?:edges?|borders?|outline))|\b(?:changing|changed|growing|evolving) "
+            rf"(?:edges?|borders?|outline))|\b(?:edges?|borders?|outline) of (?:my |the |this |that )?(?:mole|spot|freckle)\b"
+            rf"(?:\W+\w+){{0,3}}?\W+(?:irregular|ragged|jagged|uneven|blurr\w*|fuzzy|notched)\b|\b(?:changing|changed|growing|"
+            rf"evolving) "
             rf"(?:mole|spot|freckle)"
         ),
     ),
@@ -101,7 +103,7 @@ RULES: tuple[Rule, ...] = (
         "a new mole in adult life",
         "melanocytic_nevus",
         _rx(
-            r"\bnew (?:dark |black |brown )?(?:mole|moles|freckle)\b|\b(?:mole|dark spot)s? (?:that )?(?:just |recently )?"
+            r"\bnew (?:dark |black |brown )?(?:mole|moles|freckle)\b|\bnew (?:dark|black|dark brown) (?:spot|mark)\b|\b(?:mole|dark spot)s? (?:that )?(?:just |recently )?"
             r"(?:appeared|came up|showed up)\b"
         ),
     ),
@@ -113,6 +115,7 @@ RULES: tuple[Rule, ...] = (
         _rx(
             r"\b(?:looks?|is) (?:different|unlike) (?:from |to |than )?(?:all )?(?:my |the )?other (?:moles|spots)\b|"
             r"\b(?:several|many|multiple|different) colou?rs\b|\b(?:black and blue|blue[- ]black)\b|"
+            r"\b(?:looks?|looking|stands? out) like (?:an? |the )?ugly duckling\b|"
             rf"\b(?:mole|freckle|spot|birthmark)\b{_WORDS_BETWEEN}(?:two|three|2|3) (?:\w+ )?colou?rs\b"
         ),
     ),
