@@ -5,8 +5,9 @@ Why: a text-only message such as "I have a mole on my back that has started blee
 image model. Warning signs are in the user's words, so they are screened in the user's words: each rule below
 restates one warning sign from a knowledge-base "Red flags" section (``source`` names the file in
 ``dermchat/data/kb``), in plain patient phrasing, after common misspellings are corrected against the rules'
-own key words (a real English word is never "corrected": ``data/redflag_real_words.txt``). A hit sets the triage tier (``safety.with_red_flags``) and adds a plain "see a doctor soon" or
-"get help now" notice whatever the photo says.
+own key words (a real English word is never "corrected": ``data/redflag_real_words.txt``). A hit sets the
+triage tier (``safety.with_red_flags``) and adds a plain "see a doctor soon" or "get help now" notice whatever the
+photo says.
 
 It is a deliberately simple, auditable screen (regular expressions, no model): it errs towards flagging, a
 negation right before a warning sign ("it is not bleeding") is respected, and its sensitivity and false-alarm
@@ -80,9 +81,8 @@ RULES: tuple[Rule, ...] = (
             rf"raised now|different (?:colou?r|shape)|{_TURNED_DARK}|twice (?:the|its) size|doubled|(?:now|become|became|"
             rf"gone|got|getting) (?:\w+ )?(?:raised|lumpy|bumpy)|(?:irregular|ragged|jagged|uneven|blurr\w*|fuzzy) "
             rf"(?:edges?|borders?|outline))|\b(?:edges?|borders?|outline) of (?:my |the |this |that )?(?:mole|spot|freckle)\b"
-            rf"(?:\W+\w+){{0,3}}?\W+(?:irregular|ragged|jagged|uneven|blurr\w*|fuzzy|notched)\b|\b(?:changing|changed|growing|"
-            rf"evolving) "
-            rf"(?:mole|spot|freckle)"
+            rf"(?:\W+\w+){{0,3}}?\W+(?:irregular|ragged|jagged|uneven|blurr\w*|fuzzy|notched)\b|"
+            r"\b(?:changing|changed|growing|evolving) (?:mole|spot|freckle)"
         ),
     ),
     Rule(
@@ -103,8 +103,8 @@ RULES: tuple[Rule, ...] = (
         "a new mole in adult life",
         "melanocytic_nevus",
         _rx(
-            r"\bnew (?:dark |black |brown )?(?:mole|moles|freckle)\b|\bnew (?:dark|black|dark brown) (?:spot|mark)\b|\b(?:mole|dark spot)s? (?:that )?(?:just |recently )?"
-            r"(?:appeared|came up|showed up)\b"
+            r"\bnew (?:dark |black |brown )?(?:mole|moles|freckle)\b|\bnew (?:dark|black|dark brown) (?:spot|mark)\b|"
+            r"\b(?:mole|dark spot)s? (?:that )?(?:just |recently )?(?:appeared|came up|showed up)\b"
         ),
     ),
     Rule(
@@ -365,7 +365,6 @@ REAL_WORDS_FILE = "redflag_real_words.txt"
 FUZZY_CUTOFF = 0.8
 
 
-@functools.lru_cache(maxsize=4096)
 @functools.cache
 def real_words() -> frozenset[str]:
     """Common English words close to a key word: never "corrected" (``data/redflag_real_words.txt`` says why)."""
@@ -375,6 +374,7 @@ def real_words() -> frozenset[str]:
     return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
 
 
+@functools.lru_cache(maxsize=4096)
 def _fix_word(word: str) -> str:
     lower = word.lower()
     if lower in SHORT_FIXES:
