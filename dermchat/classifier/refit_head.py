@@ -180,7 +180,8 @@ def refit(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         raise DataError(f"{source}: refit-head works on a single EfficientNet-Lite network, not {type(model).__name__}")
     started = time.time()
     split = read_split(source / SPLIT_FILE)
-    features = decode_and_embed(model, source, data_dir, split, log)
+    by_id = {r.image_id: r for r in read_metadata(data_dir)}
+    features = decode_and_embed(model, source, data_dir, by_id, split, max(1, args.threads), log)
     head, table = fit_heads(features, args.l2, args.prior_power)
     log_candidates(log, table)
     log(f"chosen on the validation lesions: l2 {head.l2:g}, tau {head.prior_power:g}")
@@ -198,7 +199,7 @@ def refit(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     }
     save_model(model, out / MODEL_FILE, extra={**extra, "head_refit": {k: report[k] for k in ("l2", "prior_power")}})
     (out / REPORT_FILE).write_text(json.dumps(report, indent=1))
-    cal = calibrate_from_features(out, data_dir, split, features)
+    cal = calibrate_from_features(out, by_id, split, features)
     log(
         f"calibrated from the same features: temperature {cal['temperature']:.3f}, "
         f"conformal threshold {cal['conformal']['threshold']:.4f}, melanoma threshold {cal['melanoma']['threshold']:.4f}"
@@ -223,17 +224,18 @@ def log_candidates(log: Any, table: list[dict[str, Any]]) -> None:
 
 def check_folders(source: Path, out: Path) -> None:
     """A finished train-classifier folder whose validation lesions it never trained on, and an empty new folder."""
-    from dermchat.classifier.train import MODEL_FILE, SPLIT_FILE
+    from dermchat.classifier.train import run_files
 
-    if not (source / MODEL_FILE).is_file() or not (source / SPLIT_FILE).is_file():
-        raise DataError(f"--weights {source}: expected {MODEL_FILE} and {SPLIT_FILE} from a train-classifier run")
-    if "val" in read_trained_on(source / SPLIT_FILE):
+    _, split_path = run_files(source, "--weights")
+    if "val" in read_trained_on(split_path):
         raise DataError(f"--weights {source} was trained on its validation lesions: they cannot choose the head")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"--out {out} exists and is not an empty folder: choose a new one")
 
 
-def decode_and_embed(model: Any, source: Path, data_dir: Path, split: dict[str, list[str]], log: Any) -> Features:
+def decode_and_embed(
+    model: Any, source: Path, data_dir: Path, by_id: dict[str, Any], split: dict[str, list[str]], threads: int, log: Any
+) -> Features:
     """Pooled features of the split's three parts. Frames come from the pixel cache shared with calibration and
     `eval` (the split's images in metadata order); the forward pass is the folder's ONNX graph when it matches its
     model.pt (about 5x faster than torch on two cores), else torch."""
@@ -241,16 +243,14 @@ def decode_and_embed(model: Any, source: Path, data_dir: Path, split: dict[str, 
     from dermchat.classifier.model import batched_inference
     from dermchat.classifier.onnx_runtime import open_matching
 
-    records = read_metadata(data_dir)
     wanted = set().union(*split.values())
-    by_id = {r.image_id: r for r in records if r.image_id in wanted}
     missing = wanted - set(by_id)
     if missing:
         raise DataError(f"{len(missing)} images of the split are not in {data_dir} (e.g. {sorted(missing)[0]})")
-    ids = list(by_id)
+    ids = [image_id for image_id in by_id if image_id in wanted]
     pixels, _ = load_pixels(data_dir, ids, with_masks=True, size=model.config.input_size)
     row = {image_id: n for n, image_id in enumerate(ids)}
-    forward, why_not = open_matching(source, threads=torch_threads())
+    forward, why_not = open_matching(source, threads=threads)
     log(f"features from {'ONNX Runtime' if forward else f'torch ({why_not})'}")
     embedded: dict[str, np.ndarray] = {}
     for part in ("train", "val", "calib"):
@@ -267,14 +267,8 @@ def decode_and_embed(model: Any, source: Path, data_dir: Path, split: dict[str, 
     )
 
 
-def torch_threads() -> int:
-    import torch
-
-    return int(torch.get_num_threads())
-
-
 def calibrate_from_features(
-    out: Path, data_dir: Path, split: dict[str, list[str]], features: Features
+    out: Path, by_id: dict[str, Any], split: dict[str, list[str]], features: Features
 ) -> dict[str, Any]:
     """Calibrate the saved network from the features already computed: only its last layer changed, so its logits
     are that layer (as saved, in float16) applied to them, and no image is run through the network again."""
@@ -285,7 +279,6 @@ def calibrate_from_features(
     saved, _ = load_model(out / MODEL_FILE)
     layer = saved.state_dict()
     head = Head(layer["net._fc.weight"].double().numpy(), layer["net._fc.bias"].double().numpy(), 0.0, 0.0)
-    by_id = {r.image_id: r for r in read_metadata(data_dir)}
     parts = {
         "train": ModelOutputs(split["train"], head.logits(features.train), features.train, features.train_labels),
         "calib": ModelOutputs(split["calib"], head.logits(features.calib), features.calib, features.calib_labels),

@@ -300,12 +300,18 @@ def lr_factor(progress: float, warmup: float = 0.03) -> float:
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * p))
 
 
-def finished_run(folder: Path, split: dict[str, list[str]], option: str) -> Path:
-    """The model.pt of the train-classifier output `folder`, after checking that it was trained on `split`: a network
-    from another split has seen this run's validation and calibration lesions (`option` names the flag at fault)."""
+def run_files(folder: Path, option: str) -> tuple[Path, Path]:
+    """The model.pt and split.json of a train-classifier output `folder` (`option` names the flag that gave it)."""
     model_path, split_path = folder / MODEL_FILE, folder / SPLIT_FILE
     if not model_path.is_file() or not split_path.is_file():
         raise DataError(f"{option} {folder}: expected {MODEL_FILE} and {SPLIT_FILE} from a train-classifier run")
+    return model_path, split_path
+
+
+def finished_run(folder: Path, split: dict[str, list[str]], option: str) -> Path:
+    """The model.pt of the train-classifier output `folder`, after checking that it was trained on `split`: a network
+    from another split has seen this run's validation and calibration lesions (`option` names the flag at fault)."""
+    model_path, split_path = run_files(folder, option)
     if not same_split(read_split(split_path), split):
         raise DataError(
             f"{option} {folder} was trained on a different lesion split; use the same --split-seed "
