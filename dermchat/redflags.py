@@ -36,7 +36,13 @@ NOW_NOTICE = (
 )
 
 _LESION = r"(?:mole|moles|spot|spots|freckle|mark|lesion|growth|lump|bump|patch|it)"
-_WORDS_BETWEEN = r"(?:\W+\w+){0,8}?\W+"  # up to eight words between a lesion word and its warning sign
+_STILL_THE_LESION = r"(?:mole|moles|spot|spots|freckle|freckles|mark|lesion|growth|lump|bump|patch|birthmark|skin|area)"
+_OTHER_SUBJECT = (  # "... and my eczema itches", "..., my psoriasis is spreading": the sign belongs to something else
+    r"(?:(?:and|but|while|whereas|though|although|plus|yet)\W+|(?<=, ))(?:my|his|her|their|our|the|this)\W+"
+    rf"(?!{_STILL_THE_LESION}\b)\w+"
+)
+# up to eight words between a lesion word and its warning sign, none of them starting another subject's clause
+_WORDS_BETWEEN = rf"(?:\W+(?!{_OTHER_SUBJECT})\w+){{0,8}}?\W+"
 _TURNED_DARK = (  # "went from light brown to black", "has turned black", "has gone really dark"
     r"(?:went|gone|turned|turning|turns|became|become|becoming|going) (?:from (?:\w+ ){1,2}to )?(?:(?:very|really|much|"
     r"quite|completely|all|more|almost|nearly|pretty|a lot) )?(?:black\w*|dark\w*|blue\w*|grey\w*|gray\w*)\b"
@@ -67,7 +73,9 @@ RULES: tuple[Rule, ...] = (
         "melanoma",
         _rx(
             rf"\b{_LESION}\b{_WORDS_BETWEEN}(?:bleed\w*|bled|blood\w*)\b|\b(?:bleed\w*|bloody)\b{_WORDS_BETWEEN}"
-            rf"{_LESION}\b|\b(?:started|keeps?|began) (?:to )?bleed\w*"
+            rf"{_LESION}\b|\b(?:started|keeps?|began) (?:to )?bleed\w*|"
+            # blood found on clothes or bedding, then traced to the spot: "blood on my pillow from the mole"
+            rf"\bblood (?:on|over|all over|onto) (?:\w+\W+){{1,8}}?{_LESION}\b"
         ),
     ),
     Rule(
@@ -76,7 +84,7 @@ RULES: tuple[Rule, ...] = (
         "a mole or spot that is changing",
         "melanocytic_nevus",
         _rx(
-            rf"\b(?:mole|moles|freckle|spot|mark|birthmark)\b{_WORDS_BETWEEN}(?:chang\w*|grow\w*|getting (?:bigger|"
+            rf"\b(?:mole|moles|freckle|spot|mark|birthmark)\b{_WORDS_BETWEEN}(?:chang\w*|grow\w*|grew|getting (?:bigger|"
             rf"darker|larger|raised)|got (?:bigger|darker|larger)|bigger|darker|larger|spread\w*|new colou?rs?|"
             rf"raised now|different (?:colou?r|shape)|{_TURNED_DARK}|twice (?:the|its) size|doubled|(?:now|become|became|"
             rf"gone|got|getting) (?:\w+ )?(?:raised|lumpy|bumpy)|(?:irregular|ragged|jagged|uneven|blurr\w*|fuzzy) "
@@ -94,7 +102,10 @@ RULES: tuple[Rule, ...] = (
             rf"\b(?:mole|moles|freckle|birthmark)\b{_WORDS_BETWEEN}(?:itch\w*|crust\w*|scab\w*|ooz\w*)\b|"
             # pain only close to the lesion word: sore muscles or a sore throat later in the message are not the mole
             r"\b(?:mole|freckle|birthmark)\b(?:\W+\w+){0,4}?\W+(?:hurts?|hurting|painful|tender|sore)\b|"
-            r"\b(?:itchy|crusty|crusting|painful|sore|tender) (?:mole|freckle|birthmark)"
+            r"\b(?:itchy|crusty|crusting|painful|sore|tender) (?:mole|freckle|birthmark)|"
+            # the itch placed at the mole after another subject: "I have a mole and my back itches around it"
+            r"\b(?:mole|freckle|birthmark)\b(?:\W+\w+){0,12}?\W+(?:itch\w*|hurts?|sore|crust\w*) (?:all )?(?:around|near|next to|beside|"
+            r"under) (?:it|the mole|my mole|the freckle|the birthmark)\b"
         ),
     ),
     Rule(
@@ -139,7 +150,7 @@ RULES: tuple[Rule, ...] = (
         "a lump or growth that is getting bigger quickly",
         "squamous_cell_carcinoma",
         _rx(
-            r"\b(?:lump|bump|growth|nodule|spot|mole)s?\b(?:\W+\w+){0,6}?\W+(?:grow\w*|getting bigger|got bigger|"
+            r"\b(?:lump|bump|growth|nodule|spot|mole)s?\b(?:\W+\w+){0,6}?\W+(?:grow\w*|grew|getting bigger|got bigger|"
             r"doubled)\b(?:\W+\w+){0,3}?\W*(?:fast|quickly|rapidly|very quickly|in (?:a few|two|2|three|3) weeks|"
             r"every (?:day|week))\b|\b(?:fast|rapidly|quickly)[- ]growing\b"
         ),

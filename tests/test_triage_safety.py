@@ -74,6 +74,10 @@ def _with_diagnoser(tmp_path: Path, diagnosis: Diagnosis) -> DermChat:
         ("my mole has turned black", "changing_mole"),
         ("my newborn has spots and is not feeding", "baby_not_feeding"),  # a sign that is itself a negation
         ("my throat feels tight and I have hives everywhere", "anaphylaxis"),
+        # after another subject, the itch is placed at the mole; blood found on bedding and traced to it
+        ("I have a mole and my back itches around it", "itchy_mole"),
+        ("found blood on my pillow from the mole on my neck", "bleeding_lesion"),
+        ("a scaly lump on my scalp grew a lot in two weeks", "growing_lump"),
     ],
 )
 def test_red_flags_are_found_in_the_users_words_and_misspellings(text: str, rule: str) -> None:
@@ -96,6 +100,11 @@ def test_red_flags_are_found_in_the_users_words_and_misspellings(text: str, rule
         "my mole is unchanged",
         "I'm feeling fine, it is just a dry patch",
         "my eye is red from hay fever",  # used to ask for medical help now
+        # the sign belongs to another subject of the sentence, not the mole (used to say "see a doctor soon")
+        "a mole on my back and my eczema itches",
+        "my mole is fine but my psoriasis is spreading to my elbows",
+        "I've had this mole forever, my dermatitis keeps crusting though",
+        "I had a blood test, are my moles anything to worry about?",
     ],
 )
 def test_negated_or_plain_messages_raise_no_red_flag(text: str) -> None:
