@@ -96,17 +96,23 @@ class Features:
 
 
 @dataclass
-class Head:
+class LastLayer:
     """A last layer in the network's own terms: logits = embedding @ weight.T + bias."""
 
     weight: np.ndarray
     """(classes, features)"""
     bias: np.ndarray
-    l2: float
-    prior_power: float
 
     def logits(self, embedding: np.ndarray) -> np.ndarray:
         return np.asarray(embedding @ self.weight.T + self.bias)
+
+
+@dataclass
+class Head(LastLayer):
+    """A last layer fitted here, with the grid point it came from (reported, and saved beside the weights)."""
+
+    l2: float
+    prior_power: float
 
 
 def fit_heads(
@@ -139,7 +145,7 @@ def fit_heads(
     return heads[best], table
 
 
-def validation_figures(head: Head, features: Features) -> dict[str, Any]:
+def validation_figures(head: LastLayer, features: Features) -> dict[str, Any]:
     """The head calibrated on the calibration lesions as the shipped model is, then scored on the validation ones."""
     from dermchat.classifier.calibrate import DEFAULT_COVERAGE, prediction_sets, probability_calibration, softmax
     from dermchat.classifier.metrics import expected_calibration_error, selection_score, summary
@@ -278,7 +284,7 @@ def calibrate_from_features(
 
     saved, _ = load_model(out / MODEL_FILE)
     layer = saved.state_dict()
-    head = Head(layer["net._fc.weight"].double().numpy(), layer["net._fc.bias"].double().numpy(), 0.0, 0.0)
+    head = LastLayer(layer["net._fc.weight"].double().numpy(), layer["net._fc.bias"].double().numpy())
     parts = {
         "train": ModelOutputs(split["train"], head.logits(features.train), features.train, features.train_labels),
         "calib": ModelOutputs(split["calib"], head.logits(features.calib), features.calib, features.calib_labels),
