@@ -26,6 +26,7 @@ from dermchat.results import Audience, Citation, Diagnosis, Explanation
 
 if TYPE_CHECKING:
     from dermchat.knowledge.index import Chunk, KnowledgeIndex, SearchResult
+    from dermchat.knowledge.query import QueryAnalysis
 
 log = logging.getLogger(__name__)
 
@@ -380,21 +381,10 @@ def answer(
     extra: dict[str, Any] = {"mode": "extractive", "conditions": conditions}
     if analysis and analysis.corrections:
         extra["spelling"] = analysis.corrections
-    asks_something = bool(analysis and (analysis.sections or analysis.mentioned or len(question.split()) > 3))
-    result = None
-    if asks_something:
-        result = index.search(
-            question,
-            k=settings.top_k,
-            audience=audience,
-            differential=differential_map(diagnosis),
-            restrict_to=conditions or None,
-            analysis=analysis,
-        )
-        if off_topic(result):  # say so, then explain the result as if nothing was asked
-            extra["off_topic"] = True
-            notices.append(OFF_TOPIC_NOTICE)
-            result = None
+    result, was_off_topic = _on_topic_search(index, question, analysis, audience, diagnosis, conditions, settings)
+    if was_off_topic:  # say so, then explain the result as if nothing was asked
+        extra["off_topic"] = True
+        notices.append(OFF_TOPIC_NOTICE)
     if result is not None:
         draft = question_draft(result, audience, steer=not steering)
     else:
@@ -418,6 +408,30 @@ def answer(
         extra=extra,
         asked_about=list(mentioned),
     )
+
+
+def _on_topic_search(
+    index: KnowledgeIndex,
+    question: str,
+    analysis: QueryAnalysis | None,
+    audience: Audience,
+    diagnosis: Diagnosis | None,
+    conditions: list[str],
+    settings: AnswerSettings,
+) -> tuple[SearchResult | None, bool]:
+    """The passages that answer ``question`` and whether it was off topic. No passages when it asks nothing (a
+    greeting, "ok") or asks about something the knowledge base does not cover: the caller explains the result."""
+    if not (analysis and (analysis.sections or analysis.mentioned or len(question.split()) > 3)):
+        return None, False
+    result = index.search(
+        question,
+        k=settings.top_k,
+        audience=audience,
+        differential=differential_map(diagnosis),
+        restrict_to=conditions or None,
+        analysis=analysis,
+    )
+    return (None, True) if off_topic(result) else (result, False)
 
 
 def _generate(
