@@ -43,6 +43,14 @@ _OTHER_SUBJECT = (  # "... and my eczema itches", "..., my psoriasis is spreadin
 )
 # up to eight words between a lesion word and its warning sign, none of them starting another subject's clause
 _WORDS_BETWEEN = rf"(?:\W+(?!{_OTHER_SUBJECT})\w+){{0,8}}?\W+"
+_ONE_OF_THEM = r"one of (?:them|those|these|my moles|the moles)"  # "all my moles are fine but one of them itches"
+_BABY = (  # "baby", "newborn", "my 4 month old", "a six-week-old"
+    r"(?:newborn|baby|infant|(?:\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven)[- ](?:weeks?|months?)[- ]old)"
+)
+_FEVER = (  # a fever in words or in degrees: "shivery", "a temp of 38.9", "39 degrees", "101F" (not "hay fever")
+    r"(?:(?<!hay )fever\w*|high temperature|shiver\w*|chills|rigors|(?:3[89]|40)(?:[.,]\d)? ?(?:°|degrees|c\b)|"
+    r"10[0-4](?:[.,]\d)? ?(?:°|degrees|f\b)|temp(?:erature)? (?:of |is |was |at |over |above |about |around )+(?:3[89]|40|10[0-4]))"
+)
 _TURNED_DARK = (  # "went from light brown to black", "has turned black", "has gone really dark"
     r"(?:went|gone|turned|turning|turns|became|become|becoming|going) (?:from (?:\w+ ){1,2}to )?(?:(?:very|really|much|"
     r"quite|completely|all|more|almost|nearly|pretty|a lot) )?(?:black\w*|dark\w*|blue\w*|grey\w*|gray\w*)\b"
@@ -72,10 +80,10 @@ RULES: tuple[Rule, ...] = (
         "a mole or spot that bleeds",
         "melanoma",
         _rx(
-            rf"\b{_LESION}\b{_WORDS_BETWEEN}(?:bleed\w*|bled|blood\w*)\b|\b(?:bleed\w*|bloody)\b{_WORDS_BETWEEN}"
+            rf"\b{_LESION}\b{_WORDS_BETWEEN}(?:bleed\w*|bled|blood\w*)\b|\b(?:bleed\w*|bloody)\b(?! hearts?\b){_WORDS_BETWEEN}"
             rf"{_LESION}\b|\b(?:started|keeps?|began) (?:to )?bleed\w*|"
             # blood found on clothes or bedding, then traced to the spot: "blood on my pillow from the mole"
-            rf"\bblood (?:on|over|all over|onto) (?:\w+\W+){{1,8}}?{_LESION}\b"
+            rf"\bblood (?:on|over|all over|onto) (?:\w+\W+){{1,12}}?{_LESION}\b"
         ),
     ),
     Rule(
@@ -84,13 +92,15 @@ RULES: tuple[Rule, ...] = (
         "a mole or spot that is changing",
         "melanocytic_nevus",
         _rx(
-            rf"\b(?:mole|moles|freckle|spot|mark|birthmark)\b{_WORDS_BETWEEN}(?:chang\w*|grow\w*|grew|getting (?:bigger|"
+            rf"\b(?:mole|moles|freckle|spot|mark|birthmark|{_ONE_OF_THEM})\b{_WORDS_BETWEEN}(?:chang\w*|grow\w*|grew|getting (?:bigger|"
             rf"darker|larger|raised)|got (?:bigger|darker|larger)|bigger|darker|larger|spread\w*|new colou?rs?|"
             rf"raised now|different (?:colou?r|shape)|{_TURNED_DARK}|twice (?:the|its) size|doubled|(?:now|become|became|"
             rf"gone|got|getting) (?:\w+ )?(?:raised|lumpy|bumpy)|(?:irregular|ragged|jagged|uneven|blurr\w*|fuzzy) "
             rf"(?:edges?|borders?|outline))|\b(?:edges?|borders?|outline) of (?:my |the |this |that )?(?:mole|spot|freckle)\b"
             rf"(?:\W+\w+){{0,3}}?\W+(?:irregular|ragged|jagged|uneven|blurr\w*|fuzzy|notched)\b|"
-            r"\b(?:changing|changed|growing|evolving) (?:mole|spot|freckle)"
+            r"\b(?:changing|changed|growing|evolving) (?:mole|spot|freckle)|"
+            # "it's twice as big as in my holiday photos, the mole on my calf I mean"
+            r"\b(?:twice|double|three times) as (?:big|large|wide|dark)\b(?:\W+\w+){0,12}?\W+(?:mole|freckle|spot|birthmark)\b"
         ),
     ),
     Rule(
@@ -99,9 +109,9 @@ RULES: tuple[Rule, ...] = (
         "a mole that itches, crusts or hurts",
         "melanoma",
         _rx(
-            rf"\b(?:mole|moles|freckle|birthmark)\b{_WORDS_BETWEEN}(?:itch\w*|crust\w*|scab\w*|ooz\w*)\b|"
+            rf"\b(?:mole|moles|freckle|birthmark|{_ONE_OF_THEM})\b{_WORDS_BETWEEN}(?:itch\w*|crust\w*|scab\w*|ooz\w*)\b|"
             # pain only close to the lesion word: sore muscles or a sore throat later in the message are not the mole
-            r"\b(?:mole|freckle|birthmark)\b(?:\W+\w+){0,4}?\W+(?:hurts?|hurting|painful|tender|sore)\b|"
+            rf"\b(?:mole|moles|freckle|birthmark|{_ONE_OF_THEM})\b(?:\W+\w+){{0,4}}?\W+(?:hurts?|hurting|painful|tender|sore)\b|"
             r"\b(?:itchy|crusty|crusting|painful|sore|tender) (?:mole|freckle|birthmark)|"
             # the itch placed at the mole after another subject: "I have a mole and my back itches around it"
             r"\b(?:mole|freckle|birthmark)\b(?:\W+\w+){0,12}?\W+(?:itch\w*|hurts?|sore|crust\w*) (?:all )?(?:around|near|next to|beside|"
@@ -114,9 +124,21 @@ RULES: tuple[Rule, ...] = (
         "a new mole in adult life",
         "melanocytic_nevus",
         _rx(
-            r"\bnew (?:dark |black |brown )?(?:mole|moles|freckle)\b|\bnew (?:dark|black|dark brown) (?:spot|mark)\b|"
+            r"\bnew (?:dark |black |brown )?(?:mole|moles|freckle)\b|\bnew (?:dark|black|dark brown|brown) (?:spot|mark)\b|"
             r"\b(?:mole|dark spot)s? (?:that )?(?:just |recently )?(?:appeared|came up|showed up)\b"
         ),
+    ),
+    Rule(
+        "new_mole_story",  # the same sign told with a negation in it, so a negation cannot cancel it
+        "soon",
+        "a new mole in adult life",
+        "melanocytic_nevus",
+        _rx(
+            r"\b(?:mole|moles|spot|mark|freckle)\b(?:\W+\w+){0,12}?\W+(?:(?:wasn'?t|was not|weren'?t|were not|never used to be) "
+            r"there|(?:didn'?t|did not) have (?:it|that|this|one)) (?:before|last year|a year ago|last (?:summer|winter|spring|"
+            r"autumn|month)|a few months ago|until recently|(?:\d+|a|two|three|six) (?:months?|years?) ago)\b"
+        ),
+        negatable=False,
     ),
     Rule(
         "ugly_duckling",
@@ -150,9 +172,13 @@ RULES: tuple[Rule, ...] = (
         "a lump or growth that is getting bigger quickly",
         "squamous_cell_carcinoma",
         _rx(
-            r"\b(?:lump|bump|growth|nodule|spot|mole)s?\b(?:\W+\w+){0,6}?\W+(?:grow\w*|grew|getting bigger|got bigger|"
-            r"doubled)\b(?:\W+\w+){0,3}?\W*(?:fast|quickly|rapidly|very quickly|in (?:a few|two|2|three|3) weeks|"
-            r"every (?:day|week))\b|\b(?:fast|rapidly|quickly)[- ]growing\b"
+            r"\b(?:lump|bump|growth|nodule|spot|mole)s?\b(?:\W+\w+){0,8}?\W+(?:grow\w*|grew|getting bigger|got bigger|"
+            r"doubled)\b(?:\W+\w+){0,3}?\W*(?:(?:really |very |so )?(?:fast|quickly|rapidly)|in (?:about |around |under |"
+            r"less than |just |only )?(?:a few|a couple of|\d+|two|three|four|five|six) (?:days|weeks)|every (?:day|week))\b|"
+            r"\b(?:fast|rapidly|quickly)[- ]growing\b|"
+            # "was pea sized last month and now more like a marble"
+            r"\b(?:lump|bump|growth|nodule|spot|mole)s?\b(?:\W+\w+){0,8}?\W+(?:was|used to be)\b(?:\W+\w+){0,6}?\W+(?:and |but )?"
+            r"now (?:\w+ ){0,2}(?:bigger|larger|wider|more like|the size of|as big as)\b"
         ),
     ),
     Rule(
@@ -161,7 +187,7 @@ RULES: tuple[Rule, ...] = (
         "a dark line in a nail",
         "melanoma",
         _rx(
-            r"\b(?:dark|black|brown) (?:line|streak|stripe|band)\b(?:\W+\w+){0,4}?\W+(?:nail|nails|fingernail|toenail|"
+            r"\b(?:dark|black|brown) (?:line|streak|stripe|band)\b(?:\W+\w+){0,8}?\W+(?:nail|nails|fingernail|toenail|"
             r"thumbnail|thumb nail)"
         ),
     ),
@@ -171,9 +197,10 @@ RULES: tuple[Rule, ...] = (
         "fever with red, hot or spreading skin",
         "cellulitis",
         _rx(
-            r"\b(?:(?<!hay )fever\w*|high temperature|temperature|shiver\w*|chills|rigors)\b(?:\W+\w+){0,12}?\W+(?:red\w*|hot|"
-            r"swell\w*|swollen|spread\w*|rash|blister\w*|pus|sores?)\b|\b(?:red\w*|hot|swollen|spread\w*|rash|"
-            r"blister\w*|pus|sores?)\b(?:\W+\w+){0,12}?\W+(?:(?<!hay )fever\w*|high temperature|shiver\w*|chills|rigors)\b"
+            # forwards a bare "temperature" or "temp" will do ("a temperature and the area is red"), backwards it
+            # needs a figure ("red ... and her temperature is 38.5", not "red, what temperature should the bath be")
+            rf"\b(?:{_FEVER}|temperature|temp)(?:\W+\w+){{0,12}}?\W+(?:red\w*|hot|swell\w*|swollen|spread\w*|rash|blister\w*|"
+            rf"pus|sores?)\b|\b(?:red\w*|hot|swollen|spread\w*|rash|blister\w*|pus|sores?)\b(?:\W+\w+){{0,12}}?\W+{_FEVER}"
         ),
     ),
     Rule(
@@ -182,9 +209,13 @@ RULES: tuple[Rule, ...] = (
         "redness that is spreading fast",
         "cellulitis",
         _rx(
-            r"\b(?:red\w*|swelling|infection|rash)\b(?:\W+\w+){0,4}?\W+spread\w* (?:fast|quickly|rapidly|up|"
-            r"every hour|by the hour)|\b(?:red (?:line|streak)s?)\b|\b(?:red\w*|swelling|infection)\b(?:\W+\w+){0,6}?\W+"
-            r"(?:getting (?:bigger|larger|wider)|growing|spreading) (?:by the hour|every hour|fast|quickly|rapidly)\b"
+            r"\b(?:red\w*|swelling|infection|rash)\b(?:\W+\w+){0,4}?\W+spread\w* (?:(?:really|very|so) )?(?:fast|quickly|"
+            r"rapidly|up|every hour|by the hour)|\b(?:red (?:line|streak)s?)\b|\b(?:red\w*|swelling|infection)\b(?:\W+\w+){0,6}?\W+"
+            r"(?:getting (?:bigger|larger|wider)|growing|spreading) (?:(?:really|very|so) )?(?:by the hour|every hour|fast|"
+            r"quickly|rapidly)\b|"
+            # the pen-line check: "I drew round it with a pen at lunch and it's way past the line now"
+            r"\b(?:drew|drawn|marked|traced|outlined)\b(?:\W+\w+){0,12}?\W+(?:past|beyond|outside|over) (?:the |my |that )?"
+            r"(?:pen |marker )?(?:line|lines|mark|marks|outline)\b"
         ),
     ),
     Rule(
@@ -207,7 +238,9 @@ RULES: tuple[Rule, ...] = (
         _rx(
             r"\b(?:shingles|blisters?|rash|sores?|cold sores?|spots)\b(?:\W+\w+){0,5}?\W+(?:near|around|on|by|next to|"
             r"close to|in)\W+(?:\w+\W+){0,4}(?:eye|eyes|eyelids?|tip of (?:my |the )?nose)\b|\b(?:shingles|rash)\b(?:\W+\w+)"
-            r"{0,8}?\W+(?:eye|vision|sight)\b(?:\W+\w+){0,3}?\W+(?:hurts?|painful|red|sore|blurr\w*|chang\w*)"
+            r"{0,20}?\W+(?:eye|vision|sight)\b(?:\W+\w+){0,3}?\W+(?:hurts?|painful|red|sore|blurr\w*|chang\w*)|"
+            # a rash spreading from the forehead down to the tip of the nose is near the eye
+            r"\b(?:shingles|blisters?|blistery|rash|sores?)\b(?:\W+\w+){0,16}?\W+(?:tip of (?:my |the |his |her )?nose)\b"
         ),
     ),
     Rule(
@@ -242,7 +275,10 @@ RULES: tuple[Rule, ...] = (
         "pyogenic_granuloma",
         _rx(
             r"\b(?:won'?t|doesn'?t|does not|will not|can'?t|cannot)\W+(?:\w+\W+){0,2}stop (?:the )?bleed\w*|"
-            r"\bbleed\w* (?:won'?t|doesn'?t|does not|will not) stop|\bbleeding a lot\b"
+            r"\bbleed\w*\b(?:\W+\w+){0,12}?\W+(?:won'?t|doesn'?t|does not|will not) stop\b|\bbleeding a lot\b|"
+            # ten minutes or more ("been bleeding for 30 mins")
+            r"\bbleed\w* for (?:over |more than |about |nearly |almost |at least )?(?:(?:[1-9]\d\d?|ten|fifteen|twenty|thirty|"
+            r"forty|half an) min\w*|(?:an|\d+|one|two|a few|several) hours?)\b"
         ),
         negatable=False,
     ),
@@ -252,8 +288,11 @@ RULES: tuple[Rule, ...] = (
         "pain much worse than the skin looks, or a very painful hot swelling",
         "cellulitis",
         _rx(
-            r"\bpain\w*\b(?:\W+\w+){0,4}?\W+(?:much )?worse than (?:it|the skin) looks\b|\b(?:very|extremely|really) "
-            r"painful,? (?:red,? )?(?:hot|swollen)\b"
+            r"\b(?:pain\w*|hurts?|hurting)\b(?:\W+\w+){0,4}?\W+(?:(?:s+o+|much|way|a lot|far|loads) )*(?:more|worse) than "
+            r"(?:it|the skin|they|this|that) looks?\b|\b(?:very|extremely|really) painful,? (?:red,? )?(?:hot|swollen)\b|"
+            # "just a bit of redness on the skin but the pain is unbearable"
+            r"\b(?:red\w*|swollen|swelling|hot)\b(?:\W+\w+){0,12}?\W+(?:unbearable|excruciating|agonis\w*|agoniz\w*|agony)\b|"
+            r"\b(?:unbearable|excruciating|agonis\w*|agoniz\w*|agony)\b(?:\W+\w+){0,12}?\W+(?:red\w*|swollen|swelling|hot)\b"
         ),
     ),
     Rule(
@@ -261,7 +300,7 @@ RULES: tuple[Rule, ...] = (
         "now",
         "a baby with a rash and a fever, or blisters",
         "hand_foot_mouth",
-        _rx(r"\b(?:newborn|baby|infant)\b(?:\W+\w+){0,10}?\W+(?:fever|temperature|blisters?|floppy)\b"),
+        _rx(rf"\b{_BABY}\b(?:\W+\w+){{0,10}}?\W+(?:fever|temperature|temp|blisters?|floppy)\b"),
     ),
     Rule(
         "baby_not_feeding",
@@ -269,7 +308,7 @@ RULES: tuple[Rule, ...] = (
         "a baby or young child who is not feeding or drinking",
         "hand_foot_mouth",
         _rx(
-            r"\b(?:newborn|baby|infant|toddler|child)\b(?:\W+\w+){0,10}?\W+(?:(?:is |has )?(?:not|isn'?t|won'?t|stopped|"
+            rf"\b(?:{_BABY}|toddler|child)\b(?:\W+\w+){{0,10}}?\W+(?:(?:is |has )?(?:not|isn'?t|won'?t|stopped|"
             r"refus\w*)(?: to)? (?:feed\w*|drink\w*)|off (?:his|her|their) feeds?)\b"
         ),
         negatable=False,
@@ -410,6 +449,40 @@ def _negated(text: str, start: int, end: int) -> bool:
     return bool(NEGATION_RE.search(text[max(clause_start, last - 40) : last]))
 
 
+_QUESTION_START_RE = re.compile(
+    r"^\W*(?:what|what'?s|whats|is|are|can|could|do|does|how|why|when|which|will|would)\b", re.IGNORECASE
+)
+_ABOUT_SOMEONE_RE = re.compile(  # "I", "me", "mine", "we"; or "my/his/the ... mole": someone's own lesion
+    r"\b(?:i|i'm|i've|im|ive|me|mine|we|us)\b|\b(?:my|our|his|her|their|this|that|the)\s+(?:\w+\s+){0,2}"
+    r"(?:mole|moles|spot|spots|freckle|mark|lesion|growth|lump|bump|patch|birthmark|sore|nail|skin)\b",
+    re.IGNORECASE,
+)
+_SETTLED_SINCE_RE = re.compile(  # "... two years ago and has been fine since"
+    r"^(?:\W+\w+){0,10}?\W+(?:years?|months?) ago\b(?:\W+\w+){0,6}?\W+(?:fine|ok|okay|normal|no (?:problems?|issues?|"
+    r"change\w*)|nothing)(?: ever)? since\b",
+    re.IGNORECASE,
+)
+_EVEN_TAN_RE = re.compile(r"\ball (?:of )?(?:my|his|her|their|our) (?:moles|freckles)\b", re.IGNORECASE)
+_SUN_RE = re.compile(r"\b(?:tan|tanned|tanning|sun|sunny|summer|holiday|beach)\b", re.IGNORECASE)
+
+
+def _not_a_report(rule: Rule, text: str, match: re.Match[str]) -> bool:
+    """Whether a "see a doctor soon" sign is not being reported about a lesion now. Three cases, each narrow: a
+    question asked in general ("what does it mean if a mole bleeds?", with no "I", "mine" or "my mole"), a sign
+    settled long ago ("it bled once two years ago and has been fine since"), and all of someone's moles darkening
+    evenly with a tan. "Get help now" signs are never set aside."""
+    if rule.urgency == "now":
+        return False
+    if "?" in text and _QUESTION_START_RE.search(text) and not _ABOUT_SOMEONE_RE.search(text):
+        return True
+    if _SETTLED_SINCE_RE.search(text[match.end() :]):
+        return True
+    even = _EVEN_TAN_RE.search(text)  # the change matched must be the one said of all the moles
+    return rule.id == "changing_mole" and bool(
+        even and even.start() <= match.start() < even.end() and _SUN_RE.search(text)
+    )
+
+
 def screen(text: str) -> list[RedFlagHit]:
     """Warning signs in ``text`` (a user's message), most urgent first; empty when there are none."""
     fixed = normalise(text)
@@ -417,6 +490,8 @@ def screen(text: str) -> list[RedFlagHit]:
     for rule in RULES:
         for match in rule.pattern.finditer(fixed):
             if rule.negatable and _negated(fixed, match.start(), match.end()):
+                continue
+            if _not_a_report(rule, fixed, match):
                 continue
             hits.append(
                 RedFlagHit(
