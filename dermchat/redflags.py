@@ -44,12 +44,19 @@ _OTHER_SUBJECT = (  # "... and my eczema itches", "..., my psoriasis is spreadin
 # up to eight words between a lesion word and its warning sign, none of them starting another subject's clause
 _WORDS_BETWEEN = rf"(?:\W+(?!{_OTHER_SUBJECT})\w+){{0,8}}?\W+"
 _ONE_OF_THEM = r"one of (?:them|those|these|my moles|the moles)"  # "all my moles are fine but one of them itches"
-_BABY = (  # "baby", "newborn", "my 4 month old", "a six-week-old"
-    r"(?:newborn|baby|infant|(?:\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven)[- ](?:weeks?|months?)[- ]old)"
+_BABY = (  # "baby", "newborn", "my 4 month old", "a six-week-old", "baby 3mo", "my 1 yr old"
+    r"(?:newborn|baby|infant|(?:\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven)[- ](?:weeks?|months?)[- ]old|"
+    r"\d+ ?(?:mo|mos|wk|wks|weeks?|months?)\b(?: old)?|(?:1|2|one|two)[- ](?:yr|year)s?[- ]old)"
 )
 _FEVER = (  # a fever in words or in degrees: "shivery", "a temp of 38.9", "39 degrees", "101F" (not "hay fever")
-    r"(?:(?<!hay )fever\w*|high temperature|shiver\w*|chills|rigors|(?:3[89]|40)(?:[.,]\d)? ?(?:°|degrees|c\b)|"
+    r"(?:(?<!hay )fever\w*|high temperature|shiver\w*|chills|rigors|hot and cold|(?:cold )?sweats|burning up|"
+    r"feel\w* (?:really |very |so )?(?:unwell|ill|poorly|rough|awful|terrible)|(?:3[89]|40)(?:[.,]\d)? ?(?:°|degrees|c\b)|"
     r"10[0-4](?:[.,]\d)? ?(?:°|degrees|f\b)|temp(?:erature)? (?:of |is |was |at |over |above |about |around )+(?:3[89]|40|10[0-4]))"
+)
+_PAIN = r"(?:hurts?|hurting|painful|tender|sore|sting\w*|prickl\w*|irritat\w*|throb\w*|ach\w*|burn\w*)"
+_DRAWN_ROUND = (  # the pen-line check: "drew round it with a biro at 8am and by lunch it's 3cm past it"
+    r"\b(?:drew|drawn|marked|traced|outlined)\b(?:\W+(?!mole|moles|freckle|spot)\w+){0,24}?\W+(?:past|beyond|outside|over)"
+    r" (?:it\b|(?:the |my |that )?(?:pen |marker |biro )?(?:line|lines|mark|marks|outline)\b)"
 )
 _TURNED_DARK = (  # "went from light brown to black", "has turned black", "has gone really dark"
     r"(?:went|gone|turned|turning|turns|became|become|becoming|going) (?:from (?:\w+ ){1,2}to )?(?:(?:very|really|much|"
@@ -83,7 +90,9 @@ RULES: tuple[Rule, ...] = (
             rf"\b{_LESION}\b{_WORDS_BETWEEN}(?:bleed\w*|bled|blood\w*)\b|\b(?:bleed\w*|bloody)\b(?! hearts?\b){_WORDS_BETWEEN}"
             rf"{_LESION}\b|\b(?:started|keeps?|began) (?:to )?bleed\w*|"
             # blood found on clothes or bedding, then traced to the spot: "blood on my pillow from the mole"
-            rf"\bblood (?:on|over|all over|onto) (?:\w+\W+){{1,12}}?{_LESION}\b"
+            rf"\bblood (?:on|over|all over|onto) (?:\w+\W+){{1,12}}?{_LESION}\b|"
+            # "weeps a bit of red onto his vest"
+            rf"\b{_LESION}\b{_WORDS_BETWEEN}(?:weep\w*|ooz\w*|leak\w*)\b(?:\W+\w+){{0,4}}?\W+(?:red|blood\w*)\b"
         ),
     ),
     Rule(
@@ -100,7 +109,12 @@ RULES: tuple[Rule, ...] = (
             rf"(?:\W+\w+){{0,3}}?\W+(?:irregular|ragged|jagged|uneven|blurr\w*|fuzzy|notched)\b|"
             r"\b(?:changing|changed|growing|evolving) (?:mole|spot|freckle)|"
             # "it's twice as big as in my holiday photos, the mole on my calf I mean"
-            r"\b(?:twice|double|three times) as (?:big|large|wide|dark)\b(?:\W+\w+){0,12}?\W+(?:mole|freckle|spot|birthmark)\b"
+            r"\b(?:twice|double|three times) as (?:big|large|wide|dark)\b(?:\W+\w+){0,12}?\W+(?:mole|freckle|spot|birthmark)\b|"
+            # "was flat my whole life and now it's raised"; "drew round my mole ... now it goes past the line"
+            r"\b(?:mole|freckle|birthmark)\b(?:\W+\w+){0,8}?\W+was (?:always )?flat\b(?:\W+\w+){0,6}?\W+now (?:\w+ ){0,2}(?:raised|"
+            r"lumpy|bumpy|sticking out|sticks out|bumpy)\b|\b(?:drew|drawn|marked|traced|outlined)\b(?:\W+\w+){0,4}?\W+(?:mole|"
+            r"freckle|spot)\b(?:\W+\w+){0,16}?\W+(?:past|beyond|outside|over) (?:it\b|(?:the |my |that )?(?:pen |marker |biro )?"
+            r"(?:line|lines|mark|marks|outline)\b)"
         ),
     ),
     Rule(
@@ -111,8 +125,8 @@ RULES: tuple[Rule, ...] = (
         _rx(
             rf"\b(?:mole|moles|freckle|birthmark|{_ONE_OF_THEM})\b{_WORDS_BETWEEN}(?:itch\w*|crust\w*|scab\w*|ooz\w*)\b|"
             # pain only close to the lesion word: sore muscles or a sore throat later in the message are not the mole
-            rf"\b(?:mole|moles|freckle|birthmark|{_ONE_OF_THEM})\b(?:\W+\w+){{0,4}}?\W+(?:hurts?|hurting|painful|tender|sore)\b|"
-            r"\b(?:itchy|crusty|crusting|painful|sore|tender) (?:mole|freckle|birthmark)|"
+            rf"\b(?:mole|moles|freckle|birthmark|{_ONE_OF_THEM})\b(?:\W+(?!{_OTHER_SUBJECT})\w+){{0,6}}?\W+{_PAIN}\b|"
+            r"\b(?:itchy|crusty|crusting|painful|sore|tender|prickly|stinging|throbbing) (?:mole|freckle|birthmark)|"
             # the itch placed at the mole after another subject: "I have a mole and my back itches around it"
             r"\b(?:mole|freckle|birthmark)\b(?:\W+\w+){0,12}?\W+(?:itch\w*|hurts?|sore|crust\w*) (?:all )?(?:around|near|next to|beside|"
             r"under) (?:it|the mole|my mole|the freckle|the birthmark)\b"
@@ -136,7 +150,10 @@ RULES: tuple[Rule, ...] = (
         _rx(
             r"\b(?:mole|moles|spot|mark|freckle)\b(?:\W+\w+){0,12}?\W+(?:(?:wasn'?t|was not|weren'?t|were not|never used to be) "
             r"there|(?:didn'?t|did not) have (?:it|that|this|one)) (?:before|last year|a year ago|last (?:summer|winter|spring|"
-            r"autumn|month)|a few months ago|until recently|(?:\d+|a|two|three|six) (?:months?|years?) ago)\b"
+            r"autumn|month)|a few months ago|until recently|(?:\d+|a|two|three|six) (?:months?|years?) ago)\b|"
+            # "isn't in any of our holiday photos from two years ago"
+            r"\b(?:mole|moles|spot|mark|freckle)\b(?:\W+\w+){0,8}?\W+(?:isn'?t|is not|wasn'?t|was not|not|aren'?t|are not) (?:in|on) "
+            r"(?:any of )?(?:our|my|the|his|her|their|old) (?:\w+ )?(?:photos|pictures|pics|photographs)\b"
         ),
         negatable=False,
     ),
@@ -147,9 +164,18 @@ RULES: tuple[Rule, ...] = (
         "melanoma",
         _rx(
             r"\b(?:looks?|is) (?:different|unlike) (?:from |to |than )?(?:all )?(?:my |the )?other (?:moles|spots)\b|"
-            r"\b(?:several|many|multiple|different) colou?rs\b|\b(?:black and blue|blue[- ]black)\b|"
-            r"\b(?:looks?|looking|stands? out) like (?:an? |the )?ugly duckling\b|"
-            rf"\b(?:mole|freckle|spot|birthmark)\b{_WORDS_BETWEEN}(?:two|three|2|3) (?:\w+ )?colou?rs\b"
+            r"\b(?:several|many|multiple|different|diff) (?:colou?rs|shades)\b|\b(?:black and blue|blue[- ]black)\b|"
+            r"\b(?:looks?|looking|stands? out) like (?:an? |the )?ugly duckling\b|\bugly duckling\b(?:\W+\w+){0,8}?\W+(?:i think |"
+            r"maybe )?i(?:'ve| have)? (?:got|have|found) one\b|"
+            rf"\b(?:mole|freckle|spot|birthmark)\b{_WORDS_BETWEEN}(?:two|three|four|2|3|4) (?:\w+ )?(?:colou?rs|shades|tones)\b|"
+            # three colours named in a row: "brown black and sort of bluish bits"
+            r"\b(?:brown|black|blue\w*|grey|gray|red\w*|pink\w*|white)\b(?:(?:,? and|,|&)? (?:sort of |kind of |some )?(?:brown|black|"
+            r"blue\w*|grey|gray|red\w*|pink\w*|white)\b){2,}|"
+            # unlike the others: "stands out like a sore thumb", "none of my other moles look like it", "darker than the rest"
+            r"\bstands? out like\b|\bnone of (?:my|the|his|her) other (?:moles|spots|freckles)\b(?:\W+\w+){0,3}?\W+like (?:it|this|"
+            r"that)\b|\b(?:match|matches|look the same|look alike) except\b|\b(?:darker|bigger|lighter|redder|different|blacker)\b"
+            r" (?:than|from|to) (?:all )?(?:the rest|the others|all the others|my other (?:moles|spots|freckles))\b|\b(?:when|while|"
+            r"whereas|but) (?:all )?(?:the|my|his|her) others? (?:moles |ones )?(?:are|look)\b"
         ),
     ),
     Rule(
@@ -159,10 +185,13 @@ RULES: tuple[Rule, ...] = (
         "basal_cell_carcinoma",
         _rx(
             r"\b(?:won'?t|will not|doesn'?t|does not|didn'?t|did not|hasn'?t|has not|not|never|isn'?t|is not) "
-            r"(?:\w+ )?heal(?:ed|ing)?\b|\b(?:keeps|keep) (?:coming back|scabbing|opening|breaking open)\b|"
+            r"(?:\w+ )?(?:heal(?:ed|ing)?|closed? up|closing up)\b|\b(?:keeps|keep) (?:coming back|scabbing|opening|breaking open)\b|"
             r"\bnon[- ]?healing\b|\b(?:sore|scab|ulcer|wound)s?\b(?:\W+\w+){0,6}?\W+(?:(?:been )?there|had it|lasted|for) "
             r"(?:for |over )?(?:\d+|three|four|five|six|eight|several|many) (?:weeks|months)\b|\b(?:sore|scab|ulcer|wound)s?"
-            r"\b(?:\W+\w+){0,4}?\W+(?:never|won'?t|doesn'?t|does not|will not) (?:go|goes|going) away\b"
+            r"\b(?:\W+\w+){0,4}?\W+(?:never|won'?t|doesn'?t|does not|will not) (?:go|goes|going) away\b|"
+            # "heals a bit then breaks down again"
+            r"\bheals? (?:\w+ ){0,3}(?:then|and then|but then) (?:\w+ ){0,2}(?:breaks? (?:down|open)|opens? (?:up )?again|bleeds? "
+            r"again|comes? back|scabs? (?:over )?again)\b"
         ),
         negatable=False,
     ),
@@ -172,13 +201,20 @@ RULES: tuple[Rule, ...] = (
         "a lump or growth that is getting bigger quickly",
         "squamous_cell_carcinoma",
         _rx(
-            r"\b(?:lump|bump|growth|nodule|spot|mole)s?\b(?:\W+\w+){0,8}?\W+(?:grow\w*|grew|getting bigger|got bigger|"
-            r"doubled)\b(?:\W+\w+){0,3}?\W*(?:(?:really |very |so )?(?:fast|quickly|rapidly)|in (?:about |around |under |"
-            r"less than |just |only )?(?:a few|a couple of|\d+|two|three|four|five|six) (?:days|weeks)|every (?:day|week))\b|"
-            r"\b(?:fast|rapidly|quickly)[- ]growing\b|"
-            # "was pea sized last month and now more like a marble"
-            r"\b(?:lump|bump|growth|nodule|spot|mole)s?\b(?:\W+\w+){0,8}?\W+(?:was|used to be)\b(?:\W+\w+){0,6}?\W+(?:and |but )?"
-            r"now (?:\w+ ){0,2}(?:bigger|larger|wider|more like|the size of|as big as)\b"
+            r"\b(?:lump|bump|growth|nodule|spot|mole)s?\b(?:\W+\w+){0,8}?\W+(?:grow\w*|grew|getting (?:bigger|big)|got (?:bigger|big)|"
+            r"doubled)\b(?:\W+\w+){0,3}?\W*(?:(?:really |very |so )?(?:fast|quickly|rapidly)|like (?:crazy|mad)|in (?:about |"
+            r"around |under |less than |just |only )?(?:a few|a couple of|\d+|two|three|four|five|six) (?:days|weeks)|every (?:day|week))\b|"
+            r"\b(?:fast|rapidly|quickly)[- ]growing\b|\b(?:bigger|larger) (?:every|each) (?:day|week)\b|"
+            # a size told by comparison: "was pea sized last month and now more like a marble", "went from a pea to a 50p
+            # coin in about a month", "came up 3 weeks ago and it's already the size of a grape", "1cm last week 1.5cm today"
+            r"\b(?:lump|bump|growth|nodule|spot|mole)s?\b(?:\W+\w+){0,8}?\W+(?:was|used to be)\b(?:\W+\w+){0,8}?\W+(?:and |but )?"
+            r"now (?:\w+ ){0,2}(?:bigger|larger|wider|(?:more )?like an?|the size of|as big as)\b|"
+            r"\b(?:lump|bump|growth|nodule|spot|mole)s?\b(?:\W+\w+){0,8}?\W+(?:went|gone|grown) from\b(?:\W+\w+){1,4}?\W+to\b(?:\W+\w+)"
+            r"{1,4}?\W+in (?:about |around |under |less than |just |only )?(?:a|one|two|three|\d+|a few|a couple of) (?:days?|weeks?|months?)\b|"
+            r"\b(?:came up|appeared|popped up|showed up|started)\b (?:about |around |only |just )?(?:\d+|a|one|two|three|a few|a couple "
+            r"of) (?:days?|weeks?) ago\b(?:\W+\w+){0,6}?\W+(?:already|now) (?:\w+ ){0,2}(?:the size of|as big as|like an?|bigger)\b|"
+            r"\b\d+(?:\.\d+)? ?(?:cm|mm)\b(?:\W+\w+){0,3}?\W+(?:last week|a week ago|yesterday|\d+ days ago)\b(?:\W+\w+){0,3}?\W+"
+            r"\d+(?:\.\d+)? ?(?:cm|mm)\b"
         ),
     ),
     Rule(
@@ -187,8 +223,8 @@ RULES: tuple[Rule, ...] = (
         "a dark line in a nail",
         "melanoma",
         _rx(
-            r"\b(?:dark|black|brown) (?:line|streak|stripe|band)\b(?:\W+\w+){0,8}?\W+(?:nail|nails|fingernail|toenail|"
-            r"thumbnail|thumb nail)"
+            r"\b(?:dark|black|brown|pen|ink) (?:line|streak|stripe|band|mark)\b(?:\W+\w+){0,8}?\W+(?:nail|nails|fingernail|"
+            r"toenail|thumbnail|thumb nail)"
         ),
     ),
     Rule(
@@ -198,9 +234,10 @@ RULES: tuple[Rule, ...] = (
         "cellulitis",
         _rx(
             # forwards a bare "temperature" or "temp" will do ("a temperature and the area is red"), backwards it
-            # needs a figure ("red ... and her temperature is 38.5", not "red, what temperature should the bath be")
+            # needs a figure ("red ... and her temperature is 38.5", not "red, what temperature should the bath be");
+            # "sores", not "a bit sore" (an arm sore after a jab is not a skin sign)
             rf"\b(?:{_FEVER}|temperature|temp)(?:\W+\w+){{0,12}}?\W+(?:red\w*|hot|swell\w*|swollen|spread\w*|rash|blister\w*|"
-            rf"pus|sores?)\b|\b(?:red\w*|hot|swollen|spread\w*|rash|blister\w*|pus|sores?)\b(?:\W+\w+){{0,12}}?\W+{_FEVER}"
+            rf"pus|sores)\b|\b(?:red\w*|hot|swollen|spread\w*|rash|blister\w*|pus|sores)\b(?:\W+\w+){{0,12}}?\W+{_FEVER}"
         ),
     ),
     Rule(
@@ -213,9 +250,11 @@ RULES: tuple[Rule, ...] = (
             r"rapidly|up|every hour|by the hour)|\b(?:red (?:line|streak)s?)\b|\b(?:red\w*|swelling|infection)\b(?:\W+\w+){0,6}?\W+"
             r"(?:getting (?:bigger|larger|wider)|growing|spreading) (?:(?:really|very|so) )?(?:by the hour|every hour|fast|"
             r"quickly|rapidly)\b|"
-            # the pen-line check: "I drew round it with a pen at lunch and it's way past the line now"
-            r"\b(?:drew|drawn|marked|traced|outlined)\b(?:\W+\w+){0,12}?\W+(?:past|beyond|outside|over) (?:the |my |that )?"
-            r"(?:pen |marker )?(?:line|lines|mark|marks|outline)\b"
+            rf"{_DRAWN_ROUND}|"
+            # within hours: "was the size of a 20c coin this morning and now it covers half his face"
+            r"\b(?:red\w*|swelling|swollen|rash|infection)\b(?:\W+\w+){0,14}?\W+(?:this morning|last night|earlier today|hours? ago|"
+            r"at \d+ ?(?:am|pm)|at (?:breakfast|lunch))\b(?:\W+\w+){0,8}?\W+(?:now|by (?:lunch|tonight|this evening|the evening))\b"
+            r"(?:\W+\w+){0,3}?\W+(?:covers|covering|half|whole|twice|doubled|bigger|spread\w*|past|up to|down to|across)\b"
         ),
     ),
     Rule(
@@ -226,7 +265,10 @@ RULES: tuple[Rule, ...] = (
         _rx(
             r"\bnon[- ]?blanching\b|\b(?:doesn'?t|does not|don'?t|do not|won'?t|didn'?t|did not) (?:fade|"
             r"go away|disappear|blanch)\w* (?:when|under|with|if) (?:i |you )?(?:press|push|a glass|the glass|glass)|"
-            r"\bglass test\b|\bpurpl\w* (?:spots?|rash|dots|blotches|patches)|\bpetechi\w*|\bpurpura\b"
+            r"\bglass test\b|\bpurpl\w*(?:[- ]\w+)? (?:spots?|rash|dots|blotches|patches)|\bpetechi\w*|\bpurpura\b|"
+            # "pressed a glass on them and they didn't go away", "... they were still there"
+            r"\bglass\b(?:\W+\w+){0,8}?\W+(?:(?:didn'?t|did not|don'?t|do not|doesn'?t|does not|won'?t|wont) (?:\w+ )?(?:go away|"
+            r"fade|disappear|blanch)|still (?:there|visible|showing|see))"
         ),
         negatable=False,
     ),
@@ -237,10 +279,13 @@ RULES: tuple[Rule, ...] = (
         "herpes_zoster",
         _rx(
             r"\b(?:shingles|blisters?|rash|sores?|cold sores?|spots)\b(?:\W+\w+){0,5}?\W+(?:near|around|on|by|next to|"
-            r"close to|in)\W+(?:\w+\W+){0,4}(?:eye|eyes|eyelids?|tip of (?:my |the )?nose)\b|\b(?:shingles|rash)\b(?:\W+\w+)"
-            r"{0,20}?\W+(?:eye|vision|sight)\b(?:\W+\w+){0,3}?\W+(?:hurts?|painful|red|sore|blurr\w*|chang\w*)|"
-            # a rash spreading from the forehead down to the tip of the nose is near the eye
-            r"\b(?:shingles|blisters?|blistery|rash|sores?)\b(?:\W+\w+){0,16}?\W+(?:tip of (?:my |the |his |her )?nose)\b"
+            r"close to|in)\W+(?:\w+\W+){0,4}(?:eye|eyes|eyelids?|tip of (?:my |the )?nose)\b|\b(?:shingles|rash|blisters?|"
+            r"blistery)\b(?:\W+\w+){0,20}?\W+(?:eye|eyes|vision|sight)\b(?:\W+\w+){0,3}?\W+(?:hurts?|painful|red|sore|blurr\w*|"
+            r"chang\w*|gritty|swollen|watering|weeping)|"
+            # a rash spreading from the forehead down to the tip of the nose, or "going down towards my eye"
+            r"\b(?:shingles|blisters?|blistery|rash|sores?)\b(?:\W+\w+){0,16}?\W+(?:tip of (?:my |the |his |her )?nose)\b|"
+            r"\b(?:shingles|blisters?|blistery|rash|sores?)\b(?:\W+\w+){0,10}?\W+(?:towards?|down to|up to|into|spreading to|"
+            r"going to) (?:\w+ ){0,2}(?:eye|eyes|eyelids?)\b"
         ),
     ),
     Rule(
@@ -265,7 +310,11 @@ RULES: tuple[Rule, ...] = (
             r"(?:all over|everywhere|spreading)\b|\b(?:blisters?|sores?) (?:in|inside) (?:my |the )?(?:mouth|eyes)\b|"
             r"\b(?:mouth|eyes|lips) (?:and \w+ )?(?:are |is )?(?:sore|blistered|peeling)\b(?:\W+\w+){0,8}?\W+rash\b|"
             r"\bblister\w* and peeling\b|\bpeeling and blister\w*|\b(?:whole|entire) body\b(?:\W+\w+){0,3}?\W+(?:red|"
-            r"peeling|blister\w*)\b"
+            r"peeling|blister\w*)\b|"
+            # "a rash and my mouth is full of ulcers", "blisters popping up all over my body", "skin comes away when I touch it"
+            r"\brash\b(?:\W+\w+){0,12}?\W+(?:mouth|lips)\b(?:\W+\w+){0,4}?\W+(?:ulcers|sores|blisters|peeling|raw)\b|"
+            r"\b(?:mouth|lips)\b(?:\W+\w+){0,4}?\W+(?:ulcers|sores|blisters)\b(?:\W+\w+){0,12}?\W+rash\b|"
+            r"\bblisters?\b(?:\W+\w+){0,4}?\W+all over\b|\bskin (?:\w+ )?(?:comes|came|coming|slides?|slid|peels?|peeled) (?:away|off)\b"
         ),
     ),
     Rule(
@@ -275,7 +324,8 @@ RULES: tuple[Rule, ...] = (
         "pyogenic_granuloma",
         _rx(
             r"\b(?:won'?t|doesn'?t|does not|will not|can'?t|cannot)\W+(?:\w+\W+){0,2}stop (?:the )?bleed\w*|"
-            r"\bbleed\w*\b(?:\W+\w+){0,12}?\W+(?:won'?t|doesn'?t|does not|will not) stop\b|\bbleeding a lot\b|"
+            r"\b(?:bleed\w*|blood)\b(?:\W+\w+){0,12}?\W+(?:won'?t|wont|doesn'?t|does not|will not|didn'?t|did not) stop\b|"
+            r"\bbleeding a lot\b|\bblood (?:is )?(?:still|keeps) (?:coming|pouring|dripping|running)\b|"
             # ten minutes or more ("been bleeding for 30 mins")
             r"\bbleed\w* for (?:over |more than |about |nearly |almost |at least )?(?:(?:[1-9]\d\d?|ten|fifteen|twenty|thirty|"
             r"forty|half an) min\w*|(?:an|\d+|one|two|a few|several) hours?)\b"
@@ -292,7 +342,11 @@ RULES: tuple[Rule, ...] = (
             r"(?:it|the skin|they|this|that) looks?\b|\b(?:very|extremely|really) painful,? (?:red,? )?(?:hot|swollen)\b|"
             # "just a bit of redness on the skin but the pain is unbearable"
             r"\b(?:red\w*|swollen|swelling|hot)\b(?:\W+\w+){0,12}?\W+(?:unbearable|excruciating|agonis\w*|agoniz\w*|agony)\b|"
-            r"\b(?:unbearable|excruciating|agonis\w*|agoniz\w*|agony)\b(?:\W+\w+){0,12}?\W+(?:red\w*|swollen|swelling|hot)\b"
+            r"\b(?:unbearable|excruciating|agonis\w*|agoniz\w*|agony)\b(?:\W+\w+){0,12}?\W+(?:red\w*|swollen|swelling|hot)\b|"
+            # "hurts like crazy 10/10 but there's barely anything to see"; "a swelling ... very hot and throbbing"
+            r"\b(?:hurts?|hurting|pain\w*)\b(?:\W+\w+){0,10}?\W+(?:barely|hardly|not much|nothing much) (?:anything )?(?:to see|"
+            r"there|visible|showing)\b|\b(?:swelling|swollen|lump|boil|abscess)\b(?:\W+\w+){0,6}?\W+(?:very |really |extremely |so )"
+            r"?hot\b(?:\W+\w+){0,3}?\W+(?:throbb\w*|painful|agony)\b"
         ),
     ),
     Rule(
@@ -300,7 +354,10 @@ RULES: tuple[Rule, ...] = (
         "now",
         "a baby with a rash and a fever, or blisters",
         "hand_foot_mouth",
-        _rx(rf"\b{_BABY}\b(?:\W+\w+){{0,10}}?\W+(?:fever|temperature|temp|blisters?|floppy)\b"),
+        _rx(
+            rf"\b{_BABY}\b(?:\W+\w+){{0,10}}?\W+(?:fever|temperature|temp|blisters?|floppy|hot to (?:the )?touch|burning up|"
+            r"fluid[- ]filled)\b"
+        ),
     ),
     Rule(
         "baby_not_feeding",
@@ -308,16 +365,17 @@ RULES: tuple[Rule, ...] = (
         "a baby or young child who is not feeding or drinking",
         "hand_foot_mouth",
         _rx(
-            rf"\b(?:{_BABY}|toddler|child)\b(?:\W+\w+){{0,10}}?\W+(?:(?:is |has )?(?:not|isn'?t|won'?t|stopped|"
-            r"refus\w*)(?: to)? (?:feed\w*|drink\w*)|off (?:his|her|their) feeds?)\b"
+            rf"\b(?:{_BABY}|toddler|child)\b(?:\W+\w+){{0,12}}?\W+(?:(?:is |has )?(?:not|isn'?t|won'?t|wont|stopped|refus\w*|barely|"
+            r"hardly)(?: to)? (?:\w+ )?(?:feed\w*|drink\w*|drunk|eat\w*|took|taken|take|bottles?|breast\w*)|off (?:his|her|their) "
+            r"feeds?|(?:dry|no wet) (?:nappy|nappies|nappys|diapers?)|(?:nappy|nappies|diaper)'?s?(?: \w+){0,3} dry)\b"
         ),
         negatable=False,
     ),
 )
 
 NEGATION_RE = re.compile(
-    r"\b(?:no|not|never|without|isn'?t|hasn'?t|doesn'?t|don'?t|didn'?t|haven'?t|wasn'?t|nor|neither|stopped)\b"
-    r"(?:\W+\w+){0,3}\W*$",
+    r"\b(?:no|not|never|without|isn'?t|hasn'?t|doesn'?t|don'?t|didn'?t|haven'?t|wasn'?t|nor|neither|stopped|none of "
+    r"(?:my|the|his|her|their|them))\b(?:\W+\w+){0,3}\W*$",
     re.IGNORECASE,
 )
 """A negation close before a warning sign's last word ("it is not bleeding", "no fever and no redness")."""
@@ -452,11 +510,30 @@ def _negated(text: str, start: int, end: int) -> bool:
 _QUESTION_START_RE = re.compile(
     r"^\W*(?:what|what'?s|whats|is|are|can|could|do|does|how|why|when|which|will|would)\b", re.IGNORECASE
 )
-_ABOUT_SOMEONE_RE = re.compile(  # "I", "me", "mine", "we"; or "my/his/the ... mole": someone's own lesion
-    r"\b(?:i|i'm|i've|im|ive|me|mine|we|us)\b|\b(?:my|our|his|her|their|this|that|the)\s+(?:\w+\s+){0,2}"
-    r"(?:mole|moles|spot|spots|freckle|mark|lesion|growth|lump|bump|patch|birthmark|sore|nail|skin)\b",
+_ABOUT_SOMEONE_RE = re.compile(  # "I", "me", "my", "his": someone's own skin ("asking for a friend" counts too)
+    r"\b(?:i|i'm|i've|im|ive|me|mine|we|us|my|our|his|her|their|the one)\b", re.IGNORECASE
+)
+_CURIOSITY_RE = re.compile(
+    r"\b(?:just curious|out of curiosity|asking for (?:my |a |our )?(?:\w+ )?(?:homework|class|essay|project|exam|course|"
+    r"assignment|coursework))\b",
     re.IGNORECASE,
 )
+_TAKEN_OFF_RE = re.compile(  # "the mole that bled in March was removed": the sign belongs to a lesion that is gone
+    r"^(?:\W+\w+){0,8}?\W+(?:was|were|got|had it|been|has been|have been) (?:\w+ )?(?:removed|cut out|cut off|excised|"
+    r"taken off|frozen off|burnt off|lasered off)\b",
+    re.IGNORECASE,
+)
+_PAST_SINCE_RE = re.compile(  # "last year I had swollen lips ..., nothing since"
+    r"\b(?:last year|(?:\d+|a|one|two|three|few|several) years? ago|as a (?:child|kid)|when i was (?:a )?(?:young|little|"
+    r"kid|child|teen\w*))\b"
+)
+_NOTHING_SINCE_RE = re.compile(
+    r"^[^.;!?\n]*?\b(?:nothing|no (?:problems?|issues?|reactions?)|fine|ok|okay)(?: ever)? since\b"
+)
+_CHILD_RE = re.compile(
+    r"\b(?:son|daughter|child|children|kid|kids|boy|girl|toddler|teen\w*|grandson|granddaughter)\b", re.IGNORECASE
+)
+_ADULT_AGE_RE = re.compile(r"\b(?:1[89]|[2-9]\d)\b")
 _SETTLED_SINCE_RE = re.compile(  # "... two years ago and has been fine since"
     r"^(?:\W+\w+){0,10}?\W+(?:years?|months?) ago\b(?:\W+\w+){0,6}?\W+(?:fine|ok|okay|normal|no (?:problems?|issues?|"
     r"change\w*)|nothing)(?: ever)? since\b",
@@ -466,17 +543,29 @@ _EVEN_TAN_RE = re.compile(r"\ball (?:of )?(?:my|his|her|their|our) (?:moles|frec
 _SUN_RE = re.compile(r"\b(?:tan|tanned|tanning|sun|sunny|summer|holiday|beach)\b", re.IGNORECASE)
 
 
+def _settled_long_ago(text: str, match: re.Match[str]) -> bool:
+    """A sign told as past ("last year", "two years ago") earlier in its sentence and "nothing since" after it."""
+    sentence_start = max(text.rfind(sep, 0, match.start()) for sep in ".;!?\n") + 1
+    before = text[sentence_start : match.start()].lower()
+    return bool(_PAST_SINCE_RE.search(before) and _NOTHING_SINCE_RE.search(text[match.end() :].lower()))
+
+
 def _not_a_report(rule: Rule, text: str, match: re.Match[str]) -> bool:
     """Whether a "see a doctor soon" sign is not being reported about a lesion now. Three cases, each narrow: a
     question asked in general ("what does it mean if a mole bleeds?", with no "I", "mine" or "my mole"), a sign
     settled long ago ("it bled once two years ago and has been fine since"), and all of someone's moles darkening
     evenly with a tan. "Get help now" signs are never set aside."""
+    if _settled_long_ago(text, match):
+        return True  # any urgency: "last year I had swollen lips from peanuts, nothing since"
     if rule.urgency == "now":
         return False
-    if "?" in text and _QUESTION_START_RE.search(text) and not _ABOUT_SOMEONE_RE.search(text):
+    asked = "?" in text and bool(_QUESTION_START_RE.search(text))
+    if asked and (_CURIOSITY_RE.search(text) or not _ABOUT_SOMEONE_RE.search(text)):
         return True
-    if _SETTLED_SINCE_RE.search(text[match.end() :]):
+    if _SETTLED_SINCE_RE.search(text[match.end() :]) or _TAKEN_OFF_RE.search(text[match.end() :]):
         return True
+    if rule.id.startswith("new_mole") and _CHILD_RE.search(text) and not _ADULT_AGE_RE.search(text):
+        return True  # new moles are expected in childhood; the sign is "a new mole in adult life"
     even = _EVEN_TAN_RE.search(text)  # the change matched must be the one said of all the moles
     return rule.id == "changing_mole" and bool(
         even and even.start() <= match.start() < even.end() and _SUN_RE.search(text)
