@@ -38,7 +38,7 @@ EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {
     "eval-rag": ("dermchat.knowledge.evaluate:main", "evaluate knowledge-base retrieval"),
     "captions": ("dermchat.references.captions:main", "write LesionGen-style captions for a HAM-layout folder"),
     "train-lora": ("dermchat.references.train_lora:main", "fine-tune a Stable Diffusion LoRA on captioned images"),
-    "eval-redflags": ("dermchat.redflags_eval:main", "sensitivity and false alarms of the red-flag text screen"),
+    "eval-redflags": ("dermchat.redflags.evaluate:main", "sensitivity and false alarms of the red-flag text screen"),
     "eval-abstention": (
         "dermchat.abstention_eval:main",
         "can't-assess outcomes on non-dermoscopic and degraded photos",

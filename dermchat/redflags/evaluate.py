@@ -1,9 +1,18 @@
 """``python -m dermchat eval-redflags``: sensitivity and false-alarm rate of the red-flag text screen.
 
-Two phrasing sets in ``dermchat/data``: ``redflag_phrasings.jsonl`` (dev: written together with the rules) and
-``redflag_phrasings_heldout.jsonl`` (written afterwards and never used to change a rule). Each line is
-``{"text": ..., "red_flag": true|false, "urgency": "soon"|"now"|null}``. Sensitivity counts a red flag found at
-all; "urgency right" counts it found with the expected urgency (a "now" sign reported as "soon" is a miss there).
+Three phrasing sets in ``dermchat/data``:
+
+- ``redflag_phrasings.jsonl`` (dev): written together with the rules, and every set below that has been read to
+  change a rule (two sets written blind by someone who never saw the rules were folded in after they were read).
+- ``redflag_phrasings_heldout.jsonl``: 30 lines written after the first rules. Its last two misses were read on
+  2026-12-05, so it is no longer an independent figure.
+- ``redflag_phrasings_blind.jsonl`` (blind): 80 lines written by someone who never saw the rules, for a screen
+  judged on messages nobody tuned it on. Its figures may be read; its texts, misses and false alarms are not read
+  by whoever changes the rules (``--set blind`` prints figures only, unless ``--show-texts``), or it stops being blind.
+
+Each line is ``{"text": ..., "red_flag": true|false, "urgency": "soon"|"now"|null}``. Sensitivity counts a red flag
+found at all; "urgency right" counts it found with the expected urgency (a "now" sign reported as "soon" is a miss
+there).
 """
 
 from __future__ import annotations
@@ -15,12 +24,14 @@ from typing import Any
 
 from dermchat.cli_output import emit, fail
 from dermchat.paths import DATA_PACKAGE_DIR
-from dermchat.redflags import screen
+from dermchat.redflags.screen import screen
 
 PHRASING_SETS = {
     "dev": DATA_PACKAGE_DIR / "redflag_phrasings.jsonl",
     "heldout": DATA_PACKAGE_DIR / "redflag_phrasings_heldout.jsonl",
+    "blind": DATA_PACKAGE_DIR / "redflag_phrasings_blind.jsonl",
 }
+BLIND_SETS = frozenset({"blind"})  # figures only, unless asked: reading its texts would make it one more dev set
 
 
 def load_phrasings(path: Path) -> list[dict[str, Any]]:
@@ -71,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", choices=[*PHRASING_SETS, "all"], default="all", help="which phrasing set")
     parser.add_argument("--file", help="a phrasing file of your own (JSON lines)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--show-texts",
+        action="store_true",
+        help="also list the blind set's misses and false alarms (it stops being blind)",
+    )
     args = parser.parse_args(argv)
     if args.file:
         sets = {"file": Path(args.file)}
@@ -81,10 +97,17 @@ def main(argv: list[str] | None = None) -> int:
         if not path.exists():
             return fail(f"{path}: no such phrasing file")
         try:
-            report[name] = evaluate(load_phrasings(path))
+            figures = evaluate(load_phrasings(path))
         except ValueError as exc:
             return fail(exc)
+        report[name] = figures if name not in BLIND_SETS or args.show_texts else figures_only(figures)
     return emit(report, args.json, print_report, indent=2)
+
+
+def figures_only(figures: dict[str, Any]) -> dict[str, Any]:
+    """The figures without the texts behind them: counts of misses, false alarms and wrong urgencies."""
+    hidden = ("misses", "false_alarms", "wrong_urgency")
+    return {**{k: v for k, v in figures.items() if k not in hidden}, **{f"{k}_count": len(figures[k]) for k in hidden}}
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -93,7 +116,7 @@ def print_report(report: dict[str, Any]) -> None:
             f"{name}: n={figures['n']} sensitivity={figures['sensitivity']} "
             f"false_alarm_rate={figures['false_alarm_rate']} urgency_right={figures['urgency_right']}"
         )
-        for text in figures["misses"]:
+        for text in figures.get("misses", []):
             print(f"  missed: {text}")
-        for item in figures["false_alarms"]:
+        for item in figures.get("false_alarms", []):
             print(f"  false alarm: {item['text']} ({', '.join(item['rules'])})")

@@ -1,0 +1,127 @@
+"""Screening a message: the rules' hits, less the ones set aside, and one plain notice for the most urgent."""
+
+from __future__ import annotations
+
+import re
+
+from dermchat.redflags.rules import RULES, Rule
+from dermchat.redflags.spelling import normalise
+from dermchat.results import RedFlagHit
+
+SOON_NOTICE = (
+    "Please see a doctor soon (within about two weeks, sooner if it gets worse): you mentioned {what}, "
+    "which is a warning sign that needs a check in person, whatever the photo shows."
+)
+NOW_NOTICE = (
+    "Please get medical help now (today: an urgent appointment, urgent care or the emergency "
+    "department; call emergency services if you feel very unwell): you mentioned {what}."
+)
+
+NEGATION_RE = re.compile(
+    r"\b(?:no|not|never|without|isn'?t|hasn'?t|doesn'?t|don'?t|didn'?t|haven'?t|wasn'?t|nor|neither|stopped|none of "
+    r"(?:my|the|his|her|their|them))\b(?:\W+\w+){0,3}\W*$",
+    re.IGNORECASE,
+)
+"""A negation close before a warning sign's last word ("it is not bleeding", "no fever and no redness")."""
+
+
+def _negated(text: str, start: int, end: int) -> bool:
+    """Whether the matched warning sign is negated: a negation in the same clause just before its last word."""
+    clause_start = max(text.rfind(sep, 0, end) for sep in ".;!?\n") + 1
+    words = list(re.finditer(r"[\w']+", text[start:end]))
+    last = start + words[-1].start() if words else start
+    return bool(NEGATION_RE.search(text[max(clause_start, last - 40) : last]))
+
+
+_QUESTION_START_RE = re.compile(
+    r"^\W*(?:what|what'?s|whats|is|are|can|could|do|does|how|why|when|which|will|would)\b", re.IGNORECASE
+)
+_ABOUT_SOMEONE_RE = re.compile(  # "I", "me", "my", "his": someone's own skin ("asking for a friend" counts too)
+    r"\b(?:i|i'm|i've|im|ive|me|mine|we|us|my|our|his|her|their|the one)\b", re.IGNORECASE
+)
+_CURIOSITY_RE = re.compile(
+    r"\b(?:just curious|out of curiosity|asking for (?:my |a |our )?(?:\w+ )?(?:homework|class|essay|project|exam|course|"
+    r"assignment|coursework))\b",
+    re.IGNORECASE,
+)
+_TAKEN_OFF_RE = re.compile(  # "the mole that bled in March was removed": the sign belongs to a lesion that is gone
+    r"^(?:\W+\w+){0,8}?\W+(?:was|were|got|had it|been|has been|have been) (?:\w+ )?(?:removed|cut out|cut off|excised|"
+    r"taken off|frozen off|burnt off|lasered off)\b",
+    re.IGNORECASE,
+)
+_PAST_SINCE_RE = re.compile(  # "last year I had swollen lips ..., nothing since"
+    r"\b(?:last year|(?:\d+|a|one|two|three|few|several) years? ago|as a (?:child|kid)|when i was (?:a )?(?:young|little|"
+    r"kid|child|teen\w*))\b"
+)
+_NOTHING_SINCE_RE = re.compile(
+    r"^[^.;!?\n]*?\b(?:nothing|no (?:problems?|issues?|reactions?)|fine|ok|okay)(?: ever)? since\b"
+)
+_CHILD_RE = re.compile(
+    r"\b(?:son|daughter|child|children|kid|kids|boy|girl|toddler|teen\w*|grandson|granddaughter)\b", re.IGNORECASE
+)
+_ADULT_AGE_RE = re.compile(r"\b(?:1[89]|[2-9]\d)\b")
+_SETTLED_SINCE_RE = re.compile(  # "... two years ago and has been fine since"
+    r"^(?:\W+\w+){0,10}?\W+(?:years?|months?) ago\b(?:\W+\w+){0,6}?\W+(?:fine|ok|okay|normal|no (?:problems?|issues?|"
+    r"change\w*)|nothing)(?: ever)? since\b",
+    re.IGNORECASE,
+)
+_EVEN_TAN_RE = re.compile(r"\ball (?:of )?(?:my|his|her|their|our) (?:moles|freckles)\b", re.IGNORECASE)
+_SUN_RE = re.compile(r"\b(?:tan|tanned|tanning|sun|sunny|summer|holiday|beach)\b", re.IGNORECASE)
+
+
+def _settled_long_ago(text: str, match: re.Match[str]) -> bool:
+    """A sign told as past ("last year", "two years ago") earlier in its sentence and "nothing since" after it."""
+    sentence_start = max(text.rfind(sep, 0, match.start()) for sep in ".;!?\n") + 1
+    before = text[sentence_start : match.start()].lower()
+    return bool(_PAST_SINCE_RE.search(before) and _NOTHING_SINCE_RE.search(text[match.end() :].lower()))
+
+
+def _not_a_report(rule: Rule, text: str, match: re.Match[str]) -> bool:
+    """Whether a "see a doctor soon" sign is not being reported about a lesion now. Three cases, each narrow: a
+    question asked in general ("what does it mean if a mole bleeds?", with no "I", "mine" or "my mole"), a sign
+    settled long ago ("it bled once two years ago and has been fine since"), and all of someone's moles darkening
+    evenly with a tan. "Get help now" signs are never set aside."""
+    if _settled_long_ago(text, match):
+        return True  # any urgency: "last year I had swollen lips from peanuts, nothing since"
+    if rule.urgency == "now":
+        return False
+    asked = "?" in text and bool(_QUESTION_START_RE.search(text))
+    if asked and (_CURIOSITY_RE.search(text) or not _ABOUT_SOMEONE_RE.search(text)):
+        return True
+    if _SETTLED_SINCE_RE.search(text[match.end() :]) or _TAKEN_OFF_RE.search(text[match.end() :]):
+        return True
+    if rule.id.startswith("new_mole") and _CHILD_RE.search(text) and not _ADULT_AGE_RE.search(text):
+        return True  # new moles are expected in childhood; the sign is "a new mole in adult life"
+    even = _EVEN_TAN_RE.search(text)  # the change matched must be the one said of all the moles
+    return rule.id == "changing_mole" and bool(
+        even and even.start() <= match.start() < even.end() and _SUN_RE.search(text)
+    )
+
+
+def screen(text: str) -> list[RedFlagHit]:
+    """Warning signs in ``text`` (a user's message), most urgent first; empty when there are none."""
+    fixed = normalise(text)
+    hits: list[RedFlagHit] = []
+    for rule in RULES:
+        for match in rule.pattern.finditer(fixed):
+            if rule.negatable and _negated(fixed, match.start(), match.end()):
+                continue
+            if _not_a_report(rule, fixed, match):
+                continue
+            hits.append(
+                RedFlagHit(
+                    id=rule.id, urgency=rule.urgency, what=rule.what, source=rule.source, matched=match.group(0).strip()
+                )
+            )
+            break
+    return sorted(hits, key=lambda h: h.urgency != "now")
+
+
+def notice(hits: list[RedFlagHit]) -> str | None:
+    """One plain notice for the most urgent hits ("get medical help now" beats "see a doctor soon")."""
+    if not hits:
+        return None
+    urgency = "now" if any(h.urgency == "now" for h in hits) else "soon"
+    named = list(dict.fromkeys(h.what for h in hits if h.urgency == urgency))
+    what = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+    return (NOW_NOTICE if urgency == "now" else SOON_NOTICE).format(what=what)
