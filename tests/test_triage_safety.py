@@ -136,9 +136,9 @@ def test_phrasing_sets_are_large_enough_and_the_screen_meets_its_figures() -> No
     assert figures["sensitivity"] >= 0.95 and figures["false_alarm_rate"] <= 0.05
     heldout = evaluate(load_phrasings(PHRASING_SETS["heldout"]))  # written after the rules (two misses since read)
     assert heldout["sensitivity"] >= 0.75 and heldout["false_alarm_rate"] <= 0.1
-    # written by someone who never saw the rules, and never read by whoever changes them: 0.75 / 0.05 when added
+    # written by someone who never saw the rules, and never read by whoever changes them: 0.85 / 0.05 (6 misses, 2 false alarms)
     blind = evaluate(load_phrasings(PHRASING_SETS["blind"]))
-    assert len(blind["misses"]) <= 12 and len(blind["false_alarms"]) <= 4 and blind["n"] == 80
+    assert len(blind["misses"]) <= 8 and len(blind["false_alarms"]) <= 4 and blind["n"] == 80
 
 
 def test_text_only_red_flag_gets_a_tier_and_a_see_a_doctor_notice(tmp_path: Path) -> None:

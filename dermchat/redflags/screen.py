@@ -25,12 +25,27 @@ NEGATION_RE = re.compile(
 """A negation close before a warning sign's last word ("it is not bleeding", "no fever and no redness")."""
 
 
+_KEEPS_GOING_RE = re.compile(r"^\W*(?:\w+\W+)?(?:stop|go away|quit|leave it alone)\b", re.IGNORECASE)
+"""What follows a negation that makes the sign go on, not go away: "it will not stop itching", "won't go away"."""
+
+
+def _negation_before(text: str, clause_start: int, position: int) -> bool:
+    """A negation in the clause, at most about three words before ``position``, that does not mean "keeps going"."""
+    negation = NEGATION_RE.search(text, max(clause_start, position - 40), position)
+    if negation is None:
+        return False
+    rest = text[negation.start() :].split(maxsplit=1)
+    return not (len(rest) == 2 and _KEEPS_GOING_RE.search(rest[1]))
+
+
 def _negated(text: str, start: int, end: int) -> bool:
-    """Whether the matched warning sign is negated: a negation in the same clause just before its last word."""
-    clause_start = max(text.rfind(sep, 0, end) for sep in ".;!?\n") + 1
+    """Whether the matched warning sign is negated: a negation in its clause just before its last word ("it is not
+    bleeding") or just before its first ("no temperature ... a viral rash"); "will not stop itching" is no negation."""
     words = list(re.finditer(r"[\w']+", text[start:end]))
     last = start + words[-1].start() if words else start
-    return bool(NEGATION_RE.search(text[max(clause_start, last - 40) : last]))
+    last_clause = max(text.rfind(sep, 0, last) for sep in ".;!?\n") + 1
+    first_clause = max(text.rfind(sep, 0, start) for sep in ".;!?\n") + 1
+    return _negation_before(text, last_clause, last) or _negation_before(text, first_clause, start)
 
 
 _QUESTION_START_RE = re.compile(
@@ -57,12 +72,15 @@ _NOTHING_SINCE_RE = re.compile(
     r"^[^.;!?\n]*?\b(?:nothing|no (?:problems?|issues?|reactions?)|fine|ok|okay)(?: ever)? since\b"
 )
 _CHILD_RE = re.compile(
-    r"\b(?:son|daughter|child|children|kid|kids|boy|girl|toddler|teen\w*|grandson|granddaughter)\b", re.IGNORECASE
+    r"\b(?:son|daughter|child|children|kid|kids|boy|girl|toddler|teen\w*|grandson|granddaughter|(?:[1-9]|1[0-7])[- ]?(?:years?|"
+    r"yrs?)[- ]old)\b",
+    re.IGNORECASE,
 )
-_ADULT_AGE_RE = re.compile(r"\b(?:1[89]|[2-9]\d)\b")
+_ADULT_AGE_RE = re.compile(r"\b(?:1[89]|[2-9]\d)\b(?![- ]?(?:weeks?|months?|mins?|minutes|cm|mm|%))")
 _SETTLED_SINCE_RE = re.compile(  # "... two years ago and has been fine since"
-    r"^(?:\W+\w+){0,10}?\W+(?:years?|months?) ago\b(?:\W+\w+){0,6}?\W+(?:fine|ok|okay|normal|no (?:problems?|issues?|"
-    r"change\w*)|nothing)(?: ever)? since\b",
+    r"^(?:\W+\w+){0,10}?\W+(?:years?|months?) ago\b(?:\W+[\w']+){0,6}?\W+(?:(?:fine|ok|okay|normal|no (?:problems?|issues?|"
+    r"change\w*)|nothing|(?:hasn'?t|has not|not) (?:changed|bled|been a problem))(?: ever)? since\b|healed (?:up )?(?:fine|well|"
+    r"nicely)|turned out (?:to be|it was)|cleared (?:up)?|went away)",
     re.IGNORECASE,
 )
 _EVEN_TAN_RE = re.compile(r"\ball (?:of )?(?:my|his|her|their|our) (?:moles|freckles)\b", re.IGNORECASE)
@@ -81,14 +99,14 @@ def _not_a_report(rule: Rule, text: str, match: re.Match[str]) -> bool:
     question asked in general ("what does it mean if a mole bleeds?", with no "I", "mine" or "my mole"), a sign
     settled long ago ("it bled once two years ago and has been fine since"), and all of someone's moles darkening
     evenly with a tan. "Get help now" signs are never set aside."""
-    if _settled_long_ago(text, match):
+    if _settled_long_ago(text, match) or _SETTLED_SINCE_RE.search(text[match.end() :]):
         return True  # any urgency: "last year I had swollen lips from peanuts, nothing since"
     if rule.urgency == "now":
         return False
     asked = "?" in text and bool(_QUESTION_START_RE.search(text))
     if asked and (_CURIOSITY_RE.search(text) or not _ABOUT_SOMEONE_RE.search(text)):
         return True
-    if _SETTLED_SINCE_RE.search(text[match.end() :]) or _TAKEN_OFF_RE.search(text[match.end() :]):
+    if _TAKEN_OFF_RE.search(text[match.end() :]):
         return True
     if rule.id.startswith("new_mole") and _CHILD_RE.search(text) and not _ADULT_AGE_RE.search(text):
         return True  # new moles are expected in childhood; the sign is "a new mole in adult life"
