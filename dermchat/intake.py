@@ -250,35 +250,49 @@ def decode_image(
         data = _read_bytes(source, max_bytes)
         if not data:
             raise ImageInputError("The file is empty (0 bytes). Please attach the photo again.")
-        _register_heif()
-        try:
-            img = _open_lazily(data)
-            fmt = img.format
-            original_size = img.size
-            _check_pixels(img, max_pixels)
-            if getattr(img, "n_frames", 1) > 1:
-                notes.append("animated image: the first frame is used")
-                img.seek(0)
-            if fmt == "JPEG" and max(img.size) > WORKING_MAX_SIDE:
-                scale = WORKING_MAX_SIDE / max(img.size)
-                img.draft("RGB", (max(1, int(img.width * scale)), max(1, int(img.height * scale))))
-            img.load()
-        except ImageInputError:
-            raise
-        except Image.DecompressionBombError:  # a frame inside the file is larger than its header said
-            raise ImageInputError(
-                "The photo is too large to open safely. Please resize it below "
-                f"{FULL_DECODE_MAX_PIXELS / 1e6:.0f} megapixels and attach it again."
-            ) from None
-        except UnidentifiedImageError:
-            raise ImageInputError(
-                f"This file doesn't look like a photo we can read. Please send a {SUPPORTED}."
-            ) from None
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise ImageInputError(
-                "The photo seems damaged or only partly uploaded, so it can't be opened. "
-                "Please take or attach it again."
-            ) from exc
+        img, fmt, original_size = _open_upload(data, max_pixels, notes)
+    img = _upright_rgb(img, notes)
+    if require_colour and looks_black_and_white(img):
+        raise ImageInputError(GREYSCALE_MESSAGE)
+    img = strip_metadata(img)
+    return DecodedImage(
+        image=img, sha256=pixel_sha256(img), original_format=fmt, original_size=original_size, notes=notes
+    )
+
+
+def _open_upload(data: bytes, max_pixels: int, notes: list[str]) -> tuple[Image.Image, str | None, tuple[int, int]]:
+    """The upload's first frame, loaded (a large JPEG at a reduced draft size), with its format and size as sent; or
+    one friendly error per way a file can fail: too many pixels, not an image, damaged or cut short."""
+    _register_heif()
+    try:
+        img = _open_lazily(data)
+        fmt, original_size = img.format, img.size
+        _check_pixels(img, max_pixels)
+        if getattr(img, "n_frames", 1) > 1:
+            notes.append("animated image: the first frame is used")
+            img.seek(0)
+        if fmt == "JPEG" and max(img.size) > WORKING_MAX_SIDE:
+            scale = WORKING_MAX_SIDE / max(img.size)
+            img.draft("RGB", (max(1, int(img.width * scale)), max(1, int(img.height * scale))))
+        img.load()
+    except ImageInputError:
+        raise
+    except Image.DecompressionBombError:  # a frame inside the file is larger than its header said
+        raise ImageInputError(
+            "The photo is too large to open safely. Please resize it below "
+            f"{FULL_DECODE_MAX_PIXELS / 1e6:.0f} megapixels and attach it again."
+        ) from None
+    except UnidentifiedImageError:
+        raise ImageInputError(f"This file doesn't look like a photo we can read. Please send a {SUPPORTED}.") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageInputError(
+            "The photo seems damaged or only partly uploaded, so it can't be opened. Please take or attach it again."
+        ) from exc
+    return img, fmt, original_size
+
+
+def _upright_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
+    """Reduced to the working size, turned by its orientation tag and converted to RGB (each step noted)."""
     if img.width < 1 or img.height < 1:
         raise ImageInputError("The image has no pixels. Please attach a real photo.")
     if img.mode in _RESIZABLE:
@@ -287,13 +301,7 @@ def decode_image(
         img = ImageOps.exif_transpose(img) or img
     except Exception:  # noqa: BLE001 - a broken orientation tag must not lose the photo
         notes.append("could not read the photo's orientation tag; shown as stored")
-    img = _reduce(_to_rgb(img, notes), notes)  # no-op when already reduced
-    if require_colour and looks_black_and_white(img):
-        raise ImageInputError(GREYSCALE_MESSAGE)
-    img = strip_metadata(img)
-    return DecodedImage(
-        image=img, sha256=pixel_sha256(img), original_format=fmt, original_size=original_size, notes=notes
-    )
+    return _reduce(_to_rgb(img, notes), notes)  # no-op when already reduced
 
 
 def choose_image(paths: list[str]) -> tuple[str | None, str | None]:
