@@ -10,6 +10,7 @@ vocabulary's names. CLIP text encoders read only 77 tokens, so each concept is k
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -105,39 +106,53 @@ def build_concept_prompt(
     concepts: dict[str, str] = {"condition": cond.clinician_name}
     morph = {k.lower(): v for k, v in (morphology or {}).items() if v}
     if morph:
-        concepts["morphology_source"] = "vision-language model"
-        shape = "; ".join(v for k, v in morph.items() if k not in {"colour", "color", "size", "site", "body_site"})
-        if shape:
-            concepts["morphology"] = _shorten(shape)
-        colour = morph.get("colour") or morph.get("color")
-        if colour:
-            concepts["colour"] = _shorten(colour, 6)
-        if morph.get("size"):
-            concepts["size"] = _shorten(morph["size"], 6)
+        concepts.update(_described_concepts(morph))
     else:
-        features = how_it_looks(condition_id, "clinician", kb_dir)
-        if features:
-            concepts["morphology_source"] = "knowledge base"
-            concepts["morphology"] = _shorten(features[0])
-            # Patient text names the everyday colours ("shades of brown, black"); clinician text adds
-            # dermoscopic ones ("blue-white veil") that would mislead a clinical-photo prompt.
-            colours = colour_words(" ".join(how_it_looks(condition_id, "patient", kb_dir))) or colour_words(
-                " ".join(features)
-            )
-            if colours:
-                concepts["colour"] = " and ".join(colours[:2])
-        else:
-            concepts["morphology_source"] = "vocabulary"
-            synonyms = [s for s in cond.synonyms if len(s.split()) <= 3][:2]
-            if synonyms:
-                concepts["morphology"] = "also called " + ", ".join(synonyms)
+        concepts.update(_reference_concepts(condition_id, cond.synonyms, kb_dir))
     if "size" not in concepts and size_phrase(lesion_fraction):
         concepts["size"] = size_phrase(lesion_fraction)
     if body_site:
         concepts["body_site"] = body_site.strip().lower()
     if skin_tone is not None:
         concepts["skin_tone"] = f"{skin_tone.category} skin, Fitzpatrick type {skin_tone.fitzpatrick}"
-    parts = [f"{modality} of {cond.clinician_name.lower()}"]
+    return ConceptPrompt(condition_id=condition_id, prompt=_prompt_text(modality, concepts), concepts=concepts)
+
+
+def _described_concepts(morph: dict[str, str]) -> dict[str, str]:
+    """Shape, colour and size from a vision-language model's description of the user's own lesion."""
+    concepts = {"morphology_source": "vision-language model"}
+    shape = "; ".join(v for k, v in morph.items() if k not in {"colour", "color", "size", "site", "body_site"})
+    if shape:
+        concepts["morphology"] = _shorten(shape)
+    colour = morph.get("colour") or morph.get("color")
+    if colour:
+        concepts["colour"] = _shorten(colour, 6)
+    if morph.get("size"):
+        concepts["size"] = _shorten(morph["size"], 6)
+    return concepts
+
+
+def _reference_concepts(condition_id: str, synonyms: Sequence[str], kb_dir: Path | None) -> dict[str, str]:
+    """Without a description: the knowledge base's "How it looks", else the vocabulary's other names."""
+    features = how_it_looks(condition_id, "clinician", kb_dir)
+    if not features:
+        short = [s for s in synonyms if len(s.split()) <= 3][:2]
+        return {
+            "morphology_source": "vocabulary",
+            **({"morphology": "also called " + ", ".join(short)} if short else {}),
+        }
+    concepts = {"morphology_source": "knowledge base", "morphology": _shorten(features[0])}
+    # Patient text names the everyday colours ("shades of brown, black"); clinician text adds
+    # dermoscopic ones ("blue-white veil") that would mislead a clinical-photo prompt.
+    colours = colour_words(" ".join(how_it_looks(condition_id, "patient", kb_dir))) or colour_words(" ".join(features))
+    if colours:
+        concepts["colour"] = " and ".join(colours[:2])
+    return concepts
+
+
+def _prompt_text(modality: str, concepts: dict[str, str]) -> str:
+    """The concepts in the order a text-to-image model weighs them: what, its look, where, on whom, then style."""
+    parts = [f"{modality} of {concepts['condition'].lower()}"]
     if concepts.get("morphology"):
         parts.append(concepts["morphology"])
     if concepts.get("colour"):
@@ -149,4 +164,4 @@ def build_concept_prompt(
     if concepts.get("skin_tone"):
         parts.append(f"on {concepts['skin_tone']}")
     parts.append("sharp focus, natural light, dermatology")
-    return ConceptPrompt(condition_id=condition_id, prompt=", ".join(parts), concepts=concepts)
+    return ", ".join(parts)
