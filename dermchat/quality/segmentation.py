@@ -23,6 +23,9 @@ scales the mask back, so a 12-megapixel photo costs the same as a thumbnail.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
 # OpenCV is imported inside the functions that use it, so importing this module stays cheap.
@@ -234,9 +237,40 @@ def _darkness(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _flatten(blurred, valid), valid
 
 
+@dataclass(frozen=True)
+class _DarknessField:
+    """A frame's darkness, where it is valid, how central each pixel is, and the opening kernel: what the
+    thresholds below are tried on."""
+
+    darkness: np.ndarray
+    valid: np.ndarray
+    centrality: np.ndarray
+    kernel: np.ndarray
+
+    def components(self, threshold: float) -> tuple[int, np.ndarray]:
+        import cv2
+
+        m = ((self.darkness > threshold) & self.valid).astype(np.uint8)
+        m = cv2.morphologyEx(m, cv2.MORPH_OPEN, self.kernel)
+        return cv2.connectedComponents(m)
+
+    def pick(self, threshold: float) -> np.ndarray:
+        """The component with the most central darkness above the threshold.
+
+        The excess darkness is squared so that a small, clearly dark lesion outweighs a wide, faintly darker
+        band of shaded skin that happens to pass the threshold (the usual loser before: off-centre lesions).
+        """
+        n, labels = self.components(threshold)
+        if n < 2:
+            return np.zeros(self.darkness.shape, bool)
+        weight = self.centrality * np.maximum(self.darkness - threshold, 0) ** 2
+        score = np.bincount(labels.ravel(), weights=weight.ravel(), minlength=n)
+        score[0] = -1
+        return _fill_holes(labels == int(np.argmax(score)))
+
+
 def _segment_small(rgb: np.ndarray, spread: float = 0.25) -> np.ndarray:
     """The pipeline described in the module docstring, on an image already at working size."""
-    import cv2
     from skimage.filters import threshold_multiotsu, threshold_otsu
 
     h, w = rgb.shape[:2]
@@ -249,54 +283,39 @@ def _segment_small(rgb: np.ndarray, spread: float = 0.25) -> np.ndarray:
         return empty
     yy, xx = np.mgrid[0:h, 0:w]
     centrality = np.exp(-(((xx - w / 2) / (spread * w)) ** 2 + ((yy - h / 2) / (spread * h)) ** 2) / 2)
-    k = max(3, int(round(min(h, w) / 30)) | 1)
-    kernel = _ellipse(k)
-
-    def components(threshold: float) -> tuple[int, np.ndarray]:
-        m = ((darkness > threshold) & valid).astype(np.uint8)
-        m = cv2.morphologyEx(m, cv2.MORPH_OPEN, kernel)
-        return cv2.connectedComponents(m)
-
-    def pick(threshold: float) -> np.ndarray:
-        """The component with the most central darkness above the threshold.
-
-        The excess darkness is squared so that a small, clearly dark lesion outweighs a wide, faintly darker
-        band of shaded skin that happens to pass the threshold (the usual loser before: off-centre lesions).
-        """
-        n, labels = components(threshold)
-        if n < 2:
-            return empty
-        weight = centrality * np.maximum(darkness - threshold, 0) ** 2
-        score = np.bincount(labels.ravel(), weights=weight.ravel(), minlength=n)
-        score[0] = -1
-        return _fill_holes(labels == int(np.argmax(score)))
-
+    field = _DarknessField(darkness, valid, centrality, _ellipse(max(3, int(round(min(h, w) / 30)) | 1)))
     try:
         low, high = threshold_multiotsu(values, 3, nbins=128)
     except ValueError:  # too few distinct values for three classes
         low = high = float(threshold_otsu(values))
-    core = pick(high)
+    core = field.pick(high)
     if not core.any():
         return core
+    chosen = _grown_core(field, core, low, lambda: float(threshold_otsu(values)))
+    if chosen.mean() <= _LOCAL_REFINE_MAX_AREA:
+        chosen = _refine_locally(chosen, darkness, valid, field.kernel)
+    return chosen
+
+
+def _grown_core(field: _DarknessField, core: np.ndarray, low: float, otsu: Callable[[], float]) -> np.ndarray:
+    """The darkest central blob grown to the lower threshold's components that touch it, if that stays compact
+    (not many times the core, not running off the frame); else the two-class Otsu blob if it holds most of the core
+    and is compact; else the core."""
     core_area = core.sum()
     core_touch = _border_touch(core)
 
     def compact(candidate: np.ndarray) -> bool:
         return bool(candidate.sum() <= _MAX_GROWTH * core_area and _border_touch(candidate) <= core_touch + 0.25)
 
-    _n, labels = components(low)
+    _n, labels = field.components(low)
     ids = np.unique(labels[core])
     grown = _fill_holes(np.isin(labels, ids[ids > 0]) | core)
-    chosen = core
     if compact(grown):
-        chosen = grown
-    else:
-        two_class = pick(float(threshold_otsu(values)))
-        if (two_class & core).sum() > 0.5 * core_area and compact(two_class):
-            chosen = two_class
-    if chosen.mean() <= _LOCAL_REFINE_MAX_AREA:
-        chosen = _refine_locally(chosen, darkness, valid, kernel)
-    return chosen
+        return grown
+    two_class = field.pick(otsu())
+    if (two_class & core).sum() > 0.5 * core_area and compact(two_class):
+        return two_class
+    return core
 
 
 def _refine_locally(mask: np.ndarray, darkness: np.ndarray, valid: np.ndarray, kernel: np.ndarray) -> np.ndarray:
