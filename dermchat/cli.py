@@ -39,6 +39,10 @@ EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {
     "captions": ("dermchat.references.captions:main", "write LesionGen-style captions for a HAM-layout folder"),
     "train-lora": ("dermchat.references.train_lora:main", "fine-tune a Stable Diffusion LoRA on captioned images"),
     "eval-redflags": ("dermchat.redflags.evaluate:main", "sensitivity and false alarms of the red-flag text screen"),
+    "train-redflag-screen": (
+        "dermchat.redflags.train:main",
+        "fit the learned red-flag screen on the labelled phrasings",
+    ),
     "eval-abstention": (
         "dermchat.abstention_eval:main",
         "can't-assess outcomes on non-dermoscopic and degraded photos",

@@ -30,31 +30,36 @@ PHRASING_SETS = {
     "dev": DATA_PACKAGE_DIR / "redflag_phrasings.jsonl",
     "heldout": DATA_PACKAGE_DIR / "redflag_phrasings_heldout.jsonl",
     "blind": DATA_PACKAGE_DIR / "redflag_phrasings_blind.jsonl",
+    "blind2": DATA_PACKAGE_DIR / "redflag_phrasings_blind2.jsonl",
 }
-BLIND_SETS = frozenset({"blind"})  # figures only, unless asked: reading its texts would make it one more dev set
+BLIND_SETS = frozenset(
+    {"blind", "blind2"}
+)  # figures only, unless asked: reading its texts would make it one more dev set
 
 
-def load_phrasings(path: Path) -> list[dict[str, Any]]:
-    """The labelled phrasings of one set; a malformed line is an error naming the line."""
+def load_phrasings(path: Path, *, keep_sign: bool = False) -> list[dict[str, Any]]:
+    """The labelled phrasings of one set; a malformed line is an error naming the line. ``keep_sign``: keep the
+    writer's name for the sign ("sign"), which training uses to name a learned hit."""
     rows = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            rows.append({"text": str(row["text"]), "red_flag": bool(row["red_flag"]), "urgency": row.get("urgency")})
+            kept = {"text": str(row["text"]), "red_flag": bool(row["red_flag"]), "urgency": row.get("urgency")}
+            rows.append({**kept, "sign": row.get("sign")} if keep_sign else kept)
         except (ValueError, KeyError) as exc:
             raise ValueError(f"{path}:{number}: not a phrasing line ({exc})") from None
     return rows
 
 
-def evaluate(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Sensitivity, false-alarm rate, urgency agreement and the misses by text."""
+def evaluate(rows: list[dict[str, Any]], *, learned: bool = True) -> dict[str, Any]:
+    """Sensitivity, false-alarm rate, urgency agreement and the misses by text (``learned=False``: the rules alone)."""
     flagged = [r for r in rows if r["red_flag"]]
     plain = [r for r in rows if not r["red_flag"]]
     misses, false_alarms, wrong_urgency = [], [], []
     for row in rows:
-        hits = screen(row["text"])
+        hits = screen(row["text"], learned=learned)
         if row["red_flag"] and not hits:
             misses.append(row["text"])
         elif not row["red_flag"] and hits:
@@ -82,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", choices=[*PHRASING_SETS, "all"], default="all", help="which phrasing set")
     parser.add_argument("--file", help="a phrasing file of your own (JSON lines)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--rules-only", action="store_true", help="the rules alone, without the learned screen")
     parser.add_argument(
         "--show-texts",
         action="store_true",
@@ -97,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         if not path.exists():
             return fail(f"{path}: no such phrasing file")
         try:
-            figures = evaluate(load_phrasings(path))
+            figures = evaluate(load_phrasings(path), learned=not args.rules_only)
         except ValueError as exc:
             return fail(exc)
         report[name] = figures if name not in BLIND_SETS or args.show_texts else figures_only(figures)

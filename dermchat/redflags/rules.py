@@ -133,7 +133,7 @@ RULES: tuple[Rule, ...] = (
         "a new mole in adult life",
         "melanocytic_nevus",
         _rx(
-            r"\bnew (?:dark |black |brown )?(?:mole|moles|freckle)\b|\bnew (?:dark|black|dark brown|brown) (?:spot|mark|dot)\b|"
+            r"\bnew (?:dark |black |brown )?(?:mole|moles|freckle)\b(?![- ](?:check\w*|map\w*|scan\w*|app|clinic))|\bnew (?:dark|black|dark brown|brown) (?:spot|mark|dot)\b|"
             r"\b(?:mole|dark spot|black dot|dark dot)s? (?:that )?(?:just |recently )?(?:appeared|came up|showed up)\b"
         ),
     ),

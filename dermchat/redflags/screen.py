@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from dermchat.redflags.learned import LEARNED_PREFIX
 from dermchat.redflags.rules import RULES, Rule
 from dermchat.redflags.spelling import normalise
 from dermchat.results import RedFlagHit
@@ -59,6 +60,20 @@ _CURIOSITY_RE = re.compile(
     r"assignment|coursework))\b",
     re.IGNORECASE,
 )
+_HYPOTHETICAL_RE = re.compile(  # said outright: nobody has the sign now
+    r"\b(?:hypothetically|just curious|out of curiosity|i don'?t have (?:one|it|any)|nobody'?s? (?:is )?(?:ill|sick|unwell)|"
+    r"nobody has (?:it|one|any)|in case i ever need|for the future|mine are all (?:normal|fine|the same))\b",
+    re.IGNORECASE,
+)
+_GONE_NOW_RE = re.compile(  # "... last week with a cold, it's gone now"
+    r"^[^.;!?\n]*?\b(?:it'?s|it has|that'?s|which has|has) (?:all )?(?:gone (?:now|away)|cleared(?: up)?|better now)\b",
+    re.IGNORECASE,
+)
+_REMOVED_BEFORE_RE = re.compile(  # "had a mole removed on Monday ... a spot of blood on the dressing"
+    r"\b(?:had|got|having) (?:a |my |the |this |that )?(?:mole|spot|lesion|growth|lump|it) (?:\w+ )?(?:removed|cut out|excised|"
+    r"biopsied|frozen off)\b",
+    re.IGNORECASE,
+)
 _TAKEN_OFF_RE = re.compile(  # "the mole that bled in March was removed": the sign belongs to a lesion that is gone
     r"^(?:\W+\w+){0,8}?\W+(?:was|were|got|had it|been|has been|have been) (?:\w+ )?(?:removed|cut out|cut off|excised|"
     r"taken off|frozen off|burnt off|lasered off)\b",
@@ -95,14 +110,20 @@ def _settled_long_ago(text: str, match: re.Match[str]) -> bool:
 
 
 def _not_a_report(rule: Rule, text: str, match: re.Match[str]) -> bool:
-    """Whether a "see a doctor soon" sign is not being reported about a lesion now. Three cases, each narrow: a
-    question asked in general ("what does it mean if a mole bleeds?", with no "I", "mine" or "my mole"), a sign
-    settled long ago ("it bled once two years ago and has been fine since"), and all of someone's moles darkening
-    evenly with a tan. "Get help now" signs are never set aside."""
-    if _settled_long_ago(text, match) or _SETTLED_SINCE_RE.search(text[match.end() :]):
+    """Whether a sign is not being reported about a lesion now. For any sign, each narrow: settled long ago ("it bled
+    once two years ago and has been fine since"), gone ("it's gone now"), or hypothetical said outright ("just
+    curious", "I don't have one"). For "see a doctor soon" signs also: a question asked in general ("what does it
+    mean if a mole bleeds?", with no "I", "mine" or "my mole"), a lesion since removed, a new mole in a child, and all
+    of someone's moles darkening evenly with a tan."""
+    after = text[match.end() :]
+    if _settled_long_ago(text, match) or _SETTLED_SINCE_RE.search(after) or _GONE_NOW_RE.search(after):
         return True  # any urgency: "last year I had swollen lips from peanuts, nothing since"
+    if _HYPOTHETICAL_RE.search(text):
+        return True  # any urgency, said outright: "hypothetically, if someone's face puffed up ..."
     if rule.urgency == "now":
         return False
+    if rule.id == "bleeding_lesion" and _REMOVED_BEFORE_RE.search(text[: match.start()]):
+        return True  # a wound where a mole was removed may spot blood
     asked = "?" in text and bool(_QUESTION_START_RE.search(text))
     if asked and (_CURIOSITY_RE.search(text) or not _ABOUT_SOMEONE_RE.search(text)):
         return True
@@ -116,8 +137,11 @@ def _not_a_report(rule: Rule, text: str, match: re.Match[str]) -> bool:
     )
 
 
-def screen(text: str) -> list[RedFlagHit]:
-    """Warning signs in ``text`` (a user's message), most urgent first; empty when there are none."""
+def screen(text: str, *, learned: bool = True) -> list[RedFlagHit]:
+    """Warning signs in ``text`` (a user's message), most urgent first; empty when there are none.
+
+    ``learned``: when no rule fires, also ask the learned screen (``learned.py``), which can add a sign the rules
+    missed and never takes one away. Off only to measure the rules alone."""
     fixed = normalise(text)
     hits: list[RedFlagHit] = []
     for rule in RULES:
@@ -132,6 +156,10 @@ def screen(text: str) -> list[RedFlagHit]:
                 )
             )
             break
+    if learned:
+        from dermchat.redflags.learned import learned_hits
+
+        hits.extend(learned_hits(text, hits))
     return sorted(hits, key=lambda h: h.urgency != "now")
 
 
@@ -142,4 +170,6 @@ def notice(hits: list[RedFlagHit]) -> str | None:
     urgency = "now" if any(h.urgency == "now" for h in hits) else "soon"
     named = list(dict.fromkeys(h.what for h in hits if h.urgency == urgency))
     what = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+    if all(h.id.startswith(LEARNED_PREFIX) for h in hits if h.urgency == urgency):
+        what = "what may be " + what  # the learned screen names the closest sign, not words the user used
     return (NOW_NOTICE if urgency == "now" else SOON_NOTICE).format(what=what)
