@@ -37,6 +37,17 @@ __all__ = ["STEP_TITLES", "DermChat", "TurnRequest", "friendly_error", "turns_di
 log = logging.getLogger(__name__)
 
 
+def _warm_red_flag_screen() -> list[str]:
+    """Load the learned red-flag screen's weights now, so the first message does not wait for them (0.4 s)."""
+    from dermchat.redflags.learned import learned_screen
+
+    try:
+        learned_screen()
+    except Exception as exc:  # noqa: BLE001 - the rules still screen without it
+        return [f"learned red-flag screen: {describe_exception(exc)}"]
+    return []
+
+
 class DermChat:
     """One configured app: settings, plugins and the providers they registered."""
 
@@ -147,6 +158,7 @@ class DermChat:
                 provider.load()
             except Exception as exc:  # noqa: BLE001
                 problems.append(f"{provider_id}: {describe_exception(exc)}")
+        problems.extend(_warm_red_flag_screen())
         return problems
 
     # -- the turn --------------------------------------------------------------------------------------------

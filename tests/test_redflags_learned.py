@@ -67,6 +67,16 @@ def test_without_its_weights_the_rules_still_screen(monkeypatch: pytest.MonkeyPa
     assert learned_hits("hurts so bad I can't sit, hot as a stove", []) == []
 
 
+def test_a_broken_weights_file_is_skipped_and_the_rules_still_screen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / MODEL_FILE
+    broken.write_bytes(b"not an npz")
+    monkeypatch.setattr(learned, "learned_screen", lambda path=None: LearnedScreen.load(broken))
+    assert learned_hits("hurts so bad I can't sit, hot as a stove", []) == []
+    assert [h.id for h in screen("my mole has started bleeding")] == ["bleeding_lesion"]
+
+
 def test_features_see_misspellings_through_letter_pieces() -> None:
     grams = set(ngrams("my moel is bleedin"))
     assert {"w:mole", "w:mole is", "c: bl", "c:eedi"} <= grams  # the rules' spelling fix, then letter pieces

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import logging
 import re
 import threading
 from collections.abc import Iterator
@@ -161,6 +162,7 @@ class LearnedScreen:
             )
 
 
+log = logging.getLogger(__name__)
 _LOCK = threading.Lock()
 _IN_USE: list[LearnedScreen] = []  # a model being scored before it is saved (``use_model``)
 
@@ -193,9 +195,16 @@ def use_model(model: LearnedScreen) -> Iterator[None]:
 
 
 def learned_hits(text: str, rule_hits: list[RedFlagHit]) -> list[RedFlagHit]:
-    """What the model adds to the rules' hits: a flag where they found none (nothing where they found one)."""
-    model = learned_screen() if not rule_hits and (text or "").strip() else None
-    hit = model.hit(text) if model is not None else None
+    """What the model adds to the rules' hits: a flag where they found none (nothing where they found one). A broken
+    weights file is logged and skipped: the rules still screen."""
+    if rule_hits or not (text or "").strip():
+        return []
+    try:
+        model = learned_screen()
+        hit = model.hit(text) if model is not None else None
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("learned red-flag screen unavailable: %s", exc)
+        return []
     return [hit] if hit is not None else []
 
 
