@@ -205,38 +205,16 @@ def score_reasons(m: Measurements, brisque: float | None = None) -> list[Quality
     """One QualityReason per aspect, in a fixed order (the order only breaks ties between equal scores).
 
     ``brisque`` (when measured) is one more focus cue, see ``brisque_blur``."""
-    reasons: list[QualityReason] = []
-
-    def add(rid: str, score: float, value: float, detail: str, tip: str | None = None) -> None:
-        reasons.append(
-            QualityReason(
-                id=rid,
-                label=tips.label(rid),
-                score=round(score, 3),
-                problem=score < 50.0,
-                value=round(float(value), 5),
-                patient_tip=tip or tips.patient_tip(rid),
-                clinician_detail=detail,
-            )
+    reasons = [_focus_reason(m, brisque)]
+    reasons.append(
+        _reason(
+            "underexposed",
+            RAMPS["underexposed"].score(m.bright_level),
+            m.bright_level,
+            tips.clinician_detail(
+                "underexposed", value=m.bright_level, limit=RAMPS["underexposed"].limit, dark=m.dark_fraction
+            ),
         )
-
-    from_brisque = brisque_blur(m, brisque)
-    focus_value = _focus_value(m, from_brisque)
-    focus_detail = tips.clinician_detail("focus", value=focus_value, blur=m.blur, limit=RAMPS["focus"].limit)
-    if from_brisque > 0:
-        focus_detail += f" Includes {from_brisque:.2f} px from BRISQUE {brisque:.0f} (unnatural, smooth image)."
-    if m.blur_anisotropy > MOTION_NAMED and m.blur_direction_deg is not None:
-        focus_detail += (
-            f" Directional: motion blur along ~{m.blur_direction_deg:.0f} deg (anisotropy {m.blur_anisotropy:.2f})."
-        )
-    add("focus", RAMPS["focus"].score(focus_value), focus_value, focus_detail)
-    add(
-        "underexposed",
-        RAMPS["underexposed"].score(m.bright_level),
-        m.bright_level,
-        tips.clinician_detail(
-            "underexposed", value=m.bright_level, limit=RAMPS["underexposed"].limit, dark=m.dark_fraction
-        ),
     )
     # Reasons whose score is a plain ramp over one measurement share one shape of detail line.
     well_lit = RAMPS["underexposed"].score(m.bright_level) >= QUIET_SCORE
@@ -247,35 +225,73 @@ def score_reasons(m: Measurements, brisque: float | None = None) -> list[Quality
         ("compression", m.blockiness, compression_ramp(m)),
     ):
         tip = tips.NOISE_TIP_WELL_LIT if rid == "noise" and well_lit else None
-        add(rid, ramp.score(value), value, tips.clinician_detail(rid, value=value, limit=ramp.limit), tip)
+        reasons.append(
+            _reason(rid, ramp.score(value), value, tips.clinician_detail(rid, value=value, limit=ramp.limit), tip)
+        )
     a, b = m.cast_ab
     cast_score = RAMPS["color_cast"].score(m.cast_distance)
     cast_detail = tips.clinician_detail("color_cast", value=m.cast_distance, a=a, b=b, limit=RAMPS["color_cast"].limit)
-    add("color_cast", cast_score, m.cast_distance, cast_detail + (tips.COLOUR_UNRELIABLE if cast_score < 50 else ""))
-    ow, oh = m.original_size
-    add(
-        "low_resolution",
-        RAMPS["low_resolution"].score(m.effective_side),
-        m.effective_side,
-        tips.clinician_detail(
-            "low_resolution", value=m.effective_side, width=ow, height=oh, limit=RAMPS["low_resolution"].limit
-        ),
+    reasons.append(
+        _reason(
+            "color_cast", cast_score, m.cast_distance, cast_detail + (tips.COLOUR_UNRELIABLE if cast_score < 50 else "")
+        )
     )
+    return [*reasons, *_frame_reasons(m)]
+
+
+def _reason(rid: str, score: float, value: float, detail: str, tip: str | None = None) -> QualityReason:
+    return QualityReason(
+        id=rid,
+        label=tips.label(rid),
+        score=round(score, 3),
+        problem=score < 50.0,
+        value=round(float(value), 5),
+        patient_tip=tip or tips.patient_tip(rid),
+        clinician_detail=detail,
+    )
+
+
+def _focus_reason(m: Measurements, brisque: float | None) -> QualityReason:
+    """Focus from sharpness (and BRISQUE's smoothness when measured), with the motion direction when it is one."""
+    from_brisque = brisque_blur(m, brisque)
+    focus_value = _focus_value(m, from_brisque)
+    focus_detail = tips.clinician_detail("focus", value=focus_value, blur=m.blur, limit=RAMPS["focus"].limit)
+    if from_brisque > 0:
+        focus_detail += f" Includes {from_brisque:.2f} px from BRISQUE {brisque:.0f} (unnatural, smooth image)."
+    if m.blur_anisotropy > MOTION_NAMED and m.blur_direction_deg is not None:
+        focus_detail += (
+            f" Directional: motion blur along ~{m.blur_direction_deg:.0f} deg (anisotropy {m.blur_anisotropy:.2f})."
+        )
+    return _reason("focus", RAMPS["focus"].score(focus_value), focus_value, focus_detail)
+
+
+def _frame_reasons(m: Measurements) -> list[QualityReason]:
+    """Resolution, framing of the lesion and how much of the frame is skin."""
+    ow, oh = m.original_size
     framing_score, framing_value, what = _framing(m)
     area = "n/a" if m.lesion_fraction is None else f"{m.lesion_fraction:.1%}"
-    add(
-        "framing",
-        framing_score,
-        framing_value,
-        tips.clinician_detail("framing", what=what, offset=m.lesion_offset, cut=m.lesion_cut, area=area),
-    )
-    add(
-        "not_skin",
-        RAMPS["not_skin"].score(m.skin_fraction),
-        m.skin_fraction,
-        tips.clinician_detail("not_skin", value=m.skin_fraction, limit=MIN_SKIN_FRACTION),
-    )
-    return reasons
+    return [
+        _reason(
+            "low_resolution",
+            RAMPS["low_resolution"].score(m.effective_side),
+            m.effective_side,
+            tips.clinician_detail(
+                "low_resolution", value=m.effective_side, width=ow, height=oh, limit=RAMPS["low_resolution"].limit
+            ),
+        ),
+        _reason(
+            "framing",
+            framing_score,
+            framing_value,
+            tips.clinician_detail("framing", what=what, offset=m.lesion_offset, cut=m.lesion_cut, area=area),
+        ),
+        _reason(
+            "not_skin",
+            RAMPS["not_skin"].score(m.skin_fraction),
+            m.skin_fraction,
+            tips.clinician_detail("not_skin", value=m.skin_fraction, limit=MIN_SKIN_FRACTION),
+        ),
+    ]
 
 
 def _is_skin(m: Measurements, min_skin_fraction: float, notes: list[str]) -> bool:
