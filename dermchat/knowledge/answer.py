@@ -25,6 +25,8 @@ from dermchat.knowledge.query import tokenize
 from dermchat.results import Audience, Citation, Diagnosis, Explanation
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from dermchat.knowledge.index import Chunk, KnowledgeIndex, SearchResult
     from dermchat.knowledge.query import QueryAnalysis
 
@@ -306,9 +308,7 @@ def ground_answer(
         from dermchat.knowledge.embeddings import encode as default_encode
 
         encode = default_encode
-    sentences = []
-    for paragraph in re.split(r"\n+", generated.strip()):
-        sentences.extend(split_sentences(paragraph.strip()))
+    sentences = [s for paragraph in re.split(r"\n+", generated.strip()) for s in split_sentences(paragraph.strip())]
     plain = [re.sub(r"\s+", " ", MARKER_RE.sub("", s)).strip() for s in sentences]
     statements: list[tuple[int, Chunk, Statement]] = [
         (i, c, s) for i, c in enumerate(chunks, start=1) for s in c.statements
@@ -316,8 +316,7 @@ def ground_answer(
     if not statements or not any(plain):
         return GroundingResult(text="", kept=0, removed=[p for p in plain if p], marked=[], scores=[])
     vectors = encode([p or "-" for p in plain] + [s.text for _, _, s in statements])
-    sent_vecs, stmt_vecs = vectors[: len(plain)], vectors[len(plain) :]
-    sims = sent_vecs @ stmt_vecs.T
+    sims = vectors[: len(plain)] @ vectors[len(plain) :].T
     out: list[str] = []
     removed: list[str] = []
     marked: list[str] = []
@@ -328,12 +327,8 @@ def ground_answer(
         if looks_like_injection(text):
             removed.append(text)
             continue
-        cited = {int(m) for m in MARKER_RE.findall(raw) if 1 <= int(m) <= len(chunks)}
-        candidates = [j for j, (i, _, _) in enumerate(statements) if not cited or i in cited]
-        best = max(candidates, key=lambda j: sims[row, j])
-        score = float(sims[row, best])
+        score, chunk, statement = _best_support(raw, sims[row], statements, len(chunks))
         scores.append(round(score, 3))
-        _, chunk, statement = statements[best]
         if score >= threshold:
             markers = "".join(book.marker(chunk.condition_id, chunk.section, sid) for sid in statement.source_ids)
             out.append(f"{text} {markers}")
@@ -344,6 +339,17 @@ def ground_answer(
             removed.append(text)
     kept = len(out) - len(marked)
     return GroundingResult(text=" ".join(out), kept=kept, removed=removed, marked=marked, scores=scores)
+
+
+def _best_support(
+    raw: str, sims: np.ndarray, statements: list[tuple[int, Chunk, Statement]], n_chunks: int
+) -> tuple[float, Chunk, Statement]:
+    """The statement that best supports a sentence: among the passages it cites, or any passage when it cites none."""
+    cited = {int(m) for m in MARKER_RE.findall(raw) if 1 <= int(m) <= n_chunks}
+    candidates = [j for j, (i, _, _) in enumerate(statements) if not cited or i in cited]
+    best = max(candidates, key=lambda j: sims[j])
+    _, chunk, statement = statements[best]
+    return float(sims[best]), chunk, statement
 
 
 # -- the answer ----------------------------------------------------------------------------------------------------
