@@ -311,15 +311,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Every figure of `eval` for the chosen split, as one JSON-ready dict (sections built by the helpers below)."""
     import torch
 
-    from dermchat.classifier.predictor import Predictor
-
     torch.set_num_threads(max(1, args.threads))
     data_dir = Path(args.data) if args.data else default_data_dir()
-    predictor = Predictor(args.weights, coverage=args.coverage, threads=max(1, args.threads))
-    ok, reason = predictor.available()
-    if not ok:
-        raise DataError(reason)
-    predictor.load()
+    predictor = _loaded_predictor(args)
     records, which = select_records(read_metadata(data_dir), predictor.weights_dir / "split.json", args.split)
     if args.limit and args.limit < len(records):  # evenly spaced, so every class (sorted by dx) is sampled
         records = [records[round(i * len(records) / args.limit)] for i in range(args.limit)]
@@ -330,10 +324,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     batch_s = time.perf_counter() - t0
     patients = None if args.image_only or not predictor.uses_patient_info else infos_from_records(records)
     a = predictor.analyse(logits, emb, patients)
-    probs, raw = a["probs"], a["raw_probs"]
+    probs = a["probs"]
     preds = probs.argmax(axis=1)
-    k = len(HAM_CLASSES)
-    cm = M.confusion(labels, preds, k)
+    cm = M.confusion(labels, preds, len(HAM_CLASSES))
     head = headline(a, labels)
     with_details = bool(a["with_patient_info"].any())
     figures: dict[str, Any] = {
@@ -349,7 +342,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "class_counts": {c: int((labels == i).sum()) for i, c in enumerate(HAM_CLASSES)},
         "accuracy": head["accuracy"],
         "balanced_accuracy": head["balanced_accuracy"],
-        "macro_f1": nan_to_none(M.macro_f1(labels, preds, k)),
+        "macro_f1": nan_to_none(M.macro_f1(labels, preds, len(HAM_CLASSES))),
         "macro_auc_ovr": head["macro_auc_ovr"],
         "melanoma_auc": head["melanoma_auc"],
         "per_class": per_class_figures(cm, probs, labels),
@@ -369,19 +362,46 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "reliability_after": M.reliability_bins(probs, labels),
     }
     figures["abstention"]["non_lesion_pictures"] = non_lesion_abstention(predictor)
-    if args.heatmap_images > 0:
-        figures["heatmap"] = heatmap_mask_share(predictor, data_dir, records, args.heatmap_images)
-    if args.predictions_csv:
-        write_isic_csv(Path(args.predictions_csv), records, probs)
-        figures["predictions_csv"] = str(args.predictions_csv)
-    if args.truth_csv:
-        write_isic_csv(Path(args.truth_csv), records, np.eye(k)[labels])
-        figures["truth_csv"] = str(args.truth_csv)
     if with_details:
         figures["image_only"] = headline(predictor.analyse(logits, emb), labels)
-    if args.plots:
-        figures["plots"] = write_plots(Path(args.plots), raw, probs, labels, cm)
+    figures.update(_asked_for_extras(args, predictor, data_dir, records, a, labels, cm))
     return figures
+
+
+def _loaded_predictor(args: argparse.Namespace) -> Any:
+    """The network in ``--weights``, loaded, or a DataError saying why it can't be."""
+    from dermchat.classifier.predictor import Predictor
+
+    predictor = Predictor(args.weights, coverage=args.coverage, threads=max(1, args.threads))
+    ok, reason = predictor.available()
+    if not ok:
+        raise DataError(reason)
+    predictor.load()
+    return predictor
+
+
+def _asked_for_extras(
+    args: argparse.Namespace,
+    predictor: Any,
+    data_dir: Path,
+    records: list[Record],
+    a: dict[str, Any],
+    labels: np.ndarray,
+    cm: np.ndarray,
+) -> dict[str, Any]:
+    """What only some runs ask for: heat-map shares, the ISIC submission and truth files, the plots."""
+    extras: dict[str, Any] = {}
+    if args.heatmap_images > 0:
+        extras["heatmap"] = heatmap_mask_share(predictor, data_dir, records, args.heatmap_images)
+    if args.predictions_csv:
+        write_isic_csv(Path(args.predictions_csv), records, a["probs"])
+        extras["predictions_csv"] = str(args.predictions_csv)
+    if args.truth_csv:
+        write_isic_csv(Path(args.truth_csv), records, np.eye(len(HAM_CLASSES))[labels])
+        extras["truth_csv"] = str(args.truth_csv)
+    if args.plots:
+        extras["plots"] = write_plots(Path(args.plots), a["raw_probs"], a["probs"], labels, cm)
+    return extras
 
 
 def mean_where(values: np.ndarray, rows: np.ndarray) -> float | None:
