@@ -131,7 +131,7 @@ def test_no_common_english_word_is_corrected_into_a_key_word() -> None:
 
 def test_phrasing_sets_are_large_enough_and_the_screen_meets_its_figures() -> None:
     dev = load_phrasings(PHRASING_SETS["dev"])
-    assert len(dev) >= 60 and abs(sum(r["red_flag"] for r in dev) - len(dev) / 2) <= 3  # about half each
+    assert len(dev) >= 60 and 0.4 <= sum(r["red_flag"] for r in dev) / len(dev) <= 0.6  # both kinds, in bulk
     figures = evaluate(dev)
     assert figures["sensitivity"] >= 0.95 and figures["false_alarm_rate"] <= 0.05
     heldout = evaluate(load_phrasings(PHRASING_SETS["heldout"]))  # written after the rules (two misses since read)

@@ -34,7 +34,7 @@ _BABY = (  # "baby", "newborn", "my 4 month old", "a six-week-old", "baby 3mo", 
     r"\d+ ?(?:mo|mos|wk|wks|weeks?|months?)\b(?: old)?|(?:1|2|one|two)[- ](?:yr|year)s?[- ]old|little one|\d+/52)"
 )
 _FEVER = (  # a fever in words or in degrees: "shivery", "a temp of 38.9", "39 degrees", "101F" (not "hay fever")
-    r"(?:(?<!hay )fever\w*|febrile|pyrex\w*|high temperature|shiver\w*|chills|rigors|hot and cold|(?:cold )?sweats|burning up|"
+    r"(?:(?<!hay )(?<!scratch )fever\w*|febrile|pyrex\w*|high temperature|shiver\w*|chills|rigors|hot and cold|(?:cold )?sweats|burning up|"
     r"feel\w* (?:really |very |so )?(?:unwell|ill|poorly|rough|awful|terrible)|(?:3[89]|40)(?:[.,]\d)? ?(?:°|degrees|c\b)|"
     r"10[0-4](?:[.,]\d)? ?(?:°|degrees|f\b)|(?:temp(?:erature)?|t) (?:of |is |was |at |over |above |about |around )*(?:3[89]|40|"
     r"10[0-4])(?:[.,]\d)?\b)"
@@ -91,7 +91,7 @@ RULES: tuple[Rule, ...] = (
         "a mole or spot that is changing",
         "melanocytic_nevus",
         _rx(
-            rf"\b(?:{_MOLE}|spot|mark|{_ONE_OF_THEM})\b{_WORDS_BETWEEN}(?:chang\w*|grow\w*|grew|getting (?:bigger|"
+            rf"\b(?:{_MOLE}|spot|mark|{_ONE_OF_THEM})\b{_WORDS_BETWEEN}(?:chang\w*|grow\w*(?! (?:a |long |dark |black )?hairs?\b)|grew|getting (?:bigger|"
             rf"darker|larger|raised)|got (?:bigger|darker|larger)|bigger|darker|larger|spread\w*|new colou?rs?|enlarg\w*|"
             rf"raised now|different (?:colou?r|shape)|{_TURNED_DARK}|twice (?:the|its) (?:size|width)|twice as (?:big|wide|large)|"
             rf"doubled|(?:now|become|became|gone|got|getting) (?:\w+ )?(?:raised|lumpy|bumpy)|(?:irregular|ragged|jagged|uneven|"
@@ -260,7 +260,10 @@ RULES: tuple[Rule, ...] = (
         "cellulitis",
         _rx(
             rf"\b(?:{_RED}|swelling|infection|rash)\b(?:\W+\w+){{0,4}}?\W+(?:spread\w*|extend\w*|creep\w*|mov\w*|track\w*) "
-            r"(?:(?:really|very|so) )?(?:fast|quickly|rapidly|up|every hour|by the hour)|\bred (?:\w+ )?(?:line|streak)s?\b|"
+            r"(?:(?:really|very|so) )?(?:fast|quickly|rapidly|up|every hour|by the hour)|\bred streaks?\b|"
+            # a red line that travels ("a red tide line creeping up my calf"), not a scratch's thin red line
+            r"\bred (?:\w+ )?lines?\b(?:\W+\w+){0,6}?\W+(?:up|going|spreading|running|tracking|creeping|moving|climbing|along|"
+            r"towards?)\b|"
             rf"\b(?:{_RED}|swelling|infection)\b(?:\W+\w+){{0,6}}?\W+(?:getting (?:bigger|larger|wider)|growing|spreading|enlarging)"
             r" (?:(?:really|very|so) )?(?:by the hour|every hour|fast|quickly|rapidly)\b|"
             rf"\b(?:{_RED}|swelling|infection)\b(?:\W+\w+){{0,12}}?\W+(?:bigger|larger|wider) (?:within|in|by) (?:the|an|one|the "
@@ -284,7 +287,8 @@ RULES: tuple[Rule, ...] = (
         _rx(
             r"\bnon[- ]?blanching\b|\b(?:doesn'?t|does not|don'?t|do not|won'?t|didn'?t|did not) (?:fade|"
             r"go away|disappear|blanch)\w* (?:when|under|with|if) (?:i |you )?(?:press|push|a glass|the glass|glass)|"
-            r"\bglass test\b|\bpurpl\w*(?:[- ]\w+)? (?:spots?|rash|dots|blotches|patches)|\bpetechi\w*|\bpurpura\b|"
+            r"\bglass test\b(?:\W+\w+){0,6}?\W+(?:didn'?t|did not|doesn'?t|does not|don'?t|do not|failed|positive|still)\b|"
+            r"\b(?:did|tried|done|doing|failed) (?:the |a )?glass test\b|\bpurpl\w*(?:[- ]\w+)? (?:spots?|rash|dots|blotches|patches)|\bpetechi\w*|\bpurpura\b|"
             r"\bpin[- ]?(?:prick|point)\w* (?:\w+ ){0,2}(?:spots|dots|rash)\b|"
             # "pressed a glass on them and they didn't go away", "you can still see them through the glass"
             r"\b(?:glass|tumbler)\b(?:\W+\w+){0,8}?\W+(?:(?:didn'?t|did not|don'?t|do not|doesn'?t|does not|won'?t|wont) (?:\w+ )?"
@@ -318,10 +322,13 @@ RULES: tuple[Rule, ...] = (
         "swelling of the face, lips or throat, or trouble breathing",
         "urticaria",
         _rx(
-            r"\b(?:lips?|tongue|throat|face|eyes?)\b(?:\W+\w+){0,3}?\W+(?:swell\w*|swollen|puff\w*)|\b(?:swell\w*|swollen)"
+            # puffy eyes alone (a late night, hay fever) are not this sign; an eye swollen shut is
+            r"\b(?:lips?|tongue|throat|face|cheeks?)\b(?:\W+\w+){0,3}?\W+(?:swell\w*|swollen|puff\w*)|\beyes? (?:\w+ ){0,2}swollen "
+            r"shut\b|\b(?:swell\w*|swollen)"
             r"\W+(?:\w+\W+){0,2}(?:lips?|tongue|throat|face)\b|\bthroat (?:feels |is |getting |gets )?(?:tight\w*|"
             r"closing)|\btight\w* (?:in )?(?:my |the )?throat\b|\b(?:trouble|difficulty|hard|struggling|can'?t|cannot) "
-            r"(?:to )?(?:breath\w*|swallow\w*)|\bwheez\w*|\b(?:fainted|fainting|feel\w* faint|collapsed|collapsing)\b|"
+            r"(?:to )?(?:breath\w*|swallow\w*)|\b(?:hard|trouble|difficult\w*|struggling) (?:to )?(?:get|take|catch) (?:a |my )?"
+            r"(?:full |deep )?breath\w*|\bwheez\w*|\b(?:fainted|fainting|feel\w* faint|collapsed|collapsing)\b|"
             r"\bangio-?o?edema\b|\bvoice (?:change\w*|gone hoarse|is hoarse)\b|\bstuck in (?:my |the )?throat\b|\btongue (?:feels |is )?"
             r"(?:too )?(?:big|thick|fat)\b"
         ),
@@ -353,7 +360,8 @@ RULES: tuple[Rule, ...] = (
         _rx(
             r"\b(?:won'?t|doesn'?t|does not|will not|can'?t|cannot)\W+(?:\w+\W+){0,2}stop (?:the )?bleed\w*|"
             r"\b(?:bleed\w*|blood)\b(?:\W+\w+){0,12}?\W+(?:won'?t|wont|doesn'?t|does not|will not|didn'?t|did not) stop\b|"
-            r"\bbleeding a lot\b|\bblood (?:is )?(?:still|keeps) (?:coming|pouring|dripping|running)\b|"
+            r"\bbleeding a lot\b|\bblood (?:is )?(?:still|keeps) (?:coming|pouring|dripping|running)\b|\bstill (?:bleeding|going|"
+            r"pouring|dripping) after (?:about |over |nearly |almost )?(?:[1-9]\d|ten|fifteen|twenty|thirty|forty|half an) min\w*|"
             # ten minutes or more ("been bleeding for 30 mins")
             r"\bbleed\w* for (?:over |more than |about |nearly |almost |at least )?(?:(?:[1-9]\d\d?|ten|fifteen|twenty|thirty|"
             r"forty|half an) min\w*|(?:an|\d+|one|two|a few|several) hours?)\b|"

@@ -53,7 +53,7 @@ _QUESTION_START_RE = re.compile(
     r"^\W*(?:what|what'?s|whats|is|are|can|could|do|does|how|why|when|which|will|would)\b", re.IGNORECASE
 )
 _ABOUT_SOMEONE_RE = re.compile(  # "I", "me", "my", "his": someone's own skin ("asking for a friend" counts too)
-    r"\b(?:i|i'm|i've|im|ive|me|mine|we|us|my|our|his|her|their|the one)\b", re.IGNORECASE
+    r"\b(?:i|i'm|i've|im|ive|me|mine|we|us|my|our|his|her|the one)\b", re.IGNORECASE
 )
 _CURIOSITY_RE = re.compile(
     r"\b(?:just curious|out of curiosity|asking for (?:my |a |our )?(?:\w+ )?(?:homework|class|essay|project|exam|course|"
@@ -74,17 +74,31 @@ _REMOVED_BEFORE_RE = re.compile(  # "had a mole removed on Monday ... a spot of 
     r"biopsied|frozen off)\b",
     re.IGNORECASE,
 )
+_EXPLAINED_RE = re.compile(  # seen and explained: "the dermatologist looked at it last month, said it's benign"
+    r"\b(?:dermatologist|doctor|gp|derm|nurse|consultant|specialist|midwife)\b(?:\W+\w+){0,16}?\W+(?:said|says|told (?:me|us|"
+    r"her|him)|confirmed)\b(?:\W+[\w']+){0,4}?\W+(?:benign|fine|harmless|nothing to worry|not to worry|normal|hormon\w*)\b",
+    re.IGNORECASE,
+)
+_NAIL_ART_RE = re.compile(r"\b(?:painted|nail art|design|decal|sticker)\b", re.IGNORECASE)
+_NOT_A_LESION_RE = re.compile(  # what "it" bled from when it was not a lesion: "popped a pimple ... it bled"
+    r"\b(?:pimples?|zits?|whiteheads?|blackheads?|ingrown hairs?|lips?|gums?|nose|tongue|cut|graze|scratch|knee|finger)\b",
+    re.IGNORECASE,
+)
+_LESION_NAMED_RE = re.compile(
+    r"\b(?:mole|moles|freckle|spot|lump|growth|birthmark|lesion|naevus|nevus|mark)\b", re.IGNORECASE
+)
 _TAKEN_OFF_RE = re.compile(  # "the mole that bled in March was removed": the sign belongs to a lesion that is gone
     r"^(?:\W+\w+){0,8}?\W+(?:was|were|got|had it|been|has been|have been) (?:\w+ )?(?:removed|cut out|cut off|excised|"
     r"taken off|frozen off|burnt off|lasered off)\b",
     re.IGNORECASE,
 )
 _PAST_SINCE_RE = re.compile(  # "last year I had swollen lips ..., nothing since"
-    r"\b(?:last year|(?:\d+|a|one|two|three|few|several) years? ago|as a (?:child|kid)|when i was (?:a )?(?:young|little|"
+    r"\b(?:last year|(?:(?:\d+|a|one|two|three|few|several) )?years? ago|as a (?:child|kid)|when i was (?:a )?(?:young|little|"
     r"kid|child|teen\w*))\b"
 )
-_NOTHING_SINCE_RE = re.compile(
-    r"^[^.;!?\n]*?\b(?:nothing|no (?:problems?|issues?|reactions?)|fine|ok|okay)(?: ever)? since\b"
+_NOTHING_SINCE_RE = re.compile(  # "..., nothing since", "I carry an EpiPen since." (not "since yesterday")
+    r"^[^.;!?\n]*?\b(?:(?:nothing|no (?:problems?|issues?|reactions?)|fine|ok|okay)(?: ever)? since\b|since(?: then)?\s*(?:[.;!?]|$)"
+    r"|ever since\b)"
 )
 _CHILD_RE = re.compile(
     r"\b(?:son|daughter|child|children|kid|kids|boy|girl|toddler|teen\w*|grandson|granddaughter|(?:[1-9]|1[0-7])[- ]?(?:years?|"
@@ -109,6 +123,14 @@ def _settled_long_ago(text: str, match: re.Match[str]) -> bool:
     return bool(_PAST_SINCE_RE.search(before) and _NOTHING_SINCE_RE.search(text[match.end() :].lower()))
 
 
+def _bled_from_something_else(text: str, match: re.Match[str]) -> bool:
+    """ "it bled" where "it" is a popped pimple, a bitten lip or a cut, and no lesion is named before it."""
+    if not match.group(0).lower().startswith("it"):
+        return False
+    before = text[: match.start()]
+    return bool(_NOT_A_LESION_RE.search(before) and not _LESION_NAMED_RE.search(before))
+
+
 def _not_a_report(rule: Rule, text: str, match: re.Match[str]) -> bool:
     """Whether a sign is not being reported about a lesion now. For any sign, each narrow: settled long ago ("it bled
     once two years ago and has been fine since"), gone ("it's gone now"), or hypothetical said outright ("just
@@ -124,6 +146,10 @@ def _not_a_report(rule: Rule, text: str, match: re.Match[str]) -> bool:
         return False
     if rule.id == "bleeding_lesion" and _REMOVED_BEFORE_RE.search(text[: match.start()]):
         return True  # a wound where a mole was removed may spot blood
+    if rule.id == "bleeding_lesion" and _bled_from_something_else(text, match):
+        return True
+    if _EXPLAINED_RE.search(text) or (rule.id == "nail_streak" and _NAIL_ART_RE.search(text)):
+        return True  # seen and explained by a clinician; a line painted on a nail
     asked = "?" in text and bool(_QUESTION_START_RE.search(text))
     if asked and (_CURIOSITY_RE.search(text) or not _ABOUT_SOMEONE_RE.search(text)):
         return True

@@ -24,6 +24,7 @@ FOLDS = 5
 MAX_FALSE_ALARMS = 0.03  # out of fold, the model alone: at most 3 in 100 ordinary messages flagged
 MAX_FALSE_NOW = 0.03  # out of fold: at most 3 in 100 messages that are not "now" told to get help now
 CARD_FILE = "redflag_learned.md"
+WRITTEN_WITH_RULES = 138  # the dev file's first lines; the rest were written by people who had not seen the rules
 
 
 def _labels(rows: list[dict[str, Any]]) -> np.ndarray:
@@ -170,10 +171,11 @@ notice, never remove one or change the urgency a rule gave.
   two messages) and a three-class (none / soon / now) L2 softmax regression, fitted by the project's own code
   (`dermchat/redflags/train.py`, numpy + scipy). A hit is named after the warning sign whose examples its n-grams are
   closest to (cosine to each sign's centroid), so the notice and knowledge-base entry are that sign's.
-- **Data**: the {report["phrasings"]} dev phrasings in `dermchat/data/redflag_phrasings.jsonl`: 138 written with the
-  rules and 624 written on 2026-12-05 by helpers who had never seen the rules (lay words, slang, typos, non-native
-  English, carers and clinicians' notes), labelled as a careful triage nurse would; none is a real patient's message.
-- **Exact command**: `python -m dermchat train-redflag-screen` (deterministic; about a minute on two cores).
+- **Data**: the {report["phrasings"]} dev phrasings in `dermchat/data/redflag_phrasings.jsonl`: the first
+  {WRITTEN_WITH_RULES} written with the rules, the rest written from 2026-12-05 by helpers who had never seen the rules
+  (lay words, slang, typos, non-native English, carers' and clinicians' notes, and ordinary messages that use the
+  signs' words), labelled as a careful triage nurse would; none is a real patient's message.
+- **Exact command**: `python -m dermchat train-redflag-screen` (deterministic; about ten seconds on two cores).
 - **Chosen by five-fold cross-validation on the dev phrasings only**: the penalty maximising out-of-fold red flags
   found plus "now" found, each with the lowest cut-off whose out-of-fold false alarms stay within
   {MAX_FALSE_ALARMS} (flag) and {MAX_FALSE_NOW} ("now" said of a message that is not).
