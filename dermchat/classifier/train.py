@@ -437,9 +437,8 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     log(f"command: {command}")
     device = training_device(args.device)
     bf16 = args.precision == "bf16" or (args.precision == "auto" and native_bf16(device))
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
     log(
-        f"torch {torch.__version__} on {where}, {'bfloat16 autocast' if bf16 else 'float32'}, "
+        f"torch {torch.__version__} on {_device_name(device)}, {'bfloat16 autocast' if bf16 else 'float32'}, "
         f"python {platform.python_version()}"
     )
     plan = plan_split(args, data_dir, out, log)
@@ -468,7 +467,40 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         f"stopped: {outcome.stop_reason}; best epoch {state.best_epoch} ({data.val_name} score "
         f"{state.best_score:.4f}); training loop {outcome.train_s / 60:.1f} min"
     )
-    summary = {
+    summary = run_summary(args, command, data_dir, plan, setup, count_parameters(model), (state, outcome), device, bf16)
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
+    if outcome.paused:
+        log("not calibrating a paused run: resume it to finish the schedule")
+    elif not args.no_calibrate:
+        calibrate_and_export(out, data_dir, data.pixels, plan.image_ids, device, log)
+    log(f"done in {(time.time() - started) / 60:.1f} min; weights in {out / MODEL_FILE}")
+    log.close()
+    return 0
+
+
+def _device_name(device: Any) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+
+
+def run_summary(
+    args: argparse.Namespace,
+    command: str,
+    data_dir: Path,
+    plan: SplitPlan,
+    setup: Setup,
+    parameters: int,
+    finished: tuple[Any, Any],
+    device: Any,
+    bf16: bool,
+) -> dict[str, Any]:
+    """What ``training_summary.json`` records of a run: how it was started, on what, and how each epoch went.
+    ``finished``: the epoch loop's state and outcome."""
+    import torch
+
+    state, outcome = finished
+    return {
         "command": command,
         "data_dir": str(data_dir),
         "seed": args.seed,
@@ -479,7 +511,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         "backbone": setup.backbone,
         "batch_size": setup.batch_size,
         "peak_lr": setup.lr_peak,
-        "parameters": count_parameters(model),
+        "parameters": parameters,
         "epochs_run": len(state.history),
         "best_epoch": state.best_epoch,
         "stop_reason": outcome.stop_reason,
@@ -492,14 +524,6 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "history": state.history,
     }
-    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
-    if outcome.paused:
-        log("not calibrating a paused run: resume it to finish the schedule")
-    elif not args.no_calibrate:
-        calibrate_and_export(out, data_dir, data.pixels, plan.image_ids, device, log)
-    log(f"done in {(time.time() - started) / 60:.1f} min; weights in {out / MODEL_FILE}")
-    log.close()
-    return 0
 
 
 @dataclass
