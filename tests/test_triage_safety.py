@@ -139,6 +139,9 @@ def test_phrasing_sets_are_large_enough_and_the_screen_meets_its_figures() -> No
     # written by someone who never saw the rules, and never read by whoever changes them: 0.85 / 0.05 (6 misses, 2 false alarms)
     blind = evaluate(load_phrasings(PHRASING_SETS["blind"]))
     assert len(blind["misses"]) <= 8 and len(blind["false_alarms"]) <= 4 and blind["n"] == 80
+    # written blind, scored once (rules + learned screen: 0.95 / 0.017), never tuned on
+    heldout2 = evaluate(load_phrasings(PHRASING_SETS["heldout2"]))
+    assert heldout2["sensitivity"] >= 0.9 and heldout2["false_alarm_rate"] <= 0.05
 
 
 def test_text_only_red_flag_gets_a_tier_and_a_see_a_doctor_notice(tmp_path: Path) -> None:
@@ -211,7 +214,9 @@ def test_eval_redflags_reports_sensitivity_and_false_alarms() -> None:
     assert {"dev", "heldout", "blind"} <= set(figures) and figures["dev"]["n"] >= 60
     assert {"sensitivity", "false_alarm_rate"} <= set(figures["heldout"])
     # the blind set's texts stay out of the report unless asked for, so reading it does not make it a dev set
-    assert "misses" in figures["dev"] and "misses" not in figures["blind"]
+    assert "misses" in figures["dev"] and all(
+        "misses" not in f for name, f in figures.items() if name.startswith("blind")
+    )
     assert figures["blind"]["misses_count"] == round(
         (1 - figures["blind"]["sensitivity"]) * figures["blind"]["red_flags"]
     )

@@ -1,14 +1,16 @@
 """``python -m dermchat eval-redflags``: sensitivity and false-alarm rate of the red-flag text screen.
 
-Three phrasing sets in ``dermchat/data``:
+Phrasing sets in ``dermchat/data``:
 
-- ``redflag_phrasings.jsonl`` (dev): written together with the rules, and every set below that has been read to
-  change a rule (two sets written blind by someone who never saw the rules were folded in after they were read).
+- ``redflag_phrasings.jsonl`` (dev): the first 138 lines written together with the rules, then every set written by
+  someone who never saw the rules that was afterwards read to change the screen.
 - ``redflag_phrasings_heldout.jsonl``: 30 lines written after the first rules. Its last two misses were read on
   2026-12-05, so it is no longer an independent figure.
-- ``redflag_phrasings_blind.jsonl`` (blind): 80 lines written by someone who never saw the rules, for a screen
-  judged on messages nobody tuned it on. Its figures may be read; its texts, misses and false alarms are not read
-  by whoever changes the rules (``--set blind`` prints figures only, unless ``--show-texts``), or it stops being blind.
+- ``redflag_phrasings_heldout2.jsonl``: 120 lines written blind on 2026-12-05 and scored once; then its misses were
+  printed by mistake (a set name the blind filter did not know, since fixed). No rule has been changed from it.
+- ``redflag_phrasings_blind*.jsonl`` (blind, blind2): written by people who never saw the rules. Their figures may be
+  read; their texts, misses and false alarms are not read by whoever changes the screen: any set whose name starts
+  with "blind" prints figures only, unless ``--show-texts``.
 
 Each line is ``{"text": ..., "red_flag": true|false, "urgency": "soon"|"now"|null}``. Sensitivity counts a red flag
 found at all; "urgency right" counts it found with the expected urgency (a "now" sign reported as "soon" is a miss
@@ -29,12 +31,15 @@ from dermchat.redflags.screen import screen
 PHRASING_SETS = {
     "dev": DATA_PACKAGE_DIR / "redflag_phrasings.jsonl",
     "heldout": DATA_PACKAGE_DIR / "redflag_phrasings_heldout.jsonl",
+    "heldout2": DATA_PACKAGE_DIR / "redflag_phrasings_heldout2.jsonl",
     "blind": DATA_PACKAGE_DIR / "redflag_phrasings_blind.jsonl",
     "blind2": DATA_PACKAGE_DIR / "redflag_phrasings_blind2.jsonl",
 }
-BLIND_SETS = frozenset(
-    {"blind", "blind2"}
-)  # figures only, unless asked: reading its texts would make it one more dev set
+
+
+def is_blind(name: str) -> bool:
+    """A set whose texts stay unread: figures only, unless asked (reading them would make it one more dev set)."""
+    return name.startswith("blind")
 
 
 def load_phrasings(path: Path, *, keep_sign: bool = False) -> list[dict[str, Any]]:
@@ -106,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             figures = evaluate(load_phrasings(path), learned=not args.rules_only)
         except ValueError as exc:
             return fail(exc)
-        report[name] = figures if name not in BLIND_SETS or args.show_texts else figures_only(figures)
+        report[name] = figures if not is_blind(name) or args.show_texts else figures_only(figures)
     return emit(report, args.json, print_report, indent=2)
 
 

@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / MODEL_FILE)
     blind = {}
-    for name in ("heldout", "blind", "blind2"):
+    for name in ("heldout", "heldout2", "blind", "blind2"):
         if name in PHRASING_SETS and PHRASING_SETS[name].exists():
             from dermchat.redflags.learned import use_model
 
