@@ -24,7 +24,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -94,6 +94,13 @@ class TfIdf:
         return csr_matrix((values, (rows, cols)), shape=(len(texts), len(self.idf)))
 
 
+def class_probabilities(rows: csr_matrix, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
+    """P(none), P(soon), P(now) for each TF-IDF row."""
+    from scipy.special import softmax
+
+    return np.asarray(softmax(rows @ coef + intercept, axis=1))
+
+
 @dataclass(frozen=True)
 class LearnedScreen:
     """The fitted model: n-gram weights for none / soon / now, the two probability cut-offs, and one centroid per
@@ -108,16 +115,14 @@ class LearnedScreen:
     sign_centroids: np.ndarray  # (signs, features)
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
-        from scipy.special import softmax
-
-        return np.asarray(softmax(self.tfidf.transform(texts) @ self.coef + self.intercept, axis=1))
+        return class_probabilities(self.tfidf.transform(texts), self.coef, self.intercept)
 
     def hit(self, text: str) -> RedFlagHit | None:
         """A red flag the model sees in ``text``, named after the closest sign, or None."""
         from dermchat.redflags.rules import RULES
 
         row = self.tfidf.transform([text])
-        p = self.probabilities([text])[0]
+        p = class_probabilities(row, self.coef, self.intercept)[0]
         if p[1] + p[2] <= self.flag_threshold or row.nnz == 0:
             return None
         urgency: Urgency = "now" if p[2] > self.now_threshold else "soon"
@@ -206,12 +211,3 @@ def learned_hits(text: str, rule_hits: list[RedFlagHit]) -> list[RedFlagHit]:
         log.warning("learned red-flag screen unavailable: %s", exc)
         return []
     return [hit] if hit is not None else []
-
-
-def describe(model: LearnedScreen) -> dict[str, Any]:
-    return {
-        "features": len(model.tfidf.idf),
-        "flag_threshold": model.flag_threshold,
-        "now_threshold": model.now_threshold,
-        "signs": len(model.sign_ids),
-    }

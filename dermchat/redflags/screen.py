@@ -39,14 +39,19 @@ def _negation_before(text: str, clause_start: int, position: int) -> bool:
     return not (len(rest) == 2 and _KEEPS_GOING_RE.search(rest[1]))
 
 
+def _clause_start(text: str, position: int) -> int:
+    """Where the clause holding ``position`` begins: just after the last full stop, semicolon, ! ? or line break."""
+    return max(text.rfind(sep, 0, position) for sep in ".;!?\n") + 1
+
+
 def _negated(text: str, start: int, end: int) -> bool:
     """Whether the matched warning sign is negated: a negation in its clause just before its last word ("it is not
     bleeding") or just before its first ("no temperature ... a viral rash"); "will not stop itching" is no negation."""
     words = list(re.finditer(r"[\w']+", text[start:end]))
     last = start + words[-1].start() if words else start
-    last_clause = max(text.rfind(sep, 0, last) for sep in ".;!?\n") + 1
-    first_clause = max(text.rfind(sep, 0, start) for sep in ".;!?\n") + 1
-    return _negation_before(text, last_clause, last) or _negation_before(text, first_clause, start)
+    return _negation_before(text, _clause_start(text, last), last) or _negation_before(
+        text, _clause_start(text, start), start
+    )
 
 
 _QUESTION_START_RE = re.compile(
@@ -56,8 +61,8 @@ _ABOUT_SOMEONE_RE = re.compile(  # "I", "me", "my", "his": someone's own skin ("
     r"\b(?:i|i'm|i've|im|ive|me|mine|we|us|my|our|his|her|the one)\b", re.IGNORECASE
 )
 _CURIOSITY_RE = re.compile(
-    r"\b(?:just curious|out of curiosity|asking for (?:my |a |our )?(?:\w+ )?(?:homework|class|essay|project|exam|course|"
-    r"assignment|coursework))\b",
+    # "just curious" and "out of curiosity" are _HYPOTHETICAL_RE's, which sets any sign aside before questions are read
+    r"\basking for (?:my |a |our )?(?:\w+ )?(?:homework|class|essay|project|exam|course|assignment|coursework)\b",
     re.IGNORECASE,
 )
 _HYPOTHETICAL_RE = re.compile(  # said outright: nobody has the sign now
@@ -94,11 +99,13 @@ _TAKEN_OFF_RE = re.compile(  # "the mole that bled in March was removed": the si
 )
 _PAST_SINCE_RE = re.compile(  # "last year I had swollen lips ..., nothing since"
     r"\b(?:last year|(?:(?:\d+|a|one|two|three|few|several) )?years? ago|as a (?:child|kid)|when i was (?:a )?(?:young|little|"
-    r"kid|child|teen\w*))\b"
+    r"kid|child|teen\w*))\b",
+    re.IGNORECASE,
 )
 _NOTHING_SINCE_RE = re.compile(  # "..., nothing since", "I carry an EpiPen since." (not "since yesterday")
     r"^[^.;!?\n]*?\b(?:(?:nothing|no (?:problems?|issues?|reactions?)|fine|ok|okay)(?: ever)? since\b|since(?: then)?\s*(?:[.;!?]|$)"
-    r"|ever since\b)"
+    r"|ever since\b)",
+    re.IGNORECASE,
 )
 _CHILD_RE = re.compile(
     r"\b(?:son|daughter|child|children|kid|kids|boy|girl|toddler|teen\w*|grandson|granddaughter|(?:[1-9]|1[0-7])[- ]?(?:years?|"
@@ -118,9 +125,8 @@ _SUN_RE = re.compile(r"\b(?:tan|tanned|tanning|sun|sunny|summer|holiday|beach)\b
 
 def _settled_long_ago(text: str, match: re.Match[str]) -> bool:
     """A sign told as past ("last year", "two years ago") earlier in its sentence and "nothing since" after it."""
-    sentence_start = max(text.rfind(sep, 0, match.start()) for sep in ".;!?\n") + 1
-    before = text[sentence_start : match.start()].lower()
-    return bool(_PAST_SINCE_RE.search(before) and _NOTHING_SINCE_RE.search(text[match.end() :].lower()))
+    before = text[_clause_start(text, match.start()) : match.start()]
+    return bool(_PAST_SINCE_RE.search(before) and _NOTHING_SINCE_RE.search(text[match.end() :]))
 
 
 def _bled_from_something_else(text: str, match: re.Match[str]) -> bool:
@@ -153,7 +159,7 @@ def _not_a_report(rule: Rule, text: str, match: re.Match[str]) -> bool:
     asked = "?" in text and bool(_QUESTION_START_RE.search(text))
     if asked and (_CURIOSITY_RE.search(text) or not _ABOUT_SOMEONE_RE.search(text)):
         return True
-    if _TAKEN_OFF_RE.search(text[match.end() :]):
+    if _TAKEN_OFF_RE.search(after):
         return True
     if rule.id.startswith("new_mole") and _CHILD_RE.search(text) and not _ADULT_AGE_RE.search(text):
         return True  # new moles are expected in childhood; the sign is "a new mole in adult life"

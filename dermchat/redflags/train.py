@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from dermchat.cli_output import emit, fail
-from dermchat.redflags.learned import CLASSES, MODEL_FILE, LearnedScreen, TfIdf
+from dermchat.redflags.learned import CLASSES, MODEL_FILE, LearnedScreen, TfIdf, class_probabilities, use_model
 
 L2_GRID = (0.03, 0.1, 0.3, 1.0)
 FOLDS = 5
@@ -56,8 +56,6 @@ def _fit(tfidf: TfIdf, texts: list[str], labels: np.ndarray, l2: float) -> tuple
 
 def out_of_fold(texts: list[str], labels: np.ndarray, l2: float) -> np.ndarray:
     """Each message's probabilities from a model fitted (vocabulary included) on the other four folds."""
-    from scipy.special import softmax
-
     folds = np.random.default_rng(0).permutation(len(texts)) % FOLDS
     probs = np.zeros((len(texts), len(CLASSES)))
     for fold in range(FOLDS):
@@ -65,7 +63,7 @@ def out_of_fold(texts: list[str], labels: np.ndarray, l2: float) -> np.ndarray:
         test = [i for i in range(len(texts)) if folds[i] == fold]
         tfidf = TfIdf.fit([texts[i] for i in train])
         coef, intercept = _fit(tfidf, [texts[i] for i in train], labels[train], l2)
-        probs[test] = softmax(tfidf.transform([texts[i] for i in test]) @ coef + intercept, axis=1)
+        probs[test] = class_probabilities(tfidf.transform([texts[i] for i in test]), coef, intercept)
     return probs
 
 
@@ -138,14 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / MODEL_FILE)
-    blind = {}
-    for name in ("heldout", "heldout2", "blind", "blind2"):
-        if name in PHRASING_SETS and PHRASING_SETS[name].exists():
-            from dermchat.redflags.learned import use_model
-
-            with use_model(model):
-                blind[name] = figures_only(evaluate(load_phrasings(PHRASING_SETS[name])))
-    report["scored_after_choosing"] = blind
+    scored = {}
+    with use_model(model):
+        for name in ("heldout", "heldout2", "blind", "blind2"):
+            if PHRASING_SETS[name].exists():
+                scored[name] = figures_only(evaluate(load_phrasings(PHRASING_SETS[name])))
+    report["scored_after_choosing"] = scored
     (out / CARD_FILE).write_text(model_card(report), encoding="utf-8")
     return emit(report, args.json, lambda r: print(json.dumps(r["chosen"])), indent=2)
 
