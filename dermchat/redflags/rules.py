@@ -42,9 +42,10 @@ _FEVER = (  # a fever in words or in degrees: "shivery", "a temp of 38.9", "39 d
 _PAIN = r"(?:hurts?|hurting|painful|tender|sore|sting\w*|prickl\w*|irritat\w*|throb\w*|ach\w*|burn\w*|tickl\w*)"
 _RED = r"(?:red\w*|pink\w*|erythem\w*|cellulitis)"  # the colour of an infection, in lay or clinical words
 _COLOUR = r"(?:brown|black|blue|bluish|grey|gray|greyish|red|reddish|pink|pinkish|white|whitish|purple|dark)"
+_DREW = r"\b(?:drew|drawn|marked|traced|outlined)\b"
+_PAST_THE_LINE = r"(?:past|beyond|outside|over) (?:it\b|(?:the |my |that )?(?:pen |marker |biro )?(?:line|lines|mark|marks|outline)\b)"
 _DRAWN_ROUND = (  # the pen-line check: "drew round it with a biro at 8am and by lunch it's 3cm past it"
-    r"\b(?:drew|drawn|marked|traced|outlined)\b(?:\W+(?!mole|moles|freckle|spot)\w+){0,24}?\W+(?:past|beyond|outside|over)"
-    r" (?:it\b|(?:the |my |that )?(?:pen |marker |biro )?(?:line|lines|mark|marks|outline)\b)|\b(?:past|beyond|outside) (?:the |my )?"
+    rf"{_DREW}(?:\W+(?!mole|moles|freckle|spot)\w+){{0,24}}?\W+{_PAST_THE_LINE}|\b(?:past|beyond|outside) (?:the |my )?"
     r"(?:pen|marker|biro) (?:line|mark|outline)"
 )
 _TURNED_DARK = (  # "went from light brown to black", "has turned black", "has gone really dark"
@@ -107,8 +108,7 @@ RULES: tuple[Rule, ...] = (
             rf"\b{_MOLE}\b(?:\W+\w+){{0,8}}?\W+(?:was|used to be) (?:always |completely )?flat\b(?:\W+[\w']+){{0,6}}?\W+now\b"
             r"(?:\W+[\w']+){0,4}?\W+(?:raised|lumpy|bumpy|sticking (?:out|up)|sticks? (?:out|up))\b|"
             # "drew round my mole ... now it goes past the line"
-            r"\b(?:drew|drawn|marked|traced|outlined)\b(?:\W+\w+){0,4}?\W+(?:mole|freckle|spot)\b(?:\W+\w+){0,16}?\W+(?:past|beyond|"
-            r"outside|over) (?:it\b|(?:the |my |that )?(?:pen |marker |biro )?(?:line|lines|mark|marks|outline)\b)"
+            rf"{_DREW}(?:\W+\w+){{0,4}}?\W+(?:mole|freckle|spot)\b(?:\W+\w+){{0,16}}?\W+{_PAST_THE_LINE}"
         ),
     ),
     Rule(
